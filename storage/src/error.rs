@@ -1,0 +1,63 @@
+//! Errors of the storage layer, grouped by who is at fault.
+
+use crate::table_def::TableName;
+
+pub type Result<T, E = StorageError> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    // --- The user's statement is at fault: the data was left alone. ---
+    #[error("relation \"{name}\" already exists")]
+    TableExists { name: TableName },
+    #[error("relation \"{name}\" does not exist")]
+    TableNotFound { name: TableName },
+    #[error("schema \"{name}\" already exists")]
+    SchemaExists { name: String },
+    #[error("schema \"{name}\" does not exist")]
+    SchemaNotFound { name: String },
+    #[error("duplicate key value violates unique constraint \"{constraint}\"")]
+    UniqueViolation { constraint: String, detail: String },
+    #[error("null value in column \"{column}\" of relation \"{table}\" violates not-null constraint")]
+    NotNullViolation { table: String, column: String },
+    #[error("{message}")]
+    InvalidDefinition { message: String },
+    #[error("{message}")]
+    Unsupported { message: String },
+
+    // --- Another writer won a race; the operation may be retried. ---
+    #[error("concurrent commit of version {version} of table {table}")]
+    CommitConflict { table: TableName, version: u64 },
+
+    // --- Storage failed or holds something we cannot read. ---
+    #[error("lance: {source}")]
+    Lance {
+        #[from]
+        source: lance::Error,
+    },
+    #[error("object store: {source}")]
+    ObjectStore {
+        #[from]
+        source: object_store::Error,
+    },
+    #[error("arrow: {source}")]
+    Arrow {
+        #[from]
+        source: arrow::error::ArrowError,
+    },
+    #[error("i/o on {path}: {source}")]
+    Io { path: String, source: std::io::Error },
+    #[error("manifest {path} is unreadable: {message}")]
+    CorruptManifest { path: String, message: String },
+    #[error("invalid warehouse location {url}: {message}")]
+    InvalidWarehouse { url: String, message: String },
+
+    // --- A bug of ours. ---
+    #[error("internal error: {message}")]
+    Internal { message: String },
+}
+
+impl StorageError {
+    pub fn internal(message: impl Into<String>) -> Self {
+        StorageError::Internal { message: message.into() }
+    }
+}

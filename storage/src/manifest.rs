@@ -1,0 +1,186 @@
+//! The table manifest: one immutable JSON file per committed version.
+//!
+//! `<table>/_tarn/manifest/<version, 20 digits>.json`. A commit is one put-if-absent of
+//! the next version's file: two writers racing for a version cannot both win, and a
+//! version number is never reused. The newest file is the table's state.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, StorageError};
+use crate::table_def::TableDef;
+
+/// Written into every manifest so a later release can tell which layout it reads.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// A committed version of a table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Version(pub u64);
+
+impl Version {
+    pub fn next(self) -> Self {
+        Version(self.0 + 1)
+    }
+}
+
+impl fmt::Display for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// Which immutable base files hold the table's rows at this version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "format", rename_all = "lowercase")]
+pub enum BaseRef {
+    /// A version of the Lance dataset in `base/`.
+    Lance { version: u64 },
+    /// Parquet files in `base/`, in the order they were written.
+    Parquet { files: Vec<ParquetFile> },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ParquetFile {
+    /// File name below `base/`.
+    pub name: String,
+    pub rows: u64,
+    pub bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format_version: u32,
+    pub version: Version,
+    pub table: TableDef,
+    pub base: BaseRef,
+    /// The last value handed out by each identity column's sequence.
+    #[serde(default)]
+    pub sequences: BTreeMap<String, i64>,
+    pub row_count: u64,
+    /// Milliseconds since the Unix epoch.
+    pub committed_at_ms: u64,
+}
+
+impl Manifest {
+    pub fn first(table: TableDef, base: BaseRef) -> Self {
+        Manifest {
+            format_version: FORMAT_VERSION,
+            version: Version(1),
+            table,
+            base,
+            sequences: BTreeMap::new(),
+            row_count: 0,
+            committed_at_ms: now_ms(),
+        }
+    }
+
+    /// The manifest of the next version: same content, to be changed by the caller.
+    pub fn successor(&self) -> Self {
+        Manifest { version: self.version.next(), committed_at_ms: now_ms(), ..self.clone() }
+    }
+}
+
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Reads and commits the manifests of one table.
+#[derive(Debug, Clone)]
+pub struct ManifestStore {
+    store: Arc<dyn ObjectStore>,
+    dir: Path,
+}
+
+impl ManifestStore {
+    pub fn new(store: Arc<dyn ObjectStore>, table_dir: &Path) -> Self {
+        Self { store, dir: table_dir.clone().join("_tarn").join("manifest") }
+    }
+
+    fn path_of(&self, version: Version) -> Path {
+        self.dir.clone().join(format!("{:020}.json", version.0))
+    }
+
+    /// All committed versions, oldest first.
+    pub async fn versions(&self) -> Result<Vec<Version>> {
+        let mut versions: Vec<Version> = self
+            .store
+            .list(Some(&self.dir))
+            .map_ok(|meta| meta.location)
+            .try_filter_map(|path| async move {
+                Ok(path
+                    .filename()
+                    .and_then(|name| name.strip_suffix(".json"))
+                    .and_then(|digits| digits.parse::<u64>().ok())
+                    .map(Version))
+            })
+            .try_collect()
+            .await?;
+        versions.sort();
+        Ok(versions)
+    }
+
+    pub async fn read(&self, version: Version) -> Result<Manifest> {
+        let path = self.path_of(version);
+        let bytes = self.store.get(&path).await?.bytes().await?;
+        let manifest: Manifest = serde_json::from_slice(&bytes).map_err(|e| {
+            StorageError::CorruptManifest { path: path.to_string(), message: e.to_string() }
+        })?;
+        if manifest.format_version > FORMAT_VERSION {
+            return Err(StorageError::CorruptManifest {
+                path: path.to_string(),
+                message: format!(
+                    "written by a newer Tarn (format {}, this build reads up to {FORMAT_VERSION})",
+                    manifest.format_version
+                ),
+            });
+        }
+        Ok(manifest)
+    }
+
+    /// The newest manifest, or `None` when the folder holds no committed table.
+    pub async fn latest(&self) -> Result<Option<Manifest>> {
+        match self.versions().await?.last() {
+            Some(&version) => Ok(Some(self.read(version).await?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Commits `manifest` as its version. Fails with [`StorageError::CommitConflict`]
+    /// if that version exists already. Durable when it returns (the store fsyncs).
+    pub async fn commit(&self, manifest: &Manifest) -> Result<()> {
+        let json = serde_json::to_vec_pretty(manifest)
+            .map_err(|e| StorageError::internal(format!("serializing manifest: {e}")))?;
+        let options = PutOptions { mode: PutMode::Create, ..Default::default() };
+        match self
+            .store
+            .put_opts(&self.path_of(manifest.version), PutPayload::from(Bytes::from(json)), options)
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(object_store::Error::AlreadyExists { .. }) => Err(StorageError::CommitConflict {
+                table: manifest.table.name.clone(),
+                version: manifest.version.0,
+            }),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Deletes every manifest, oldest first, so that until the last one goes the folder
+    /// still reads as the newest committed state, never as an older one.
+    pub async fn delete_all(&self) -> Result<()> {
+        for version in self.versions().await? {
+            self.store.delete(&self.path_of(version)).await?;
+        }
+        Ok(())
+    }
+}
