@@ -1,1 +1,37 @@
+//! Tarn's SQL engine: DataFusion with Postgres' SQL surface over Tarn tables.
+//!
+//! Knows SQL and DataFusion; knows nothing of the wire protocol.
+//!
+//! # Layout
+//!
+//! - [`engine`]: [`Engine`], the warehouse plus the session template; the one place that
+//!   registers every extension (catalog, types, functions, configuration).
+//! - [`session`]: [`Session`], one connection's statements: prepare (parameter and
+//!   result types), execute; settings and transaction state.
+//! - [`parser`]: SQL text to statements (sqlparser's PostgreSQL dialect plus Tarn's
+//!   words: `USING <format>`, `<+>`, `@@@`).
+//! - [`ddl`]: `CREATE TABLE` and friends, to storage's `TableDef`.
+//! - [`catalog`], [`provider`]: the warehouse as DataFusion catalog and tables.
+//! - [`types`]: Postgres types <-> Arrow types and wire OIDs.
+//! - [`vector`]: pgvector's `vector(n)`: text form and `to_vector`.
+//! - [`literals`]: syntax rewrites for what Arrow cannot cast (vector, bytea, DEFAULT).
+//! - [`settings`]: `SET`/`SHOW` variables and their defaults.
+//! - [`functions`]: `version()`, `current_database()` and other client-facing functions.
+//! - [`error`]: [`EngineError`].
 
+pub mod catalog;
+pub mod ddl;
+pub mod engine;
+pub mod error;
+pub mod functions;
+pub mod literals;
+pub mod parser;
+pub mod provider;
+pub mod session;
+pub mod settings;
+pub mod types;
+pub mod vector;
+
+pub use engine::{Engine, EngineConfig};
+pub use error::{EngineError, Result};
+pub use session::{CommandTag, Output, Prepared, RowsCommand, Session, TxStatus};

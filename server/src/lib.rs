@@ -1,1 +1,68 @@
+//! Tarn's Postgres front end: the wire protocol, sessions, and the `tarn` binary.
+//!
+//! # Layout
+//!
+//! - [`run`]: the server as a function of a bound listener, an engine and a shutdown
+//!   signal, so tests start one on `127.0.0.1:0`.
+//! - [`handler`]: one connection: startup (database check, ParameterStatus, cancel
+//!   keys), simple and extended query protocol over an engine `Session`.
+//! - [`encode`]: Arrow values to Postgres text and binary wire values; parameters back.
+//! - [`errors`]: the one mapping from errors to SQLSTATE and client messages.
+//! - [`config`]: [`ServerConfig`], from flags and a TOML file.
 
+pub mod config;
+pub mod encode;
+pub mod errors;
+pub mod handler;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use config::ServerConfig;
+use pgwire::api::{ConnectionManager, RandomPidSecretKeyGenerator};
+use tarn_engine::Engine;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tracing::{info, warn, Instrument};
+
+use crate::handler::{ConnectionHandlers, Shared};
+
+/// Serves connections from `listener` until `shutdown` completes, then closes every
+/// connection. A statement cut off by shutdown either committed (and was durable before
+/// it was acknowledged) or did not: storage keeps no half-written state.
+pub async fn run(listener: TcpListener, engine: Arc<Engine>, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
+    let shared = Arc::new(Shared {
+        engine,
+        connections: Arc::new(ConnectionManager::new()),
+        pids: RandomPidSecretKeyGenerator::default(),
+    });
+    let mut connections = JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    let handlers = ConnectionHandlers::new(shared.clone());
+                    let span = tracing::info_span!("connection", %peer);
+                    connections.spawn(async move {
+                        if let Err(e) = pgwire::tokio::process_socket(stream, None, handlers).await {
+                            tracing::debug!(error = %e, "connection ended with an error");
+                        }
+                    }.instrument(span));
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: keep serving the others.
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+    info!(open = connections.len(), "shutting down; closing connections");
+    connections.shutdown().await;
+    Ok(())
+}

@@ -163,8 +163,19 @@ impl Table {
     ///
     /// The batches must have the table's column types (the SQL layer casts). Identity
     /// columns left NULL are filled from their sequence. Fails, writing nothing, on a
-    /// NULL in a NOT NULL column or a primary key that exists or repeats.
-    pub async fn append(&self, batches: Vec<RecordBatch>) -> Result<u64> {
+    /// NULL in a NOT NULL column or a primary key that exists or repeats. Returns the
+    /// rows as written (with identity values filled in), for `RETURNING`.
+    ///
+    /// The write runs as its own task: a caller that goes away (a cancelled query, a
+    /// closed connection) cannot stop it between the base write and the manifest commit.
+    pub async fn append(self: &Arc<Self>, batches: Vec<RecordBatch>) -> Result<Vec<RecordBatch>> {
+        let table = self.clone();
+        tokio::spawn(async move { table.append_now(batches).await })
+            .await
+            .map_err(|e| StorageError::internal(format!("append task failed: {e}")))?
+    }
+
+    async fn append_now(&self, batches: Vec<RecordBatch>) -> Result<Vec<RecordBatch>> {
         let mut writer = self.writer.lock().await;
         let snapshot = self.snapshot();
         let def = snapshot.def();
@@ -177,7 +188,7 @@ impl Table {
             .collect::<Result<Vec<_>>>()?;
         let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
         if rows == 0 {
-            return Ok(0);
+            return Ok(Vec::new());
         }
 
         let new_keys = if def.primary_key.is_empty() {
@@ -200,7 +211,7 @@ impl Table {
             }
         };
 
-        let result = self.write_base(&mut writer, &snapshot, &mut manifest, batches).await;
+        let result = self.write_base(&mut writer, &snapshot, &mut manifest, batches.clone()).await;
         if let Err(e) = result {
             // The head may have moved past our manifest; re-read it before the next write.
             writer.head = None;
@@ -216,11 +227,18 @@ impl Table {
         }
         self.publish(manifest, &writer).await?;
         debug!(table = %self.name, rows, "appended");
-        Ok(rows)
+        Ok(batches)
     }
 
     /// `ALTER TABLE ... ADD COLUMN`: existing rows read NULL in the new column.
-    pub async fn add_column(&self, field: Field, meta: ColumnMeta) -> Result<()> {
+    pub async fn add_column(self: &Arc<Self>, field: Field, meta: ColumnMeta) -> Result<()> {
+        let table = self.clone();
+        tokio::spawn(async move { table.add_column_now(field, meta).await })
+            .await
+            .map_err(|e| StorageError::internal(format!("add column task failed: {e}")))?
+    }
+
+    async fn add_column_now(&self, field: Field, meta: ColumnMeta) -> Result<()> {
         let mut writer = self.writer.lock().await;
         let snapshot = self.snapshot();
         let def = snapshot.def();
@@ -313,10 +331,11 @@ impl Table {
     }
 
     /// The Lance dataset to append to, restored to the snapshot's version if a failed
-    /// write left newer versions behind.
+    /// write left newer versions behind. It is taken out of the writer: only a write that
+    /// succeeds puts its new head back, so after any failure the next write re-reads it.
     async fn head(&self, writer: &mut Writer, snapshot: &Snapshot) -> Result<Dataset> {
-        if let Some(head) = &writer.head {
-            return Ok(head.clone());
+        if let Some(head) = writer.head.take() {
+            return Ok(head);
         }
         let BaseRef::Lance { version } = snapshot.manifest.base else {
             return Err(StorageError::internal("lance head of a non-lance table"));
@@ -334,7 +353,6 @@ impl Table {
             restored.restore().await?;
             restored
         };
-        writer.head = Some(head.clone());
         Ok(head)
     }
 

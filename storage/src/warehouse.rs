@@ -222,7 +222,7 @@ mod tests {
             {
                 let wh = Warehouse::open(root).await.unwrap();
                 let table = wh.create_table(d.clone(), false).await.unwrap().unwrap();
-                assert_eq!(table.append(vec![batch(&d, vec![1, 2, 3])]).await.unwrap(), 3);
+                assert_eq!(table.append(vec![batch(&d, vec![1, 2, 3])]).await.unwrap()[0].num_rows(), 3);
                 let err = table.append(vec![batch(&d, vec![4, 2])]).await.unwrap_err();
                 assert!(matches!(err, StorageError::UniqueViolation { .. }), "{err}");
                 let err = table.append(vec![batch(&d, vec![5, 5])]).await.unwrap_err();

@@ -1,0 +1,117 @@
+//! [`Engine`]: the warehouse plus the one DataFusion session template every connection
+//! starts from. [`Engine::open`] is the one place that registers Tarn's extensions:
+//! catalog, types, functions, configuration.
+
+use std::sync::Arc;
+
+use datafusion::execution::memory_pool::FairSpillPool;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::session_state::SessionStateBuilder;
+use datafusion::logical_expr::ScalarUDF;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use tarn_storage::Warehouse;
+
+use crate::catalog::{TarnCatalog, CATALOG_NAME};
+use crate::ddl::DEFAULT_SCHEMA;
+use crate::error::Result;
+use crate::provider::DefaultParser;
+use crate::session::Session;
+use crate::types::TarnTypePlanner;
+use crate::vector::ToVector;
+
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// A folder path or `file://` URL.
+    pub warehouse: String,
+    /// The database name clients connect to.
+    pub database: String,
+    /// Memory for query execution (sorts, joins, aggregates spill or fail past it).
+    pub memory_limit_bytes: usize,
+    /// Threads per query (DataFusion's target partitions).
+    pub query_parallelism: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            warehouse: "./tarn-data".into(),
+            database: "tarn".into(),
+            memory_limit_bytes: 4 << 30,
+            query_parallelism: std::thread::available_parallelism().map_or(2, |n| n.get()),
+        }
+    }
+}
+
+pub struct Engine {
+    warehouse: Arc<Warehouse>,
+    config: EngineConfig,
+    /// Cloned into every session; holds no per-session state.
+    template: SessionContext,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("warehouse", &self.warehouse).finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    pub async fn open(config: EngineConfig) -> Result<Arc<Engine>> {
+        let warehouse = Arc::new(Warehouse::open(&config.warehouse).await?);
+        let template = build_context(&config);
+        // Defaults are parsed with a context that knows the functions but no tables.
+        let parser_ctx = build_context(&config);
+        let parse_default = DefaultParser::new(move |sql: &str| {
+            let schema = datafusion::common::DFSchema::empty();
+            match parser_ctx.state().create_logical_expr(sql, &schema) {
+                Ok(expr) => Some(expr),
+                Err(e) => {
+                    tracing::warn!(default = sql, error = %e, "column default does not parse; ignored");
+                    None
+                }
+            }
+        });
+        template.register_catalog(CATALOG_NAME, Arc::new(TarnCatalog::new(warehouse.clone(), parse_default)));
+        crate::functions::register(&template, &config.database);
+        Ok(Arc::new(Engine { warehouse, config, template }))
+    }
+
+    pub fn warehouse(&self) -> &Arc<Warehouse> {
+        &self.warehouse
+    }
+
+    pub fn database(&self) -> &str {
+        &self.config.database
+    }
+
+    /// A new session (one per connection) for `user`.
+    pub fn session(self: &Arc<Self>, user: &str) -> Session {
+        let ctx = SessionContext::new_with_state(self.template.state());
+        Session::new(self.clone(), ctx, user)
+    }
+}
+
+fn build_context(config: &EngineConfig) -> SessionContext {
+    let mut session_config = SessionConfig::new()
+        .with_default_catalog_and_schema(CATALOG_NAME, DEFAULT_SCHEMA)
+        .with_create_default_catalog_and_schema(false)
+        .with_information_schema(true)
+        .with_target_partitions(config.query_parallelism.max(1));
+    let options = session_config.options_mut();
+    options.sql_parser.dialect = datafusion::config::Dialect::PostgreSQL;
+    options.sql_parser.enable_ident_normalization = true;
+    let runtime = RuntimeEnvBuilder::new()
+        .with_memory_pool(Arc::new(FairSpillPool::new(config.memory_limit_bytes)))
+        .build_arc()
+        .expect("runtime environment");
+    let state = SessionStateBuilder::new()
+        .with_config(session_config)
+        .with_runtime_env(runtime)
+        .with_default_features()
+        .with_type_planner(Arc::new(TarnTypePlanner))
+        .build();
+    let ctx = SessionContext::new_with_state(state);
+    ctx.register_udf(ScalarUDF::from(ToVector::default()));
+    ctx.register_udf(ScalarUDF::from(crate::literals::ByteaIn::default()));
+    ctx
+}

@@ -1,0 +1,77 @@
+//! Errors of the SQL engine, grouped by who is at fault. The server turns each into a
+//! SQLSTATE in one place (`tarn_server::errors`).
+
+use datafusion::error::DataFusionError;
+use tarn_storage::StorageError;
+
+pub type Result<T, E = EngineError> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    // --- The statement is at fault. ---
+    #[error("{message}")]
+    Syntax { message: String },
+    #[error("{message}")]
+    FeatureNotSupported { message: String },
+    #[error("{message}")]
+    InvalidText { message: String },
+    #[error("{message}")]
+    InvalidParameter { message: String },
+    #[error("{message}")]
+    DataException { message: String },
+    #[error("column \"{column}\" does not exist")]
+    UndefinedColumn { column: String },
+    #[error("type \"{name}\" does not exist")]
+    UndefinedType { name: String },
+    #[error("unrecognized configuration parameter \"{name}\"")]
+    UndefinedParameter { name: String },
+    #[error("current transaction is aborted, commands ignored until end of transaction block")]
+    InFailedTransaction,
+    #[error("database \"{name}\" does not exist")]
+    UndefinedDatabase { name: String },
+
+    // --- Raised below us: storage (constraints, I/O) and DataFusion (plans, execution). ---
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error(transparent)]
+    DataFusion(#[from] DataFusionError),
+
+    #[error("internal error: {message}")]
+    Internal { message: String },
+}
+
+impl EngineError {
+    pub fn unsupported(message: impl Into<String>) -> Self {
+        EngineError::FeatureNotSupported { message: message.into() }
+    }
+
+    pub fn syntax(message: impl Into<String>) -> Self {
+        EngineError::Syntax { message: message.into() }
+    }
+
+    /// Errors raised inside DataFusion execution (our `Exec`s, UDFs) travel as
+    /// `DataFusionError::External`; this recovers ours.
+    pub fn into_datafusion(self) -> DataFusionError {
+        match self {
+            EngineError::DataFusion(e) => e,
+            other => DataFusionError::External(Box::new(other)),
+        }
+    }
+}
+
+impl From<datafusion::sql::sqlparser::parser::ParserError> for EngineError {
+    fn from(e: datafusion::sql::sqlparser::parser::ParserError) -> Self {
+        use datafusion::sql::sqlparser::parser::ParserError;
+        let message = match e {
+            ParserError::TokenizerError(m) | ParserError::ParserError(m) => m,
+            ParserError::RecursionLimitExceeded => "statement is nested too deeply".to_string(),
+        };
+        EngineError::Syntax { message: format!("syntax error: {message}") }
+    }
+}
+
+impl From<arrow::error::ArrowError> for EngineError {
+    fn from(e: arrow::error::ArrowError) -> Self {
+        EngineError::DataFusion(DataFusionError::ArrowError(Box::new(e), None))
+    }
+}

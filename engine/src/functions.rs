@@ -1,0 +1,42 @@
+//! Functions clients call to learn who they talk to: `version()`, `current_database()`,
+//! `current_schema()`, `pg_backend_pid()` (constant per engine; clients only print it).
+
+use std::sync::Arc;
+
+use arrow::datatypes::DataType;
+use datafusion::common::ScalarValue;
+use datafusion::logical_expr::{create_udf, ColumnarValue, Volatility};
+use datafusion::prelude::SessionContext;
+
+use crate::settings::SERVER_VERSION;
+
+pub fn version_string() -> String {
+    format!(
+        "PostgreSQL {SERVER_VERSION} (Tarn {}) on {}-linux, compiled by rustc, 64-bit",
+        env!("CARGO_PKG_VERSION"),
+        std::env::consts::ARCH
+    )
+}
+
+pub fn register(ctx: &SessionContext, database: &str) {
+    let constant = |name: &str, value: String| {
+        let value = ScalarValue::Utf8(Some(value));
+        create_udf(
+            name,
+            vec![],
+            DataType::Utf8,
+            Volatility::Stable,
+            Arc::new(move |_| Ok(ColumnarValue::Scalar(value.clone()))),
+        )
+    };
+    ctx.register_udf(constant("version", version_string()));
+    ctx.register_udf(constant("current_database", database.to_string()));
+    ctx.register_udf(constant("current_schema", crate::ddl::DEFAULT_SCHEMA.to_string()));
+    ctx.register_udf(create_udf(
+        "pg_backend_pid",
+        vec![],
+        DataType::Int32,
+        Volatility::Stable,
+        Arc::new(|_| Ok(ColumnarValue::Scalar(ScalarValue::Int32(Some(std::process::id() as i32))))),
+    ));
+}

@@ -1,0 +1,202 @@
+//! Rewrites on the SQL syntax tree, before planning, for what Arrow cannot cast:
+//!
+//! - `'[1,2,3]'::vector(3)` / `CAST(x AS vector(3))` become `to_vector(x, 3)`;
+//! - `'\xdead'::bytea` becomes `bytea_in('\xdead')` (Postgres' hex and escape forms);
+//! - in `INSERT ... VALUES`, a string literal aimed at a vector or bytea column gets the
+//!   same treatment, and `DEFAULT` becomes the column's default (or NULL).
+
+use std::ops::ControlFlow;
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, AsArray, BinaryArray};
+use arrow::datatypes::DataType;
+use datafusion::common::{exec_err, ScalarValue};
+use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility};
+use datafusion::sql::sqlparser::ast::{
+    self, visit_expressions_mut, DataType as SqlType, Expr as SqlExpr, FunctionArg, FunctionArgExpr,
+    FunctionArgumentList, FunctionArguments, Ident, ObjectName, SetExpr, Statement, Value,
+};
+use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use datafusion::sql::sqlparser::parser::Parser;
+
+use crate::error::EngineError;
+use crate::vector::vector_dims;
+
+/// Where one `INSERT ... VALUES` position goes.
+#[derive(Debug, Clone)]
+pub struct InsertTarget {
+    pub data_type: Option<DataType>,
+    /// The column's `DEFAULT` as SQL text.
+    pub default: Option<String>,
+}
+
+fn call(name: &str, args: Vec<SqlExpr>) -> SqlExpr {
+    let args = args.into_iter().map(|a| FunctionArg::Unnamed(FunctionArgExpr::Expr(a))).collect();
+    SqlExpr::Function(ast::Function {
+        name: ObjectName::from(vec![Ident::new(name)]),
+        uses_odbc_syntax: false,
+        parameters: FunctionArguments::None,
+        args: FunctionArguments::List(FunctionArgumentList { duplicate_treatment: None, args, clauses: vec![] }),
+        filter: None,
+        null_treatment: None,
+        over: None,
+        within_group: vec![],
+    })
+}
+
+fn number(n: i32) -> SqlExpr {
+    SqlExpr::value(Value::Number(n.to_string(), false))
+}
+
+fn take(expr: &mut SqlExpr) -> SqlExpr {
+    std::mem::replace(expr, SqlExpr::value(Value::Null))
+}
+
+fn vector_cast_dims(data_type: &SqlType) -> Option<Option<i32>> {
+    match data_type {
+        SqlType::Custom(name, modifiers) if name.to_string().to_ascii_lowercase().ends_with("vector") => {
+            Some(modifiers.first().and_then(|m| m.trim().parse().ok()))
+        }
+        _ => None,
+    }
+}
+
+/// Casts to `vector` and `bytea` become function calls (see the module docs). Casts of
+/// arrays to vector stay casts: Arrow casts lists to fixed-size lists itself.
+pub fn rewrite_typed_casts(statement: &mut Statement) {
+    let _ = visit_expressions_mut(statement, |expr| {
+        if let SqlExpr::Cast { expr: inner, data_type, .. } = expr {
+            if let Some(dims) = vector_cast_dims(data_type) {
+                if !matches!(inner.as_ref(), SqlExpr::Array(_)) {
+                    let mut args = vec![take(inner)];
+                    args.extend(dims.map(number));
+                    *expr = call("to_vector", args);
+                }
+            } else if matches!(data_type, SqlType::Bytea) && is_string_literal(inner) {
+                *expr = call("bytea_in", vec![take(inner)]);
+            }
+        }
+        ControlFlow::<()>::Continue(())
+    });
+}
+
+fn is_string_literal(expr: &SqlExpr) -> bool {
+    matches!(expr, SqlExpr::Value(v) if matches!(v.value, Value::SingleQuotedString(_) | Value::EscapedStringLiteral(_)))
+}
+
+/// Rewrites the rows of `INSERT ... VALUES` for their target columns.
+pub fn rewrite_insert_values(source: &mut ast::Query, targets: &[InsertTarget]) {
+    let SetExpr::Values(values) = source.body.as_mut() else { return };
+    for row in &mut values.rows {
+        for (value, target) in row.content.iter_mut().zip(targets) {
+            let is_default = matches!(value, SqlExpr::Identifier(i) if i.quote_style.is_none() && i.value.eq_ignore_ascii_case("default"));
+            if is_default {
+                *value = target
+                    .default
+                    .as_deref()
+                    .and_then(|sql| Parser::new(&PostgreSqlDialect {}).try_with_sql(sql).ok()?.parse_expr().ok())
+                    .unwrap_or_else(|| SqlExpr::value(Value::Null));
+                continue;
+            }
+            if !is_string_literal(value) {
+                continue;
+            }
+            match &target.data_type {
+                Some(t) if vector_dims(t).is_some() => {
+                    let dims = vector_dims(t).expect("checked");
+                    *value = call("to_vector", vec![take(value), number(dims)]);
+                }
+                Some(DataType::Binary) => *value = call("bytea_in", vec![take(value)]),
+                _ => {}
+            }
+        }
+    }
+}
+
+/// `bytea_in(text)`: Postgres' bytea input, hex (`\xdeadbeef`) or escape (`a\000b`).
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct ByteaIn {
+    signature: Signature,
+}
+
+impl Default for ByteaIn {
+    fn default() -> Self {
+        Self { signature: Signature::exact(vec![DataType::Utf8], Volatility::Immutable) }
+    }
+}
+
+pub fn parse_bytea(text: &str) -> Result<Vec<u8>, EngineError> {
+    let invalid = || EngineError::InvalidText { message: format!("invalid input syntax for type bytea: \"{text}\"") };
+    if let Some(hex) = text.strip_prefix("\\x") {
+        let hex: Vec<u8> = hex.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
+        if hex.len() % 2 != 0 {
+            return Err(invalid());
+        }
+        return hex
+            .chunks(2)
+            .map(|pair| std::str::from_utf8(pair).ok().and_then(|p| u8::from_str_radix(p, 16).ok()).ok_or_else(invalid))
+            .collect();
+    }
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] != b'\\' {
+            out.push(bytes[i]);
+            i += 1;
+        } else if bytes.get(i + 1) == Some(&b'\\') {
+            out.push(b'\\');
+            i += 2;
+        } else {
+            let octal = text.get(i + 1..i + 4).and_then(|o| u8::from_str_radix(o, 8).ok()).ok_or_else(invalid)?;
+            out.push(octal);
+            i += 4;
+        }
+    }
+    Ok(out)
+}
+
+impl ScalarUDFImpl for ByteaIn {
+    fn name(&self) -> &str {
+        "bytea_in"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _: &[DataType]) -> datafusion::error::Result<DataType> {
+        Ok(DataType::Binary)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> datafusion::error::Result<ColumnarValue> {
+        let scalar = matches!(args.args[0], ColumnarValue::Scalar(_));
+        let input = args.args[0].to_array(args.number_rows)?;
+        let Some(text) = input.as_string_opt::<i32>() else { return exec_err!("bytea_in takes text") };
+        let out: BinaryArray = text
+            .iter()
+            .map(|t| t.map(parse_bytea).transpose())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(EngineError::into_datafusion)?
+            .into_iter()
+            .collect();
+        let out: ArrayRef = Arc::new(out);
+        Ok(if scalar {
+            ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?)
+        } else {
+            ColumnarValue::Array(out)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytea_input_forms() {
+        assert_eq!(parse_bytea("\\xdeadBEEF").unwrap(), vec![0xde, 0xad, 0xbe, 0xef]);
+        assert_eq!(parse_bytea("a\\000b\\\\").unwrap(), vec![b'a', 0, b'b', b'\\']);
+        assert!(parse_bytea("\\xabc").is_err());
+    }
+}

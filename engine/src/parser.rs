@@ -1,0 +1,176 @@
+//! SQL text to statements: sqlparser's PostgreSQL dialect, plus the few words of Tarn's
+//! surface it does not know, handled on the token stream so every other Postgres rule
+//! stays sqlparser's:
+//!
+//! - `CREATE TABLE ... USING lance|parquet`: the `USING <format>` pair is taken out and
+//!   returned beside the statement.
+//! - pgvector's `<+>` and ParadeDB's `@@@` operators are glued from the tokens sqlparser
+//!   splits them into (`<`,`+`,`>` and `@@`,`@`) into one custom operator.
+
+use datafusion::sql::sqlparser::ast::Statement;
+use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use datafusion::sql::sqlparser::keywords::Keyword;
+use datafusion::sql::sqlparser::parser::Parser;
+use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
+
+use crate::error::Result;
+
+/// One parsed statement and what our token pass took out of it.
+#[derive(Debug, Clone)]
+pub struct ParsedStatement {
+    pub statement: Statement,
+    /// `USING <format>` of a `CREATE TABLE`.
+    pub table_format: Option<String>,
+}
+
+/// Parses one or more `;`-separated statements.
+pub fn parse_sql(sql: &str) -> Result<Vec<ParsedStatement>> {
+    let dialect = PostgreSqlDialect {};
+    let tokens = Tokenizer::new(&dialect, sql).with_unescape(true).tokenize_with_location()?;
+    let (tokens, formats) = rewrite_tokens(tokens);
+    let statements = Parser::new(&dialect).with_tokens_with_locations(tokens).parse_statements()?;
+    Ok(statements
+        .into_iter()
+        .enumerate()
+        .map(|(i, statement)| ParsedStatement {
+            statement,
+            table_format: formats.get(i).cloned().flatten(),
+        })
+        .collect())
+}
+
+impl From<datafusion::sql::sqlparser::tokenizer::TokenizerError> for crate::EngineError {
+    fn from(e: datafusion::sql::sqlparser::tokenizer::TokenizerError) -> Self {
+        crate::EngineError::syntax(format!("syntax error: {e}"))
+    }
+}
+
+/// Applies the rewrites above; returns the tokens and, for each non-empty statement in
+/// order, the table format its `USING` named.
+fn rewrite_tokens(tokens: Vec<TokenWithSpan>) -> (Vec<TokenWithSpan>, Vec<Option<String>>) {
+    let mut out: Vec<TokenWithSpan> = Vec::with_capacity(tokens.len());
+    let mut formats = Vec::new();
+    // State of the statement being read.
+    let mut words_seen = 0usize;
+    let mut is_create_table = false;
+    let mut depth = 0i32;
+    let mut format: Option<String> = None;
+    let mut pending_using: Option<usize> = None;
+
+    let mut iter = tokens.into_iter().peekable();
+    while let Some(token) = iter.next() {
+        if matches!(token.token, Token::Whitespace(_)) {
+            out.push(token);
+            continue;
+        }
+        // A `USING` at depth 0 of a CREATE TABLE, waiting for its format word.
+        if let Some(at) = pending_using.take() {
+            if let Token::Word(w) = &token.token {
+                out.truncate(at);
+                format = Some(w.value.to_ascii_lowercase());
+                continue;
+            }
+        }
+        match &token.token {
+            Token::SemiColon if depth == 0 => {
+                if words_seen > 0 {
+                    formats.push(format.take());
+                }
+                words_seen = 0;
+                is_create_table = false;
+                out.push(token);
+                continue;
+            }
+            Token::LParen => depth += 1,
+            Token::RParen => depth -= 1,
+            Token::Word(w) => {
+                words_seen += 1;
+                if words_seen <= 4 && w.keyword == Keyword::TABLE && first_word_is_create(&out) {
+                    is_create_table = true;
+                }
+                if is_create_table && depth == 0 && w.keyword == Keyword::USING {
+                    pending_using = Some(out.len());
+                }
+            }
+            _ => words_seen += 1,
+        }
+        // Operator glue.
+        let glued = match &token.token {
+            Token::Lt if next_is(&mut iter, &Token::Plus) => {
+                let plus = iter.next();
+                if next_is(&mut iter, &Token::Gt) {
+                    iter.next();
+                    Some(Token::CustomBinaryOperator("<+>".into()))
+                } else {
+                    out.push(token.clone());
+                    out.extend(plus);
+                    continue;
+                }
+            }
+            Token::AtAt if next_is(&mut iter, &Token::AtSign) => {
+                iter.next();
+                Some(Token::CustomBinaryOperator("@@@".into()))
+            }
+            _ => None,
+        };
+        match glued {
+            Some(t) => out.push(TokenWithSpan { token: t, span: token.span }),
+            None => out.push(token),
+        }
+    }
+    if words_seen > 0 {
+        formats.push(format.take());
+    }
+    (out, formats)
+}
+
+fn next_is(
+    iter: &mut std::iter::Peekable<impl Iterator<Item = TokenWithSpan>>,
+    expected: &Token,
+) -> bool {
+    iter.peek().is_some_and(|t| &t.token == expected)
+}
+
+/// Whether the current statement (tokens after the last `;`) begins with CREATE.
+fn first_word_is_create(out: &[TokenWithSpan]) -> bool {
+    let start = out.iter().rposition(|t| t.token == Token::SemiColon).map_or(0, |p| p + 1);
+    out[start..]
+        .iter()
+        .find(|t| !matches!(t.token, Token::Whitespace(_)))
+        .is_some_and(|t| matches!(&t.token, Token::Word(w) if w.keyword == Keyword::CREATE))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn using_format_is_taken_out_of_create_table_only() {
+        let parsed = parse_sql(
+            "CREATE TABLE t (id INT PRIMARY KEY) USING parquet WITH (bucket_count = 2); \
+             SELECT * FROM a JOIN b USING (id); CREATE TABLE u (x INT)",
+        )
+        .unwrap();
+        assert_eq!(parsed.len(), 3);
+        assert_eq!(parsed[0].table_format.as_deref(), Some("parquet"));
+        assert!(parsed[0].statement.to_string().contains("WITH (bucket_count = 2)"));
+        assert_eq!(parsed[1].table_format, None);
+        assert!(parsed[1].statement.to_string().contains("USING(id)"));
+        assert_eq!(parsed[2].table_format, None);
+    }
+
+    #[test]
+    fn pgvector_and_paradedb_operators_are_glued() {
+        let parsed = parse_sql("SELECT a <+> b, c @@@ 'x', 1 < +2").unwrap();
+        let text = parsed[0].statement.to_string();
+        assert!(text.contains("a <+> b"), "{text}");
+        assert!(text.contains("c @@@ 'x'"), "{text}");
+        assert!(text.contains("1 < +2"), "{text}");
+    }
+
+    #[test]
+    fn empty_statements_are_skipped() {
+        assert_eq!(parse_sql(";; SELECT 1;;").unwrap().len(), 1);
+        assert!(parse_sql("   ").unwrap().is_empty());
+    }
+}

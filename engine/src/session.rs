@@ -1,0 +1,680 @@
+//! A session: one client connection's settings, transaction state and statements.
+//!
+//! A statement is planned by [`Session::prepare`] (for the extended protocol's Describe:
+//! parameter types and result columns) and planned again by [`Session::execute`], so a
+//! prepared statement always reads the newest snapshot. Queries go to DataFusion; DDL,
+//! `INSERT`, `SET`/`SHOW` and transaction control are carried out here.
+//!
+//! Transactions: `BEGIN ... COMMIT` is accepted and tracked (so clients that wrap every
+//! statement in one work, and an error inside one gives 25P02 until `ROLLBACK`), but each
+//! statement commits on its own. Multi-statement atomicity arrives with the change store.
+
+use std::sync::Arc;
+
+use arrow::array::{RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::catalog::TableProvider;
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::ScalarValue;
+use datafusion::datasource::{provider_as_source, MemTable};
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::logical_expr::{DmlStatement, LogicalPlan, TableScan, WriteOp};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::prelude::SessionContext;
+use datafusion::sql::parser::Statement as DfStatement;
+use datafusion::sql::sqlparser::ast::{
+    self, ObjectType, Reset, SchemaName, SelectItem, Set, Statement, TableObject,
+};
+use datafusion::execution::context::SQLOptions;
+use tarn_storage::{StorageError, Table, TableName};
+use tracing::debug;
+
+use crate::ddl;
+use crate::engine::Engine;
+use crate::error::{EngineError, Result};
+use crate::parser::{parse_sql, ParsedStatement};
+use crate::settings::{set_value_text, variable_name, Settings};
+use crate::literals::{rewrite_insert_values, rewrite_typed_casts, InsertTarget};
+
+/// Where the session stands with respect to `BEGIN`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxStatus {
+    Idle,
+    InBlock,
+    /// An error happened inside the block: only `COMMIT`/`ROLLBACK` are accepted.
+    Failed,
+}
+
+/// A statement, planned once for its parameter types and result columns.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub statement: ParsedStatement,
+    /// Types the client declared for the parameters (`None`: let us infer).
+    pub declared: Vec<Option<DataType>>,
+    /// One type per parameter, `$1` first.
+    pub param_types: Vec<DataType>,
+    /// Result columns; `None` when the statement returns no rows.
+    pub result: Option<SchemaRef>,
+}
+
+/// What a statement produced.
+pub enum Output {
+    Rows { schema: SchemaRef, stream: SendableRecordBatchStream, command: RowsCommand },
+    Command(CommandTag),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowsCommand {
+    /// Tag `SELECT n`.
+    Select,
+    /// `INSERT ... RETURNING`: tag `INSERT 0 n`.
+    Insert,
+    /// `SHOW`: tag `SHOW`.
+    Show,
+}
+
+/// A CommandComplete tag: `CREATE TABLE`, `INSERT 0 5` (rows given), ...
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandTag {
+    pub command: String,
+    pub rows: Option<u64>,
+}
+
+impl CommandTag {
+    fn new(command: &str) -> Self {
+        Self { command: command.to_string(), rows: None }
+    }
+
+    fn with_rows(command: &str, rows: u64) -> Self {
+        Self { command: command.to_string(), rows: Some(rows) }
+    }
+}
+
+/// A statement after planning, ready to run.
+enum Planned {
+    Query(LogicalPlan),
+    Insert { table: Arc<Table>, input: LogicalPlan, returning: Option<LogicalPlan> },
+    CreateTableAs { name: TableName, if_not_exists: bool, query: LogicalPlan },
+    Other,
+}
+
+pub struct Session {
+    engine: Arc<Engine>,
+    ctx: SessionContext,
+    settings: Settings,
+    tx: TxStatus,
+}
+
+impl Session {
+    pub(crate) fn new(engine: Arc<Engine>, ctx: SessionContext, user: &str) -> Self {
+        Self { engine, ctx, settings: Settings::new(user), tx: TxStatus::Idle }
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    pub fn settings_mut(&mut self) -> &mut Settings {
+        &mut self.settings
+    }
+
+    pub fn tx_status(&self) -> TxStatus {
+        self.tx
+    }
+
+    pub fn parse(&self, sql: &str) -> Result<Vec<ParsedStatement>> {
+        parse_sql(sql)
+    }
+
+    /// Plans a statement to learn its parameter and result types. Runs nothing.
+    pub async fn prepare(&mut self, statement: ParsedStatement, declared: Vec<Option<DataType>>) -> Result<Prepared> {
+        let outcome = self.describe(statement, declared).await;
+        self.note(&outcome);
+        outcome
+    }
+
+    /// Runs a prepared statement with parameter values (already of `param_types`).
+    pub async fn execute(&mut self, prepared: &Prepared, params: Vec<ScalarValue>) -> Result<Output> {
+        let outcome = self.run(prepared, params).await;
+        self.note(&outcome);
+        outcome
+    }
+
+    /// An error outside `prepare`/`execute` (e.g. decoding a parameter) still fails the
+    /// transaction block.
+    pub fn note_error(&mut self) {
+        if self.tx == TxStatus::InBlock {
+            self.tx = TxStatus::Failed;
+        }
+    }
+
+    fn note<T>(&mut self, outcome: &Result<T>) {
+        if outcome.is_err() {
+            self.note_error();
+        }
+    }
+
+    fn check_not_failed(&self, statement: &Statement) -> Result<()> {
+        let ends_block = matches!(statement, Statement::Commit { .. } | Statement::Rollback { .. });
+        if self.tx == TxStatus::Failed && !ends_block {
+            return Err(EngineError::InFailedTransaction);
+        }
+        Ok(())
+    }
+
+    async fn describe(&mut self, statement: ParsedStatement, declared: Vec<Option<DataType>>) -> Result<Prepared> {
+        self.check_not_failed(&statement.statement)?;
+        let planned = self.plan(&statement).await?;
+        let (param_types, result) = match &planned {
+            Planned::Query(plan) => (param_types(plan, &declared)?, Some(result_schema(plan))),
+            Planned::Insert { input, returning, .. } => {
+                (param_types(input, &declared)?, returning.as_ref().map(arrow_schema))
+            }
+            Planned::CreateTableAs { query, .. } => (param_types(query, &declared)?, None),
+            Planned::Other => (declared.iter().map(|t| t.clone().unwrap_or(DataType::Utf8)).collect(), show_schema(&statement.statement)),
+        };
+        Ok(Prepared { statement, declared, param_types, result })
+    }
+
+    async fn run(&mut self, prepared: &Prepared, params: Vec<ScalarValue>) -> Result<Output> {
+        let statement = &prepared.statement;
+        self.check_not_failed(&statement.statement)?;
+        let params = bind_params(params, &prepared.param_types);
+        match self.plan(statement).await? {
+            Planned::Query(plan) => {
+                let plan = with_params(plan, &params)?;
+                let schema = result_schema(&plan);
+                let df = self.ctx.execute_logical_plan(plan).await?;
+                let stream = df.execute_stream().await?;
+                Ok(Output::Rows { schema, stream, command: RowsCommand::Select })
+            }
+            Planned::Insert { table, input, returning } => {
+                let input = with_params(input, &params)?;
+                self.insert(&table, input, returning).await
+            }
+            Planned::CreateTableAs { name, if_not_exists, query } => {
+                let query = with_params(query, &params)?;
+                self.create_table_as(statement, name, if_not_exists, query).await
+            }
+            Planned::Other => self.run_other(statement).await,
+        }
+    }
+
+    async fn plan(&self, parsed: &ParsedStatement) -> Result<Planned> {
+        let mut statement = parsed.statement.clone();
+        rewrite_typed_casts(&mut statement);
+        match statement {
+            Statement::Query(_) | Statement::Explain { .. } => {
+                Ok(Planned::Query(self.datafusion_plan(statement).await?))
+            }
+            Statement::Insert(mut insert) => {
+                if insert.on.is_some() {
+                    return Err(EngineError::unsupported(
+                        "INSERT ... ON CONFLICT is not supported yet (it comes with the change store)",
+                    ));
+                }
+                let TableObject::TableName(name) = &insert.table else {
+                    return Err(EngineError::unsupported("INSERT INTO a table function is not supported"));
+                };
+                let name = ddl::table_name(name)?;
+                let table = self.table(&name)?;
+                let snapshot = table.snapshot();
+                let def = snapshot.def();
+                // The column each VALUES position goes to.
+                let targets: Vec<Option<usize>> = if insert.columns.is_empty() {
+                    (0..def.schema.fields().len()).map(Some).collect()
+                } else {
+                    insert
+                        .columns
+                        .iter()
+                        .map(|c| match c.0.last() {
+                            Some(ast::ObjectNamePart::Identifier(i)) => def.column_index(&ddl::ident(i)),
+                            _ => None,
+                        })
+                        .collect()
+                };
+                let targets: Vec<InsertTarget> = targets
+                    .into_iter()
+                    .map(|i| match i {
+                        Some(i) => InsertTarget {
+                            data_type: Some(def.schema.field(i).data_type().clone()),
+                            default: def.columns[i].default.clone(),
+                        },
+                        None => InsertTarget { data_type: None, default: None },
+                    })
+                    .collect();
+                if let Some(source) = insert.source.as_mut() {
+                    rewrite_insert_values(source, &targets);
+                }
+                let returning = insert.returning.take();
+                let plan = self.datafusion_plan(Statement::Insert(insert)).await?;
+                let LogicalPlan::Dml(DmlStatement { op: WriteOp::Insert(_), input, .. }) = plan else {
+                    return Err(EngineError::Internal { message: "INSERT did not plan as an insert".into() });
+                };
+                let returning = match returning {
+                    Some(items) => Some(self.plan_returning(&name, items).await?),
+                    None => None,
+                };
+                Ok(Planned::Insert { table, input: Arc::unwrap_or_clone(input), returning })
+            }
+            Statement::CreateTable(create) if create.query.is_some() => {
+                let name = ddl::table_name(&create.name)?;
+                if !create.columns.is_empty() {
+                    return Err(EngineError::unsupported("CREATE TABLE AS with a column list is not supported yet"));
+                }
+                let query = create.query.clone().expect("checked");
+                let plan = self.datafusion_plan(Statement::Query(query)).await?;
+                Ok(Planned::CreateTableAs { name, if_not_exists: create.if_not_exists, query: plan })
+            }
+            _ => Ok(Planned::Other),
+        }
+    }
+
+    async fn datafusion_plan(&self, statement: Statement) -> Result<LogicalPlan> {
+        let state = self.ctx.state();
+        let plan = state.statement_to_plan(DfStatement::Statement(Box::new(statement))).await?;
+        // DataFusion's own DDL (CREATE EXTERNAL TABLE, COPY TO a file, SET datafusion.*)
+        // must never run on behalf of a client.
+        SQLOptions::new().with_allow_ddl(false).with_allow_statements(false).verify_plan(&plan)?;
+        Ok(plan)
+    }
+
+    /// `RETURNING items` as a query over the table; at run time its scan is swapped for
+    /// the rows just written.
+    async fn plan_returning(&self, name: &TableName, items: Vec<SelectItem>) -> Result<LogicalPlan> {
+        let select = ast::Select {
+            projection: items,
+            from: vec![ast::TableWithJoins {
+                relation: ast::TableFactor::Table {
+                    name: ast::ObjectName::from(vec![ast::Ident::with_quote('"', &name.schema), ast::Ident::with_quote('"', &name.table)]),
+                    alias: None,
+                    args: None,
+                    with_hints: vec![],
+                    version: None,
+                    with_ordinality: false,
+                    partitions: vec![],
+                    json_path: None,
+                    sample: None,
+                    index_hints: vec![],
+                },
+                joins: vec![],
+            }],
+            ..empty_select()
+        };
+        let query = ast::Query { body: Box::new(ast::SetExpr::Select(Box::new(select))), ..empty_query() };
+        self.datafusion_plan(Statement::Query(Box::new(query))).await
+    }
+
+    fn table(&self, name: &TableName) -> Result<Arc<Table>> {
+        self.engine
+            .warehouse()
+            .table(name)
+            .ok_or_else(|| StorageError::TableNotFound { name: name.clone() }.into())
+    }
+
+    async fn insert(&self, table: &Arc<Table>, input: LogicalPlan, returning: Option<LogicalPlan>) -> Result<Output> {
+        let batches = self.ctx.execute_logical_plan(input).await?.collect().await?;
+        let written = table.append(batches).await?;
+        let rows: u64 = written.iter().map(|b| b.num_rows() as u64).sum();
+        debug!(table = %table.name(), rows, "insert");
+        let Some(returning) = returning else {
+            return Ok(Output::Command(CommandTag::with_rows("INSERT", rows)));
+        };
+        let schema = table.snapshot().schema();
+        let source = provider_as_source(Arc::new(MemTable::try_new(schema, vec![written])?) as Arc<dyn TableProvider>);
+        let plan = returning
+            .transform_up(|node| match node {
+                LogicalPlan::TableScan(scan) => Ok(Transformed::yes(LogicalPlan::TableScan(TableScan {
+                    source: source.clone(),
+                    ..scan
+                }))),
+                other => Ok(Transformed::no(other)),
+            })?
+            .data;
+        let df = self.ctx.execute_logical_plan(plan).await?;
+        let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+        Ok(Output::Rows { schema, stream: df.execute_stream().await?, command: RowsCommand::Insert })
+    }
+
+    async fn create_table_as(
+        &self,
+        statement: &ParsedStatement,
+        name: TableName,
+        if_not_exists: bool,
+        query: LogicalPlan,
+    ) -> Result<Output> {
+        let Statement::CreateTable(create) = &statement.statement else { unreachable!("planned as CTAS") };
+        let schema = arrow_schema(&query);
+        let def = ddl::table_def_from_schema(name.clone(), &schema, statement.table_format.as_deref(), &create.table_options)?;
+        let warehouse = self.engine.warehouse();
+        let Some(table) = warehouse.create_table(def, if_not_exists).await? else {
+            return Ok(Output::Command(CommandTag::new("CREATE TABLE AS")));
+        };
+        let result = async {
+            let batches = self.ctx.execute_logical_plan(query).await?.collect().await?;
+            Ok::<_, EngineError>(table.append(batches).await?)
+        }
+        .await;
+        match result {
+            Ok(written) => {
+                let rows = written.iter().map(|b| b.num_rows() as u64).sum();
+                Ok(Output::Command(CommandTag::with_rows("SELECT", rows)))
+            }
+            Err(e) => {
+                // The statement is atomic: no table is left behind.
+                let _ = warehouse.drop_table(&name, true).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Statements carried out without DataFusion.
+    async fn run_other(&mut self, parsed: &ParsedStatement) -> Result<Output> {
+        let warehouse = self.engine.warehouse().clone();
+        let statement = &parsed.statement;
+        let tag = match statement {
+            Statement::CreateTable(create) => {
+                if create.temporary || create.or_replace || create.external {
+                    return Err(EngineError::unsupported(
+                        "CREATE TEMPORARY, OR REPLACE and EXTERNAL tables are not supported",
+                    ));
+                }
+                let def = ddl::table_def(create, parsed.table_format.as_deref())?;
+                warehouse.create_table(def, create.if_not_exists).await?;
+                CommandTag::new("CREATE TABLE")
+            }
+            Statement::Drop { object_type: ObjectType::Table, if_exists, names, .. } => {
+                let names = names.iter().map(ddl::table_name).collect::<Result<Vec<_>>>()?;
+                if !if_exists {
+                    if let Some(missing) = names.iter().find(|n| warehouse.table(n).is_none()) {
+                        return Err(StorageError::TableNotFound { name: missing.clone() }.into());
+                    }
+                }
+                for name in &names {
+                    warehouse.drop_table(name, *if_exists).await?;
+                }
+                CommandTag::new("DROP TABLE")
+            }
+            Statement::Drop { object_type, .. } => {
+                return Err(EngineError::unsupported(format!("DROP {object_type} is not supported yet")))
+            }
+            Statement::AlterTable(alter) => {
+                let name = ddl::table_name(&alter.name)?;
+                let Some(table) = warehouse.table(&name) else {
+                    if alter.if_exists {
+                        return Ok(Output::Command(CommandTag::new("ALTER TABLE")));
+                    }
+                    return Err(StorageError::TableNotFound { name }.into());
+                };
+                for operation in &alter.operations {
+                    match operation {
+                        ast::AlterTableOperation::AddColumn { if_not_exists, column_def, .. } => {
+                            let (field, meta, is_key) = ddl::column_def(column_def)?;
+                            if is_key {
+                                return Err(EngineError::unsupported("adding a primary key column is not supported"));
+                            }
+                            if meta.default.is_some() && table.snapshot().manifest.row_count > 0 {
+                                return Err(EngineError::unsupported(
+                                    "ADD COLUMN with a DEFAULT on a table that has rows is not supported yet",
+                                ));
+                            }
+                            let exists = table.snapshot().def().column_index(field.name()).is_some();
+                            if exists && *if_not_exists {
+                                continue;
+                            }
+                            table.add_column(field, meta).await?;
+                        }
+                        other => {
+                            return Err(EngineError::unsupported(format!("ALTER TABLE {other} is not supported yet")))
+                        }
+                    }
+                }
+                CommandTag::new("ALTER TABLE")
+            }
+            Statement::CreateSchema { schema_name, if_not_exists, .. } => {
+                let name = match schema_name {
+                    SchemaName::Simple(name) => name.0.last().map(|p| match p {
+                        ast::ObjectNamePart::Identifier(i) => ddl::ident(i),
+                        other => other.to_string(),
+                    }),
+                    _ => None,
+                }
+                .ok_or_else(|| EngineError::unsupported("CREATE SCHEMA AUTHORIZATION is not supported"))?;
+                warehouse.create_schema(&name, *if_not_exists).await?;
+                CommandTag::new("CREATE SCHEMA")
+            }
+            Statement::StartTransaction { .. } => {
+                if self.tx == TxStatus::Idle {
+                    self.tx = TxStatus::InBlock;
+                }
+                CommandTag::new("BEGIN")
+            }
+            Statement::Commit { .. } => {
+                let failed = self.tx == TxStatus::Failed;
+                self.tx = TxStatus::Idle;
+                CommandTag::new(if failed { "ROLLBACK" } else { "COMMIT" })
+            }
+            Statement::Rollback { savepoint: Some(_), .. } => {
+                if self.tx == TxStatus::Failed {
+                    self.tx = TxStatus::InBlock;
+                }
+                CommandTag::new("ROLLBACK")
+            }
+            Statement::Rollback { .. } => {
+                self.tx = TxStatus::Idle;
+                CommandTag::new("ROLLBACK")
+            }
+            Statement::Savepoint { .. } => CommandTag::new("SAVEPOINT"),
+            Statement::ReleaseSavepoint { .. } => CommandTag::new("RELEASE"),
+            Statement::Set(set) => {
+                self.run_set(set)?;
+                CommandTag::new("SET")
+            }
+            Statement::Reset(reset) => {
+                match &reset.reset {
+                    Reset::ALL => self.settings.reset_all(),
+                    Reset::ConfigurationParameter(name) => self.settings.reset(&variable_name(name)),
+                }
+                CommandTag::new("RESET")
+            }
+            Statement::ShowVariable { variable } => {
+                let name = variable.iter().map(|i| i.value.clone()).collect::<Vec<_>>().join(" ");
+                let key = match name.to_lowercase().as_str() {
+                    "transaction isolation level" => "transaction_isolation".to_string(),
+                    "time zone" => "TimeZone".to_string(),
+                    _ => name.clone(),
+                };
+                let value = self.settings.get(&key)?.to_string();
+                let schema = show_schema(statement).expect("SHOW has a result");
+                let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(StringArray::from(vec![value]))])?;
+                let stream = RecordBatchStreamAdapter::new(schema.clone(), futures::stream::iter(vec![Ok(batch)]));
+                return Ok(Output::Rows { schema, stream: Box::pin(stream), command: RowsCommand::Show });
+            }
+            Statement::Discard { object_type } => CommandTag::new(&format!("DISCARD {object_type}")),
+            Statement::Close { cursor } => match cursor {
+                ast::CloseCursor::All => CommandTag::new("CLOSE CURSOR ALL"),
+                ast::CloseCursor::Specific { name } => {
+                    return Err(EngineError::unsupported(format!("cursor \"{name}\" does not exist")))
+                }
+            },
+            Statement::Deallocate { .. } => CommandTag::new("DEALLOCATE"),
+            Statement::LISTEN { .. } => CommandTag::new("LISTEN"),
+            Statement::UNLISTEN { .. } => CommandTag::new("UNLISTEN"),
+            Statement::Update(_) | Statement::Delete(_) | Statement::Truncate(_) | Statement::Merge(_) => {
+                return Err(EngineError::unsupported(
+                    "UPDATE, DELETE, TRUNCATE and MERGE are not supported yet (they come with the change store)",
+                ))
+            }
+            Statement::Copy { .. } => return Err(EngineError::unsupported("COPY is not supported yet")),
+            other => {
+                let text = other.to_string();
+                let words: Vec<&str> = text.split_whitespace().take(2).collect();
+                return Err(EngineError::unsupported(format!("{} is not supported", words.join(" "))));
+            }
+        };
+        Ok(Output::Command(tag))
+    }
+
+    fn run_set(&mut self, set: &Set) -> Result<()> {
+        match set {
+            Set::SingleAssignment { variable, values, .. } => {
+                let name = variable_name(variable);
+                match set_value_text(values) {
+                    Some(value) => self.settings.set(&name, &value),
+                    None => {
+                        self.settings.reset(&name);
+                        Ok(())
+                    }
+                }
+            }
+            Set::SetTimeZone { value, .. } => {
+                let value = set_value_text(std::slice::from_ref(value)).unwrap_or_else(|| "Etc/UTC".into());
+                self.settings.set("TimeZone", &value)
+            }
+            Set::SetNames { charset_name, .. } => self.settings.set("client_encoding", &charset_name.to_string()),
+            Set::SetNamesDefault {} => Ok(()),
+            Set::SetTransaction { .. } | Set::SetSessionParam(_) | Set::SetRole { .. } => Ok(()),
+            Set::SetSessionAuthorization(_) => {
+                Err(EngineError::unsupported("SET SESSION AUTHORIZATION is not supported"))
+            }
+            Set::MultipleAssignments { assignments } => {
+                for assignment in assignments {
+                    let name = variable_name(&assignment.name);
+                    let value = set_value_text(std::slice::from_ref(&assignment.value)).unwrap_or_default();
+                    self.settings.set(&name, &value)?;
+                }
+                Ok(())
+            }
+            other => Err(EngineError::unsupported(format!("{other} is not supported"))),
+        }
+    }
+}
+
+/// The result column of `SHOW name`, or `None` for any other statement.
+fn show_schema(statement: &Statement) -> Option<SchemaRef> {
+    let Statement::ShowVariable { variable } = statement else { return None };
+    let name = variable.iter().map(|i| i.value.to_lowercase()).collect::<Vec<_>>().join("_");
+    Some(Arc::new(Schema::new(vec![Field::new(name, DataType::Utf8, true)])))
+}
+
+/// The result columns of a query, named as Postgres names them: `?column?` for an
+/// expression, the function's name for a call (`count`, `avg`), the column's or alias's
+/// name otherwise. DataFusion names columns after the expression text (`Int64(1)`).
+fn result_schema(plan: &LogicalPlan) -> SchemaRef {
+    let schema = arrow_schema(plan);
+    let mut node = plan;
+    let exprs: Option<Vec<&datafusion::logical_expr::Expr>> = loop {
+        match node {
+            LogicalPlan::Projection(p) => break Some(p.expr.iter().collect()),
+            LogicalPlan::Aggregate(a) => break Some(a.group_expr.iter().chain(&a.aggr_expr).collect()),
+            LogicalPlan::Sort(_) | LogicalPlan::Limit(_) | LogicalPlan::Distinct(_) | LogicalPlan::SubqueryAlias(_) => {
+                node = node.inputs()[0];
+            }
+            _ => break None,
+        }
+    };
+    let Some(exprs) = exprs.filter(|e| e.len() == schema.fields().len()) else { return schema };
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .zip(exprs)
+        .map(|(field, expr)| field.as_ref().clone().with_name(pg_column_name(expr)))
+        .collect();
+    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
+}
+
+fn pg_column_name(expr: &datafusion::logical_expr::Expr) -> String {
+    use datafusion::logical_expr::Expr;
+    match expr {
+        // DataFusion itself aliases `count(*)`; users rarely alias to a call's text.
+        Expr::Alias(alias)
+            if alias.name.contains('(')
+                && matches!(alias.expr.as_ref(), Expr::AggregateFunction(_) | Expr::ScalarFunction(_)) =>
+        {
+            pg_column_name(&alias.expr)
+        }
+        Expr::Alias(alias) => alias.name.clone(),
+        Expr::Column(column) => {
+            let name = &column.name;
+            let simple = !name.is_empty() && name.chars().all(|c| c.is_alphanumeric() || c == '_');
+            if simple {
+                name.clone()
+            } else if let Some((function, _)) = name.split_once('(').filter(|(f, _)| {
+                !f.is_empty() && f.chars().all(|c| c.is_alphanumeric() || c == '_')
+            }) {
+                function.to_lowercase()
+            } else {
+                "?column?".to_string()
+            }
+        }
+        Expr::ScalarFunction(f) => f.func.name().to_string(),
+        Expr::AggregateFunction(f) => f.func.name().to_string(),
+        Expr::WindowFunction(f) => f.fun.name().to_string(),
+        Expr::Cast(c) => match c.expr.as_ref() {
+            Expr::Column(_) | Expr::ScalarFunction(_) => pg_column_name(&c.expr),
+            _ => "?column?".to_string(),
+        },
+        _ => "?column?".to_string(),
+    }
+}
+
+fn arrow_schema(plan: &LogicalPlan) -> SchemaRef {
+    Arc::new(plan.schema().as_arrow().clone())
+}
+
+/// Parameter types: the client's where declared, else what DataFusion inferred, else
+/// text (as Postgres does for an unknown-typed parameter).
+fn param_types(plan: &LogicalPlan, declared: &[Option<DataType>]) -> Result<Vec<DataType>> {
+    let inferred = plan.get_parameter_types()?;
+    let count = inferred
+        .keys()
+        .filter_map(|k| k.trim_start_matches('$').parse::<usize>().ok())
+        .max()
+        .unwrap_or(0)
+        .max(declared.len());
+    Ok((1..=count)
+        .map(|i| {
+            declared
+                .get(i - 1)
+                .cloned()
+                .flatten()
+                .or_else(|| inferred.get(&format!("${i}")).cloned().flatten())
+                .unwrap_or(DataType::Utf8)
+        })
+        .collect())
+}
+
+/// Casts each value to its parameter's type (the wire decoded it as the client's type).
+fn bind_params(params: Vec<ScalarValue>, types: &[DataType]) -> Vec<ScalarValue> {
+    params
+        .into_iter()
+        .zip(types.iter().map(Some).chain(std::iter::repeat(None)))
+        .map(|(value, ty)| match ty {
+            Some(ty) if &value.data_type() != ty && !value.is_null() => value.cast_to(ty).unwrap_or(value),
+            Some(ty) if value.is_null() => ScalarValue::try_from(ty).unwrap_or(value),
+            _ => value,
+        })
+        .collect()
+}
+
+fn with_params(plan: LogicalPlan, params: &[ScalarValue]) -> Result<LogicalPlan> {
+    if params.is_empty() {
+        return Ok(plan);
+    }
+    Ok(plan.with_param_values(params.to_vec())?)
+}
+
+fn empty_select() -> ast::Select {
+    let Statement::Query(query) = parse_sql("SELECT 1").expect("parses").remove(0).statement else {
+        unreachable!("a query")
+    };
+    let ast::SetExpr::Select(select) = *query.body else { unreachable!("a select") };
+    *select
+}
+
+fn empty_query() -> ast::Query {
+    let Statement::Query(query) = parse_sql("SELECT 1").expect("parses").remove(0).statement else {
+        unreachable!("a query")
+    };
+    *query
+}

@@ -1,0 +1,207 @@
+//! Session settings: what `SET` changes and `SHOW` reads, with Postgres' defaults for
+//! the ones clients ask about. Statements answered here never reach DataFusion.
+
+use std::collections::BTreeMap;
+
+use datafusion::sql::sqlparser::ast::{Expr as SqlExpr, ObjectName, Value};
+
+use crate::error::{EngineError, Result};
+
+/// The Postgres version we answer as: clients parse it to pick their SQL dialect.
+pub const SERVER_VERSION: &str = "16.4";
+pub const SERVER_VERSION_NUM: &str = "160004";
+
+/// Settings reported to the client at startup (ParameterStatus), in this order.
+pub const REPORTED_AT_STARTUP: &[&str] = &[
+    "application_name",
+    "client_encoding",
+    "DateStyle",
+    "default_transaction_read_only",
+    "in_hot_standby",
+    "integer_datetimes",
+    "IntervalStyle",
+    "is_superuser",
+    "server_encoding",
+    "server_version",
+    "session_authorization",
+    "standard_conforming_strings",
+    "TimeZone",
+];
+
+fn defaults() -> BTreeMap<String, (String, String)> {
+    let pairs: &[(&str, &str)] = &[
+        ("application_name", ""),
+        ("client_encoding", "UTF8"),
+        ("DateStyle", "ISO, MDY"),
+        ("default_transaction_read_only", "off"),
+        ("default_transaction_isolation", "read committed"),
+        ("transaction_isolation", "read committed"),
+        ("transaction_read_only", "off"),
+        ("in_hot_standby", "off"),
+        ("integer_datetimes", "on"),
+        ("IntervalStyle", "postgres"),
+        ("is_superuser", "on"),
+        ("server_encoding", "UTF8"),
+        ("server_version", SERVER_VERSION),
+        ("server_version_num", SERVER_VERSION_NUM),
+        ("session_authorization", "tarn"),
+        ("standard_conforming_strings", "on"),
+        ("TimeZone", "Etc/UTC"),
+        ("search_path", "\"$user\", public"),
+        ("extra_float_digits", "1"),
+        ("client_min_messages", "notice"),
+        ("statement_timeout", "0"),
+        ("lock_timeout", "0"),
+        ("idle_in_transaction_session_timeout", "0"),
+        ("max_identifier_length", "63"),
+        ("lc_messages", "C.UTF-8"),
+        ("lc_collate", "C.UTF-8"),
+        ("lc_ctype", "C.UTF-8"),
+        ("bytea_output", "hex"),
+        ("jit", "off"),
+    ];
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_lowercase(), (k.to_string(), v.to_string())))
+        .collect()
+}
+
+/// Settings that only the server may change: the rest of Tarn relies on them.
+const READ_ONLY: &[&str] = &[
+    "server_version",
+    "server_version_num",
+    "server_encoding",
+    "integer_datetimes",
+    "is_superuser",
+    "in_hot_standby",
+    "max_identifier_length",
+];
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Lower-cased name -> (name as Postgres spells it, value).
+    values: BTreeMap<String, (String, String)>,
+}
+
+impl Settings {
+    pub fn new(user: &str) -> Self {
+        let mut settings = Settings { values: defaults() };
+        settings.values.get_mut("session_authorization").expect("default").1 = user.to_string();
+        settings
+    }
+
+    pub fn get(&self, name: &str) -> Result<&str> {
+        self.values
+            .get(&name.to_lowercase())
+            .map(|(_, v)| v.as_str())
+            .ok_or_else(|| EngineError::UndefinedParameter { name: name.to_string() })
+    }
+
+    /// Name as Postgres spells it and value, for ParameterStatus.
+    pub fn reported(&self) -> Vec<(String, String)> {
+        REPORTED_AT_STARTUP
+            .iter()
+            .filter_map(|k| self.values.get(&k.to_lowercase()).cloned())
+            .collect()
+    }
+
+    pub fn set(&mut self, name: &str, value: &str) -> Result<()> {
+        let key = name.to_lowercase();
+        if READ_ONLY.contains(&key.as_str()) {
+            return Err(EngineError::InvalidParameter {
+                message: format!("parameter \"{name}\" cannot be changed"),
+            });
+        }
+        if key.starts_with("datafusion.") {
+            return Err(EngineError::UndefinedParameter { name: name.to_string() });
+        }
+        let value = match key.as_str() {
+            "client_encoding" => {
+                let normalized = value.trim_matches('\'').to_ascii_uppercase().replace('-', "");
+                if normalized != "UTF8" && normalized != "UNICODE" {
+                    return Err(EngineError::FeatureNotSupported {
+                        message: format!("client encoding \"{value}\" is not supported; Tarn speaks UTF8"),
+                    });
+                }
+                "UTF8".to_string()
+            }
+            "timezone" => match value.to_ascii_lowercase().as_str() {
+                "utc" | "etc/utc" | "gmt" | "z" | "zulu" | "+00" | "00:00" | "0" => value.to_string(),
+                _ => {
+                    return Err(EngineError::FeatureNotSupported {
+                        message: format!("time zone \"{value}\" is not supported yet; Tarn runs in UTC"),
+                    })
+                }
+            },
+            _ => value.to_string(),
+        };
+        let spelled = self.values.get(&key).map(|(s, _)| s.clone()).unwrap_or_else(|| name.to_string());
+        self.values.insert(key, (spelled, value));
+        Ok(())
+    }
+
+    pub fn reset(&mut self, name: &str) {
+        let key = name.to_lowercase();
+        match defaults().remove(&key) {
+            Some(default) if key != "session_authorization" => {
+                self.values.insert(key, default);
+            }
+            Some(_) => {}
+            None => {
+                self.values.remove(&key);
+            }
+        }
+    }
+
+    pub fn reset_all(&mut self) {
+        let user = self.values.get("session_authorization").map(|(_, v)| v.clone()).unwrap_or_default();
+        *self = Settings::new(&user);
+    }
+}
+
+/// The text of a `SET` value: `'x'`, `x`, `1`, `DEFAULT` (None).
+pub fn set_value_text(values: &[SqlExpr]) -> Option<String> {
+    let parts: Vec<String> = values
+        .iter()
+        .map(|v| match v {
+            SqlExpr::Value(v) => match &v.value {
+                Value::SingleQuotedString(s) | Value::DoubleQuotedString(s) => s.clone(),
+                Value::Number(n, _) => n.clone(),
+                Value::Boolean(b) => if *b { "on" } else { "off" }.to_string(),
+                other => other.to_string(),
+            },
+            SqlExpr::Identifier(i) => i.value.clone(),
+            other => other.to_string(),
+        })
+        .collect();
+    if parts.len() == 1 && parts[0].eq_ignore_ascii_case("default") {
+        return None;
+    }
+    Some(parts.join(", "))
+}
+
+pub fn variable_name(name: &ObjectName) -> String {
+    name.0.iter().map(|p| p.to_string().trim_matches('"').to_string()).collect::<Vec<_>>().join(".")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn set_show_reset() {
+        let mut s = Settings::new("alice");
+        assert_eq!(s.get("DATESTYLE").unwrap(), "ISO, MDY");
+        assert_eq!(s.get("session_authorization").unwrap(), "alice");
+        s.set("application_name", "psql").unwrap();
+        assert_eq!(s.get("application_name").unwrap(), "psql");
+        s.set("client_encoding", "'utf-8'").unwrap();
+        assert_eq!(s.get("client_encoding").unwrap(), "UTF8");
+        assert!(s.set("server_version", "1").is_err());
+        assert!(s.set("datafusion.execution.batch_size", "1").is_err());
+        assert!(matches!(s.get("nope"), Err(EngineError::UndefinedParameter { .. })));
+        s.reset_all();
+        assert_eq!(s.get("application_name").unwrap(), "");
+        assert_eq!(s.get("session_authorization").unwrap(), "alice");
+    }
+}

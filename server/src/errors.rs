@@ -1,0 +1,201 @@
+//! The one place where errors become what a client sees: a SQLSTATE and a message a
+//! person can act on. Internal detail (file paths, backtraces) goes to the log only.
+
+use datafusion::arrow::error::ArrowError;
+use datafusion::error::DataFusionError;
+use pgwire::error::{ErrorInfo, PgWireError};
+use tarn_engine::EngineError;
+use tarn_storage::StorageError;
+
+/// SQLSTATE, message and optional DETAIL of an error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientError {
+    pub code: &'static str,
+    pub message: String,
+    pub detail: Option<String>,
+}
+
+impl ClientError {
+    fn new(code: &'static str, message: impl Into<String>) -> Self {
+        Self { code, message: message.into(), detail: None }
+    }
+
+    pub fn into_pgwire(self) -> PgWireError {
+        let mut info = ErrorInfo::new("ERROR".to_string(), self.code.to_string(), self.message);
+        info.detail = self.detail;
+        PgWireError::UserError(Box::new(info))
+    }
+
+    pub fn fatal(code: &'static str, message: impl Into<String>) -> PgWireError {
+        PgWireError::UserError(Box::new(ErrorInfo::new("FATAL".into(), code.into(), message.into())))
+    }
+}
+
+/// Classifies an engine error.
+pub fn client_error(error: &EngineError) -> ClientError {
+    let client = match error {
+        EngineError::Syntax { message } => ClientError::new("42601", message),
+        EngineError::FeatureNotSupported { message } => ClientError::new("0A000", message),
+        EngineError::InvalidText { message } => ClientError::new("22P02", message),
+        EngineError::InvalidParameter { message } => ClientError::new("22023", message),
+        EngineError::DataException { message } => ClientError::new("22000", message),
+        EngineError::UndefinedColumn { .. } => ClientError::new("42703", error.to_string()),
+        EngineError::UndefinedType { .. } | EngineError::UndefinedParameter { .. } => {
+            ClientError::new("42704", error.to_string())
+        }
+        EngineError::InFailedTransaction => ClientError::new("25P02", error.to_string()),
+        EngineError::UndefinedDatabase { .. } => ClientError::new("3D000", error.to_string()),
+        EngineError::Storage(e) => storage_error(e),
+        EngineError::DataFusion(e) => datafusion_error(e),
+        EngineError::Internal { .. } => internal(error),
+    };
+    client
+}
+
+fn internal(error: &dyn std::fmt::Display) -> ClientError {
+    tracing::error!(%error, "internal error");
+    ClientError::new("XX000", "internal error; the server log has the details")
+}
+
+fn storage_error(error: &StorageError) -> ClientError {
+    match error {
+        StorageError::TableExists { .. } => ClientError::new("42P07", error.to_string()),
+        StorageError::TableNotFound { .. } => ClientError::new("42P01", error.to_string()),
+        StorageError::SchemaExists { .. } => ClientError::new("42P06", error.to_string()),
+        StorageError::SchemaNotFound { .. } => ClientError::new("3F000", error.to_string()),
+        StorageError::UniqueViolation { detail, .. } => {
+            ClientError { code: "23505", message: error.to_string(), detail: Some(detail.clone()) }
+        }
+        StorageError::NotNullViolation { .. } => ClientError::new("23502", error.to_string()),
+        StorageError::InvalidDefinition { message } => {
+            let code = if message.contains("already exists") { "42701" } else { "42P16" };
+            ClientError::new(code, message)
+        }
+        StorageError::Unsupported { message } => ClientError::new("0A000", message),
+        StorageError::CommitConflict { .. } => ClientError::new(
+            "40001",
+            "could not serialize access due to a concurrent write; retry the statement",
+        ),
+        StorageError::Io { .. } | StorageError::ObjectStore { .. } => {
+            tracing::error!(error = %error, "storage i/o failed");
+            ClientError::new("58030", "storage i/o failed; the server log has the details")
+        }
+        StorageError::Arrow { source } => arrow_error(source),
+        _ => internal(error),
+    }
+}
+
+fn datafusion_error(error: &DataFusionError) -> ClientError {
+    match error {
+        DataFusionError::SQL(e, _) => ClientError::new("42601", format!("syntax error: {e}")),
+        DataFusionError::ArrowError(e, _) => arrow_error(e),
+        DataFusionError::External(e) => {
+            if let Some(engine) = e.downcast_ref::<EngineError>() {
+                client_error(engine)
+            } else if let Some(storage) = e.downcast_ref::<StorageError>() {
+                storage_error(storage)
+            } else if let Some(df) = e.downcast_ref::<DataFusionError>() {
+                datafusion_error(df)
+            } else if let Some(arrow) = e.downcast_ref::<ArrowError>() {
+                arrow_error(arrow)
+            } else {
+                internal(e)
+            }
+        }
+        DataFusionError::Context(_, inner) => datafusion_error(inner),
+        DataFusionError::Shared(inner) => datafusion_error(inner),
+        DataFusionError::Diagnostic(_, inner) => datafusion_error(inner),
+        DataFusionError::Collection(errors) => match errors.first() {
+            Some(first) => datafusion_error(first),
+            None => internal(error),
+        },
+        DataFusionError::SchemaError(e, _) => {
+            let message = e.to_string();
+            if let datafusion::common::SchemaError::FieldNotFound { field, .. } = e.as_ref() {
+                ClientError::new("42703", format!("column \"{}\" does not exist", field.name))
+            } else if message.contains("Ambiguous") || message.contains("ambiguous") {
+                ClientError::new("42702", message)
+            } else {
+                ClientError::new("42P10", message)
+            }
+        }
+        DataFusionError::Plan(message) => plan_error(message),
+        DataFusionError::NotImplemented(message) => ClientError::new("0A000", message.clone()),
+        DataFusionError::ResourcesExhausted(message) => ClientError::new("53200", message.clone()),
+        DataFusionError::Execution(message) => execution_error(message),
+        _ => internal(error),
+    }
+}
+
+fn plan_error(message: &str) -> ClientError {
+    if let Some(rest) = message.strip_prefix("table '") {
+        // "table 'tarn.public.x' not found"
+        let name = rest.split('\'').next().unwrap_or(rest);
+        let name = name.rsplit('.').next().unwrap_or(name);
+        return ClientError::new("42P01", format!("relation \"{name}\" does not exist"));
+    }
+    if message.contains("Invalid function") || message.contains("Unknown function") {
+        return ClientError::new("42883", message.to_string());
+    }
+    if message.contains("Divide by zero") || message.contains("Division by zero") {
+        return ClientError::new("22012", "division by zero");
+    }
+    if message.contains("Cannot cast") || message.contains("Cannot automatically convert") {
+        return ClientError::new("42846", message.to_string());
+    }
+    ClientError::new("42000", message.to_string())
+}
+
+fn execution_error(message: &str) -> ClientError {
+    if message.contains("Divide by zero") || message.contains("Division by zero") {
+        return ClientError::new("22012", "division by zero");
+    }
+    if message.contains("Cast error") || message.contains("Cannot cast") {
+        return ClientError::new("22P02", message.to_string());
+    }
+    if message.contains("overflow") || message.contains("Overflow") {
+        return ClientError::new("22003", message.to_string());
+    }
+    ClientError::new("XX000", message.to_string())
+}
+
+fn arrow_error(error: &ArrowError) -> ClientError {
+    match error {
+        ArrowError::DivideByZero => ClientError::new("22012", "division by zero"),
+        ArrowError::CastError(m) | ArrowError::ParseError(m) => {
+            ClientError::new("22P02", format!("invalid input syntax: {m}"))
+        }
+        ArrowError::ArithmeticOverflow(m) => ClientError::new("22003", format!("value out of range: {m}")),
+        ArrowError::ComputeError(m) if m.contains("verflow") => {
+            ClientError::new("22003", format!("value out of range: {m}"))
+        }
+        ArrowError::ExternalError(e) => {
+            if let Some(df) = e.downcast_ref::<DataFusionError>() {
+                datafusion_error(df)
+            } else if let Some(engine) = e.downcast_ref::<EngineError>() {
+                client_error(engine)
+            } else {
+                internal(e)
+            }
+        }
+        other => ClientError::new("22000", other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlstates_of_common_errors() {
+        let plan = EngineError::DataFusion(DataFusionError::Plan("table 'tarn.public.nope' not found".into()));
+        let e = client_error(&plan);
+        assert_eq!((e.code, e.message.as_str()), ("42P01", "relation \"nope\" does not exist"));
+        let div = EngineError::DataFusion(DataFusionError::ArrowError(Box::new(ArrowError::DivideByZero), None));
+        assert_eq!(client_error(&div).code, "22012");
+        let wrapped = EngineError::DataFusion(DataFusionError::External(Box::new(EngineError::InvalidText {
+            message: "bad".into(),
+        })));
+        assert_eq!(client_error(&wrapped).code, "22P02");
+    }
+}

@@ -1,0 +1,413 @@
+//! One connection: pgwire's startup, simple-query and extended-query handlers around one
+//! engine [`Session`].
+//!
+//! pgwire asks the server for a fresh set of handlers per connection
+//! ([`ConnectionHandlers`]); they share one [`Connection`], whose session is created at
+//! startup once the user and database are known.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use arrow::datatypes::DataType;
+use async_trait::async_trait;
+use futures::{Sink, SinkExt, StreamExt};
+use pgwire::api::auth::{protocol_negotiation, save_startup_parameters_to_metadata, StartupHandler};
+use pgwire::api::cancel::DefaultCancelHandler;
+use pgwire::api::portal::{Format, Portal};
+use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
+use pgwire::api::results::{
+    DescribePortalResponse, DescribeResponse, DescribeStatementResponse, FieldInfo, QueryResponse, Response, Tag,
+};
+use pgwire::api::stmt::{QueryParser, StoredStatement};
+use pgwire::api::store::PortalStore;
+use pgwire::api::{
+    ClientInfo, ClientPortalStore, ConnectionManager, NoopHandler, PgWireConnectionState, PgWireServerHandlers,
+    PidSecretKeyGenerator, RandomPidSecretKeyGenerator, Type,
+};
+use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::messages::response::{ReadyForQuery, TransactionStatus};
+use pgwire::messages::startup::{Authentication, BackendKeyData, ParameterStatus};
+use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
+use tarn_engine::parser::ParsedStatement;
+use tarn_engine::types::{arrow_type_of_oid, pg_type_of_arrow};
+use tarn_engine::{CommandTag, Engine, EngineError, Output, Prepared, RowsCommand, Session, TxStatus};
+use tokio::sync::Mutex;
+use tracing::{debug, info_span, Instrument};
+
+use crate::encode::{decode_param, encode_batch, field_infos, wire_type};
+use crate::errors::{client_error, ClientError};
+
+/// What every connection shares.
+pub struct Shared {
+    pub engine: Arc<Engine>,
+    pub connections: Arc<ConnectionManager>,
+    pub pids: RandomPidSecretKeyGenerator,
+}
+
+/// The state of one connection.
+pub struct Connection {
+    shared: Arc<Shared>,
+    /// Created by the startup handler; `None` before.
+    session: Mutex<Option<Session>>,
+}
+
+impl Connection {
+    async fn with_session<T>(&self, f: impl AsyncFnOnce(&mut Session) -> T) -> PgWireResult<T> {
+        let mut guard = self.session.lock().await;
+        let session = guard.as_mut().ok_or(PgWireError::NotReadyForQuery)?;
+        Ok(f(session).await)
+    }
+}
+
+/// The handlers pgwire asks for, all backed by one [`Connection`].
+pub struct ConnectionHandlers {
+    connection: Arc<Connection>,
+}
+
+impl ConnectionHandlers {
+    pub fn new(shared: Arc<Shared>) -> Self {
+        Self { connection: Arc::new(Connection { shared, session: Mutex::new(None) }) }
+    }
+}
+
+pub struct Handler(Arc<Connection>);
+
+impl PgWireServerHandlers for ConnectionHandlers {
+    fn simple_query_handler(&self) -> Arc<impl SimpleQueryHandler> {
+        Arc::new(Handler(self.connection.clone()))
+    }
+
+    fn extended_query_handler(&self) -> Arc<impl ExtendedQueryHandler> {
+        Arc::new(Handler(self.connection.clone()))
+    }
+
+    fn startup_handler(&self) -> Arc<impl StartupHandler> {
+        Arc::new(Handler(self.connection.clone()))
+    }
+
+    fn copy_handler(&self) -> Arc<impl pgwire::api::copy::CopyHandler> {
+        Arc::new(NoopHandler)
+    }
+
+    fn cancel_handler(&self) -> Arc<impl pgwire::api::cancel::CancelHandler> {
+        Arc::new(DefaultCancelHandler::new(self.connection.shared.connections.clone()))
+    }
+}
+
+fn engine_error(error: EngineError) -> PgWireError {
+    debug!(%error, "statement failed");
+    client_error(&error).into_pgwire()
+}
+
+#[async_trait]
+impl StartupHandler for Handler {
+    async fn on_startup<C>(&self, client: &mut C, message: PgWireFrontendMessage) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let PgWireFrontendMessage::Startup(ref startup) = message else { return Ok(()) };
+        protocol_negotiation(client, startup).await?;
+        save_startup_parameters_to_metadata(client, startup);
+        let params = &startup.parameters;
+        let user = params.get("user").cloned().unwrap_or_default();
+        if user.is_empty() {
+            return Err(ClientError::fatal("28000", "no PostgreSQL user name specified in startup packet"));
+        }
+        // pg8000 sends no database: Postgres then uses the user name; so do we, but a
+        // user name that is not our database still lands on it, as clients expect.
+        let database = params.get("database").cloned();
+        let shared = &self.0.shared;
+        if let Some(database) = &database {
+            if database != shared.engine.database() {
+                return Err(ClientError::fatal("3D000", format!("database \"{database}\" does not exist")));
+            }
+        }
+
+        let mut session = shared.engine.session(&user);
+        for (name, value) in params {
+            let name = match name.as_str() {
+                "application_name" | "client_encoding" | "DateStyle" | "TimeZone" | "extra_float_digits"
+                | "search_path" => name.as_str(),
+                "options" | "user" | "database" | "replication" => continue,
+                _ => continue,
+            };
+            if let Err(error) = session.settings_mut().set(name, value) {
+                let e = client_error(&error);
+                return Err(ClientError::fatal(e.code, e.message));
+            }
+        }
+
+        let (pid, secret) = shared.pids.generate(client);
+        client.set_pid_and_secret_key(pid, secret.clone());
+        let (handle, guard) = shared.connections.register(pid, secret.clone());
+        client.session_extensions().insert(handle);
+        client.session_extensions().insert(guard);
+
+        client.feed(PgWireBackendMessage::Authentication(Authentication::Ok)).await?;
+        for (name, value) in session.settings().reported() {
+            client.feed(PgWireBackendMessage::ParameterStatus(ParameterStatus::new(name, value))).await?;
+        }
+        client.feed(PgWireBackendMessage::BackendKeyData(BackendKeyData::new(pid, secret))).await?;
+        client.send(PgWireBackendMessage::ReadyForQuery(ReadyForQuery::new(TransactionStatus::Idle))).await?;
+        client.set_state(PgWireConnectionState::ReadyForQuery);
+        *self.0.session.lock().await = Some(session);
+        tracing::info!(user, pid, peer = %client.socket_addr(), "connection started");
+        Ok(())
+    }
+}
+
+/// A result stream as pgwire rows.
+fn query_response(schema: arrow::datatypes::SchemaRef, stream: datafusion::execution::SendableRecordBatchStream, fields: Vec<FieldInfo>, command: RowsCommand) -> QueryResponse {
+    let fields = Arc::new(fields);
+    let encoder_fields = fields.clone();
+    let _ = schema;
+    let rows = stream.flat_map(move |batch| {
+        let rows: Vec<PgWireResult<pgwire::messages::data::DataRow>> = match batch {
+            Ok(batch) => match encode_batch(&batch, &encoder_fields) {
+                Ok(rows) => rows.into_iter().map(Ok).collect(),
+                Err(message) => vec![Err(ClientError { code: "XX000", message, detail: None }.into_pgwire())],
+            },
+            Err(e) => vec![Err(engine_error(EngineError::DataFusion(e)))],
+        };
+        futures::stream::iter(rows)
+    });
+    let mut response = QueryResponse::new(fields, rows);
+    match command {
+        RowsCommand::Select => {}
+        RowsCommand::Insert => response.set_command_tag("INSERT 0"),
+        RowsCommand::Show => response.set_command_tag("SHOW"),
+    }
+    response
+}
+
+fn command_response(tag: CommandTag) -> Response {
+    let mut wire = Tag::new(&tag.command);
+    if tag.command == "INSERT" {
+        wire = wire.with_oid(0);
+    }
+    if let Some(rows) = tag.rows {
+        wire = wire.with_rows(rows as usize);
+    }
+    match tag.command.as_str() {
+        "BEGIN" => Response::TransactionStart(wire),
+        "COMMIT" | "ROLLBACK" => Response::TransactionEnd(wire),
+        _ => Response::Execution(wire),
+    }
+}
+
+/// The response to a finished statement, given the session's transaction state after it
+/// (a `ROLLBACK TO SAVEPOINT` leaves a failed block usable again).
+fn response(output: Output, fields: Option<Vec<FieldInfo>>, tx: TxStatus) -> Response {
+    match output {
+        Output::Rows { schema, stream, command } => {
+            let fields = fields.unwrap_or_else(|| field_infos(&schema, |_| false));
+            Response::Query(query_response(schema, stream, fields, command))
+        }
+        Output::Command(tag) => {
+            let is_savepoint_rollback = tag.command == "ROLLBACK" && tx == TxStatus::InBlock;
+            if is_savepoint_rollback {
+                Response::TransactionStart(Tag::new("ROLLBACK"))
+            } else {
+                command_response(tag)
+            }
+        }
+    }
+}
+
+fn error_response(e: PgWireError) -> Response {
+    match e {
+        PgWireError::UserError(info) => Response::Error(info),
+        other => Response::Error(Box::new(ErrorInfo::new("ERROR".into(), "XX000".into(), other.to_string()))),
+    }
+}
+
+#[async_trait]
+impl SimpleQueryHandler for Handler {
+    async fn do_query<C>(&self, _client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let span = info_span!("query", sql = %truncate(query, 200));
+        self.0
+            .with_session(async |session| {
+                let statements = match session.parse(query) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        session.note_error();
+                        return vec![error_response(engine_error(e))];
+                    }
+                };
+                let many = statements.len() > 1;
+                let mut responses = Vec::with_capacity(statements.len());
+                for statement in statements {
+                    let outcome = async {
+                        let prepared = session.prepare(statement, vec![]).await?;
+                        let output = session.execute(&prepared, vec![]).await?;
+                        // With several statements in one message, a result is read before
+                        // the next statement runs, as Postgres does.
+                        if many {
+                            if let Output::Rows { schema, stream, command } = output {
+                                let batches: Vec<_> = datafusion::physical_plan::common::collect(stream).await?;
+                                let stream = datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(
+                                    schema.clone(),
+                                    futures::stream::iter(batches.into_iter().map(Ok)),
+                                );
+                                return Ok(Output::Rows { schema, stream: Box::pin(stream), command });
+                            }
+                        }
+                        Ok::<_, EngineError>(output)
+                    }
+                    .await;
+                    match outcome {
+                        Ok(output) => responses.push(response(output, None, session.tx_status())),
+                        Err(e) => {
+                            session.note_error();
+                            responses.push(error_response(engine_error(e)));
+                            break;
+                        }
+                    }
+                }
+                responses
+            })
+            .instrument(span)
+            .await
+    }
+}
+
+fn truncate(s: &str, n: usize) -> &str {
+    match s.char_indices().nth(n) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+/// Parses and plans statements for the extended protocol. `None` is an empty query.
+pub struct Parser(Arc<Connection>);
+
+#[async_trait]
+impl QueryParser for Parser {
+    type Statement = Option<Prepared>;
+
+    async fn parse_sql<C>(&self, _client: &C, sql: &str, types: &[Option<Type>]) -> PgWireResult<Self::Statement>
+    where
+        C: ClientInfo + Unpin + Send + Sync,
+    {
+        let declared: Vec<Option<DataType>> =
+            types.iter().map(|t| t.as_ref().and_then(|t| arrow_type_of_oid(t.oid()))).collect();
+        self.0
+            .with_session(async |session| {
+                let mut statements = session.parse(sql).inspect_err(|_| session.note_error()).map_err(engine_error)?;
+                if statements.len() > 1 {
+                    session.note_error();
+                    return Err(ClientError {
+                        code: "42601",
+                        message: "cannot insert multiple commands into a prepared statement".into(),
+                        detail: None,
+                    }
+                    .into_pgwire());
+                }
+                let Some(statement): Option<ParsedStatement> = statements.pop() else { return Ok(None) };
+                session.prepare(statement, declared).await.map(Some).map_err(engine_error)
+            })
+            .await?
+    }
+
+    fn get_parameter_types(&self, statement: &Self::Statement) -> PgWireResult<Vec<Type>> {
+        Ok(statement
+            .as_ref()
+            .map(|p| p.param_types.iter().map(|t| wire_type(pg_type_of_arrow(t))).collect())
+            .unwrap_or_default())
+    }
+
+    fn get_result_schema(&self, statement: &Self::Statement, format: Option<&Format>) -> PgWireResult<Vec<FieldInfo>> {
+        Ok(match statement.as_ref().and_then(|p| p.result.as_ref()) {
+            Some(schema) => field_infos(schema, |i| format.is_some_and(|f| f.format_for(i) == pgwire::api::results::FieldFormat::Binary)),
+            None => vec![],
+        })
+    }
+}
+
+#[async_trait]
+impl ExtendedQueryHandler for Handler {
+    type Statement = Option<Prepared>;
+    type QueryParser = Parser;
+
+    fn query_parser(&self) -> Arc<Parser> {
+        Arc::new(Parser(self.0.clone()))
+    }
+
+    async fn do_describe_statement<C>(
+        &self,
+        _client: &mut C,
+        statement: &StoredStatement<Self::Statement>,
+    ) -> PgWireResult<DescribeStatementResponse>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let parser = Parser(self.0.clone());
+        let params = parser.get_parameter_types(&statement.statement)?;
+        let fields = parser.get_result_schema(&statement.statement, None)?;
+        if statement.statement.as_ref().is_some_and(|p| p.result.is_some()) {
+            Ok(DescribeStatementResponse::new(params, fields))
+        } else {
+            Ok(DescribeStatementResponse::new(params, vec![]))
+        }
+    }
+
+    async fn do_describe_portal<C>(&self, _client: &mut C, portal: &Portal<Self::Statement>) -> PgWireResult<DescribePortalResponse>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let parser = Parser(self.0.clone());
+        let fields = parser.get_result_schema(&portal.statement.statement, Some(&portal.result_column_format))?;
+        if portal.statement.statement.as_ref().is_some_and(|p| p.result.is_some()) {
+            Ok(DescribePortalResponse::new(fields))
+        } else {
+            Ok(DescribePortalResponse::no_data())
+        }
+    }
+
+    async fn do_query<C>(&self, _client: &mut C, portal: &Portal<Self::Statement>, _max_rows: usize) -> PgWireResult<Response>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let Some(prepared) = portal.statement.statement.clone() else { return Ok(Response::EmptyQuery) };
+        let fields = prepared.result.as_ref().map(|schema| {
+            field_infos(schema, |i| portal.result_column_format.format_for(i) == pgwire::api::results::FieldFormat::Binary)
+        });
+        let mut params = Vec::with_capacity(portal.parameters.len());
+        for (i, bytes) in portal.parameters.iter().enumerate() {
+            let ty = prepared.param_types.get(i).cloned().unwrap_or(DataType::Utf8);
+            let binary = portal.parameter_format.format_for(i) == pgwire::api::results::FieldFormat::Binary;
+            match decode_param(bytes.as_deref(), binary, &ty) {
+                Ok(v) => params.push(v),
+                Err(message) => {
+                    self.0.with_session(async |s| s.note_error()).await?;
+                    return Err(ClientError { code: "22P02", message, detail: None }.into_pgwire());
+                }
+            }
+        }
+        let span = info_span!("execute", sql = %truncate(&prepared.statement.statement.to_string(), 200));
+        self.0
+            .with_session(async |session| {
+                let output = session.execute(&prepared, params).await.map_err(engine_error)?;
+                Ok(response(output, fields, session.tx_status()))
+            })
+            .instrument(span)
+            .await?
+    }
+}
