@@ -1,1 +1,107 @@
+//! The end-to-end test harness: a real Tarn server on `127.0.0.1:0` over a fresh data
+//! folder, and real clients talking to it over the socket.
 
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tarn_engine::{Engine, EngineConfig};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub mod slt;
+
+/// A running server. Dropping it stops the server; [`TestServer::stop`] waits for it.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub data: PathBuf,
+    /// Keeps the folder of a server started by [`TestServer::start`] alive.
+    _temp: Option<Arc<tempfile::TempDir>>,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+pub fn init_logging() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
+impl TestServer {
+    /// A server over a new, empty data folder.
+    pub async fn start() -> TestServer {
+        let temp = Arc::new(tempfile::tempdir().expect("temp dir"));
+        let mut server = Self::start_in(temp.path()).await;
+        server._temp = Some(temp);
+        server
+    }
+
+    /// A server over `data` (which may hold tables from an earlier server).
+    pub async fn start_in(data: &Path) -> TestServer {
+        init_logging();
+        let config = EngineConfig {
+            warehouse: data.to_str().expect("utf-8 path").to_string(),
+            database: "tarn".into(),
+            memory_limit_bytes: 1 << 30,
+            query_parallelism: 2,
+        };
+        let engine = Engine::open(config).await.expect("engine opens");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let (tx, rx) = oneshot::channel();
+        let task = tokio::spawn(tarn_server::run(listener, engine, async move {
+            let _ = rx.await;
+        }));
+        TestServer { addr, data: data.to_path_buf(), _temp: None, shutdown: Some(tx), task: Some(task) }
+    }
+
+    /// Stops the server and waits until it has closed every connection.
+    pub async fn stop(mut self) {
+        self.shutdown_now().await;
+    }
+
+    async fn shutdown_now(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.expect("server task").expect("server ran");
+        }
+    }
+
+    /// Stops this server and starts a new one on the same folder.
+    pub async fn restart(mut self) -> TestServer {
+        self.shutdown_now().await;
+        let temp = self._temp.take();
+        let mut server = Self::start_in(&self.data).await;
+        server._temp = temp;
+        server
+    }
+
+    pub fn connection_string(&self) -> String {
+        format!("host={} port={} user=tarn dbname=tarn", self.addr.ip(), self.addr.port())
+    }
+
+    /// A connected tokio-postgres client.
+    pub async fn client(&self) -> tokio_postgres::Client {
+        let (client, connection) = tokio_postgres::connect(&self.connection_string(), tokio_postgres::NoTls)
+            .await
+            .expect("connects");
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        client
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}

@@ -9,6 +9,7 @@ use datafusion::catalog::{CatalogProvider, SchemaProvider, TableProvider};
 use datafusion::error::Result as DfResult;
 use tarn_storage::{TableName, Warehouse};
 
+use crate::pg_catalog;
 use crate::provider::{DefaultParser, TarnTable};
 
 pub const CATALOG_NAME: &str = "tarn";
@@ -17,24 +18,31 @@ pub const CATALOG_NAME: &str = "tarn";
 pub struct TarnCatalog {
     warehouse: Arc<Warehouse>,
     defaults: DefaultParser,
+    pg_catalog: Arc<dyn SchemaProvider>,
 }
 
 impl TarnCatalog {
     pub fn new(warehouse: Arc<Warehouse>, defaults: DefaultParser) -> Self {
-        Self { warehouse, defaults }
+        Self { warehouse, defaults, pg_catalog: pg_catalog::schema() }
     }
 }
 
 impl CatalogProvider for TarnCatalog {
     fn schema_names(&self) -> Vec<String> {
-        self.warehouse.schemas()
+        let mut names = self.warehouse.schemas();
+        names.push(pg_catalog::SCHEMA.to_string());
+        names
     }
 
     fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
+        if name == pg_catalog::SCHEMA {
+            return Some(self.pg_catalog.clone());
+        }
         self.warehouse.schema_exists(name).then(|| {
             Arc::new(TarnSchema {
                 warehouse: self.warehouse.clone(),
                 defaults: self.defaults.clone(),
+                pg_catalog: self.pg_catalog.clone(),
                 name: name.to_string(),
             })
                 as Arc<dyn SchemaProvider>
@@ -46,6 +54,8 @@ impl CatalogProvider for TarnCatalog {
 pub struct TarnSchema {
     warehouse: Arc<Warehouse>,
     defaults: DefaultParser,
+    /// Searched first for unqualified names, as Postgres' search path does.
+    pg_catalog: Arc<dyn SchemaProvider>,
     name: String,
 }
 
@@ -56,6 +66,9 @@ impl SchemaProvider for TarnSchema {
     }
 
     async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
+        if let Some(table) = self.pg_catalog.table(name).await? {
+            return Ok(Some(table));
+        }
         let name = TableName::new(&self.name, name);
         Ok(self.warehouse.table(&name).map(|t| Arc::new(TarnTable::new(t, &self.defaults)) as Arc<dyn TableProvider>))
     }

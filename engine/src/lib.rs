@@ -12,6 +12,7 @@
 //!   words: `USING <format>`, `<+>`, `@@@`).
 //! - [`ddl`]: `CREATE TABLE` and friends, to storage's `TableDef`.
 //! - [`catalog`], [`provider`]: the warehouse as DataFusion catalog and tables.
+//! - [`pg_catalog`]: `pg_type` and friends, for drivers that look types up.
 //! - [`types`]: Postgres types <-> Arrow types and wire OIDs.
 //! - [`vector`]: pgvector's `vector(n)`: text form and `to_vector`.
 //! - [`literals`]: syntax rewrites for what Arrow cannot cast (vector, bytea, DEFAULT).
@@ -26,6 +27,7 @@ pub mod error;
 pub mod functions;
 pub mod literals;
 pub mod parser;
+pub mod pg_catalog;
 pub mod provider;
 pub mod session;
 pub mod settings;

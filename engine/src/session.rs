@@ -9,7 +9,10 @@
 //! statement in one work, and an error inside one gives 25P02 until `ROLLBACK`), but each
 //! statement commits on its own. Multi-statement atomicity arrives with the change store.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+
+use futures::StreamExt;
 
 use arrow::array::{RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
@@ -103,11 +106,14 @@ pub struct Session {
     ctx: SessionContext,
     settings: Settings,
     tx: TxStatus,
+    /// Set by a result stream that failed after `execute` returned (rows are computed
+    /// as the client reads them); the next statement folds it into `tx`.
+    stream_failed: Arc<AtomicBool>,
 }
 
 impl Session {
     pub(crate) fn new(engine: Arc<Engine>, ctx: SessionContext, user: &str) -> Self {
-        Self { engine, ctx, settings: Settings::new(user), tx: TxStatus::Idle }
+        Self { engine, ctx, settings: Settings::new(user), tx: TxStatus::Idle, stream_failed: Arc::default() }
     }
 
     pub fn settings(&self) -> &Settings {
@@ -119,6 +125,9 @@ impl Session {
     }
 
     pub fn tx_status(&self) -> TxStatus {
+        if self.stream_failed.load(Ordering::Relaxed) && self.tx == TxStatus::InBlock {
+            return TxStatus::Failed;
+        }
         self.tx
     }
 
@@ -154,7 +163,10 @@ impl Session {
         }
     }
 
-    fn check_not_failed(&self, statement: &Statement) -> Result<()> {
+    fn check_not_failed(&mut self, statement: &Statement) -> Result<()> {
+        if self.stream_failed.swap(false, Ordering::Relaxed) {
+            self.note_error();
+        }
         let ends_block = matches!(statement, Statement::Commit { .. } | Statement::Rollback { .. });
         if self.tx == TxStatus::Failed && !ends_block {
             return Err(EngineError::InFailedTransaction);
@@ -185,7 +197,7 @@ impl Session {
                 let plan = with_params(plan, &params)?;
                 let schema = result_schema(&plan);
                 let df = self.ctx.execute_logical_plan(plan).await?;
-                let stream = df.execute_stream().await?;
+                let stream = self.watch(df.execute_stream().await?);
                 Ok(Output::Rows { schema, stream, command: RowsCommand::Select })
             }
             Planned::Insert { table, input, returning } => {
@@ -198,6 +210,18 @@ impl Session {
             }
             Planned::Other => self.run_other(statement).await,
         }
+    }
+
+    /// Passes a result stream through, noting if it fails.
+    fn watch(&self, stream: SendableRecordBatchStream) -> SendableRecordBatchStream {
+        let failed = self.stream_failed.clone();
+        let schema = stream.schema();
+        let watched = stream.inspect(move |item| {
+            if item.is_err() {
+                failed.store(true, Ordering::Relaxed);
+            }
+        });
+        Box::pin(RecordBatchStreamAdapter::new(schema, watched))
     }
 
     async fn plan(&self, parsed: &ParsedStatement) -> Result<Planned> {
@@ -333,7 +357,7 @@ impl Session {
             .data;
         let df = self.ctx.execute_logical_plan(plan).await?;
         let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-        Ok(Output::Rows { schema, stream: df.execute_stream().await?, command: RowsCommand::Insert })
+        Ok(Output::Rows { schema, stream: self.watch(df.execute_stream().await?), command: RowsCommand::Insert })
     }
 
     async fn create_table_as(

@@ -37,7 +37,7 @@ macro_rules! pg_types {
 }
 
 pg_types! {
-    BOOL = 16, "bool"; BYTEA = 17, "bytea"; INT8 = 20, "int8"; INT2 = 21, "int2"; INT4 = 23, "int4";
+    BOOL = 16, "bool"; BYTEA = 17, "bytea"; CHAR = 18, "char"; INT8 = 20, "int8"; INT2 = 21, "int2"; INT4 = 23, "int4";
     TEXT = 25, "text"; OID = 26, "oid"; JSON = 114, "json"; FLOAT4 = 700, "float4"; FLOAT8 = 701, "float8";
     BOOL_ARRAY = 1000, "_bool"; INT2_ARRAY = 1005, "_int2"; INT4_ARRAY = 1007, "_int4";
     TEXT_ARRAY = 1009, "_text"; INT8_ARRAY = 1016, "_int8"; FLOAT4_ARRAY = 1021, "_float4";
@@ -62,9 +62,13 @@ pub fn pg_type_of(field: &Field) -> PgType {
 pub fn pg_type_of_arrow(data_type: &DataType) -> PgType {
     match data_type {
         DataType::Boolean => PgType::BOOL,
-        DataType::Int8 | DataType::Int16 | DataType::UInt8 => PgType::INT2,
+        // Postgres' one-byte "char" (pg_type.typtype); SQL never declares Int8 columns.
+        DataType::Int8 => PgType::CHAR,
+        DataType::Int16 | DataType::UInt8 => PgType::INT2,
         DataType::Int32 | DataType::UInt16 => PgType::INT4,
-        DataType::Int64 | DataType::UInt32 | DataType::UInt64 => PgType::INT8,
+        // Object identifiers (pg_catalog's oid columns); SQL never declares UInt32.
+        DataType::UInt32 => PgType::OID,
+        DataType::Int64 | DataType::UInt64 => PgType::INT8,
         DataType::Float16 | DataType::Float32 => PgType::FLOAT4,
         DataType::Float64 => PgType::FLOAT8,
         DataType::Decimal32(..) | DataType::Decimal64(..) | DataType::Decimal128(..) | DataType::Decimal256(..) => {
@@ -101,6 +105,8 @@ pub fn arrow_type_of_oid(oid: u32) -> Option<DataType> {
         17 => DataType::Binary,
         20 => DataType::Int64,
         21 => DataType::Int16,
+        18 => DataType::Int8,
+        26 => DataType::UInt32,
         23 => DataType::Int32,
         25 | 1043 | 114 | 3802 | 2950 | 1042 => DataType::Utf8,
         700 => DataType::Float32,

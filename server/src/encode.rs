@@ -93,7 +93,7 @@ pub fn encode_batch(batch: &RecordBatch, fields: &[FieldInfo]) -> Result<Vec<Dat
 pub fn encode_text(column: &ArrayRef, _field: &Field, row: usize, out: &mut String) {
     match column.data_type() {
         DataType::Boolean => out.push(if column.as_boolean().value(row) { 't' } else { 'f' }),
-        DataType::Int8 => write_display(out, column.as_primitive::<Int8Type>().value(row)),
+        DataType::Int8 => out.push(column.as_primitive::<Int8Type>().value(row) as u8 as char),
         DataType::Int16 => write_display(out, column.as_primitive::<Int16Type>().value(row)),
         DataType::Int32 => write_display(out, column.as_primitive::<Int32Type>().value(row)),
         DataType::Int64 => write_display(out, column.as_primitive::<Int64Type>().value(row)),
@@ -288,12 +288,12 @@ fn timestamp_micros(column: &ArrayRef, unit: &TimeUnit, row: usize) -> i64 {
 pub fn encode_binary(column: &ArrayRef, field: &Field, row: usize, out: &mut BytesMut) -> Result<(), String> {
     match column.data_type() {
         DataType::Boolean => out.put_u8(column.as_boolean().value(row) as u8),
-        DataType::Int8 => out.put_i16(column.as_primitive::<Int8Type>().value(row) as i16),
+        DataType::Int8 => out.put_i8(column.as_primitive::<Int8Type>().value(row)),
         DataType::UInt8 => out.put_i16(column.as_primitive::<UInt8Type>().value(row) as i16),
         DataType::Int16 => out.put_i16(column.as_primitive::<Int16Type>().value(row)),
         DataType::UInt16 => out.put_i32(column.as_primitive::<UInt16Type>().value(row) as i32),
         DataType::Int32 => out.put_i32(column.as_primitive::<Int32Type>().value(row)),
-        DataType::UInt32 => out.put_i64(column.as_primitive::<UInt32Type>().value(row) as i64),
+        DataType::UInt32 => out.put_u32(column.as_primitive::<UInt32Type>().value(row)),
         DataType::Int64 => out.put_i64(column.as_primitive::<Int64Type>().value(row)),
         DataType::UInt64 => out.put_i64(column.as_primitive::<UInt64Type>().value(row) as i64),
         DataType::Float32 => out.put_f32(column.as_primitive::<Float32Type>().value(row)),
@@ -429,6 +429,7 @@ fn decode_text(text: &str, data_type: &DataType) -> Result<ScalarValue, String> 
             _ => return Err(invalid(text, "boolean")),
         })),
         DataType::Int16 => ScalarValue::Int16(Some(t.parse().map_err(|_| invalid(text, "smallint"))?)),
+        DataType::UInt32 => ScalarValue::UInt32(Some(t.parse().map_err(|_| invalid(text, "oid"))?)),
         DataType::Int32 => ScalarValue::Int32(Some(t.parse().map_err(|_| invalid(text, "integer"))?)),
         DataType::Int64 => ScalarValue::Int64(Some(t.parse().map_err(|_| invalid(text, "bigint"))?)),
         DataType::Float32 => ScalarValue::Float32(Some(parse_float(t).ok_or_else(|| invalid(text, "real"))? as f32)),
@@ -524,6 +525,8 @@ fn decode_binary(bytes: &[u8], data_type: &DataType) -> Result<ScalarValue, Stri
     Ok(match data_type {
         DataType::Boolean => ScalarValue::Boolean(Some(fixed(1)?[0] != 0)),
         DataType::Int16 => ScalarValue::Int16(Some(i16::from_be_bytes(fixed(2)?.try_into().unwrap()))),
+        DataType::Int8 => ScalarValue::Int8(Some(fixed(1)?[0] as i8)),
+        DataType::UInt32 => ScalarValue::UInt32(Some(u32::from_be_bytes(fixed(4)?.try_into().unwrap()))),
         DataType::Int32 => ScalarValue::Int32(Some(i32::from_be_bytes(fixed(4)?.try_into().unwrap()))),
         DataType::Int64 => ScalarValue::Int64(Some(i64::from_be_bytes(fixed(8)?.try_into().unwrap()))),
         DataType::Float32 => ScalarValue::Float32(Some(f32::from_be_bytes(fixed(4)?.try_into().unwrap()))),

@@ -1,0 +1,125 @@
+//! The corner of `pg_catalog` that drivers read before they can decode a result:
+//! `pg_type` (every type Tarn sends, `vector` among them), `pg_namespace` and an empty
+//! `pg_range`. tokio-postgres, for one, looks up any OID it does not know in these.
+//! Unqualified names (`FROM pg_type`) resolve here first, as in Postgres.
+
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, BooleanArray, Int16Array, Int8Array, RecordBatch, StringArray, UInt32Array};
+use arrow::datatypes::{DataType, Field, Schema};
+use datafusion::catalog::{MemorySchemaProvider, SchemaProvider, TableProvider};
+use datafusion::datasource::MemTable;
+
+use crate::types::{VECTOR_ARRAY_OID, VECTOR_OID};
+
+pub const SCHEMA: &str = "pg_catalog";
+pub const PG_CATALOG_OID: u32 = 11;
+pub const PUBLIC_OID: u32 = 2200;
+
+/// (oid, name, len, type category, element oid, array oid)
+const TYPES: &[(u32, &str, i16, u8, u32, u32)] = &[
+    (16, "bool", 1, b'B', 0, 1000),
+    (17, "bytea", -1, b'U', 0, 1001),
+    (18, "char", 1, b'Z', 0, 1002),
+    (20, "int8", 8, b'N', 0, 1016),
+    (21, "int2", 2, b'N', 0, 1005),
+    (23, "int4", 4, b'N', 0, 1007),
+    (25, "text", -1, b'S', 0, 1009),
+    (26, "oid", 4, b'N', 0, 1028),
+    (114, "json", -1, b'U', 0, 199),
+    (700, "float4", 4, b'N', 0, 1021),
+    (701, "float8", 8, b'N', 0, 1022),
+    (705, "unknown", -2, b'X', 0, 0),
+    (1000, "_bool", -1, b'A', 16, 0),
+    (1005, "_int2", -1, b'A', 21, 0),
+    (1007, "_int4", -1, b'A', 23, 0),
+    (1009, "_text", -1, b'A', 25, 0),
+    (1016, "_int8", -1, b'A', 20, 0),
+    (1021, "_float4", -1, b'A', 700, 0),
+    (1022, "_float8", -1, b'A', 701, 0),
+    (1043, "varchar", -1, b'S', 0, 1015),
+    (1082, "date", 4, b'D', 0, 1182),
+    (1083, "time", 8, b'D', 0, 1183),
+    (1114, "timestamp", 8, b'D', 0, 1115),
+    (1184, "timestamptz", 8, b'D', 0, 1185),
+    (1186, "interval", 16, b'T', 0, 1187),
+    (1700, "numeric", -1, b'N', 0, 1231),
+    (2950, "uuid", 16, b'U', 0, 2951),
+    (3802, "jsonb", -1, b'U', 0, 3807),
+    (VECTOR_OID, "vector", -1, b'U', 0, VECTOR_ARRAY_OID),
+    (VECTOR_ARRAY_OID, "_vector", -1, b'A', VECTOR_OID, 0),
+];
+
+/// The `pg_catalog` schema with its tables.
+pub fn schema() -> Arc<dyn SchemaProvider> {
+    let provider = MemorySchemaProvider::new();
+    for (name, table) in tables() {
+        provider.register_table(name.to_string(), table).expect("fresh schema");
+    }
+    Arc::new(provider)
+}
+
+pub fn tables() -> Vec<(&'static str, Arc<dyn TableProvider>)> {
+    vec![("pg_type", pg_type()), ("pg_namespace", pg_namespace()), ("pg_range", pg_range())]
+}
+
+fn mem(schema: Schema, columns: Vec<ArrayRef>) -> Arc<dyn TableProvider> {
+    let schema = Arc::new(schema);
+    let batch = RecordBatch::try_new(schema.clone(), columns).expect("catalog batch");
+    Arc::new(MemTable::try_new(schema, vec![vec![batch]]).expect("catalog table"))
+}
+
+fn oid(name: &str) -> Field {
+    Field::new(name, DataType::UInt32, false)
+}
+
+fn pg_type() -> Arc<dyn TableProvider> {
+    let schema = Schema::new(vec![
+        oid("oid"),
+        Field::new("typname", DataType::Utf8, false),
+        oid("typnamespace"),
+        Field::new("typlen", DataType::Int16, false),
+        Field::new("typtype", DataType::Int8, false),
+        Field::new("typcategory", DataType::Int8, false),
+        Field::new("typisdefined", DataType::Boolean, false),
+        oid("typelem"),
+        oid("typarray"),
+        oid("typbasetype"),
+        oid("typrelid"),
+        Field::new("typnotnull", DataType::Boolean, false),
+    ]);
+    let n = TYPES.len();
+    let namespace = |o: u32| if o == VECTOR_OID || o == VECTOR_ARRAY_OID { PUBLIC_OID } else { PG_CATALOG_OID };
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(UInt32Array::from_iter_values(TYPES.iter().map(|t| t.0))),
+        Arc::new(StringArray::from_iter_values(TYPES.iter().map(|t| t.1))),
+        Arc::new(UInt32Array::from_iter_values(TYPES.iter().map(|t| namespace(t.0)))),
+        Arc::new(Int16Array::from_iter_values(TYPES.iter().map(|t| t.2))),
+        Arc::new(Int8Array::from_iter_values(TYPES.iter().map(|t| if t.0 == 705 { b'p' } else { b'b' } as i8))),
+        Arc::new(Int8Array::from_iter_values(TYPES.iter().map(|t| t.3 as i8))),
+        Arc::new(BooleanArray::from(vec![true; n])),
+        Arc::new(UInt32Array::from_iter_values(TYPES.iter().map(|t| t.4))),
+        Arc::new(UInt32Array::from_iter_values(TYPES.iter().map(|t| t.5))),
+        Arc::new(UInt32Array::from(vec![0; n])),
+        Arc::new(UInt32Array::from(vec![0; n])),
+        Arc::new(BooleanArray::from(vec![false; n])),
+    ];
+    mem(schema, columns)
+}
+
+fn pg_namespace() -> Arc<dyn TableProvider> {
+    let schema = Schema::new(vec![oid("oid"), Field::new("nspname", DataType::Utf8, false), oid("nspowner")]);
+    mem(
+        schema,
+        vec![
+            Arc::new(UInt32Array::from(vec![PG_CATALOG_OID, PUBLIC_OID])),
+            Arc::new(StringArray::from(vec![SCHEMA, "public"])),
+            Arc::new(UInt32Array::from(vec![10, 10])),
+        ],
+    )
+}
+
+fn pg_range() -> Arc<dyn TableProvider> {
+    let schema = Schema::new(vec![oid("rngtypid"), oid("rngsubtype")]);
+    mem(schema, vec![Arc::new(UInt32Array::from(Vec::<u32>::new())), Arc::new(UInt32Array::from(Vec::<u32>::new()))])
+}

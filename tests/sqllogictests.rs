@@ -1,0 +1,68 @@
+//! Runs every `tests/slt/*.slt` file against a fresh server (one data folder per file),
+//! once over the simple query protocol and once over the extended protocol.
+//!
+//! Regenerate expected output after an intended change with
+//! `TARN_SLT_COMPLETE=1 cargo test -p tarn-tests --test sqllogictests` (simple protocol),
+//! then review the diff.
+
+use std::path::PathBuf;
+
+use tarn_tests::slt::{Protocol, Wire};
+use tarn_tests::TestServer;
+
+fn slt_files() -> Vec<PathBuf> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("slt");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("tests/slt exists")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "slt"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no .slt files in {}", dir.display());
+    files
+}
+
+async fn run_all(protocol: Protocol) {
+    let complete = std::env::var_os("TARN_SLT_COMPLETE").is_some() && protocol == Protocol::Simple;
+    let mut failures = Vec::new();
+    for file in slt_files() {
+        let server = TestServer::start().await;
+        let conn = server.connection_string();
+        let mut runner = sqllogictest::Runner::new(move || {
+            let conn = conn.clone();
+            async move {
+                let (client, connection) = tokio_postgres::connect(&conn, tokio_postgres::NoTls).await.map_err(tarn_tests::slt::WireError::from)?;
+                tokio::spawn(async move {
+                    let _ = connection.await;
+                });
+                Ok::<_, tarn_tests::slt::WireError>(Wire { client, protocol })
+            }
+        });
+        runner.add_label(match protocol {
+            Protocol::Simple => "simple",
+            Protocol::Extended => "extended",
+        });
+        if complete {
+            let col_separator = " ";
+            let validator = sqllogictest::default_validator;
+            runner
+                .update_test_file(&file, col_separator, validator, sqllogictest::default_normalizer, sqllogictest::default_column_validator)
+                .await
+                .unwrap_or_else(|e| panic!("completing {}: {e}", file.display()));
+        } else if let Err(e) = runner.run_file_async(&file).await {
+            failures.push(format!("{} ({protocol:?}):\n{}", file.display(), e.display(false)));
+        }
+        server.stop().await;
+    }
+    assert!(failures.is_empty(), "{} slt failures:\n{}", failures.len(), failures.join("\n\n"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slt_simple_protocol() {
+    run_all(Protocol::Simple).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slt_extended_protocol() {
+    run_all(Protocol::Extended).await;
+}
