@@ -247,7 +247,7 @@ impl SimpleQueryHandler for Handler {
                 for statement in statements {
                     let outcome = async {
                         let prepared = session.prepare(statement, vec![]).await?;
-                        let output = session.execute(&prepared, vec![]).await?;
+                        let output = prefetch(session.execute(&prepared, vec![]).await?).await?;
                         // With several statements in one message, a result is read before
                         // the next statement runs, as Postgres does.
                         if many {
@@ -277,6 +277,21 @@ impl SimpleQueryHandler for Handler {
             .instrument(span)
             .await
     }
+}
+
+/// Computes a result's first batch before the response starts. Aggregates and sorts do
+/// all their work here, where a cancel request can still stop them and an error can
+/// still be reported before any row (and fail the transaction block).
+async fn prefetch(output: Output) -> Result<Output, EngineError> {
+    let Output::Rows { schema, mut stream, command } = output else { return Ok(output) };
+    let first = match stream.next().await {
+        Some(Ok(batch)) => Some(batch),
+        Some(Err(e)) => return Err(EngineError::DataFusion(e)),
+        None => None,
+    };
+    let rest = futures::stream::iter(first.map(Ok)).chain(stream);
+    let stream = datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(schema.clone(), rest);
+    Ok(Output::Rows { schema, stream: Box::pin(stream), command })
 }
 
 fn truncate(s: &str, n: usize) -> &str {
@@ -404,7 +419,11 @@ impl ExtendedQueryHandler for Handler {
         let span = info_span!("execute", sql = %truncate(&prepared.statement.statement.to_string(), 200));
         self.0
             .with_session(async |session| {
-                let output = session.execute(&prepared, params).await.map_err(engine_error)?;
+                let output = match session.execute(&prepared, params).await {
+                    Ok(output) => prefetch(output).await,
+                    Err(e) => Err(e),
+                };
+                let output = output.inspect_err(|_| session.note_error()).map_err(engine_error)?;
                 Ok(response(output, fields, session.tx_status()))
             })
             .instrument(span)

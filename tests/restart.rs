@@ -1,0 +1,62 @@
+//! Tables and rows survive a restart: write, stop the server, start a new one on the
+//! same folder, read the same rows; then keep writing.
+
+use tarn_tests::TestServer;
+use tokio_postgres::error::SqlState;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tables_and_rows_survive_a_restart() {
+    let server = TestServer::start().await;
+    {
+        let client = server.client().await;
+        client
+            .batch_execute(
+                "CREATE TABLE items (id BIGINT PRIMARY KEY, title TEXT NOT NULL, embedding VECTOR(2)) USING lance WITH (bucket_count = 2);
+                 INSERT INTO items VALUES (1, 'a', '[1,2]'), (2, 'b', '[3,4]');
+                 CREATE TABLE logs (seq BIGSERIAL PRIMARY KEY, line TEXT) USING parquet;
+                 INSERT INTO logs (line) VALUES ('first'), ('second');
+                 CREATE SCHEMA archive;
+                 CREATE TABLE archive.old AS SELECT id, title FROM items;
+                 CREATE TABLE dropped (x INT);
+                 DROP TABLE dropped;
+                 ALTER TABLE items ADD COLUMN note TEXT;
+                 INSERT INTO items VALUES (3, 'c', '[5,6]', 'noted');",
+            )
+            .await
+            .unwrap();
+    }
+    let server = server.restart().await;
+    let client = server.client().await;
+
+    let rows = client.simple_query("SELECT id, title, embedding, note FROM items ORDER BY id").await.unwrap();
+    let text: Vec<String> = rows
+        .iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => {
+                Some((0..4).map(|i| r.get(i).unwrap_or("NULL")).collect::<Vec<_>>().join("|"))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(text, vec!["1|a|[1,2]|NULL", "2|b|[3,4]|NULL", "3|c|[5,6]|noted"]);
+
+    let lines: Vec<(i64, String)> = client
+        .query("SELECT seq, line FROM logs ORDER BY seq", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(lines, vec![(1, "first".into()), (2, "second".into())]);
+    let n: i64 = client.query_one("SELECT count(*) FROM archive.old", &[]).await.unwrap().get(0);
+    assert_eq!(n, 2);
+    let err = client.query("SELECT * FROM dropped", &[]).await.unwrap_err();
+    assert_eq!(err.code(), Some(&SqlState::UNDEFINED_TABLE));
+
+    // Constraints and sequences carry over: keys are still unique, serials continue.
+    let err = client.execute("INSERT INTO items (id, title) VALUES (2, 'dup')", &[]).await.unwrap_err();
+    assert_eq!(err.code(), Some(&SqlState::UNIQUE_VIOLATION));
+    let seq: i64 = client.query_one("INSERT INTO logs (line) VALUES ('third') RETURNING seq", &[]).await.unwrap().get(0);
+    assert_eq!(seq, 3);
+    server.stop().await;
+}

@@ -1,0 +1,176 @@
+//! The wire protocol as a driver sees it (tokio-postgres: extended protocol, binary
+//! parameters and results), plus startup, cancel and multi-statement behaviour.
+
+use std::time::Duration;
+
+use tarn_tests::TestServer;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::Type;
+use tokio_postgres::SimpleQueryMessage;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parameters_in_binary_with_concrete_types() {
+    let server = TestServer::start().await;
+    let client = server.client().await;
+    client
+        .batch_execute("CREATE TABLE items (id BIGINT PRIMARY KEY, title TEXT, price DOUBLE PRECISION, ok BOOLEAN)")
+        .await
+        .unwrap();
+
+    let insert = client.prepare("INSERT INTO items VALUES ($1, $2, $3, $4)").await.unwrap();
+    assert_eq!(insert.params(), &[Type::INT8, Type::TEXT, Type::FLOAT8, Type::BOOL]);
+    assert!(insert.columns().is_empty(), "INSERT describes as NoData");
+    for i in 0..5i64 {
+        let n = client.execute(&insert, &[&i, &format!("item {i}"), &(i as f64 * 1.5), &(i % 2 == 0)]).await.unwrap();
+        assert_eq!(n, 1);
+    }
+
+    let select = client.prepare("SELECT id, title, price FROM items WHERE price > $1 AND ok = $2 ORDER BY id").await.unwrap();
+    assert_eq!(select.params(), &[Type::FLOAT8, Type::BOOL]);
+    let types: Vec<&Type> = select.columns().iter().map(|c| c.type_()).collect();
+    assert_eq!(types, vec![&Type::INT8, &Type::TEXT, &Type::FLOAT8]);
+    let rows = client.query(&select, &[&2.0f64, &true]).await.unwrap();
+    let got: Vec<(i64, String, f64)> = rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect();
+    assert_eq!(got, vec![(2, "item 2".to_string(), 3.0), (4, "item 4".to_string(), 6.0)]);
+
+    // NULL parameters, and a prepared statement reads rows inserted after it was prepared.
+    client.execute(&insert, &[&10i64, &None::<String>, &None::<f64>, &None::<bool>]).await.unwrap();
+    let count = client.prepare("SELECT count(*) FROM items WHERE title IS NULL").await.unwrap();
+    let n: i64 = client.query_one(&count, &[]).await.unwrap().get(0);
+    assert_eq!(n, 1);
+    client.execute(&insert, &[&11i64, &None::<String>, &None::<f64>, &None::<bool>]).await.unwrap();
+    let n: i64 = client.query_one(&count, &[]).await.unwrap().get(0);
+    assert_eq!(n, 2);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_carry_sqlstate_and_the_session_goes_on() {
+    let server = TestServer::start().await;
+    let client = server.client().await;
+    client.batch_execute("CREATE TABLE t (id INT PRIMARY KEY, v TEXT NOT NULL)").await.unwrap();
+    client.execute("INSERT INTO t VALUES ($1, $2)", &[&1i32, &"a"]).await.unwrap();
+
+    let cases: &[(&str, SqlState)] = &[
+        ("SELEC 1", SqlState::SYNTAX_ERROR),
+        ("SELECT * FROM missing", SqlState::UNDEFINED_TABLE),
+        ("SELECT missing FROM t", SqlState::UNDEFINED_COLUMN),
+        ("CREATE TABLE t (id INT)", SqlState::DUPLICATE_TABLE),
+        ("SELECT 1 / 0", SqlState::DIVISION_BY_ZERO),
+        ("INSERT INTO t VALUES (1, 'b')", SqlState::UNIQUE_VIOLATION),
+        ("INSERT INTO t (id) VALUES (2)", SqlState::NOT_NULL_VIOLATION),
+        ("UPDATE t SET v = 'x'", SqlState::FEATURE_NOT_SUPPORTED),
+    ];
+    for (sql, code) in cases {
+        // Extended protocol (prepare + execute) ...
+        let err = client.query(*sql, &[]).await.unwrap_err();
+        assert_eq!(err.code(), Some(code), "{sql}: {err}");
+        // ... and simple protocol.
+        let err = client.simple_query(sql).await.unwrap_err();
+        assert_eq!(err.code(), Some(code), "{sql}: {err}");
+    }
+    let err = client.execute("INSERT INTO t VALUES ($1, $2)", &[&3i32, &"x"]).await;
+    assert!(err.is_ok(), "session still usable: {err:?}");
+    let n: i64 = client.query_one("SELECT count(*) FROM t", &[]).await.unwrap().get(0);
+    assert_eq!(n, 2, "failed statements wrote nothing");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transaction_block_fails_until_rollback() {
+    let server = TestServer::start().await;
+    let mut client = server.client().await;
+    let tx = client.transaction().await.unwrap();
+    let err = tx.query("SELECT 1 / 0", &[]).await.unwrap_err();
+    assert_eq!(err.code(), Some(&SqlState::DIVISION_BY_ZERO));
+    let err = tx.query("SELECT 1", &[]).await.unwrap_err();
+    assert_eq!(err.code(), Some(&SqlState::IN_FAILED_SQL_TRANSACTION));
+    tx.rollback().await.unwrap();
+    let one: i64 = client.query_one("SELECT 1", &[]).await.unwrap().get(0);
+    assert_eq!(one, 1);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simple_query_runs_several_statements_in_order() {
+    let server = TestServer::start().await;
+    let client = server.client().await;
+    let messages = client
+        .simple_query("CREATE TABLE s (x INT); INSERT INTO s VALUES (1), (2); SELECT sum(x) FROM s; SELECT x FROM s ORDER BY x")
+        .await
+        .unwrap();
+    let completes: Vec<u64> = messages
+        .iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::CommandComplete(n) => Some(*n),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(completes, vec![0, 2, 1, 2]);
+    let values: Vec<String> = messages
+        .iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::Row(r) => Some(r.get(0).unwrap().to_string()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(values, vec!["3", "1", "2"]);
+    // An empty query is answered, not refused.
+    client.simple_query("").await.unwrap();
+    client.simple_query(" ; ").await.unwrap();
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_database_is_refused_with_3d000() {
+    let server = TestServer::start().await;
+    let conn = format!("host={} port={} user=tarn dbname=nope", server.addr.ip(), server.addr.port());
+    let err = tokio_postgres::connect(&conn, tokio_postgres::NoTls).await.err().expect("refused");
+    assert_eq!(err.code(), Some(&SqlState::INVALID_CATALOG_NAME), "{err}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_query_can_be_cancelled() {
+    let server = TestServer::start().await;
+    let client = server.client().await;
+    let token = client.cancel_token();
+    let canceller = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        token.cancel_query(tokio_postgres::NoTls).await.unwrap();
+    });
+    let started = std::time::Instant::now();
+    let err = client
+        .simple_query("SELECT count(*) FROM range(0, 100000000000) a")
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(&SqlState::QUERY_CANCELED), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(30));
+    canceller.await.unwrap();
+    let one: i64 = client.query_one("SELECT 1", &[]).await.unwrap().get(0);
+    assert_eq!(one, 1, "the session survives a cancel");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn startup_reports_the_parameters_clients_check() {
+    let server = TestServer::start().await;
+    let client = server.client().await;
+    for (name, want) in [
+        ("server_version", "16.4"),
+        ("client_encoding", "UTF8"),
+        ("DateStyle", "ISO, MDY"),
+        ("integer_datetimes", "on"),
+        ("standard_conforming_strings", "on"),
+    ] {
+        let rows = client.simple_query(&format!("SHOW {name}")).await.unwrap();
+        let value = rows.iter().find_map(|m| match m {
+            SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+            _ => None,
+        });
+        assert_eq!(value.as_deref(), Some(want), "{name}");
+    }
+    let version: String = client.query_one("SELECT version()", &[]).await.unwrap().get(0);
+    assert!(version.starts_with("PostgreSQL 16.4"), "{version}");
+    server.stop().await;
+}
