@@ -174,3 +174,17 @@ async fn startup_reports_the_parameters_clients_check() {
     assert!(version.starts_with("PostgreSQL 16.4"), "{version}");
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn result_columns_are_named_as_postgres_names_them() {
+    let server = TestServer::start().await;
+    let client = server.client().await;
+    client.batch_execute("CREATE TABLE t (id INT, price DOUBLE PRECISION)").await.unwrap();
+    let statement = client
+        .prepare("SELECT count(*), max(price) AS top, 1, upper('a'), id, id + 1, \"my col\".price FROM t AS \"my col\" GROUP BY id, price")
+        .await
+        .unwrap();
+    let names: Vec<&str> = statement.columns().iter().map(|c| c.name()).collect();
+    assert_eq!(names, vec!["count", "top", "?column?", "upper", "id", "?column?", "price"]);
+    server.stop().await;
+}

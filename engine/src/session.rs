@@ -613,7 +613,7 @@ fn pg_column_name(expr: &datafusion::logical_expr::Expr) -> String {
         // DataFusion itself aliases `count(*)`; users rarely alias to a call's text.
         Expr::Alias(alias)
             if alias.name.contains('(')
-                && matches!(alias.expr.as_ref(), Expr::AggregateFunction(_) | Expr::ScalarFunction(_)) =>
+                && matches!(alias.expr.as_ref(), Expr::AggregateFunction(_) | Expr::ScalarFunction(_) | Expr::Column(_)) =>
         {
             pg_column_name(&alias.expr)
         }
