@@ -188,11 +188,27 @@ impl Session {
         Ok(Prepared { statement, declared, param_types, result })
     }
 
+    /// Plans and runs a statement without parameters in one go (the simple protocol).
+    pub async fn execute_now(&mut self, statement: ParsedStatement) -> Result<Output> {
+        let outcome = async {
+            self.check_not_failed(&statement.statement)?;
+            let planned = self.plan(&statement).await?;
+            self.run_planned(&statement, planned, vec![]).await
+        }
+        .await;
+        self.note(&outcome);
+        outcome
+    }
+
     async fn run(&mut self, prepared: &Prepared, params: Vec<ScalarValue>) -> Result<Output> {
-        let statement = &prepared.statement;
-        self.check_not_failed(&statement.statement)?;
+        self.check_not_failed(&prepared.statement.statement)?;
         let params = bind_params(params, &prepared.param_types);
-        match self.plan(statement).await? {
+        let planned = self.plan(&prepared.statement).await?;
+        self.run_planned(&prepared.statement, planned, params).await
+    }
+
+    async fn run_planned(&mut self, statement: &ParsedStatement, planned: Planned, params: Vec<ScalarValue>) -> Result<Output> {
+        match planned {
             Planned::Query(plan) => {
                 let plan = with_params(plan, &params)?;
                 let schema = result_schema(&plan);

@@ -246,8 +246,7 @@ impl SimpleQueryHandler for Handler {
                 let mut responses = Vec::with_capacity(statements.len());
                 for statement in statements {
                     let outcome = async {
-                        let prepared = session.prepare(statement, vec![]).await?;
-                        let output = prefetch(session.execute(&prepared, vec![]).await?).await?;
+                        let output = prefetch(session.execute_now(statement).await?).await?;
                         // With several statements in one message, a result is read before
                         // the next statement runs, as Postgres does.
                         if many {

@@ -77,19 +77,15 @@ impl Location {
     /// `file-object-store` scheme, which sends every write through the object store
     /// (Lance's plain `file` scheme writes data files itself, without fsync).
     pub fn uri_of(&self, path: &Path) -> String {
-        let mut url = self.url.clone();
-        {
-            let mut segments = url.path_segments_mut().expect("file URLs have segments");
-            segments.pop_if_empty();
-            for part in path.parts() {
-                segments.push(part.as_ref());
-            }
-        }
-        format!("{LANCE_DURABLE_SCHEME}://{}", url.path())
+        format!("{LANCE_DURABLE_SCHEME}://{}", self.url_of(path).path())
     }
 
     /// The `file://` URL of a path below the root, for readers outside Lance.
     pub fn file_url_of(&self, path: &Path) -> String {
+        self.url_of(path).to_string()
+    }
+
+    fn url_of(&self, path: &Path) -> Url {
         let mut url = self.url.clone();
         {
             let mut segments = url.path_segments_mut().expect("file URLs have segments");
@@ -98,7 +94,7 @@ impl Location {
                 segments.push(part.as_ref());
             }
         }
-        url.to_string()
+        url
     }
 
     /// The local folder of the root, when the warehouse is local.
