@@ -188,3 +188,25 @@ async fn result_columns_are_named_as_postgres_names_them() {
     assert_eq!(names, vec!["count", "top", "?column?", "upper", "id", "?column?", "price"]);
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn portals_suspend_and_resume_with_max_rows() {
+    let server = TestServer::start().await;
+    let mut client = server.client().await;
+    client.batch_execute("CREATE TABLE n (v INT); INSERT INTO n SELECT CAST(value AS INT) FROM generate_series(1, 10)").await.unwrap();
+    let tx = client.transaction().await.unwrap();
+    let statement = tx.prepare("SELECT v FROM n ORDER BY v").await.unwrap();
+    let portal = tx.bind(&statement, &[]).await.unwrap();
+    let mut seen = Vec::new();
+    loop {
+        let rows = tx.query_portal(&portal, 4).await.unwrap();
+        if rows.is_empty() {
+            break;
+        }
+        assert!(rows.len() <= 4);
+        seen.extend(rows.iter().map(|r| r.get::<_, i32>(0)));
+    }
+    assert_eq!(seen, (1..=10).collect::<Vec<i32>>());
+    tx.commit().await.unwrap();
+    server.stop().await;
+}

@@ -251,7 +251,12 @@ impl Table {
                 ),
             });
         }
-        if snapshot.manifest.row_count > 0 && !field.is_nullable() && meta.identity.is_none() {
+        if snapshot.manifest.row_count > 0 && meta.identity.is_some() {
+            return Err(StorageError::Unsupported {
+                message: "adding an identity or serial column to a table that has rows is not supported yet".into(),
+            });
+        }
+        if snapshot.manifest.row_count > 0 && !field.is_nullable() {
             return Err(StorageError::NotNullViolation {
                 table: def.name.table.clone(),
                 column: field.name().clone(),
@@ -259,8 +264,6 @@ impl Table {
         }
         let mut manifest = snapshot.manifest.successor();
         let mut fields: Vec<Field> = def.schema.fields().iter().map(|f| f.as_ref().clone()).collect();
-        // Rows that exist keep NULL in the new column even when it is declared NOT NULL
-        // with an identity; the base holds it as nullable.
         fields.push(field.clone());
         manifest.table.schema = Arc::new(Schema::new_with_metadata(fields, def.schema.metadata().clone()));
         manifest.table.columns.push(meta);
