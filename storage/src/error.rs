@@ -48,6 +48,8 @@ pub enum StorageError {
     Io { path: String, source: std::io::Error },
     #[error("manifest {path} is unreadable: {message}")]
     CorruptManifest { path: String, message: String },
+    #[error("write-ahead log {path} is damaged: {message}")]
+    CorruptLog { path: String, message: String },
     #[error("invalid warehouse location {url}: {message}")]
     InvalidWarehouse { url: String, message: String },
 

@@ -13,6 +13,8 @@
 //! - [`table_def`]: the definition users gave in `CREATE TABLE`: schema, primary key,
 //!   base format, buckets, options.
 //! - [`key_index`]: the primary-key index that rejects duplicate keys.
+//! - [`wal`]: the write-ahead log: group commit, fsync, replay that cuts a torn tail.
+//!   (Used by the change store, the next layer to land.)
 //! - [`io`]: object-store access, with fsync for local folders (files and directories).
 //! - [`error`]: [`StorageError`], grouped by who is at fault.
 //!
@@ -30,6 +32,7 @@ pub mod key_index;
 pub mod manifest;
 pub mod table;
 pub mod table_def;
+pub mod wal;
 pub mod warehouse;
 
 pub use error::{Result, StorageError};
