@@ -9,7 +9,15 @@ use tarn_tests::TestServer;
 fn psql(server: &TestServer, script: &str) -> std::process::Output {
     use std::io::Write;
     let mut child = Command::new("psql")
-        .args(["-X", "-v", "ON_ERROR_STOP=1", "-h", &server.addr.ip().to_string(), "-p", &server.addr.port().to_string()])
+        .args([
+            "-X",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            &server.addr.ip().to_string(),
+            "-p",
+            &server.addr.port().to_string(),
+        ])
         .args(["-U", "tarn", "-d", "tarn", "-A", "-t", "-f", "-"])
         .env("PGCONNECT_TIMEOUT", "10")
         .stdin(std::process::Stdio::piped())

@@ -56,7 +56,8 @@ async fn tables_and_rows_survive_a_restart() {
     // Constraints and sequences carry over: keys are still unique, serials continue.
     let err = client.execute("INSERT INTO items (id, title) VALUES (2, 'dup')", &[]).await.unwrap_err();
     assert_eq!(err.code(), Some(&SqlState::UNIQUE_VIOLATION));
-    let seq: i64 = client.query_one("INSERT INTO logs (line) VALUES ('third') RETURNING seq", &[]).await.unwrap().get(0);
+    let seq: i64 =
+        client.query_one("INSERT INTO logs (line) VALUES ('third') RETURNING seq", &[]).await.unwrap().get(0);
     assert_eq!(seq, 3);
     server.stop().await;
 }

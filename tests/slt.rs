@@ -138,7 +138,9 @@ pub fn binary_to_text(ty: &Type, raw: &[u8]) -> Result<String, String> {
         "int8" => i64::from_be_bytes(fixed(8)?.try_into().unwrap()).to_string(),
         "float4" => float_text(f32::from_be_bytes(fixed(4)?.try_into().unwrap()) as f64, true),
         "float8" => float_text(f64::from_be_bytes(fixed(8)?.try_into().unwrap()), false),
-        "text" | "varchar" | "json" | "name" | "bpchar" | "uuid" => String::from_utf8(raw.to_vec()).map_err(|e| e.to_string())?,
+        "text" | "varchar" | "json" | "name" | "bpchar" | "uuid" => {
+            String::from_utf8(raw.to_vec()).map_err(|e| e.to_string())?
+        }
         "jsonb" => String::from_utf8(raw.get(1..).unwrap_or_default().to_vec()).map_err(|e| e.to_string())?,
         "bytea" => {
             let mut s = "\\x".to_string();
@@ -203,7 +205,8 @@ fn numeric_text(raw: &[u8]) -> Result<String, String> {
     let word = |i: usize| i16::from_be_bytes([raw[i], raw[i + 1]]);
     let (n, weight, sign, dscale) = (word(0) as usize, word(2) as i32, word(4) as u16, word(6) as usize);
     let digits: Vec<i32> = (0..n).map(|i| word(8 + 2 * i) as i32).collect();
-    let digit = |position: i32| if position < 0 { 0 } else { digits.get(position as usize).copied().unwrap_or(0) };
+    let digit =
+        |position: i32| if position < 0 { 0 } else { digits.get(position as usize).copied().unwrap_or(0) };
     let mut int_part = String::new();
     for p in 0..=weight {
         if int_part.is_empty() {

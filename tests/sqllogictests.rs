@@ -31,7 +31,9 @@ async fn run_all(protocol: Protocol) {
         let mut runner = sqllogictest::Runner::new(move || {
             let conn = conn.clone();
             async move {
-                let (client, connection) = tokio_postgres::connect(&conn, tokio_postgres::NoTls).await.map_err(tarn_tests::slt::WireError::from)?;
+                let (client, connection) = tokio_postgres::connect(&conn, tokio_postgres::NoTls)
+                    .await
+                    .map_err(tarn_tests::slt::WireError::from)?;
                 tokio::spawn(async move {
                     let _ = connection.await;
                 });
@@ -46,7 +48,13 @@ async fn run_all(protocol: Protocol) {
             let col_separator = " ";
             let validator = sqllogictest::default_validator;
             runner
-                .update_test_file(&file, col_separator, validator, sqllogictest::default_normalizer, sqllogictest::default_column_validator)
+                .update_test_file(
+                    &file,
+                    col_separator,
+                    validator,
+                    sqllogictest::default_normalizer,
+                    sqllogictest::default_column_validator,
+                )
                 .await
                 .unwrap_or_else(|e| panic!("completing {}: {e}", file.display()));
         } else if let Err(e) = runner.run_file_async(&file).await {

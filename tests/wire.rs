@@ -13,7 +13,9 @@ async fn parameters_in_binary_with_concrete_types() {
     let server = TestServer::start().await;
     let client = server.client().await;
     client
-        .batch_execute("CREATE TABLE items (id BIGINT PRIMARY KEY, title TEXT, price DOUBLE PRECISION, ok BOOLEAN)")
+        .batch_execute(
+            "CREATE TABLE items (id BIGINT PRIMARY KEY, title TEXT, price DOUBLE PRECISION, ok BOOLEAN)",
+        )
         .await
         .unwrap();
 
@@ -21,11 +23,17 @@ async fn parameters_in_binary_with_concrete_types() {
     assert_eq!(insert.params(), &[Type::INT8, Type::TEXT, Type::FLOAT8, Type::BOOL]);
     assert!(insert.columns().is_empty(), "INSERT describes as NoData");
     for i in 0..5i64 {
-        let n = client.execute(&insert, &[&i, &format!("item {i}"), &(i as f64 * 1.5), &(i % 2 == 0)]).await.unwrap();
+        let n = client
+            .execute(&insert, &[&i, &format!("item {i}"), &(i as f64 * 1.5), &(i % 2 == 0)])
+            .await
+            .unwrap();
         assert_eq!(n, 1);
     }
 
-    let select = client.prepare("SELECT id, title, price FROM items WHERE price > $1 AND ok = $2 ORDER BY id").await.unwrap();
+    let select = client
+        .prepare("SELECT id, title, price FROM items WHERE price > $1 AND ok = $2 ORDER BY id")
+        .await
+        .unwrap();
     assert_eq!(select.params(), &[Type::FLOAT8, Type::BOOL]);
     let types: Vec<&Type> = select.columns().iter().map(|c| c.type_()).collect();
     assert_eq!(types, vec![&Type::INT8, &Type::TEXT, &Type::FLOAT8]);
@@ -140,10 +148,7 @@ async fn a_running_query_can_be_cancelled() {
         token.cancel_query(tokio_postgres::NoTls).await.unwrap();
     });
     let started = std::time::Instant::now();
-    let err = client
-        .simple_query("SELECT count(*) FROM range(0, 100000000000) a")
-        .await
-        .unwrap_err();
+    let err = client.simple_query("SELECT count(*) FROM range(0, 100000000000) a").await.unwrap_err();
     assert_eq!(err.code(), Some(&SqlState::QUERY_CANCELED), "{err}");
     assert!(started.elapsed() < Duration::from_secs(30));
     canceller.await.unwrap();
@@ -193,7 +198,12 @@ async fn result_columns_are_named_as_postgres_names_them() {
 async fn portals_suspend_and_resume_with_max_rows() {
     let server = TestServer::start().await;
     let mut client = server.client().await;
-    client.batch_execute("CREATE TABLE n (v INT); INSERT INTO n SELECT CAST(value AS INT) FROM generate_series(1, 10)").await.unwrap();
+    client
+        .batch_execute(
+            "CREATE TABLE n (v INT); INSERT INTO n SELECT CAST(value AS INT) FROM generate_series(1, 10)",
+        )
+        .await
+        .unwrap();
     let tx = client.transaction().await.unwrap();
     let statement = tx.prepare("SELECT v FROM n ORDER BY v").await.unwrap();
     let portal = tx.bind(&statement, &[]).await.unwrap();

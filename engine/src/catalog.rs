@@ -44,8 +44,7 @@ impl CatalogProvider for TarnCatalog {
                 defaults: self.defaults.clone(),
                 pg_catalog: self.pg_catalog.clone(),
                 name: name.to_string(),
-            })
-                as Arc<dyn SchemaProvider>
+            }) as Arc<dyn SchemaProvider>
         })
     }
 }
@@ -70,7 +69,10 @@ impl SchemaProvider for TarnSchema {
             return Ok(Some(table));
         }
         let name = TableName::new(&self.name, name);
-        Ok(self.warehouse.table(&name).map(|t| Arc::new(TarnTable::new(t, &self.defaults)) as Arc<dyn TableProvider>))
+        Ok(self
+            .warehouse
+            .table(&name)
+            .map(|t| Arc::new(TarnTable::new(t, &self.defaults)) as Arc<dyn TableProvider>))
     }
 
     fn table_exist(&self, name: &str) -> bool {

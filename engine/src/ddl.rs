@@ -167,9 +167,7 @@ pub fn column_def(column: &ColumnDef) -> Result<(Field, ColumnMeta, bool)> {
                 nullable = false;
             }
             other => {
-                return Err(EngineError::unsupported(format!(
-                    "column option {other} is not supported yet"
-                )))
+                return Err(EngineError::unsupported(format!("column option {other} is not supported yet")))
             }
         }
     }
@@ -212,13 +210,11 @@ pub fn table_options(options: &CreateTableOptions) -> Result<(u32, BTreeMap<Stri
             other => other.to_string(),
         };
         if key == "bucket_count" {
-            bucket_count = text
-                .parse::<u32>()
-                .ok()
-                .filter(|n| (1..=1024).contains(n))
-                .ok_or_else(|| EngineError::InvalidParameter {
+            bucket_count = text.parse::<u32>().ok().filter(|n| (1..=1024).contains(n)).ok_or_else(|| {
+                EngineError::InvalidParameter {
                     message: format!("bucket_count must be an integer from 1 to 1024, not {text}"),
-                })?;
+                }
+            })?;
         } else if TABLE_OPTIONS.contains(&key.as_str()) {
             rest.insert(key, text);
         } else {
@@ -245,7 +241,8 @@ pub fn table_def_from_schema(
         .iter()
         .map(|f| Field::new(f.name(), f.data_type().clone(), true).with_metadata(f.metadata().clone()))
         .collect();
-    let columns = fields.iter().map(|f| ColumnMeta { name: f.name().clone(), ..Default::default() }).collect();
+    let columns =
+        fields.iter().map(|f| ColumnMeta { name: f.name().clone(), ..Default::default() }).collect();
     let format = match format {
         None => BaseFormat::Lance,
         Some(f) => BaseFormat::parse(f)

@@ -8,6 +8,7 @@
 //!   registers every extension (catalog, types, functions, configuration).
 //! - [`session`]: [`Session`], one connection's statements: prepare (parameter and
 //!   result types), execute; settings and transaction state.
+//! - [`utility`]: statements the session carries out itself (DDL, SET/SHOW, BEGIN...).
 //! - [`parser`]: SQL text to statements (sqlparser's PostgreSQL dialect plus Tarn's
 //!   words: `USING <format>`, `<+>`, `@@@`).
 //! - [`ddl`]: `CREATE TABLE` and friends, to storage's `TableDef`.
@@ -32,6 +33,7 @@ pub mod provider;
 pub mod session;
 pub mod settings;
 pub mod types;
+pub mod utility;
 pub mod vector;
 
 pub use engine::{Engine, EngineConfig};

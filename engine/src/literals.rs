@@ -36,7 +36,11 @@ fn call(name: &str, args: Vec<SqlExpr>) -> SqlExpr {
         name: ObjectName::from(vec![Ident::new(name)]),
         uses_odbc_syntax: false,
         parameters: FunctionArguments::None,
-        args: FunctionArguments::List(FunctionArgumentList { duplicate_treatment: None, args, clauses: vec![] }),
+        args: FunctionArguments::List(FunctionArgumentList {
+            duplicate_treatment: None,
+            args,
+            clauses: vec![],
+        }),
         filter: None,
         null_treatment: None,
         over: None,
@@ -94,7 +98,9 @@ pub fn rewrite_insert_values(source: &mut ast::Query, targets: &[InsertTarget]) 
                 *value = target
                     .default
                     .as_deref()
-                    .and_then(|sql| Parser::new(&PostgreSqlDialect {}).try_with_sql(sql).ok()?.parse_expr().ok())
+                    .and_then(|sql| {
+                        Parser::new(&PostgreSqlDialect {}).try_with_sql(sql).ok()?.parse_expr().ok()
+                    })
                     .unwrap_or_else(|| SqlExpr::value(Value::Null));
                 continue;
             }
@@ -126,7 +132,8 @@ impl Default for ByteaIn {
 }
 
 pub fn parse_bytea(text: &str) -> Result<Vec<u8>, EngineError> {
-    let invalid = || EngineError::InvalidText { message: format!("invalid input syntax for type bytea: \"{text}\"") };
+    let invalid =
+        || EngineError::InvalidText { message: format!("invalid input syntax for type bytea: \"{text}\"") };
     if let Some(hex) = text.strip_prefix("\\x") {
         let hex: Vec<u8> = hex.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
         if hex.len() % 2 != 0 {
@@ -134,7 +141,12 @@ pub fn parse_bytea(text: &str) -> Result<Vec<u8>, EngineError> {
         }
         return hex
             .chunks(2)
-            .map(|pair| std::str::from_utf8(pair).ok().and_then(|p| u8::from_str_radix(p, 16).ok()).ok_or_else(invalid))
+            .map(|pair| {
+                std::str::from_utf8(pair)
+                    .ok()
+                    .and_then(|p| u8::from_str_radix(p, 16).ok())
+                    .ok_or_else(invalid)
+            })
             .collect();
     }
     let bytes = text.as_bytes();
@@ -148,7 +160,8 @@ pub fn parse_bytea(text: &str) -> Result<Vec<u8>, EngineError> {
             out.push(b'\\');
             i += 2;
         } else {
-            let octal = text.get(i + 1..i + 4).and_then(|o| u8::from_str_radix(o, 8).ok()).ok_or_else(invalid)?;
+            let octal =
+                text.get(i + 1..i + 4).and_then(|o| u8::from_str_radix(o, 8).ok()).ok_or_else(invalid)?;
             out.push(octal);
             i += 4;
         }

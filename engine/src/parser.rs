@@ -32,10 +32,7 @@ pub fn parse_sql(sql: &str) -> Result<Vec<ParsedStatement>> {
     Ok(statements
         .into_iter()
         .enumerate()
-        .map(|(i, statement)| ParsedStatement {
-            statement,
-            table_format: formats.get(i).cloned().flatten(),
-        })
+        .map(|(i, statement)| ParsedStatement { statement, table_format: formats.get(i).cloned().flatten() })
         .collect())
 }
 
@@ -124,10 +121,7 @@ fn rewrite_tokens(tokens: Vec<TokenWithSpan>) -> (Vec<TokenWithSpan>, Vec<Option
     (out, formats)
 }
 
-fn next_is(
-    iter: &mut std::iter::Peekable<impl Iterator<Item = TokenWithSpan>>,
-    expected: &Token,
-) -> bool {
+fn next_is(iter: &mut std::iter::Peekable<impl Iterator<Item = TokenWithSpan>>, expected: &Token) -> bool {
     iter.peek().is_some_and(|t| &t.token == expected)
 }
 

@@ -89,13 +89,16 @@ fn pg_type() -> Arc<dyn TableProvider> {
         Field::new("typnotnull", DataType::Boolean, false),
     ]);
     let n = TYPES.len();
-    let namespace = |o: u32| if o == VECTOR_OID || o == VECTOR_ARRAY_OID { PUBLIC_OID } else { PG_CATALOG_OID };
+    let namespace =
+        |o: u32| if o == VECTOR_OID || o == VECTOR_ARRAY_OID { PUBLIC_OID } else { PG_CATALOG_OID };
     let columns: Vec<ArrayRef> = vec![
         Arc::new(UInt32Array::from_iter_values(TYPES.iter().map(|t| t.0))),
         Arc::new(StringArray::from_iter_values(TYPES.iter().map(|t| t.1))),
         Arc::new(UInt32Array::from_iter_values(TYPES.iter().map(|t| namespace(t.0)))),
         Arc::new(Int16Array::from_iter_values(TYPES.iter().map(|t| t.2))),
-        Arc::new(Int8Array::from_iter_values(TYPES.iter().map(|t| if t.0 == 705 { b'p' } else { b'b' } as i8))),
+        Arc::new(Int8Array::from_iter_values(
+            TYPES.iter().map(|t| if t.0 == 705 { b'p' } else { b'b' } as i8),
+        )),
         Arc::new(Int8Array::from_iter_values(TYPES.iter().map(|t| t.3 as i8))),
         Arc::new(BooleanArray::from(vec![true; n])),
         Arc::new(UInt32Array::from_iter_values(TYPES.iter().map(|t| t.4))),
@@ -121,5 +124,8 @@ fn pg_namespace() -> Arc<dyn TableProvider> {
 
 fn pg_range() -> Arc<dyn TableProvider> {
     let schema = Schema::new(vec![oid("rngtypid"), oid("rngsubtype")]);
-    mem(schema, vec![Arc::new(UInt32Array::from(Vec::<u32>::new())), Arc::new(UInt32Array::from(Vec::<u32>::new()))])
+    mem(
+        schema,
+        vec![Arc::new(UInt32Array::from(Vec::<u32>::new())), Arc::new(UInt32Array::from(Vec::<u32>::new()))],
+    )
 }

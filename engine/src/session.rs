@@ -14,30 +14,28 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 
-use arrow::array::{RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::TableProvider;
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::ScalarValue;
 use datafusion::datasource::{provider_as_source, MemTable};
+use datafusion::execution::context::SQLOptions;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::logical_expr::{DmlStatement, LogicalPlan, TableScan, WriteOp};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::Statement as DfStatement;
-use datafusion::sql::sqlparser::ast::{
-    self, ObjectType, Reset, SchemaName, SelectItem, Set, Statement, TableObject,
-};
-use datafusion::execution::context::SQLOptions;
+use datafusion::sql::sqlparser::ast::{self, SelectItem, Statement, TableObject};
 use tarn_storage::{StorageError, Table, TableName};
 use tracing::debug;
 
 use crate::ddl;
 use crate::engine::Engine;
 use crate::error::{EngineError, Result};
-use crate::parser::{parse_sql, ParsedStatement};
-use crate::settings::{set_value_text, variable_name, Settings};
 use crate::literals::{rewrite_insert_values, rewrite_typed_casts, InsertTarget};
+use crate::parser::{parse_sql, ParsedStatement};
+use crate::settings::Settings;
+use crate::utility::show_schema;
 
 /// Where the session stands with respect to `BEGIN`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,11 +82,11 @@ pub struct CommandTag {
 }
 
 impl CommandTag {
-    fn new(command: &str) -> Self {
+    pub(crate) fn new(command: &str) -> Self {
         Self { command: command.to_string(), rows: None }
     }
 
-    fn with_rows(command: &str, rows: u64) -> Self {
+    pub(crate) fn with_rows(command: &str, rows: u64) -> Self {
         Self { command: command.to_string(), rows: Some(rows) }
     }
 }
@@ -102,10 +100,10 @@ enum Planned {
 }
 
 pub struct Session {
-    engine: Arc<Engine>,
+    pub(crate) engine: Arc<Engine>,
     ctx: SessionContext,
-    settings: Settings,
-    tx: TxStatus,
+    pub(crate) settings: Settings,
+    pub(crate) tx: TxStatus,
     /// Set by a result stream that failed after `execute` returned (rows are computed
     /// as the client reads them); the next statement folds it into `tx`.
     stream_failed: Arc<AtomicBool>,
@@ -136,7 +134,11 @@ impl Session {
     }
 
     /// Plans a statement to learn its parameter and result types. Runs nothing.
-    pub async fn prepare(&mut self, statement: ParsedStatement, declared: Vec<Option<DataType>>) -> Result<Prepared> {
+    pub async fn prepare(
+        &mut self,
+        statement: ParsedStatement,
+        declared: Vec<Option<DataType>>,
+    ) -> Result<Prepared> {
         let outcome = self.describe(statement, declared).await;
         self.note(&outcome);
         outcome
@@ -174,7 +176,11 @@ impl Session {
         Ok(())
     }
 
-    async fn describe(&mut self, statement: ParsedStatement, declared: Vec<Option<DataType>>) -> Result<Prepared> {
+    async fn describe(
+        &mut self,
+        statement: ParsedStatement,
+        declared: Vec<Option<DataType>>,
+    ) -> Result<Prepared> {
         self.check_not_failed(&statement.statement)?;
         let planned = self.plan(&statement).await?;
         let (param_types, result) = match &planned {
@@ -183,7 +189,10 @@ impl Session {
                 (param_types(input, &declared)?, returning.as_ref().map(arrow_schema))
             }
             Planned::CreateTableAs { query, .. } => (param_types(query, &declared)?, None),
-            Planned::Other => (declared.iter().map(|t| t.clone().unwrap_or(DataType::Utf8)).collect(), show_schema(&statement.statement)),
+            Planned::Other => (
+                declared.iter().map(|t| t.clone().unwrap_or(DataType::Utf8)).collect(),
+                show_schema(&statement.statement),
+            ),
         };
         Ok(Prepared { statement, declared, param_types, result })
     }
@@ -207,7 +216,12 @@ impl Session {
         self.run_planned(&prepared.statement, planned, params).await
     }
 
-    async fn run_planned(&mut self, statement: &ParsedStatement, planned: Planned, params: Vec<ScalarValue>) -> Result<Output> {
+    async fn run_planned(
+        &mut self,
+        statement: &ParsedStatement,
+        planned: Planned,
+        params: Vec<ScalarValue>,
+    ) -> Result<Output> {
         match planned {
             Planned::Query(plan) => {
                 let plan = with_params(plan, &params)?;
@@ -300,7 +314,9 @@ impl Session {
             Statement::CreateTable(create) if create.query.is_some() => {
                 let name = ddl::table_name(&create.name)?;
                 if !create.columns.is_empty() {
-                    return Err(EngineError::unsupported("CREATE TABLE AS with a column list is not supported yet"));
+                    return Err(EngineError::unsupported(
+                        "CREATE TABLE AS with a column list is not supported yet",
+                    ));
                 }
                 let query = create.query.clone().expect("checked");
                 let plan = self.datafusion_plan(Statement::Query(query)).await?;
@@ -326,7 +342,10 @@ impl Session {
             projection: items,
             from: vec![ast::TableWithJoins {
                 relation: ast::TableFactor::Table {
-                    name: ast::ObjectName::from(vec![ast::Ident::with_quote('"', &name.schema), ast::Ident::with_quote('"', &name.table)]),
+                    name: ast::ObjectName::from(vec![
+                        ast::Ident::with_quote('"', &name.schema),
+                        ast::Ident::with_quote('"', &name.table),
+                    ]),
                     alias: None,
                     args: None,
                     with_hints: vec![],
@@ -352,7 +371,12 @@ impl Session {
             .ok_or_else(|| StorageError::TableNotFound { name: name.clone() }.into())
     }
 
-    async fn insert(&self, table: &Arc<Table>, input: LogicalPlan, returning: Option<LogicalPlan>) -> Result<Output> {
+    async fn insert(
+        &self,
+        table: &Arc<Table>,
+        input: LogicalPlan,
+        returning: Option<LogicalPlan>,
+    ) -> Result<Output> {
         let batches = self.ctx.execute_logical_plan(input).await?.collect().await?;
         let written = table.append(batches).await?;
         let rows: u64 = written.iter().map(|b| b.num_rows() as u64).sum();
@@ -361,19 +385,23 @@ impl Session {
             return Ok(Output::Command(CommandTag::with_rows("INSERT", rows)));
         };
         let schema = table.snapshot().schema();
-        let source = provider_as_source(Arc::new(MemTable::try_new(schema, vec![written])?) as Arc<dyn TableProvider>);
+        let source =
+            provider_as_source(Arc::new(MemTable::try_new(schema, vec![written])?) as Arc<dyn TableProvider>);
         let plan = returning
             .transform_up(|node| match node {
-                LogicalPlan::TableScan(scan) => Ok(Transformed::yes(LogicalPlan::TableScan(TableScan {
-                    source: source.clone(),
-                    ..scan
-                }))),
+                LogicalPlan::TableScan(scan) => {
+                    Ok(Transformed::yes(LogicalPlan::TableScan(TableScan { source: source.clone(), ..scan })))
+                }
                 other => Ok(Transformed::no(other)),
             })?
             .data;
         let df = self.ctx.execute_logical_plan(plan).await?;
         let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-        Ok(Output::Rows { schema, stream: self.watch(df.execute_stream().await?), command: RowsCommand::Insert })
+        Ok(Output::Rows {
+            schema,
+            stream: self.watch(df.execute_stream().await?),
+            command: RowsCommand::Insert,
+        })
     }
 
     async fn create_table_as(
@@ -385,7 +413,12 @@ impl Session {
     ) -> Result<Output> {
         let Statement::CreateTable(create) = &statement.statement else { unreachable!("planned as CTAS") };
         let schema = arrow_schema(&query);
-        let def = ddl::table_def_from_schema(name.clone(), &schema, statement.table_format.as_deref(), &create.table_options)?;
+        let def = ddl::table_def_from_schema(
+            name.clone(),
+            &schema,
+            statement.table_format.as_deref(),
+            &create.table_options,
+        )?;
         let warehouse = self.engine.warehouse();
         let Some(table) = warehouse.create_table(def, if_not_exists).await? else {
             return Ok(Output::Command(CommandTag::new("CREATE TABLE AS")));
@@ -407,194 +440,6 @@ impl Session {
             }
         }
     }
-
-    /// Statements carried out without DataFusion.
-    async fn run_other(&mut self, parsed: &ParsedStatement) -> Result<Output> {
-        let warehouse = self.engine.warehouse().clone();
-        let statement = &parsed.statement;
-        let tag = match statement {
-            Statement::CreateTable(create) => {
-                if create.temporary || create.or_replace || create.external {
-                    return Err(EngineError::unsupported(
-                        "CREATE TEMPORARY, OR REPLACE and EXTERNAL tables are not supported",
-                    ));
-                }
-                let def = ddl::table_def(create, parsed.table_format.as_deref())?;
-                warehouse.create_table(def, create.if_not_exists).await?;
-                CommandTag::new("CREATE TABLE")
-            }
-            Statement::Drop { object_type: ObjectType::Table, if_exists, names, .. } => {
-                let names = names.iter().map(ddl::table_name).collect::<Result<Vec<_>>>()?;
-                if !if_exists {
-                    if let Some(missing) = names.iter().find(|n| warehouse.table(n).is_none()) {
-                        return Err(StorageError::TableNotFound { name: missing.clone() }.into());
-                    }
-                }
-                for name in &names {
-                    warehouse.drop_table(name, *if_exists).await?;
-                }
-                CommandTag::new("DROP TABLE")
-            }
-            Statement::Drop { object_type, .. } => {
-                return Err(EngineError::unsupported(format!("DROP {object_type} is not supported yet")))
-            }
-            Statement::AlterTable(alter) => {
-                let name = ddl::table_name(&alter.name)?;
-                let Some(table) = warehouse.table(&name) else {
-                    if alter.if_exists {
-                        return Ok(Output::Command(CommandTag::new("ALTER TABLE")));
-                    }
-                    return Err(StorageError::TableNotFound { name }.into());
-                };
-                for operation in &alter.operations {
-                    match operation {
-                        ast::AlterTableOperation::AddColumn { if_not_exists, column_def, .. } => {
-                            let (field, meta, is_key) = ddl::column_def(column_def)?;
-                            if is_key {
-                                return Err(EngineError::unsupported("adding a primary key column is not supported"));
-                            }
-                            if meta.default.is_some() && table.snapshot().manifest.row_count > 0 {
-                                return Err(EngineError::unsupported(
-                                    "ADD COLUMN with a DEFAULT on a table that has rows is not supported yet",
-                                ));
-                            }
-                            let exists = table.snapshot().def().column_index(field.name()).is_some();
-                            if exists && *if_not_exists {
-                                continue;
-                            }
-                            table.add_column(field, meta).await?;
-                        }
-                        other => {
-                            return Err(EngineError::unsupported(format!("ALTER TABLE {other} is not supported yet")))
-                        }
-                    }
-                }
-                CommandTag::new("ALTER TABLE")
-            }
-            Statement::CreateSchema { schema_name, if_not_exists, .. } => {
-                let name = match schema_name {
-                    SchemaName::Simple(name) => name.0.last().map(|p| match p {
-                        ast::ObjectNamePart::Identifier(i) => ddl::ident(i),
-                        other => other.to_string(),
-                    }),
-                    _ => None,
-                }
-                .ok_or_else(|| EngineError::unsupported("CREATE SCHEMA AUTHORIZATION is not supported"))?;
-                warehouse.create_schema(&name, *if_not_exists).await?;
-                CommandTag::new("CREATE SCHEMA")
-            }
-            Statement::StartTransaction { .. } => {
-                if self.tx == TxStatus::Idle {
-                    self.tx = TxStatus::InBlock;
-                }
-                CommandTag::new("BEGIN")
-            }
-            Statement::Commit { .. } => {
-                let failed = self.tx == TxStatus::Failed;
-                self.tx = TxStatus::Idle;
-                CommandTag::new(if failed { "ROLLBACK" } else { "COMMIT" })
-            }
-            Statement::Rollback { savepoint: Some(_), .. } => {
-                if self.tx == TxStatus::Failed {
-                    self.tx = TxStatus::InBlock;
-                }
-                CommandTag::new("ROLLBACK")
-            }
-            Statement::Rollback { .. } => {
-                self.tx = TxStatus::Idle;
-                CommandTag::new("ROLLBACK")
-            }
-            Statement::Savepoint { .. } => CommandTag::new("SAVEPOINT"),
-            Statement::ReleaseSavepoint { .. } => CommandTag::new("RELEASE"),
-            Statement::Set(set) => {
-                self.run_set(set)?;
-                CommandTag::new("SET")
-            }
-            Statement::Reset(reset) => {
-                match &reset.reset {
-                    Reset::ALL => self.settings.reset_all(),
-                    Reset::ConfigurationParameter(name) => self.settings.reset(&variable_name(name)),
-                }
-                CommandTag::new("RESET")
-            }
-            Statement::ShowVariable { variable } => {
-                let name = variable.iter().map(|i| i.value.clone()).collect::<Vec<_>>().join(" ");
-                let key = match name.to_lowercase().as_str() {
-                    "transaction isolation level" => "transaction_isolation".to_string(),
-                    "time zone" => "TimeZone".to_string(),
-                    _ => name.clone(),
-                };
-                let value = self.settings.get(&key)?.to_string();
-                let schema = show_schema(statement).expect("SHOW has a result");
-                let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(StringArray::from(vec![value]))])?;
-                let stream = RecordBatchStreamAdapter::new(schema.clone(), futures::stream::iter(vec![Ok(batch)]));
-                return Ok(Output::Rows { schema, stream: Box::pin(stream), command: RowsCommand::Show });
-            }
-            Statement::Discard { object_type } => CommandTag::new(&format!("DISCARD {object_type}")),
-            Statement::Close { cursor } => match cursor {
-                ast::CloseCursor::All => CommandTag::new("CLOSE CURSOR ALL"),
-                ast::CloseCursor::Specific { name } => {
-                    return Err(EngineError::unsupported(format!("cursor \"{name}\" does not exist")))
-                }
-            },
-            Statement::Deallocate { .. } => CommandTag::new("DEALLOCATE"),
-            Statement::LISTEN { .. } => CommandTag::new("LISTEN"),
-            Statement::UNLISTEN { .. } => CommandTag::new("UNLISTEN"),
-            Statement::Update(_) | Statement::Delete(_) | Statement::Truncate(_) | Statement::Merge(_) => {
-                return Err(EngineError::unsupported(
-                    "UPDATE, DELETE, TRUNCATE and MERGE are not supported yet (they come with the change store)",
-                ))
-            }
-            Statement::Copy { .. } => return Err(EngineError::unsupported("COPY is not supported yet")),
-            other => {
-                let text = other.to_string();
-                let words: Vec<&str> = text.split_whitespace().take(2).collect();
-                return Err(EngineError::unsupported(format!("{} is not supported", words.join(" "))));
-            }
-        };
-        Ok(Output::Command(tag))
-    }
-
-    fn run_set(&mut self, set: &Set) -> Result<()> {
-        match set {
-            Set::SingleAssignment { variable, values, .. } => {
-                let name = variable_name(variable);
-                match set_value_text(values) {
-                    Some(value) => self.settings.set(&name, &value),
-                    None => {
-                        self.settings.reset(&name);
-                        Ok(())
-                    }
-                }
-            }
-            Set::SetTimeZone { value, .. } => {
-                let value = set_value_text(std::slice::from_ref(value)).unwrap_or_else(|| "Etc/UTC".into());
-                self.settings.set("TimeZone", &value)
-            }
-            Set::SetNames { charset_name, .. } => self.settings.set("client_encoding", &charset_name.to_string()),
-            Set::SetNamesDefault {} => Ok(()),
-            Set::SetTransaction { .. } | Set::SetSessionParam(_) | Set::SetRole { .. } => Ok(()),
-            Set::SetSessionAuthorization(_) => {
-                Err(EngineError::unsupported("SET SESSION AUTHORIZATION is not supported"))
-            }
-            Set::MultipleAssignments { assignments } => {
-                for assignment in assignments {
-                    let name = variable_name(&assignment.name);
-                    let value = set_value_text(std::slice::from_ref(&assignment.value)).unwrap_or_default();
-                    self.settings.set(&name, &value)?;
-                }
-                Ok(())
-            }
-            other => Err(EngineError::unsupported(format!("{other} is not supported"))),
-        }
-    }
-}
-
-/// The result column of `SHOW name`, or `None` for any other statement.
-fn show_schema(statement: &Statement) -> Option<SchemaRef> {
-    let Statement::ShowVariable { variable } = statement else { return None };
-    let name = variable.iter().map(|i| i.value.to_lowercase()).collect::<Vec<_>>().join("_");
-    Some(Arc::new(Schema::new(vec![Field::new(name, DataType::Utf8, true)])))
 }
 
 /// The result columns of a query, named as Postgres names them: `?column?` for an
@@ -607,7 +452,10 @@ fn result_schema(plan: &LogicalPlan) -> SchemaRef {
         match node {
             LogicalPlan::Projection(p) => break Some(p.expr.iter().collect()),
             LogicalPlan::Aggregate(a) => break Some(a.group_expr.iter().chain(&a.aggr_expr).collect()),
-            LogicalPlan::Sort(_) | LogicalPlan::Limit(_) | LogicalPlan::Distinct(_) | LogicalPlan::SubqueryAlias(_) => {
+            LogicalPlan::Sort(_)
+            | LogicalPlan::Limit(_)
+            | LogicalPlan::Distinct(_)
+            | LogicalPlan::SubqueryAlias(_) => {
                 node = node.inputs()[0];
             }
             _ => break None,
@@ -629,7 +477,10 @@ fn pg_column_name(expr: &datafusion::logical_expr::Expr) -> String {
         // DataFusion itself aliases `count(*)`; users rarely alias to a call's text.
         Expr::Alias(alias)
             if alias.name.contains('(')
-                && matches!(alias.expr.as_ref(), Expr::AggregateFunction(_) | Expr::ScalarFunction(_) | Expr::Column(_)) =>
+                && matches!(
+                    alias.expr.as_ref(),
+                    Expr::AggregateFunction(_) | Expr::ScalarFunction(_) | Expr::Column(_)
+                ) =>
         {
             pg_column_name(&alias.expr)
         }
@@ -639,9 +490,10 @@ fn pg_column_name(expr: &datafusion::logical_expr::Expr) -> String {
             let simple = !name.is_empty() && name.chars().all(|c| c.is_alphanumeric() || c == '_');
             if simple {
                 name.clone()
-            } else if let Some((function, _)) = name.split_once('(').filter(|(f, _)| {
-                !f.is_empty() && f.chars().all(|c| c.is_alphanumeric() || c == '_')
-            }) {
+            } else if let Some((function, _)) = name
+                .split_once('(')
+                .filter(|(f, _)| !f.is_empty() && f.chars().all(|c| c.is_alphanumeric() || c == '_'))
+            {
                 function.to_lowercase()
             } else {
                 "?column?".to_string()

@@ -60,10 +60,7 @@ fn defaults() -> BTreeMap<String, (String, String)> {
         ("bytea_output", "hex"),
         ("jit", "off"),
     ];
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_lowercase(), (k.to_string(), v.to_string())))
-        .collect()
+    pairs.iter().map(|(k, v)| (k.to_lowercase(), (k.to_string(), v.to_string()))).collect()
 }
 
 /// Settings that only the server may change: the rest of Tarn relies on them.
@@ -99,10 +96,7 @@ impl Settings {
 
     /// Name as Postgres spells it and value, for ParameterStatus.
     pub fn reported(&self) -> Vec<(String, String)> {
-        REPORTED_AT_STARTUP
-            .iter()
-            .filter_map(|k| self.values.get(&k.to_lowercase()).cloned())
-            .collect()
+        REPORTED_AT_STARTUP.iter().filter_map(|k| self.values.get(&k.to_lowercase()).cloned()).collect()
     }
 
     pub fn set(&mut self, name: &str, value: &str) -> Result<()> {

@@ -5,9 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Field, FieldRef, IntervalUnit, TimeUnit};
-use datafusion::sql::sqlparser::ast::{
-    ArrayElemTypeDef, DataType as SqlType, ExactNumberInfo, TimezoneInfo,
-};
+use datafusion::sql::sqlparser::ast::{ArrayElemTypeDef, DataType as SqlType, ExactNumberInfo, TimezoneInfo};
 
 use crate::error::{EngineError, Result};
 
@@ -71,9 +69,10 @@ pub fn pg_type_of_arrow(data_type: &DataType) -> PgType {
         DataType::Int64 | DataType::UInt64 => PgType::INT8,
         DataType::Float16 | DataType::Float32 => PgType::FLOAT4,
         DataType::Float64 => PgType::FLOAT8,
-        DataType::Decimal32(..) | DataType::Decimal64(..) | DataType::Decimal128(..) | DataType::Decimal256(..) => {
-            PgType::NUMERIC
-        }
+        DataType::Decimal32(..)
+        | DataType::Decimal64(..)
+        | DataType::Decimal128(..)
+        | DataType::Decimal256(..) => PgType::NUMERIC,
         DataType::Binary | DataType::LargeBinary | DataType::BinaryView | DataType::FixedSizeBinary(_) => {
             PgType::BYTEA
         }
@@ -158,11 +157,9 @@ pub fn column_type(sql: &SqlType) -> Result<ColumnType> {
         S::DoublePrecision | S::Float8 | S::Float(_) | S::Double(_) => plain(DataType::Float64),
         S::Numeric(info) | S::Decimal(info) | S::Dec(info) => plain(decimal(info)?),
         S::Text | S::String(_) | S::Char(_) | S::Character(_) => plain(DataType::Utf8),
-        S::Varchar(_) | S::CharVarying(_) | S::CharacterVarying(_) => Ok(ColumnType {
-            data_type: DataType::Utf8,
-            pg_name: Some("varchar"),
-            serial: false,
-        }),
+        S::Varchar(_) | S::CharVarying(_) | S::CharacterVarying(_) => {
+            Ok(ColumnType { data_type: DataType::Utf8, pg_name: Some("varchar"), serial: false })
+        }
         S::Bytea => plain(DataType::Binary),
         S::Date => plain(DataType::Date32),
         S::Time(_, TimezoneInfo::None | TimezoneInfo::WithoutTimeZone) => {
@@ -187,9 +184,15 @@ pub fn column_type(sql: &SqlType) -> Result<ColumnType> {
             let name = name.trim_start_matches("pg_catalog.").trim_start_matches("public.");
             match name {
                 "vector" => plain(vector_type(modifiers)?),
-                "serial" | "serial4" => Ok(ColumnType { data_type: DataType::Int32, pg_name: None, serial: true }),
-                "bigserial" | "serial8" => Ok(ColumnType { data_type: DataType::Int64, pg_name: None, serial: true }),
-                "smallserial" | "serial2" => Ok(ColumnType { data_type: DataType::Int16, pg_name: None, serial: true }),
+                "serial" | "serial4" => {
+                    Ok(ColumnType { data_type: DataType::Int32, pg_name: None, serial: true })
+                }
+                "bigserial" | "serial8" => {
+                    Ok(ColumnType { data_type: DataType::Int64, pg_name: None, serial: true })
+                }
+                "smallserial" | "serial2" => {
+                    Ok(ColumnType { data_type: DataType::Int16, pg_name: None, serial: true })
+                }
                 "timestamptz" => plain(DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))),
                 "bpchar" | "name" | "citext" => plain(DataType::Utf8),
                 _ => Err(EngineError::UndefinedType { name: name.to_string() }),

@@ -21,9 +21,8 @@ pub const MAX_DIMENSIONS: i32 = 65_535;
 
 /// Parses pgvector's text form: `[1, 2.5, -3e-2]`.
 pub fn parse_vector(text: &str) -> Result<Vec<f32>> {
-    let invalid = || EngineError::InvalidText {
-        message: format!("invalid input syntax for type vector: \"{text}\""),
-    };
+    let invalid =
+        || EngineError::InvalidText { message: format!("invalid input syntax for type vector: \"{text}\"") };
     let inner = text.trim().strip_prefix('[').and_then(|t| t.strip_suffix(']')).ok_or_else(invalid)?;
     if inner.trim().is_empty() {
         return Err(EngineError::DataException { message: "vector must have at least 1 dimension".into() });
@@ -90,10 +89,16 @@ impl ScalarUDFImpl for ToVector {
             Some(None) => return exec_err!("to_vector: the dimension must be a constant"),
             // Without a declared dimension, a constant argument tells it.
             None => match args.scalar_arguments.first() {
-                Some(Some(ScalarValue::Utf8(Some(text)) | ScalarValue::LargeUtf8(Some(text)) | ScalarValue::Utf8View(Some(text)))) => {
-                    parse_vector(text).map_err(EngineError::into_datafusion)?.len() as i32
+                Some(Some(
+                    ScalarValue::Utf8(Some(text))
+                    | ScalarValue::LargeUtf8(Some(text))
+                    | ScalarValue::Utf8View(Some(text)),
+                )) => parse_vector(text).map_err(EngineError::into_datafusion)?.len() as i32,
+                _ => {
+                    return exec_err!(
+                        "to_vector without a dimension needs a constant argument; cast to vector(n)"
+                    )
                 }
-                _ => return exec_err!("to_vector without a dimension needs a constant argument; cast to vector(n)"),
             },
         };
         Ok(Arc::new(Field::new(self.name(), vector_arrow_type(dims), true)))

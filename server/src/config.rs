@@ -51,7 +51,10 @@ impl ServerConfig {
     /// authentication exists, is refused).
     pub fn validate(&self) -> Result<(), String> {
         if !self.users.is_empty() {
-            return Err("password authentication is not built yet: remove [[users]] and listen on a loopback address".into());
+            return Err(
+                "password authentication is not built yet: remove [[users]] and listen on a loopback address"
+                    .into(),
+            );
         }
         if !self.listen.ip().is_loopback() {
             return Err(format!(

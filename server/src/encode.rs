@@ -12,8 +12,8 @@ use std::sync::Arc;
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use arrow::datatypes::{
     DataType, Date32Type, Decimal128Type, Field, Float32Type, Float64Type, Int16Type, Int32Type, Int64Type,
-    Int8Type, IntervalMonthDayNanoType, IntervalUnit, Time64MicrosecondType, TimeUnit, UInt16Type, UInt32Type,
-    UInt64Type, UInt8Type,
+    Int8Type, IntervalMonthDayNanoType, IntervalUnit, Time64MicrosecondType, TimeUnit, UInt16Type,
+    UInt32Type, UInt64Type, UInt8Type,
 };
 use arrow::util::display::array_value_to_string;
 use bytes::{BufMut, BytesMut};
@@ -32,11 +32,8 @@ const PG_EPOCH_MICROS: i64 = PG_EPOCH_DAYS * 86_400_000_000;
 /// The pgwire type of a Postgres type.
 pub fn wire_type(pg: PgType) -> Type {
     Type::from_oid(pg.oid).unwrap_or_else(|| {
-        let kind = if pg.oid == VECTOR_OID {
-            postgres_types::Kind::Simple
-        } else {
-            postgres_types::Kind::Pseudo
-        };
+        let kind =
+            if pg.oid == VECTOR_OID { postgres_types::Kind::Simple } else { postgres_types::Kind::Pseudo };
         Type::new(pg.name.to_string(), pg.oid, kind, "public".to_string())
     })
 }
@@ -278,7 +275,9 @@ fn timestamp_micros(column: &ArrayRef, unit: &TimeUnit, row: usize) -> i64 {
     };
     match unit {
         TimeUnit::Second => column.as_primitive::<TimestampSecondType>().value(row).saturating_mul(1_000_000),
-        TimeUnit::Millisecond => column.as_primitive::<TimestampMillisecondType>().value(row).saturating_mul(1000),
+        TimeUnit::Millisecond => {
+            column.as_primitive::<TimestampMillisecondType>().value(row).saturating_mul(1000)
+        }
         TimeUnit::Microsecond => column.as_primitive::<TimestampMicrosecondType>().value(row),
         TimeUnit::Nanosecond => column.as_primitive::<TimestampNanosecondType>().value(row) / 1000,
     }
@@ -316,9 +315,13 @@ pub fn encode_binary(column: &ArrayRef, field: &Field, row: usize, out: &mut Byt
         DataType::Binary | DataType::LargeBinary | DataType::BinaryView | DataType::FixedSizeBinary(_) => {
             out.put_slice(binary_value(column, row))
         }
-        DataType::Date32 => out.put_i32(column.as_primitive::<Date32Type>().value(row) - PG_EPOCH_DAYS as i32),
+        DataType::Date32 => {
+            out.put_i32(column.as_primitive::<Date32Type>().value(row) - PG_EPOCH_DAYS as i32)
+        }
         DataType::Timestamp(unit, _) => out.put_i64(timestamp_micros(column, unit, row) - PG_EPOCH_MICROS),
-        DataType::Time64(TimeUnit::Microsecond) => out.put_i64(column.as_primitive::<Time64MicrosecondType>().value(row)),
+        DataType::Time64(TimeUnit::Microsecond) => {
+            out.put_i64(column.as_primitive::<Time64MicrosecondType>().value(row))
+        }
         DataType::Interval(IntervalUnit::MonthDayNano) => {
             let v = column.as_primitive::<IntervalMonthDayNanoType>().value(row);
             out.put_i64(v.nanoseconds / 1000);
@@ -432,8 +435,12 @@ fn decode_text(text: &str, data_type: &DataType) -> Result<ScalarValue, String> 
         DataType::UInt32 => ScalarValue::UInt32(Some(t.parse().map_err(|_| invalid(text, "oid"))?)),
         DataType::Int32 => ScalarValue::Int32(Some(t.parse().map_err(|_| invalid(text, "integer"))?)),
         DataType::Int64 => ScalarValue::Int64(Some(t.parse().map_err(|_| invalid(text, "bigint"))?)),
-        DataType::Float32 => ScalarValue::Float32(Some(parse_float(t).ok_or_else(|| invalid(text, "real"))? as f32)),
-        DataType::Float64 => ScalarValue::Float64(Some(parse_float(t).ok_or_else(|| invalid(text, "double precision"))?)),
+        DataType::Float32 => {
+            ScalarValue::Float32(Some(parse_float(t).ok_or_else(|| invalid(text, "real"))? as f32))
+        }
+        DataType::Float64 => {
+            ScalarValue::Float64(Some(parse_float(t).ok_or_else(|| invalid(text, "double precision"))?))
+        }
         DataType::Decimal128(p, s) => {
             let value = ScalarValue::Utf8(Some(t.to_string()));
             value.cast_to(&DataType::Decimal128(*p, *s)).map_err(|_| invalid(text, "numeric"))?
@@ -500,7 +507,9 @@ fn parse_timestamp(text: &str) -> Option<i64> {
             return Some(ts.and_utc().timestamp_micros());
         }
     }
-    NaiveDate::parse_from_str(text, "%Y-%m-%d").ok().map(|d| d.and_hms_opt(0, 0, 0).unwrap().and_utc().timestamp_micros())
+    NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .ok()
+        .map(|d| d.and_hms_opt(0, 0, 0).unwrap().and_utc().timestamp_micros())
 }
 
 fn vector_scalar(values: Vec<f32>) -> ScalarValue {
@@ -519,7 +528,10 @@ fn decode_binary(bytes: &[u8], data_type: &DataType) -> Result<ScalarValue, Stri
         if bytes.len() == n {
             Ok(bytes)
         } else {
-            Err(format!("incorrect binary data format in bind parameter ({} bytes for {data_type})", bytes.len()))
+            Err(format!(
+                "incorrect binary data format in bind parameter ({} bytes for {data_type})",
+                bytes.len()
+            ))
         }
     };
     Ok(match data_type {
@@ -610,7 +622,8 @@ mod tests {
     #[test]
     fn floats_print_like_postgres() {
         let mut s = String::new();
-        for (v, want) in [(0.1, "0.1"), (1e20, "1e+20"), (1.5e-7, "1.5e-07"), (-2.0, "-2"), (f64::NAN, "NaN")] {
+        for (v, want) in [(0.1, "0.1"), (1e20, "1e+20"), (1.5e-7, "1.5e-07"), (-2.0, "-2"), (f64::NAN, "NaN")]
+        {
             s.clear();
             write_float(&mut s, v, false);
             assert_eq!(s, want);

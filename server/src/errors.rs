@@ -188,14 +188,17 @@ mod tests {
 
     #[test]
     fn sqlstates_of_common_errors() {
-        let plan = EngineError::DataFusion(DataFusionError::Plan("table 'tarn.public.nope' not found".into()));
+        let plan =
+            EngineError::DataFusion(DataFusionError::Plan("table 'tarn.public.nope' not found".into()));
         let e = client_error(&plan);
         assert_eq!((e.code, e.message.as_str()), ("42P01", "relation \"nope\" does not exist"));
-        let div = EngineError::DataFusion(DataFusionError::ArrowError(Box::new(ArrowError::DivideByZero), None));
+        let div =
+            EngineError::DataFusion(DataFusionError::ArrowError(Box::new(ArrowError::DivideByZero), None));
         assert_eq!(client_error(&div).code, "22012");
-        let wrapped = EngineError::DataFusion(DataFusionError::External(Box::new(EngineError::InvalidText {
-            message: "bad".into(),
-        })));
+        let wrapped =
+            EngineError::DataFusion(DataFusionError::External(Box::new(EngineError::InvalidText {
+                message: "bad".into(),
+            })));
         assert_eq!(client_error(&wrapped).code, "22P02");
     }
 }

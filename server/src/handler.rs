@@ -16,13 +16,14 @@ use pgwire::api::cancel::DefaultCancelHandler;
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use pgwire::api::results::{
-    DescribePortalResponse, DescribeResponse, DescribeStatementResponse, FieldInfo, QueryResponse, Response, Tag,
+    DescribePortalResponse, DescribeResponse, DescribeStatementResponse, FieldInfo, QueryResponse, Response,
+    Tag,
 };
 use pgwire::api::stmt::{QueryParser, StoredStatement};
 use pgwire::api::store::PortalStore;
 use pgwire::api::{
-    ClientInfo, ClientPortalStore, ConnectionManager, NoopHandler, PgWireConnectionState, PgWireServerHandlers,
-    PidSecretKeyGenerator, RandomPidSecretKeyGenerator, Type,
+    ClientInfo, ClientPortalStore, ConnectionManager, NoopHandler, PgWireConnectionState,
+    PgWireServerHandlers, PidSecretKeyGenerator, RandomPidSecretKeyGenerator, Type,
 };
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::response::{ReadyForQuery, TransactionStatus};
@@ -159,7 +160,12 @@ impl StartupHandler for Handler {
 }
 
 /// A result stream as pgwire rows.
-fn query_response(schema: arrow::datatypes::SchemaRef, stream: datafusion::execution::SendableRecordBatchStream, fields: Vec<FieldInfo>, command: RowsCommand) -> QueryResponse {
+fn query_response(
+    schema: arrow::datatypes::SchemaRef,
+    stream: datafusion::execution::SendableRecordBatchStream,
+    fields: Vec<FieldInfo>,
+    command: RowsCommand,
+) -> QueryResponse {
     let fields = Arc::new(fields);
     let encoder_fields = fields.clone();
     let _ = schema;
@@ -251,7 +257,8 @@ impl SimpleQueryHandler for Handler {
                         // the next statement runs, as Postgres does.
                         if many {
                             if let Output::Rows { schema, stream, command } = output {
-                                let batches: Vec<_> = datafusion::physical_plan::common::collect(stream).await?;
+                                let batches: Vec<_> =
+                                    datafusion::physical_plan::common::collect(stream).await?;
                                 let stream = datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(
                                     schema.clone(),
                                     futures::stream::iter(batches.into_iter().map(Ok)),
@@ -307,7 +314,12 @@ pub struct Parser(Arc<Connection>);
 impl QueryParser for Parser {
     type Statement = Option<Prepared>;
 
-    async fn parse_sql<C>(&self, _client: &C, sql: &str, types: &[Option<Type>]) -> PgWireResult<Self::Statement>
+    async fn parse_sql<C>(
+        &self,
+        _client: &C,
+        sql: &str,
+        types: &[Option<Type>],
+    ) -> PgWireResult<Self::Statement>
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
@@ -315,7 +327,8 @@ impl QueryParser for Parser {
             types.iter().map(|t| t.as_ref().and_then(|t| arrow_type_of_oid(t.oid()))).collect();
         self.0
             .with_session(async |session| {
-                let mut statements = session.parse(sql).inspect_err(|_| session.note_error()).map_err(engine_error)?;
+                let mut statements =
+                    session.parse(sql).inspect_err(|_| session.note_error()).map_err(engine_error)?;
                 if statements.len() > 1 {
                     session.note_error();
                     return Err(ClientError {
@@ -338,9 +351,15 @@ impl QueryParser for Parser {
             .unwrap_or_default())
     }
 
-    fn get_result_schema(&self, statement: &Self::Statement, format: Option<&Format>) -> PgWireResult<Vec<FieldInfo>> {
+    fn get_result_schema(
+        &self,
+        statement: &Self::Statement,
+        format: Option<&Format>,
+    ) -> PgWireResult<Vec<FieldInfo>> {
         Ok(match statement.as_ref().and_then(|p| p.result.as_ref()) {
-            Some(schema) => field_infos(schema, |i| format.is_some_and(|f| f.format_for(i) == pgwire::api::results::FieldFormat::Binary)),
+            Some(schema) => field_infos(schema, |i| {
+                format.is_some_and(|f| f.format_for(i) == pgwire::api::results::FieldFormat::Binary)
+            }),
             None => vec![],
         })
     }
@@ -376,7 +395,11 @@ impl ExtendedQueryHandler for Handler {
         }
     }
 
-    async fn do_describe_portal<C>(&self, _client: &mut C, portal: &Portal<Self::Statement>) -> PgWireResult<DescribePortalResponse>
+    async fn do_describe_portal<C>(
+        &self,
+        _client: &mut C,
+        portal: &Portal<Self::Statement>,
+    ) -> PgWireResult<DescribePortalResponse>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::PortalStore: PortalStore<Statement = Self::Statement>,
@@ -384,7 +407,8 @@ impl ExtendedQueryHandler for Handler {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let parser = Parser(self.0.clone());
-        let fields = parser.get_result_schema(&portal.statement.statement, Some(&portal.result_column_format))?;
+        let fields =
+            parser.get_result_schema(&portal.statement.statement, Some(&portal.result_column_format))?;
         if portal.statement.statement.as_ref().is_some_and(|p| p.result.is_some()) {
             Ok(DescribePortalResponse::new(fields))
         } else {
@@ -392,7 +416,12 @@ impl ExtendedQueryHandler for Handler {
         }
     }
 
-    async fn do_query<C>(&self, _client: &mut C, portal: &Portal<Self::Statement>, _max_rows: usize) -> PgWireResult<Response>
+    async fn do_query<C>(
+        &self,
+        _client: &mut C,
+        portal: &Portal<Self::Statement>,
+        _max_rows: usize,
+    ) -> PgWireResult<Response>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::PortalStore: PortalStore<Statement = Self::Statement>,
@@ -401,7 +430,9 @@ impl ExtendedQueryHandler for Handler {
     {
         let Some(prepared) = portal.statement.statement.clone() else { return Ok(Response::EmptyQuery) };
         let fields = prepared.result.as_ref().map(|schema| {
-            field_infos(schema, |i| portal.result_column_format.format_for(i) == pgwire::api::results::FieldFormat::Binary)
+            field_infos(schema, |i| {
+                portal.result_column_format.format_for(i) == pgwire::api::results::FieldFormat::Binary
+            })
         });
         let mut params = Vec::with_capacity(portal.parameters.len());
         for (i, bytes) in portal.parameters.iter().enumerate() {

@@ -31,7 +31,11 @@ use crate::handler::{ConnectionHandlers, Shared};
 /// Serves connections from `listener` until `shutdown` completes, then closes every
 /// connection. A statement cut off by shutdown either committed (and was durable before
 /// it was acknowledged) or did not: storage keeps no half-written state.
-pub async fn run(listener: TcpListener, engine: Arc<Engine>, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
+pub async fn run(
+    listener: TcpListener,
+    engine: Arc<Engine>,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
     let shared = Arc::new(Shared {
         engine,
         connections: Arc::new(ConnectionManager::new()),

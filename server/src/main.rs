@@ -63,7 +63,8 @@ fn main() -> ExitCode {
 }
 
 async fn serve(config: ServerConfig) -> Result<(), String> {
-    let engine = Engine::open(config.engine_config()).await.map_err(|e| format!("opening {}: {e}", config.data))?;
+    let engine =
+        Engine::open(config.engine_config()).await.map_err(|e| format!("opening {}: {e}", config.data))?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| format!("listening on {}: {e}", config.listen))?;
@@ -74,7 +75,8 @@ async fn serve(config: ServerConfig) -> Result<(), String> {
 }
 
 async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    let mut term =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
     tokio::select! {
         _ = tokio::signal::ctrl_c() => info!("SIGINT received"),
         _ = term.recv() => info!("SIGTERM received"),

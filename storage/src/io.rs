@@ -10,8 +10,8 @@ use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
 
 use lance_io::object_store::{
-    ObjectStore as LanceObjectStore, ObjectStoreParams, ObjectStoreProvider, ObjectStoreRegistry,
-    providers::local::FileStoreProvider,
+    providers::local::FileStoreProvider, ObjectStore as LanceObjectStore, ObjectStoreParams,
+    ObjectStoreProvider, ObjectStoreRegistry,
 };
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
@@ -32,10 +32,7 @@ impl Location {
     /// Accepts a folder path (relative or absolute; created if missing) or a `file://`
     /// URL.
     pub fn parse(location: &str) -> Result<Self> {
-        let invalid = |message: String| StorageError::InvalidWarehouse {
-            url: location.to_string(),
-            message,
-        };
+        let invalid = |message: String| StorageError::InvalidWarehouse { url: location.to_string(), message };
         let url = match Url::parse(location) {
             Ok(url) if url.scheme() == "file" => url,
             Ok(url) if url.scheme().len() > 1 => {
@@ -49,13 +46,10 @@ impl Location {
                 let path = FsPath::new(location);
                 std::fs::create_dir_all(path).map_err(|e| invalid(e.to_string()))?;
                 let abs = path.canonicalize().map_err(|e| invalid(e.to_string()))?;
-                Url::from_directory_path(&abs)
-                    .map_err(|()| invalid("not an absolute path".to_string()))?
+                Url::from_directory_path(&abs).map_err(|()| invalid("not an absolute path".to_string()))?
             }
         };
-        let root = url
-            .to_file_path()
-            .map_err(|()| invalid("not a local path".to_string()))?;
+        let root = url.to_file_path().map_err(|()| invalid("not a local path".to_string()))?;
         std::fs::create_dir_all(&root).map_err(|e| invalid(e.to_string()))?;
         let store = LocalFileSystem::new_with_prefix(&root)
             .map_err(|e| invalid(e.to_string()))?
@@ -120,11 +114,7 @@ pub struct DurableFileStoreProvider;
 
 #[async_trait::async_trait]
 impl ObjectStoreProvider for DurableFileStoreProvider {
-    async fn new_store(
-        &self,
-        base_path: Url,
-        params: &ObjectStoreParams,
-    ) -> lance::Result<LanceObjectStore> {
+    async fn new_store(&self, base_path: Url, params: &ObjectStoreParams) -> lance::Result<LanceObjectStore> {
         let mut store = FileStoreProvider.new_store(base_path, params).await?;
         store.inner = Arc::new(LocalFileSystem::new().with_fsync(true));
         Ok(store)

@@ -102,16 +102,10 @@ impl KeyIndex {
         for columns in batches {
             let rows = columns.first().map_or(0, |c| c.len());
             if offset < rows {
-                let values: Vec<String> = columns
-                    .iter()
-                    .map(|c| array_value_to_string(c, offset).unwrap_or_default())
-                    .collect();
+                let values: Vec<String> =
+                    columns.iter().map(|c| array_value_to_string(c, offset).unwrap_or_default()).collect();
                 return Ok(Err(DuplicateKey {
-                    detail: format!(
-                        "Key ({})=({}) already exists.",
-                        key_names.join(", "),
-                        values.join(", ")
-                    ),
+                    detail: format!("Key ({})=({}) already exists.", key_names.join(", "), values.join(", ")),
                 }));
             }
             offset -= rows;
@@ -160,10 +154,7 @@ fn is_int(data_type: &DataType) -> bool {
 }
 
 /// Position of the first key that is already present or repeats an earlier new key.
-fn first_duplicate<K: std::hash::Hash + Eq>(
-    new: &[K],
-    exists: impl Fn(&K) -> bool,
-) -> Option<usize> {
+fn first_duplicate<K: std::hash::Hash + Eq>(new: &[K], exists: impl Fn(&K) -> bool) -> Option<usize> {
     let mut seen = HashSet::with_capacity(new.len());
     new.iter().position(|key| exists(key) || !seen.insert(key))
 }

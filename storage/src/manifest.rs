@@ -132,9 +132,8 @@ impl ManifestStore {
     pub async fn read(&self, version: Version) -> Result<Manifest> {
         let path = self.path_of(version);
         let bytes = self.store.get(&path).await?.bytes().await?;
-        let manifest: Manifest = serde_json::from_slice(&bytes).map_err(|e| {
-            StorageError::CorruptManifest { path: path.to_string(), message: e.to_string() }
-        })?;
+        let manifest: Manifest = serde_json::from_slice(&bytes)
+            .map_err(|e| StorageError::CorruptManifest { path: path.to_string(), message: e.to_string() })?;
         if manifest.format_version > FORMAT_VERSION {
             return Err(StorageError::CorruptManifest {
                 path: path.to_string(),

@@ -103,7 +103,8 @@ impl Table {
         let base = match def.format {
             BaseFormat::Lance => {
                 let uri = location.uri_of(&dir.clone().join("base"));
-                let empty = RecordBatchIterator::new(Vec::<Result<RecordBatch, _>>::new(), def.schema.clone());
+                let empty =
+                    RecordBatchIterator::new(Vec::<Result<RecordBatch, _>>::new(), def.schema.clone());
                 let params = WriteParams {
                     mode: WriteMode::Create,
                     session: Some(session.clone()),
@@ -195,10 +196,8 @@ impl Table {
             None
         } else {
             let key_columns = def.primary_key_indices();
-            let keyed: Vec<Vec<ArrayRef>> = batches
-                .iter()
-                .map(|b| key_columns.iter().map(|&i| b.column(i).clone()).collect())
-                .collect();
+            let keyed: Vec<Vec<ArrayRef>> =
+                batches.iter().map(|b| key_columns.iter().map(|&i| b.column(i).clone()).collect()).collect();
             let index = self.key_index(&mut writer, &snapshot).await?;
             match index.check_new(&def.primary_key, &keyed)? {
                 Ok(keys) => Some(keys),
@@ -244,16 +243,13 @@ impl Table {
         let def = snapshot.def();
         if def.column_index(field.name()).is_some() {
             return Err(StorageError::InvalidDefinition {
-                message: format!(
-                    "column \"{}\" of relation \"{}\" already exists",
-                    field.name(),
-                    def.name
-                ),
+                message: format!("column \"{}\" of relation \"{}\" already exists", field.name(), def.name),
             });
         }
         if snapshot.manifest.row_count > 0 && meta.identity.is_some() {
             return Err(StorageError::Unsupported {
-                message: "adding an identity or serial column to a table that has rows is not supported yet".into(),
+                message: "adding an identity or serial column to a table that has rows is not supported yet"
+                    .into(),
             });
         }
         if snapshot.manifest.row_count > 0 && !field.is_nullable() {
@@ -359,18 +355,11 @@ impl Table {
         Ok(head)
     }
 
-    async fn key_index<'w>(
-        &self,
-        writer: &'w mut Writer,
-        snapshot: &Snapshot,
-    ) -> Result<&'w mut KeyIndex> {
+    async fn key_index<'w>(&self, writer: &'w mut Writer, snapshot: &Snapshot) -> Result<&'w mut KeyIndex> {
         if writer.keys.is_none() {
             let def = snapshot.def();
-            let fields: Vec<Field> = def
-                .primary_key_indices()
-                .into_iter()
-                .map(|i| def.schema.field(i).clone())
-                .collect();
+            let fields: Vec<Field> =
+                def.primary_key_indices().into_iter().map(|i| def.schema.field(i).clone()).collect();
             let mut index = KeyIndex::new(&fields)?;
             let started = std::time::Instant::now();
             for batch in read_columns(snapshot, &def.primary_key).await? {
@@ -516,9 +505,7 @@ fn encode_parquet(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<bytes::
     use parquet::arrow::ArrowWriter;
     use parquet::basic::{Compression, ZstdLevel};
     use parquet::file::properties::WriterProperties;
-    let props = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::default()))
-        .build();
+    let props = WriterProperties::builder().set_compression(Compression::ZSTD(ZstdLevel::default())).build();
     let mut buffer = Vec::new();
     let mut writer = ArrowWriter::try_new(&mut buffer, schema.clone(), Some(props))
         .map_err(|e| StorageError::internal(format!("parquet writer: {e}")))?;

@@ -80,7 +80,9 @@ impl Wal {
         }
         let next = segments.last().map_or(SegmentId(1), |(id, _)| *id);
         let (file, id) = match segments.last() {
-            Some((id, path)) => (OpenOptions::new().append(true).open(path).map_err(|e| io_error(path, e))?, *id),
+            Some((id, path)) => {
+                (OpenOptions::new().append(true).open(path).map_err(|e| io_error(path, e))?, *id)
+            }
             None => (create_segment(dir, next)?, next),
         };
         let stats = Arc::new(WalStats::default());
@@ -146,7 +148,13 @@ impl Drop for Wal {
     }
 }
 
-fn write_loop(dir: PathBuf, mut file: File, mut id: SegmentId, requests: mpsc::Receiver<Request>, stats: Arc<WalStats>) {
+fn write_loop(
+    dir: PathBuf,
+    mut file: File,
+    mut id: SegmentId,
+    requests: mpsc::Receiver<Request>,
+    stats: Arc<WalStats>,
+) {
     let mut buffer = Vec::new();
     while let Ok(first) = requests.recv() {
         let mut waiting = Vec::new();
@@ -195,7 +203,8 @@ fn segment_path(dir: &Path, id: SegmentId) -> PathBuf {
 
 fn create_segment(dir: &Path, id: SegmentId) -> Result<File> {
     let path = segment_path(dir, id);
-    let file = OpenOptions::new().create_new(true).append(true).open(&path).map_err(|e| io_error(&path, e))?;
+    let file =
+        OpenOptions::new().create_new(true).append(true).open(&path).map_err(|e| io_error(&path, e))?;
     sync_dir(dir)?;
     Ok(file)
 }

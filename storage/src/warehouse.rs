@@ -156,13 +156,7 @@ impl Warehouse {
 
     /// Lists every object of the warehouse (for tests and diagnostics).
     pub async fn list_objects(&self) -> Result<Vec<String>> {
-        Ok(self
-            .location
-            .store()
-            .list(None)
-            .map_ok(|m| m.location.to_string())
-            .try_collect()
-            .await?)
+        Ok(self.location.store().list(None).map_ok(|m| m.location.to_string()).try_collect().await?)
     }
 }
 

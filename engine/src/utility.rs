@@ -1,0 +1,209 @@
+//! Statements the session carries out itself, matched on the parsed statement, never
+//! reaching DataFusion: DDL, transaction control, `SET`/`SHOW`/`RESET`/`DISCARD`, and the
+//! statements that are not built yet (answered with 0A000, never a wrong answer).
+
+use std::sync::Arc;
+
+use arrow::array::{RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::sql::sqlparser::ast::{self, ObjectType, Reset, SchemaName, Set, Statement};
+use tarn_storage::StorageError;
+
+use crate::ddl;
+use crate::error::{EngineError, Result};
+use crate::parser::ParsedStatement;
+use crate::session::{CommandTag, Output, RowsCommand, Session, TxStatus};
+use crate::settings::{set_value_text, variable_name};
+
+impl Session {
+    /// Statements carried out without DataFusion.
+    pub(crate) async fn run_other(&mut self, parsed: &ParsedStatement) -> Result<Output> {
+        let warehouse = self.engine.warehouse().clone();
+        let statement = &parsed.statement;
+        let tag = match statement {
+            Statement::CreateTable(create) => {
+                if create.temporary || create.or_replace || create.external {
+                    return Err(EngineError::unsupported(
+                        "CREATE TEMPORARY, OR REPLACE and EXTERNAL tables are not supported",
+                    ));
+                }
+                let def = ddl::table_def(create, parsed.table_format.as_deref())?;
+                warehouse.create_table(def, create.if_not_exists).await?;
+                CommandTag::new("CREATE TABLE")
+            }
+            Statement::Drop { object_type: ObjectType::Table, if_exists, names, .. } => {
+                let names = names.iter().map(ddl::table_name).collect::<Result<Vec<_>>>()?;
+                if !if_exists {
+                    if let Some(missing) = names.iter().find(|n| warehouse.table(n).is_none()) {
+                        return Err(StorageError::TableNotFound { name: missing.clone() }.into());
+                    }
+                }
+                for name in &names {
+                    warehouse.drop_table(name, *if_exists).await?;
+                }
+                CommandTag::new("DROP TABLE")
+            }
+            Statement::Drop { object_type, .. } => {
+                return Err(EngineError::unsupported(format!("DROP {object_type} is not supported yet")))
+            }
+            Statement::AlterTable(alter) => {
+                let name = ddl::table_name(&alter.name)?;
+                let Some(table) = warehouse.table(&name) else {
+                    if alter.if_exists {
+                        return Ok(Output::Command(CommandTag::new("ALTER TABLE")));
+                    }
+                    return Err(StorageError::TableNotFound { name }.into());
+                };
+                for operation in &alter.operations {
+                    match operation {
+                        ast::AlterTableOperation::AddColumn { if_not_exists, column_def, .. } => {
+                            let (field, meta, is_key) = ddl::column_def(column_def)?;
+                            if is_key {
+                                return Err(EngineError::unsupported("adding a primary key column is not supported"));
+                            }
+                            if meta.default.is_some() && table.snapshot().manifest.row_count > 0 {
+                                return Err(EngineError::unsupported(
+                                    "ADD COLUMN with a DEFAULT on a table that has rows is not supported yet",
+                                ));
+                            }
+                            let exists = table.snapshot().def().column_index(field.name()).is_some();
+                            if exists && *if_not_exists {
+                                continue;
+                            }
+                            table.add_column(field, meta).await?;
+                        }
+                        other => {
+                            return Err(EngineError::unsupported(format!("ALTER TABLE {other} is not supported yet")))
+                        }
+                    }
+                }
+                CommandTag::new("ALTER TABLE")
+            }
+            Statement::CreateSchema { schema_name, if_not_exists, .. } => {
+                let name = match schema_name {
+                    SchemaName::Simple(name) => name.0.last().map(|p| match p {
+                        ast::ObjectNamePart::Identifier(i) => ddl::ident(i),
+                        other => other.to_string(),
+                    }),
+                    _ => None,
+                }
+                .ok_or_else(|| EngineError::unsupported("CREATE SCHEMA AUTHORIZATION is not supported"))?;
+                warehouse.create_schema(&name, *if_not_exists).await?;
+                CommandTag::new("CREATE SCHEMA")
+            }
+            Statement::StartTransaction { .. } => {
+                if self.tx == TxStatus::Idle {
+                    self.tx = TxStatus::InBlock;
+                }
+                CommandTag::new("BEGIN")
+            }
+            Statement::Commit { .. } => {
+                let failed = self.tx == TxStatus::Failed;
+                self.tx = TxStatus::Idle;
+                CommandTag::new(if failed { "ROLLBACK" } else { "COMMIT" })
+            }
+            Statement::Rollback { savepoint: Some(_), .. } => {
+                if self.tx == TxStatus::Failed {
+                    self.tx = TxStatus::InBlock;
+                }
+                CommandTag::new("ROLLBACK")
+            }
+            Statement::Rollback { .. } => {
+                self.tx = TxStatus::Idle;
+                CommandTag::new("ROLLBACK")
+            }
+            Statement::Savepoint { .. } => CommandTag::new("SAVEPOINT"),
+            Statement::ReleaseSavepoint { .. } => CommandTag::new("RELEASE"),
+            Statement::Set(set) => {
+                self.run_set(set)?;
+                CommandTag::new("SET")
+            }
+            Statement::Reset(reset) => {
+                match &reset.reset {
+                    Reset::ALL => self.settings.reset_all(),
+                    Reset::ConfigurationParameter(name) => self.settings.reset(&variable_name(name)),
+                }
+                CommandTag::new("RESET")
+            }
+            Statement::ShowVariable { variable } => {
+                let name = variable.iter().map(|i| i.value.clone()).collect::<Vec<_>>().join(" ");
+                let key = match name.to_lowercase().as_str() {
+                    "transaction isolation level" => "transaction_isolation".to_string(),
+                    "time zone" => "TimeZone".to_string(),
+                    _ => name.clone(),
+                };
+                let value = self.settings.get(&key)?.to_string();
+                let schema = show_schema(statement).expect("SHOW has a result");
+                let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(StringArray::from(vec![value]))])?;
+                let stream = RecordBatchStreamAdapter::new(schema.clone(), futures::stream::iter(vec![Ok(batch)]));
+                return Ok(Output::Rows { schema, stream: Box::pin(stream), command: RowsCommand::Show });
+            }
+            Statement::Discard { object_type } => CommandTag::new(&format!("DISCARD {object_type}")),
+            Statement::Close { cursor } => match cursor {
+                ast::CloseCursor::All => CommandTag::new("CLOSE CURSOR ALL"),
+                ast::CloseCursor::Specific { name } => {
+                    return Err(EngineError::unsupported(format!("cursor \"{name}\" does not exist")))
+                }
+            },
+            Statement::Deallocate { .. } => CommandTag::new("DEALLOCATE"),
+            Statement::LISTEN { .. } => CommandTag::new("LISTEN"),
+            Statement::UNLISTEN { .. } => CommandTag::new("UNLISTEN"),
+            Statement::Update(_) | Statement::Delete(_) | Statement::Truncate(_) | Statement::Merge(_) => {
+                return Err(EngineError::unsupported(
+                    "UPDATE, DELETE, TRUNCATE and MERGE are not supported yet (they come with the change store)",
+                ))
+            }
+            Statement::Copy { .. } => return Err(EngineError::unsupported("COPY is not supported yet")),
+            other => {
+                let text = other.to_string();
+                let words: Vec<&str> = text.split_whitespace().take(2).collect();
+                return Err(EngineError::unsupported(format!("{} is not supported", words.join(" "))));
+            }
+        };
+        Ok(Output::Command(tag))
+    }
+
+    fn run_set(&mut self, set: &Set) -> Result<()> {
+        match set {
+            Set::SingleAssignment { variable, values, .. } => {
+                let name = variable_name(variable);
+                match set_value_text(values) {
+                    Some(value) => self.settings.set(&name, &value),
+                    None => {
+                        self.settings.reset(&name);
+                        Ok(())
+                    }
+                }
+            }
+            Set::SetTimeZone { value, .. } => {
+                let value = set_value_text(std::slice::from_ref(value)).unwrap_or_else(|| "Etc/UTC".into());
+                self.settings.set("TimeZone", &value)
+            }
+            Set::SetNames { charset_name, .. } => {
+                self.settings.set("client_encoding", &charset_name.to_string())
+            }
+            Set::SetNamesDefault {} => Ok(()),
+            Set::SetTransaction { .. } | Set::SetSessionParam(_) | Set::SetRole { .. } => Ok(()),
+            Set::SetSessionAuthorization(_) => {
+                Err(EngineError::unsupported("SET SESSION AUTHORIZATION is not supported"))
+            }
+            Set::MultipleAssignments { assignments } => {
+                for assignment in assignments {
+                    let name = variable_name(&assignment.name);
+                    let value = set_value_text(std::slice::from_ref(&assignment.value)).unwrap_or_default();
+                    self.settings.set(&name, &value)?;
+                }
+                Ok(())
+            }
+            other => Err(EngineError::unsupported(format!("{other} is not supported"))),
+        }
+    }
+}
+
+/// The result column of `SHOW name`, or `None` for any other statement.
+pub(crate) fn show_schema(statement: &Statement) -> Option<SchemaRef> {
+    let Statement::ShowVariable { variable } = statement else { return None };
+    let name = variable.iter().map(|i| i.value.to_lowercase()).collect::<Vec<_>>().join("_");
+    Some(Arc::new(Schema::new(vec![Field::new(name, DataType::Utf8, true)])))
+}
