@@ -27,7 +27,7 @@ cargo build --release -p tarn-server >/dev/null
 ./target/release/tarn --data "$WORK/tarn" --listen "127.0.0.1:$TARN_PORT" >"$WORK/tarn.log" 2>&1 &
 TARN_PID=$!
 
-mkdir -p "$WORK/pg" && chown postgres "$WORK/pg"
+mkdir -p "$WORK/pg" && touch "$WORK/pg.log" && chown postgres "$WORK/pg" "$WORK/pg.log"
 runuser -u postgres -- "$PG_BIN/initdb" -D "$WORK/pg" -A trust -U tarn >/dev/null
 runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$WORK/pg" -l "$WORK/pg.log" -o "-p $PG_PORT -k $WORK/pg -c listen_addresses=127.0.0.1" -w start >/dev/null
 runuser -u postgres -- psql -h 127.0.0.1 -p "$PG_PORT" -U tarn -d postgres -qc "CREATE DATABASE tarn" >/dev/null
