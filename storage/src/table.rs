@@ -160,7 +160,7 @@ impl Table {
         self.current.read().expect("snapshot lock poisoned").clone()
     }
 
-    /// Appends rows as one atomic commit and returns how many were written.
+    /// Appends rows as one atomic commit.
     ///
     /// The batches must have the table's column types (the SQL layer casts). Identity
     /// columns left NULL are filled from their sequence. Fails, writing nothing, on a
