@@ -116,7 +116,7 @@ pub fn encode_text(column: &ArrayRef, _field: &Field, row: usize, out: &mut Stri
         }
         DataType::Date32 => {
             let days = column.as_primitive::<Date32Type>().value(row);
-            match NaiveDate::from_num_days_from_ce_opt(days + 719_163) {
+            match days.checked_add(719_163).and_then(NaiveDate::from_num_days_from_ce_opt) {
                 Some(date) => {
                     let _ = write!(out, "{}", date.format("%Y-%m-%d"));
                 }
@@ -316,9 +316,11 @@ pub fn encode_binary(column: &ArrayRef, field: &Field, row: usize, out: &mut Byt
             out.put_slice(binary_value(column, row))
         }
         DataType::Date32 => {
-            out.put_i32(column.as_primitive::<Date32Type>().value(row) - PG_EPOCH_DAYS as i32)
+            out.put_i32(column.as_primitive::<Date32Type>().value(row).saturating_sub(PG_EPOCH_DAYS as i32))
         }
-        DataType::Timestamp(unit, _) => out.put_i64(timestamp_micros(column, unit, row) - PG_EPOCH_MICROS),
+        DataType::Timestamp(unit, _) => {
+            out.put_i64(timestamp_micros(column, unit, row).saturating_sub(PG_EPOCH_MICROS))
+        }
         DataType::Time64(TimeUnit::Microsecond) => {
             out.put_i64(column.as_primitive::<Time64MicrosecondType>().value(row))
         }
@@ -550,11 +552,11 @@ fn decode_binary(bytes: &[u8], data_type: &DataType) -> Result<ScalarValue, Stri
         DataType::Binary => ScalarValue::Binary(Some(bytes.to_vec())),
         DataType::Date32 => {
             let days = i32::from_be_bytes(fixed(4)?.try_into().unwrap());
-            ScalarValue::Date32(Some(days + PG_EPOCH_DAYS as i32))
+            ScalarValue::Date32(Some(days.saturating_add(PG_EPOCH_DAYS as i32)))
         }
         DataType::Timestamp(TimeUnit::Microsecond, tz) => {
             let micros = i64::from_be_bytes(fixed(8)?.try_into().unwrap());
-            ScalarValue::TimestampMicrosecond(Some(micros + PG_EPOCH_MICROS), tz.clone())
+            ScalarValue::TimestampMicrosecond(Some(micros.saturating_add(PG_EPOCH_MICROS)), tz.clone())
         }
         DataType::Decimal128(p, s) => {
             let text = numeric_from_binary(bytes)?;
