@@ -186,11 +186,11 @@ async fn result_columns_are_named_as_postgres_names_them() {
     let client = server.client().await;
     client.batch_execute("CREATE TABLE t (id INT, price DOUBLE PRECISION)").await.unwrap();
     let statement = client
-        .prepare("SELECT count(*), max(price) AS top, 1, upper('a'), id, id + 1, \"my col\".price FROM t AS \"my col\" GROUP BY id, price")
+        .prepare("SELECT count(*), max(price) AS top, 1, upper('a'), id, id + 1, \"my col\".price, (SELECT max(id) FROM t), id FROM t AS \"my col\" GROUP BY id, price")
         .await
         .unwrap();
     let names: Vec<&str> = statement.columns().iter().map(|c| c.name()).collect();
-    assert_eq!(names, vec!["count", "top", "?column?", "upper", "id", "?column?", "price"]);
+    assert_eq!(names, vec!["count", "top", "?column?", "upper", "id", "?column?", "price", "max", "id"]);
     server.stop().await;
 }
 

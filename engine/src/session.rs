@@ -258,9 +258,11 @@ impl Session {
         let mut statement = parsed.statement.clone();
         rewrite_typed_casts(&mut statement);
         match statement {
-            Statement::Query(_) | Statement::Explain { .. } => {
-                Ok(Planned::Query(self.datafusion_plan(statement).await?))
+            Statement::Query(mut query) => {
+                name_output_columns(&mut query);
+                Ok(Planned::Query(self.datafusion_plan(Statement::Query(query)).await?))
             }
+            Statement::Explain { .. } => Ok(Planned::Query(self.datafusion_plan(statement).await?)),
             Statement::Insert(mut insert) => {
                 if insert.on.is_some() {
                     return Err(EngineError::unsupported(
@@ -318,7 +320,8 @@ impl Session {
                         "CREATE TABLE AS with a column list is not supported yet",
                     ));
                 }
-                let query = create.query.clone().expect("checked");
+                let mut query = create.query.clone().expect("checked");
+                name_output_columns(&mut query);
                 let plan = self.datafusion_plan(Statement::Query(query)).await?;
                 Ok(Planned::CreateTableAs { name, if_not_exists: create.if_not_exists, query: plan })
             }
@@ -412,7 +415,7 @@ impl Session {
         query: LogicalPlan,
     ) -> Result<Output> {
         let Statement::CreateTable(create) = &statement.statement else { unreachable!("planned as CTAS") };
-        let schema = arrow_schema(&query);
+        let schema = result_schema(&query);
         let def = ddl::table_def_from_schema(
             name.clone(),
             &schema,
@@ -439,6 +442,51 @@ impl Session {
                 Err(e)
             }
         }
+    }
+}
+
+/// Marks aliases given by [`name_output_columns`]: `__tarn_<position>_<name>`.
+const OUTPUT_ALIAS_PREFIX: &str = "__tarn_";
+
+/// Gives every unaliased item of the outermost `SELECT` list an alias that is unique
+/// (DataFusion refuses two output columns of one name; Postgres allows `SELECT 1, 1`)
+/// and carries the name Postgres would show, restored by [`result_schema`].
+fn name_output_columns(query: &mut ast::Query) {
+    let ast::SetExpr::Select(select) = query.body.as_mut() else { return };
+    for (position, item) in select.projection.iter_mut().enumerate() {
+        if let SelectItem::UnnamedExpr(expr) = item {
+            let name = pg_name_of_sql(expr);
+            let alias = ast::Ident::with_quote('"', format!("{OUTPUT_ALIAS_PREFIX}{position}_{name}"));
+            *item = SelectItem::ExprWithAlias { expr: expr.clone(), alias };
+        }
+    }
+}
+
+/// The column name Postgres gives an unaliased select item.
+fn pg_name_of_sql(expr: &ast::Expr) -> String {
+    use ast::Expr as E;
+    match expr {
+        E::Identifier(ident) => ddl::ident(ident),
+        E::CompoundIdentifier(parts) => parts.last().map(ddl::ident).unwrap_or_default(),
+        E::Function(f) => match f.name.0.last() {
+            Some(ast::ObjectNamePart::Identifier(i)) => ddl::ident(i),
+            _ => "?column?".to_string(),
+        },
+        E::Cast { expr, .. } | E::Nested(expr) => match expr.as_ref() {
+            E::Identifier(_) | E::CompoundIdentifier(_) | E::Function(_) | E::Nested(_) => {
+                pg_name_of_sql(expr)
+            }
+            _ => "?column?".to_string(),
+        },
+        E::Subquery(query) => match query.body.as_ref() {
+            ast::SetExpr::Select(select) => match select.projection.first() {
+                Some(SelectItem::UnnamedExpr(inner)) => pg_name_of_sql(inner),
+                Some(SelectItem::ExprWithAlias { alias, .. }) => ddl::ident(alias),
+                _ => "?column?".to_string(),
+            },
+            _ => "?column?".to_string(),
+        },
+        _ => "?column?".to_string(),
     }
 }
 
@@ -484,7 +532,10 @@ fn pg_column_name(expr: &datafusion::logical_expr::Expr) -> String {
         {
             pg_column_name(&alias.expr)
         }
-        Expr::Alias(alias) => alias.name.clone(),
+        Expr::Alias(alias) => match alias.name.strip_prefix(OUTPUT_ALIAS_PREFIX) {
+            Some(numbered) => numbered.split_once('_').map_or(numbered, |(_, name)| name).to_string(),
+            None => alias.name.clone(),
+        },
         Expr::Column(column) => {
             let name = &column.name;
             let simple = !name.is_empty() && name.chars().all(|c| c.is_alphanumeric() || c == '_');
