@@ -53,18 +53,21 @@ pub fn field_infos(schema: &arrow::datatypes::Schema, binary: impl Fn(usize) -> 
 
 /// Encodes every row of `batch`.
 pub fn encode_batch(batch: &RecordBatch, fields: &[FieldInfo]) -> Result<Vec<DataRow>, String> {
-    let columns: Vec<(ArrayRef, Arc<Field>, bool)> = batch
+    // (column, binary, jsonb): the announced type decides jsonb's version byte.
+    let columns: Vec<(ArrayRef, bool, bool)> = batch
         .columns()
         .iter()
-        .zip(batch.schema().fields())
         .zip(fields)
-        .map(|((c, f), info)| (c.clone(), f.clone(), info.format() == FieldFormat::Binary))
+        .map(|(c, info)| {
+            let binary = info.format() == FieldFormat::Binary;
+            (c.clone(), binary, info.datatype().oid() == PgType::JSONB.oid)
+        })
         .collect();
     let mut rows = Vec::with_capacity(batch.num_rows());
     let mut buf = BytesMut::with_capacity(batch.num_rows() * 16 * columns.len().max(1));
     let mut text = String::new();
     for row in 0..batch.num_rows() {
-        for (column, field, binary) in &columns {
+        for (column, binary, jsonb) in &columns {
             if column.is_null(row) {
                 buf.put_i32(-1);
                 continue;
@@ -72,10 +75,13 @@ pub fn encode_batch(batch: &RecordBatch, fields: &[FieldInfo]) -> Result<Vec<Dat
             let at = buf.len();
             buf.put_i32(0);
             if *binary {
-                encode_binary(column, field, row, &mut buf)?;
+                if *jsonb {
+                    buf.put_u8(1);
+                }
+                encode_binary(column, row, &mut buf)?;
             } else {
                 text.clear();
-                encode_text(column, field, row, &mut text);
+                encode_text(column, row, &mut text);
                 buf.put_slice(text.as_bytes());
             }
             let len = (buf.len() - at - 4) as i32;
@@ -87,7 +93,7 @@ pub fn encode_batch(batch: &RecordBatch, fields: &[FieldInfo]) -> Result<Vec<Dat
 }
 
 /// Postgres' text form of one value (not NULL).
-pub fn encode_text(column: &ArrayRef, _field: &Field, row: usize, out: &mut String) {
+pub fn encode_text(column: &ArrayRef, row: usize, out: &mut String) {
     match column.data_type() {
         DataType::Boolean => out.push(if column.as_boolean().value(row) { 't' } else { 'f' }),
         DataType::Int8 => out.push(column.as_primitive::<Int8Type>().value(row) as u8 as char),
@@ -148,13 +154,13 @@ pub fn encode_text(column: &ArrayRef, _field: &Field, row: usize, out: &mut Stri
             let list = column.as_fixed_size_list().value(row);
             format_vector(list.as_primitive::<Float32Type>().values().iter().copied(), out);
         }
-        DataType::List(item) => {
+        DataType::List(_) => {
             let list = column.as_list::<i32>().value(row);
-            write_array_text(out, &list, item);
+            write_array_text(out, &list);
         }
-        DataType::LargeList(item) => {
+        DataType::LargeList(_) => {
             let list = column.as_list::<i64>().value(row);
-            write_array_text(out, &list, item);
+            write_array_text(out, &list);
         }
         _ => out.push_str(&array_value_to_string(column, row).unwrap_or_default()),
     }
@@ -227,7 +233,7 @@ fn write_time(out: &mut String, time: NaiveTime) {
     }
 }
 
-fn write_array_text(out: &mut String, list: &ArrayRef, item: &Field) {
+fn write_array_text(out: &mut String, list: &ArrayRef) {
     out.push('{');
     let mut element = String::new();
     for i in 0..list.len() {
@@ -239,7 +245,7 @@ fn write_array_text(out: &mut String, list: &ArrayRef, item: &Field) {
             continue;
         }
         element.clear();
-        encode_text(list, item, i, &mut element);
+        encode_text(list, i, &mut element);
         let needs_quotes = element.is_empty()
             || element.eq_ignore_ascii_case("null")
             || element.chars().any(|c| matches!(c, '{' | '}' | ',' | '"' | '\\') || c.is_whitespace());
@@ -284,7 +290,7 @@ fn timestamp_micros(column: &ArrayRef, unit: &TimeUnit, row: usize) -> i64 {
 }
 
 /// Postgres' binary send format of one value (not NULL).
-pub fn encode_binary(column: &ArrayRef, field: &Field, row: usize, out: &mut BytesMut) -> Result<(), String> {
+pub fn encode_binary(column: &ArrayRef, row: usize, out: &mut BytesMut) -> Result<(), String> {
     match column.data_type() {
         DataType::Boolean => out.put_u8(column.as_boolean().value(row) as u8),
         DataType::Int8 => out.put_i8(column.as_primitive::<Int8Type>().value(row)),
@@ -307,9 +313,6 @@ pub fn encode_binary(column: &ArrayRef, field: &Field, row: usize, out: &mut Byt
                 DataType::LargeUtf8 => column.as_string::<i64>().value(row),
                 _ => column.as_string_view().value(row),
             };
-            if pg_type_of(field) == PgType::JSONB {
-                out.put_u8(1);
-            }
             out.put_slice(text.as_bytes());
         }
         DataType::Binary | DataType::LargeBinary | DataType::BinaryView | DataType::FixedSizeBinary(_) => {
@@ -362,7 +365,7 @@ fn array_binary(list: &ArrayRef, item: &Field, out: &mut BytesMut) -> Result<(),
         }
         let at = out.len();
         out.put_i32(0);
-        encode_binary(list, item, i, out)?;
+        encode_binary(list, i, out)?;
         let len = (out.len() - at - 4) as i32;
         out[at..at + 4].copy_from_slice(&len.to_be_bytes());
     }

@@ -161,14 +161,12 @@ impl StartupHandler for Handler {
 
 /// A result stream as pgwire rows.
 fn query_response(
-    schema: arrow::datatypes::SchemaRef,
     stream: datafusion::execution::SendableRecordBatchStream,
     fields: Vec<FieldInfo>,
     command: RowsCommand,
 ) -> QueryResponse {
     let fields = Arc::new(fields);
     let encoder_fields = fields.clone();
-    let _ = schema;
     let rows = stream.flat_map(move |batch| {
         let rows: Vec<PgWireResult<pgwire::messages::data::DataRow>> = match batch {
             Ok(batch) => match encode_batch(&batch, &encoder_fields) {
@@ -209,7 +207,7 @@ fn response(output: Output, fields: Option<Vec<FieldInfo>>, tx: TxStatus) -> Res
     match output {
         Output::Rows { schema, stream, command } => {
             let fields = fields.unwrap_or_else(|| field_infos(&schema, |_| false));
-            Response::Query(query_response(schema, stream, fields, command))
+            Response::Query(query_response(stream, fields, command))
         }
         Output::Command(tag) => {
             let is_savepoint_rollback = tag.command == "ROLLBACK" && tx == TxStatus::InBlock;
