@@ -1,8 +1,9 @@
 //! Functions clients call to learn who they talk to: `version()`, `current_database()`,
-//! `current_schema()`, `pg_backend_pid()` (constant per engine; clients only print it).
+//! `current_schema()`.
 
 use std::sync::Arc;
 
+use arrow::array::ArrayRef;
 use arrow::datatypes::DataType;
 use datafusion::common::ScalarValue;
 use datafusion::logical_expr::{create_udf, ColumnarValue, Volatility};
@@ -32,11 +33,16 @@ pub fn register(ctx: &SessionContext, database: &str) {
     ctx.register_udf(constant("version", version_string()));
     ctx.register_udf(constant("current_database", database.to_string()));
     ctx.register_udf(constant("current_schema", crate::ddl::DEFAULT_SCHEMA.to_string()));
-    ctx.register_udf(create_udf(
-        "pg_backend_pid",
-        vec![],
-        DataType::Int32,
-        Volatility::Stable,
-        Arc::new(|_| Ok(ColumnarValue::Scalar(ScalarValue::Int32(Some(std::process::id() as i32))))),
-    ));
+}
+
+/// A UDF's result shaped like its input: a scalar for a scalar argument (so constants
+/// stay foldable), an array otherwise.
+pub(crate) fn like_input(
+    input: &ColumnarValue,
+    result: ArrayRef,
+) -> datafusion::error::Result<ColumnarValue> {
+    Ok(match input {
+        ColumnarValue::Scalar(_) => ColumnarValue::Scalar(ScalarValue::try_from_array(&result, 0)?),
+        ColumnarValue::Array(_) => ColumnarValue::Array(result),
+    })
 }

@@ -8,9 +8,9 @@
 use std::ops::ControlFlow;
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, AsArray, BinaryArray};
+use arrow::array::{AsArray, BinaryArray};
 use arrow::datatypes::DataType;
-use datafusion::common::{exec_err, ScalarValue};
+use datafusion::common::exec_err;
 use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility};
 use datafusion::sql::sqlparser::ast::{
     self, visit_expressions_mut, DataType as SqlType, Expr as SqlExpr, FunctionArg, FunctionArgExpr,
@@ -183,7 +183,6 @@ impl ScalarUDFImpl for ByteaIn {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> datafusion::error::Result<ColumnarValue> {
-        let scalar = matches!(args.args[0], ColumnarValue::Scalar(_));
         let input = args.args[0].to_array(args.number_rows)?;
         let Some(text) = input.as_string_opt::<i32>() else { return exec_err!("bytea_in takes text") };
         let out: BinaryArray = text
@@ -193,12 +192,7 @@ impl ScalarUDFImpl for ByteaIn {
             .map_err(EngineError::into_datafusion)?
             .into_iter()
             .collect();
-        let out: ArrayRef = Arc::new(out);
-        Ok(if scalar {
-            ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?)
-        } else {
-            ColumnarValue::Array(out)
-        })
+        crate::functions::like_input(&args.args[0], Arc::new(out))
     }
 }
 

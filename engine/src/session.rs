@@ -341,30 +341,18 @@ impl Session {
     /// `RETURNING items` as a query over the table; at run time its scan is swapped for
     /// the rows just written.
     async fn plan_returning(&self, name: &TableName, items: Vec<SelectItem>) -> Result<LogicalPlan> {
-        let select = ast::Select {
-            projection: items,
-            from: vec![ast::TableWithJoins {
-                relation: ast::TableFactor::Table {
-                    name: ast::ObjectName::from(vec![
-                        ast::Ident::with_quote('"', &name.schema),
-                        ast::Ident::with_quote('"', &name.table),
-                    ]),
-                    alias: None,
-                    args: None,
-                    with_hints: vec![],
-                    version: None,
-                    with_ordinality: false,
-                    partitions: vec![],
-                    json_path: None,
-                    sample: None,
-                    index_hints: vec![],
-                },
-                joins: vec![],
-            }],
-            ..empty_select()
+        let from = format!(
+            "SELECT 1 FROM {}.{}",
+            ast::Ident::with_quote('"', &name.schema),
+            ast::Ident::with_quote('"', &name.table)
+        );
+        let Statement::Query(mut query) = parse_sql(&from)?.remove(0).statement else {
+            unreachable!("a SELECT parses as a query")
         };
-        let query = ast::Query { body: Box::new(ast::SetExpr::Select(Box::new(select))), ..empty_query() };
-        self.datafusion_plan(Statement::Query(Box::new(query))).await
+        if let ast::SetExpr::Select(select) = query.body.as_mut() {
+            select.projection = items;
+        }
+        self.datafusion_plan(Statement::Query(query)).await
     }
 
     fn table(&self, name: &TableName) -> Result<Arc<Table>> {
@@ -605,19 +593,4 @@ fn with_params(plan: LogicalPlan, params: &[ScalarValue]) -> Result<LogicalPlan>
         return Ok(plan);
     }
     Ok(plan.with_param_values(params.to_vec())?)
-}
-
-fn empty_select() -> ast::Select {
-    let Statement::Query(query) = parse_sql("SELECT 1").expect("parses").remove(0).statement else {
-        unreachable!("a query")
-    };
-    let ast::SetExpr::Select(select) = *query.body else { unreachable!("a select") };
-    *select
-}
-
-fn empty_query() -> ast::Query {
-    let Statement::Query(query) = parse_sql("SELECT 1").expect("parses").remove(0).statement else {
-        unreachable!("a query")
-    };
-    *query
 }

@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, FixedSizeListArray, Float32Array, StringArray};
+use arrow::array::{Array, AsArray, FixedSizeListArray, Float32Array, StringArray};
 use arrow::datatypes::{DataType, Field, FieldRef};
 use datafusion::common::{exec_err, ScalarValue};
 use datafusion::logical_expr::{
@@ -139,11 +139,7 @@ impl ScalarUDFImpl for ToVector {
             Arc::new(Float32Array::from(values)),
             Some(nulls.into()),
         )?;
-        let array: ArrayRef = Arc::new(array);
-        Ok(match &args.args[0] {
-            ColumnarValue::Scalar(_) => ColumnarValue::Scalar(ScalarValue::try_from_array(&array, 0)?),
-            ColumnarValue::Array(_) => ColumnarValue::Array(array),
-        })
+        crate::functions::like_input(&args.args[0], Arc::new(array))
     }
 }
 

@@ -461,7 +461,7 @@ fn decode_text(text: &str, data_type: &DataType) -> Result<ScalarValue, String> 
         }
         DataType::Date32 => {
             let date = NaiveDate::parse_from_str(t, "%Y-%m-%d").map_err(|_| invalid(text, "date"))?;
-            ScalarValue::Date32(Some((date.num_days_from_ce_i64() - 719_163) as i32))
+            ScalarValue::Date32(Some(chrono::Datelike::num_days_from_ce(&date) - 719_163))
         }
         DataType::Timestamp(TimeUnit::Microsecond, tz) => {
             let micros = parse_timestamp(t).ok_or_else(|| invalid(text, "timestamp"))?;
@@ -479,16 +479,6 @@ fn decode_text(text: &str, data_type: &DataType) -> Result<ScalarValue, String> 
             .cast_to(other)
             .map_err(|_| invalid(text, &other.to_string()))?,
     })
-}
-
-trait DaysFromCe {
-    fn num_days_from_ce_i64(&self) -> i64;
-}
-
-impl DaysFromCe for NaiveDate {
-    fn num_days_from_ce_i64(&self) -> i64 {
-        chrono::Datelike::num_days_from_ce(self) as i64
-    }
 }
 
 fn parse_float(text: &str) -> Option<f64> {

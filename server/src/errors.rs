@@ -67,10 +67,7 @@ fn storage_error(error: &StorageError) -> ClientError {
             ClientError { code: "23505", message: error.to_string(), detail: Some(detail.clone()) }
         }
         StorageError::NotNullViolation { .. } => ClientError::new("23502", error.to_string()),
-        StorageError::InvalidDefinition { message } => {
-            let code = if message.contains("already exists") { "42701" } else { "42P16" };
-            ClientError::new(code, message)
-        }
+        StorageError::DuplicateColumn { .. } => ClientError::new("42701", error.to_string()),
         StorageError::Unsupported { message } => ClientError::new("0A000", message),
         StorageError::CommitConflict { .. } => ClientError::new(
             "40001",
@@ -127,7 +124,18 @@ fn datafusion_error(error: &DataFusionError) -> ClientError {
     }
 }
 
+/// Conditions DataFusion reports only in message text, whatever the error's kind.
+fn known_condition(message: &str) -> Option<ClientError> {
+    if message.contains("Divide by zero") || message.contains("Division by zero") {
+        return Some(ClientError::new("22012", "division by zero"));
+    }
+    None
+}
+
 fn plan_error(message: &str) -> ClientError {
+    if let Some(known) = known_condition(message) {
+        return known;
+    }
     if let Some(rest) = message.strip_prefix("table '") {
         // "table 'tarn.public.x' not found"
         let name = rest.split('\'').next().unwrap_or(rest);
@@ -137,9 +145,6 @@ fn plan_error(message: &str) -> ClientError {
     if message.contains("Invalid function") || message.contains("Unknown function") {
         return ClientError::new("42883", message.to_string());
     }
-    if message.contains("Divide by zero") || message.contains("Division by zero") {
-        return ClientError::new("22012", "division by zero");
-    }
     if message.contains("Cannot cast") || message.contains("Cannot automatically convert") {
         return ClientError::new("42846", message.to_string());
     }
@@ -147,8 +152,8 @@ fn plan_error(message: &str) -> ClientError {
 }
 
 fn execution_error(message: &str) -> ClientError {
-    if message.contains("Divide by zero") || message.contains("Division by zero") {
-        return ClientError::new("22012", "division by zero");
+    if let Some(known) = known_condition(message) {
+        return known;
     }
     if message.contains("Cast error") || message.contains("Cannot cast") {
         return ClientError::new("22P02", message.to_string());

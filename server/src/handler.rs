@@ -14,18 +14,17 @@ use futures::{Sink, SinkExt, StreamExt};
 use pgwire::api::auth::{protocol_negotiation, save_startup_parameters_to_metadata, StartupHandler};
 use pgwire::api::cancel::DefaultCancelHandler;
 use pgwire::api::portal::{Format, Portal};
-use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
-use pgwire::api::results::{
-    DescribePortalResponse, DescribeResponse, DescribeStatementResponse, FieldInfo, QueryResponse, Response,
-    Tag,
-};
-use pgwire::api::stmt::{QueryParser, StoredStatement};
+use pgwire::api::query::{send_describe_response, ExtendedQueryHandler, SimpleQueryHandler};
+use pgwire::api::results::{DescribePortalResponse, FieldInfo, QueryResponse, Response, Tag};
+use pgwire::api::stmt::QueryParser;
 use pgwire::api::store::PortalStore;
 use pgwire::api::{
     ClientInfo, ClientPortalStore, ConnectionManager, NoopHandler, PgWireConnectionState,
-    PgWireServerHandlers, PidSecretKeyGenerator, RandomPidSecretKeyGenerator, Type,
+    PgWireServerHandlers, PidSecretKeyGenerator, RandomPidSecretKeyGenerator, Type, DEFAULT_NAME,
 };
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::messages::data::ParameterDescription;
+use pgwire::messages::extendedquery::{Describe, TARGET_TYPE_BYTE_PORTAL, TARGET_TYPE_BYTE_STATEMENT};
 use pgwire::messages::response::{ReadyForQuery, TransactionStatus};
 use pgwire::messages::startup::{Authentication, BackendKeyData, ParameterStatus};
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
@@ -372,46 +371,40 @@ impl ExtendedQueryHandler for Handler {
         Arc::new(Parser(self.0.clone()))
     }
 
-    async fn do_describe_statement<C>(
-        &self,
-        _client: &mut C,
-        statement: &StoredStatement<Self::Statement>,
-    ) -> PgWireResult<DescribeStatementResponse>
+    /// Describe, answered from the planned statement: a statement by its parameter types
+    /// and then its columns, or NoData when it returns no rows (pgwire's own reply sends
+    /// an empty RowDescription for a statement that has parameters but no rows).
+    async fn on_describe<C>(&self, client: &mut C, message: Describe) -> PgWireResult<()>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::PortalStore: PortalStore<Statement = Self::Statement>,
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        let name = message.name.as_deref().unwrap_or(DEFAULT_NAME);
         let parser = Parser(self.0.clone());
-        let params = parser.get_parameter_types(&statement.statement)?;
-        let fields = parser.get_result_schema(&statement.statement, None)?;
-        if statement.statement.as_ref().is_some_and(|p| p.result.is_some()) {
-            Ok(DescribeStatementResponse::new(params, fields))
-        } else {
-            Ok(DescribeStatementResponse::new(params, vec![]))
-        }
-    }
-
-    async fn do_describe_portal<C>(
-        &self,
-        _client: &mut C,
-        portal: &Portal<Self::Statement>,
-    ) -> PgWireResult<DescribePortalResponse>
-    where
-        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
-        C::PortalStore: PortalStore<Statement = Self::Statement>,
-        C::Error: Debug,
-        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
-    {
-        let parser = Parser(self.0.clone());
-        let fields =
-            parser.get_result_schema(&portal.statement.statement, Some(&portal.result_column_format))?;
-        if portal.statement.statement.as_ref().is_some_and(|p| p.result.is_some()) {
-            Ok(DescribePortalResponse::new(fields))
-        } else {
-            Ok(DescribePortalResponse::no_data())
-        }
+        let fields = match message.target_type {
+            TARGET_TYPE_BYTE_STATEMENT => {
+                let statement = client
+                    .portal_store()
+                    .get_statement(name)
+                    .ok_or_else(|| PgWireError::StatementNotFound(name.to_owned()))?;
+                let types = parser.get_parameter_types(&statement.statement)?;
+                let description = ParameterDescription::new(types.iter().map(Type::oid).collect());
+                client.send(PgWireBackendMessage::ParameterDescription(description)).await?;
+                parser.get_result_schema(&statement.statement, None)?
+            }
+            TARGET_TYPE_BYTE_PORTAL => {
+                let portal = client
+                    .portal_store()
+                    .get_portal(name)
+                    .ok_or_else(|| PgWireError::PortalNotFound(name.to_owned()))?;
+                parser.get_result_schema(&portal.statement.statement, Some(&portal.result_column_format))?
+            }
+            other => return Err(PgWireError::InvalidTargetType(other)),
+        };
+        // A portal response carries no parameters: RowDescription, or NoData when empty.
+        send_describe_response(client, &DescribePortalResponse::new(fields)).await
     }
 
     async fn do_query<C>(

@@ -19,8 +19,8 @@ pub enum StorageError {
     UniqueViolation { constraint: String, detail: String },
     #[error("null value in column \"{column}\" of relation \"{table}\" violates not-null constraint")]
     NotNullViolation { table: String, column: String },
-    #[error("{message}")]
-    InvalidDefinition { message: String },
+    #[error("column \"{column}\" of relation \"{table}\" already exists")]
+    DuplicateColumn { table: String, column: String },
     #[error("{message}")]
     Unsupported { message: String },
 

@@ -6,7 +6,7 @@
 //! of store ([`DurableFileStoreProvider`]), so its data files and its manifests are
 //! durable before a commit is acknowledged.
 
-use std::path::{Path as FsPath, PathBuf};
+use std::path::Path as FsPath;
 use std::sync::Arc;
 
 use lance_io::object_store::{
@@ -89,11 +89,6 @@ impl Location {
             }
         }
         url
-    }
-
-    /// The local folder of the root, when the warehouse is local.
-    pub fn local_root(&self) -> Option<PathBuf> {
-        self.url.to_file_path().ok()
     }
 }
 

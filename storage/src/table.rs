@@ -242,8 +242,9 @@ impl Table {
         let snapshot = self.snapshot();
         let def = snapshot.def();
         if def.column_index(field.name()).is_some() {
-            return Err(StorageError::InvalidDefinition {
-                message: format!("column \"{}\" of relation \"{}\" already exists", field.name(), def.name),
+            return Err(StorageError::DuplicateColumn {
+                table: def.name.to_string(),
+                column: field.name().clone(),
             });
         }
         if snapshot.manifest.row_count > 0 && meta.identity.is_some() {
