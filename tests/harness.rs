@@ -10,6 +10,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+pub mod rng;
 pub mod slt;
 
 /// A running server. Dropping it stops the server; [`TestServer::stop`] waits for it.

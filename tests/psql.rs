@@ -60,3 +60,49 @@ async fn psql_runs_the_readme_session() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("rows: 4"));
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psql_copies_from_and_to_files() {
+    let server = TestServer::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let input = dir.path().join("in.csv");
+    std::fs::write(&input, "id,title\n1,lamp\n2,\"desk, large\"\n3,\n").expect("input written");
+    let more = dir.path().join("more.txt");
+    std::fs::write(&more, "5\tshelf\n6\t\\N\n").expect("input written");
+    let output = dir.path().join("out.csv");
+    let (input, more, output) = (input.display(), more.display(), output.display());
+    // `\copy` is COPY FROM STDIN / TO STDOUT fed from psql's files; COPY FROM STDIN in a
+    // script reads the lines after it, up to `\.`.
+    let script = format!(
+        "CREATE TABLE items (id BIGINT PRIMARY KEY, title TEXT);
+\\copy items from '{input}' with (format csv, header)
+COPY items FROM STDIN;
+4\tinline
+\\.
+BEGIN;
+\\copy items from '{more}'
+COMMIT;
+\\copy (SELECT id, title FROM items ORDER BY id) to '{output}' csv header
+SELECT count(*), count(title) FROM items;
+"
+    );
+    let out = psql(&server, &script);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "psql failed: {}\n{stdout}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("COPY 3\nCOPY 1\n"), "{stdout}");
+    assert!(stdout.contains("6|4\n"), "{stdout}");
+    let copied = std::fs::read_to_string(dir.path().join("out.csv")).expect("output written");
+    assert_eq!(copied, "id,title\n1,lamp\n2,\"desk, large\"\n3,\n4,inline\n5,shelf\n6,\n");
+
+    // Bad data: psql shows the error and where it is; nothing of that COPY is written.
+    let bad = dir.path().join("bad.csv");
+    std::fs::write(&bad, "7,fine\nx,broken\n").expect("input written");
+    let out = psql(&server, &format!("\\copy items from '{}' csv\n", bad.display()));
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("invalid input syntax for type bigint: \"x\""), "{stderr}");
+    assert!(stderr.contains("COPY items, line 2, column id: \"x\""), "{stderr}");
+    let out = psql(&server, "SELECT count(*) FROM items");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "6");
+    server.stop().await;
+}

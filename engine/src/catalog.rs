@@ -1,6 +1,9 @@
 //! The warehouse as DataFusion sees it: catalog `tarn`, one schema per warehouse schema,
 //! one [`TarnTable`] per table. Nothing is cached here: each lookup reads the
 //! warehouse, so DDL from any session is visible to the next statement of every other.
+//! Each session has its own catalog: inside a transaction a table is read at the
+//! snapshot the transaction pinned, with its own writes on top. `tarn_tables` (the
+//! change store's state per table and bucket) resolves in every schema.
 
 use std::sync::Arc;
 
@@ -11,6 +14,7 @@ use tarn_storage::{TableName, Warehouse};
 
 use crate::pg_catalog;
 use crate::provider::{DefaultParser, TarnTable};
+use crate::transaction::TxState;
 
 pub const CATALOG_NAME: &str = "tarn";
 
@@ -19,11 +23,12 @@ pub struct TarnCatalog {
     warehouse: Arc<Warehouse>,
     defaults: DefaultParser,
     pg_catalog: Arc<dyn SchemaProvider>,
+    tx: Arc<TxState>,
 }
 
 impl TarnCatalog {
-    pub fn new(warehouse: Arc<Warehouse>, defaults: DefaultParser) -> Self {
-        Self { warehouse, defaults, pg_catalog: pg_catalog::schema() }
+    pub fn new(warehouse: Arc<Warehouse>, defaults: DefaultParser, tx: Arc<TxState>) -> Self {
+        Self { warehouse, defaults, pg_catalog: pg_catalog::schema(), tx }
     }
 }
 
@@ -44,6 +49,7 @@ impl CatalogProvider for TarnCatalog {
                 defaults: self.defaults.clone(),
                 pg_catalog: self.pg_catalog.clone(),
                 name: name.to_string(),
+                tx: self.tx.clone(),
             }) as Arc<dyn SchemaProvider>
         })
     }
@@ -56,6 +62,7 @@ pub struct TarnSchema {
     /// Searched first for unqualified names, as Postgres' search path does.
     pg_catalog: Arc<dyn SchemaProvider>,
     name: String,
+    tx: Arc<TxState>,
 }
 
 #[async_trait]
@@ -68,11 +75,18 @@ impl SchemaProvider for TarnSchema {
         if let Some(table) = self.pg_catalog.table(name).await? {
             return Ok(Some(table));
         }
+        if name == crate::system::TARN_TABLES
+            && self.warehouse.table(&TableName::new(&self.name, name)).is_none()
+        {
+            return Ok(Some(crate::system::tarn_tables(&self.warehouse)?));
+        }
         let name = TableName::new(&self.name, name);
-        Ok(self
-            .warehouse
-            .table(&name)
-            .map(|t| Arc::new(TarnTable::new(t, &self.defaults)) as Arc<dyn TableProvider>))
+        let Some(table) = self.warehouse.table(&name) else { return Ok(None) };
+        let provider = match self.tx.pinned(&table) {
+            Some((snapshot, overlay)) => TarnTable::at(table, snapshot, overlay, &self.defaults),
+            None => TarnTable::new(table, &self.defaults),
+        };
+        Ok(Some(Arc::new(provider)))
     }
 
     fn table_exist(&self, name: &str) -> bool {

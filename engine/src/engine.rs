@@ -9,13 +9,14 @@ use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::logical_expr::ScalarUDF;
 use datafusion::prelude::{SessionConfig, SessionContext};
-use tarn_storage::Warehouse;
+use tarn_storage::{TableName, Warehouse};
 
 use crate::catalog::{TarnCatalog, CATALOG_NAME};
 use crate::ddl::DEFAULT_SCHEMA;
 use crate::error::Result;
 use crate::provider::DefaultParser;
 use crate::session::Session;
+use crate::transaction::TxState;
 use crate::types::TarnTypePlanner;
 use crate::vector::ToVector;
 
@@ -45,6 +46,8 @@ impl Default for EngineConfig {
 pub struct Engine {
     warehouse: Arc<Warehouse>,
     config: EngineConfig,
+    parse_default: DefaultParser,
+    maintenance: tokio::task::JoinHandle<()>,
     /// Cloned into every session; holds no per-session state.
     template: SessionContext,
 }
@@ -71,9 +74,38 @@ impl Engine {
                 }
             }
         });
-        template.register_catalog(CATALOG_NAME, Arc::new(TarnCatalog::new(warehouse.clone(), parse_default)));
+        template.register_catalog(
+            CATALOG_NAME,
+            Arc::new(TarnCatalog::new(warehouse.clone(), parse_default.clone(), Arc::default())),
+        );
         crate::functions::register(&template, &config.database);
-        Ok(Arc::new(Engine { warehouse, config, template }))
+        let resolve: crate::provider::TableResolver = {
+            let warehouse = Arc::downgrade(&warehouse);
+            Arc::new(move |name: &str| {
+                let warehouse = warehouse.upgrade()?;
+                let name = match name.split_once('.') {
+                    Some((schema, table)) => TableName::new(schema, table),
+                    None => TableName::new(DEFAULT_SCHEMA, name),
+                };
+                warehouse.table(&name)
+            })
+        };
+        template.register_udtf(
+            "tarn_as_of",
+            Arc::new(crate::provider::AsOfFunction {
+                resolve: resolve.clone(),
+                defaults: parse_default.clone(),
+            }),
+        );
+        template.register_udtf("table_changes", Arc::new(crate::provider::TableChangesFunction { resolve }));
+        let maintenance = warehouse.start_maintenance();
+        Ok(Arc::new(Engine { warehouse, config, parse_default, maintenance, template }))
+    }
+
+    /// Stops background work (flushes, compactions) and waits for any under way.
+    pub async fn close(&self) {
+        self.warehouse.close().await;
+        self.maintenance.abort();
     }
 
     pub fn warehouse(&self) -> &Arc<Warehouse> {
@@ -87,7 +119,12 @@ impl Engine {
     /// A new session (one per connection) for `user`.
     pub fn session(self: &Arc<Self>, user: &str) -> Session {
         let ctx = SessionContext::new_with_state(self.template.state());
-        Session::new(self.clone(), ctx, user)
+        let tx = Arc::new(TxState::default());
+        ctx.register_catalog(
+            CATALOG_NAME,
+            Arc::new(TarnCatalog::new(self.warehouse.clone(), self.parse_default.clone(), tx.clone())),
+        );
+        Session::new(self.clone(), ctx, user, tx)
     }
 }
 

@@ -29,6 +29,21 @@ pub enum EngineError {
     InFailedTransaction,
     #[error("database \"{name}\" does not exist")]
     UndefinedDatabase { name: String },
+    /// A value outside its type's range (`value "99999" is out of range for type smallint`).
+    #[error("{message}")]
+    OutOfRange { message: String },
+    /// COPY data of the wrong shape: a missing or extra column, an open quote.
+    #[error("{message}")]
+    BadCopyFormat { message: String },
+    /// An error in a COPY's data, and where it is (`COPY t, line 3, column id: "abc"`).
+    #[error("{source}")]
+    CopyData { source: Box<EngineError>, context: String },
+    #[error("{message}")]
+    CardinalityViolation { message: String },
+    #[error("{message}")]
+    ActiveTransaction { message: String },
+    #[error("there is no unique or exclusion constraint matching the ON CONFLICT specification")]
+    InvalidOnConflict,
 
     // --- Raised below us: storage (constraints, I/O) and DataFusion (plans, execution). ---
     #[error(transparent)]

@@ -22,7 +22,9 @@
 //! - [`error`]: [`EngineError`].
 
 pub mod catalog;
+pub mod copy;
 pub mod ddl;
+pub mod dml;
 pub mod engine;
 pub mod error;
 pub mod functions;
@@ -32,6 +34,8 @@ pub mod pg_catalog;
 pub mod provider;
 pub mod session;
 pub mod settings;
+pub mod system;
+pub mod transaction;
 pub mod types;
 pub mod utility;
 pub mod vector;

@@ -4,6 +4,8 @@
 //!
 //! - `CREATE TABLE ... USING lance|parquet`: the `USING <format>` pair is taken out and
 //!   returned beside the statement.
+//! - `FROM t AS OF VERSION n [alias]` (time travel) becomes
+//!   `FROM tarn_as_of('t', n) AS alias`, a table function.
 //! - pgvector's `<+>` and ParadeDB's `@@@` operators are glued from the tokens sqlparser
 //!   splits them into (`<`,`+`,`>` and `@@`,`@`) into one custom operator.
 
@@ -11,7 +13,7 @@ use datafusion::sql::sqlparser::ast::Statement;
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::parser::Parser;
-use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
+use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer, Whitespace};
 
 use crate::error::Result;
 
@@ -27,7 +29,7 @@ pub struct ParsedStatement {
 pub fn parse_sql(sql: &str) -> Result<Vec<ParsedStatement>> {
     let dialect = PostgreSqlDialect {};
     let tokens = Tokenizer::new(&dialect, sql).with_unescape(true).tokenize_with_location()?;
-    let (tokens, formats) = rewrite_tokens(tokens);
+    let (tokens, formats) = rewrite_tokens(rewrite_as_of(tokens));
     let statements = Parser::new(&dialect).with_tokens_with_locations(tokens).parse_statements()?;
     Ok(statements
         .into_iter()
@@ -121,6 +123,84 @@ fn rewrite_tokens(tokens: Vec<TokenWithSpan>) -> (Vec<TokenWithSpan>, Vec<Option
     (out, formats)
 }
 
+/// `name AS OF VERSION n [alias]` to `tarn_as_of('name', n) AS alias` (the alias
+/// defaulting to the table's name).
+fn rewrite_as_of(tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
+    let is_keyword = |t: &Token, keyword: Keyword| matches!(t, Token::Word(w) if w.keyword == keyword);
+    let significant = |from: usize, count: usize| -> Vec<usize> {
+        (from..tokens.len())
+            .filter(|&j| !matches!(tokens[j].token, Token::Whitespace(_)))
+            .take(count)
+            .collect()
+    };
+    let mut out: Vec<TokenWithSpan> = Vec::with_capacity(tokens.len());
+    let mut i = 0;
+    while i < tokens.len() {
+        if is_keyword(&tokens[i].token, Keyword::AS) {
+            let next = significant(i + 1, 3);
+            let version = match next.as_slice() {
+                [of, version, number]
+                    if is_keyword(&tokens[*of].token, Keyword::OF)
+                        && is_keyword(&tokens[*version].token, Keyword::VERSION) =>
+                {
+                    match &tokens[*number].token {
+                        Token::Number(n, _) => Some((n.clone(), *number)),
+                        _ => None,
+                    }
+                }
+                _ => None,
+            };
+            if let Some((n, at)) = version {
+                // The table name: `word (. word)*` just before, whitespace aside.
+                let mut parts = Vec::new();
+                let mut want_word = true;
+                while let Some(last) = out.last() {
+                    match &last.token {
+                        Token::Whitespace(_) if parts.is_empty() => {
+                            out.pop();
+                        }
+                        Token::Word(w) if want_word => {
+                            parts.push(w.clone());
+                            want_word = false;
+                            out.pop();
+                        }
+                        Token::Period if !want_word => {
+                            want_word = true;
+                            out.pop();
+                        }
+                        _ => break,
+                    }
+                }
+                if let Some(table) = parts.first().cloned() {
+                    let name: Vec<String> = parts.iter().rev().map(|w| w.value.clone()).collect();
+                    let wrap = TokenWithSpan::wrap;
+                    out.push(wrap(Token::Whitespace(Whitespace::Space)));
+                    out.push(wrap(Token::make_word("tarn_as_of", None)));
+                    out.push(wrap(Token::LParen));
+                    out.push(wrap(Token::SingleQuotedString(name.join("."))));
+                    out.push(wrap(Token::Comma));
+                    out.push(wrap(Token::Number(n, false)));
+                    out.push(wrap(Token::RParen));
+                    let aliased = significant(at + 1, 1).first().is_some_and(|&j| {
+                        matches!(&tokens[j].token, Token::Word(w) if w.keyword == Keyword::AS || w.keyword == Keyword::NoKeyword)
+                    });
+                    if !aliased {
+                        out.push(wrap(Token::Whitespace(Whitespace::Space)));
+                        out.push(wrap(Token::make_keyword("AS")));
+                        out.push(wrap(Token::Whitespace(Whitespace::Space)));
+                        out.push(wrap(Token::Word(table)));
+                    }
+                    i = at + 1;
+                    continue;
+                }
+            }
+        }
+        out.push(tokens[i].clone());
+        i += 1;
+    }
+    out
+}
+
 fn next_is(iter: &mut std::iter::Peekable<impl Iterator<Item = TokenWithSpan>>, expected: &Token) -> bool {
     iter.peek().is_some_and(|t| &t.token == expected)
 }
@@ -160,6 +240,18 @@ mod tests {
         assert!(text.contains("a <+> b"), "{text}");
         assert!(text.contains("c @@@ 'x'"), "{text}");
         assert!(text.contains("1 < +2"), "{text}");
+    }
+
+    #[test]
+    fn as_of_version_becomes_a_table_function() {
+        let parsed = parse_sql(
+            "SELECT * FROM s.events AS OF VERSION 17 WHERE id = 1; SELECT * FROM t AS OF VERSION 2 x",
+        )
+        .unwrap();
+        let text = parsed[0].statement.to_string();
+        assert!(text.contains("tarn_as_of('s.events', 17) AS events WHERE"), "{text}");
+        let text = parsed[1].statement.to_string();
+        assert!(text.contains("tarn_as_of('t', 2) x"), "{text}");
     }
 
     #[test]

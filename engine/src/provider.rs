@@ -1,26 +1,53 @@
 //! [`TarnTable`]: a table, pinned at one snapshot, as a DataFusion `TableProvider`.
 //!
-//! Scans delegate to the base format's reader: Lance's scanner (projection, filter and
-//! limit pushed down, filters evaluated exactly by Lance) or DataFusion's Parquet
-//! reader. Writes do not go through here: the session executes `INSERT` itself, so it
-//! can apply constraints and `RETURNING` (see `session::insert`).
+//! - A table without a primary key scans its base: Lance's scanner (projection and
+//!   filters pushed down) or DataFusion's Parquet reader.
+//! - A primary-key table merges on read: the base scan, with each row's address, drops
+//!   the rows in the deletion vector ([`MergeFilterExec`]); the newest change rows of
+//!   every bucket are added as one partition per bucket. A transaction's own writes
+//!   (its [`Overlay`]) hide the keys they touch and add their rows.
+//! - A filter naming every primary-key column with `=` or `IN` becomes a point lookup
+//!   ([`PointLookupExec`]): overlay, then the bucket's changes, then the base's key
+//!   index and Lance's `take`. No scan.
+//!
+//! Filters are passed to the base scan for pruning and reported `Inexact`, so
+//! DataFusion applies them once more above the merge (the change rows need it).
+//! Writes do not go through here: the session plans them (see `dml.rs`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use arrow::datatypes::SchemaRef;
+use arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch, RecordBatchOptions, UInt64Array};
+use arrow::compute::filter_record_batch;
+use arrow::datatypes::{Schema, SchemaRef};
 use async_trait::async_trait;
+use datafusion::catalog::TableFunctionImpl;
 use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::ScalarValue;
 use datafusion::datasource::listing::PartitionedFile;
+use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::datasource::physical_plan::{FileScanConfigBuilder, ParquetSource};
 use datafusion::datasource::source::DataSourceExec;
-use datafusion::error::Result as DfResult;
+use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::object_store::ObjectStoreUrl;
+use datafusion::execution::TaskContext;
+use datafusion::logical_expr::{BinaryExpr, Operator};
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
+use datafusion::physical_expr::EquivalenceProperties;
 use datafusion::physical_plan::empty::EmptyExec;
+use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::union::UnionExec;
 use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, Partitioning, PlanProperties, SendableRecordBatchStream,
+};
+use futures::StreamExt;
 use lance::datafusion::LanceTableProvider;
+use roaring::RoaringTreemap;
+use tarn_storage::key::Key;
 use tarn_storage::table::BaseSnapshot;
+use tarn_storage::Lookup;
 use tarn_storage::{Snapshot, Table};
 
 /// Turns a column's `DEFAULT` SQL text into an expression (built by the engine, which
@@ -44,17 +71,38 @@ impl std::fmt::Debug for DefaultParser {
     }
 }
 
+/// A transaction's own, uncommitted writes to one table, as its reads see them.
+#[derive(Debug, Default)]
+pub struct Overlay {
+    /// The newest row of every key the transaction wrote and did not delete.
+    pub rows: Option<RecordBatch>,
+    /// Every key written: `Some(row in rows)`, or `None` when deleted.
+    pub keys: HashMap<Key, Option<usize>>,
+}
+
 #[derive(Debug)]
 pub struct TarnTable {
     table: Arc<Table>,
     snapshot: Arc<Snapshot>,
     schema: SchemaRef,
     defaults: HashMap<String, Expr>,
+    overlay: Option<Arc<Overlay>>,
 }
 
 impl TarnTable {
+    /// The table at its newest version.
     pub fn new(table: Arc<Table>, parse_default: &DefaultParser) -> Self {
         let snapshot = table.snapshot();
+        Self::at(table, snapshot, None, parse_default)
+    }
+
+    /// The table at `snapshot`, with a transaction's own writes on top.
+    pub fn at(
+        table: Arc<Table>,
+        snapshot: Arc<Snapshot>,
+        overlay: Option<Arc<Overlay>>,
+        parse_default: &DefaultParser,
+    ) -> Self {
         let defaults = snapshot
             .def()
             .columns
@@ -65,7 +113,7 @@ impl TarnTable {
         let fields: Vec<arrow::datatypes::Field> =
             stored.fields().iter().map(|f| f.as_ref().clone().with_nullable(true)).collect();
         let schema = Arc::new(arrow::datatypes::Schema::new_with_metadata(fields, stored.metadata().clone()));
-        Self { table, snapshot, schema, defaults }
+        Self { table, snapshot, schema, defaults, overlay }
     }
 
     pub fn table(&self) -> &Arc<Table> {
@@ -101,6 +149,9 @@ impl TableProvider for TarnTable {
     }
 
     fn supports_filters_pushdown(&self, filters: &[&Expr]) -> DfResult<Vec<TableProviderFilterPushDown>> {
+        if self.snapshot.changes.is_some() {
+            return Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()]);
+        }
         match self.lance() {
             Some(lance) => lance.supports_filters_pushdown(filters),
             None => Ok(vec![TableProviderFilterPushDown::Unsupported; filters.len()]),
@@ -114,6 +165,16 @@ impl TableProvider for TarnTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        if self.snapshot.changes.is_some() {
+            let projection: Vec<usize> = match projection {
+                Some(p) => p.clone(),
+                None => (0..self.schema.fields().len()).collect(),
+            };
+            if let Some(keys) = self.point_lookup_keys(filters)? {
+                return Ok(Arc::new(PointLookupExec::new(self, keys, projection)));
+            }
+            return self.scan_merged(state, projection, filters).await;
+        }
         match &self.snapshot.base {
             BaseSnapshot::Lance(_) => {
                 let lance = self.lance().expect("lance base");
@@ -139,5 +200,640 @@ impl TableProvider for TarnTable {
                 Ok(DataSourceExec::from_data_source(builder.build()))
             }
         }
+    }
+}
+
+impl TarnTable {
+    /// The keys of a filter that pins every primary-key column (`id = 42`,
+    /// `id IN (1, 2)`), or `None` when the filters do not.
+    fn point_lookup_keys(&self, filters: &[Expr]) -> DfResult<Option<Vec<Key>>> {
+        let Some(codec) = self.table.key_codec() else { return Ok(None) };
+        let [index] = codec.indices() else { return Ok(None) };
+        let field = self.schema.field(*index);
+        for filter in filters {
+            let values: Vec<ScalarValue> = match filter {
+                Expr::BinaryExpr(BinaryExpr { left, op: Operator::Eq, right }) => {
+                    match (left.as_ref(), right.as_ref()) {
+                        (Expr::Column(c), Expr::Literal(v, _)) | (Expr::Literal(v, _), Expr::Column(c))
+                            if c.name == *field.name() =>
+                        {
+                            vec![v.clone()]
+                        }
+                        _ => continue,
+                    }
+                }
+                Expr::InList(list) if !list.negated => match list.expr.as_ref() {
+                    Expr::Column(c) if c.name == *field.name() => {
+                        let literals: Option<Vec<ScalarValue>> = list
+                            .list
+                            .iter()
+                            .map(|e| match e {
+                                Expr::Literal(v, _) => Some(v.clone()),
+                                _ => None,
+                            })
+                            .collect();
+                        match literals {
+                            Some(values) => values,
+                            None => continue,
+                        }
+                    }
+                    _ => continue,
+                },
+                _ => continue,
+            };
+            // NULL never equals a key; a value that does not fit the key's type matches nothing.
+            let values: Vec<ScalarValue> = values.into_iter().filter(|v| !v.is_null()).collect();
+            let mut keys = Vec::with_capacity(values.len());
+            for value in values {
+                let Ok(cast) = value.cast_to(field.data_type()) else { continue };
+                if cast.is_null() {
+                    continue;
+                }
+                let array = cast.to_array()?;
+                keys.extend(codec.keys_of(&[array]).map_err(|e| DataFusionError::External(Box::new(e)))?);
+            }
+            keys.sort();
+            keys.dedup();
+            return Ok(Some(keys));
+        }
+        Ok(None)
+    }
+
+    async fn scan_merged(
+        &self,
+        state: &dyn Session,
+        projection: Vec<usize>,
+        filters: &[Expr],
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let epoch = self.snapshot.changes.clone().expect("merged scans are of primary-key tables");
+        let BaseSnapshot::Lance(ds) = &self.snapshot.base else {
+            return Err(DataFusionError::Internal("a primary-key table has a lance base".into()));
+        };
+        let codec = self.table.key_codec().expect("primary-key table");
+        // Read the key columns too when the transaction's overlay must hide keys.
+        let mut read = projection.clone();
+        let mut key_positions = Vec::new();
+        if self.overlay.is_some() {
+            for &k in codec.indices() {
+                let at = read.iter().position(|&c| c == k).unwrap_or_else(|| {
+                    read.push(k);
+                    read.len() - 1
+                });
+                key_positions.push(at);
+            }
+        }
+        let output = Arc::new(self.schema.project(&projection)?);
+
+        let views = (0..epoch.bucket_count())
+            .map(|b| epoch.view(b, self.snapshot.seq))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        let mut deleted = RoaringTreemap::new();
+        for view in &views {
+            deleted |= &view.deleted;
+        }
+
+        let lance = LanceTableProvider::new(ds.clone(), false, true);
+        let address_column = self.snapshot.schema().fields().len();
+        let mut base_projection = read.clone();
+        base_projection.push(address_column);
+        let base = lance.scan(state, Some(&base_projection), filters, None).await?;
+        let hidden = self.overlay.as_ref().map(|o| o.keys.keys().cloned().collect::<HashSet<Key>>());
+        let hide = hidden.clone().map(|keys| HiddenKeys { keys, positions: key_positions.clone() });
+        let base: Arc<dyn ExecutionPlan> = Arc::new(MergeFilterExec::new(
+            base,
+            output.clone(),
+            Arc::new(deleted),
+            hide,
+            self.table.name().to_string(),
+        ));
+
+        let nullable = self.schema.clone();
+        let mut partitions: Vec<Vec<RecordBatch>> = Vec::new();
+        for view in &views {
+            let Some(rows) = &view.rows else { continue };
+            let rows = relabel(rows, &nullable)?;
+            partitions.push(vec![project_hiding(
+                &rows,
+                &read,
+                &projection,
+                &output,
+                hidden.as_ref(),
+                codec,
+            )?]);
+        }
+        if let Some(rows) = self.overlay.as_ref().and_then(|o| o.rows.as_ref()) {
+            let rows = relabel(rows, &nullable)?;
+            partitions.push(vec![project_batch(&rows, &projection, &output)?]);
+        }
+        if partitions.is_empty() {
+            return Ok(base);
+        }
+        let changes = MemorySourceConfig::try_new_exec(&partitions, output, None)?;
+        UnionExec::try_new(vec![base, changes])
+    }
+}
+
+/// `batch` under `schema` (same types; the table's nullable view of them).
+fn relabel(batch: &RecordBatch, schema: &SchemaRef) -> DfResult<RecordBatch> {
+    Ok(RecordBatch::try_new_with_options(
+        schema.clone(),
+        batch.columns().to_vec(),
+        &RecordBatchOptions::new().with_row_count(Some(batch.num_rows())),
+    )?)
+}
+
+fn project_batch(batch: &RecordBatch, projection: &[usize], output: &SchemaRef) -> DfResult<RecordBatch> {
+    let columns: Vec<ArrayRef> = projection.iter().map(|&i| batch.column(i).clone()).collect();
+    Ok(RecordBatch::try_new_with_options(
+        output.clone(),
+        columns,
+        &RecordBatchOptions::new().with_row_count(Some(batch.num_rows())),
+    )?)
+}
+
+/// Change rows without the keys a transaction's overlay replaces, projected.
+fn project_hiding(
+    rows: &RecordBatch,
+    _read: &[usize],
+    projection: &[usize],
+    output: &SchemaRef,
+    hidden: Option<&HashSet<Key>>,
+    codec: &tarn_storage::key::KeyCodec,
+) -> DfResult<RecordBatch> {
+    let rows = match hidden {
+        Some(hidden) if !hidden.is_empty() => {
+            let keys = codec.keys(rows).map_err(|e| DataFusionError::External(Box::new(e)))?;
+            let keep: BooleanArray = keys.iter().map(|k| Some(!hidden.contains(k))).collect();
+            filter_record_batch(rows, &keep)?
+        }
+        _ => rows.clone(),
+    };
+    project_batch(&rows, projection, output)
+}
+
+/// Keys to drop from the base scan, and where their columns are in its batches.
+#[derive(Debug, Clone)]
+struct HiddenKeys {
+    keys: HashSet<Key>,
+    positions: Vec<usize>,
+}
+
+/// The base side of a merge: drops rows in the deletion vector (by the row address,
+/// the input's last column) and rows whose key a transaction rewrote, then keeps the
+/// first `output` columns.
+#[derive(Debug)]
+struct MergeFilterExec {
+    input: Arc<dyn ExecutionPlan>,
+    output: SchemaRef,
+    deleted: Arc<RoaringTreemap>,
+    hidden: Option<HiddenKeys>,
+    table: String,
+    properties: Arc<PlanProperties>,
+}
+
+impl MergeFilterExec {
+    fn new(
+        input: Arc<dyn ExecutionPlan>,
+        output: SchemaRef,
+        deleted: Arc<RoaringTreemap>,
+        hidden: Option<HiddenKeys>,
+        table: String,
+    ) -> Self {
+        let properties = Arc::new(PlanProperties::new(
+            EquivalenceProperties::new(output.clone()),
+            input.properties().partitioning.clone(),
+            EmissionType::Incremental,
+            Boundedness::Bounded,
+        ));
+        Self { input, output, deleted, hidden, table, properties }
+    }
+}
+
+impl DisplayAs for MergeFilterExec {
+    fn fmt_as(&self, _: DisplayFormatType, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(f, "TarnMergeExec: table={}, deleted_base_rows={}", self.table, self.deleted.len())?;
+        if let Some(hidden) = &self.hidden {
+            write!(f, ", transaction_keys={}", hidden.keys.len())?;
+        }
+        Ok(())
+    }
+}
+
+impl ExecutionPlan for MergeFilterExec {
+    fn name(&self) -> &'static str {
+        "TarnMergeExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![&self.input]
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        mut children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        Ok(Arc::new(MergeFilterExec::new(
+            children.remove(0),
+            self.output.clone(),
+            self.deleted.clone(),
+            self.hidden.clone(),
+            self.table.clone(),
+        )))
+    }
+
+    fn execute(&self, partition: usize, context: Arc<TaskContext>) -> DfResult<SendableRecordBatchStream> {
+        let input = self.input.execute(partition, context)?;
+        let output = self.output.clone();
+        let deleted = self.deleted.clone();
+        let hidden = self.hidden.clone();
+        let width = output.fields().len();
+        let stream = input.map(move |batch| {
+            let batch = batch?;
+            let addresses = batch
+                .column(batch.num_columns() - 1)
+                .as_any()
+                .downcast_ref::<UInt64Array>()
+                .ok_or_else(|| DataFusionError::Internal("row address column is not u64".into()))?
+                .clone();
+            let mut keep: Vec<bool> = if deleted.is_empty() {
+                vec![true; batch.num_rows()]
+            } else {
+                addresses.values().iter().map(|a| !deleted.contains(*a)).collect()
+            };
+            if let Some(hidden) = hidden.as_ref().filter(|h| !h.keys.is_empty()) {
+                let columns: Vec<ArrayRef> =
+                    hidden.positions.iter().map(|&i| batch.column(i).clone()).collect();
+                let keys = key_values(&columns)?;
+                for (k, key) in keys.iter().enumerate() {
+                    keep[k] &= !hidden.keys.contains(key);
+                }
+            }
+            let columns: Vec<ArrayRef> = batch.columns()[..width].to_vec();
+            let projected = RecordBatch::try_new_with_options(
+                output.clone(),
+                columns,
+                &RecordBatchOptions::new().with_row_count(Some(batch.num_rows())),
+            )?;
+            if keep.iter().all(|&k| k) {
+                Ok(projected)
+            } else {
+                Ok(filter_record_batch(&projected, &BooleanArray::from(keep))?)
+            }
+        });
+        Ok(Box::pin(RecordBatchStreamAdapter::new(self.output.clone(), stream)))
+    }
+}
+
+/// Keys of rows given as their key columns (any key type).
+fn key_values(columns: &[ArrayRef]) -> DfResult<Vec<Key>> {
+    let fields: Vec<arrow::datatypes::Field> = columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| arrow::datatypes::Field::new(format!("k{i}"), c.data_type().clone(), true))
+        .collect();
+    let refs: Vec<&arrow::datatypes::Field> = fields.iter().collect();
+    let codec = tarn_storage::key::KeyCodec::for_fields((0..columns.len()).collect(), &refs)
+        .map_err(|e| DataFusionError::External(Box::new(e)))?;
+    codec.keys_of(columns).map_err(|e| DataFusionError::External(Box::new(e)))
+}
+
+/// A primary-key lookup: the transaction's overlay, the bucket's changes, then the
+/// base's key index and a Lance `take` of the addressed rows.
+#[derive(Debug)]
+struct PointLookupExec {
+    table: Arc<Table>,
+    snapshot: Arc<Snapshot>,
+    overlay: Option<Arc<Overlay>>,
+    keys: Vec<Key>,
+    projection: Vec<usize>,
+    /// The table's schema, every column nullable.
+    schema: SchemaRef,
+    output: SchemaRef,
+    properties: Arc<PlanProperties>,
+}
+
+impl PointLookupExec {
+    fn new(table: &TarnTable, keys: Vec<Key>, projection: Vec<usize>) -> Self {
+        let output = Arc::new(table.schema.project(&projection).expect("projection in range"));
+        let properties = Arc::new(PlanProperties::new(
+            EquivalenceProperties::new(output.clone()),
+            Partitioning::UnknownPartitioning(1),
+            EmissionType::Incremental,
+            Boundedness::Bounded,
+        ));
+        Self {
+            table: table.table.clone(),
+            snapshot: table.snapshot.clone(),
+            overlay: table.overlay.clone(),
+            keys,
+            projection,
+            schema: table.schema.clone(),
+            output,
+            properties,
+        }
+    }
+
+    async fn lookup(
+        snapshot: Arc<Snapshot>,
+        overlay: Option<Arc<Overlay>>,
+        keys: Vec<Key>,
+        schema: SchemaRef,
+        projection: Vec<usize>,
+        output: SchemaRef,
+    ) -> DfResult<RecordBatch> {
+        let epoch = snapshot.changes.clone().expect("lookups are of primary-key tables");
+        let mut found: Vec<RecordBatch> = Vec::new();
+        let mut addresses: Vec<u64> = Vec::new();
+        for key in &keys {
+            if let Some(overlay) = &overlay {
+                match overlay.keys.get(key) {
+                    Some(Some(row)) => {
+                        found.push(overlay.rows.as_ref().expect("overlay rows").slice(*row, 1));
+                        continue;
+                    }
+                    Some(None) => continue,
+                    None => {}
+                }
+            }
+            match epoch.lookup(key, snapshot.seq) {
+                Lookup::Changed(Some(row)) => found.push(row),
+                Lookup::Changed(None) | Lookup::Absent => {}
+                Lookup::InBase(address) => addresses.push(address),
+            }
+        }
+        let mut batches: Vec<RecordBatch> = found
+            .iter()
+            .map(|row| project_batch(&relabel(row, &schema)?, &projection, &output))
+            .collect::<DfResult<_>>()?;
+        if !addresses.is_empty() {
+            let BaseSnapshot::Lance(ds) = &snapshot.base else {
+                return Err(DataFusionError::Internal("a primary-key table has a lance base".into()));
+            };
+            let def = snapshot.def();
+            // Lance cannot take zero columns: read the key for a bare row count.
+            let names: Vec<String> = if projection.is_empty() {
+                def.primary_key.clone()
+            } else {
+                projection.iter().map(|&i| schema.field(i).name().clone()).collect()
+            };
+            let request = lance::dataset::ProjectionRequest::from_columns(names.iter(), ds.schema());
+            let taken = ds
+                .take_rows(&addresses, request)
+                .await
+                .map_err(|e| DataFusionError::External(Box::new(e)))?;
+            let columns: Vec<ArrayRef> =
+                if projection.is_empty() { Vec::new() } else { taken.columns().to_vec() };
+            batches.push(RecordBatch::try_new_with_options(
+                output.clone(),
+                columns,
+                &RecordBatchOptions::new().with_row_count(Some(taken.num_rows())),
+            )?);
+        }
+        Ok(arrow::compute::concat_batches(&output, &batches)?)
+    }
+}
+
+impl DisplayAs for PointLookupExec {
+    fn fmt_as(&self, _: DisplayFormatType, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(
+            f,
+            "TarnPointLookupExec: table={}, keys={}, version={}",
+            self.table.name(),
+            self.keys.len(),
+            self.snapshot.seq
+        )
+    }
+}
+
+impl ExecutionPlan for PointLookupExec {
+    fn name(&self) -> &'static str {
+        "TarnPointLookupExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![]
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        _: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        Ok(self)
+    }
+
+    fn execute(&self, _partition: usize, _context: Arc<TaskContext>) -> DfResult<SendableRecordBatchStream> {
+        let future = Self::lookup(
+            self.snapshot.clone(),
+            self.overlay.clone(),
+            self.keys.clone(),
+            self.schema.clone(),
+            self.projection.clone(),
+            self.output.clone(),
+        );
+        let stream = futures::stream::once(future);
+        Ok(Box::pin(RecordBatchStreamAdapter::new(self.output.clone(), stream)))
+    }
+}
+
+/// The rows of `keys` (all of which exist) at `snapshot` with the transaction's
+/// `overlay`, in the order of `keys`.
+pub(crate) async fn lookup_rows(
+    snapshot: &Arc<Snapshot>,
+    overlay: Option<Arc<Overlay>>,
+    keys: &[Key],
+    table: &Arc<Table>,
+) -> DfResult<RecordBatch> {
+    let stored = snapshot.schema();
+    let fields: Vec<arrow::datatypes::Field> =
+        stored.fields().iter().map(|f| f.as_ref().clone().with_nullable(true)).collect();
+    let schema = Arc::new(Schema::new_with_metadata(fields, stored.metadata().clone()));
+    let projection: Vec<usize> = (0..schema.fields().len()).collect();
+    let rows =
+        PointLookupExec::lookup(snapshot.clone(), overlay, keys.to_vec(), schema.clone(), projection, schema)
+            .await?;
+    let codec = table.key_codec().expect("primary-key table");
+    let found = codec.keys(&rows).map_err(|e| DataFusionError::External(Box::new(e)))?;
+    let at: HashMap<&Key, u32> = found.iter().enumerate().map(|(i, k)| (k, i as u32)).collect();
+    let order: Vec<u32> = keys
+        .iter()
+        .map(|k| {
+            at.get(k).copied().ok_or_else(|| DataFusionError::Internal("a looked-up key has no row".into()))
+        })
+        .collect::<DfResult<_>>()?;
+    Ok(arrow::compute::take_record_batch(&rows, &arrow::array::UInt32Array::from(order))?)
+}
+
+/// A table read at an older version: `FROM t AS OF VERSION 17` is rewritten to
+/// `FROM tarn_as_of('t', 17) AS t`. The version is resolved when the scan is planned.
+#[derive(Debug)]
+pub struct AsOfTable {
+    table: Arc<Table>,
+    version: u64,
+    schema: SchemaRef,
+    defaults: DefaultParser,
+}
+
+#[async_trait]
+impl TableProvider for AsOfTable {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn supports_filters_pushdown(&self, filters: &[&Expr]) -> DfResult<Vec<TableProviderFilterPushDown>> {
+        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let snapshot =
+            self.table.snapshot_at(self.version).await.map_err(|e| DataFusionError::External(Box::new(e)))?;
+        if snapshot.schema().fields().len() != self.schema.fields().len() {
+            return Err(DataFusionError::External(Box::new(tarn_storage::StorageError::Unsupported {
+                message: "reading a version from before a column was added is not supported yet".into(),
+            })));
+        }
+        let pinned = TarnTable::at(self.table.clone(), snapshot, None, &self.defaults);
+        pinned.scan(state, projection, filters, limit).await
+    }
+}
+
+/// Finds a table by the name a table function was given (`'events'`, `'s.events'`).
+pub type TableResolver = Arc<dyn Fn(&str) -> Option<Arc<Table>> + Send + Sync>;
+
+fn string_and_version_args(args: &[Expr], function: &str, count: usize) -> DfResult<(String, Vec<u64>)> {
+    let usage =
+        || DataFusionError::Plan(format!("{function} takes a table name and {} version number(s)", count));
+    let name = match args.first() {
+        Some(Expr::Literal(
+            ScalarValue::Utf8(Some(s)) | ScalarValue::Utf8View(Some(s)) | ScalarValue::LargeUtf8(Some(s)),
+            _,
+        )) => s.clone(),
+        _ => return Err(usage()),
+    };
+    let versions = args[1..]
+        .iter()
+        .map(|e| match e {
+            Expr::Literal(v, _) => v.cast_to(&arrow::datatypes::DataType::Int64).ok().and_then(|v| match v {
+                ScalarValue::Int64(Some(n)) if n >= 0 => Some(n as u64),
+                _ => None,
+            }),
+            _ => None,
+        })
+        .collect::<Option<Vec<u64>>>()
+        .ok_or_else(usage)?;
+    if versions.len() != count {
+        return Err(usage());
+    }
+    Ok((name, versions))
+}
+
+fn undefined_table(name: &str) -> DataFusionError {
+    DataFusionError::Plan(format!("table \"{name}\" does not exist"))
+}
+
+/// `tarn_as_of('table', version)`: the table function behind `AS OF VERSION`.
+#[derive(Clone)]
+pub struct AsOfFunction {
+    pub resolve: TableResolver,
+    pub defaults: DefaultParser,
+}
+
+impl std::fmt::Debug for AsOfFunction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AsOfFunction")
+    }
+}
+
+impl TableFunctionImpl for AsOfFunction {
+    fn call(&self, args: &[Expr]) -> DfResult<Arc<dyn TableProvider>> {
+        let (name, versions) = string_and_version_args(args, "AS OF VERSION", 1)?;
+        let table = (self.resolve)(&name).ok_or_else(|| undefined_table(&name))?;
+        let current = TarnTable::new(table.clone(), &self.defaults);
+        Ok(Arc::new(AsOfTable {
+            table,
+            version: versions[0],
+            schema: current.schema(),
+            defaults: self.defaults.clone(),
+        }))
+    }
+}
+
+/// `table_changes('table', from_version, to_version)`: the change feed, a row per
+/// changed key and version with `_change_type` and `_commit_version`.
+#[derive(Clone)]
+pub struct TableChangesFunction {
+    pub resolve: TableResolver,
+}
+
+impl std::fmt::Debug for TableChangesFunction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TableChangesFunction")
+    }
+}
+
+impl TableFunctionImpl for TableChangesFunction {
+    fn call(&self, args: &[Expr]) -> DfResult<Arc<dyn TableProvider>> {
+        let (name, versions) = string_and_version_args(args, "table_changes", 2)?;
+        let table = (self.resolve)(&name).ok_or_else(|| undefined_table(&name))?;
+        Ok(Arc::new(ChangeFeedTable {
+            schema: table.change_feed_schema(),
+            table,
+            from: versions[0],
+            to: versions[1],
+        }))
+    }
+}
+
+#[derive(Debug)]
+struct ChangeFeedTable {
+    table: Arc<Table>,
+    schema: SchemaRef,
+    from: u64,
+    to: u64,
+}
+
+#[async_trait]
+impl TableProvider for ChangeFeedTable {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::View
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let batches = self
+            .table
+            .changes_between(self.from, self.to)
+            .await
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        let batches: Vec<RecordBatch> =
+            batches.iter().map(|b| relabel(b, &self.schema)).collect::<DfResult<_>>()?;
+        Ok(MemorySourceConfig::try_new_exec(&[batches], self.schema.clone(), projection.cloned())?)
     }
 }

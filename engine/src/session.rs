@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 
+use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::TableProvider;
 use datafusion::common::tree_node::{Transformed, TreeNode};
@@ -27,14 +28,15 @@ use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::{self, SelectItem, Statement, TableObject};
 use tarn_storage::{StorageError, Table, TableName};
-use tracing::debug;
 
 use crate::ddl;
+use crate::dml::{DmlKind, OnConflict, PlannedWrite};
 use crate::engine::Engine;
 use crate::error::{EngineError, Result};
 use crate::literals::{rewrite_insert_values, rewrite_typed_casts, InsertTarget};
 use crate::parser::{parse_sql, ParsedStatement};
 use crate::settings::Settings;
+use crate::transaction::TxState;
 use crate::utility::show_schema;
 
 /// Where the session stands with respect to `BEGIN`.
@@ -70,6 +72,10 @@ pub enum RowsCommand {
     Select,
     /// `INSERT ... RETURNING`: tag `INSERT 0 n`.
     Insert,
+    /// `UPDATE ... RETURNING`: tag `UPDATE n`.
+    Update,
+    /// `DELETE ... RETURNING`: tag `DELETE n`.
+    Delete,
     /// `SHOW`: tag `SHOW`.
     Show,
 }
@@ -94,24 +100,34 @@ impl CommandTag {
 /// A statement after planning, ready to run.
 enum Planned {
     Query(LogicalPlan),
-    Insert { table: Arc<Table>, input: LogicalPlan, returning: Option<LogicalPlan> },
+    Write(PlannedWrite),
     CreateTableAs { name: TableName, if_not_exists: bool, query: LogicalPlan },
     Other,
 }
 
 pub struct Session {
     pub(crate) engine: Arc<Engine>,
-    ctx: SessionContext,
+    pub(crate) ctx: SessionContext,
     pub(crate) settings: Settings,
     pub(crate) tx: TxStatus,
     /// Set by a result stream that failed after `execute` returned (rows are computed
     /// as the client reads them); the next statement folds it into `tx`.
     stream_failed: Arc<AtomicBool>,
+    /// Snapshots and uncommitted writes of the open transaction (shared with this
+    /// session's catalog).
+    pub(crate) txn: Arc<TxState>,
 }
 
 impl Session {
-    pub(crate) fn new(engine: Arc<Engine>, ctx: SessionContext, user: &str) -> Self {
-        Self { engine, ctx, settings: Settings::new(user), tx: TxStatus::Idle, stream_failed: Arc::default() }
+    pub(crate) fn new(engine: Arc<Engine>, ctx: SessionContext, user: &str, txn: Arc<TxState>) -> Self {
+        Self {
+            engine,
+            ctx,
+            settings: Settings::new(user),
+            tx: TxStatus::Idle,
+            stream_failed: Arc::default(),
+            txn,
+        }
     }
 
     pub fn settings(&self) -> &Settings {
@@ -185,8 +201,8 @@ impl Session {
         let planned = self.plan(&statement).await?;
         let (param_types, result) = match &planned {
             Planned::Query(plan) => (param_types(plan, &declared)?, Some(result_schema(plan))),
-            Planned::Insert { input, returning, .. } => {
-                (param_types(input, &declared)?, returning.as_ref().map(arrow_schema))
+            Planned::Write(write) => {
+                (param_types(&write.input, &declared)?, write.returning.as_ref().map(arrow_schema))
             }
             Planned::CreateTableAs { query, .. } => (param_types(query, &declared)?, None),
             Planned::Other => (
@@ -230,10 +246,7 @@ impl Session {
                 let stream = self.watch(df.execute_stream().await?);
                 Ok(Output::Rows { schema, stream, command: RowsCommand::Select })
             }
-            Planned::Insert { table, input, returning } => {
-                let input = with_params(input, &params)?;
-                self.insert(&table, input, returning).await
-            }
+            Planned::Write(write) => self.run_write(statement, write, params).await,
             Planned::CreateTableAs { name, if_not_exists, query } => {
                 let query = with_params(query, &params)?;
                 self.create_table_as(statement, name, if_not_exists, query).await
@@ -254,6 +267,14 @@ impl Session {
         Box::pin(RecordBatchStreamAdapter::new(schema, watched))
     }
 
+    /// Plans a write statement (`INSERT`, `UPDATE`, `DELETE`); `None` for any other.
+    pub(crate) async fn plan_write(&self, parsed: &ParsedStatement) -> Result<Option<PlannedWrite>> {
+        match self.plan(parsed).await? {
+            Planned::Write(write) => Ok(Some(write)),
+            _ => Ok(None),
+        }
+    }
+
     async fn plan(&self, parsed: &ParsedStatement) -> Result<Planned> {
         let mut statement = parsed.statement.clone();
         rewrite_typed_casts(&mut statement);
@@ -263,12 +284,9 @@ impl Session {
                 Ok(Planned::Query(self.datafusion_plan(Statement::Query(query)).await?))
             }
             Statement::Explain { .. } => Ok(Planned::Query(self.datafusion_plan(statement).await?)),
+            Statement::Update(update) => Ok(Planned::Write(self.plan_update(&update).await?)),
+            Statement::Delete(delete) => Ok(Planned::Write(self.plan_delete(&delete).await?)),
             Statement::Insert(mut insert) => {
-                if insert.on.is_some() {
-                    return Err(EngineError::unsupported(
-                        "INSERT ... ON CONFLICT is not supported yet (it comes with the change store)",
-                    ));
-                }
                 let TableObject::TableName(name) = &insert.table else {
                     return Err(EngineError::unsupported("INSERT INTO a table function is not supported"));
                 };
@@ -303,15 +321,33 @@ impl Session {
                     rewrite_insert_values(source, &targets);
                 }
                 let returning = insert.returning.take();
+                let alias = insert.table_alias.take().map(|a| ddl::ident(&a.alias));
+                let on_conflict = match insert.on.take() {
+                    None => None,
+                    Some(ast::OnInsert::OnConflict(on)) => {
+                        Some(on_conflict(def, &name, alias.as_deref().unwrap_or(&name.table), on)?)
+                    }
+                    Some(_) => {
+                        return Err(EngineError::unsupported(
+                            "ON DUPLICATE KEY UPDATE is MySQL's; use ON CONFLICT",
+                        ))
+                    }
+                };
                 let plan = self.datafusion_plan(Statement::Insert(insert)).await?;
                 let LogicalPlan::Dml(DmlStatement { op: WriteOp::Insert(_), input, .. }) = plan else {
                     return Err(EngineError::Internal { message: "INSERT did not plan as an insert".into() });
                 };
                 let returning = match returning {
-                    Some(items) => Some(self.plan_returning(&name, items).await?),
+                    Some(items) => Some(self.plan_returning_as(&name, alias.as_deref(), items).await?),
                     None => None,
                 };
-                Ok(Planned::Insert { table, input: Arc::unwrap_or_clone(input), returning })
+                Ok(Planned::Write(PlannedWrite {
+                    table,
+                    kind: DmlKind::Insert { on_conflict },
+                    input: Arc::unwrap_or_clone(input),
+                    kept: None,
+                    returning,
+                }))
             }
             Statement::CreateTable(create) if create.query.is_some() => {
                 let name = ddl::table_name(&create.name)?;
@@ -338,14 +374,22 @@ impl Session {
         Ok(plan)
     }
 
-    /// `RETURNING items` as a query over the table; at run time its scan is swapped for
-    /// the rows just written.
-    async fn plan_returning(&self, name: &TableName, items: Vec<SelectItem>) -> Result<LogicalPlan> {
-        let from = format!(
+    /// `RETURNING items` as a query over the table (named `alias` if given); at run
+    /// time its scan is swapped for the rows the statement wrote or removed.
+    pub(crate) async fn plan_returning_as(
+        &self,
+        name: &TableName,
+        alias: Option<&str>,
+        items: Vec<SelectItem>,
+    ) -> Result<LogicalPlan> {
+        let mut from = format!(
             "SELECT 1 FROM {}.{}",
             ast::Ident::with_quote('"', &name.schema),
             ast::Ident::with_quote('"', &name.table)
         );
+        if let Some(alias) = alias {
+            from.push_str(&format!(" AS {}", ast::Ident::with_quote('"', alias)));
+        }
         let Statement::Query(mut query) = parse_sql(&from)?.remove(0).statement else {
             unreachable!("a SELECT parses as a query")
         };
@@ -355,29 +399,34 @@ impl Session {
         self.datafusion_plan(Statement::Query(query)).await
     }
 
-    fn table(&self, name: &TableName) -> Result<Arc<Table>> {
+    /// Plans SQL text we built (from parts of a parsed statement).
+    pub(crate) async fn plan_sql(&self, sql: &str) -> Result<LogicalPlan> {
+        let mut statement = parse_sql(sql)?.remove(0).statement;
+        rewrite_typed_casts(&mut statement);
+        self.datafusion_plan(statement).await
+    }
+
+    pub(crate) fn table(&self, name: &TableName) -> Result<Arc<Table>> {
         self.engine
             .warehouse()
             .table(name)
             .ok_or_else(|| StorageError::TableNotFound { name: name.clone() }.into())
     }
 
-    async fn insert(
+    /// Runs a `RETURNING` plan over `rows` (the rows written, or removed).
+    pub(crate) async fn returning_rows(
         &self,
         table: &Arc<Table>,
-        input: LogicalPlan,
-        returning: Option<LogicalPlan>,
+        returning: LogicalPlan,
+        rows: Vec<RecordBatch>,
     ) -> Result<Output> {
-        let batches = self.ctx.execute_logical_plan(input).await?.collect().await?;
-        let written = table.append(batches).await?;
-        let rows: u64 = written.iter().map(|b| b.num_rows() as u64).sum();
-        debug!(table = %table.name(), rows, "insert");
-        let Some(returning) = returning else {
-            return Ok(Output::Command(CommandTag::with_rows("INSERT", rows)));
-        };
-        let schema = table.snapshot().schema();
+        let schema = nullable(&table.snapshot().schema());
+        let rows = rows
+            .into_iter()
+            .map(|b| RecordBatch::try_new(schema.clone(), b.columns().to_vec()))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
         let source =
-            provider_as_source(Arc::new(MemTable::try_new(schema, vec![written])?) as Arc<dyn TableProvider>);
+            provider_as_source(Arc::new(MemTable::try_new(schema, vec![rows])?) as Arc<dyn TableProvider>);
         let plan = returning
             .transform_up(|node| match node {
                 LogicalPlan::TableScan(scan) => {
@@ -429,6 +478,71 @@ impl Session {
                 let _ = warehouse.drop_table(&name, true).await;
                 Err(e)
             }
+        }
+    }
+}
+
+fn nullable(schema: &SchemaRef) -> SchemaRef {
+    let fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone().with_nullable(true)).collect();
+    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
+}
+
+/// `ON CONFLICT`, checked against the table's primary key.
+fn on_conflict(
+    def: &tarn_storage::TableDef,
+    name: &TableName,
+    alias: &str,
+    on: ast::OnConflict,
+) -> Result<OnConflict> {
+    if def.primary_key.is_empty() {
+        return Err(EngineError::InvalidOnConflict);
+    }
+    match &on.conflict_target {
+        Some(ast::ConflictTarget::Columns(columns)) => {
+            let mut named: Vec<String> = columns.iter().map(ddl::ident).collect();
+            let mut key = def.primary_key.clone();
+            named.sort();
+            key.sort();
+            if named != key {
+                return Err(EngineError::InvalidOnConflict);
+            }
+        }
+        Some(ast::ConflictTarget::OnConstraint(constraint)) => {
+            let given = constraint.0.last().map(|p| p.to_string().trim_matches('"').to_string());
+            if given.as_deref() != Some(def.primary_key_constraint().as_str()) {
+                return Err(EngineError::syntax(format!(
+                    "constraint \"{}\" for table \"{}\" does not exist",
+                    constraint, name.table
+                )));
+            }
+        }
+        None => {}
+    }
+    match on.action {
+        ast::OnConflictAction::DoNothing => Ok(OnConflict::Nothing),
+        ast::OnConflictAction::DoUpdate(update) => {
+            if on.conflict_target.is_none() {
+                return Err(EngineError::syntax(
+                    "ON CONFLICT DO UPDATE requires inference specification or constraint name",
+                ));
+            }
+            let mut assignments = Vec::new();
+            for assignment in update.assignments {
+                let ast::AssignmentTarget::ColumnName(column) = &assignment.target else {
+                    return Err(EngineError::unsupported("SET of a column tuple is not supported"));
+                };
+                let column = match column.0.last() {
+                    Some(ast::ObjectNamePart::Identifier(i)) => ddl::ident(i),
+                    _ => return Err(EngineError::syntax("bad column in SET")),
+                };
+                let index = def.column_index(&column).ok_or(EngineError::UndefinedColumn { column })?;
+                assignments.push((index, assignment.value.to_string()));
+            }
+            Ok(OnConflict::Update {
+                alias: alias.to_string(),
+                assignments,
+                selection: update.selection.map(|s| s.to_string()),
+            })
         }
     }
 }

@@ -60,7 +60,9 @@ impl Session {
                         ast::AlterTableOperation::AddColumn { if_not_exists, column_def, .. } => {
                             let (field, meta, is_key) = ddl::column_def(column_def)?;
                             if is_key {
-                                return Err(EngineError::unsupported("adding a primary key column is not supported"));
+                                return Err(EngineError::unsupported(
+                                    "adding a primary key column is not supported",
+                                ));
                             }
                             if meta.default.is_some() && table.snapshot().manifest.row_count > 0 {
                                 return Err(EngineError::unsupported(
@@ -74,7 +76,9 @@ impl Session {
                             table.add_column(field, meta).await?;
                         }
                         other => {
-                            return Err(EngineError::unsupported(format!("ALTER TABLE {other} is not supported yet")))
+                            return Err(EngineError::unsupported(format!(
+                                "ALTER TABLE {other} is not supported yet"
+                            )))
                         }
                     }
                 }
@@ -95,12 +99,20 @@ impl Session {
             Statement::StartTransaction { .. } => {
                 if self.tx == TxStatus::Idle {
                     self.tx = TxStatus::InBlock;
+                    self.txn.begin();
                 }
                 CommandTag::new("BEGIN")
             }
             Statement::Commit { .. } => {
                 let failed = self.tx == TxStatus::Failed;
+                let open = self.tx != TxStatus::Idle;
                 self.tx = TxStatus::Idle;
+                if failed || !open {
+                    self.txn.take();
+                } else {
+                    // A failed commit ends the transaction too (its writes are gone).
+                    Box::pin(self.commit_transaction()).await?;
+                }
                 CommandTag::new(if failed { "ROLLBACK" } else { "COMMIT" })
             }
             Statement::Rollback { savepoint: Some(_), .. } => {
@@ -111,6 +123,7 @@ impl Session {
             }
             Statement::Rollback { .. } => {
                 self.tx = TxStatus::Idle;
+                self.txn.take();
                 CommandTag::new("ROLLBACK")
             }
             Statement::Savepoint { .. } => CommandTag::new("SAVEPOINT"),
@@ -135,8 +148,10 @@ impl Session {
                 };
                 let value = self.settings.get(&key)?.to_string();
                 let schema = show_schema(statement).expect("SHOW has a result");
-                let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(StringArray::from(vec![value]))])?;
-                let stream = RecordBatchStreamAdapter::new(schema.clone(), futures::stream::iter(vec![Ok(batch)]));
+                let batch =
+                    RecordBatch::try_new(schema.clone(), vec![Arc::new(StringArray::from(vec![value]))])?;
+                let stream =
+                    RecordBatchStreamAdapter::new(schema.clone(), futures::stream::iter(vec![Ok(batch)]));
                 return Ok(Output::Rows { schema, stream: Box::pin(stream), command: RowsCommand::Show });
             }
             Statement::Discard { object_type } => CommandTag::new(&format!("DISCARD {object_type}")),
@@ -149,11 +164,26 @@ impl Session {
             Statement::Deallocate { .. } => CommandTag::new("DEALLOCATE"),
             Statement::LISTEN { .. } => CommandTag::new("LISTEN"),
             Statement::UNLISTEN { .. } => CommandTag::new("UNLISTEN"),
-            Statement::Update(_) | Statement::Delete(_) | Statement::Truncate(_) | Statement::Merge(_) => {
-                return Err(EngineError::unsupported(
-                    "UPDATE, DELETE, TRUNCATE and MERGE are not supported yet (they come with the change store)",
-                ))
+            Statement::Truncate(truncate) => return self.truncate(truncate).await,
+            Statement::Vacuum(vacuum) => {
+                let tables = match &vacuum.table_name {
+                    Some(name) => {
+                        let name = ddl::table_name(name)?;
+                        vec![warehouse.table(&name).ok_or(StorageError::TableNotFound { name })?]
+                    }
+                    None => warehouse.all_tables(),
+                };
+                if self.tx != TxStatus::Idle {
+                    return Err(EngineError::ActiveTransaction {
+                        message: "VACUUM cannot run inside a transaction block".into(),
+                    });
+                }
+                for table in tables {
+                    table.compact(false).await?;
+                }
+                CommandTag::new("VACUUM")
             }
+            Statement::Merge(_) => return Err(EngineError::unsupported("MERGE is not supported yet")),
             Statement::Copy { .. } => return Err(EngineError::unsupported("COPY is not supported yet")),
             other => {
                 let text = other.to_string();

@@ -44,12 +44,26 @@ pub fn client_error(error: &EngineError) -> ClientError {
             ClientError::new("42704", error.to_string())
         }
         EngineError::InFailedTransaction => ClientError::new("25P02", error.to_string()),
+        EngineError::CardinalityViolation { message } => ClientError::new("21000", message),
+        EngineError::InvalidOnConflict => ClientError::new("42P10", error.to_string()),
+        EngineError::ActiveTransaction { message } => ClientError::new("25001", message),
         EngineError::UndefinedDatabase { .. } => ClientError::new("3D000", error.to_string()),
+        EngineError::OutOfRange { message } => ClientError::new("22003", message),
+        EngineError::BadCopyFormat { message } => ClientError::new("22P04", message),
+        EngineError::CopyData { source, .. } => client_error(source),
         EngineError::Storage(e) => storage_error(e),
         EngineError::DataFusion(e) => datafusion_error(e),
         EngineError::Internal { .. } => internal(error),
     };
     client
+}
+
+/// Where an error happened, for the error's CONTEXT field (`COPY t, line 3, column id: "abc"`).
+pub fn error_context(error: &EngineError) -> Option<&str> {
+    match error {
+        EngineError::CopyData { context, .. } => Some(context),
+        _ => None,
+    }
 }
 
 fn internal(error: &dyn std::fmt::Display) -> ClientError {
@@ -73,6 +87,11 @@ fn storage_error(error: &StorageError) -> ClientError {
             "40001",
             "could not serialize access due to a concurrent write; retry the statement",
         ),
+        StorageError::SerializationFailure { detail } => {
+            ClientError { code: "40001", message: error.to_string(), detail: Some(detail.clone()) }
+        }
+        StorageError::VersionNotFound { .. } => ClientError::new("22023", error.to_string()),
+        StorageError::InvalidOption { message } => ClientError::new("22023", message),
         StorageError::Io { .. } | StorageError::ObjectStore { .. } => {
             tracing::error!(error = %error, "storage i/o failed");
             ClientError::new("58030", "storage i/o failed; the server log has the details")

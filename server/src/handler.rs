@@ -19,8 +19,8 @@ use pgwire::api::results::{DescribePortalResponse, FieldInfo, QueryResponse, Res
 use pgwire::api::stmt::QueryParser;
 use pgwire::api::store::PortalStore;
 use pgwire::api::{
-    ClientInfo, ClientPortalStore, ConnectionManager, NoopHandler, PgWireConnectionState,
-    PgWireServerHandlers, PidSecretKeyGenerator, RandomPidSecretKeyGenerator, Type, DEFAULT_NAME,
+    ClientInfo, ClientPortalStore, ConnectionManager, PgWireConnectionState, PgWireServerHandlers,
+    PidSecretKeyGenerator, RandomPidSecretKeyGenerator, Type, DEFAULT_NAME,
 };
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::data::ParameterDescription;
@@ -28,14 +28,16 @@ use pgwire::messages::extendedquery::{Describe, TARGET_TYPE_BYTE_PORTAL, TARGET_
 use pgwire::messages::response::{ReadyForQuery, TransactionStatus};
 use pgwire::messages::startup::{Authentication, BackendKeyData, ParameterStatus};
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
+use tarn_engine::copy::CopyIn;
 use tarn_engine::parser::ParsedStatement;
 use tarn_engine::types::{arrow_type_of_oid, pg_type_of_arrow};
 use tarn_engine::{CommandTag, Engine, EngineError, Output, Prepared, RowsCommand, Session, TxStatus};
 use tokio::sync::Mutex;
 use tracing::{debug, info_span, Instrument};
 
+use crate::copy::start_copy;
 use crate::encode::{decode_param, encode_batch, field_infos, wire_type};
-use crate::errors::{client_error, ClientError};
+use crate::errors::{client_error, error_context, ClientError};
 
 /// What every connection shares.
 pub struct Shared {
@@ -49,10 +51,13 @@ pub struct Connection {
     shared: Arc<Shared>,
     /// Created by the startup handler; `None` before.
     session: Mutex<Option<Session>>,
+    /// The `COPY ... FROM STDIN` taking the client's data, from its statement to CopyDone
+    /// or CopyFail (see `crate::copy`).
+    pub(crate) copy_in: std::sync::Mutex<Option<CopyIn>>,
 }
 
 impl Connection {
-    async fn with_session<T>(&self, f: impl AsyncFnOnce(&mut Session) -> T) -> PgWireResult<T> {
+    pub(crate) async fn with_session<T>(&self, f: impl AsyncFnOnce(&mut Session) -> T) -> PgWireResult<T> {
         let mut guard = self.session.lock().await;
         let session = guard.as_mut().ok_or(PgWireError::NotReadyForQuery)?;
         Ok(f(session).await)
@@ -66,11 +71,17 @@ pub struct ConnectionHandlers {
 
 impl ConnectionHandlers {
     pub fn new(shared: Arc<Shared>) -> Self {
-        Self { connection: Arc::new(Connection { shared, session: Mutex::new(None) }) }
+        Self {
+            connection: Arc::new(Connection {
+                shared,
+                session: Mutex::new(None),
+                copy_in: Default::default(),
+            }),
+        }
     }
 }
 
-pub struct Handler(Arc<Connection>);
+pub struct Handler(pub(crate) Arc<Connection>);
 
 impl PgWireServerHandlers for ConnectionHandlers {
     fn simple_query_handler(&self) -> Arc<impl SimpleQueryHandler> {
@@ -86,7 +97,7 @@ impl PgWireServerHandlers for ConnectionHandlers {
     }
 
     fn copy_handler(&self) -> Arc<impl pgwire::api::copy::CopyHandler> {
-        Arc::new(NoopHandler)
+        Arc::new(Handler(self.connection.clone()))
     }
 
     fn cancel_handler(&self) -> Arc<impl pgwire::api::cancel::CancelHandler> {
@@ -94,9 +105,13 @@ impl PgWireServerHandlers for ConnectionHandlers {
     }
 }
 
-fn engine_error(error: EngineError) -> PgWireError {
+pub(crate) fn engine_error(error: EngineError) -> PgWireError {
     debug!(%error, "statement failed");
-    client_error(&error).into_pgwire()
+    let mut wire = client_error(&error).into_pgwire();
+    if let (PgWireError::UserError(info), Some(context)) = (&mut wire, error_context(&error)) {
+        info.where_context = Some(context.to_string());
+    }
+    wire
 }
 
 #[async_trait]
@@ -180,6 +195,8 @@ fn query_response(
     match command {
         RowsCommand::Select => {}
         RowsCommand::Insert => response.set_command_tag("INSERT 0"),
+        RowsCommand::Update => response.set_command_tag("UPDATE"),
+        RowsCommand::Delete => response.set_command_tag("DELETE"),
         RowsCommand::Show => response.set_command_tag("SHOW"),
     }
     response
@@ -228,7 +245,7 @@ fn error_response(e: PgWireError) -> Response {
 
 #[async_trait]
 impl SimpleQueryHandler for Handler {
-    async fn do_query<C>(&self, _client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
+    async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::PortalStore: PortalStore,
@@ -248,6 +265,20 @@ impl SimpleQueryHandler for Handler {
                 let many = statements.len() > 1;
                 let mut responses = Vec::with_capacity(statements.len());
                 for statement in statements {
+                    if statement.is_copy() {
+                        // COPY FROM STDIN ends the query string (the parser reads what
+                        // follows as its data); COPY TO streams now if nothing waits.
+                        let send_now = responses.is_empty();
+                        match start_copy(session, &statement, client, &self.0.copy_in, send_now).await {
+                            Ok(response) => responses.push(response),
+                            Err(e) => {
+                                session.note_error();
+                                responses.push(error_response(e));
+                                break;
+                            }
+                        }
+                        continue;
+                    }
                     let outcome = async {
                         let output = prefetch(session.execute_now(statement).await?).await?;
                         // With several statements in one message, a result is read before
@@ -409,7 +440,7 @@ impl ExtendedQueryHandler for Handler {
 
     async fn do_query<C>(
         &self,
-        _client: &mut C,
+        client: &mut C,
         portal: &Portal<Self::Statement>,
         _max_rows: usize,
     ) -> PgWireResult<Response>
@@ -420,6 +451,15 @@ impl ExtendedQueryHandler for Handler {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let Some(prepared) = portal.statement.statement.clone() else { return Ok(Response::EmptyQuery) };
+        if prepared.statement.is_copy() {
+            let copy_in = &self.0.copy_in;
+            return self
+                .0
+                .with_session(async |session| {
+                    start_copy(session, &prepared.statement, client, copy_in, true).await
+                })
+                .await?;
+        }
         let fields = prepared.result.as_ref().map(|schema| {
             field_infos(schema, |i| {
                 portal.result_column_format.format_for(i) == pgwire::api::results::FieldFormat::Binary

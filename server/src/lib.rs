@@ -6,11 +6,17 @@
 //!   signal, so tests start one on `127.0.0.1:0`.
 //! - [`handler`]: one connection: startup (database check, ParameterStatus, cancel
 //!   keys), simple and extended query protocol over an engine `Session`.
+//! - [`copy`]: `COPY ... FROM STDIN` / `TO STDOUT` over the wire: copy mode around the
+//!   engine's `Session::copy`.
 //! - [`encode`]: Arrow values to Postgres text and binary wire values; parameters back.
 //! - [`errors`]: the one mapping from errors to SQLSTATE and client messages.
 //! - [`config`]: [`ServerConfig`], from flags and a TOML file.
 
+// The write path's futures (statement, transaction, commit) nest deeply.
+#![recursion_limit = "256"]
+
 pub mod config;
+pub mod copy;
 pub mod encode;
 pub mod errors;
 pub mod handler;
@@ -68,5 +74,6 @@ pub async fn run(
     }
     info!(open = connections.len(), "shutting down; closing connections");
     connections.shutdown().await;
+    shared.engine.close().await;
     Ok(())
 }

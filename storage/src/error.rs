@@ -23,8 +23,15 @@ pub enum StorageError {
     DuplicateColumn { table: String, column: String },
     #[error("{message}")]
     Unsupported { message: String },
+    #[error("{message}")]
+    InvalidOption { message: String },
+
+    #[error("version {version} of table {table} does not exist or is no longer retained")]
+    VersionNotFound { table: TableName, version: u64 },
 
     // --- Another writer won a race; the operation may be retried. ---
+    #[error("could not serialize access due to concurrent update")]
+    SerializationFailure { detail: String },
     #[error("concurrent commit of version {version} of table {table}")]
     CommitConflict { table: TableName, version: u64 },
 

@@ -26,15 +26,22 @@
 //!    directory entries are durable (fsync on local folders). Checked by
 //!    `tests/restart.rs` at the wire level and by `table::tests`.
 
+pub mod changes;
+pub mod commit;
+pub mod compaction;
 pub mod error;
+pub mod failpoint;
+pub mod history;
 pub mod io;
-pub mod key_index;
+pub mod key;
 pub mod manifest;
 pub mod table;
 pub mod table_def;
 pub mod wal;
 pub mod warehouse;
 
+pub use changes::{ChangeOp, Epoch, Lookup};
+pub use commit::{Applied, TableWrite, Write, WriteKind};
 pub use error::{Result, StorageError};
 pub use manifest::{Manifest, Version};
 pub use table::{Snapshot, Table};

@@ -58,14 +58,51 @@ pub struct ParquetFile {
 pub struct Manifest {
     pub format_version: u32,
     pub version: Version,
+    /// Tells this table from an earlier one of the same name (log records carry it).
+    #[serde(default)]
+    pub table_id: u64,
     pub table: TableDef,
     pub base: BaseRef,
     /// The last value handed out by each identity column's sequence.
     #[serde(default)]
     pub sequences: BTreeMap<String, i64>,
+    /// Rows in the base (for a primary-key table, changes not yet compacted aside).
     pub row_count: u64,
     /// Milliseconds since the Unix epoch.
     pub committed_at_ms: u64,
+    /// The table version (sequence number of its last commit) this manifest's files
+    /// hold: base plus change files reach it. Later commits are in the write-ahead log.
+    #[serde(default)]
+    pub seq: u64,
+    /// Every change up to this table version is folded into the base.
+    #[serde(default)]
+    pub folded_seq: u64,
+    /// Change files, oldest first, kept for time travel and the change feed; those
+    /// with `max_seq > folded_seq` hold changes not yet in the base.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<ChangeFile>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_compaction: Option<CompactionInfo>,
+}
+
+/// A change file `changes/<bucket>/<name>`, the changes of one bucket from table
+/// versions `min_seq..=max_seq`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChangeFile {
+    pub bucket: u32,
+    pub name: String,
+    pub min_seq: u64,
+    pub max_seq: u64,
+    pub rows: u64,
+    pub bytes: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct CompactionInfo {
+    pub at_ms: u64,
+    pub duration_ms: u64,
+    /// Change rows folded into the base.
+    pub rows: u64,
 }
 
 impl Manifest {
@@ -73,11 +110,16 @@ impl Manifest {
         Manifest {
             format_version: FORMAT_VERSION,
             version: Version(1),
+            table_id: new_table_id(),
             table,
             base,
             sequences: BTreeMap::new(),
             row_count: 0,
             committed_at_ms: now_ms(),
+            seq: 1,
+            folded_seq: 1,
+            changes: Vec::new(),
+            last_compaction: None,
         }
     }
 
@@ -85,6 +127,17 @@ impl Manifest {
     pub fn successor(&self) -> Self {
         Manifest { version: self.version.next(), committed_at_ms: now_ms(), ..self.clone() }
     }
+}
+
+/// A table id no other table of this warehouse has had: the creation time in
+/// nanoseconds, mixed with a process-wide counter.
+fn new_table_id() -> u64 {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    nanos.wrapping_add(COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed)) | 1
 }
 
 pub fn now_ms() -> u64 {

@@ -1,7 +1,10 @@
 //! One table: its current snapshot and its single writer.
 //!
-//! A write is: validate the rows (types, NOT NULL, primary key), write new base files,
-//! then commit the next manifest version. The manifest put is the commit point:
+//! A table with a primary key takes writes through the change store (`commit.rs`: log
+//! record, then the in-memory [`Epoch`], later change files and compaction in
+//! `compaction.rs`). A table without one appends straight to its base:
+//! validate the rows (types, NOT NULL), write new base files, then commit the next
+//! manifest version. The manifest put is the commit point:
 //! base files a crashed write left behind are referenced by no manifest and never read.
 //! For Lance, such a write may have advanced the dataset past the version our manifest
 //! names; [`Writer::head`] restores the named version before the next write, so the
@@ -24,17 +27,25 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use tracing::{debug, info, warn};
 
+use crate::changes::Epoch;
+use crate::compaction::Policy;
 use crate::error::{Result, StorageError};
 use crate::io::Location;
-use crate::key_index::KeyIndex;
+use crate::key::KeyCodec;
 use crate::manifest::{BaseRef, Manifest, ManifestStore, ParquetFile, Version};
 use crate::table_def::{BaseFormat, ColumnMeta, TableDef, TableName};
 
 /// What a reader sees: one committed version of a table.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Snapshot {
+    /// The newest manifest at or below `seq` (base files, change files, definition).
     pub manifest: Arc<Manifest>,
     pub base: BaseSnapshot,
+    /// The table version read. For a primary-key table every change up to it is
+    /// visible through `changes`; otherwise it is the manifest's.
+    pub seq: u64,
+    /// Changes since the base (primary-key tables only).
+    pub changes: Option<Arc<Epoch>>,
 }
 
 #[derive(Debug, Clone)]
@@ -46,7 +57,12 @@ pub enum BaseSnapshot {
 }
 
 impl Snapshot {
-    pub fn version(&self) -> Version {
+    /// The table version users see (`AS OF VERSION`, `tarn_tables.version`).
+    pub fn version(&self) -> u64 {
+        self.seq
+    }
+
+    pub fn manifest_version(&self) -> Version {
         self.manifest.version
     }
 
@@ -60,24 +76,32 @@ impl Snapshot {
 }
 
 pub struct Table {
-    name: TableName,
-    dir: Path,
-    location: Location,
-    manifests: ManifestStore,
-    session: Arc<Session>,
-    /// Replaced (never mutated) by the writer after each commit.
-    current: RwLock<Arc<Snapshot>>,
-    /// Held for the whole of a write: one writer per table at a time.
-    writer: tokio::sync::Mutex<Writer>,
+    pub(crate) name: TableName,
+    pub(crate) dir: Path,
+    pub(crate) location: Location,
+    pub(crate) manifests: ManifestStore,
+    pub(crate) session: Arc<Session>,
+    pub(crate) id: u64,
+    /// Primary-key tables only.
+    pub(crate) codec: Option<KeyCodec>,
+    pub(crate) policy: Policy,
+    /// Replaced (never mutated) after each commit.
+    pub(crate) current: RwLock<Arc<Snapshot>>,
+    /// Held while a commit is checked and ordered, a flush, or a base write: one writer
+    /// per table at a time.
+    pub(crate) writer: tokio::sync::Mutex<Writer>,
+    /// One compaction at a time (it runs mostly outside the writer lock).
+    pub(crate) compacting: tokio::sync::Mutex<()>,
 }
 
-#[derive(Default)]
-struct Writer {
-    /// The Lance dataset appends go to. `None` until the first write after opening, or
-    /// after a failed write, when it must be re-read (and possibly restored).
-    head: Option<Dataset>,
-    /// Built from the base on the first write to a table with a primary key.
-    keys: Option<KeyIndex>,
+pub(crate) struct Writer {
+    /// The Lance dataset base writes go to. `None` until the first write after opening,
+    /// or after a failed write, when it must be re-read (and possibly restored).
+    pub(crate) head: Option<Dataset>,
+    /// The version the next commit gets.
+    pub(crate) next_seq: u64,
+    /// Identity sequences, ahead of the manifest's by the commits still in the log.
+    pub(crate) sequences: BTreeMap<String, i64>,
 }
 
 impl std::fmt::Debug for Table {
@@ -87,7 +111,7 @@ impl std::fmt::Debug for Table {
 }
 
 /// Lance writes a new file per this many rows.
-const MAX_ROWS_PER_FILE: usize = 1 << 20;
+pub(crate) const MAX_ROWS_PER_FILE: usize = 1 << 20;
 
 impl Table {
     /// Creates the table's folder, its empty base and manifest version 1.
@@ -100,6 +124,13 @@ impl Table {
         let manifests = ManifestStore::new(location.store().clone(), &dir);
         // A folder without a manifest is debris of a crashed CREATE or DROP: clear it.
         delete_prefix(location.store(), &dir).await?;
+        if !def.primary_key.is_empty() && def.format == BaseFormat::Parquet {
+            return Err(StorageError::Unsupported {
+                message: "a table with a primary key needs the lance base format (USING lance, the default)"
+                    .into(),
+            });
+        }
+        Policy::from_options(&def.options)?;
         let base = match def.format {
             BaseFormat::Lance => {
                 let uri = location.uri_of(&dir.clone().join("base"));
@@ -122,7 +153,8 @@ impl Table {
         Self::open(location, session, dir, manifest).await
     }
 
-    /// Opens a table at `manifest`, its newest version.
+    /// Opens a table at `manifest`, its newest version. Changes still only in the
+    /// write-ahead log are replayed afterwards ([`Table::replay`]).
     pub(crate) async fn open(
         location: &Location,
         session: &Arc<Session>,
@@ -131,15 +163,23 @@ impl Table {
     ) -> Result<Table> {
         let manifests = ManifestStore::new(location.store().clone(), &dir);
         let name = manifest.table.name.clone();
-        let snapshot = load_snapshot(location, session, &dir, manifest).await?;
+        let codec =
+            if manifest.table.primary_key.is_empty() { None } else { Some(KeyCodec::new(&manifest.table)?) };
+        let policy = Policy::from_options(&manifest.table.options)?;
+        let writer = Writer { head: None, next_seq: manifest.seq + 1, sequences: manifest.sequences.clone() };
+        let snapshot = load_snapshot(location, session, &dir, manifest, codec.as_ref()).await?;
         Ok(Table {
             name,
             dir,
             location: location.clone(),
             manifests,
             session: session.clone(),
+            id: snapshot.manifest.table_id,
+            codec,
+            policy,
             current: RwLock::new(Arc::new(snapshot)),
-            writer: tokio::sync::Mutex::new(Writer::default()),
+            writer: tokio::sync::Mutex::new(writer),
+            compacting: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -155,82 +195,106 @@ impl Table {
         &self.manifests
     }
 
+    /// Whether writes go through the change store (the table has a primary key).
+    pub fn has_primary_key(&self) -> bool {
+        self.codec.is_some()
+    }
+
+    pub fn key_codec(&self) -> Option<&KeyCodec> {
+        self.codec.as_ref()
+    }
+
     /// The newest committed version.
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.current.read().expect("snapshot lock poisoned").clone()
     }
 
-    /// Appends rows as one atomic commit.
+    pub(crate) fn set_snapshot(&self, snapshot: Snapshot) {
+        *self.current.write().expect("snapshot lock poisoned") = Arc::new(snapshot);
+    }
+
+    /// Appends rows as one atomic commit (tables without a primary key).
     ///
     /// The batches must have the table's column types (the SQL layer casts). Identity
     /// columns left NULL are filled from their sequence. Fails, writing nothing, on a
-    /// NULL in a NOT NULL column or a primary key that exists or repeats. Returns the
-    /// rows as written (with identity values filled in), for `RETURNING`.
+    /// NULL in a NOT NULL column. Returns the rows as written (with identity values
+    /// filled in), for `RETURNING`.
     ///
     /// The write runs as its own task: a caller that goes away (a cancelled query, a
     /// closed connection) cannot stop it between the base write and the manifest commit.
     pub async fn append(self: &Arc<Self>, batches: Vec<RecordBatch>) -> Result<Vec<RecordBatch>> {
+        if self.has_primary_key() {
+            return Err(StorageError::internal("rows of a primary-key table are committed as changes"));
+        }
         let table = self.clone();
-        tokio::spawn(async move { table.append_now(batches).await })
+        tokio::spawn(async move { table.write_base_now(batches, false).await })
             .await
             .map_err(|e| StorageError::internal(format!("append task failed: {e}")))?
     }
 
-    async fn append_now(&self, batches: Vec<RecordBatch>) -> Result<Vec<RecordBatch>> {
+    /// Replaces every row (tables without a primary key: `UPDATE`/`DELETE` rewrite the
+    /// table). One atomic commit.
+    pub async fn overwrite(self: &Arc<Self>, batches: Vec<RecordBatch>) -> Result<Vec<RecordBatch>> {
+        if self.has_primary_key() {
+            return Err(StorageError::internal("rows of a primary-key table are committed as changes"));
+        }
+        let table = self.clone();
+        tokio::spawn(async move { table.write_base_now(batches, true).await })
+            .await
+            .map_err(|e| StorageError::internal(format!("overwrite task failed: {e}")))?
+    }
+
+    /// Gives rows the table's exact column types, fills identity columns left NULL
+    /// (taking values from their sequences now, as Postgres does, whether or not the
+    /// transaction commits) and checks NOT NULL. Writes nothing.
+    pub async fn prepare_rows(&self, batches: Vec<RecordBatch>) -> Result<Vec<RecordBatch>> {
+        let mut writer = self.writer.lock().await;
+        let snapshot = self.snapshot();
+        batches.into_iter().map(|b| conform(snapshot.def(), b, &mut writer.sequences)).collect()
+    }
+
+    async fn write_base_now(&self, batches: Vec<RecordBatch>, overwrite: bool) -> Result<Vec<RecordBatch>> {
         let mut writer = self.writer.lock().await;
         let snapshot = self.snapshot();
         let def = snapshot.def();
         let mut manifest = snapshot.manifest.successor();
-
+        manifest.sequences = writer.sequences.clone();
         let batches = batches
             .into_iter()
             .filter(|b| b.num_rows() > 0)
             .map(|b| conform(def, b, &mut manifest.sequences))
             .collect::<Result<Vec<_>>>()?;
         let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
-        if rows == 0 {
+        if rows == 0 && !overwrite {
             return Ok(Vec::new());
         }
-
-        let new_keys = if def.primary_key.is_empty() {
-            None
-        } else {
-            let key_columns = def.primary_key_indices();
-            let keyed: Vec<Vec<ArrayRef>> =
-                batches.iter().map(|b| key_columns.iter().map(|&i| b.column(i).clone()).collect()).collect();
-            let index = self.key_index(&mut writer, &snapshot).await?;
-            match index.check_new(&def.primary_key, &keyed)? {
-                Ok(keys) => Some(keys),
-                Err(dup) => {
-                    return Err(StorageError::UniqueViolation {
-                        constraint: def.primary_key_constraint(),
-                        detail: dup.detail,
-                    })
-                }
-            }
-        };
-
-        let result = self.write_base(&mut writer, &snapshot, &mut manifest, batches.clone()).await;
+        let result = self.write_base(&mut writer, &snapshot, &mut manifest, batches.clone(), overwrite).await;
         if let Err(e) = result {
             // The head may have moved past our manifest; re-read it before the next write.
             writer.head = None;
             return Err(e);
         }
-        manifest.row_count += rows;
+        manifest.row_count = if overwrite { rows } else { manifest.row_count + rows };
+        manifest.seq = writer.next_seq;
+        manifest.folded_seq = manifest.seq;
         if let Err(e) = self.manifests.commit(&manifest).await {
             writer.head = None;
             return Err(e);
         }
-        if let (Some(index), Some(keys)) = (writer.keys.as_mut(), new_keys) {
-            index.add(keys);
-        }
-        self.publish(manifest, &writer).await?;
-        debug!(table = %self.name, rows, "appended");
+        writer.next_seq += 1;
+        writer.sequences = manifest.sequences.clone();
+        self.publish(manifest, &writer, None).await?;
+        debug!(table = %self.name, rows, overwrite, "wrote base");
         Ok(batches)
     }
 
-    /// `ALTER TABLE ... ADD COLUMN`: existing rows read NULL in the new column.
+    /// `ALTER TABLE ... ADD COLUMN`: existing rows read NULL in the new column. A table
+    /// with changes waiting is compacted first, so every stored row has the old schema
+    /// and the base takes the new column at once.
     pub async fn add_column(self: &Arc<Self>, field: Field, meta: ColumnMeta) -> Result<()> {
+        if self.has_primary_key() {
+            self.compact(true).await?;
+        }
         let table = self.clone();
         tokio::spawn(async move { table.add_column_now(field, meta).await })
             .await
@@ -238,6 +302,7 @@ impl Table {
     }
 
     async fn add_column_now(&self, field: Field, meta: ColumnMeta) -> Result<()> {
+        let _compacting = self.compacting.lock().await;
         let mut writer = self.writer.lock().await;
         let snapshot = self.snapshot();
         let def = snapshot.def();
@@ -247,16 +312,22 @@ impl Table {
                 column: field.name().clone(),
             });
         }
-        if snapshot.manifest.row_count > 0 && meta.identity.is_some() {
+        let has_rows = snapshot.manifest.row_count > 0 || snapshot.seq > snapshot.manifest.folded_seq;
+        if has_rows && meta.identity.is_some() {
             return Err(StorageError::Unsupported {
                 message: "adding an identity or serial column to a table that has rows is not supported yet"
                     .into(),
             });
         }
-        if snapshot.manifest.row_count > 0 && !field.is_nullable() {
+        if has_rows && !field.is_nullable() {
             return Err(StorageError::NotNullViolation {
                 table: def.name.table.clone(),
                 column: field.name().clone(),
+            });
+        }
+        if snapshot.seq > snapshot.manifest.folded_seq {
+            return Err(StorageError::SerializationFailure {
+                detail: "changes arrived while the table was being compacted for ALTER TABLE".into(),
             });
         }
         let mut manifest = snapshot.manifest.successor();
@@ -279,18 +350,36 @@ impl Table {
             writer.head = None;
             return Err(e);
         }
-        self.publish(manifest, &writer).await
+        // The base is new: so is its key index (same keys, same addresses).
+        self.publish(manifest, &writer, None).await
     }
 
-    async fn publish(&self, manifest: Manifest, writer: &Writer) -> Result<()> {
+    /// Makes `manifest` the current state. `epoch` replaces the change epoch (after a
+    /// compaction); otherwise the current one carries over, or is built for a new base.
+    pub(crate) async fn publish(
+        &self,
+        manifest: Manifest,
+        writer: &Writer,
+        epoch: Option<Arc<Epoch>>,
+    ) -> Result<()> {
+        let current = self.snapshot();
         let base = match (&manifest.base, &writer.head) {
             (BaseRef::Lance { version }, Some(head)) if head.version().version == *version => {
                 BaseSnapshot::Lance(Arc::new(head.clone()))
             }
-            _ => load_snapshot(&self.location, &self.session, &self.dir, manifest.clone()).await?.base,
+            (base, _) if *base == current.manifest.base => current.base.clone(),
+            _ => load_base(&self.location, &self.session, &self.dir, &manifest).await?,
         };
-        let snapshot = Snapshot { manifest: Arc::new(manifest), base };
-        *self.current.write().expect("snapshot lock poisoned") = Arc::new(snapshot);
+        let changes = match (epoch, &current.changes) {
+            (Some(epoch), _) => Some(epoch),
+            (None, Some(epoch)) if manifest.base == current.manifest.base => Some(epoch.clone()),
+            (None, _) => match &self.codec {
+                Some(codec) => Some(Arc::new(build_epoch(&manifest, &base, codec).await?)),
+                None => None,
+            },
+        };
+        let seq = current.seq.max(manifest.seq);
+        self.set_snapshot(Snapshot { manifest: Arc::new(manifest), base, seq, changes });
         Ok(())
     }
 
@@ -300,24 +389,34 @@ impl Table {
         snapshot: &Snapshot,
         manifest: &mut Manifest,
         batches: Vec<RecordBatch>,
+        overwrite: bool,
     ) -> Result<()> {
         match &mut manifest.base {
             BaseRef::Lance { version } => {
                 let head = self.head(writer, snapshot).await?;
                 let params = WriteParams {
-                    mode: WriteMode::Append,
+                    mode: if overwrite { WriteMode::Overwrite } else { WriteMode::Append },
                     session: Some(self.session.clone()),
                     max_rows_per_file: MAX_ROWS_PER_FILE,
                     ..Default::default()
                 };
-                let new_head = InsertBuilder::new(WriteDestination::Dataset(Arc::new(head)))
-                    .with_params(&params)
-                    .execute(batches)
-                    .await?;
+                let new_head = if overwrite && batches.is_empty() {
+                    let mut head = head;
+                    head.truncate_table().await?;
+                    head
+                } else {
+                    InsertBuilder::new(WriteDestination::Dataset(Arc::new(head)))
+                        .with_params(&params)
+                        .execute(batches)
+                        .await?
+                };
                 *version = new_head.version().version;
                 writer.head = Some(new_head);
             }
             BaseRef::Parquet { files } => {
+                if overwrite {
+                    files.clear();
+                }
                 let name = format!("part-{:020}.parquet", manifest.version.0);
                 let bytes = encode_parquet(&snapshot.schema(), &batches)?;
                 let rows = batches.iter().map(|b| b.num_rows() as u64).sum();
@@ -330,10 +429,10 @@ impl Table {
         Ok(())
     }
 
-    /// The Lance dataset to append to, restored to the snapshot's version if a failed
+    /// The Lance dataset to write to, restored to the snapshot's version if a failed
     /// write left newer versions behind. It is taken out of the writer: only a write that
     /// succeeds puts its new head back, so after any failure the next write re-reads it.
-    async fn head(&self, writer: &mut Writer, snapshot: &Snapshot) -> Result<Dataset> {
+    pub(crate) async fn head(&self, writer: &mut Writer, snapshot: &Snapshot) -> Result<Dataset> {
         if let Some(head) = writer.head.take() {
             return Ok(head);
         }
@@ -355,67 +454,68 @@ impl Table {
         };
         Ok(head)
     }
-
-    async fn key_index<'w>(&self, writer: &'w mut Writer, snapshot: &Snapshot) -> Result<&'w mut KeyIndex> {
-        if writer.keys.is_none() {
-            let def = snapshot.def();
-            let fields: Vec<Field> =
-                def.primary_key_indices().into_iter().map(|i| def.schema.field(i).clone()).collect();
-            let mut index = KeyIndex::new(&fields)?;
-            let started = std::time::Instant::now();
-            for batch in read_columns(snapshot, &def.primary_key).await? {
-                index.extend_committed(batch.columns())?;
-            }
-            info!(table = %self.name, keys = index.len(), elapsed = ?started.elapsed(), "loaded primary key index");
-            writer.keys = Some(index);
-        }
-        Ok(writer.keys.as_mut().expect("just built"))
-    }
 }
 
-/// Reads the named columns of every row of a snapshot.
-async fn read_columns(snapshot: &Snapshot, columns: &[String]) -> Result<Vec<RecordBatch>> {
-    match &snapshot.base {
+/// Reads the named columns of every row of a base, with the Lance row address last
+/// when `with_address` (Lance bases only).
+pub(crate) async fn read_columns(
+    base: &BaseSnapshot,
+    columns: &[String],
+    with_address: bool,
+) -> Result<Vec<RecordBatch>> {
+    match base {
         BaseSnapshot::Lance(ds) => {
             let mut scanner = ds.scan();
             scanner.project(columns)?;
+            if with_address {
+                scanner.with_row_address();
+            }
             Ok(scanner.try_into_stream().await?.try_collect().await?)
         }
         BaseSnapshot::Parquet(files) => {
             let mut out = Vec::new();
             for (url, _) in files {
-                let path = url::Url::parse(url)
-                    .ok()
-                    .and_then(|u| u.to_file_path().ok())
-                    .ok_or_else(|| StorageError::internal(format!("not a local file: {url}")))?;
-                let file = std::fs::File::open(&path)
-                    .map_err(|source| StorageError::Io { path: path.display().to_string(), source })?;
-                let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
-                    .map_err(|e| StorageError::internal(format!("reading {url}: {e}")))?;
-                let mask = parquet::arrow::ProjectionMask::columns(
-                    builder.parquet_schema(),
-                    columns.iter().map(String::as_str),
-                );
-                for batch in builder
-                    .with_projection(mask)
-                    .build()
-                    .map_err(|e| StorageError::internal(format!("reading {url}: {e}")))?
-                {
-                    out.push(batch?);
-                }
+                out.extend(read_parquet_file(url, Some(columns))?);
             }
             Ok(out)
         }
     }
 }
 
-async fn load_snapshot(
+/// Reads a local Parquet file (`file://` URL), optionally only some columns.
+pub(crate) fn read_parquet_file(url: &str, columns: Option<&[String]>) -> Result<Vec<RecordBatch>> {
+    let path = url::Url::parse(url)
+        .ok()
+        .and_then(|u| u.to_file_path().ok())
+        .ok_or_else(|| StorageError::internal(format!("not a local file: {url}")))?;
+    let file = std::fs::File::open(&path)
+        .map_err(|source| StorageError::Io { path: path.display().to_string(), source })?;
+    let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(|e| StorageError::internal(format!("reading {url}: {e}")))?;
+    let builder = match columns {
+        Some(columns) => {
+            let mask = parquet::arrow::ProjectionMask::columns(
+                builder.parquet_schema(),
+                columns.iter().map(String::as_str),
+            );
+            builder.with_projection(mask)
+        }
+        None => builder,
+    };
+    let mut out = Vec::new();
+    for batch in builder.build().map_err(|e| StorageError::internal(format!("reading {url}: {e}")))? {
+        out.push(batch?);
+    }
+    Ok(out)
+}
+
+pub(crate) async fn load_base(
     location: &Location,
     session: &Arc<Session>,
     dir: &Path,
-    manifest: Manifest,
-) -> Result<Snapshot> {
-    let base = match &manifest.base {
+    manifest: &Manifest,
+) -> Result<BaseSnapshot> {
+    Ok(match &manifest.base {
         BaseRef::Lance { version } => {
             let uri = location.uri_of(&dir.clone().join("base"));
             let ds = DatasetBuilder::from_uri(uri)
@@ -434,13 +534,43 @@ async fn load_snapshot(
                 })
                 .collect(),
         ),
+    })
+}
+
+/// The snapshot of `manifest`: its base, and for a primary-key table the epoch with
+/// the base's key index and the changes of its live change files.
+pub(crate) async fn load_snapshot(
+    location: &Location,
+    session: &Arc<Session>,
+    dir: &Path,
+    manifest: Manifest,
+    codec: Option<&KeyCodec>,
+) -> Result<Snapshot> {
+    let base = load_base(location, session, dir, &manifest).await?;
+    let changes = match codec {
+        Some(codec) => {
+            let epoch = build_epoch(&manifest, &base, codec).await?;
+            crate::compaction::load_change_files(location, dir, &manifest, &epoch, codec, u64::MAX)?;
+            Some(Arc::new(epoch))
+        }
+        None => None,
     };
-    Ok(Snapshot { manifest: Arc::new(manifest), base })
+    Ok(Snapshot { seq: manifest.seq, manifest: Arc::new(manifest), base, changes })
+}
+
+/// An epoch over `base` with its primary-key index and no changes yet.
+pub(crate) async fn build_epoch(manifest: &Manifest, base: &BaseSnapshot, codec: &KeyCodec) -> Result<Epoch> {
+    let keys = crate::compaction::base_keys(base, &manifest.table, codec).await?;
+    Ok(Epoch::new(manifest.folded_seq, Arc::new(keys), manifest.table.bucket_count))
 }
 
 /// Gives `batch` exactly the table's schema: casts where the types differ, fills NULL
 /// identity values from their sequences, and checks NOT NULL columns.
-fn conform(def: &TableDef, batch: RecordBatch, sequences: &mut BTreeMap<String, i64>) -> Result<RecordBatch> {
+pub(crate) fn conform(
+    def: &TableDef,
+    batch: RecordBatch,
+    sequences: &mut BTreeMap<String, i64>,
+) -> Result<RecordBatch> {
     let schema = &def.schema;
     if batch.num_columns() != schema.fields().len() {
         return Err(StorageError::internal(format!(
@@ -502,7 +632,7 @@ fn fill_identity(
     Ok(cast(&(Arc::new(filled) as ArrayRef), field.data_type())?)
 }
 
-fn encode_parquet(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<bytes::Bytes> {
+pub(crate) fn encode_parquet(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<bytes::Bytes> {
     use parquet::arrow::ArrowWriter;
     use parquet::basic::{Compression, ZstdLevel};
     use parquet::file::properties::WriterProperties;

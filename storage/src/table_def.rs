@@ -85,7 +85,8 @@ pub struct TableDef {
 
 /// Options `WITH (...)` accepts, besides `bucket_count`. Anything else is an error so a
 /// typo never silently does nothing.
-pub const TABLE_OPTIONS: &[&str] = &["compaction_interval"];
+pub const TABLE_OPTIONS: &[&str] =
+    &["compaction_interval", "compaction_threshold", "auto_compaction", "flush_rows", "flush_interval"];
 
 pub const DEFAULT_BUCKET_COUNT: u32 = 4;
 

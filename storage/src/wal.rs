@@ -103,6 +103,12 @@ impl Wal {
 
     /// Appends one record; returns once it is on stable storage.
     pub async fn append(&self, payload: Vec<u8>) -> Result<()> {
+        self.submit(payload)?.await.map_err(|_| StorageError::internal("the log writer stopped"))
+    }
+
+    /// Queues one record: records are written in the order they are submitted. The
+    /// receiver answers once the record is on stable storage.
+    pub fn submit(&self, payload: Vec<u8>) -> Result<oneshot::Receiver<()>> {
         if payload.len() > MAX_RECORD_BYTES {
             return Err(StorageError::Unsupported {
                 message: format!("a single commit of {} bytes exceeds the log's record limit", payload.len()),
@@ -110,7 +116,7 @@ impl Wal {
         }
         let (done, wait) = oneshot::channel();
         self.send(Request::Append { payload, done })?;
-        wait.await.map_err(|_| StorageError::internal("the log writer stopped"))
+        Ok(wait)
     }
 
     /// Starts a new segment for the records that follow; returns its id. Every record

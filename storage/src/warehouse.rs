@@ -4,26 +4,37 @@
 //! <root>/<schema>/_tarn_schema            marks a schema created with CREATE SCHEMA
 //! <root>/<schema>/<table>/_tarn/manifest/ one file per committed version
 //! <root>/<schema>/<table>/base/           Lance dataset, or Parquet files
+//! <root>/<schema>/<table>/changes/<bucket>/ change files (primary-key tables)
+//! <root>/_tarn/wal/                       the write-ahead log of every table
 //! ```
+//!
+//! The warehouse owns the write-ahead log: a commit to primary-key tables is one record
+//! however many tables it writes ([`Warehouse::commit`]). Opening replays the records
+//! newer than each table's manifest. A background task flushes and compacts tables
+//! as their policy says and checkpoints the log.
 //!
 //! The catalog is what the folders say: opening a warehouse lists them, so tables
 //! survive a restart with nothing kept elsewhere. A folder without a manifest is not a
 //! table (a crashed CREATE or DROP), and is cleared when a table of that name is created.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock, Weak};
+use std::time::Duration;
 
 use futures::TryStreamExt;
 use lance::session::Session;
 use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutPayload};
-use tracing::info;
+use tracing::{info, warn};
 
+use crate::commit::{Applied, TableWrite};
 use crate::error::{Result, StorageError};
 use crate::io::{lance_store_registry, Location};
 use crate::manifest::ManifestStore;
 use crate::table::{delete_prefix, Table};
 use crate::table_def::{TableDef, TableName};
+use crate::wal::Wal;
 
 const SCHEMA_MARKER: &str = "_tarn_schema";
 pub const DEFAULT_SCHEMA: &str = "public";
@@ -38,7 +49,18 @@ pub struct Warehouse {
     catalog: RwLock<Catalog>,
     /// Serializes CREATE/DROP so two sessions cannot create one table twice.
     ddl: tokio::sync::Mutex<()>,
+    wal: Wal,
+    /// Held by the background task while it works; [`Warehouse::close`] waits for it.
+    maintenance: tokio::sync::Mutex<()>,
+    closed: AtomicBool,
+    /// Log bytes written when the last checkpoint began.
+    checkpointed_bytes: AtomicU64,
 }
+
+/// Start a checkpoint once the log has grown by this much since the last one.
+const CHECKPOINT_BYTES: u64 = 64 << 20;
+/// How often the background task looks at the tables.
+const MAINTENANCE_TICK: Duration = Duration::from_millis(200);
 
 #[derive(Default)]
 struct Catalog {
@@ -65,6 +87,9 @@ impl Warehouse {
         let top = store.list_with_delimiter(None).await?;
         for schema_dir in top.common_prefixes {
             let Some(schema) = schema_dir.filename().map(str::to_string) else { continue };
+            if schema == "_tarn" {
+                continue;
+            }
             let listing = store.list_with_delimiter(Some(&schema_dir)).await?;
             if listing.objects.iter().any(|o| o.location.filename() == Some(SCHEMA_MARKER)) {
                 catalog.schemas.insert(schema.clone());
@@ -80,7 +105,95 @@ impl Warehouse {
                 catalog.tables.insert(name, Arc::new(table));
             }
         }
-        Ok(Self { location, session, catalog: RwLock::new(catalog), ddl: tokio::sync::Mutex::new(()) })
+        let root = location
+            .url()
+            .to_file_path()
+            .map_err(|()| StorageError::internal("the warehouse is not a local folder"))?;
+        let (wal, records) = Wal::open(&root.join("_tarn").join("wal"))?;
+        let by_id: BTreeMap<u64, Arc<Table>> =
+            catalog.tables.values().filter(|t| t.has_primary_key()).map(|t| (t.id, t.clone())).collect();
+        let mut replayed = 0;
+        for record in records {
+            for logged in crate::commit::decode_record(&record)? {
+                // Entries of dropped tables (or of an earlier table of the same name) are skipped.
+                if let Some(table) = by_id.get(&logged.table_id) {
+                    table.replay(logged).await?;
+                    replayed += 1;
+                }
+            }
+        }
+        if replayed > 0 {
+            info!(replayed, "replayed commits from the write-ahead log");
+        }
+        Ok(Self {
+            location,
+            session,
+            catalog: RwLock::new(catalog),
+            ddl: tokio::sync::Mutex::new(()),
+            wal,
+            maintenance: tokio::sync::Mutex::new(()),
+            closed: AtomicBool::new(false),
+            checkpointed_bytes: AtomicU64::new(0),
+        })
+    }
+
+    /// Commits changes to primary-key tables atomically (see [`crate::commit`]).
+    pub async fn commit(&self, writes: Vec<TableWrite>) -> Result<Vec<Applied>> {
+        crate::commit::commit(&self.wal, writes).await
+    }
+
+    pub fn all_tables(&self) -> Vec<Arc<Table>> {
+        self.catalog.read().expect("catalog lock").tables.values().cloned().collect()
+    }
+
+    /// Starts the background task that flushes, compacts and checkpoints. It stops at
+    /// [`Warehouse::close`] or when the warehouse is dropped.
+    pub fn start_maintenance(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let weak: Weak<Warehouse> = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(MAINTENANCE_TICK).await;
+                let Some(warehouse) = weak.upgrade() else { return };
+                if warehouse.closed.load(Ordering::Acquire) {
+                    return;
+                }
+                let _working = warehouse.maintenance.lock().await;
+                if warehouse.closed.load(Ordering::Acquire) {
+                    return;
+                }
+                for table in warehouse.all_tables() {
+                    if let Err(e) = table.maintain().await {
+                        warn!(table = %table.name(), error = %e, "background maintenance failed");
+                    }
+                }
+                let written = warehouse.wal.stats().bytes.load(Ordering::Relaxed);
+                if written.saturating_sub(warehouse.checkpointed_bytes.load(Ordering::Relaxed))
+                    > CHECKPOINT_BYTES
+                {
+                    if let Err(e) = warehouse.checkpoint().await {
+                        warn!(error = %e, "checkpoint failed");
+                    }
+                }
+            }
+        })
+    }
+
+    /// Flushes every table so the log can drop its older segments.
+    pub async fn checkpoint(&self) -> Result<()> {
+        self.checkpointed_bytes.store(self.wal.stats().bytes.load(Ordering::Relaxed), Ordering::Relaxed);
+        let segment = self.wal.rotate().await?;
+        for table in self.all_tables() {
+            table.flush().await?;
+        }
+        self.wal.remove_segments_before(segment)?;
+        info!("checkpoint: the log's older segments are in change files now");
+        Ok(())
+    }
+
+    /// Stops background work, waiting for a flush or compaction under way.
+    pub async fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        let _idle = self.maintenance.lock().await;
     }
 
     pub fn url(&self) -> &str {
@@ -169,6 +282,9 @@ mod tests {
     use arrow::datatypes::{DataType, Field, Schema};
 
     use super::*;
+    use crate::changes::Lookup;
+    use crate::commit::{Write, WriteKind};
+    use crate::key::Key;
     use crate::table::BaseSnapshot;
     use crate::table_def::{BaseFormat, ColumnMeta};
 
@@ -207,39 +323,155 @@ mod tests {
         }
     }
 
+    fn commit_of(table: &Arc<Table>, kind: WriteKind, rows: RecordBatch) -> TableWrite {
+        TableWrite {
+            table: table.clone(),
+            read_seq: table.snapshot().seq,
+            writes: vec![Write { kind, rows }],
+        }
+    }
+
+    /// Every live row of a primary-key table at its newest version, by key.
+    fn rows_of(table: &Table) -> Vec<(i64, String)> {
+        let snapshot = table.snapshot();
+        let epoch = snapshot.changes.clone().unwrap();
+        let mut keys: Vec<i64> = epoch
+            .base_keys
+            .map
+            .keys()
+            .map(|k| match k {
+                Key::Int(v) => *v,
+                _ => unreachable!(),
+            })
+            .collect();
+        for b in 0..epoch.bucket_count() {
+            for chunk in epoch.chunks(b) {
+                keys.extend(chunk.keys.iter().map(|k| match k {
+                    Key::Int(v) => *v,
+                    _ => unreachable!(),
+                }));
+            }
+        }
+        keys.sort();
+        keys.dedup();
+        keys.into_iter()
+            .filter_map(|k| match epoch.lookup(&Key::Int(k), snapshot.seq) {
+                Lookup::Changed(Some(row)) => Some((
+                    k,
+                    row.column(1).as_any().downcast_ref::<StringArray>().unwrap().value(0).to_string(),
+                )),
+                Lookup::InBase(_) => Some((k, "base".to_string())),
+                _ => None,
+            })
+            .collect()
+    }
+
     #[tokio::test]
-    async fn tables_survive_reopening_and_reject_duplicate_keys() {
+    async fn appends_survive_reopening() {
         for format in [BaseFormat::Lance, BaseFormat::Parquet] {
             let dir = tempfile::tempdir().unwrap();
             let root = dir.path().to_str().unwrap();
-            let d = def(format);
+            let d = TableDef { primary_key: vec![], ..def(format) };
             {
                 let wh = Warehouse::open(root).await.unwrap();
                 let table = wh.create_table(d.clone(), false).await.unwrap().unwrap();
                 assert_eq!(table.append(vec![batch(&d, vec![1, 2, 3])]).await.unwrap()[0].num_rows(), 3);
-                let err = table.append(vec![batch(&d, vec![4, 2])]).await.unwrap_err();
-                assert!(matches!(err, StorageError::UniqueViolation { .. }), "{err}");
-                let err = table.append(vec![batch(&d, vec![5, 5])]).await.unwrap_err();
-                assert!(matches!(err, StorageError::UniqueViolation { .. }), "{err}");
                 assert_eq!(table.snapshot().manifest.row_count, 3);
-                if format == BaseFormat::Lance {
-                    assert_eq!(count(&table).await, 3);
-                }
+                assert_eq!(table.snapshot().version(), 2);
             }
             let wh = Warehouse::open(root).await.unwrap();
             let table = wh.table(&d.name).expect("table reopened");
             assert_eq!(table.snapshot().manifest.row_count, 3);
-            // The key index is rebuilt from the base after a restart.
-            let err = table.append(vec![batch(&d, vec![3])]).await.unwrap_err();
-            assert!(matches!(err, StorageError::UniqueViolation { .. }), "{err}");
             table.append(vec![batch(&d, vec![10])]).await.unwrap();
             assert_eq!(table.snapshot().manifest.row_count, 4);
+            assert_eq!(table.snapshot_at(2).await.unwrap().manifest.row_count, 3, "time travel");
 
             assert!(wh.drop_table(&d.name, false).await.unwrap());
-            assert!(wh.list_objects().await.unwrap().is_empty());
+            let left: Vec<String> =
+                wh.list_objects().await.unwrap().into_iter().filter(|o| !o.starts_with("_tarn/")).collect();
+            assert!(left.is_empty(), "{left:?}");
             let wh = Warehouse::open(root).await.unwrap();
             assert!(wh.table(&d.name).is_none());
         }
+    }
+
+    #[tokio::test]
+    async fn changes_are_logged_flushed_compacted_and_replayed() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_str().unwrap();
+        let d = def(BaseFormat::Lance);
+        {
+            let wh = Warehouse::open(root).await.unwrap();
+            let table = wh.create_table(d.clone(), false).await.unwrap().unwrap();
+            wh.commit(vec![commit_of(&table, WriteKind::Insert, batch(&d, vec![1, 2, 3]))]).await.unwrap();
+            let err = wh
+                .commit(vec![commit_of(&table, WriteKind::Insert, batch(&d, vec![4, 2]))])
+                .await
+                .unwrap_err();
+            assert!(matches!(err, StorageError::UniqueViolation { .. }), "{err}");
+            let err = wh
+                .commit(vec![commit_of(&table, WriteKind::Insert, batch(&d, vec![5, 5]))])
+                .await
+                .unwrap_err();
+            assert!(matches!(err, StorageError::UniqueViolation { .. }), "{err}");
+            assert_eq!(table.snapshot().version(), 2);
+            table.compact(false).await.unwrap();
+            assert_eq!(rows_of(&table).len(), 3);
+            assert!(rows_of(&table).iter().all(|(_, v)| v == "base"), "compacted into the base");
+
+            // An update read at an old version conflicts with a newer commit of the key.
+            let stale = table.snapshot().seq;
+            let mut updated = batch(&d, vec![2]);
+            updated = RecordBatch::try_new(
+                d.schema.clone(),
+                vec![updated.column(0).clone(), Arc::new(StringArray::from(vec!["two"]))],
+            )
+            .unwrap();
+            wh.commit(vec![commit_of(&table, WriteKind::Update, updated.clone())]).await.unwrap();
+            let late = TableWrite {
+                table: table.clone(),
+                read_seq: stale,
+                writes: vec![Write { kind: WriteKind::Update, rows: updated.clone() }],
+            };
+            let err = wh.commit(vec![late]).await.unwrap_err();
+            assert!(matches!(err, StorageError::SerializationFailure { .. }), "{err}");
+            wh.commit(vec![commit_of(&table, WriteKind::Delete, batch(&d, vec![3]))]).await.unwrap();
+            table.flush().await.unwrap();
+            wh.commit(vec![commit_of(&table, WriteKind::InsertOrSkip, batch(&d, vec![1, 7]))]).await.unwrap();
+            assert_eq!(rows_of(&table), vec![(1, "base".into()), (2, "two".into()), (7, "t7".into())]);
+            assert_eq!(table.snapshot().version(), 5);
+        }
+        // Reopen: version 5 is only in the log; versions 3 and 4 are in change files.
+        let wh = Warehouse::open(root).await.unwrap();
+        let table = wh.table(&d.name).unwrap();
+        assert_eq!(table.snapshot().version(), 5);
+        assert_eq!(rows_of(&table), vec![(1, "base".into()), (2, "two".into()), (7, "t7".into())]);
+        table.compact(false).await.unwrap();
+        assert_eq!(rows_of(&table), vec![(1, "base".into()), (2, "base".into()), (7, "base".into())]);
+
+        // Time travel to before the second compaction, and the change feed.
+        let v3 = table.snapshot_at(3).await.unwrap();
+        let epoch = v3.changes.clone().unwrap();
+        assert!(
+            matches!(epoch.lookup(&Key::Int(3), 3), Lookup::InBase(_)),
+            "3 was deleted only in version 4"
+        );
+        assert!(matches!(epoch.lookup(&Key::Int(2), 3), Lookup::Changed(Some(_))));
+        let feed = table.changes_between(3, 5).await.unwrap();
+        let ops: Vec<String> = feed
+            .iter()
+            .flat_map(|b| {
+                let ops = b
+                    .column_by_name("_change_type")
+                    .unwrap()
+                    .as_any()
+                    .downcast_ref::<StringArray>()
+                    .unwrap()
+                    .clone();
+                (0..arrow::array::Array::len(&ops)).map(move |i| ops.value(i).to_string())
+            })
+            .collect();
+        assert_eq!(ops, vec!["update", "delete", "insert"]);
     }
 
     #[tokio::test]
@@ -248,6 +480,7 @@ mod tests {
         let root = dir.path().to_str().unwrap();
         let d = def(BaseFormat::Lance);
         let wh = Warehouse::open(root).await.unwrap();
+        let d = TableDef { primary_key: vec![], ..d };
         let table = wh.create_table(d.clone(), false).await.unwrap().unwrap();
         table.append(vec![batch(&d, vec![1])]).await.unwrap();
         // Simulate a crash between the base write and the manifest commit: append to the

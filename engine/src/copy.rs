@@ -1,0 +1,803 @@
+//! `COPY ... FROM STDIN` and `COPY ... TO STDOUT`, in PostgreSQL's text and CSV formats.
+//!
+//! The wire protocol is the server's business; here a COPY is two steps around it:
+//!
+//! - [`Session::copy`] starts the statement. For COPY FROM it resolves the table and
+//!   columns and returns a [`CopyIn`], which the server feeds with the client's CopyData
+//!   ([`CopyIn::push`]); each row is parsed straight into Arrow builders, one per column.
+//!   [`Session::finish_copy_in`] then writes every row in one `insert_rows`, so a COPY
+//!   is one atomic statement: a bad row anywhere writes nothing. For COPY TO it runs the
+//!   query and returns a [`CopyOut`]: the rows, and the [`CopyFormat`] that writes them.
+//! - Errors in the data name their line as Postgres does, in the error's context
+//!   (`COPY t, line 3, column id: "abc"`).
+//!
+//! Binary format, files and programs are refused with 0A000.
+
+mod format;
+mod values;
+
+use std::sync::Arc;
+
+use arrow::array::{new_null_array, ArrayRef, RecordBatch};
+use arrow::datatypes::{Field, Schema, SchemaRef};
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::sql::sqlparser::ast::{
+    CopyLegacyCsvOption, CopyLegacyOption, CopyOption, CopySource, CopyTarget, Ident, Statement,
+};
+use futures::TryStreamExt;
+use tarn_storage::{StorageError, Table};
+use tracing::debug;
+
+pub use self::format::{CopyFormat, CopyKind};
+use self::format::{Fields, RowSplitter};
+use self::values::ColumnBuilder;
+use crate::ddl;
+use crate::error::{EngineError, Result};
+use crate::parser::{parse_sql, ParsedStatement};
+use crate::session::{CommandTag, Output, Session, TxStatus};
+
+/// Rows per batch handed to storage.
+const BATCH_ROWS: usize = 8192;
+
+/// The longest stretch of data quoted in an error's context (Postgres' limit too).
+const MAX_CONTEXT_CHARS: usize = 100;
+
+/// A started COPY statement.
+pub enum Copy {
+    /// `COPY ... FROM STDIN`: waiting for the client's data.
+    In(CopyIn),
+    /// `COPY ... TO STDOUT`: rows to send.
+    Out(CopyOut),
+}
+
+/// `COPY ... TO STDOUT`: the query's rows and how to write each one.
+pub struct CopyOut {
+    pub schema: SchemaRef,
+    pub stream: SendableRecordBatchStream,
+    /// `format.header`: the first line holds the column names.
+    pub format: CopyFormat,
+}
+
+impl ParsedStatement {
+    /// Whether this is a `COPY`, which the server runs through [`Session::copy`].
+    pub fn is_copy(&self) -> bool {
+        matches!(self.statement, Statement::Copy { .. })
+    }
+}
+
+impl Session {
+    /// Starts a `COPY` statement (see [`ParsedStatement::is_copy`]).
+    pub async fn copy(&mut self, statement: &ParsedStatement) -> Result<Copy> {
+        let outcome = self.start_copy(statement).await;
+        if outcome.is_err() {
+            self.note_error();
+        }
+        outcome
+    }
+
+    /// Ends a `COPY ... FROM STDIN` whose data is complete: checks the last row and
+    /// writes every row as one statement. Tag `COPY n`.
+    pub async fn finish_copy_in(&mut self, mut copy: CopyIn) -> Result<CommandTag> {
+        let outcome = async {
+            let mut batches = copy.reader.finish()?;
+            let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+            if rows == 0 {
+                return Ok(CommandTag::with_rows("COPY", 0));
+            }
+            if !copy.defaults.is_empty() {
+                batches = self.fill_defaults(&copy, batches, rows).await?;
+            }
+            let written = self.insert_rows(&copy.table, batches).await?;
+            debug!(table = %copy.table.name(), rows = written, "copy in");
+            Ok(CommandTag::with_rows("COPY", written))
+        }
+        .await;
+        if outcome.is_err() {
+            self.note_error();
+        }
+        outcome
+    }
+
+    async fn start_copy(&mut self, parsed: &ParsedStatement) -> Result<Copy> {
+        let Statement::Copy { source, to, target, options, legacy_options, values } = &parsed.statement
+        else {
+            return Err(EngineError::Internal { message: "not a COPY statement".into() });
+        };
+        if self.tx_status() == TxStatus::Failed {
+            return Err(EngineError::InFailedTransaction);
+        }
+        match (target, to) {
+            (CopyTarget::Stdin, false) | (CopyTarget::Stdout, true) => {}
+            (CopyTarget::Stdin, true) => return Err(EngineError::syntax("COPY TO cannot write to STDIN")),
+            (CopyTarget::Stdout, false) => return Err(EngineError::syntax("COPY FROM cannot read STDOUT")),
+            (CopyTarget::File { .. } | CopyTarget::Program { .. }, _) => {
+                return Err(EngineError::unsupported(
+                    "COPY to or from a file or program is not supported; use STDIN or STDOUT (psql's \\copy)",
+                ))
+            }
+        }
+        if !values.is_empty() {
+            // sqlparser reads whatever follows `COPY ... FROM STDIN;` as inline data.
+            return Err(EngineError::unsupported(
+                "COPY FROM STDIN must be the last statement of a query string",
+            ));
+        }
+        let options = CopyOptions::parse(options, legacy_options, *to)?;
+        if *to {
+            self.start_copy_out(source, options).await.map(Copy::Out)
+        } else {
+            let CopySource::Table { table_name, columns } = source else {
+                return Err(EngineError::syntax("COPY FROM needs a table"));
+            };
+            self.start_copy_in(&ddl::table_name(table_name)?, columns, options).map(Copy::In)
+        }
+    }
+
+    async fn start_copy_out(&mut self, source: &CopySource, options: CopyOptions) -> Result<CopyOut> {
+        let query = match source {
+            CopySource::Query(query) => {
+                ParsedStatement { statement: Statement::Query(query.clone()), table_format: None }
+            }
+            CopySource::Table { table_name, columns } => {
+                let list = if columns.is_empty() {
+                    "*".to_string()
+                } else {
+                    columns.iter().map(Ident::to_string).collect::<Vec<_>>().join(", ")
+                };
+                parse_sql(&format!("SELECT {list} FROM {table_name}"))?.remove(0)
+            }
+        };
+        let Output::Rows { schema, stream, .. } = self.execute_now(query).await? else {
+            return Err(EngineError::syntax("COPY TO needs a query that returns rows"));
+        };
+        let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+        let mut format = options.format;
+        format.columns = names.len();
+        format.force_quote = resolve_columns(&options.force_quote, &names, "FORCE_QUOTE")?;
+        Ok(CopyOut { schema, stream, format })
+    }
+
+    fn start_copy_in(
+        &self,
+        name: &tarn_storage::TableName,
+        columns: &[Ident],
+        options: CopyOptions,
+    ) -> Result<CopyIn> {
+        let table = self
+            .engine
+            .warehouse()
+            .table(name)
+            .ok_or_else(|| EngineError::from(StorageError::TableNotFound { name: name.clone() }))?;
+        let snapshot = table.snapshot();
+        let def = snapshot.def();
+        let schema = snapshot.schema();
+        let mut targets = Vec::with_capacity(columns.len().max(schema.fields().len()));
+        if columns.is_empty() {
+            targets.extend(0..schema.fields().len());
+        } else {
+            for column in columns {
+                let column = ddl::ident(column);
+                let index = def
+                    .column_index(&column)
+                    .ok_or_else(|| EngineError::UndefinedColumn { column: column.clone() })?;
+                if targets.contains(&index) {
+                    return Err(EngineError::syntax(format!("column \"{column}\" specified more than once")));
+                }
+                targets.push(index);
+            }
+        }
+        let names: Vec<&str> = targets.iter().map(|&i| schema.field(i).name().as_str()).collect();
+        let mut format = options.format;
+        format.columns = names.len();
+        format.force_not_null = resolve_columns(&options.force_not_null, &names, "FORCE_NOT_NULL")?;
+        format.force_null = resolve_columns(&options.force_null, &names, "FORCE_NULL")?;
+        let defaults = (0..schema.fields().len())
+            .filter(|i| !targets.contains(i))
+            .filter_map(|i| def.columns.get(i)?.default.clone().map(|sql| (i, sql)))
+            .collect();
+        // Storage checks NOT NULL (23502) and fills identity columns, so the batches let
+        // every column hold NULLs.
+        let nullable: Vec<Field> =
+            schema.fields().iter().map(|f| f.as_ref().clone().with_nullable(true)).collect();
+        let schema = Arc::new(Schema::new_with_metadata(nullable, schema.metadata().clone()));
+        let reader = RowReader::new(name.table.clone(), schema, targets, format)?;
+        Ok(CopyIn { table, defaults, reader })
+    }
+
+    /// Replaces the NULL columns a column list left out with their `DEFAULT`, evaluated
+    /// per row (a volatile default such as `random()` differs from row to row).
+    async fn fill_defaults(
+        &mut self,
+        copy: &CopyIn,
+        batches: Vec<RecordBatch>,
+        rows: usize,
+    ) -> Result<Vec<RecordBatch>> {
+        let list: Vec<&str> = copy.defaults.iter().map(|(_, sql)| sql.as_str()).collect();
+        let sql = format!("SELECT {} FROM generate_series(1, {rows})", list.join(", "));
+        let Output::Rows { stream, .. } = self.execute_now(parse_sql(&sql)?.remove(0)).await? else {
+            return Err(EngineError::Internal { message: "defaults did not produce rows".into() });
+        };
+        let defaults: Vec<RecordBatch> = stream.try_collect().await?;
+        let Some(first) = defaults.first() else {
+            return Err(EngineError::Internal { message: "defaults did not produce rows".into() });
+        };
+        let defaults = arrow::compute::concat_batches(&first.schema(), &defaults)?;
+        let mut offset = 0;
+        batches
+            .into_iter()
+            .map(|batch| {
+                let mut columns = batch.columns().to_vec();
+                for (position, (column, _)) in copy.defaults.iter().enumerate() {
+                    let values = defaults.column(position).slice(offset, batch.num_rows());
+                    let data_type = copy.reader.schema.field(*column).data_type();
+                    columns[*column] = arrow::compute::cast(&values, data_type)?;
+                }
+                offset += batch.num_rows();
+                Ok(RecordBatch::try_new(copy.reader.schema.clone(), columns)?)
+            })
+            .collect()
+    }
+}
+
+/// A `COPY ... FROM STDIN` receiving data. Errors in the data are kept and reported when
+/// the data ends ([`Session::finish_copy_in`]); data after an error is ignored.
+pub struct CopyIn {
+    table: Arc<Table>,
+    /// Columns left out of the column list that have a `DEFAULT` (its SQL).
+    defaults: Vec<(usize, String)>,
+    reader: RowReader,
+}
+
+impl CopyIn {
+    /// Fields per row; what CopyInResponse announces.
+    pub fn columns(&self) -> usize {
+        self.reader.targets.len()
+    }
+
+    /// Takes the next piece of the client's data (any length, rows may be cut anywhere).
+    pub fn push(&mut self, data: &[u8]) {
+        self.reader.push(data)
+    }
+}
+
+/// Reads rows of text or CSV into batches of a table's schema.
+struct RowReader {
+    /// How errors name the table (without its schema, as Postgres does).
+    table_label: String,
+    /// The table's schema, every column nullable.
+    schema: SchemaRef,
+    /// The table column each field of a row goes to, in the data's order.
+    targets: Vec<usize>,
+    /// Names of `targets`, for errors.
+    names: Vec<String>,
+    format: CopyFormat,
+    /// Parallel to `targets`.
+    builders: Vec<ColumnBuilder>,
+    splitter: RowSplitter,
+    fields: Fields,
+    /// Lines (rows) read so far, the header included.
+    line: u64,
+    header_pending: bool,
+    rows_in_batch: usize,
+    batches: Vec<RecordBatch>,
+    /// The `\.` end marker was read: the rest is ignored.
+    ended: bool,
+    error: Option<EngineError>,
+}
+
+impl RowReader {
+    fn new(table_label: String, schema: SchemaRef, targets: Vec<usize>, format: CopyFormat) -> Result<Self> {
+        let names = targets.iter().map(|&i| schema.field(i).name().clone()).collect();
+        let builders =
+            targets.iter().map(|&i| ColumnBuilder::new(schema.field(i))).collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            table_label,
+            schema,
+            targets,
+            names,
+            header_pending: format.header,
+            format,
+            builders,
+            splitter: RowSplitter::default(),
+            fields: Fields::default(),
+            line: 0,
+            rows_in_batch: 0,
+            batches: vec![],
+            ended: false,
+            error: None,
+        })
+    }
+
+    fn push(&mut self, data: &[u8]) {
+        if self.ended || self.error.is_some() {
+            return;
+        }
+        self.splitter.push(data);
+        while let Some(row) = self.splitter.next_row(&self.format) {
+            self.line += 1;
+            let outcome = read_row(
+                row,
+                &self.format,
+                &mut self.fields,
+                &mut self.builders,
+                &mut self.header_pending,
+                &mut self.ended,
+            );
+            match outcome {
+                Ok(true) => self.rows_in_batch += 1,
+                Ok(false) => {}
+                Err(e) => {
+                    self.error =
+                        Some(context(e, &self.table_label, self.line, row, &self.fields, &self.names));
+                    return;
+                }
+            }
+            if self.ended {
+                return;
+            }
+            if self.rows_in_batch == BATCH_ROWS {
+                if let Err(e) = self.flush() {
+                    self.error = Some(e);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Ends the data: reads a last row without line end and returns every row, in
+    /// batches of the table's schema (columns left out are NULL), or the first error.
+    fn finish(&mut self) -> Result<Vec<RecordBatch>> {
+        if let Some(e) = self.error.take() {
+            return Err(e);
+        }
+        if !self.ended {
+            let row = self
+                .splitter
+                .last_row(&self.format)
+                .map_err(|e| CopyContext::Line(self.line + 1).wrap(e, &self.table_label))?;
+            if let Some(row) = row {
+                self.line += 1;
+                let outcome = read_row(
+                    row,
+                    &self.format,
+                    &mut self.fields,
+                    &mut self.builders,
+                    &mut self.header_pending,
+                    &mut self.ended,
+                );
+                let added = outcome
+                    .map_err(|e| context(e, &self.table_label, self.line, row, &self.fields, &self.names))?;
+                self.rows_in_batch += usize::from(added);
+            }
+        }
+        self.flush()?;
+        Ok(std::mem::take(&mut self.batches))
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        if self.rows_in_batch == 0 {
+            return Ok(());
+        }
+        let rows = std::mem::take(&mut self.rows_in_batch);
+        let mut columns: Vec<ArrayRef> =
+            self.schema.fields().iter().map(|f| new_null_array(f.data_type(), rows)).collect();
+        for (builder, &column) in self.builders.iter_mut().zip(&self.targets) {
+            columns[column] = builder.finish()?;
+        }
+        self.batches.push(RecordBatch::try_new(self.schema.clone(), columns)?);
+        Ok(())
+    }
+}
+
+/// Parses one row into the builders: `false` for the header and the end marker. On an
+/// error the builders may hold part of the row (the whole COPY fails then).
+fn read_row(
+    row: &[u8],
+    format: &CopyFormat,
+    fields: &mut Fields,
+    builders: &mut [ColumnBuilder],
+    header_pending: &mut bool,
+    ended: &mut bool,
+) -> Result<bool, RowError> {
+    if row == b"\\." {
+        *ended = true;
+        return Ok(false);
+    }
+    if std::mem::take(header_pending) {
+        return Ok(false);
+    }
+    format.split(row, fields).map_err(RowError::Row)?;
+    if fields.len() < builders.len() {
+        return Err(RowError::Missing(fields.len()));
+    }
+    if fields.len() > builders.len() {
+        return Err(RowError::Row(EngineError::BadCopyFormat {
+            message: "extra data after last expected column".into(),
+        }));
+    }
+    for (i, builder) in builders.iter_mut().enumerate() {
+        builder.push(fields.get(i)).map_err(|e| RowError::Value(i, e))?;
+    }
+    Ok(true)
+}
+
+/// What went wrong in a row, before it is given its context.
+enum RowError {
+    /// The row's shape.
+    Row(EngineError),
+    /// The row has this many fields, fewer than the columns.
+    Missing(usize),
+    /// A field's value.
+    Value(usize, EngineError),
+}
+
+/// Where in the data an error is, worded as Postgres words it.
+enum CopyContext<'a> {
+    Line(u64),
+    Row { line: u64, row: &'a [u8] },
+    Value { line: u64, column: &'a str, value: Option<&'a [u8]> },
+}
+
+impl CopyContext<'_> {
+    fn wrap(&self, source: EngineError, table: &str) -> EngineError {
+        let context = match self {
+            CopyContext::Line(line) => format!("COPY {table}, line {line}"),
+            CopyContext::Row { line, row } => format!("COPY {table}, line {line}: \"{}\"", shorten(row)),
+            CopyContext::Value { line, column, value: Some(value) } => {
+                format!("COPY {table}, line {line}, column {column}: \"{}\"", shorten(value))
+            }
+            CopyContext::Value { line, column, value: None } => {
+                format!("COPY {table}, line {line}, column {column}: null input")
+            }
+        };
+        EngineError::CopyData { source: Box::new(source), context }
+    }
+}
+
+fn context(
+    error: RowError,
+    table: &str,
+    line: u64,
+    row: &[u8],
+    fields: &Fields,
+    names: &[String],
+) -> EngineError {
+    match error {
+        RowError::Row(e) => CopyContext::Row { line, row }.wrap(e, table),
+        RowError::Missing(have) => CopyContext::Row { line, row }.wrap(
+            EngineError::BadCopyFormat { message: format!("missing data for column \"{}\"", names[have]) },
+            table,
+        ),
+        RowError::Value(i, e) => {
+            CopyContext::Value { line, column: &names[i], value: fields.get(i) }.wrap(e, table)
+        }
+    }
+}
+
+/// At most [`MAX_CONTEXT_CHARS`] characters of `bytes`, then `...`.
+fn shorten(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    match text.char_indices().nth(MAX_CONTEXT_CHARS) {
+        Some((at, _)) => format!("{}...", &text[..at]),
+        None => text.into_owned(),
+    }
+}
+
+/// The options of one COPY statement, before its columns are known.
+struct CopyOptions {
+    format: CopyFormat,
+    force_quote: Vec<String>,
+    force_not_null: Vec<String>,
+    force_null: Vec<String>,
+}
+
+impl CopyOptions {
+    /// Reads `WITH (FORMAT csv, HEADER, ...)` and the pre-9.0 spelling (`CSV HEADER`,
+    /// `DELIMITER ','`), checked as Postgres checks them.
+    fn parse(options: &[CopyOption], legacy: &[CopyLegacyOption], to: bool) -> Result<Self> {
+        let mut kind = CopyKind::Text;
+        let (mut delimiter, mut null, mut header, mut quote, mut escape) = (None, None, false, None, None);
+        let (mut force_quote, mut force_not_null, mut force_null) = (vec![], vec![], vec![]);
+        let names = |idents: &[Ident]| idents.iter().map(ddl::ident).collect::<Vec<_>>();
+        let binary = || EngineError::unsupported("COPY BINARY is not supported; use FORMAT text or csv");
+        for option in options {
+            match option {
+                CopyOption::Format(name) => {
+                    kind = match name.value.to_ascii_lowercase().as_str() {
+                        "text" => CopyKind::Text,
+                        "csv" => CopyKind::Csv,
+                        "binary" => return Err(binary()),
+                        other => {
+                            return Err(EngineError::InvalidParameter {
+                                message: format!("COPY format \"{other}\" not recognized"),
+                            })
+                        }
+                    }
+                }
+                CopyOption::Freeze(_) => {}
+                CopyOption::Delimiter(c) => delimiter = Some(*c),
+                CopyOption::Null(text) => null = Some(text.clone()),
+                CopyOption::Header(on) => header = *on,
+                CopyOption::Quote(c) => quote = Some(*c),
+                CopyOption::Escape(c) => escape = Some(*c),
+                CopyOption::ForceQuote(columns) => force_quote = names(columns),
+                CopyOption::ForceNotNull(columns) => force_not_null = names(columns),
+                CopyOption::ForceNull(columns) => force_null = names(columns),
+                CopyOption::Encoding(encoding) => check_encoding(encoding)?,
+            }
+        }
+        for option in legacy {
+            match option {
+                CopyLegacyOption::Binary => return Err(binary()),
+                CopyLegacyOption::Delimiter(c) => delimiter = Some(*c),
+                CopyLegacyOption::Null(text) => null = Some(text.clone()),
+                CopyLegacyOption::Header => header = true,
+                CopyLegacyOption::Csv(csv_options) => {
+                    kind = CopyKind::Csv;
+                    for option in csv_options {
+                        match option {
+                            CopyLegacyCsvOption::Header => header = true,
+                            CopyLegacyCsvOption::Quote(c) => quote = Some(*c),
+                            CopyLegacyCsvOption::Escape(c) => escape = Some(*c),
+                            CopyLegacyCsvOption::ForceQuote(columns) => force_quote = names(columns),
+                            CopyLegacyCsvOption::ForceNotNull(columns) => force_not_null = names(columns),
+                        }
+                    }
+                }
+                other => {
+                    return Err(EngineError::unsupported(format!("COPY option {other} is not supported")))
+                }
+            }
+        }
+
+        let mut format = match kind {
+            CopyKind::Text => CopyFormat::text(),
+            CopyKind::Csv => CopyFormat::csv(),
+        };
+        let csv_only = |what: &str, given: bool| {
+            if given && kind != CopyKind::Csv {
+                return Err(EngineError::unsupported(format!("COPY {what} available only in CSV mode")));
+            }
+            Ok(())
+        };
+        csv_only("quote", quote.is_some())?;
+        csv_only("escape", escape.is_some())?;
+        csv_only("force quote", !force_quote.is_empty())?;
+        csv_only("force not null", !force_not_null.is_empty())?;
+        csv_only("force null", !force_null.is_empty())?;
+        if !force_quote.is_empty() && !to {
+            return Err(EngineError::unsupported("COPY force quote only available using COPY TO"));
+        }
+        if (!force_not_null.is_empty() || !force_null.is_empty()) && to {
+            return Err(EngineError::unsupported(
+                "COPY force not null and force null only available using COPY FROM",
+            ));
+        }
+        let one_byte = |what: &str, c: char| {
+            u8::try_from(c).ok().filter(u8::is_ascii).ok_or_else(|| {
+                EngineError::unsupported(format!("COPY {what} must be a single one-byte character"))
+            })
+        };
+        if let Some(c) = delimiter {
+            format.delimiter = one_byte("delimiter", c)?;
+        }
+        if let Some(c) = quote {
+            format.quote = one_byte("quote", c)?;
+        }
+        format.escape = match escape {
+            Some(c) => one_byte("escape", c)?,
+            None => format.quote,
+        };
+        if let Some(null) = null {
+            format.null = null;
+        }
+        format.header = header;
+        let d = format.delimiter;
+        if d == b'\n' || d == b'\r' {
+            return Err(EngineError::InvalidParameter {
+                message: "COPY delimiter cannot be newline or carriage return".into(),
+            });
+        }
+        if format.null.contains(['\n', '\r']) {
+            return Err(EngineError::InvalidParameter {
+                message: "COPY null representation cannot use newline or carriage return".into(),
+            });
+        }
+        if kind == CopyKind::Text && (d == b'\\' || d == b'.' || d.is_ascii_lowercase() || d.is_ascii_digit())
+        {
+            return Err(EngineError::InvalidParameter {
+                message: format!("COPY delimiter cannot be \"{}\"", d as char),
+            });
+        }
+        if kind == CopyKind::Csv {
+            if d == format.quote {
+                return Err(EngineError::InvalidParameter {
+                    message: "COPY delimiter and quote must be different".into(),
+                });
+            }
+            if format.null.as_bytes().contains(&d) {
+                return Err(EngineError::InvalidParameter {
+                    message: "COPY delimiter must not appear in the NULL specification".into(),
+                });
+            }
+        }
+        Ok(Self { format, force_quote, force_not_null, force_null })
+    }
+}
+
+fn check_encoding(encoding: &str) -> Result<()> {
+    match encoding.to_ascii_uppercase().replace(['-', '_'], "").as_str() {
+        "UTF8" | "UNICODE" => Ok(()),
+        _ => Err(EngineError::unsupported(format!(
+            "COPY encoding \"{encoding}\" is not supported; Tarn speaks UTF8"
+        ))),
+    }
+}
+
+/// Per-column flags for the columns named in a FORCE_* option.
+fn resolve_columns(named: &[String], columns: &[&str], option: &str) -> Result<Vec<bool>> {
+    let mut flags = vec![false; columns.len()];
+    for name in named {
+        let index = columns.iter().position(|c| c == name).ok_or_else(|| EngineError::InvalidParameter {
+            message: format!("{option} column \"{name}\" not referenced by COPY"),
+        })?;
+        flags[index] = true;
+    }
+    Ok(flags)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Array, AsArray};
+    use arrow::datatypes::{DataType, Int32Type};
+
+    fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int32, true),
+            Field::new("v", DataType::Utf8, true),
+            Field::new("ok", DataType::Boolean, true),
+        ]))
+    }
+
+    fn read(format: CopyFormat, targets: Vec<usize>, chunks: &[&[u8]]) -> Result<Vec<RecordBatch>> {
+        let mut reader = RowReader::new("t".into(), schema(), targets, format)?;
+        for chunk in chunks {
+            reader.push(chunk);
+        }
+        reader.finish()
+    }
+
+    fn ids(batches: &[RecordBatch]) -> Vec<Option<i32>> {
+        batches
+            .iter()
+            .flat_map(|b| b.column(0).as_primitive::<Int32Type>().iter().collect::<Vec<_>>())
+            .collect()
+    }
+
+    fn texts(batches: &[RecordBatch]) -> Vec<Option<String>> {
+        batches
+            .iter()
+            .flat_map(|b| {
+                b.column(1).as_string::<i32>().iter().map(|v| v.map(str::to_string)).collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn text_rows_go_to_their_columns_and_the_rest_is_null() {
+        let batches = read(CopyFormat::text(), vec![1, 0], &[b"a\tb\t1\n\\N\t2\n\\\\N\t3"]).unwrap_err();
+        assert_eq!(batches.to_string(), "extra data after last expected column");
+        let batches = read(CopyFormat::text(), vec![1, 0], &[b"a\\tb\t1\n\\N\t2\n\\\\N\t3"]).unwrap();
+        assert_eq!(ids(&batches), vec![Some(1), Some(2), Some(3)]);
+        assert_eq!(texts(&batches), vec![Some("a\tb".into()), None, Some("\\N".into())]);
+        assert_eq!(batches[0].column(2).null_count(), 3);
+        assert_eq!(batches[0].schema(), schema());
+    }
+
+    #[test]
+    fn csv_with_header_end_marker_and_any_chunking() {
+        let data = b"id,v,ok\n1,\"a,\"\"b\"\"\",t\n2,,no\n3,\"\",\"on\"\n\\.\nnot data";
+        let csv = || CopyFormat { header: true, ..CopyFormat::csv() };
+        let whole = read(csv(), vec![0, 1, 2], &[data]).unwrap();
+        assert_eq!(ids(&whole), vec![Some(1), Some(2), Some(3)]);
+        assert_eq!(texts(&whole), vec![Some("a,\"b\"".into()), None, Some(String::new())]);
+        let oks: Vec<Option<bool>> = whole[0].column(2).as_boolean().iter().collect();
+        assert_eq!(oks, vec![Some(true), Some(false), Some(true)]);
+        let bytes: Vec<&[u8]> = data.chunks(1).collect();
+        assert_eq!(read(csv(), vec![0, 1, 2], &bytes).unwrap(), whole);
+    }
+
+    #[test]
+    fn batches_hold_at_most_batch_rows() {
+        let data: String = (0..BATCH_ROWS + 5).map(|i| format!("{i}\n")).collect();
+        let batches = read(CopyFormat::text(), vec![0], &[data.as_bytes()]).unwrap();
+        assert_eq!(batches.iter().map(RecordBatch::num_rows).collect::<Vec<_>>(), vec![BATCH_ROWS, 5]);
+        assert_eq!(ids(&batches)[BATCH_ROWS + 4], Some(BATCH_ROWS as i32 + 4));
+    }
+
+    fn error(targets: Vec<usize>, data: &[u8]) -> (EngineError, String) {
+        match read(CopyFormat::text(), targets, &[data]).unwrap_err() {
+            EngineError::CopyData { source, context } => (*source, context),
+            other => panic!("no context: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn bad_data_names_its_line_as_postgres_does() {
+        let (e, context) = error(vec![0, 1, 2], b"1\ta\tt\n2\tb\tf\nabc\tc\tt\n");
+        assert!(matches!(e, EngineError::InvalidText { .. }));
+        assert_eq!(e.to_string(), "invalid input syntax for type integer: \"abc\"");
+        assert_eq!(context, "COPY t, line 3, column id: \"abc\"");
+
+        let (e, context) = error(vec![0, 1, 2], b"1\ta");
+        assert!(matches!(e, EngineError::BadCopyFormat { .. }));
+        assert_eq!(e.to_string(), "missing data for column \"ok\"");
+        assert_eq!(context, "COPY t, line 1: \"1\ta\"");
+
+        let (e, _) = error(vec![0, 1], b"1\ta\tt\n");
+        assert_eq!(e.to_string(), "extra data after last expected column");
+
+        let (e, context) = error(vec![2], b"maybe\n");
+        assert_eq!(e.to_string(), "invalid input syntax for type boolean: \"maybe\"");
+        assert_eq!(context, "COPY t, line 1, column ok: \"maybe\"");
+
+        let csv = read(CopyFormat::csv(), vec![0, 1], &[b"1,ok\n2,\"open\n"]).unwrap_err();
+        assert_eq!(csv.to_string(), "unterminated CSV quoted field");
+    }
+
+    fn options(sql: &str) -> Result<CopyOptions> {
+        let parsed = parse_sql(sql).unwrap().remove(0);
+        let Statement::Copy { options, legacy_options, to, .. } = parsed.statement else { panic!("{sql}") };
+        CopyOptions::parse(&options, &legacy_options, to)
+    }
+
+    #[test]
+    fn options_in_both_spellings_checked_like_postgres() {
+        let o = options("COPY t FROM STDIN WITH CSV HEADER").unwrap();
+        assert_eq!((o.format.kind, o.format.header, o.format.delimiter), (CopyKind::Csv, true, b','));
+        let o = options("COPY t FROM STDIN (FORMAT csv, HEADER false, DELIMITER ';', NULL 'NA', QUOTE '''')")
+            .unwrap();
+        assert_eq!((o.format.header, o.format.delimiter, o.format.null.as_str()), (false, b';', "NA"));
+        assert_eq!((o.format.quote, o.format.escape), (b'\'', b'\''));
+        let o = options("COPY t FROM STDIN DELIMITER '|' NULL AS ''").unwrap();
+        assert_eq!((o.format.kind, o.format.delimiter, o.format.null.as_str()), (CopyKind::Text, b'|', ""));
+        let o = options("COPY (SELECT 1) TO STDOUT (FORMAT csv, FORCE_QUOTE (a))").unwrap();
+        assert_eq!(o.force_quote, vec!["a".to_string()]);
+
+        for unsupported in [
+            "COPY t FROM STDIN (FORMAT binary)",
+            "COPY t FROM STDIN BINARY",
+            "COPY t FROM STDIN (QUOTE '\"')",
+            "COPY t FROM STDIN (FORMAT csv, FORCE_QUOTE (a))",
+            "COPY t TO STDOUT (FORMAT csv, FORCE_NOT_NULL (a))",
+            "COPY t FROM STDIN (ENCODING 'latin1')",
+        ] {
+            assert!(
+                matches!(options(unsupported), Err(EngineError::FeatureNotSupported { .. })),
+                "{unsupported}"
+            );
+        }
+        for invalid in [
+            "COPY t FROM STDIN (DELIMITER 'a')",
+            "COPY t FROM STDIN (FORMAT csv, DELIMITER '\"')",
+            "COPY t FROM STDIN (FORMAT csv, NULL 'a,b')",
+            "COPY t FROM STDIN (FORMAT xml)",
+        ] {
+            assert!(matches!(options(invalid), Err(EngineError::InvalidParameter { .. })), "{invalid}");
+        }
+    }
+
+    #[test]
+    fn force_columns_must_be_copied_columns() {
+        assert_eq!(resolve_columns(&["b".into()], &["a", "b"], "FORCE_NULL").unwrap(), vec![false, true]);
+        let e = resolve_columns(&["c".into()], &["a", "b"], "FORCE_NULL").unwrap_err();
+        assert_eq!(e.to_string(), "FORCE_NULL column \"c\" not referenced by COPY");
+    }
+
+    #[test]
+    fn only_copy_statements_are_copies() {
+        assert!(parse_sql("COPY t FROM STDIN").unwrap()[0].is_copy());
+        assert!(!parse_sql("SELECT 1").unwrap()[0].is_copy());
+    }
+}

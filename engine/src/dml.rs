@@ -1,0 +1,687 @@
+//! `INSERT` (with `ON CONFLICT`), `UPDATE`, `DELETE`, `TRUNCATE`, and `COMMIT`.
+//!
+//! Each statement is planned as a query DataFusion runs over the transaction's snapshot
+//! (its own writes included): the rows to insert, the new and old rows of an update,
+//! the rows a delete removes. For a primary-key table those rows become [`Write`]s in
+//! the session's transaction; a statement outside `BEGIN` is its own transaction and
+//! commits at once, retried on a write conflict (another commit changed a row it read
+//! after it read it). A table without a primary key appends straight to its base, and
+//! rewrites it for `UPDATE`/`DELETE`.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, BooleanArray, RecordBatch, RecordBatchOptions};
+use arrow::compute::{cast, concat_batches, filter_record_batch};
+use arrow::datatypes::SchemaRef;
+use datafusion::common::{DFSchema, TableReference};
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::physical_expr::execution_props::ExecutionProps;
+use datafusion::sql::sqlparser::ast;
+use tarn_storage::key::Key;
+use tarn_storage::{Lookup, StorageError, Table, TableName, TableWrite, Write, WriteKind};
+
+use crate::ddl;
+use crate::error::{EngineError, Result};
+use crate::parser::ParsedStatement;
+use crate::session::{CommandTag, Output, RowsCommand, Session};
+
+/// How many times a statement outside `BEGIN` is retried after a write conflict.
+const CONFLICT_RETRIES: usize = 8;
+
+/// A planned write statement.
+#[derive(Debug, Clone)]
+pub(crate) struct PlannedWrite {
+    pub table: Arc<Table>,
+    pub kind: DmlKind,
+    /// Rows to insert; new then old rows of an update; rows a delete removes.
+    pub input: LogicalPlan,
+    /// Tables without a primary key: the rows an `UPDATE`/`DELETE` leaves alone.
+    pub kept: Option<LogicalPlan>,
+    pub returning: Option<LogicalPlan>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum DmlKind {
+    Insert { on_conflict: Option<OnConflict> },
+    Update,
+    Delete,
+    Truncate,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum OnConflict {
+    Nothing,
+    /// `DO UPDATE SET column = expression, ... [WHERE ...]`, expressions as SQL over the
+    /// target (named `alias`) and `excluded`.
+    Update {
+        alias: String,
+        assignments: Vec<(usize, String)>,
+        selection: Option<String>,
+    },
+}
+
+/// Where a transaction's statement gets its plans from (planned again on a retry).
+pub(crate) enum WriteSource {
+    Statement(ParsedStatement),
+    Truncate(ast::Truncate),
+    /// Rows given whole (`COPY ... FROM STDIN`), inserted.
+    Rows(PlannedWrite),
+}
+
+/// What a write statement did, before `RETURNING`.
+struct Done {
+    rows: u64,
+    returned: Vec<RecordBatch>,
+}
+
+impl Session {
+    /// Plans `UPDATE`: a query of the new rows followed by the old ones.
+    pub(crate) async fn plan_update(&self, update: &ast::Update) -> Result<PlannedWrite> {
+        let (name, alias) = target_of(&update.table.relation)?;
+        let table = self.table(&name)?;
+        let def = table.snapshot().def().clone();
+        let qualifier = ast::Ident::with_quote('"', alias.clone().unwrap_or_else(|| name.table.clone()));
+        let mut assigned: Vec<Option<String>> = vec![None; def.schema.fields().len()];
+        for assignment in &update.assignments {
+            let ast::AssignmentTarget::ColumnName(column) = &assignment.target else {
+                return Err(EngineError::unsupported("UPDATE of a column tuple is not supported"));
+            };
+            let column = match column.0.last() {
+                Some(ast::ObjectNamePart::Identifier(i)) => ddl::ident(i),
+                _ => return Err(EngineError::syntax("bad column in SET")),
+            };
+            let index =
+                def.column_index(&column).ok_or(EngineError::UndefinedColumn { column: column.clone() })?;
+            if assigned[index].is_some() {
+                return Err(EngineError::syntax(format!("multiple assignments to same column \"{column}\"")));
+            }
+            assigned[index] = Some(assignment.value.to_string());
+        }
+        let old: Vec<String> = def
+            .schema
+            .fields()
+            .iter()
+            .map(|f| format!("{qualifier}.{}", ast::Ident::with_quote('"', f.name())))
+            .collect();
+        let new: Vec<String> = assigned
+            .iter()
+            .zip(&old)
+            .map(|(value, old)| value.clone().unwrap_or_else(|| old.clone()))
+            .collect();
+        let items: Vec<String> =
+            new.iter().chain(&old).enumerate().map(|(i, e)| format!("{e} AS \"__tarn_{i}\"")).collect();
+        let mut from = update.table.to_string();
+        if let Some(
+            ast::UpdateTableFromKind::AfterSet(tables) | ast::UpdateTableFromKind::BeforeSet(tables),
+        ) = &update.from
+        {
+            for t in tables {
+                from.push_str(", ");
+                from.push_str(&t.to_string());
+            }
+        }
+        let filter = update.selection.as_ref().map(|s| format!(" WHERE {s}")).unwrap_or_default();
+        let input = self.plan_sql(&format!("SELECT {} FROM {from}{filter}", items.join(", "))).await?;
+        let kept = self.plan_kept(&table, &update.table.to_string(), update.selection.as_ref()).await?;
+        let returning = match &update.returning {
+            Some(items) => Some(self.plan_returning_as(&name, alias.as_deref(), items.clone()).await?),
+            None => None,
+        };
+        Ok(PlannedWrite { table, kind: DmlKind::Update, input, kept, returning })
+    }
+
+    /// Plans `DELETE`: a query of the rows it removes.
+    pub(crate) async fn plan_delete(&self, delete: &ast::Delete) -> Result<PlannedWrite> {
+        let (ast::FromTable::WithFromKeyword(from) | ast::FromTable::WithoutKeyword(from)) = &delete.from;
+        let [target] = from.as_slice() else {
+            return Err(EngineError::unsupported("DELETE from more than one table is not supported"));
+        };
+        if delete.using.is_some() {
+            return Err(EngineError::unsupported("DELETE ... USING is not supported yet"));
+        }
+        let (name, alias) = target_of(&target.relation)?;
+        let table = self.table(&name)?;
+        let filter = delete.selection.as_ref().map(|s| format!(" WHERE {s}")).unwrap_or_default();
+        let input = self
+            .plan_sql(&format!("SELECT {} FROM {target}{filter}", all_columns(&table, alias.as_deref())))
+            .await?;
+        let kept = self.plan_kept(&table, &target.to_string(), delete.selection.as_ref()).await?;
+        let returning = match &delete.returning {
+            Some(items) => Some(self.plan_returning_as(&name, alias.as_deref(), items.clone()).await?),
+            None => None,
+        };
+        Ok(PlannedWrite { table, kind: DmlKind::Delete, input, kept, returning })
+    }
+
+    /// `TRUNCATE`: every row of each table goes.
+    pub(crate) async fn truncate(&mut self, truncate: &ast::Truncate) -> Result<Output> {
+        Box::pin(self.run_writes(&WriteSource::Truncate(truncate.clone()), vec![])).await?;
+        Ok(Output::Command(CommandTag::new("TRUNCATE TABLE")))
+    }
+
+    async fn plan_truncate(&self, truncate: &ast::Truncate) -> Result<Vec<PlannedWrite>> {
+        let mut planned = Vec::new();
+        for target in &truncate.table_names {
+            let name = ddl::table_name(&target.name)?;
+            let table = match self.table(&name) {
+                Ok(t) => t,
+                Err(_) if truncate.if_exists => continue,
+                Err(e) => return Err(e),
+            };
+            let quoted = format!(
+                "{}.{}",
+                ast::Ident::with_quote('"', &name.schema),
+                ast::Ident::with_quote('"', &name.table)
+            );
+            let input = self.plan_sql(&format!("SELECT {} FROM {quoted}", all_columns(&table, None))).await?;
+            let kept = if table.has_primary_key() {
+                None
+            } else {
+                Some(
+                    self.plan_sql(&format!("SELECT {} FROM {quoted} WHERE false", all_columns(&table, None)))
+                        .await?,
+                )
+            };
+            planned.push(PlannedWrite { table, kind: DmlKind::Truncate, input, kept, returning: None });
+        }
+        Ok(planned)
+    }
+
+    async fn plan_source(&mut self, source: &WriteSource) -> Result<Vec<PlannedWrite>> {
+        match source {
+            WriteSource::Statement(statement) => match Box::pin(self.plan_write(statement)).await? {
+                Some(planned) => Ok(vec![planned]),
+                None => Err(EngineError::Internal {
+                    message: "a write statement planned as something else".into(),
+                }),
+            },
+            WriteSource::Truncate(truncate) => self.plan_truncate(truncate).await,
+            WriteSource::Rows(planned) => Ok(vec![planned.clone()]),
+        }
+    }
+
+    /// Inserts rows (with the table's columns) as one statement: `COPY ... FROM STDIN`.
+    pub(crate) async fn insert_rows(&mut self, table: &Arc<Table>, batches: Vec<RecordBatch>) -> Result<u64> {
+        let Some(first) = batches.first() else { return Ok(0) };
+        let schema = first.schema();
+        let source = datafusion::datasource::provider_as_source(Arc::new(
+            datafusion::datasource::MemTable::try_new(schema, vec![batches])?,
+        ));
+        let input = datafusion::logical_expr::LogicalPlanBuilder::scan("copy", source, None)?.build()?;
+        let planned = PlannedWrite {
+            table: table.clone(),
+            kind: DmlKind::Insert { on_conflict: None },
+            input,
+            kept: None,
+            returning: None,
+        };
+        Ok(Box::pin(self.run_writes(&WriteSource::Rows(planned), vec![])).await?.rows)
+    }
+
+    /// For a table without a primary key, the rows an `UPDATE`/`DELETE` leaves alone.
+    async fn plan_kept(
+        &self,
+        table: &Arc<Table>,
+        from: &str,
+        selection: Option<&ast::Expr>,
+    ) -> Result<Option<LogicalPlan>> {
+        if table.has_primary_key() {
+            return Ok(None);
+        }
+        let filter =
+            selection.map(|s| format!(" WHERE ({s}) IS NOT TRUE")).unwrap_or_else(|| " WHERE false".into());
+        let alias = match from.split_whitespace().nth(1) {
+            Some(a) if !a.eq_ignore_ascii_case("as") => Some(a.trim_matches('"').to_string()),
+            _ => from.split_whitespace().nth(2).map(|a| a.trim_matches('"').to_string()),
+        };
+        Ok(Some(
+            self.plan_sql(&format!("SELECT {} FROM {from}{filter}", all_columns(table, alias.as_deref())))
+                .await?,
+        ))
+    }
+
+    /// Runs a planned write: in the open transaction, or as its own (planned again once
+    /// it is open, so it reads the snapshot it commits against).
+    pub(crate) async fn run_write(
+        &mut self,
+        statement: &ParsedStatement,
+        planned: PlannedWrite,
+        params: Vec<datafusion::common::ScalarValue>,
+    ) -> Result<Output> {
+        let returning = planned.returning.clone();
+        let tag = match planned.kind {
+            DmlKind::Insert { .. } => "INSERT",
+            DmlKind::Update => "UPDATE",
+            DmlKind::Delete => "DELETE",
+            DmlKind::Truncate => "TRUNCATE TABLE",
+        };
+        let table = planned.table.clone();
+        let done = Box::pin(self.run_writes(&WriteSource::Statement(statement.clone()), params)).await?;
+        let Some(returning) = returning else {
+            return Ok(Output::Command(CommandTag::with_rows(tag, done.rows)));
+        };
+        let output = self.returning_rows(&table, returning, done.returned).await?;
+        let Output::Rows { schema, stream, .. } = output else { unreachable!("returning gives rows") };
+        let command = match tag {
+            "INSERT" => RowsCommand::Insert,
+            "UPDATE" => RowsCommand::Update,
+            _ => RowsCommand::Delete,
+        };
+        Ok(Output::Rows { schema, stream, command })
+    }
+
+    async fn run_writes(
+        &mut self,
+        source: &WriteSource,
+        params: Vec<datafusion::common::ScalarValue>,
+    ) -> Result<Done> {
+        if self.txn.is_active() {
+            let planned = self.plan_source(source).await?;
+            let mut done = Done { rows: 0, returned: Vec::new() };
+            for p in &planned {
+                let d = Box::pin(self.apply(p, &params)).await?;
+                done.rows += d.rows;
+                done.returned.extend(d.returned);
+            }
+            return Ok(done);
+        }
+        let mut attempt = 0;
+        loop {
+            self.txn.begin();
+            let planned = match self.plan_source(source).await {
+                Ok(p) => p,
+                Err(e) => {
+                    self.txn.take();
+                    return Err(e);
+                }
+            };
+            let mut done = Done { rows: 0, returned: Vec::new() };
+            let mut result = Ok(());
+            for p in &planned {
+                match Box::pin(self.apply(p, &params)).await {
+                    Ok(d) => {
+                        done.rows += d.rows;
+                        done.returned.extend(d.returned);
+                    }
+                    Err(e) => {
+                        result = Err(e);
+                        break;
+                    }
+                }
+            }
+            if let Err(e) = result {
+                self.txn.take();
+                return Err(e);
+            }
+            match Box::pin(self.commit_transaction()).await {
+                Ok(()) => return Ok(done),
+                Err(EngineError::Storage(StorageError::SerializationFailure { .. }))
+                    if attempt < CONFLICT_RETRIES =>
+                {
+                    attempt += 1;
+                    tokio::task::yield_now().await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Commits the open transaction's writes: one commit for every primary-key table,
+    /// then the appends to tables without one.
+    pub(crate) async fn commit_transaction(&mut self) -> Result<()> {
+        let tables = self.txn.take();
+        let mut writes = Vec::new();
+        let mut appends = Vec::new();
+        for (_, t) in tables {
+            if !t.writes.is_empty() {
+                writes.push(TableWrite {
+                    table: t.table.clone(),
+                    read_seq: t.snapshot.seq,
+                    writes: t.writes,
+                });
+            }
+            if !t.appends.is_empty() {
+                appends.push((t.table, t.appends));
+            }
+        }
+        if !writes.is_empty() {
+            self.engine.warehouse().commit(writes).await?;
+        }
+        for (table, rows) in appends {
+            table.append(rows).await?;
+        }
+        Ok(())
+    }
+
+    /// Carries out one write statement inside the open transaction.
+    async fn apply(
+        &mut self,
+        planned: &PlannedWrite,
+        params: &[datafusion::common::ScalarValue],
+    ) -> Result<Done> {
+        let table = &planned.table;
+        // Pin the table's snapshot before the statement reads it.
+        let (snapshot, overlay) = self.txn.pinned(table).expect("a transaction is open");
+        let input = with_params(planned.input.clone(), params)?;
+        let batches = self.ctx.execute_logical_plan(input).await?.collect().await?;
+        let schema = snapshot.schema();
+
+        if !table.has_primary_key() {
+            return self.apply_keyless(planned, params, batches).await;
+        }
+        let codec = table.key_codec().expect("primary-key table");
+        let exists = |key: &Key| -> bool {
+            if let Some(o) = &overlay {
+                if let Some(row) = o.keys.get(key) {
+                    return row.is_some();
+                }
+            }
+            match snapshot.changes.as_ref().expect("epoch").lookup(key, snapshot.seq) {
+                Lookup::Changed(row) => row.is_some(),
+                Lookup::InBase(_) => true,
+                Lookup::Absent => false,
+            }
+        };
+
+        let mut writes: Vec<Write> = Vec::new();
+        let mut returned = Vec::new();
+        match &planned.kind {
+            DmlKind::Insert { on_conflict } => {
+                let rows = table.prepare_rows(batches).await?;
+                let Some(rows) = concat(&schema, rows)? else { return Ok(Done { rows: 0, returned }) };
+                let keys = codec.keys(&rows)?;
+                match on_conflict {
+                    None => {
+                        let mut seen = HashSet::with_capacity(keys.len());
+                        for (r, key) in keys.iter().enumerate() {
+                            if exists(key) || !seen.insert(key) {
+                                return Err(StorageError::UniqueViolation {
+                                    constraint: snapshot.def().primary_key_constraint(),
+                                    detail: format!("{} already exists.", codec.describe(&rows, r)),
+                                }
+                                .into());
+                            }
+                        }
+                        writes.push(Write { kind: WriteKind::Insert, rows: rows.clone() });
+                        returned.push(rows);
+                    }
+                    Some(OnConflict::Nothing) => {
+                        let mut seen = HashSet::with_capacity(keys.len());
+                        let keep: BooleanArray =
+                            keys.iter().map(|k| Some(!exists(k) && seen.insert(k.clone()))).collect();
+                        let rows = filter_record_batch(&rows, &keep)?;
+                        writes.push(Write { kind: WriteKind::InsertOrSkip, rows: rows.clone() });
+                        returned.push(rows);
+                    }
+                    Some(OnConflict::Update { alias, assignments, selection }) => {
+                        let mut seen = HashSet::with_capacity(keys.len());
+                        for key in &keys {
+                            if !seen.insert(key) {
+                                return Err(EngineError::CardinalityViolation {
+                                    message: "ON CONFLICT DO UPDATE command cannot affect row a second time"
+                                        .into(),
+                                });
+                            }
+                        }
+                        let conflicting: Vec<bool> = keys.iter().map(exists).collect();
+                        let fresh = filter_record_batch(
+                            &rows,
+                            &BooleanArray::from(conflicting.iter().map(|c| !c).collect::<Vec<_>>()),
+                        )?;
+                        let excluded = filter_record_batch(&rows, &BooleanArray::from(conflicting.clone()))?;
+                        if fresh.num_rows() > 0 {
+                            writes.push(Write { kind: WriteKind::Insert, rows: fresh.clone() });
+                            returned.push(fresh);
+                        }
+                        if excluded.num_rows() > 0 {
+                            let excluded_keys = codec.keys(&excluded)?;
+                            let existing = crate::provider::lookup_rows(
+                                &snapshot,
+                                overlay.clone(),
+                                &excluded_keys,
+                                table,
+                            )
+                            .await?;
+                            let updated = self.evaluate_conflict_update(
+                                &schema,
+                                alias,
+                                assignments,
+                                selection.as_deref(),
+                                &existing,
+                                &excluded,
+                            )?;
+                            let updated = table.prepare_rows(vec![updated]).await?.remove(0);
+                            writes.push(Write { kind: WriteKind::Update, rows: updated.clone() });
+                            returned.push(updated);
+                        }
+                    }
+                }
+            }
+            DmlKind::Update => {
+                let width = schema.fields().len();
+                let Some(both) = concat_any(batches)? else { return Ok(Done { rows: 0, returned }) };
+                let new = with_schema(&schema, both.columns()[..width].to_vec(), both.num_rows())?;
+                let old = with_schema(&schema, both.columns()[width..].to_vec(), both.num_rows())?;
+                let new = table.prepare_rows(vec![new]).await?.remove(0);
+                let old = table.prepare_rows(vec![old]).await?.remove(0);
+                let (new_keys, old_keys) = (codec.keys(&new)?, codec.keys(&old)?);
+                // A join in UPDATE ... FROM can meet a row twice: it is updated once.
+                let mut seen = HashSet::new();
+                let first: Vec<bool> = old_keys.iter().map(|k| seen.insert(k.clone())).collect();
+                let same: Vec<bool> =
+                    new_keys.iter().zip(&old_keys).zip(&first).map(|((n, o), f)| *f && n == o).collect();
+                let moved: Vec<bool> =
+                    new_keys.iter().zip(&old_keys).zip(&first).map(|((n, o), f)| *f && n != o).collect();
+                let kept_new = filter_record_batch(&new, &BooleanArray::from(same))?;
+                let moved_old = filter_record_batch(&old, &BooleanArray::from(moved.clone()))?;
+                let moved_new = filter_record_batch(&new, &BooleanArray::from(moved))?;
+                if moved_old.num_rows() > 0 {
+                    writes.push(Write { kind: WriteKind::Delete, rows: moved_old });
+                    for (r, key) in codec.keys(&moved_new)?.iter().enumerate() {
+                        let moved_away = old_keys.contains(key);
+                        if exists(key) && !moved_away {
+                            return Err(StorageError::UniqueViolation {
+                                constraint: snapshot.def().primary_key_constraint(),
+                                detail: format!("{} already exists.", codec.describe(&moved_new, r)),
+                            }
+                            .into());
+                        }
+                    }
+                }
+                writes.push(Write { kind: WriteKind::Update, rows: kept_new.clone() });
+                returned.push(kept_new);
+                if moved_new.num_rows() > 0 {
+                    writes.push(Write { kind: WriteKind::Insert, rows: moved_new.clone() });
+                    returned.push(moved_new);
+                }
+            }
+            DmlKind::Delete | DmlKind::Truncate => {
+                let Some(rows) = concat(&schema, batches)? else { return Ok(Done { rows: 0, returned }) };
+                let rows = relabel(&schema, &rows)?;
+                writes.push(Write { kind: WriteKind::Delete, rows: rows.clone() });
+                returned.push(rows);
+            }
+        }
+        writes.retain(|w| w.rows.num_rows() > 0);
+        let rows = returned.iter().map(|b| b.num_rows() as u64).sum();
+        if !writes.is_empty() {
+            self.txn.add_writes(table, writes)?;
+        }
+        Ok(Done { rows, returned })
+    }
+
+    /// Tables without a primary key: inserts are appended at commit; `UPDATE`/`DELETE`
+    /// rewrite the table, and only outside `BEGIN`.
+    async fn apply_keyless(
+        &mut self,
+        planned: &PlannedWrite,
+        params: &[datafusion::common::ScalarValue],
+        batches: Vec<RecordBatch>,
+    ) -> Result<Done> {
+        let table = &planned.table;
+        let schema = table.snapshot().schema();
+        if let DmlKind::Insert { on_conflict: Some(_) } = planned.kind {
+            return Err(EngineError::InvalidOnConflict);
+        }
+        if let DmlKind::Insert { .. } = planned.kind {
+            let rows = table.prepare_rows(batches).await?;
+            let count = rows.iter().map(|b| b.num_rows() as u64).sum();
+            self.txn.add_appends(table, rows.clone())?;
+            return Ok(Done { rows: count, returned: rows });
+        }
+        if self.tx_status() != crate::session::TxStatus::Idle {
+            return Err(EngineError::unsupported(
+                "UPDATE, DELETE and TRUNCATE of a table without a primary key are not supported inside BEGIN ... COMMIT yet",
+            ));
+        }
+        let kept = match &planned.kept {
+            Some(kept) => {
+                self.ctx.execute_logical_plan(with_params(kept.clone(), params)?).await?.collect().await?
+            }
+            None => Vec::new(),
+        };
+        let width = schema.fields().len();
+        let (changed, returned) = match planned.kind {
+            DmlKind::Update => {
+                let Some(both) = concat_any(batches)? else { return Ok(Done { rows: 0, returned: vec![] }) };
+                let new = with_schema(&schema, both.columns()[..width].to_vec(), both.num_rows())?;
+                (vec![new.clone()], vec![new])
+            }
+            _ => (Vec::new(), batches),
+        };
+        let mut all = kept;
+        all.extend(changed);
+        table.overwrite(all).await?;
+        let rows = returned.iter().map(|b| b.num_rows() as u64).sum();
+        Ok(Done { rows, returned })
+    }
+
+    /// The rows `ON CONFLICT DO UPDATE` writes for conflicting rows: the existing row
+    /// with the `SET` columns replaced, where the `WHERE` holds.
+    fn evaluate_conflict_update(
+        &self,
+        schema: &SchemaRef,
+        alias: &str,
+        assignments: &[(usize, String)],
+        selection: Option<&str>,
+        existing: &RecordBatch,
+        excluded: &RecordBatch,
+    ) -> Result<RecordBatch> {
+        let target = TableReference::bare(alias);
+        let other = TableReference::bare("excluded");
+        let mut fields = Vec::new();
+        for field in schema.fields() {
+            fields.push((Some(target.clone()), Arc::new(field.as_ref().clone().with_nullable(true))));
+        }
+        for field in schema.fields() {
+            fields.push((Some(other.clone()), Arc::new(field.as_ref().clone().with_nullable(true))));
+        }
+        let df_schema = DFSchema::new_with_metadata(fields, Default::default())?;
+        let mut columns = existing.columns().to_vec();
+        columns.extend(excluded.columns().iter().cloned());
+        let arrow_schema: SchemaRef = Arc::new(df_schema.as_arrow().clone());
+        let combined = RecordBatch::try_new(arrow_schema, columns)?;
+        let state = self.ctx.state();
+        let props = ExecutionProps::new();
+        let evaluate = |sql: &str| -> Result<ArrayRef> {
+            let expr = state.create_logical_expr(sql, &df_schema)?;
+            let physical = datafusion::physical_expr::create_physical_expr(&expr, &df_schema, &props)?;
+            Ok(physical.evaluate(&combined)?.into_array(combined.num_rows())?)
+        };
+        let mut out: Vec<ArrayRef> = existing.columns().to_vec();
+        for (index, sql) in assignments {
+            let value = evaluate(sql)?;
+            out[*index] = cast(&value, schema.field(*index).data_type())?;
+        }
+        let updated = with_schema(schema, out, existing.num_rows())?;
+        match selection {
+            Some(sql) => {
+                let keep = evaluate(sql)?;
+                let keep = keep
+                    .as_any()
+                    .downcast_ref::<BooleanArray>()
+                    .ok_or_else(|| EngineError::syntax("argument of WHERE must be type boolean"))?;
+                let keep: BooleanArray = keep.iter().map(|v| Some(v == Some(true))).collect();
+                Ok(filter_record_batch(&updated, &keep)?)
+            }
+            None => Ok(updated),
+        }
+    }
+}
+
+/// The table an `UPDATE`/`DELETE` names, and its alias.
+fn target_of(relation: &ast::TableFactor) -> Result<(TableName, Option<String>)> {
+    match relation {
+        ast::TableFactor::Table { name, alias, .. } => {
+            Ok((ddl::table_name(name)?, alias.as_ref().map(|a| ddl::ident(&a.name))))
+        }
+        _ => Err(EngineError::unsupported("UPDATE and DELETE need a table name")),
+    }
+}
+
+/// `"q"."a", "q"."b", ...`: every column of the table, qualified.
+fn all_columns(table: &Table, alias: Option<&str>) -> String {
+    let snapshot = table.snapshot();
+    let name = snapshot.def().name.clone();
+    let qualifier = match alias {
+        Some(a) => ast::Ident::with_quote('"', a).to_string(),
+        None => format!(
+            "{}.{}",
+            ast::Ident::with_quote('"', &name.schema),
+            ast::Ident::with_quote('"', &name.table)
+        ),
+    };
+    snapshot
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| format!("{qualifier}.{}", ast::Ident::with_quote('"', f.name())))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn with_schema(schema: &SchemaRef, columns: Vec<ArrayRef>, rows: usize) -> Result<RecordBatch> {
+    let columns = columns
+        .into_iter()
+        .zip(schema.fields())
+        .map(|(c, f)| if c.data_type() == f.data_type() { Ok(c) } else { cast(&c, f.data_type()) })
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let nullable = Arc::new(arrow::datatypes::Schema::new_with_metadata(
+        schema.fields().iter().map(|f| f.as_ref().clone().with_nullable(true)).collect::<Vec<_>>(),
+        schema.metadata().clone(),
+    ));
+    Ok(RecordBatch::try_new_with_options(
+        nullable,
+        columns,
+        &RecordBatchOptions::new().with_row_count(Some(rows)),
+    )?)
+}
+
+fn relabel(schema: &SchemaRef, batch: &RecordBatch) -> Result<RecordBatch> {
+    with_schema(schema, batch.columns().to_vec(), batch.num_rows())
+}
+
+fn concat(schema: &SchemaRef, batches: Vec<RecordBatch>) -> Result<Option<RecordBatch>> {
+    let batches: Vec<RecordBatch> = batches.into_iter().filter(|b| b.num_rows() > 0).collect();
+    if batches.is_empty() {
+        return Ok(None);
+    }
+    let batches = batches.iter().map(|b| relabel(schema, b)).collect::<Result<Vec<_>>>()?;
+    Ok(Some(concat_batches(&batches[0].schema(), &batches)?))
+}
+
+fn concat_any(batches: Vec<RecordBatch>) -> Result<Option<RecordBatch>> {
+    let batches: Vec<RecordBatch> = batches.into_iter().filter(|b| b.num_rows() > 0).collect();
+    if batches.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(concat_batches(&batches[0].schema(), &batches)?))
+}
+
+fn with_params(plan: LogicalPlan, params: &[datafusion::common::ScalarValue]) -> Result<LogicalPlan> {
+    if params.is_empty() {
+        return Ok(plan);
+    }
+    Ok(plan.with_param_values(params.to_vec())?)
+}

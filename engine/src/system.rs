@@ -1,0 +1,88 @@
+//! System views: `tarn_tables`, the state of every table and bucket.
+
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, Int32Array, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray};
+use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use datafusion::catalog::TableProvider;
+use datafusion::datasource::MemTable;
+use datafusion::error::Result as DfResult;
+use tarn_storage::Warehouse;
+
+pub const TARN_TABLES: &str = "tarn_tables";
+
+/// One row per table and bucket (one row with a NULL bucket for a table without a
+/// primary key): versions, base rows, change rows waiting, the deletion vector's size,
+/// the last compaction.
+pub fn tarn_tables(warehouse: &Warehouse) -> DfResult<Arc<dyn TableProvider>> {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("schema_name", DataType::Utf8, false),
+        Field::new("table_name", DataType::Utf8, false),
+        Field::new("bucket", DataType::Int32, true),
+        Field::new("version", DataType::Int64, false),
+        Field::new("manifest_version", DataType::Int64, false),
+        Field::new("base_rows", DataType::Int64, false),
+        Field::new("change_rows", DataType::Int64, false),
+        Field::new("unflushed_rows", DataType::Int64, false),
+        Field::new("changed_keys", DataType::Int64, false),
+        Field::new("deleted_rows", DataType::Int64, false),
+        Field::new("last_compaction", DataType::Timestamp(TimeUnit::Millisecond, None), true),
+        Field::new("last_compaction_ms", DataType::Int64, true),
+    ]));
+    let mut schema_names = Vec::new();
+    let mut table_names = Vec::new();
+    let mut buckets = Vec::new();
+    let mut versions = Vec::new();
+    let mut manifest_versions = Vec::new();
+    let mut base_rows = Vec::new();
+    let mut change_rows = Vec::new();
+    let mut unflushed = Vec::new();
+    let mut keys = Vec::new();
+    let mut deleted = Vec::new();
+    let mut compacted_at = Vec::new();
+    let mut compaction_ms = Vec::new();
+    for table in warehouse.all_tables() {
+        let snapshot = table.snapshot();
+        let stats = table.stats();
+        let compaction = snapshot.manifest.last_compaction;
+        let rows: Vec<(Option<i32>, tarn_storage::changes::BucketStats)> = if stats.buckets.is_empty() {
+            vec![(None, Default::default())]
+        } else {
+            stats.buckets.into_iter().enumerate().map(|(i, b)| (Some(i as i32), b)).collect()
+        };
+        let bucket_count = rows.len() as u64;
+        for (bucket, b) in rows {
+            schema_names.push(table.name().schema.clone());
+            table_names.push(table.name().table.clone());
+            buckets.push(bucket);
+            versions.push(snapshot.version() as i64);
+            manifest_versions.push(snapshot.manifest_version().0 as i64);
+            // The base is not bucketed: its rows are shown once per bucket, divided.
+            let base = snapshot.manifest.row_count / bucket_count
+                + u64::from(bucket.is_some_and(|i| (i as u64) < snapshot.manifest.row_count % bucket_count));
+            base_rows.push(base as i64);
+            change_rows.push(b.change_rows as i64);
+            unflushed.push(b.unflushed_rows as i64);
+            keys.push(b.keys as i64);
+            deleted.push(b.deleted_base_rows as i64);
+            compacted_at.push(compaction.map(|c| c.at_ms as i64));
+            compaction_ms.push(compaction.map(|c| c.duration_ms as i64));
+        }
+    }
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from(schema_names)),
+        Arc::new(StringArray::from(table_names)),
+        Arc::new(Int32Array::from(buckets)),
+        Arc::new(Int64Array::from(versions)),
+        Arc::new(Int64Array::from(manifest_versions)),
+        Arc::new(Int64Array::from(base_rows)),
+        Arc::new(Int64Array::from(change_rows)),
+        Arc::new(Int64Array::from(unflushed)),
+        Arc::new(Int64Array::from(keys)),
+        Arc::new(Int64Array::from(deleted)),
+        Arc::new(TimestampMillisecondArray::from(compacted_at)),
+        Arc::new(Int64Array::from(compaction_ms)),
+    ];
+    let batch = RecordBatch::try_new(schema.clone(), columns)?;
+    Ok(Arc::new(MemTable::try_new(schema, vec![vec![batch]])?))
+}

@@ -1,0 +1,155 @@
+//! A session's transaction: the snapshot each table is read at, and the writes not yet
+//! committed.
+//!
+//! Every write statement runs inside one: `BEGIN` opens it explicitly, otherwise the
+//! statement opens and commits its own. The first read of a table pins its snapshot
+//! for the rest of the transaction (snapshot isolation); the catalog asks
+//! [`TxState::pinned`] for it, with an [`Overlay`] of the transaction's own writes so
+//! they read back at once. `COMMIT` hands every table's writes to the warehouse as one
+//! commit (one log record); a key another transaction committed after our snapshot
+//! makes it fail with 40001.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use arrow::array::RecordBatch;
+use arrow::compute::interleave_record_batch;
+use tarn_storage::key::Key;
+use tarn_storage::{Snapshot, Table, TableName, Write, WriteKind};
+
+use crate::error::{EngineError, Result};
+use crate::provider::Overlay;
+
+/// One table's part of a transaction.
+#[derive(Debug, Clone)]
+pub struct TxTable {
+    pub table: Arc<Table>,
+    pub snapshot: Arc<Snapshot>,
+    /// Writes to a primary-key table, in statement order.
+    pub writes: Vec<Write>,
+    /// Rows for a table without a primary key, appended at commit.
+    pub appends: Vec<RecordBatch>,
+    pub overlay: Option<Arc<Overlay>>,
+}
+
+#[derive(Debug, Default)]
+pub struct TxState {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    active: bool,
+    tables: BTreeMap<TableName, TxTable>,
+}
+
+impl TxState {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().expect("transaction state poisoned")
+    }
+
+    pub fn begin(&self) {
+        let mut inner = self.lock();
+        inner.active = true;
+        inner.tables.clear();
+    }
+
+    pub fn is_active(&self) -> bool {
+        self.lock().active
+    }
+
+    /// Ends the transaction, returning its tables.
+    pub fn take(&self) -> BTreeMap<TableName, TxTable> {
+        let mut inner = self.lock();
+        inner.active = false;
+        std::mem::take(&mut inner.tables)
+    }
+
+    /// The snapshot `table` is read at in this transaction (pinned on first use) and
+    /// the transaction's own writes; `None` outside a transaction.
+    pub fn pinned(&self, table: &Arc<Table>) -> Option<(Arc<Snapshot>, Option<Arc<Overlay>>)> {
+        let mut inner = self.lock();
+        if !inner.active {
+            return None;
+        }
+        let entry = inner.tables.entry(table.name().clone()).or_insert_with(|| TxTable {
+            table: table.clone(),
+            snapshot: table.snapshot(),
+            writes: Vec::new(),
+            appends: Vec::new(),
+            overlay: None,
+        });
+        if !Arc::ptr_eq(&entry.table, table) {
+            // The table was dropped and created again since the transaction first read it.
+            *entry = TxTable {
+                table: table.clone(),
+                snapshot: table.snapshot(),
+                writes: Vec::new(),
+                appends: Vec::new(),
+                overlay: None,
+            };
+        }
+        Some((entry.snapshot.clone(), entry.overlay.clone()))
+    }
+
+    /// Adds writes to a primary-key table (its snapshot must be pinned).
+    pub fn add_writes(&self, table: &Arc<Table>, writes: Vec<Write>) -> Result<()> {
+        let mut inner = self.lock();
+        let entry = inner.tables.get_mut(table.name()).ok_or_else(|| EngineError::Internal {
+            message: "write to a table the transaction did not pin".into(),
+        })?;
+        entry.writes.extend(writes);
+        entry.overlay = Some(Arc::new(overlay_of(table, &entry.writes)?));
+        Ok(())
+    }
+
+    pub fn add_appends(&self, table: &Arc<Table>, rows: Vec<RecordBatch>) -> Result<()> {
+        let mut inner = self.lock();
+        let entry = inner.tables.get_mut(table.name()).ok_or_else(|| EngineError::Internal {
+            message: "write to a table the transaction did not pin".into(),
+        })?;
+        entry.appends.extend(rows);
+        Ok(())
+    }
+
+    pub fn has_writes(&self) -> bool {
+        self.lock().tables.values().any(|t| !t.writes.is_empty() || !t.appends.is_empty())
+    }
+}
+
+/// The transaction's writes folded to the newest row (or deletion) per key.
+fn overlay_of(table: &Table, writes: &[Write]) -> Result<Overlay> {
+    let codec = table
+        .key_codec()
+        .ok_or_else(|| EngineError::Internal { message: "overlay of a keyless table".into() })?;
+    let mut newest: HashMap<Key, Option<(usize, usize)>> = HashMap::new();
+    for (w, write) in writes.iter().enumerate() {
+        for (r, key) in codec.keys(&write.rows)?.into_iter().enumerate() {
+            let row = match write.kind {
+                WriteKind::Delete => None,
+                _ => Some((w, r)),
+            };
+            newest.insert(key, row);
+        }
+    }
+    let mut picks = Vec::new();
+    let mut keys = HashMap::with_capacity(newest.len());
+    for (key, row) in newest {
+        match row {
+            Some(pick) => {
+                keys.insert(key, Some(picks.len()));
+                picks.push(pick);
+            }
+            None => {
+                keys.insert(key, None);
+            }
+        }
+    }
+    let rows = if picks.is_empty() {
+        None
+    } else {
+        let batches: Vec<&RecordBatch> = writes.iter().map(|w| &w.rows).collect();
+        Some(interleave_record_batch(&batches, &picks)?)
+    };
+    Ok(Overlay { rows, keys })
+}

@@ -1,0 +1,264 @@
+//! COPY over the wire, around the engine's [`Copy`].
+//!
+//! - `COPY ... FROM STDIN`: the statement answers CopyInResponse (pgwire sends it for
+//!   `Response::CopyIn` and enters copy mode). Each CopyData goes to [`CopyIn::push`];
+//!   CopyDone to [`Session::finish_copy_in`], answered with CommandComplete `COPY n`;
+//!   CopyFail ends the statement with 57014, as Postgres does. Errors in the data are
+//!   reported at CopyDone, after which the client is back at the statement's end.
+//! - `COPY ... TO STDOUT`: CopyOutResponse, one CopyData per row (the header line first),
+//!   CopyDone, sent from the statement's handler; the statement then answers `COPY n`.
+//!
+//! pgwire's copy mode and who ends it:
+//!
+//! - extended protocol (tokio-postgres): pgwire leaves copy mode to us. We answer
+//!   CopyDone and set the connection back to ReadyForQuery; the client's Sync then gets
+//!   ReadyForQuery with the transaction status we set. An error goes through pgwire's
+//!   error path, which waits for that Sync.
+//! - simple protocol (psql, psycopg): pgwire sends ReadyForQuery itself after CopyDone,
+//!   and in pgwire 0.40.7 always with status idle (`tokio/server.rs`, CopyDone arm),
+//!   even inside `BEGIN`. Clients that decide on COMMIT from that status (psycopg 3,
+//!   pgJDBC) need pgwire to send `transaction_status()` there; we keep it up to date.
+
+use std::fmt::Debug;
+use std::sync::Mutex;
+
+use arrow::array::{Array, RecordBatch};
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::{Sink, SinkExt, Stream, StreamExt};
+use pgwire::api::copy::CopyHandler;
+use pgwire::api::results::{CopyResponse, Response, Tag};
+use pgwire::api::{ClientInfo, PgWireConnectionState};
+use pgwire::error::{PgWireError, PgWireResult};
+use pgwire::messages::copy::{CopyData, CopyDone, CopyFail, CopyOutResponse};
+use pgwire::messages::response::TransactionStatus;
+use pgwire::messages::PgWireBackendMessage;
+use tarn_engine::copy::{Copy, CopyFormat, CopyIn, CopyOut};
+use tarn_engine::parser::ParsedStatement;
+use tarn_engine::{EngineError, Session, TxStatus};
+
+use crate::encode::encode_text;
+use crate::errors::ClientError;
+use crate::handler::{engine_error, Handler};
+
+/// Runs a COPY statement up to its data. COPY FROM keeps its [`CopyIn`] in `pending` and
+/// answers `Response::CopyIn`. COPY TO sends its rows now and answers `COPY n` when
+/// `send_now` (nothing else of the query string waits to be sent before it), else
+/// answers `Response::CopyOut` for pgwire to send in turn (whose tag counts the header
+/// line as a row).
+pub(crate) async fn start_copy<C>(
+    session: &mut Session,
+    statement: &ParsedStatement,
+    client: &mut C,
+    pending: &Mutex<Option<CopyIn>>,
+    send_now: bool,
+) -> PgWireResult<Response>
+where
+    C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+    C::Error: Debug,
+    PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+{
+    match session.copy(statement).await.map_err(engine_error)? {
+        Copy::In(copy) => {
+            let columns = copy.columns();
+            *pending.lock().expect("copy state lock") = Some(copy);
+            let no_rows = futures::stream::empty::<PgWireResult<CopyData>>();
+            Ok(Response::CopyIn(CopyResponse::new(0, columns, no_rows)))
+        }
+        Copy::Out(copy) if send_now => {
+            let rows = send_copy_out(client, copy).await.inspect_err(|_| session.note_error())?;
+            Ok(Response::Execution(Tag::new("COPY").with_rows(rows)))
+        }
+        Copy::Out(copy) => {
+            let columns = copy.schema.fields().len();
+            let data = copy_out_rows(copy).map(|row| row.map(CopyData::new).map_err(engine_error));
+            Ok(Response::CopyOut(CopyResponse::new(0, columns, data)))
+        }
+    }
+}
+
+/// Sends a COPY TO's rows: CopyOutResponse, CopyData per line, CopyDone. Returns the
+/// number of rows (the header line not counted).
+async fn send_copy_out<C>(client: &mut C, copy: CopyOut) -> PgWireResult<usize>
+where
+    C: Sink<PgWireBackendMessage> + Unpin + Send,
+    C::Error: Debug,
+    PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+{
+    let columns = copy.schema.fields().len();
+    let header = copy.format.header;
+    let response = CopyOutResponse::new(0, columns as i16, vec![0; columns]);
+    client.send(PgWireBackendMessage::CopyOutResponse(response)).await?;
+    let mut lines = 0;
+    let mut rows = std::pin::pin!(copy_out_rows(copy));
+    while let Some(row) = rows.next().await {
+        let row = row.map_err(engine_error)?;
+        client.feed(PgWireBackendMessage::CopyData(CopyData::new(row))).await?;
+        lines += 1;
+    }
+    client.send(PgWireBackendMessage::CopyDone(CopyDone::new())).await?;
+    Ok(lines - usize::from(header && lines > 0))
+}
+
+/// A COPY TO's lines: the header (column names) when asked for, then one per row.
+fn copy_out_rows(copy: CopyOut) -> impl Stream<Item = Result<Bytes, EngineError>> + Send {
+    let CopyOut { schema, stream, format } = copy;
+    let header = format.header.then(|| {
+        let mut line = Vec::new();
+        for (i, field) in schema.fields().iter().enumerate() {
+            format.write_field(&mut line, i, Some(field.name()));
+        }
+        format.end_row(&mut line);
+        Ok(Bytes::from(line))
+    });
+    let rows = stream.flat_map(move |batch| {
+        let lines = match batch {
+            Ok(batch) => encode_rows(&batch, &format).into_iter().map(Ok).collect(),
+            Err(e) => vec![Err(EngineError::DataFusion(e))],
+        };
+        futures::stream::iter(lines)
+    });
+    futures::stream::iter(header).chain(rows)
+}
+
+/// Every row of `batch` as one line, values in their Postgres text form (as in query
+/// results), escaped or quoted by `format`. One buffer per batch, sliced per row.
+fn encode_rows(batch: &RecordBatch, format: &CopyFormat) -> Vec<Bytes> {
+    let mut buf = Vec::with_capacity(batch.num_rows() * 16 * batch.num_columns().max(1));
+    let mut ends = Vec::with_capacity(batch.num_rows());
+    let mut text = String::new();
+    for row in 0..batch.num_rows() {
+        for (i, column) in batch.columns().iter().enumerate() {
+            if column.is_null(row) {
+                format.write_field(&mut buf, i, None);
+            } else {
+                text.clear();
+                encode_text(column, row, &mut text);
+                format.write_field(&mut buf, i, Some(&text));
+            }
+        }
+        format.end_row(&mut buf);
+        ends.push(buf.len());
+    }
+    let buf = Bytes::from(buf);
+    let mut start = 0;
+    ends.into_iter()
+        .map(|end| {
+            let line = buf.slice(start..end);
+            start = end;
+            line
+        })
+        .collect()
+}
+
+/// The ReadyForQuery status of a session's transaction state.
+fn wire_status(tx: TxStatus) -> TransactionStatus {
+    match tx {
+        TxStatus::Idle => TransactionStatus::Idle,
+        TxStatus::InBlock => TransactionStatus::Transaction,
+        TxStatus::Failed => TransactionStatus::Error,
+    }
+}
+
+#[async_trait]
+impl CopyHandler for Handler {
+    async fn on_copy_data<C>(&self, _client: &mut C, copy_data: CopyData) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        // Never an error here: one would end copy mode in the middle of the client's data
+        // (pgwire then waits for a Sync that a simple-protocol client never sends).
+        if let Some(copy) = self.0.copy_in.lock().expect("copy state lock").as_mut() {
+            copy.push(&copy_data.data);
+        }
+        Ok(())
+    }
+
+    async fn on_copy_done<C>(&self, client: &mut C, _done: CopyDone) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let extended = matches!(client.state(), PgWireConnectionState::CopyInProgress(true));
+        let Some(copy) = self.0.copy_in.lock().expect("copy state lock").take() else {
+            return Err(ClientError { code: "08P01", message: "no COPY in progress".into(), detail: None }
+                .into_pgwire());
+        };
+        let (outcome, tx) = self
+            .0
+            .with_session(async |session| {
+                let outcome = Box::pin(session.finish_copy_in(copy)).await;
+                (outcome, session.tx_status())
+            })
+            .await?;
+        // pgwire's error path turns this into the failed state where it applies.
+        client.set_transaction_status(wire_status(tx));
+        let tag = outcome.map_err(engine_error)?;
+        let tag = Tag::new("COPY").with_rows(tag.rows.unwrap_or(0) as usize);
+        client.send(PgWireBackendMessage::CommandComplete(tag.into())).await?;
+        if extended {
+            client.set_state(PgWireConnectionState::ReadyForQuery);
+        }
+        Ok(())
+    }
+
+    async fn on_copy_fail<C>(&self, client: &mut C, fail: CopyFail) -> PgWireError
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        self.0.copy_in.lock().expect("copy state lock").take();
+        let tx = self
+            .0
+            .with_session(async |session| {
+                session.note_error();
+                session.tx_status()
+            })
+            .await;
+        if let Ok(tx) = tx {
+            client.set_transaction_status(wire_status(tx));
+        }
+        ClientError {
+            code: "57014",
+            message: format!("COPY from stdin failed: {}", fail.message),
+            detail: None,
+        }
+        .into_pgwire()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    use arrow::array::{Float64Array, Int32Array, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+
+    #[test]
+    fn rows_are_lines_in_query_text_form() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int32, true),
+            Field::new("v", DataType::Utf8, true),
+            Field::new("x", DataType::Float64, true),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(Int32Array::from(vec![Some(1), None])),
+                Arc::new(StringArray::from(vec![Some("a\tb"), Some("c,\"d\"")])),
+                Arc::new(Float64Array::from(vec![Some(1e20), Some(0.5)])),
+            ],
+        )
+        .unwrap();
+        let text: Vec<Bytes> = encode_rows(&batch, &CopyFormat::text());
+        assert_eq!(text, vec![Bytes::from("1\ta\\tb\t1e+20\n"), Bytes::from("\\N\tc,\"d\"\t0.5\n")]);
+        let csv = CopyFormat { columns: 3, ..CopyFormat::csv() };
+        let csv: Vec<Bytes> = encode_rows(&batch, &csv);
+        assert_eq!(csv, vec![Bytes::from("1,a\tb,1e+20\n"), Bytes::from(",\"c,\"\"d\"\"\",0.5\n")]);
+    }
+}

@@ -1,0 +1,644 @@
+//! Moving changes out of memory and the log: flushes write change files, compaction
+//! folds changes into the base, a checkpoint lets the log drop old segments.
+//!
+//! - **Flush** (per table): the changes not yet in change files are written, one
+//!   Parquet file per bucket (`changes/<bucket>/<min>-<max>.parquet`: the table's
+//!   columns, the op, the version), and a manifest naming them is committed.
+//! - **Compaction** (per table): after a flush, the base rows the changes replaced are
+//!   marked deleted in the Lance fragments' deletion files, the newest row of every
+//!   changed key is appended, and a manifest with the new base and `folded_seq` is
+//!   committed. Its cost follows the changes, not the table. It holds the writer lock
+//!   only for that commit; readers keep their pinned snapshot (old Lance versions stay).
+//! - **Checkpoint**: a new log segment is started, every table flushes, the older
+//!   segments are deleted (everything in them is in change files now).
+//!
+//! When to do which is [`decide`], a pure function of [`TableStats`].
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow::array::{Array, ArrayRef, RecordBatch, UInt64Array};
+use arrow::datatypes::{DataType, Field, Schema};
+use futures::TryStreamExt;
+use lance::dataset::transaction::{Operation, Transaction};
+use lance::dataset::{CommitBuilder, InsertBuilder, WriteDestination, WriteMode, WriteParams};
+use lance::Dataset;
+use object_store::path::Path;
+use object_store::{ObjectStoreExt, PutPayload};
+use roaring::RoaringTreemap;
+use tracing::{debug, info};
+
+use crate::changes::{BaseKeys, BucketStats, ChangeOp, Chunk, Epoch};
+use crate::commit::{align_to_schema, split_op_column, with_op_column, OP_COLUMN, SEQ_COLUMN};
+use crate::error::{Result, StorageError};
+use crate::failpoint::failpoint;
+use crate::io::Location;
+use crate::key::{Key, KeyCodec};
+use crate::manifest::{now_ms, BaseRef, ChangeFile, CompactionInfo, Manifest};
+use crate::table::{encode_parquet, read_columns, read_parquet_file, BaseSnapshot, Table, MAX_ROWS_PER_FILE};
+use crate::table_def::TableDef;
+
+/// When a table flushes and compacts, from its `WITH (...)` options.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Policy {
+    /// `auto_compaction`: compact in the background (else only on `VACUUM`).
+    pub auto_compaction: bool,
+    /// `compaction_interval`: compact changes at least this old (`off`: never by age).
+    pub compaction_interval: Option<Duration>,
+    /// `compaction_threshold`: compact once a bucket holds this many change rows.
+    pub compaction_threshold: u64,
+    /// `flush_rows`: flush once this many change rows are only in the log.
+    pub flush_rows: u64,
+    /// `flush_interval`: flush changes that have been only in the log this long.
+    pub flush_interval: Duration,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            auto_compaction: true,
+            compaction_interval: Some(Duration::from_secs(600)),
+            compaction_threshold: 100_000,
+            flush_rows: 50_000,
+            flush_interval: Duration::from_secs(10),
+        }
+    }
+}
+
+impl Policy {
+    pub fn from_options(options: &BTreeMap<String, String>) -> Result<Self> {
+        let mut policy = Policy::default();
+        let invalid = |key: &str, value: &str, expected: &str| StorageError::InvalidOption {
+            message: format!("invalid value for option \"{key}\": \"{value}\" (expected {expected})"),
+        };
+        for (key, value) in options {
+            let v = value.trim().trim_matches('\'').to_ascii_lowercase();
+            match key.as_str() {
+                "auto_compaction" => {
+                    policy.auto_compaction = match v.as_str() {
+                        "on" | "true" | "yes" | "1" => true,
+                        "off" | "false" | "no" | "0" => false,
+                        _ => return Err(invalid(key, value, "on or off")),
+                    }
+                }
+                "compaction_interval" => {
+                    policy.compaction_interval = match v.as_str() {
+                        "off" | "0" => None,
+                        _ => Some(
+                            parse_duration(&v).ok_or_else(|| invalid(key, value, "a duration like '30s'"))?,
+                        ),
+                    }
+                }
+                "flush_interval" => {
+                    policy.flush_interval =
+                        parse_duration(&v).ok_or_else(|| invalid(key, value, "a duration like '5s'"))?
+                }
+                "compaction_threshold" => {
+                    policy.compaction_threshold = v
+                        .parse()
+                        .ok()
+                        .filter(|&n| n > 0)
+                        .ok_or_else(|| invalid(key, value, "a positive row count"))?
+                }
+                "flush_rows" => {
+                    policy.flush_rows = v
+                        .parse()
+                        .ok()
+                        .filter(|&n| n > 0)
+                        .ok_or_else(|| invalid(key, value, "a positive row count"))?
+                }
+                _ => {}
+            }
+        }
+        Ok(policy)
+    }
+}
+
+/// `100ms`, `30s`, `5min`, `6h`, `1d`; a bare number is seconds.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    let seconds = match unit.trim() {
+        "ms" => number / 1000.0,
+        "" | "s" | "sec" | "secs" | "second" | "seconds" => number,
+        "m" | "min" | "mins" | "minute" | "minutes" => number * 60.0,
+        "h" | "hour" | "hours" => number * 3600.0,
+        "d" | "day" | "days" => number * 86400.0,
+        _ => return None,
+    };
+    (seconds.is_finite() && seconds > 0.0).then(|| Duration::from_secs_f64(seconds))
+}
+
+/// What the policy looks at.
+#[derive(Debug, Clone, Default)]
+pub struct TableStats {
+    pub now_ms: u64,
+    pub buckets: Vec<BucketStats>,
+    pub last_compaction_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    Nothing,
+    Flush,
+    /// Compact; the buckets that asked for it (compaction folds every bucket).
+    Compact {
+        buckets: Vec<usize>,
+    },
+}
+
+/// The background maintenance a table needs now. Pure: statistics in, decision out.
+pub fn decide(policy: &Policy, stats: &TableStats) -> Action {
+    if policy.auto_compaction {
+        let over: Vec<usize> = stats
+            .buckets
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| b.change_rows >= policy.compaction_threshold)
+            .map(|(i, _)| i)
+            .collect();
+        if !over.is_empty() {
+            return Action::Compact { buckets: over };
+        }
+        if let Some(interval) = policy.compaction_interval {
+            let due: Vec<usize> = stats
+                .buckets
+                .iter()
+                .enumerate()
+                .filter(|(_, b)| {
+                    b.oldest_change_ms
+                        .is_some_and(|t| stats.now_ms.saturating_sub(t) >= interval.as_millis() as u64)
+                })
+                .map(|(i, _)| i)
+                .collect();
+            if !due.is_empty() {
+                return Action::Compact { buckets: due };
+            }
+        }
+    }
+    let unflushed: u64 = stats.buckets.iter().map(|b| b.unflushed_rows).sum();
+    let oldest = stats.buckets.iter().filter_map(|b| b.oldest_unflushed_ms).min();
+    let aged =
+        oldest.is_some_and(|t| stats.now_ms.saturating_sub(t) >= policy.flush_interval.as_millis() as u64);
+    if unflushed >= policy.flush_rows || aged {
+        return Action::Flush;
+    }
+    Action::Nothing
+}
+
+impl Table {
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// Per-bucket statistics of the newest state (primary-key tables; empty otherwise).
+    pub fn stats(&self) -> TableStats {
+        let snapshot = self.snapshot();
+        let buckets = match &snapshot.changes {
+            Some(epoch) => (0..epoch.bucket_count()).map(|b| epoch.bucket_stats(b)).collect(),
+            None => Vec::new(),
+        };
+        TableStats {
+            now_ms: now_ms(),
+            buckets,
+            last_compaction_ms: snapshot.manifest.last_compaction.map(|c| c.at_ms),
+        }
+    }
+
+    /// Background maintenance: does what [`decide`] says.
+    pub async fn maintain(self: &Arc<Self>) -> Result<()> {
+        if !self.has_primary_key() {
+            return Ok(());
+        }
+        match decide(&self.policy, &self.stats()) {
+            Action::Nothing => Ok(()),
+            Action::Flush => self.flush().await,
+            Action::Compact { buckets } => {
+                debug!(table = %self.name, ?buckets, "buckets due for compaction");
+                self.compact(false).await.map(|_| ())
+            }
+        }
+    }
+
+    /// Writes the changes that are only in the log to change files and commits a
+    /// manifest naming them.
+    pub async fn flush(&self) -> Result<()> {
+        let writer = self.writer.lock().await;
+        let snapshot = self.snapshot();
+        let Some(epoch) = snapshot.changes.clone() else { return Ok(()) };
+        let upto = writer.next_seq - 1;
+        if upto <= snapshot.manifest.seq {
+            return Ok(());
+        }
+        let mut manifest = snapshot.manifest.successor();
+        let mut flushed = Vec::new();
+        for bucket in 0..epoch.bucket_count() {
+            let chunks = epoch.unflushed(bucket, upto);
+            if chunks.is_empty() {
+                continue;
+            }
+            let file = self.write_change_file(bucket, &chunks, &snapshot.schema()).await?;
+            flushed.push((bucket, chunks.len()));
+            manifest.changes.push(file);
+        }
+        failpoint("flush-before-manifest");
+        manifest.seq = upto;
+        manifest.sequences = writer.sequences.clone();
+        self.manifests.commit(&manifest).await?;
+        failpoint("flush-after-manifest");
+        for (bucket, count) in flushed {
+            epoch.mark_flushed(bucket, count);
+        }
+        debug!(table = %self.name, upto, "flushed changes");
+        self.publish(manifest, &writer, None).await
+    }
+
+    async fn write_change_file(
+        &self,
+        bucket: usize,
+        chunks: &[Arc<Chunk>],
+        schema: &Arc<Schema>,
+    ) -> Result<ChangeFile> {
+        let mut batches = Vec::with_capacity(chunks.len());
+        for chunk in chunks {
+            let rows = align_to_schema(&chunk.rows, schema)?;
+            let mut batch = with_op_column(&rows, &chunk.ops)?;
+            let mut fields: Vec<Field> = batch.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+            fields.push(Field::new(SEQ_COLUMN, DataType::UInt64, false));
+            let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
+            columns.push(Arc::new(UInt64Array::from(vec![chunk.seq; rows.num_rows()])));
+            batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?;
+            batches.push(batch);
+        }
+        let file_schema = batches[0].schema();
+        let (min_seq, max_seq) = (chunks[0].seq, chunks[chunks.len() - 1].seq);
+        let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
+        let bytes = encode_parquet(&file_schema, &batches)?;
+        let name = format!("{min_seq:020}-{max_seq:020}.parquet");
+        let size = bytes.len() as u64;
+        let path = change_file_path(&self.dir, bucket as u32, &name);
+        self.location.store().put(&path, PutPayload::from(bytes)).await?;
+        Ok(ChangeFile { bucket: bucket as u32, name, min_seq, max_seq, rows, bytes: size })
+    }
+
+    /// Folds every change into the base. Returns false when there was nothing to fold
+    /// (and `force` did not ask for a new manifest anyway).
+    pub async fn compact(&self, force: bool) -> Result<bool> {
+        let _one = self.compacting.lock().await;
+        self.flush().await?;
+        let started = Instant::now();
+        let snapshot = self.snapshot();
+        let (Some(epoch), BaseSnapshot::Lance(base)) = (snapshot.changes.clone(), snapshot.base.clone())
+        else {
+            return Ok(false);
+        };
+        let codec = self.codec.as_ref().expect("a table with changes has a key");
+        let upto = snapshot.manifest.seq;
+        if upto <= snapshot.manifest.folded_seq && !force {
+            return Ok(false);
+        }
+        if upto <= snapshot.manifest.folded_seq {
+            return Ok(false);
+        }
+
+        let mut deleted = RoaringTreemap::new();
+        let mut rows = Vec::new();
+        let mut folded_rows = 0u64;
+        let mut changed_keys: Vec<Key> = Vec::new();
+        for bucket in 0..epoch.bucket_count() {
+            let view = epoch.view(bucket, upto)?;
+            deleted |= &view.deleted;
+            folded_rows += view.change_rows as u64;
+            rows.extend(view.rows.clone());
+            for chunk in epoch.chunks(bucket).iter().take_while(|c| c.seq <= upto) {
+                changed_keys.extend(chunk.keys.iter().cloned());
+            }
+        }
+
+        // The base is written by compaction (and ALTER, which compacts first) only,
+        // both under `compacting`: the head can be used without the writer lock.
+        let head = {
+            let mut writer = self.writer.lock().await;
+            self.head(&mut writer, &snapshot).await?
+        };
+        let result =
+            self.fold_into_base(head, base.as_ref(), &deleted, rows, codec, &snapshot.manifest.table).await;
+        let (new_base, added_keys) = match result {
+            Ok(done) => done,
+            Err(e) => {
+                self.writer.lock().await.head = None;
+                return Err(e);
+            }
+        };
+        failpoint("compaction-before-commit");
+
+        let mut keys = epoch.base_keys.map.clone();
+        for key in &changed_keys {
+            keys.remove(key);
+        }
+        keys.extend(added_keys);
+        let row_count = new_base.count_rows(None).await? as u64;
+
+        let mut writer = self.writer.lock().await;
+        let latest = self.snapshot();
+        let mut manifest = latest.manifest.successor();
+        manifest.base = BaseRef::Lance { version: new_base.version().version };
+        manifest.folded_seq = upto;
+        manifest.row_count = row_count;
+        let duration_ms = started.elapsed().as_millis() as u64;
+        manifest.last_compaction = Some(CompactionInfo { at_ms: now_ms(), duration_ms, rows: folded_rows });
+        if let Err(e) = self.manifests.commit(&manifest).await {
+            writer.head = None;
+            return Err(e);
+        }
+        failpoint("compaction-after-commit");
+        let current_epoch = latest.changes.clone().expect("primary-key table has an epoch");
+        let next = Arc::new(current_epoch.successor(upto, Arc::new(BaseKeys { map: keys })));
+        writer.head = Some(new_base);
+        self.publish(manifest, &writer, Some(next)).await?;
+        info!(table = %self.name, upto, folded_rows, duration_ms, "compacted");
+        Ok(true)
+    }
+
+    /// Marks `deleted` base rows in the fragments' deletion files, appends `rows`.
+    /// Returns the new base and the keys of the appended rows with their addresses.
+    async fn fold_into_base(
+        &self,
+        head: Dataset,
+        base: &Dataset,
+        deleted: &RoaringTreemap,
+        rows: Vec<RecordBatch>,
+        codec: &KeyCodec,
+        def: &TableDef,
+    ) -> Result<(Dataset, Vec<(Key, u64)>)> {
+        let mut head = head;
+        if !deleted.is_empty() {
+            let mut per_fragment: BTreeMap<u64, Vec<u32>> = BTreeMap::new();
+            for address in deleted.iter() {
+                per_fragment.entry(address >> 32).or_default().push(address as u32);
+            }
+            let mut updated_fragments = Vec::new();
+            let mut deleted_fragment_ids = Vec::new();
+            for (fragment_id, offsets) in per_fragment {
+                let fragment = base.get_fragment(fragment_id as usize).ok_or_else(|| {
+                    StorageError::internal(format!(
+                        "deletion for fragment {fragment_id}, which the base lacks"
+                    ))
+                })?;
+                match fragment.extend_deletions(offsets).await? {
+                    Some(fragment) => updated_fragments.push(fragment.metadata().clone()),
+                    None => deleted_fragment_ids.push(fragment_id),
+                }
+            }
+            let operation = Operation::Delete {
+                updated_fragments,
+                deleted_fragment_ids,
+                predicate: "tarn compaction".into(),
+            };
+            let transaction = Transaction::new(head.version().version, operation, None);
+            head = CommitBuilder::new(Arc::new(head))
+                .with_session(self.session.clone())
+                .execute(transaction)
+                .await?;
+        }
+        let schema = def.schema.clone();
+        let rows: Vec<RecordBatch> =
+            rows.iter().map(|b| align_to_schema(b, &schema)).collect::<Result<_>>()?;
+        if rows.iter().all(|b| b.num_rows() == 0) {
+            return Ok((head, Vec::new()));
+        }
+        let before: std::collections::HashSet<u64> =
+            head.get_fragments().iter().map(|f| f.id() as u64).collect();
+        let params = WriteParams {
+            mode: WriteMode::Append,
+            session: Some(self.session.clone()),
+            max_rows_per_file: MAX_ROWS_PER_FILE,
+            ..Default::default()
+        };
+        let head = InsertBuilder::new(WriteDestination::Dataset(Arc::new(head)))
+            .with_params(&params)
+            .execute(rows)
+            .await?;
+        let new_fragments: Vec<_> = head
+            .get_fragments()
+            .into_iter()
+            .filter(|f| !before.contains(&(f.id() as u64)))
+            .map(|f| f.metadata().clone())
+            .collect();
+        let mut scanner = head.scan();
+        scanner.with_fragments(new_fragments).project(&def.primary_key)?.with_row_address();
+        let batches: Vec<RecordBatch> = scanner.try_into_stream().await?.try_collect().await?;
+        let mut added = Vec::new();
+        for batch in batches {
+            let (keys, addresses) = keys_and_addresses(&batch, codec, def.primary_key.len())?;
+            added.extend(keys.into_iter().zip(addresses));
+        }
+        Ok((head, added))
+    }
+}
+
+/// The base's primary-key index: every key with its row address.
+pub(crate) async fn base_keys(base: &BaseSnapshot, def: &TableDef, codec: &KeyCodec) -> Result<BaseKeys> {
+    let started = Instant::now();
+    let mut map = std::collections::HashMap::new();
+    if let BaseSnapshot::Lance(ds) = base {
+        if ds.count_rows(None).await? > 0 {
+            for batch in read_columns(base, &def.primary_key, true).await? {
+                let (keys, addresses) = keys_and_addresses(&batch, codec, def.primary_key.len())?;
+                map.extend(keys.into_iter().zip(addresses));
+            }
+        }
+    }
+    debug!(table = %def.name, keys = map.len(), elapsed = ?started.elapsed(), "loaded primary key index");
+    Ok(BaseKeys { map })
+}
+
+/// Keys (from the first `key_columns` columns) and row addresses (the last column).
+fn keys_and_addresses(
+    batch: &RecordBatch,
+    codec: &KeyCodec,
+    key_columns: usize,
+) -> Result<(Vec<Key>, Vec<u64>)> {
+    let columns: Vec<ArrayRef> = batch.columns()[..key_columns].to_vec();
+    let keys = codec.keys_of(&columns)?;
+    let addresses = batch
+        .column(batch.num_columns() - 1)
+        .as_any()
+        .downcast_ref::<UInt64Array>()
+        .ok_or_else(|| StorageError::internal("row address column is not u64"))?;
+    Ok((keys, addresses.values().to_vec()))
+}
+
+/// Loads the changes of `manifest`'s live change files (newer than its base) into
+/// `epoch`, up to version `upto`.
+pub(crate) fn load_change_files(
+    location: &Location,
+    dir: &Path,
+    manifest: &Manifest,
+    epoch: &Epoch,
+    codec: &KeyCodec,
+    upto: u64,
+) -> Result<()> {
+    let schema = manifest.table.schema.clone();
+    for file in manifest.changes.iter().filter(|f| f.max_seq > manifest.folded_seq) {
+        let chunks = read_change_file(location, dir, file, &schema, codec)?;
+        let mut applied = 0;
+        for chunk in chunks.into_iter().filter(|c| c.seq > manifest.folded_seq && c.seq <= upto) {
+            epoch.apply(file.bucket as usize, Arc::new(chunk));
+            applied += 1;
+        }
+        epoch.mark_flushed(file.bucket as usize, applied);
+    }
+    Ok(())
+}
+
+fn change_file_path(table_dir: &Path, bucket: u32, name: &str) -> Path {
+    table_dir.clone().join("changes").join(bucket.to_string()).join(name)
+}
+
+/// A change file's chunks, oldest first, with rows in today's schema.
+pub(crate) fn read_change_file(
+    location: &Location,
+    dir: &Path,
+    file: &ChangeFile,
+    schema: &Arc<Schema>,
+    codec: &KeyCodec,
+) -> Result<Vec<Chunk>> {
+    let path = change_file_path(dir, file.bucket, &file.name);
+    let mut chunks = Vec::new();
+    for batch in read_parquet_file(&location.file_url_of(&path), None)? {
+        let seq_index = batch.schema().index_of(SEQ_COLUMN)?;
+        let seqs = batch
+            .column(seq_index)
+            .as_any()
+            .downcast_ref::<UInt64Array>()
+            .ok_or_else(|| StorageError::internal("change file version column is not u64"))?
+            .clone();
+        let mut without_seq = batch.clone();
+        without_seq.remove_column(seq_index);
+        let (rows, ops) = split_op_column(&without_seq)?;
+        let rows = align_to_schema(&rows, schema)?;
+        let mut start = 0;
+        while start < rows.num_rows() {
+            let seq = seqs.value(start);
+            let mut end = start;
+            while end < rows.num_rows() && seqs.value(end) == seq {
+                end += 1;
+            }
+            let part = rows.slice(start, end - start);
+            let keys = codec.keys(&part)?;
+            chunks.push(Chunk { seq, ops: ops[start..end].to_vec(), rows: part, keys, committed_at_ms: 0 });
+            start = end;
+        }
+    }
+    debug_assert!(chunks.iter().all(|c| c
+        .ops
+        .iter()
+        .all(|op| matches!(op, ChangeOp::Insert | ChangeOp::Update | ChangeOp::Delete))));
+    let _ = OP_COLUMN;
+    Ok(chunks)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bucket(change_rows: u64, unflushed_rows: u64, oldest_ms: Option<u64>) -> BucketStats {
+        BucketStats {
+            change_rows,
+            unflushed_rows,
+            keys: change_rows,
+            deleted_base_rows: 0,
+            oldest_unflushed_ms: if unflushed_rows > 0 { oldest_ms } else { None },
+            oldest_change_ms: oldest_ms,
+        }
+    }
+
+    fn policy() -> Policy {
+        Policy {
+            auto_compaction: true,
+            compaction_interval: Some(Duration::from_secs(30)),
+            compaction_threshold: 1000,
+            flush_rows: 100,
+            flush_interval: Duration::from_secs(5),
+        }
+    }
+
+    #[test]
+    fn quiet_tables_are_left_alone() {
+        let stats =
+            TableStats { now_ms: 10_000, buckets: vec![bucket(0, 0, None); 4], last_compaction_ms: None };
+        assert_eq!(decide(&policy(), &stats), Action::Nothing);
+        let stats = TableStats {
+            now_ms: 10_000,
+            buckets: vec![bucket(10, 10, Some(9_000))],
+            last_compaction_ms: None,
+        };
+        assert_eq!(decide(&policy(), &stats), Action::Nothing, "few, young changes");
+    }
+
+    #[test]
+    fn buckets_over_the_threshold_compact() {
+        let stats = TableStats {
+            now_ms: 10_000,
+            buckets: vec![
+                bucket(5, 0, Some(9_000)),
+                bucket(1000, 0, Some(9_000)),
+                bucket(2000, 10, Some(9_000)),
+            ],
+            last_compaction_ms: None,
+        };
+        assert_eq!(decide(&policy(), &stats), Action::Compact { buckets: vec![1, 2] });
+        let manual = Policy { auto_compaction: false, ..policy() };
+        assert_eq!(decide(&manual, &stats), Action::Nothing, "auto_compaction = off: only VACUUM compacts");
+    }
+
+    #[test]
+    fn old_changes_compact_and_old_or_many_log_rows_flush() {
+        let old = TableStats {
+            now_ms: 100_000,
+            buckets: vec![bucket(5, 0, Some(60_000))],
+            last_compaction_ms: None,
+        };
+        assert_eq!(decide(&policy(), &old), Action::Compact { buckets: vec![0] });
+        let no_interval = Policy { compaction_interval: None, ..policy() };
+        assert_eq!(decide(&no_interval, &old), Action::Nothing);
+
+        let many = TableStats {
+            now_ms: 10_000,
+            buckets: vec![bucket(60, 60, Some(9_900)); 2],
+            last_compaction_ms: None,
+        };
+        assert_eq!(decide(&policy(), &many), Action::Flush);
+        let aged = TableStats {
+            now_ms: 20_000,
+            buckets: vec![bucket(1, 1, Some(10_000))],
+            last_compaction_ms: None,
+        };
+        assert_eq!(decide(&policy(), &aged), Action::Flush);
+    }
+
+    #[test]
+    fn options_parse_and_bad_values_are_refused() {
+        let options: BTreeMap<String, String> = [
+            ("compaction_interval".to_string(), "'30s'".to_string()),
+            ("auto_compaction".to_string(), "off".to_string()),
+            ("flush_rows".to_string(), "20".to_string()),
+        ]
+        .into_iter()
+        .collect();
+        let p = Policy::from_options(&options).unwrap();
+        assert_eq!(p.compaction_interval, Some(Duration::from_secs(30)));
+        assert!(!p.auto_compaction);
+        assert_eq!(p.flush_rows, 20);
+        assert_eq!(parse_duration("6h"), Some(Duration::from_secs(6 * 3600)));
+        assert_eq!(parse_duration("100ms"), Some(Duration::from_millis(100)));
+        assert_eq!(parse_duration("soon"), None);
+        let bad: BTreeMap<String, String> =
+            [("flush_rows".to_string(), "-3".to_string())].into_iter().collect();
+        assert!(Policy::from_options(&bad).is_err());
+    }
+}
