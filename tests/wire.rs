@@ -220,3 +220,30 @@ async fn portals_suspend_and_resume_with_max_rows() {
     tx.commit().await.unwrap();
     server.stop().await;
 }
+
+/// A primary-key lookup goes to the key index (no scan of the base); other filters
+/// merge the base, minus its deletion vector, with the change rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explain_shows_point_lookups_and_merged_scans() {
+    let server = TestServer::start().await;
+    let client = server.client().await;
+    client
+        .batch_execute(
+            "CREATE TABLE kv (id BIGINT PRIMARY KEY, v TEXT) WITH (auto_compaction = off);
+             INSERT INTO kv VALUES (1, 'a'), (2, 'b');
+             VACUUM kv;
+             UPDATE kv SET v = 'B' WHERE id = 2;",
+        )
+        .await
+        .unwrap();
+    let plan = |rows: Vec<tokio_postgres::Row>| {
+        rows.iter().map(|r| r.get::<_, String>(1)).collect::<Vec<_>>().join("\n")
+    };
+    let lookup = plan(client.query("EXPLAIN SELECT v FROM kv WHERE id = $1", &[&2i64]).await.unwrap());
+    assert!(lookup.contains("TarnPointLookupExec: table=kv, keys=1"), "{lookup}");
+    assert!(!lookup.contains("TarnMergeExec"), "{lookup}");
+    let scan = plan(client.query("EXPLAIN SELECT v FROM kv WHERE v > 'a'", &[]).await.unwrap());
+    assert!(scan.contains("TarnMergeExec: table=kv, deleted_base_rows=1"), "{scan}");
+    let row = client.query_one("SELECT v FROM kv WHERE id = $1", &[&2i64]).await.unwrap();
+    assert_eq!(row.get::<_, String>(0), "B");
+}

@@ -118,7 +118,11 @@ impl Engine {
 
     /// A new session (one per connection) for `user`.
     pub fn session(self: &Arc<Self>, user: &str) -> Session {
-        let ctx = SessionContext::new_with_state(self.template.state());
+        // A catalog list of its own: the session's catalog reads its transaction's snapshots.
+        let state = SessionStateBuilder::new_from_existing(self.template.state())
+            .with_catalog_list(Arc::new(datafusion::catalog::MemoryCatalogProviderList::new()))
+            .build();
+        let ctx = SessionContext::new_with_state(state);
         let tx = Arc::new(TxState::default());
         ctx.register_catalog(
             CATALOG_NAME,
