@@ -411,7 +411,15 @@ async fn acknowledged_commits_survive_sigkill_at_random_moments() {
         tokio::time::sleep(delay).await;
         server.kill();
         let sent = load.finish().await;
-        let context = format!("round {round} (TARN_CRASH_SEED={seed}), SIGKILL after {delay:?}");
+        let mut context = format!("round {round} (TARN_CRASH_SEED={seed}), SIGKILL after {delay:?}");
+        if rng.percent(40) {
+            // Again while the next process opens the folder, perhaps mid-recovery.
+            let early = Duration::from_millis(rng.range(20, 400) as u64);
+            let server = Server::spawn(&data, None);
+            tokio::time::sleep(early).await;
+            server.kill();
+            context.push_str(&format!(", and again {early:?} into the restart"));
+        }
         progress = restart_and_verify(&data, &sent, &context).await;
         println!("{context}: clients at {:?}", progress.iter().map(|p| p.acked).collect::<Vec<_>>());
     }

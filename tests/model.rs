@@ -324,19 +324,19 @@ impl<'a> Gen<'a> {
         let rows: Vec<(i64, Row)> = self.mixed_keys().into_iter().map(|k| (k, self.row())).collect();
         let guarded = self.rng.percent(30);
         let mut after = self.state.clone();
-        let mut affected = 0;
+        let mut returned = Vec::new();
         for (k, new) in &rows {
             match after.get_mut(k) {
                 None => {
                     after.insert(*k, new.clone());
-                    affected += 1;
+                    returned.push(vec![Val::Int(*k), new.kind.clone().map_or(Val::Null, Val::Text)]);
                 }
                 Some(old) => {
                     let pass = !guarded || matches!((old.amount, new.amount), (Some(o), Some(n)) if o < n);
                     if pass {
                         old.amount = new.amount;
                         old.kind = new.kind.clone();
-                        affected += 1;
+                        returned.push(vec![Val::Int(*k), new.kind.clone().map_or(Val::Null, Val::Text)]);
                     }
                 }
             }
@@ -346,21 +346,44 @@ impl<'a> Gen<'a> {
             "INSERT INTO events VALUES {} ON CONFLICT (id) DO UPDATE SET amount = EXCLUDED.amount, kind = EXCLUDED.kind{guard}",
             self.values(&rows)
         );
-        Some(Planned { stmt: Stmt::new(Kind::Execute, sql, vec![]), expect: Outcome::Done(affected), after })
+        Some(self.maybe_returning(sql, "id, kind", returned, after))
+    }
+
+    /// The statement with `RETURNING columns` half the time (checking the rows), or
+    /// without (checking the count).
+    fn maybe_returning(
+        &mut self,
+        sql: String,
+        columns: &str,
+        mut returned: Vec<Vec<Val>>,
+        after: State,
+    ) -> Planned {
+        if self.rng.percent(50) {
+            sort_rows(&mut returned);
+            let sql = format!("{sql} RETURNING {columns}");
+            Planned {
+                stmt: Stmt::new(Kind::QueryUnordered, sql, vec![]),
+                expect: Outcome::Rows(returned),
+                after,
+            }
+        } else {
+            let expect = Outcome::Done(returned.len() as u64);
+            Planned { stmt: Stmt::new(Kind::Execute, sql, vec![]), expect, after }
+        }
     }
 
     fn upsert_nothing(&mut self) -> Option<Planned> {
         let rows: Vec<(i64, Row)> = self.mixed_keys().into_iter().map(|k| (k, self.row())).collect();
         let mut after = self.state.clone();
-        let mut inserted = 0;
+        let mut returned = Vec::new();
         for (k, new) in &rows {
             if !after.contains_key(k) {
                 after.insert(*k, new.clone());
-                inserted += 1;
+                returned.push(vec![Val::Int(*k)]);
             }
         }
         let sql = format!("INSERT INTO events VALUES {} ON CONFLICT (id) DO NOTHING", self.values(&rows));
-        Some(Planned { stmt: Stmt::new(Kind::Execute, sql, vec![]), expect: Outcome::Done(inserted), after })
+        Some(self.maybe_returning(sql, "id", returned, after))
     }
 
     /// Doubles amounts; the bound keeps every amount (and so every sum) exact.

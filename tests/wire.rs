@@ -67,7 +67,12 @@ async fn errors_carry_sqlstate_and_the_session_goes_on() {
         ("SELECT 1 / 0", SqlState::DIVISION_BY_ZERO),
         ("INSERT INTO t VALUES (1, 'b')", SqlState::UNIQUE_VIOLATION),
         ("INSERT INTO t (id) VALUES (2)", SqlState::NOT_NULL_VIOLATION),
-        ("UPDATE t SET v = 'x'", SqlState::FEATURE_NOT_SUPPORTED),
+        ("UPDATE t SET v = NULL", SqlState::NOT_NULL_VIOLATION),
+        ("INSERT INTO t VALUES (1, 'b') ON CONFLICT (v) DO NOTHING", SqlState::INVALID_COLUMN_REFERENCE),
+        (
+            "MERGE INTO t USING t AS s ON t.id = s.id WHEN MATCHED THEN DELETE",
+            SqlState::FEATURE_NOT_SUPPORTED,
+        ),
     ];
     for (sql, code) in cases {
         // Extended protocol (prepare + execute) ...

@@ -105,10 +105,7 @@ fn copy_out_rows(copy: CopyOut) -> impl Stream<Item = Result<Bytes, EngineError>
     let CopyOut { schema, stream, format } = copy;
     let header = format.header.then(|| {
         let mut line = Vec::new();
-        for (i, field) in schema.fields().iter().enumerate() {
-            format.write_field(&mut line, i, Some(field.name()));
-        }
-        format.end_row(&mut line);
+        format.write_header(&mut line, schema.fields().iter().map(|f| f.name().as_str()));
         Ok(Bytes::from(line))
     });
     let rows = stream.flat_map(move |batch| {

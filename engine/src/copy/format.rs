@@ -204,8 +204,23 @@ impl CopyFormat {
         };
         match self.kind {
             CopyKind::Text => self.write_text(out, value.as_bytes()),
-            CopyKind::Csv => self.write_csv(out, column, value),
+            CopyKind::Csv => self.write_csv(out, Self::flag(&self.force_quote, column), value),
         }
+    }
+
+    /// Appends the header line: the column names, quoted only where needed (FORCE_QUOTE
+    /// is for values).
+    pub fn write_header<'a>(&self, out: &mut Vec<u8>, names: impl IntoIterator<Item = &'a str>) {
+        for (i, name) in names.into_iter().enumerate() {
+            if i > 0 {
+                out.push(self.delimiter);
+            }
+            match self.kind {
+                CopyKind::Text => self.write_text(out, name.as_bytes()),
+                CopyKind::Csv => self.write_csv(out, false, name),
+            }
+        }
+        self.end_row(out);
     }
 
     /// Ends a row.
@@ -235,9 +250,9 @@ impl CopyFormat {
         out.extend_from_slice(&value[run..]);
     }
 
-    fn write_csv(&self, out: &mut Vec<u8>, column: usize, value: &str) {
+    fn write_csv(&self, out: &mut Vec<u8>, force_quote: bool, value: &str) {
         let bytes = value.as_bytes();
-        let needs_quotes = Self::flag(&self.force_quote, column)
+        let needs_quotes = force_quote
             || value == self.null
             || (self.columns == 1 && value == "\\.")
             || bytes.iter().any(|&c| c == self.delimiter || c == self.quote || c == b'\n' || c == b'\r');
@@ -490,6 +505,9 @@ mod tests {
         assert_eq!(write(&csv, &[Some("\\.")]), "\"\\.\"\n");
         csv.force_quote = vec![true];
         assert_eq!(write(&csv, &[Some("plain")]), "\"plain\"\n");
+        let mut header = vec![];
+        csv.write_header(&mut header, ["plain"]);
+        assert_eq!(header, b"plain\n", "FORCE_QUOTE leaves the header alone");
     }
 
     #[test]

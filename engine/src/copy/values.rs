@@ -176,8 +176,10 @@ impl ColumnBuilder {
             Kind::Time(b) => b.append_value(
                 Time64MicrosecondType::parse(trim(text)).ok_or_else(|| invalid(type_name, text))?,
             ),
-            Kind::Timestamp { builder, utc, .. } => {
-                let at = string_to_datetime(utc, trim(text)).map_err(|_| invalid(type_name, text))?;
+            Kind::Timestamp { builder, tz, utc } => {
+                // `timestamp` ignores a zone in its input; `timestamptz` converts to UTC.
+                let text_at = if tz.is_some() { trim(text) } else { without_zone(trim(text)) };
+                let at = string_to_datetime(utc, text_at).map_err(|_| invalid(type_name, text))?;
                 builder.append_value(at.timestamp_micros())
             }
             Kind::Interval(b) => b.append_value(
@@ -277,6 +279,15 @@ fn out_of_range(message: String) -> EngineError {
 /// Postgres' input functions skip leading and trailing white space (`isspace`).
 fn trim(text: &str) -> &str {
     text.trim_matches(|c: char| c.is_ascii_whitespace() || c == '\x0b')
+}
+
+/// A timestamp's text without its zone (`+02`, `-05:30`, `Z`), which `timestamp` ignores.
+fn without_zone(text: &str) -> &str {
+    // The date's own hyphens are in its first 10 characters.
+    match text.get(10..).and_then(|time| time.rfind(['+', '-', 'Z', 'z'])) {
+        Some(at) => text[..10 + at].trim_end(),
+        None => text,
+    }
 }
 
 fn parse_int<T: std::str::FromStr<Err = std::num::ParseIntError>>(text: &str, type_name: &str) -> Result<T> {
@@ -532,6 +543,17 @@ mod tests {
         assert_eq!(ts.value(0), 1_767_323_045_500_000);
         assert_eq!(ts.value(1), ts.value(0));
         assert_eq!(ts.value(2), 1_767_312_000_000_000);
+        let naive = column(
+            DataType::Timestamp(TimeUnit::Microsecond, None),
+            &[
+                Some("2026-01-02 03:04:05.5+02"),
+                Some("2026-01-02T03:04:05.5Z"),
+                Some("2026-01-02 03:04:05.5"),
+            ],
+        )
+        .unwrap();
+        let naive = naive.as_primitive::<TimestampMicrosecondType>();
+        assert!(naive.iter().all(|v| v == Some(1_767_323_045_500_000)), "the zone is ignored: {naive:?}");
         let bad = column(DataType::Timestamp(TimeUnit::Microsecond, None), &[Some("soon")]).unwrap_err();
         assert_eq!(message(bad), "invalid input syntax for type timestamp: \"soon\"");
         assert!(column(DataType::Date32, &[Some("2026-02-30")]).is_err());
