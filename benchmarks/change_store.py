@@ -531,7 +531,15 @@ def report(engines, results, elapsed):
                        f"upsert ms: {', '.join(fmt(ms(x), 1) for x in ing.get('upsert_s', []))}")
     if per:
         out.append("\n" + "\n".join(per))
-    out.append("\nTarget (issue): ≥ 100,000 rows/s on 2 cores and ahead of PostgreSQL, for both.")
+    verdicts = []
+    for key, what, n in (("copy_s", "COPY", INGEST_ROWS), ("upsert_s", "upsert", UPSERT_ROWS)):
+        t = val(rt.get("ingest", {}), key, median)
+        p = val(rp.get("ingest", {}), key, median)
+        if t:
+            ok = n / t >= 100_000 and (p is None or t < p)
+            verdicts.append(f"{what} {'met' if ok else 'missed'}")
+    out.append("\nTarget (issue): ≥ 100,000 rows/s on 2 cores and ahead of PostgreSQL, for both"
+               + (f": {', '.join(verdicts)}." if verdicts else "."))
     if "tarn_tables" in rt.get("ingest", {}):
         out.append(f"\nTarn `tarn_tables` after the last repetition's upserts (default table options):\n\n{tarn_tables_md(rt['ingest']['tarn_tables'])}")
     out.append("")
@@ -579,7 +587,8 @@ def report(engines, results, elapsed):
     for name, res in (("Tarn", lt), ("PostgreSQL", lp)):
         if res.get("floor_error"):
             out.append(f"\n{name}: prepared `SELECT 1` failed: `{res['floor_error']}`")
-    out.append("\nTarget (issue): p50 < 0.5 ms.\n")
+    p50 = lt.get("p50")
+    out.append("\nTarget (issue): p50 < 0.5 ms" + (f": {'met' if p50 < 0.5 else 'missed'}.\n" if p50 else ".\n"))
 
     # ---- 3
     out.append("## 3. Full-scan aggregates, uncompacted vs compacted\n")
@@ -604,7 +613,12 @@ def report(engines, results, elapsed):
     out.append(f"\n`VACUUM events` with the {UPDATES:,} changes: Tarn {fmt(t, 2)} s, PostgreSQL {fmt(p, 2)} s.")
     if "tarn_tables_after" in sc_t:
         out.append(f"\nTarn `tarn_tables` after that VACUUM:\n\n{tarn_tables_md(sc_t['tarn_tables_after'])}")
-    out.append("\nTarget (issue): uncompacted / compacted ≤ 1.3x.\n")
+    verdicts = []
+    for name in ("total", "group"):
+        tu, tc = sc_t.get(f"{name}_uncompacted"), sc_t.get(f"{name}_compacted")
+        if tu and tc:
+            verdicts.append(f"{name} {'met' if tu / tc <= 1.3 else 'missed'}")
+    out.append("\nTarget (issue): uncompacted / compacted ≤ 1.3x" + (f": {', '.join(verdicts)}.\n" if verdicts else ".\n"))
 
     # ---- errors
     errs = []

@@ -23,6 +23,14 @@ const OPENING: i64 = 1000;
 const OPTIONS: &str =
     "WITH (bucket_count = 4, flush_rows = 20, compaction_threshold = 50, compaction_interval = '1s')";
 
+/// An error as `SQLSTATE: message` (tokio-postgres displays a server error as just "db error").
+fn describe(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{}: {}", db.code().code(), db.message()),
+        None => e.to_string(),
+    }
+}
+
 async fn create_accounts(client: &Client, n: i64) {
     client
         .batch_execute(&format!(
@@ -82,7 +90,7 @@ async fn transfer_writer(
             to += 1;
         }
         let amount = rng.range(1, 50);
-        client.batch_execute("BEGIN").await.map_err(|e| format!("BEGIN: {e}"))?;
+        client.batch_execute("BEGIN").await.map_err(|e| format!("BEGIN: {}", describe(&e)))?;
         let mut failed_at = None;
         for sql in [
             format!("UPDATE accounts SET balance = balance - {amount} WHERE id = {from}"),
@@ -95,18 +103,18 @@ async fn transfer_writer(
                     failed_at = Some(sql);
                     break;
                 }
-                Err(e) => return Err(format!("{sql}: {e}")),
+                Err(e) => return Err(format!("{sql}: {}", describe(&e))),
             }
         }
         if failed_at.is_some() {
             conflicts += 1;
-            client.batch_execute("ROLLBACK").await.map_err(|e| format!("ROLLBACK: {e}"))?;
+            client.batch_execute("ROLLBACK").await.map_err(|e| format!("ROLLBACK: {}", describe(&e)))?;
             continue;
         }
         match client.batch_execute("COMMIT").await {
             Ok(()) => done.push((from, to, amount)),
             Err(e) if is_serialization_failure(&e) => conflicts += 1,
-            Err(e) => return Err(format!("COMMIT: {e}")),
+            Err(e) => return Err(format!("COMMIT: {}", describe(&e))),
         }
     }
     Ok((done, conflicts))
@@ -116,7 +124,10 @@ async fn transfer_writer(
 async fn vacuum_loop(client: Client, stop: Arc<AtomicBool>) -> Result<usize, String> {
     let mut runs = 0;
     while !stop.load(Ordering::Relaxed) {
-        client.batch_execute("VACUUM accounts").await.map_err(|e| format!("VACUUM accounts: {e}"))?;
+        client
+            .batch_execute("VACUUM accounts")
+            .await
+            .map_err(|e| format!("VACUUM accounts: {}", describe(&e)))?;
         runs += 1;
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -131,7 +142,7 @@ async fn reader(client: Client, total: i64, stop: Arc<AtomicBool>) -> Result<usi
         let row = client
             .query_one("SELECT CAST(sum(balance) AS BIGINT), count(*) FROM accounts", &[])
             .await
-            .map_err(|e| format!("sum: {e}"))?;
+            .map_err(|e| format!("sum: {}", describe(&e)))?;
         let (sum, count): (i64, i64) = (row.get(0), row.get(1));
         if (sum, count) != (total, ACCOUNTS) {
             return Err(format!("sum(balance), count(*) = ({sum}, {count}), want ({total}, {ACCOUNTS})"));
@@ -146,11 +157,14 @@ async fn reader(client: Client, total: i64, stop: Arc<AtomicBool>) -> Result<usi
             return Err(format!("a full scan sums to {scan_sum}: {scan:?}"));
         }
         // Inside a transaction the snapshot holds while transfers commit around it.
-        client.batch_execute("BEGIN").await.map_err(|e| format!("BEGIN: {e}"))?;
+        client.batch_execute("BEGIN").await.map_err(|e| format!("BEGIN: {}", describe(&e)))?;
         let first = balances(&client).await;
         tokio::time::sleep(Duration::from_millis(30)).await;
         let second = balances(&client).await;
-        client.batch_execute("COMMIT").await.map_err(|e| format!("COMMIT of a read-only block: {e}"))?;
+        client
+            .batch_execute("COMMIT")
+            .await
+            .map_err(|e| format!("COMMIT of a read-only block: {}", describe(&e)))?;
         if first != second {
             return Err(format!("one transaction read {first:?} and then {second:?}"));
         }
@@ -267,6 +281,112 @@ async fn writers_on_disjoint_keys_never_conflict_under_compaction() {
     server.stop().await;
 }
 
+/// Two transactions upsert the same new key: neither sees the other's row, so both
+/// insert; the later committer gets 40001 (never 23505: ON CONFLICT covers that key).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_upserts_of_one_new_key() {
+    let server = TestServer::start().await;
+    let admin = server.client().await;
+    create_accounts(&admin, 0).await;
+    let (a, b) = (server.client().await, server.client().await);
+    let upsert = |n: i64| {
+        format!(
+            "INSERT INTO accounts VALUES (1, {n}) ON CONFLICT (id) DO UPDATE SET balance = accounts.balance + {n}"
+        )
+    };
+    run(&a, "BEGIN").await.unwrap();
+    run(&b, "BEGIN").await.unwrap();
+    run(&a, &upsert(5)).await.unwrap();
+    run(&b, &upsert(7)).await.unwrap();
+    assert_eq!(balance(&b, 1).await, Some(7), "B reads its own insert");
+    run(&a, "COMMIT").await.unwrap();
+    let err = run(&b, "COMMIT").await.expect_err("B committed second over A's insert");
+    assert_eq!(err.code(), Some(&SqlState::T_R_SERIALIZATION_FAILURE), "B's COMMIT: {}", describe(&err));
+    assert_eq!(balance(&admin, 1).await, Some(5));
+    server.stop().await;
+}
+
+/// Single statements (each its own transaction) incrementing shared counters, by
+/// upsert and by UPDATE: every acknowledged increment is counted exactly once, the
+/// losers of a conflict retrying on 40001.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_increments_in_autocommit_lose_nothing() {
+    const KEYS: i64 = 4;
+    let server = TestServer::start().await;
+    let admin = server.client().await;
+    admin
+        .batch_execute(&format!("CREATE TABLE counters (id BIGINT PRIMARY KEY, n BIGINT NOT NULL) {OPTIONS}"))
+        .await
+        .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let vacuum = tokio::spawn({
+        let client = server.client().await;
+        let stop = stop.clone();
+        async move {
+            let mut runs = 0;
+            while !stop.load(Ordering::Relaxed) {
+                client
+                    .batch_execute("VACUUM counters")
+                    .await
+                    .map_err(|e| format!("VACUUM: {}", describe(&e)))?;
+                runs += 1;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Ok::<usize, String>(runs)
+        }
+    });
+    let mut rng = Rng::new(env_u64("TARN_CONCURRENCY_SEED", 42));
+    let mut tasks = Vec::new();
+    for _ in 0..3 {
+        let client = server.client().await;
+        let mut rng = rng.fork();
+        tasks.push(tokio::spawn(async move {
+            let mut counted: BTreeMap<i64, i64> = BTreeMap::new();
+            let mut conflicts = 0;
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while counted.values().sum::<i64>() < 60 {
+                assert!(Instant::now() < deadline, "60 increments did not finish in 60 s");
+                let id = rng.range(0, KEYS);
+                // The UPDATE form counts only once the row exists.
+                let sql = if rng.percent(50) {
+                    format!("INSERT INTO counters VALUES ({id}, 1) ON CONFLICT (id) DO UPDATE SET n = counters.n + 1")
+                } else {
+                    format!("UPDATE counters SET n = n + 1 WHERE id = {id}")
+                };
+                match client.execute(sql.as_str(), &[]).await {
+                    Ok(1) => *counted.entry(id).or_default() += 1,
+                    Ok(0) if sql.starts_with("UPDATE") => {}
+                    Ok(n) => panic!("{sql}: {n} rows"),
+                    Err(e) if is_serialization_failure(&e) => conflicts += 1,
+                    Err(e) => panic!("{sql}: {}", describe(&e)),
+                }
+            }
+            (counted, conflicts)
+        }));
+    }
+    let mut want: BTreeMap<i64, i64> = BTreeMap::new();
+    let mut conflicts = 0;
+    for t in tasks {
+        let (counted, c) = t.await.unwrap();
+        for (id, n) in counted {
+            *want.entry(id).or_default() += n;
+        }
+        conflicts += c;
+    }
+    stop.store(true, Ordering::Relaxed);
+    assert!(vacuum.await.unwrap().unwrap() > 0);
+    println!("{} increments, {conflicts} retried on 40001", want.values().sum::<i64>());
+    let got: BTreeMap<i64, i64> = admin
+        .query("SELECT id, n FROM counters", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(got, want, "counters vs acknowledged increments");
+    server.stop().await;
+}
+
 /// Runs `sql` with a time limit: the contract is optimistic (conflicts show at COMMIT),
 /// so a statement that waits on another transaction is a failure, not a hang.
 async fn run(client: &Client, sql: &str) -> Result<(), tokio_postgres::Error> {
@@ -354,26 +474,26 @@ async fn the_later_committer_of_a_write_write_conflict_gets_40001() {
             // Take both snapshots before either writes.
             balance(first, 2).await;
             balance(second, 2).await;
-            run(&a, case.a).await.unwrap_or_else(|e| panic!("{what}: A's write: {e}"));
-            run(&b, case.b).await.unwrap_or_else(|e| panic!("{what}: B's write: {e}"));
+            run(&a, case.a).await.unwrap_or_else(|e| panic!("{what}: A's write: {}", describe(&e)));
+            run(&b, case.b).await.unwrap_or_else(|e| panic!("{what}: B's write: {}", describe(&e)));
             run(
                 &b,
                 "UPDATE accounts SET balance = balance + 1 WHERE id = 2; INSERT INTO accounts VALUES (99, 9)",
             )
             .await
-            .unwrap_or_else(|e| panic!("{what}: B's other writes: {e}"));
+            .unwrap_or_else(|e| panic!("{what}: B's other writes: {}", describe(&e)));
             // B reads its own writes; nobody else sees them.
             assert_eq!(balance(&b, 99).await, Some(9), "{what}");
             assert_eq!(balance(&admin, 99).await, None, "{what}: B's uncommitted row is visible outside it");
             assert_eq!(balance(&admin, 2).await, Some(200), "{what}");
 
-            run(&a, "COMMIT").await.unwrap_or_else(|e| panic!("{what}: A commits first: {e}"));
+            run(&a, "COMMIT").await.unwrap_or_else(|e| panic!("{what}: A commits first: {}", describe(&e)));
             let err =
                 run(&b, "COMMIT").await.expect_err(&format!("{what}: B committed second over A's write"));
             let code = err.code();
             let expected = code == Some(&SqlState::T_R_SERIALIZATION_FAILURE)
                 || (case.unique_too && code == Some(&SqlState::UNIQUE_VIOLATION));
-            assert!(expected, "{what}: B's COMMIT: {err}");
+            assert!(expected, "{what}: B's COMMIT: {}", describe(&err));
 
             // B's session goes on outside any transaction; none of B's writes remain.
             let n: i64 = b.query_one("SELECT count(*) FROM accounts", &[]).await.unwrap().get(0);

@@ -56,6 +56,14 @@ fn child_server() {
     });
 }
 
+/// An error as `SQLSTATE: message` (tokio-postgres displays a server error as just "db error").
+fn describe(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{}: {}", db.code().code(), db.message()),
+        None => e.to_string(),
+    }
+}
+
 fn key(client: usize, txn: i64, part: i32) -> i64 {
     (client as i64 + 1) * 1_000_000_000 + txn * 4 + i64::from(part)
 }
@@ -240,7 +248,7 @@ async fn writer(
         match outcome {
             Ok(()) => progress = Progress { acked: t, in_doubt: false },
             Err(e) if e.code().is_none() => return Ok(progress),
-            Err(e) => return Err(format!("client {client}, transaction {t}: {e}")),
+            Err(e) => return Err(format!("client {client}, transaction {t}: {}", describe(&e))),
         }
     }
     Ok(progress)
@@ -254,7 +262,7 @@ async fn vacuumer(conn: String, stop: Arc<AtomicBool>) -> Result<u32, String> {
         match db.batch_execute("VACUUM kv").await {
             Ok(()) => done += 1,
             Err(e) if e.code().is_none() => break,
-            Err(e) => return Err(format!("VACUUM kv: {e}")),
+            Err(e) => return Err(format!("VACUUM kv: {}", describe(&e))),
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
@@ -296,7 +304,7 @@ async fn verify(db: &Client, progress: &[Progress], context: &str) -> Vec<Progre
     let scan: Vec<KvRow> = db
         .query("SELECT k, client, txn, part FROM kv ORDER BY k", &[])
         .await
-        .unwrap_or_else(|e| panic!("{context}: full scan: {e}"))
+        .unwrap_or_else(|e| panic!("{context}: full scan: {}", describe(&e)))
         .iter()
         .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
         .collect();
@@ -321,7 +329,7 @@ async fn verify(db: &Client, progress: &[Progress], context: &str) -> Vec<Progre
         let point: Option<i64> = db
             .query_opt("SELECT txn FROM kv WHERE k = $1", &[&head_key(c)])
             .await
-            .unwrap_or_else(|e| panic!("{context}: point lookup: {e}"))
+            .unwrap_or_else(|e| panic!("{context}: point lookup: {}", describe(&e)))
             .map(|r| r.get(0));
         assert_eq!(point.unwrap_or(0), head, "{context}: client {c}'s head row by point lookup vs full scan");
         let newest_possible = p.acked + i64::from(p.in_doubt);

@@ -82,7 +82,8 @@ impl SchemaProvider for TarnSchema {
         }
         let name = TableName::new(&self.name, name);
         let Some(table) = self.warehouse.table(&name) else { return Ok(None) };
-        let provider = match self.tx.pinned(&table) {
+        let pinned = self.tx.pinned(&table).map_err(|e| e.into_datafusion())?;
+        let provider = match pinned {
             Some((snapshot, overlay)) => TarnTable::at(table, snapshot, overlay, &self.defaults),
             None => TarnTable::new(table, &self.defaults),
         };

@@ -24,7 +24,7 @@ use tarn_storage::{Lookup, StorageError, Table, TableName, TableWrite, Write, Wr
 use crate::ddl;
 use crate::error::{EngineError, Result};
 use crate::parser::ParsedStatement;
-use crate::session::{CommandTag, Output, RowsCommand, Session};
+use crate::session::{CommandTag, Output, RowsCommand, Session, TxStatus};
 
 /// How many times a statement outside `BEGIN` is retried after a write conflict.
 const CONFLICT_RETRIES: usize = 8;
@@ -39,6 +39,8 @@ pub(crate) struct PlannedWrite {
     /// Tables without a primary key: the rows an `UPDATE`/`DELETE` leaves alone.
     pub kept: Option<LogicalPlan>,
     pub returning: Option<LogicalPlan>,
+    /// Types of parameters known from where they go (`SET column = $n`): 1-based.
+    pub param_hints: Vec<(usize, arrow::datatypes::DataType)>,
 }
 
 #[derive(Debug, Clone)]
@@ -83,6 +85,7 @@ impl Session {
         let def = table.snapshot().def().clone();
         let qualifier = ast::Ident::with_quote('"', alias.clone().unwrap_or_else(|| name.table.clone()));
         let mut assigned: Vec<Option<String>> = vec![None; def.schema.fields().len()];
+        let mut param_hints = Vec::new();
         for assignment in &update.assignments {
             let ast::AssignmentTarget::ColumnName(column) = &assignment.target else {
                 return Err(EngineError::unsupported("UPDATE of a column tuple is not supported"));
@@ -96,7 +99,15 @@ impl Session {
             if assigned[index].is_some() {
                 return Err(EngineError::syntax(format!("multiple assignments to same column \"{column}\"")));
             }
-            assigned[index] = Some(assignment.value.to_string());
+            let column_type = def.schema.field(index).data_type();
+            if let ast::Expr::Value(v) = &assignment.value {
+                if let ast::Value::Placeholder(p) = &v.value {
+                    if let Some(n) = p.strip_prefix('$').and_then(|n| n.parse::<usize>().ok()) {
+                        param_hints.push((n, column_type.clone()));
+                    }
+                }
+            }
+            assigned[index] = Some(assigned_value(&assignment.value, column_type));
         }
         let old: Vec<String> = def
             .schema
@@ -128,7 +139,7 @@ impl Session {
             Some(items) => Some(self.plan_returning_as(&name, alias.as_deref(), items.clone()).await?),
             None => None,
         };
-        Ok(PlannedWrite { table, kind: DmlKind::Update, input, kept, returning })
+        Ok(PlannedWrite { table, kind: DmlKind::Update, input, kept, returning, param_hints })
     }
 
     /// Plans `DELETE`: a query of the rows it removes.
@@ -151,12 +162,12 @@ impl Session {
             Some(items) => Some(self.plan_returning_as(&name, alias.as_deref(), items.clone()).await?),
             None => None,
         };
-        Ok(PlannedWrite { table, kind: DmlKind::Delete, input, kept, returning })
+        Ok(PlannedWrite { table, kind: DmlKind::Delete, input, kept, returning, param_hints: Vec::new() })
     }
 
     /// `TRUNCATE`: every row of each table goes.
     pub(crate) async fn truncate(&mut self, truncate: &ast::Truncate) -> Result<Output> {
-        Box::pin(self.run_writes(&WriteSource::Truncate(truncate.clone()), vec![])).await?;
+        Box::pin(self.run_writes(&WriteSource::Truncate(truncate.clone()), vec![], None)).await?;
         Ok(Output::Command(CommandTag::new("TRUNCATE TABLE")))
     }
 
@@ -183,7 +194,14 @@ impl Session {
                         .await?,
                 )
             };
-            planned.push(PlannedWrite { table, kind: DmlKind::Truncate, input, kept, returning: None });
+            planned.push(PlannedWrite {
+                table,
+                kind: DmlKind::Truncate,
+                input,
+                kept,
+                returning: None,
+                param_hints: Vec::new(),
+            });
         }
         Ok(planned)
     }
@@ -203,20 +221,19 @@ impl Session {
 
     /// Inserts rows (with the table's columns) as one statement: `COPY ... FROM STDIN`.
     pub(crate) async fn insert_rows(&mut self, table: &Arc<Table>, batches: Vec<RecordBatch>) -> Result<u64> {
-        let Some(first) = batches.first() else { return Ok(0) };
-        let schema = first.schema();
-        let source = datafusion::datasource::provider_as_source(Arc::new(
-            datafusion::datasource::MemTable::try_new(schema, vec![batches])?,
-        ));
-        let input = datafusion::logical_expr::LogicalPlanBuilder::scan("copy", source, None)?.build()?;
+        if batches.is_empty() {
+            return Ok(0);
+        }
+        let input = rows_plan(batches)?;
         let planned = PlannedWrite {
             table: table.clone(),
             kind: DmlKind::Insert { on_conflict: None },
             input,
             kept: None,
             returning: None,
+            param_hints: Vec::new(),
         };
-        Ok(Box::pin(self.run_writes(&WriteSource::Rows(planned), vec![])).await?.rows)
+        Ok(Box::pin(self.run_writes(&WriteSource::Rows(planned), vec![], None)).await?.rows)
     }
 
     /// For a table without a primary key, the rows an `UPDATE`/`DELETE` leaves alone.
@@ -257,7 +274,8 @@ impl Session {
             DmlKind::Truncate => "TRUNCATE TABLE",
         };
         let table = planned.table.clone();
-        let done = Box::pin(self.run_writes(&WriteSource::Statement(statement.clone()), params)).await?;
+        let source = WriteSource::Statement(statement.clone());
+        let done = Box::pin(self.run_writes(&source, params, Some(vec![planned]))).await?;
         let Some(returning) = returning else {
             return Ok(Output::Command(CommandTag::with_rows(tag, done.rows)));
         };
@@ -271,13 +289,19 @@ impl Session {
         Ok(Output::Rows { schema, stream, command })
     }
 
+    /// Runs the writes of `source` (`planned`: already planned inside the transaction).
     async fn run_writes(
         &mut self,
         source: &WriteSource,
         params: Vec<datafusion::common::ScalarValue>,
+        planned: Option<Vec<PlannedWrite>>,
     ) -> Result<Done> {
-        if self.txn.is_active() {
-            let planned = self.plan_source(source).await?;
+        let mut first = planned;
+        if self.tx_status() != TxStatus::Idle {
+            let planned = match first {
+                Some(planned) => planned,
+                None => self.plan_source(source).await?,
+            };
             let mut done = Done { rows: 0, returned: Vec::new() };
             for p in &planned {
                 let d = Box::pin(self.apply(p, &params)).await?;
@@ -288,13 +312,20 @@ impl Session {
         }
         let mut attempt = 0;
         loop {
-            self.txn.begin();
-            let planned = match self.plan_source(source).await {
-                Ok(p) => p,
-                Err(e) => {
-                    self.txn.take();
-                    return Err(e);
-                }
+            // Outside `BEGIN`: the statement's own transaction (opened before planning, or
+            // here on a retry).
+            if !self.txn.is_active() {
+                self.txn.begin();
+            }
+            let planned = match first.take() {
+                Some(planned) => planned,
+                None => match self.plan_source(source).await {
+                    Ok(p) => p,
+                    Err(e) => {
+                        self.txn.take();
+                        return Err(e);
+                    }
+                },
             };
             let mut done = Done { rows: 0, returned: Vec::new() };
             let mut result = Ok(());
@@ -362,7 +393,7 @@ impl Session {
     ) -> Result<Done> {
         let table = &planned.table;
         // Pin the table's snapshot before the statement reads it.
-        let (snapshot, overlay) = self.txn.pinned(table).expect("a transaction is open");
+        let (snapshot, overlay) = self.txn.pinned(table)?.expect("a transaction is open");
         let input = with_params(planned.input.clone(), params)?;
         let batches = self.ctx.execute_logical_plan(input).await?.collect().await?;
         let schema = snapshot.schema();
@@ -431,7 +462,7 @@ impl Session {
                         )?;
                         let excluded = filter_record_batch(&rows, &BooleanArray::from(conflicting.clone()))?;
                         if fresh.num_rows() > 0 {
-                            writes.push(Write { kind: WriteKind::Insert, rows: fresh.clone() });
+                            writes.push(Write { kind: WriteKind::UpsertInsert, rows: fresh.clone() });
                             returned.push(fresh);
                         }
                         if excluded.num_rows() > 0 {
@@ -530,7 +561,7 @@ impl Session {
             self.txn.add_appends(table, rows.clone())?;
             return Ok(Done { rows: count, returned: rows });
         }
-        if self.tx_status() != crate::session::TxStatus::Idle {
+        if self.tx_status() != TxStatus::Idle {
             return Err(EngineError::unsupported(
                 "UPDATE, DELETE and TRUNCATE of a table without a primary key are not supported inside BEGIN ... COMMIT yet",
             ));
@@ -608,6 +639,128 @@ impl Session {
             None => Ok(updated),
         }
     }
+}
+
+/// The SQL of a `SET column = value`: a bare `$n` is cast to the column's type, so the
+/// parameter's type is inferred from the column as Postgres does.
+fn assigned_value(value: &ast::Expr, column: &arrow::datatypes::DataType) -> String {
+    use arrow::datatypes::DataType as T;
+    let is_parameter = matches!(value, ast::Expr::Value(v) if matches!(v.value, ast::Value::Placeholder(_)));
+    let type_name = match column {
+        T::Boolean => Some("BOOLEAN".to_string()),
+        T::Int16 => Some("SMALLINT".into()),
+        T::Int32 => Some("INT".into()),
+        T::Int64 => Some("BIGINT".into()),
+        T::Float32 => Some("REAL".into()),
+        T::Float64 => Some("DOUBLE PRECISION".into()),
+        T::Utf8 => Some("TEXT".into()),
+        T::Date32 => Some("DATE".into()),
+        T::Timestamp(_, None) => Some("TIMESTAMP".into()),
+        T::Timestamp(_, Some(_)) => Some("TIMESTAMPTZ".into()),
+        T::Decimal128(p, s) => Some(format!("NUMERIC({p}, {s})")),
+        _ => None,
+    };
+    match type_name {
+        Some(name) if is_parameter => format!("CAST({value} AS {name})"),
+        _ => value.to_string(),
+    }
+}
+
+/// A plan that yields `batches` (rows already computed).
+pub(crate) fn rows_plan(batches: Vec<RecordBatch>) -> Result<LogicalPlan> {
+    let schema = batches[0].schema();
+    let source = datafusion::datasource::provider_as_source(Arc::new(
+        datafusion::datasource::MemTable::try_new(schema, vec![batches])?,
+    ));
+    Ok(datafusion::logical_expr::LogicalPlanBuilder::scan("rows", source, None)?.build()?)
+}
+
+/// `INSERT ... VALUES` whose every value is a literal, as rows of the table, built
+/// without DataFusion (planning a thousand-row `VALUES` costs more than writing it).
+/// `positions[i]` is the table column of the i-th value of a row. `None` (fall back to
+/// DataFusion, which gives Postgres' semantics and errors) for anything else: an
+/// expression or parameter, a column left out that has a default, a type whose text
+/// form Arrow reads differently from Postgres, a value that does not convert.
+pub(crate) fn literal_rows(
+    source: &ast::Query,
+    positions: &[usize],
+    def: &tarn_storage::TableDef,
+) -> Option<RecordBatch> {
+    use arrow::datatypes::DataType as T;
+    if source.with.is_some() || source.order_by.is_some() || source.limit_clause.is_some() {
+        return None;
+    }
+    let ast::SetExpr::Values(values) = source.body.as_ref() else { return None };
+    let width = def.schema.fields().len();
+    let mut seen = vec![false; width];
+    for &p in positions {
+        if std::mem::replace(&mut seen[p], true) {
+            return None;
+        }
+    }
+    if (0..width).any(|i| !seen[i] && def.columns[i].default.is_some()) {
+        return None;
+    }
+    let types: Vec<&T> = positions.iter().map(|&p| def.schema.field(p).data_type()).collect();
+    if !types.iter().all(|t| {
+        matches!(
+            t,
+            T::Int16 | T::Int32 | T::Int64 | T::Float32 | T::Float64 | T::Utf8 | T::Boolean | T::Date32
+        ) || matches!(t, T::Timestamp(_, None))
+    }) {
+        return None;
+    }
+    let mut texts: Vec<Vec<Option<String>>> = vec![Vec::with_capacity(values.rows.len()); positions.len()];
+    for row in &values.rows {
+        if row.len() != positions.len() {
+            return None;
+        }
+        for (i, expr) in row.iter().enumerate() {
+            let text = match expr {
+                ast::Expr::Value(v) => match &v.value {
+                    ast::Value::Number(n, _) if *types[i] != T::Boolean => Some(n.clone()),
+                    ast::Value::SingleQuotedString(s) => Some(s.clone()),
+                    ast::Value::Boolean(b) if *types[i] == T::Boolean => Some(b.to_string()),
+                    ast::Value::Null => None,
+                    _ => return None,
+                },
+                ast::Expr::UnaryOp { op: ast::UnaryOperator::Minus, expr } => match expr.as_ref() {
+                    ast::Expr::Value(v) => match &v.value {
+                        ast::Value::Number(n, _) if *types[i] != T::Boolean => Some(format!("-{n}")),
+                        _ => return None,
+                    },
+                    _ => return None,
+                },
+                _ => return None,
+            };
+            texts[i].push(text);
+        }
+    }
+    let rows = values.rows.len();
+    let strict = arrow::compute::CastOptions { safe: false, ..Default::default() };
+    let mut columns: Vec<Option<ArrayRef>> = vec![None; width];
+    for (i, &p) in positions.iter().enumerate() {
+        let text: ArrayRef = Arc::new(arrow::array::StringArray::from(std::mem::take(&mut texts[i])));
+        let column = if *types[i] == T::Utf8 {
+            text
+        } else {
+            arrow::compute::cast_with_options(&text, types[i], &strict).ok()?
+        };
+        columns[p] = Some(column);
+    }
+    let columns: Vec<ArrayRef> = columns
+        .into_iter()
+        .enumerate()
+        .map(|(i, c)| {
+            c.unwrap_or_else(|| arrow::array::new_null_array(def.schema.field(i).data_type(), rows))
+        })
+        .collect();
+    let schema = Arc::new(arrow::datatypes::Schema::new_with_metadata(
+        def.schema.fields().iter().map(|f| f.as_ref().clone().with_nullable(true)).collect::<Vec<_>>(),
+        def.schema.metadata().clone(),
+    ));
+    RecordBatch::try_new_with_options(schema, columns, &RecordBatchOptions::new().with_row_count(Some(rows)))
+        .ok()
 }
 
 /// The table an `UPDATE`/`DELETE` names, and its alias.

@@ -42,6 +42,10 @@ pub enum EngineError {
     CardinalityViolation { message: String },
     #[error("{message}")]
     ActiveTransaction { message: String },
+    #[error("{message}")]
+    NoActiveTransaction { message: String },
+    #[error("savepoint \"{name}\" does not exist")]
+    UndefinedSavepoint { name: String },
     #[error("there is no unique or exclusion constraint matching the ON CONFLICT specification")]
     InvalidOnConflict,
 

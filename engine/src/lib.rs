@@ -29,6 +29,7 @@ pub mod engine;
 pub mod error;
 pub mod functions;
 pub mod literals;
+pub mod lookup;
 pub mod parser;
 pub mod pg_catalog;
 pub mod provider;

@@ -644,6 +644,19 @@ impl ExecutionPlan for PointLookupExec {
     }
 }
 
+/// The rows of `keys` that exist at `snapshot` (with the transaction's `overlay`),
+/// `projection` of `schema` (the table's columns, nullable) as `output`.
+pub(crate) async fn lookup_projected(
+    snapshot: Arc<Snapshot>,
+    overlay: Option<Arc<Overlay>>,
+    keys: Vec<Key>,
+    schema: SchemaRef,
+    projection: Vec<usize>,
+    output: SchemaRef,
+) -> DfResult<RecordBatch> {
+    PointLookupExec::lookup(snapshot, overlay, keys, schema, projection, output).await
+}
+
 /// The rows of `keys` (all of which exist) at `snapshot` with the transaction's
 /// `overlay`, in the order of `keys`.
 pub(crate) async fn lookup_rows(

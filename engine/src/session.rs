@@ -34,6 +34,7 @@ use crate::dml::{DmlKind, OnConflict, PlannedWrite};
 use crate::engine::Engine;
 use crate::error::{EngineError, Result};
 use crate::literals::{rewrite_insert_values, rewrite_typed_casts, InsertTarget};
+use crate::lookup::{KeyLookup, KeyValue};
 use crate::parser::{parse_sql, ParsedStatement};
 use crate::settings::Settings;
 use crate::transaction::TxState;
@@ -100,8 +101,14 @@ impl CommandTag {
 /// A statement after planning, ready to run.
 enum Planned {
     Query(LogicalPlan),
+    /// `SELECT ... FROM t WHERE pk = value`, answered without DataFusion.
+    Lookup(KeyLookup),
     Write(PlannedWrite),
-    CreateTableAs { name: TableName, if_not_exists: bool, query: LogicalPlan },
+    CreateTableAs {
+        name: TableName,
+        if_not_exists: bool,
+        query: LogicalPlan,
+    },
     Other,
 }
 
@@ -201,8 +208,31 @@ impl Session {
         let planned = self.plan(&statement).await?;
         let (param_types, result) = match &planned {
             Planned::Query(plan) => (param_types(plan, &declared)?, Some(result_schema(plan))),
+            Planned::Lookup(lookup) => {
+                let count = match lookup.key {
+                    KeyValue::Param(n) => n.max(declared.len()),
+                    KeyValue::Literal(_) => declared.len(),
+                };
+                let types = (1..=count)
+                    .map(|i| match (declared.get(i - 1).cloned().flatten(), &lookup.key) {
+                        (Some(t), _) => t,
+                        (None, KeyValue::Param(n)) if *n == i => lookup.key_type(),
+                        (None, _) => DataType::Utf8,
+                    })
+                    .collect();
+                (types, Some(lookup.schema.clone()))
+            }
             Planned::Write(write) => {
-                (param_types(&write.input, &declared)?, write.returning.as_ref().map(arrow_schema))
+                let mut types = param_types(&write.input, &declared)?;
+                for (n, hint) in &write.param_hints {
+                    if types.len() < *n {
+                        types.resize(*n, DataType::Utf8);
+                    }
+                    if declared.get(n - 1).cloned().flatten().is_none() {
+                        types[n - 1] = hint.clone();
+                    }
+                }
+                (types, write.returning.as_ref().map(arrow_schema))
             }
             Planned::CreateTableAs { query, .. } => (param_types(query, &declared)?, None),
             Planned::Other => (
@@ -217,8 +247,7 @@ impl Session {
     pub async fn execute_now(&mut self, statement: ParsedStatement) -> Result<Output> {
         let outcome = async {
             self.check_not_failed(&statement.statement)?;
-            let planned = self.plan(&statement).await?;
-            self.run_planned(&statement, planned, vec![]).await
+            self.plan_and_run(&statement, vec![]).await
         }
         .await;
         self.note(&outcome);
@@ -228,8 +257,32 @@ impl Session {
     async fn run(&mut self, prepared: &Prepared, params: Vec<ScalarValue>) -> Result<Output> {
         self.check_not_failed(&prepared.statement.statement)?;
         let params = bind_params(params, &prepared.param_types);
-        let planned = self.plan(&prepared.statement).await?;
-        self.run_planned(&prepared.statement, planned, params).await
+        self.plan_and_run(&prepared.statement, params).await
+    }
+
+    /// A write outside `BEGIN` opens its own transaction before it is planned, so its
+    /// reads pin the snapshot it commits against; whatever happens, it is closed after.
+    async fn plan_and_run(
+        &mut self,
+        statement: &ParsedStatement,
+        params: Vec<ScalarValue>,
+    ) -> Result<Output> {
+        let implicit = self.tx == TxStatus::Idle
+            && matches!(
+                statement.statement,
+                Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_)
+            );
+        if implicit {
+            self.txn.begin();
+        }
+        let outcome = match self.plan(statement).await {
+            Ok(planned) => self.run_planned(statement, planned, params).await,
+            Err(e) => Err(e),
+        };
+        if implicit && self.txn.is_active() {
+            self.txn.take();
+        }
+        outcome
     }
 
     async fn run_planned(
@@ -239,6 +292,7 @@ impl Session {
         params: Vec<ScalarValue>,
     ) -> Result<Output> {
         match planned {
+            Planned::Lookup(lookup) => self.run_key_lookup(&lookup, &params).await,
             Planned::Query(plan) => {
                 let plan = with_params(plan, &params)?;
                 let schema = result_schema(&plan);
@@ -280,6 +334,9 @@ impl Session {
         rewrite_typed_casts(&mut statement);
         match statement {
             Statement::Query(mut query) => {
+                if let Some(lookup) = self.plan_key_lookup(&query) {
+                    return Ok(Planned::Lookup(lookup));
+                }
                 name_output_columns(&mut query);
                 Ok(Planned::Query(self.datafusion_plan(Statement::Query(query)).await?))
             }
@@ -307,6 +364,7 @@ impl Session {
                         })
                         .collect()
                 };
+                let positions = targets.clone();
                 let targets: Vec<InsertTarget> = targets
                     .into_iter()
                     .map(|i| match i {
@@ -333,9 +391,24 @@ impl Session {
                         ))
                     }
                 };
-                let plan = self.datafusion_plan(Statement::Insert(insert)).await?;
-                let LogicalPlan::Dml(DmlStatement { op: WriteOp::Insert(_), input, .. }) = plan else {
-                    return Err(EngineError::Internal { message: "INSERT did not plan as an insert".into() });
+                // Literal VALUES (the bulk of ingest) become Arrow arrays directly; anything
+                // else is planned by DataFusion.
+                let literal = insert.source.as_deref().and_then(|source| {
+                    let positions: Option<Vec<usize>> = positions.iter().copied().collect();
+                    crate::dml::literal_rows(source, &positions?, def)
+                });
+                let input = match literal {
+                    Some(rows) => crate::dml::rows_plan(vec![rows])?,
+                    None => {
+                        let plan = self.datafusion_plan(Statement::Insert(insert)).await?;
+                        let LogicalPlan::Dml(DmlStatement { op: WriteOp::Insert(_), input, .. }) = plan
+                        else {
+                            return Err(EngineError::Internal {
+                                message: "INSERT did not plan as an insert".into(),
+                            });
+                        };
+                        Arc::unwrap_or_clone(input)
+                    }
                 };
                 let returning = match returning {
                     Some(items) => Some(self.plan_returning_as(&name, alias.as_deref(), items).await?),
@@ -344,9 +417,10 @@ impl Session {
                 Ok(Planned::Write(PlannedWrite {
                     table,
                     kind: DmlKind::Insert { on_conflict },
-                    input: Arc::unwrap_or_clone(input),
+                    input,
                     kept: None,
                     returning,
+                    param_hints: Vec::new(),
                 }))
             }
             Statement::CreateTable(create) if create.query.is_some() => {

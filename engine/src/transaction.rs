@@ -29,7 +29,9 @@ pub struct TxTable {
     pub writes: Vec<Write>,
     /// Rows for a table without a primary key, appended at commit.
     pub appends: Vec<RecordBatch>,
+    /// The writes folded per key, built when a statement next reads the table.
     pub overlay: Option<Arc<Overlay>>,
+    overlay_stale: bool,
 }
 
 #[derive(Debug, Default)]
@@ -41,6 +43,8 @@ pub struct TxState {
 struct Inner {
     active: bool,
     tables: BTreeMap<TableName, TxTable>,
+    /// Savepoints, oldest first: how many writes and appends each table had then.
+    savepoints: Vec<(String, BTreeMap<TableName, (usize, usize)>)>,
 }
 
 impl TxState {
@@ -52,6 +56,48 @@ impl TxState {
         let mut inner = self.lock();
         inner.active = true;
         inner.tables.clear();
+        inner.savepoints.clear();
+    }
+
+    /// `SAVEPOINT name`: remembers how far each table's writes go.
+    pub fn savepoint(&self, name: &str) {
+        let mut inner = self.lock();
+        let marks =
+            inner.tables.iter().map(|(n, t)| (n.clone(), (t.writes.len(), t.appends.len()))).collect();
+        inner.savepoints.push((name.to_string(), marks));
+    }
+
+    /// `ROLLBACK TO SAVEPOINT name`: drops the writes made since; the savepoint stays.
+    pub fn rollback_to(&self, name: &str) -> Result<()> {
+        let mut inner = self.lock();
+        let at = inner
+            .savepoints
+            .iter()
+            .rposition(|(n, _)| n == name)
+            .ok_or_else(|| EngineError::UndefinedSavepoint { name: name.to_string() })?;
+        inner.savepoints.truncate(at + 1);
+        let marks = inner.savepoints[at].1.clone();
+        for (table_name, table) in inner.tables.iter_mut() {
+            let (writes, appends) = marks.get(table_name).copied().unwrap_or((0, 0));
+            if table.writes.len() > writes {
+                table.writes.truncate(writes);
+                table.overlay_stale = true;
+            }
+            table.appends.truncate(appends);
+        }
+        Ok(())
+    }
+
+    /// `RELEASE SAVEPOINT name`: forgets it and every later one; the writes stay.
+    pub fn release(&self, name: &str) -> Result<()> {
+        let mut inner = self.lock();
+        let at = inner
+            .savepoints
+            .iter()
+            .rposition(|(n, _)| n == name)
+            .ok_or_else(|| EngineError::UndefinedSavepoint { name: name.to_string() })?;
+        inner.savepoints.truncate(at);
+        Ok(())
     }
 
     pub fn is_active(&self) -> bool {
@@ -62,15 +108,16 @@ impl TxState {
     pub fn take(&self) -> BTreeMap<TableName, TxTable> {
         let mut inner = self.lock();
         inner.active = false;
+        inner.savepoints.clear();
         std::mem::take(&mut inner.tables)
     }
 
     /// The snapshot `table` is read at in this transaction (pinned on first use) and
     /// the transaction's own writes; `None` outside a transaction.
-    pub fn pinned(&self, table: &Arc<Table>) -> Option<(Arc<Snapshot>, Option<Arc<Overlay>>)> {
+    pub fn pinned(&self, table: &Arc<Table>) -> Result<Option<(Arc<Snapshot>, Option<Arc<Overlay>>)>> {
         let mut inner = self.lock();
         if !inner.active {
-            return None;
+            return Ok(None);
         }
         let entry = inner.tables.entry(table.name().clone()).or_insert_with(|| TxTable {
             table: table.clone(),
@@ -78,6 +125,7 @@ impl TxState {
             writes: Vec::new(),
             appends: Vec::new(),
             overlay: None,
+            overlay_stale: false,
         });
         if !Arc::ptr_eq(&entry.table, table) {
             // The table was dropped and created again since the transaction first read it.
@@ -87,9 +135,14 @@ impl TxState {
                 writes: Vec::new(),
                 appends: Vec::new(),
                 overlay: None,
+                overlay_stale: false,
             };
         }
-        Some((entry.snapshot.clone(), entry.overlay.clone()))
+        if entry.overlay_stale {
+            entry.overlay = Some(Arc::new(overlay_of(table, &entry.writes)?));
+            entry.overlay_stale = false;
+        }
+        Ok(Some((entry.snapshot.clone(), entry.overlay.clone())))
     }
 
     /// Adds writes to a primary-key table (its snapshot must be pinned).
@@ -99,7 +152,7 @@ impl TxState {
             message: "write to a table the transaction did not pin".into(),
         })?;
         entry.writes.extend(writes);
-        entry.overlay = Some(Arc::new(overlay_of(table, &entry.writes)?));
+        entry.overlay_stale = true;
         Ok(())
     }
 

@@ -115,10 +115,14 @@ impl Session {
                 }
                 CommandTag::new(if failed { "ROLLBACK" } else { "COMMIT" })
             }
-            Statement::Rollback { savepoint: Some(_), .. } => {
-                if self.tx == TxStatus::Failed {
-                    self.tx = TxStatus::InBlock;
+            Statement::Rollback { savepoint: Some(name), .. } => {
+                if self.tx == TxStatus::Idle {
+                    return Err(EngineError::NoActiveTransaction {
+                        message: "ROLLBACK TO SAVEPOINT can only be used in transaction blocks".into(),
+                    });
                 }
+                self.txn.rollback_to(&ddl::ident(name))?;
+                self.tx = TxStatus::InBlock;
                 CommandTag::new("ROLLBACK")
             }
             Statement::Rollback { .. } => {
@@ -126,8 +130,24 @@ impl Session {
                 self.txn.take();
                 CommandTag::new("ROLLBACK")
             }
-            Statement::Savepoint { .. } => CommandTag::new("SAVEPOINT"),
-            Statement::ReleaseSavepoint { .. } => CommandTag::new("RELEASE"),
+            Statement::Savepoint { name } => {
+                if self.tx == TxStatus::Idle {
+                    return Err(EngineError::NoActiveTransaction {
+                        message: "SAVEPOINT can only be used in transaction blocks".into(),
+                    });
+                }
+                self.txn.savepoint(&ddl::ident(name));
+                CommandTag::new("SAVEPOINT")
+            }
+            Statement::ReleaseSavepoint { name } => {
+                if self.tx == TxStatus::Idle {
+                    return Err(EngineError::NoActiveTransaction {
+                        message: "RELEASE SAVEPOINT can only be used in transaction blocks".into(),
+                    });
+                }
+                self.txn.release(&ddl::ident(name))?;
+                CommandTag::new("RELEASE")
+            }
             Statement::Set(set) => {
                 self.run_set(set)?;
                 CommandTag::new("SET")
@@ -179,7 +199,7 @@ impl Session {
                     });
                 }
                 for table in tables {
-                    table.compact(false).await?;
+                    table.compact().await?;
                 }
                 CommandTag::new("VACUUM")
             }

@@ -47,6 +47,8 @@ pub fn client_error(error: &EngineError) -> ClientError {
         EngineError::CardinalityViolation { message } => ClientError::new("21000", message),
         EngineError::InvalidOnConflict => ClientError::new("42P10", error.to_string()),
         EngineError::ActiveTransaction { message } => ClientError::new("25001", message),
+        EngineError::NoActiveTransaction { message } => ClientError::new("25P01", message),
+        EngineError::UndefinedSavepoint { .. } => ClientError::new("3B001", error.to_string()),
         EngineError::UndefinedDatabase { .. } => ClientError::new("3D000", error.to_string()),
         EngineError::OutOfRange { message } => ClientError::new("22003", message),
         EngineError::BadCopyFormat { message } => ClientError::new("22P04", message),

@@ -37,6 +37,9 @@ pub enum WriteKind {
     Insert,
     /// New rows; a key that exists is skipped (`ON CONFLICT DO NOTHING`).
     InsertOrSkip,
+    /// Rows an upsert found absent when it read (`ON CONFLICT DO UPDATE`): if another
+    /// commit inserted the key since, that is a write conflict (40001), not a duplicate.
+    UpsertInsert,
     /// New values for keys the writer read (`UPDATE`, `ON CONFLICT DO UPDATE`).
     Update,
     /// Keys to remove; the rows hold their values as read (for the change feed).
@@ -179,7 +182,15 @@ fn prepare(write: &TableWrite, writer: &Writer) -> Result<(Option<Prepared>, Vec
                     })
                 }
                 WriteKind::InsertOrSkip if exists => continue,
-                WriteKind::Insert | WriteKind::InsertOrSkip => Some((b, r)),
+                WriteKind::UpsertInsert if exists => {
+                    return Err(StorageError::SerializationFailure {
+                        detail: format!(
+                            "{} was inserted by a concurrent transaction.",
+                            codec.describe(&batch, r)
+                        ),
+                    })
+                }
+                WriteKind::Insert | WriteKind::InsertOrSkip | WriteKind::UpsertInsert => Some((b, r)),
                 WriteKind::Update | WriteKind::Delete if conflict => {
                     return Err(StorageError::SerializationFailure {
                         detail: format!(

@@ -29,8 +29,8 @@ use object_store::{ObjectStoreExt, PutPayload};
 use roaring::RoaringTreemap;
 use tracing::{debug, info};
 
-use crate::changes::{BaseKeys, BucketStats, ChangeOp, Chunk, Epoch};
-use crate::commit::{align_to_schema, split_op_column, with_op_column, OP_COLUMN, SEQ_COLUMN};
+use crate::changes::{BaseKeys, BucketStats, Chunk, Epoch};
+use crate::commit::{align_to_schema, split_op_column, with_op_column, SEQ_COLUMN};
 use crate::error::{Result, StorageError};
 use crate::failpoint::failpoint;
 use crate::io::Location;
@@ -218,7 +218,7 @@ impl Table {
             Action::Flush => self.flush().await,
             Action::Compact { buckets } => {
                 debug!(table = %self.name, ?buckets, "buckets due for compaction");
-                self.compact(false).await.map(|_| ())
+                self.compact().await.map(|_| ())
             }
         }
     }
@@ -284,9 +284,8 @@ impl Table {
         Ok(ChangeFile { bucket: bucket as u32, name, min_seq, max_seq, rows, bytes: size })
     }
 
-    /// Folds every change into the base. Returns false when there was nothing to fold
-    /// (and `force` did not ask for a new manifest anyway).
-    pub async fn compact(&self, force: bool) -> Result<bool> {
+    /// Folds every change into the base. Returns false when there was nothing to fold.
+    pub async fn compact(&self) -> Result<bool> {
         let _one = self.compacting.lock().await;
         self.flush().await?;
         let started = Instant::now();
@@ -297,9 +296,6 @@ impl Table {
         };
         let codec = self.codec.as_ref().expect("a table with changes has a key");
         let upto = snapshot.manifest.seq;
-        if upto <= snapshot.manifest.folded_seq && !force {
-            return Ok(false);
-        }
         if upto <= snapshot.manifest.folded_seq {
             return Ok(false);
         }
@@ -534,11 +530,6 @@ pub(crate) fn read_change_file(
             start = end;
         }
     }
-    debug_assert!(chunks.iter().all(|c| c
-        .ops
-        .iter()
-        .all(|op| matches!(op, ChangeOp::Insert | ChangeOp::Update | ChangeOp::Delete))));
-    let _ = OP_COLUMN;
     Ok(chunks)
 }
 

@@ -293,7 +293,7 @@ impl Table {
     /// and the base takes the new column at once.
     pub async fn add_column(self: &Arc<Self>, field: Field, meta: ColumnMeta) -> Result<()> {
         if self.has_primary_key() {
-            self.compact(true).await?;
+            self.compact().await?;
         }
         let table = self.clone();
         tokio::spawn(async move { table.add_column_now(field, meta).await })

@@ -415,7 +415,7 @@ mod tests {
                 .unwrap_err();
             assert!(matches!(err, StorageError::UniqueViolation { .. }), "{err}");
             assert_eq!(table.snapshot().version(), 2);
-            table.compact(false).await.unwrap();
+            table.compact().await.unwrap();
             assert_eq!(rows_of(&table).len(), 3);
             assert!(rows_of(&table).iter().all(|(_, v)| v == "base"), "compacted into the base");
 
@@ -446,7 +446,7 @@ mod tests {
         let table = wh.table(&d.name).unwrap();
         assert_eq!(table.snapshot().version(), 5);
         assert_eq!(rows_of(&table), vec![(1, "base".into()), (2, "two".into()), (7, "t7".into())]);
-        table.compact(false).await.unwrap();
+        table.compact().await.unwrap();
         assert_eq!(rows_of(&table), vec![(1, "base".into()), (2, "base".into()), (7, "base".into())]);
 
         // Time travel to before the second compaction, and the change feed.
