@@ -247,7 +247,7 @@ impl Session {
     pub async fn execute_now(&mut self, statement: ParsedStatement) -> Result<Output> {
         let outcome = async {
             self.check_not_failed(&statement.statement)?;
-            self.plan_and_run(&statement, vec![]).await
+            Box::pin(self.plan_and_run(&statement, vec![])).await
         }
         .await;
         self.note(&outcome);
@@ -257,7 +257,7 @@ impl Session {
     async fn run(&mut self, prepared: &Prepared, params: Vec<ScalarValue>) -> Result<Output> {
         self.check_not_failed(&prepared.statement.statement)?;
         let params = bind_params(params, &prepared.param_types);
-        self.plan_and_run(&prepared.statement, params).await
+        Box::pin(self.plan_and_run(&prepared.statement, params)).await
     }
 
     /// A write outside `BEGIN` opens its own transaction before it is planned, so its
