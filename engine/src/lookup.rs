@@ -196,6 +196,7 @@ impl Session {
                     stored.metadata().clone(),
                 ));
                 let rows = crate::provider::lookup_projected(
+                    lookup.table.clone(),
                     snapshot,
                     overlay,
                     keys,

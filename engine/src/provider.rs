@@ -539,6 +539,7 @@ impl PointLookupExec {
     }
 
     async fn lookup(
+        table: Arc<Table>,
         snapshot: Arc<Snapshot>,
         overlay: Option<Arc<Overlay>>,
         keys: Vec<Key>,
@@ -571,28 +572,9 @@ impl PointLookupExec {
             .map(|row| project_batch(&relabel(row, &schema)?, &projection, &output))
             .collect::<DfResult<_>>()?;
         if !addresses.is_empty() {
-            let BaseSnapshot::Lance(ds) = &snapshot.base else {
-                return Err(DataFusionError::Internal("a primary-key table has a lance base".into()));
-            };
-            let def = snapshot.def();
-            // Lance cannot take zero columns: read the key for a bare row count.
-            let names: Vec<String> = if projection.is_empty() {
-                def.primary_key.clone()
-            } else {
-                projection.iter().map(|&i| schema.field(i).name().clone()).collect()
-            };
-            let request = lance::dataset::ProjectionRequest::from_columns(names.iter(), ds.schema());
-            let taken = ds
-                .take_rows(&addresses, request)
-                .await
-                .map_err(|e| DataFusionError::External(Box::new(e)))?;
-            let columns: Vec<ArrayRef> =
-                if projection.is_empty() { Vec::new() } else { taken.columns().to_vec() };
-            batches.push(RecordBatch::try_new_with_options(
-                output.clone(),
-                columns,
-                &RecordBatchOptions::new().with_row_count(Some(taken.num_rows())),
-            )?);
+            let taken = table.take_base_rows(&snapshot, &addresses).await.map_err(|e| DataFusionError::External(Box::new(e)))?;
+            let taken = relabel(&taken, &schema)?;
+            batches.push(project_batch(&taken, &projection, &output)?);
         }
         Ok(arrow::compute::concat_batches(&output, &batches)?)
     }
@@ -632,6 +614,7 @@ impl ExecutionPlan for PointLookupExec {
 
     fn execute(&self, _partition: usize, _context: Arc<TaskContext>) -> DfResult<SendableRecordBatchStream> {
         let future = Self::lookup(
+            self.table.clone(),
             self.snapshot.clone(),
             self.overlay.clone(),
             self.keys.clone(),
@@ -647,6 +630,7 @@ impl ExecutionPlan for PointLookupExec {
 /// The rows of `keys` that exist at `snapshot` (with the transaction's `overlay`),
 /// `projection` of `schema` (the table's columns, nullable) as `output`.
 pub(crate) async fn lookup_projected(
+    table: Arc<Table>,
     snapshot: Arc<Snapshot>,
     overlay: Option<Arc<Overlay>>,
     keys: Vec<Key>,
@@ -654,7 +638,7 @@ pub(crate) async fn lookup_projected(
     projection: Vec<usize>,
     output: SchemaRef,
 ) -> DfResult<RecordBatch> {
-    PointLookupExec::lookup(snapshot, overlay, keys, schema, projection, output).await
+    PointLookupExec::lookup(table, snapshot, overlay, keys, schema, projection, output).await
 }
 
 /// The rows of `keys` (all of which exist) at `snapshot` with the transaction's
@@ -671,7 +655,7 @@ pub(crate) async fn lookup_rows(
     let schema = Arc::new(Schema::new_with_metadata(fields, stored.metadata().clone()));
     let projection: Vec<usize> = (0..schema.fields().len()).collect();
     let rows =
-        PointLookupExec::lookup(snapshot.clone(), overlay, keys.to_vec(), schema.clone(), projection, schema)
+        PointLookupExec::lookup(table.clone(), snapshot.clone(), overlay, keys.to_vec(), schema.clone(), projection, schema)
             .await?;
     let codec = table.key_codec().expect("primary-key table");
     let found = codec.keys(&rows).map_err(|e| DataFusionError::External(Box::new(e)))?;

@@ -12,7 +12,7 @@
 //!
 //! Readers take an `Arc<Snapshot>` and never wait for the writer.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 
 use arrow::array::{Array, ArrayRef, Int64Array, RecordBatch, RecordBatchIterator};
@@ -20,6 +20,7 @@ use arrow::compute::cast;
 use arrow::datatypes::{Field, Schema, SchemaRef};
 use futures::TryStreamExt;
 use lance::dataset::builder::DatasetBuilder;
+use lance::dataset::fragment::{FragReadConfig, FragmentReader};
 use lance::dataset::{InsertBuilder, NewColumnTransform, WriteDestination, WriteMode, WriteParams};
 use lance::session::Session;
 use lance::Dataset;
@@ -92,6 +93,9 @@ pub struct Table {
     pub(crate) writer: tokio::sync::Mutex<Writer>,
     /// One compaction at a time (it runs mostly outside the writer lock).
     pub(crate) compacting: tokio::sync::Mutex<()>,
+    /// Open readers of the base's fragments, for point lookups: opening one costs
+    /// more than reading a row. For one Lance version at a time.
+    base_readers: std::sync::Mutex<(u64, HashMap<u64, Arc<FragmentReader>>)>,
 }
 
 pub(crate) struct Writer {
@@ -180,6 +184,7 @@ impl Table {
             current: RwLock::new(Arc::new(snapshot)),
             writer: tokio::sync::Mutex::new(writer),
             compacting: tokio::sync::Mutex::new(()),
+            base_readers: std::sync::Mutex::new((0, HashMap::new())),
         })
     }
 
@@ -207,6 +212,51 @@ impl Table {
     /// The newest committed version.
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.current.read().expect("snapshot lock poisoned").clone()
+    }
+
+    /// The base rows at `addresses` (every column; in address order) of a snapshot's
+    /// Lance base, through cached fragment readers.
+    pub async fn take_base_rows(&self, snapshot: &Snapshot, addresses: &[u64]) -> Result<RecordBatch> {
+        let BaseSnapshot::Lance(ds) = &snapshot.base else {
+            return Err(StorageError::internal("row addresses are of lance bases"));
+        };
+        let version = ds.version().version;
+        let mut sorted = addresses.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        let mut batches = Vec::new();
+        let mut start = 0;
+        while start < sorted.len() {
+            let fragment = sorted[start] >> 32;
+            let end = start + sorted[start..].iter().take_while(|a| **a >> 32 == fragment).count();
+            let offsets: Vec<u32> = sorted[start..end].iter().map(|a| *a as u32).collect();
+            let reader = self.base_reader(ds, version, fragment).await?;
+            batches.push(reader.take_as_batch(&offsets, None).await?);
+            start = end;
+        }
+        let schema = Arc::new(Schema::from(ds.schema()));
+        Ok(arrow::compute::concat_batches(&schema, &batches)?)
+    }
+
+    async fn base_reader(&self, ds: &Dataset, version: u64, fragment: u64) -> Result<Arc<FragmentReader>> {
+        {
+            let cache = self.base_readers.lock().expect("reader cache poisoned");
+            if cache.0 == version {
+                if let Some(reader) = cache.1.get(&fragment) {
+                    return Ok(reader.clone());
+                }
+            }
+        }
+        let file = ds
+            .get_fragment(fragment as usize)
+            .ok_or_else(|| StorageError::internal(format!("the base has no fragment {fragment}")))?;
+        let reader = Arc::new(file.open(ds.schema(), FragReadConfig::default()).await?);
+        let mut cache = self.base_readers.lock().expect("reader cache poisoned");
+        if cache.0 != version {
+            *cache = (version, HashMap::new());
+        }
+        cache.1.insert(fragment, reader.clone());
+        Ok(reader)
     }
 
     pub(crate) fn set_snapshot(&self, snapshot: Snapshot) {
