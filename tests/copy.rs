@@ -308,6 +308,21 @@ async fn simple_protocol_copy_messages() {
     raw.query("ROLLBACK").await;
     assert_eq!(raw.until_ready().await.last().unwrap().1, b"I");
 
+    // COPY inside a transaction block: ReadyForQuery says the block is still open, so
+    // clients that decide on COMMIT from it (psycopg 3, pgJDBC) commit the rows.
+    raw.query("BEGIN").await;
+    raw.until_ready().await;
+    raw.query("COPY t FROM STDIN").await;
+    assert_eq!(raw.recv().await.0, b'G');
+    raw.send(b'd', b"9	z
+").await;
+    raw.send(b'c', b"").await;
+    let messages = raw.until_ready().await;
+    assert_eq!(kinds(&messages), "CZ");
+    assert_eq!(messages[1].1, b"T", "inside the transaction block");
+    raw.query("ROLLBACK").await;
+    assert_eq!(raw.until_ready().await.last().unwrap().1, b"I");
+
     // COPY TO: CopyOutResponse, one CopyData per line (header first), CopyDone, COPY n.
     raw.query("COPY (SELECT id, v FROM t ORDER BY id) TO STDOUT (FORMAT csv, HEADER)").await;
     let messages = raw.until_ready().await;

@@ -15,9 +15,8 @@
 //!   ReadyForQuery with the transaction status we set. An error goes through pgwire's
 //!   error path, which waits for that Sync.
 //! - simple protocol (psql, psycopg): pgwire sends ReadyForQuery itself after CopyDone,
-//!   and in pgwire 0.40.7 always with status idle (`tokio/server.rs`, CopyDone arm),
-//!   even inside `BEGIN`. Clients that decide on COMMIT from that status (psycopg 3,
-//!   pgJDBC) need pgwire to send `transaction_status()` there; we keep it up to date.
+//!   with the connection's `transaction_status()`, which we keep up to date (inside
+//!   `BEGIN` it must say so: psycopg 3 and pgJDBC decide on COMMIT from it).
 
 use std::fmt::Debug;
 use std::sync::Mutex;

@@ -347,7 +347,7 @@ impl QueryParser for Parser {
         _client: &C,
         sql: &str,
         types: &[Option<Type>],
-    ) -> PgWireResult<Self::Statement>
+    ) -> PgWireResult<Option<Self::Statement>>
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
@@ -367,7 +367,7 @@ impl QueryParser for Parser {
                     .into_pgwire());
                 }
                 let Some(statement): Option<ParsedStatement> = statements.pop() else { return Ok(None) };
-                session.prepare(statement, declared).await.map(Some).map_err(engine_error)
+                session.prepare(statement, declared).await.map(|p| Some(Some(p))).map_err(engine_error)
             })
             .await?
     }
@@ -420,17 +420,23 @@ impl ExtendedQueryHandler for Handler {
                     .portal_store()
                     .get_statement(name)
                     .ok_or_else(|| PgWireError::StatementNotFound(name.to_owned()))?;
-                let types = parser.get_parameter_types(&statement.statement)?;
+                let statement = statement.value().map(|s| s.statement.clone()).unwrap_or(None);
+                let types = parser.get_parameter_types(&statement)?;
                 let description = ParameterDescription::new(types.iter().map(Type::oid).collect());
                 client.send(PgWireBackendMessage::ParameterDescription(description)).await?;
-                parser.get_result_schema(&statement.statement, None)?
+                parser.get_result_schema(&statement, None)?
             }
             TARGET_TYPE_BYTE_PORTAL => {
                 let portal = client
                     .portal_store()
                     .get_portal(name)
                     .ok_or_else(|| PgWireError::PortalNotFound(name.to_owned()))?;
-                parser.get_result_schema(&portal.statement.statement, Some(&portal.result_column_format))?
+                match portal.value() {
+                    Some(portal) => {
+                        parser.get_result_schema(&portal.statement.statement, Some(&portal.result_column_format))?
+                    }
+                    None => vec![],
+                }
             }
             other => return Err(PgWireError::InvalidTargetType(other)),
         };
