@@ -314,8 +314,11 @@ async fn simple_protocol_copy_messages() {
     raw.until_ready().await;
     raw.query("COPY t FROM STDIN").await;
     assert_eq!(raw.recv().await.0, b'G');
-    raw.send(b'd', b"9	z
-").await;
+    raw.send(
+        b'd', b"9	z
+",
+    )
+    .await;
     raw.send(b'c', b"").await;
     let messages = raw.until_ready().await;
     assert_eq!(kinds(&messages), "CZ");

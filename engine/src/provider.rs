@@ -288,7 +288,8 @@ impl TarnTable {
             .map(|b| epoch.view(b, self.snapshot.seq))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| DataFusionError::External(Box::new(e)))?;
-        let mut deleted = RoaringTreemap::new();
+        // The base's deletion vector (compacted deletes) and the changes' (not yet).
+        let mut deleted = epoch.base_keys.deleted.as_ref().clone();
         for view in &views {
             deleted |= &view.deleted;
         }
@@ -572,7 +573,10 @@ impl PointLookupExec {
             .map(|row| project_batch(&relabel(row, &schema)?, &projection, &output))
             .collect::<DfResult<_>>()?;
         if !addresses.is_empty() {
-            let taken = table.take_base_rows(&snapshot, &addresses).await.map_err(|e| DataFusionError::External(Box::new(e)))?;
+            let taken = table
+                .take_base_rows(&snapshot, &addresses)
+                .await
+                .map_err(|e| DataFusionError::External(Box::new(e)))?;
             let taken = relabel(&taken, &schema)?;
             batches.push(project_batch(&taken, &projection, &output)?);
         }
@@ -654,9 +658,16 @@ pub(crate) async fn lookup_rows(
         stored.fields().iter().map(|f| f.as_ref().clone().with_nullable(true)).collect();
     let schema = Arc::new(Schema::new_with_metadata(fields, stored.metadata().clone()));
     let projection: Vec<usize> = (0..schema.fields().len()).collect();
-    let rows =
-        PointLookupExec::lookup(table.clone(), snapshot.clone(), overlay, keys.to_vec(), schema.clone(), projection, schema)
-            .await?;
+    let rows = PointLookupExec::lookup(
+        table.clone(),
+        snapshot.clone(),
+        overlay,
+        keys.to_vec(),
+        schema.clone(),
+        projection,
+        schema,
+    )
+    .await?;
     let codec = table.key_codec().expect("primary-key table");
     let found = codec.keys(&rows).map_err(|e| DataFusionError::External(Box::new(e)))?;
     let at: HashMap<&Key, u32> = found.iter().enumerate().map(|(i, k)| (k, i as u32)).collect();

@@ -12,8 +12,9 @@ use tarn_storage::Warehouse;
 pub const TARN_TABLES: &str = "tarn_tables";
 
 /// One row per table and bucket (one row with a NULL bucket for a table without a
-/// primary key): versions, base rows, change rows waiting, the deletion vector's size,
-/// the last compaction.
+/// primary key): versions, base rows, change rows waiting, the base rows the bucket's
+/// changes replace (`deleted_rows`), the base's own deletion vector (compacted
+/// deletes, per table: `base_deleted_rows`), the last compaction.
 pub fn tarn_tables(warehouse: &Warehouse) -> DfResult<Arc<dyn TableProvider>> {
     let schema = Arc::new(Schema::new(vec![
         Field::new("schema_name", DataType::Utf8, false),
@@ -26,6 +27,7 @@ pub fn tarn_tables(warehouse: &Warehouse) -> DfResult<Arc<dyn TableProvider>> {
         Field::new("unflushed_rows", DataType::Int64, false),
         Field::new("changed_keys", DataType::Int64, false),
         Field::new("deleted_rows", DataType::Int64, false),
+        Field::new("base_deleted_rows", DataType::Int64, false),
         Field::new("last_compaction", DataType::Timestamp(TimeUnit::Millisecond, None), true),
         Field::new("last_compaction_ms", DataType::Int64, true),
     ]));
@@ -39,6 +41,7 @@ pub fn tarn_tables(warehouse: &Warehouse) -> DfResult<Arc<dyn TableProvider>> {
     let mut unflushed = Vec::new();
     let mut keys = Vec::new();
     let mut deleted = Vec::new();
+    let mut base_deleted = Vec::new();
     let mut compacted_at = Vec::new();
     let mut compaction_ms = Vec::new();
     for table in warehouse.all_tables() {
@@ -65,6 +68,7 @@ pub fn tarn_tables(warehouse: &Warehouse) -> DfResult<Arc<dyn TableProvider>> {
             unflushed.push(b.unflushed_rows as i64);
             keys.push(b.keys as i64);
             deleted.push(b.deleted_base_rows as i64);
+            base_deleted.push(snapshot.manifest.deletes.as_ref().map_or(0, |d| d.rows as i64));
             compacted_at.push(compaction.map(|c| c.at_ms as i64));
             compaction_ms.push(compaction.map(|c| c.duration_ms as i64));
         }
@@ -80,6 +84,7 @@ pub fn tarn_tables(warehouse: &Warehouse) -> DfResult<Arc<dyn TableProvider>> {
         Arc::new(Int64Array::from(unflushed)),
         Arc::new(Int64Array::from(keys)),
         Arc::new(Int64Array::from(deleted)),
+        Arc::new(Int64Array::from(base_deleted)),
         Arc::new(TimestampMillisecondArray::from(compacted_at)),
         Arc::new(Int64Array::from(compaction_ms)),
     ];

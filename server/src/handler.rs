@@ -432,9 +432,8 @@ impl ExtendedQueryHandler for Handler {
                     .get_portal(name)
                     .ok_or_else(|| PgWireError::PortalNotFound(name.to_owned()))?;
                 match portal.value() {
-                    Some(portal) => {
-                        parser.get_result_schema(&portal.statement.statement, Some(&portal.result_column_format))?
-                    }
+                    Some(portal) => parser
+                        .get_result_schema(&portal.statement.statement, Some(&portal.result_column_format))?,
                     None => vec![],
                 }
             }

@@ -109,10 +109,12 @@ pub enum Lookup {
     Absent,
 }
 
-/// The base's primary-key index: key to base row address.
+/// The base's primary-key index: key to base row address, and the base rows that
+/// compactions deleted (the base's deletion vector; its rows are in no key's entry).
 #[derive(Debug, Default)]
 pub struct BaseKeys {
     pub map: HashMap<Key, u64>,
+    pub deleted: Arc<RoaringTreemap>,
 }
 
 #[derive(Debug)]
@@ -357,7 +359,8 @@ mod tests {
     }
 
     fn single_bucket(base: &[(i64, u64)]) -> Epoch {
-        let keys = BaseKeys { map: base.iter().map(|&(k, a)| (Key::Int(k), a)).collect() };
+        let keys =
+            BaseKeys { map: base.iter().map(|&(k, a)| (Key::Int(k), a)).collect(), ..Default::default() };
         Epoch::new(1, Arc::new(keys), 1)
     }
 
@@ -390,7 +393,7 @@ mod tests {
         epoch.apply(0, chunk(2, &[(1, "a", ChangeOp::Insert)]));
         epoch.mark_flushed(0, 1);
         epoch.apply(0, chunk(3, &[(2, "b", ChangeOp::Insert)]));
-        let base = BaseKeys { map: [(Key::Int(1), 7)].into_iter().collect() };
+        let base = BaseKeys { map: [(Key::Int(1), 7)].into_iter().collect(), ..Default::default() };
         let next = epoch.successor(2, Arc::new(base));
         assert!(matches!(next.lookup(&Key::Int(1), 3), Lookup::InBase(7)));
         assert!(matches!(next.lookup(&Key::Int(2), 3), Lookup::Changed(Some(_))));

@@ -4,10 +4,13 @@
 //! - **Flush** (per table): the changes not yet in change files are written, one
 //!   Parquet file per bucket (`changes/<bucket>/<min>-<max>.parquet`: the table's
 //!   columns, the op, the version), and a manifest naming them is committed.
-//! - **Compaction** (per table): after a flush, the base rows the changes replaced are
-//!   marked deleted in the Lance fragments' deletion files, the newest row of every
-//!   changed key is appended, and a manifest with the new base and `folded_seq` is
-//!   committed. Its cost follows the changes, not the table. It holds the writer lock
+//! - **Compaction** (per table): after a flush, the newest row of every changed key is
+//!   appended to the Lance base, the base rows the changes replaced join the base's
+//!   deletion vector (a roaring bitmap of row addresses, `deletes/<version>.roaring`),
+//!   and a manifest with the new base, the deletion vector and `folded_seq` is
+//!   committed. Its cost follows the changes, not the table. (Lance's own deletion
+//!   files would turn every gap between deleted rows into a read range: a scan of a
+//!   base with 10% scattered deletes read 100k ranges and took twice as long.) It holds the writer lock
 //!   only for that commit; readers keep their pinned snapshot (old Lance versions stay).
 //! - **Checkpoint**: a new log segment is started, every table flushes, the older
 //!   segments are deleted (everything in them is in change files now).
@@ -21,8 +24,7 @@ use std::time::{Duration, Instant};
 use arrow::array::{Array, ArrayRef, RecordBatch, UInt64Array};
 use arrow::datatypes::{DataType, Field, Schema};
 use futures::TryStreamExt;
-use lance::dataset::transaction::{Operation, Transaction};
-use lance::dataset::{CommitBuilder, InsertBuilder, WriteDestination, WriteMode, WriteParams};
+use lance::dataset::{InsertBuilder, WriteDestination, WriteMode, WriteParams};
 use lance::Dataset;
 use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutPayload};
@@ -35,7 +37,7 @@ use crate::error::{Result, StorageError};
 use crate::failpoint::failpoint;
 use crate::io::Location;
 use crate::key::{Key, KeyCodec};
-use crate::manifest::{now_ms, BaseRef, ChangeFile, CompactionInfo, Manifest};
+use crate::manifest::{now_ms, BaseRef, ChangeFile, CompactionInfo, DeleteFile, Manifest};
 use crate::table::{encode_parquet, read_columns, read_parquet_file, BaseSnapshot, Table, MAX_ROWS_PER_FILE};
 use crate::table_def::TableDef;
 
@@ -290,8 +292,7 @@ impl Table {
         self.flush().await?;
         let started = Instant::now();
         let snapshot = self.snapshot();
-        let (Some(epoch), BaseSnapshot::Lance(base)) = (snapshot.changes.clone(), snapshot.base.clone())
-        else {
+        let (Some(epoch), BaseSnapshot::Lance(_)) = (snapshot.changes.clone(), &snapshot.base) else {
             return Ok(false);
         };
         let codec = self.codec.as_ref().expect("a table with changes has a key");
@@ -320,8 +321,7 @@ impl Table {
             let mut writer = self.writer.lock().await;
             self.head(&mut writer, &snapshot).await?
         };
-        let result =
-            self.fold_into_base(head, base.as_ref(), &deleted, rows, codec, &snapshot.manifest.table).await;
+        let result = self.append_to_base(head, rows, codec, &snapshot.manifest.table).await;
         let (new_base, added_keys) = match result {
             Ok(done) => done,
             Err(e) => {
@@ -336,11 +336,22 @@ impl Table {
             keys.remove(key);
         }
         keys.extend(added_keys);
-        let row_count = new_base.count_rows(None).await? as u64;
+        let mut all_deleted = epoch.base_keys.deleted.as_ref().clone();
+        all_deleted |= &deleted;
+        let row_count = new_base.count_rows(None).await? as u64 - all_deleted.len();
 
         let mut writer = self.writer.lock().await;
         let latest = self.snapshot();
         let mut manifest = latest.manifest.successor();
+        let deletes = self.write_deletes(&manifest, &all_deleted).await;
+        let deletes = match deletes {
+            Ok(file) => file,
+            Err(e) => {
+                writer.head = None;
+                return Err(e);
+            }
+        };
+        manifest.deletes = Some(deletes);
         manifest.base = BaseRef::Lance { version: new_base.version().version };
         manifest.folded_seq = upto;
         manifest.row_count = row_count;
@@ -352,54 +363,36 @@ impl Table {
         }
         failpoint("compaction-after-commit");
         let current_epoch = latest.changes.clone().expect("primary-key table has an epoch");
-        let next = Arc::new(current_epoch.successor(upto, Arc::new(BaseKeys { map: keys })));
+        let next = Arc::new(
+            current_epoch.successor(upto, Arc::new(BaseKeys { map: keys, deleted: Arc::new(all_deleted) })),
+        );
         writer.head = Some(new_base);
         self.publish(manifest, &writer, Some(next)).await?;
         info!(table = %self.name, upto, folded_rows, duration_ms, "compacted");
         Ok(true)
     }
 
-    /// Marks `deleted` base rows in the fragments' deletion files, appends `rows`.
-    /// Returns the new base and the keys of the appended rows with their addresses.
-    async fn fold_into_base(
+    /// Writes the base's deletion vector for the manifest about to be committed.
+    async fn write_deletes(&self, manifest: &Manifest, deleted: &RoaringTreemap) -> Result<DeleteFile> {
+        let mut bytes = Vec::with_capacity(deleted.serialized_size());
+        deleted
+            .serialize_into(&mut bytes)
+            .map_err(|e| StorageError::internal(format!("deletion vector: {e}")))?;
+        let name = format!("{:020}.roaring", manifest.version.0);
+        let path = self.dir.clone().join("deletes").join(name.as_str());
+        self.location.store().put(&path, PutPayload::from(bytes)).await?;
+        Ok(DeleteFile { name, rows: deleted.len() })
+    }
+
+    /// Appends `rows` to the base. Returns the new base and the keys of the appended
+    /// rows with their addresses.
+    async fn append_to_base(
         &self,
         head: Dataset,
-        base: &Dataset,
-        deleted: &RoaringTreemap,
         rows: Vec<RecordBatch>,
         codec: &KeyCodec,
         def: &TableDef,
     ) -> Result<(Dataset, Vec<(Key, u64)>)> {
-        let mut head = head;
-        if !deleted.is_empty() {
-            let mut per_fragment: BTreeMap<u64, Vec<u32>> = BTreeMap::new();
-            for address in deleted.iter() {
-                per_fragment.entry(address >> 32).or_default().push(address as u32);
-            }
-            let mut updated_fragments = Vec::new();
-            let mut deleted_fragment_ids = Vec::new();
-            for (fragment_id, offsets) in per_fragment {
-                let fragment = base.get_fragment(fragment_id as usize).ok_or_else(|| {
-                    StorageError::internal(format!(
-                        "deletion for fragment {fragment_id}, which the base lacks"
-                    ))
-                })?;
-                match fragment.extend_deletions(offsets).await? {
-                    Some(fragment) => updated_fragments.push(fragment.metadata().clone()),
-                    None => deleted_fragment_ids.push(fragment_id),
-                }
-            }
-            let operation = Operation::Delete {
-                updated_fragments,
-                deleted_fragment_ids,
-                predicate: "tarn compaction".into(),
-            };
-            let transaction = Transaction::new(head.version().version, operation, None);
-            head = CommitBuilder::new(Arc::new(head))
-                .with_session(self.session.clone())
-                .execute(transaction)
-                .await?;
-        }
         let schema = def.schema.clone();
         let rows: Vec<RecordBatch> =
             rows.iter().map(|b| align_to_schema(b, &schema)).collect::<Result<_>>()?;
@@ -436,20 +429,37 @@ impl Table {
     }
 }
 
-/// The base's primary-key index: every key with its row address.
-pub(crate) async fn base_keys(base: &BaseSnapshot, def: &TableDef, codec: &KeyCodec) -> Result<BaseKeys> {
+/// The base's primary-key index of `manifest`: every live key with its row address,
+/// and the base's deletion vector.
+pub(crate) async fn base_keys(
+    location: &Location,
+    dir: &Path,
+    manifest: &Manifest,
+    base: &BaseSnapshot,
+    codec: &KeyCodec,
+) -> Result<BaseKeys> {
     let started = Instant::now();
+    let def = &manifest.table;
+    let deleted = match &manifest.deletes {
+        Some(file) => {
+            let path = dir.clone().join("deletes").join(file.name.as_str());
+            let bytes = location.store().get(&path).await?.bytes().await?;
+            RoaringTreemap::deserialize_from(bytes.as_ref())
+                .map_err(|e| StorageError::internal(format!("deletion vector {path}: {e}")))?
+        }
+        None => RoaringTreemap::new(),
+    };
     let mut map = std::collections::HashMap::new();
     if let BaseSnapshot::Lance(ds) = base {
         if ds.count_rows(None).await? > 0 {
             for batch in read_columns(base, &def.primary_key, true).await? {
                 let (keys, addresses) = keys_and_addresses(&batch, codec, def.primary_key.len())?;
-                map.extend(keys.into_iter().zip(addresses));
+                map.extend(keys.into_iter().zip(addresses).filter(|(_, a)| !deleted.contains(*a)));
             }
         }
     }
     debug!(table = %def.name, keys = map.len(), elapsed = ?started.elapsed(), "loaded primary key index");
-    Ok(BaseKeys { map })
+    Ok(BaseKeys { map, deleted: Arc::new(deleted) })
 }
 
 /// Keys (from the first `key_columns` columns) and row addresses (the last column).

@@ -48,7 +48,7 @@ impl Table {
             let base = load_base(&self.location, &self.session, &self.dir, &manifest).await?;
             let changes = match &self.codec {
                 Some(codec) => {
-                    let epoch = build_epoch(&manifest, &base, codec).await?;
+                    let epoch = build_epoch(&self.location, &self.dir, &manifest, &base, codec).await?;
                     load_change_files(&self.location, &self.dir, &manifest, &epoch, codec, seq)?;
                     Some(Arc::new(epoch))
                 }

@@ -83,6 +83,17 @@ pub struct Manifest {
     pub changes: Vec<ChangeFile>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_compaction: Option<CompactionInfo>,
+    /// The base's deletion vector: `deletes/<name>`, a roaring bitmap of the base row
+    /// addresses compactions replaced or deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletes: Option<DeleteFile>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeleteFile {
+    pub name: String,
+    /// Base rows it marks deleted.
+    pub rows: u64,
 }
 
 /// A change file `changes/<bucket>/<name>`, the changes of one bucket from table
@@ -120,6 +131,7 @@ impl Manifest {
             folded_seq: 1,
             changes: Vec::new(),
             last_compaction: None,
+            deletes: None,
         }
     }
 

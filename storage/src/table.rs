@@ -424,7 +424,9 @@ impl Table {
             (Some(epoch), _) => Some(epoch),
             (None, Some(epoch)) if manifest.base == current.manifest.base => Some(epoch.clone()),
             (None, _) => match &self.codec {
-                Some(codec) => Some(Arc::new(build_epoch(&manifest, &base, codec).await?)),
+                Some(codec) => {
+                    Some(Arc::new(build_epoch(&self.location, &self.dir, &manifest, &base, codec).await?))
+                }
                 None => None,
             },
         };
@@ -599,7 +601,7 @@ pub(crate) async fn load_snapshot(
     let base = load_base(location, session, dir, &manifest).await?;
     let changes = match codec {
         Some(codec) => {
-            let epoch = build_epoch(&manifest, &base, codec).await?;
+            let epoch = build_epoch(location, dir, &manifest, &base, codec).await?;
             crate::compaction::load_change_files(location, dir, &manifest, &epoch, codec, u64::MAX)?;
             Some(Arc::new(epoch))
         }
@@ -609,8 +611,14 @@ pub(crate) async fn load_snapshot(
 }
 
 /// An epoch over `base` with its primary-key index and no changes yet.
-pub(crate) async fn build_epoch(manifest: &Manifest, base: &BaseSnapshot, codec: &KeyCodec) -> Result<Epoch> {
-    let keys = crate::compaction::base_keys(base, &manifest.table, codec).await?;
+pub(crate) async fn build_epoch(
+    location: &Location,
+    dir: &Path,
+    manifest: &Manifest,
+    base: &BaseSnapshot,
+    codec: &KeyCodec,
+) -> Result<Epoch> {
+    let keys = crate::compaction::base_keys(location, dir, manifest, base, codec).await?;
     Ok(Epoch::new(manifest.folded_seq, Arc::new(keys), manifest.table.bucket_count))
 }
 
