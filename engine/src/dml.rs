@@ -64,9 +64,9 @@ pub(crate) enum OnConflict {
 }
 
 /// Where a transaction's statement gets its plans from (planned again on a retry).
-pub(crate) enum WriteSource {
-    Statement(ParsedStatement),
-    Truncate(ast::Truncate),
+pub(crate) enum WriteSource<'a> {
+    Statement(&'a ParsedStatement),
+    Truncate(&'a ast::Truncate),
     /// Rows given whole (`COPY ... FROM STDIN`), inserted.
     Rows(PlannedWrite),
 }
@@ -167,7 +167,7 @@ impl Session {
 
     /// `TRUNCATE`: every row of each table goes.
     pub(crate) async fn truncate(&mut self, truncate: &ast::Truncate) -> Result<Output> {
-        Box::pin(self.run_writes(&WriteSource::Truncate(truncate.clone()), vec![], None)).await?;
+        Box::pin(self.run_writes(&WriteSource::Truncate(truncate), vec![], None)).await?;
         Ok(Output::Command(CommandTag::new("TRUNCATE TABLE")))
     }
 
@@ -206,7 +206,7 @@ impl Session {
         Ok(planned)
     }
 
-    async fn plan_source(&mut self, source: &WriteSource) -> Result<Vec<PlannedWrite>> {
+    async fn plan_source(&mut self, source: &WriteSource<'_>) -> Result<Vec<PlannedWrite>> {
         match source {
             WriteSource::Statement(statement) => match Box::pin(self.plan_write(statement)).await? {
                 Some(planned) => Ok(vec![planned]),
@@ -274,7 +274,7 @@ impl Session {
             DmlKind::Truncate => "TRUNCATE TABLE",
         };
         let table = planned.table.clone();
-        let source = WriteSource::Statement(statement.clone());
+        let source = WriteSource::Statement(statement);
         let done = Box::pin(self.run_writes(&source, params, Some(vec![planned]))).await?;
         let Some(returning) = returning else {
             return Ok(Output::Command(CommandTag::with_rows(tag, done.rows)));
@@ -292,7 +292,7 @@ impl Session {
     /// Runs the writes of `source` (`planned`: already planned inside the transaction).
     async fn run_writes(
         &mut self,
-        source: &WriteSource,
+        source: &WriteSource<'_>,
         params: Vec<datafusion::common::ScalarValue>,
         planned: Option<Vec<PlannedWrite>>,
     ) -> Result<Done> {

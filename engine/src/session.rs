@@ -330,6 +330,11 @@ impl Session {
     }
 
     async fn plan(&self, parsed: &ParsedStatement) -> Result<Planned> {
+        if let Statement::Insert(insert) = &parsed.statement {
+            if let Some(write) = self.plan_literal_insert(insert).await? {
+                return Ok(Planned::Write(write));
+            }
+        }
         let mut statement = parsed.statement.clone();
         rewrite_typed_casts(&mut statement);
         match statement {
@@ -351,20 +356,7 @@ impl Session {
                 let table = self.table(&name)?;
                 let snapshot = table.snapshot();
                 let def = snapshot.def();
-                // The column each VALUES position goes to.
-                let targets: Vec<Option<usize>> = if insert.columns.is_empty() {
-                    (0..def.schema.fields().len()).map(Some).collect()
-                } else {
-                    insert
-                        .columns
-                        .iter()
-                        .map(|c| match c.0.last() {
-                            Some(ast::ObjectNamePart::Identifier(i)) => def.column_index(&ddl::ident(i)),
-                            _ => None,
-                        })
-                        .collect()
-                };
-                let positions = targets.clone();
+                let targets = insert_positions(def, &insert);
                 let targets: Vec<InsertTarget> = targets
                     .into_iter()
                     .map(|i| match i {
@@ -391,25 +383,11 @@ impl Session {
                         ))
                     }
                 };
-                // Literal VALUES (the bulk of ingest) become Arrow arrays directly; anything
-                // else is planned by DataFusion.
-                let literal = insert.source.as_deref().and_then(|source| {
-                    let positions: Option<Vec<usize>> = positions.iter().copied().collect();
-                    crate::dml::literal_rows(source, &positions?, def)
-                });
-                let input = match literal {
-                    Some(rows) => crate::dml::rows_plan(vec![rows])?,
-                    None => {
-                        let plan = self.datafusion_plan(Statement::Insert(insert)).await?;
-                        let LogicalPlan::Dml(DmlStatement { op: WriteOp::Insert(_), input, .. }) = plan
-                        else {
-                            return Err(EngineError::Internal {
-                                message: "INSERT did not plan as an insert".into(),
-                            });
-                        };
-                        Arc::unwrap_or_clone(input)
-                    }
+                let plan = self.datafusion_plan(Statement::Insert(insert)).await?;
+                let LogicalPlan::Dml(DmlStatement { op: WriteOp::Insert(_), input, .. }) = plan else {
+                    return Err(EngineError::Internal { message: "INSERT did not plan as an insert".into() });
                 };
+                let input = Arc::unwrap_or_clone(input);
                 let returning = match returning {
                     Some(items) => Some(self.plan_returning_as(&name, alias.as_deref(), items).await?),
                     None => None,
@@ -478,6 +456,40 @@ impl Session {
         let mut statement = parse_sql(sql)?.remove(0).statement;
         rewrite_typed_casts(&mut statement);
         self.datafusion_plan(statement).await
+    }
+
+    /// `INSERT ... VALUES` of literals only (the bulk of ingest): the rows become Arrow
+    /// arrays directly, without copying the statement or planning it with DataFusion.
+    /// `None` for any other insert.
+    async fn plan_literal_insert(&self, insert: &ast::Insert) -> Result<Option<PlannedWrite>> {
+        let TableObject::TableName(name) = &insert.table else { return Ok(None) };
+        let name = ddl::table_name(name)?;
+        let table = self.table(&name)?;
+        let snapshot = table.snapshot();
+        let def = snapshot.def();
+        let positions: Option<Vec<usize>> = insert_positions(def, insert).into_iter().collect();
+        let (Some(positions), Some(source)) = (positions, insert.source.as_deref()) else { return Ok(None) };
+        let Some(rows) = crate::dml::literal_rows(source, &positions, def) else { return Ok(None) };
+        let alias = insert.table_alias.as_ref().map(|a| ddl::ident(&a.alias));
+        let on_conflict = match &insert.on {
+            None => None,
+            Some(ast::OnInsert::OnConflict(on)) => {
+                Some(on_conflict(def, &name, alias.as_deref().unwrap_or(&name.table), on.clone())?)
+            }
+            Some(_) => return Ok(None),
+        };
+        let returning = match &insert.returning {
+            Some(items) => Some(self.plan_returning_as(&name, alias.as_deref(), items.clone()).await?),
+            None => None,
+        };
+        Ok(Some(PlannedWrite {
+            table: table.clone(),
+            kind: DmlKind::Insert { on_conflict },
+            input: crate::dml::rows_plan(vec![rows])?,
+            kept: None,
+            returning,
+            param_hints: Vec::new(),
+        }))
     }
 
     pub(crate) fn table(&self, name: &TableName) -> Result<Arc<Table>> {
@@ -559,6 +571,22 @@ impl Session {
 fn nullable(schema: &SchemaRef) -> SchemaRef {
     let fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone().with_nullable(true)).collect();
     Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
+}
+
+/// The table column each `VALUES` position of an insert goes to (`None`: no such
+/// column; DataFusion reports it).
+fn insert_positions(def: &tarn_storage::TableDef, insert: &ast::Insert) -> Vec<Option<usize>> {
+    if insert.columns.is_empty() {
+        return (0..def.schema.fields().len()).map(Some).collect();
+    }
+    insert
+        .columns
+        .iter()
+        .map(|c| match c.0.last() {
+            Some(ast::ObjectNamePart::Identifier(i)) => def.column_index(&ddl::ident(i)),
+            _ => None,
+        })
+        .collect()
 }
 
 /// `ON CONFLICT`, checked against the table's primary key.
