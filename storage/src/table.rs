@@ -404,21 +404,20 @@ impl Table {
         self.publish(manifest, &writer, None).await
     }
 
-    /// Makes `manifest` the current state. `epoch` replaces the change epoch (after a
-    /// compaction); otherwise the current one carries over, or is built for a new base.
+    /// Makes `manifest` the current state; the caller holds the writer lock. `epoch`
+    /// replaces the change epoch (after a compaction); otherwise the current one carries
+    /// over, or is built for a new base.
     pub(crate) async fn publish(
         &self,
         manifest: Manifest,
-        writer: &Writer,
+        _writer: &Writer,
         epoch: Option<Arc<Epoch>>,
     ) -> Result<()> {
         let current = self.snapshot();
-        let base = match (&manifest.base, &writer.head) {
-            (BaseRef::Lance { version }, Some(head)) if head.version().version == *version => {
-                BaseSnapshot::Lance(Arc::new(head.clone()))
-            }
-            (base, _) if *base == current.manifest.base => current.base.clone(),
-            _ => load_base(&self.location, &self.session, &self.dir, &manifest).await?,
+        let base = if manifest.base == current.manifest.base {
+            current.base.clone()
+        } else {
+            load_base(&self.location, &self.session, &self.dir, &manifest).await?
         };
         let changes = match (epoch, &current.changes) {
             (Some(epoch), _) => Some(epoch),
@@ -569,7 +568,9 @@ pub(crate) async fn load_base(
 ) -> Result<BaseSnapshot> {
     Ok(match &manifest.base {
         BaseRef::Lance { version } => {
-            let uri = location.uri_of(&dir.clone().join("base"));
+            // Readers open the base through Lance's own local files (file handles kept
+            // open per reader); only writers need the fsync-ing store.
+            let uri = location.file_url_of(&dir.clone().join("base"));
             let ds = DatasetBuilder::from_uri(uri)
                 .with_session(session.clone())
                 .with_version(*version)
