@@ -8,9 +8,15 @@
 //!   registers every extension (catalog, types, functions, configuration).
 //! - [`session`]: [`Session`], one connection's statements: prepare (parameter and
 //!   result types), execute; settings and transaction state.
-//! - [`utility`]: statements the session carries out itself (DDL, SET/SHOW, BEGIN...).
+//! - [`utility`]: statements the session carries out itself (DDL, SET/SHOW, BEGIN,
+//!   VACUUM...).
+//! - [`dml`]: INSERT (ON CONFLICT), UPDATE, DELETE, TRUNCATE and COMMIT over the change
+//!   store; [`transaction`]: a session's snapshots, own writes and savepoints.
+//! - [`lookup`]: `SELECT ... WHERE pk = $1` without DataFusion planning.
+//! - [`copy`]: `COPY ... FROM STDIN` / `TO STDOUT`.
+//! - [`system`]: `tarn_tables`.
 //! - [`parser`]: SQL text to statements (sqlparser's PostgreSQL dialect plus Tarn's
-//!   words: `USING <format>`, `<+>`, `@@@`).
+//!   words: `USING <format>`, `AS OF VERSION n`, `<+>`, `@@@`).
 //! - [`ddl`]: `CREATE TABLE` and friends, to storage's `TableDef`.
 //! - [`catalog`], [`provider`]: the warehouse as DataFusion catalog and tables.
 //! - [`pg_catalog`]: `pg_type` and friends, for drivers that look types up.
