@@ -106,3 +106,47 @@ SELECT count(*), count(title) FROM items;
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "6");
     server.stop().await;
 }
+
+/// The change store's SQL from the issue, as a person types it into psql.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psql_runs_the_change_store_session() {
+    let server = TestServer::start().await;
+    let session = "
+        CREATE TABLE events (id BIGINT PRIMARY KEY, user_id INT, kind TEXT, amount DOUBLE PRECISION, embedding VECTOR(2))
+          WITH (bucket_count = 8, compaction_interval = '30s');
+        INSERT INTO events VALUES (1, 7, 'click', 1, '[1,0]'), (2, 7, 'test', 2, '[0,1]'), (3, 8, 'view', 3, NULL);
+        INSERT INTO events VALUES (3, 8, 'buy', 30, NULL), (4, 9, 'new', 4, NULL)
+          ON CONFLICT (id) DO UPDATE SET amount = EXCLUDED.amount, kind = EXCLUDED.kind;
+        INSERT INTO events VALUES (4, 0, 'ignored', 0, NULL) ON CONFLICT (id) DO NOTHING;
+        UPDATE events SET amount = amount * 2 WHERE user_id = 7 RETURNING id, amount;
+        DELETE FROM events WHERE kind = 'test' RETURNING id;
+        BEGIN; UPDATE events SET amount = 0 WHERE id = 1; DELETE FROM events WHERE id = 4; INSERT INTO events VALUES (5, 1, 'five', 5, NULL); COMMIT;
+        BEGIN; DELETE FROM events; ROLLBACK;
+        COPY events (id, user_id, kind, amount) FROM STDIN (FORMAT csv);
+6,2,copied,6
+7,2,copied,7
+\\.
+        SELECT id, kind, amount FROM events WHERE id = 3;
+        VACUUM events;
+        SELECT 'waiting', sum(change_rows) FROM tarn_tables WHERE table_name = 'events';
+        SELECT 'v2', count(*) FROM events AS OF VERSION 2;
+        SELECT 'feed', id, _change_type FROM table_changes('events', 3, 3) ORDER BY id;
+        SELECT 'all', string_agg(id::text || ':' || amount::bigint::text, ',' ORDER BY id) FROM events;
+        TRUNCATE events;
+        SELECT 'left', count(*) FROM events;";
+    let out = psql(&server, session);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "psql failed: {}\n{stdout}", String::from_utf8_lossy(&out.stderr));
+    for expected in [
+        "1|2\n2|4\n",  // UPDATE ... RETURNING
+        "2\n",         // DELETE ... RETURNING
+        "3|buy|30\n",  // point lookup of an upserted key
+        "waiting|0\n", // VACUUM folded every change
+        "v2|3\n",      // time travel to the first insert
+        "feed|3|update\nfeed|4|insert\n",
+        "all|1:0,3:30,5:5,6:6,7:7\n",
+        "left|0\n",
+    ] {
+        assert!(stdout.contains(expected), "missing {expected:?} in:\n{stdout}");
+    }
+}
