@@ -34,6 +34,30 @@ pub struct TxTable {
     overlay_stale: bool,
 }
 
+impl Inner {
+    /// The newest savepoint of that name.
+    fn savepoint_at(&self, name: &str) -> Result<usize> {
+        self.savepoints
+            .iter()
+            .rposition(|(n, _)| n == name)
+            .ok_or_else(|| EngineError::UndefinedSavepoint { name: name.to_string() })
+    }
+}
+
+impl TxTable {
+    /// The table at its newest version, no writes yet.
+    fn pin(table: &Arc<Table>) -> Self {
+        TxTable {
+            table: table.clone(),
+            snapshot: table.snapshot(),
+            writes: Vec::new(),
+            appends: Vec::new(),
+            overlay: None,
+            overlay_stale: false,
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct TxState {
     inner: Mutex<Inner>,
@@ -70,11 +94,7 @@ impl TxState {
     /// `ROLLBACK TO SAVEPOINT name`: drops the writes made since; the savepoint stays.
     pub fn rollback_to(&self, name: &str) -> Result<()> {
         let mut inner = self.lock();
-        let at = inner
-            .savepoints
-            .iter()
-            .rposition(|(n, _)| n == name)
-            .ok_or_else(|| EngineError::UndefinedSavepoint { name: name.to_string() })?;
+        let at = inner.savepoint_at(name)?;
         inner.savepoints.truncate(at + 1);
         let marks = inner.savepoints[at].1.clone();
         for (table_name, table) in inner.tables.iter_mut() {
@@ -91,11 +111,7 @@ impl TxState {
     /// `RELEASE SAVEPOINT name`: forgets it and every later one; the writes stay.
     pub fn release(&self, name: &str) -> Result<()> {
         let mut inner = self.lock();
-        let at = inner
-            .savepoints
-            .iter()
-            .rposition(|(n, _)| n == name)
-            .ok_or_else(|| EngineError::UndefinedSavepoint { name: name.to_string() })?;
+        let at = inner.savepoint_at(name)?;
         inner.savepoints.truncate(at);
         Ok(())
     }
@@ -119,24 +135,10 @@ impl TxState {
         if !inner.active {
             return Ok(None);
         }
-        let entry = inner.tables.entry(table.name().clone()).or_insert_with(|| TxTable {
-            table: table.clone(),
-            snapshot: table.snapshot(),
-            writes: Vec::new(),
-            appends: Vec::new(),
-            overlay: None,
-            overlay_stale: false,
-        });
+        let entry = inner.tables.entry(table.name().clone()).or_insert_with(|| TxTable::pin(table));
         if !Arc::ptr_eq(&entry.table, table) {
             // The table was dropped and created again since the transaction first read it.
-            *entry = TxTable {
-                table: table.clone(),
-                snapshot: table.snapshot(),
-                writes: Vec::new(),
-                appends: Vec::new(),
-                overlay: None,
-                overlay_stale: false,
-            };
+            *entry = TxTable::pin(table);
         }
         if entry.overlay_stale {
             entry.overlay = Some(Arc::new(overlay_of(table, &entry.writes)?));
