@@ -314,14 +314,7 @@ impl TarnTable {
         for view in &views {
             let Some(rows) = &view.rows else { continue };
             let rows = relabel(rows, &nullable)?;
-            partitions.push(vec![project_hiding(
-                &rows,
-                &read,
-                &projection,
-                &output,
-                hidden.as_ref(),
-                codec,
-            )?]);
+            partitions.push(vec![project_hiding(&rows, &projection, &output, hidden.as_ref(), codec)?]);
         }
         if let Some(rows) = self.overlay.as_ref().and_then(|o| o.rows.as_ref()) {
             let rows = relabel(rows, &nullable)?;
@@ -356,7 +349,6 @@ fn project_batch(batch: &RecordBatch, projection: &[usize], output: &SchemaRef) 
 /// Change rows without the keys a transaction's overlay replaces, projected.
 fn project_hiding(
     rows: &RecordBatch,
-    _read: &[usize],
     projection: &[usize],
     output: &SchemaRef,
     hidden: Option<&HashSet<Key>>,

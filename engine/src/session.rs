@@ -2,12 +2,14 @@
 //!
 //! A statement is planned by [`Session::prepare`] (for the extended protocol's Describe:
 //! parameter types and result columns) and planned again by [`Session::execute`], so a
-//! prepared statement always reads the newest snapshot. Queries go to DataFusion; DDL,
-//! `INSERT`, `SET`/`SHOW` and transaction control are carried out here.
+//! prepared statement always reads the newest snapshot (or, inside a transaction, the
+//! one it pinned). Queries go to DataFusion, except primary-key lookups (`lookup.rs`);
+//! writes are planned here and carried out in `dml.rs`; DDL, `SET`/`SHOW` and
+//! transaction control in `utility.rs`.
 //!
-//! Transactions: `BEGIN ... COMMIT` is accepted and tracked (so clients that wrap every
-//! statement in one work, and an error inside one gives 25P02 until `ROLLBACK`), but each
-//! statement commits on its own. Multi-statement atomicity arrives with the change store.
+//! Transactions: `tx` is the block's state as the wire reports it (an error inside a
+//! block gives 25P02 until `ROLLBACK`); `txn` holds its snapshots and writes, committed
+//! as one at `COMMIT`. A write outside a block is a transaction of its own.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
