@@ -20,7 +20,7 @@ mod values;
 use std::sync::Arc;
 
 use arrow::array::{new_null_array, ArrayRef, RecordBatch};
-use arrow::datatypes::{Field, Schema, SchemaRef};
+use arrow::datatypes::SchemaRef;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::sql::sqlparser::ast::{CopySource, CopyTarget, Ident, Statement};
 use futures::TryStreamExt;
@@ -197,9 +197,7 @@ impl Session {
             .collect();
         // Storage checks NOT NULL (23502) and fills identity columns, so the batches let
         // every column hold NULLs.
-        let nullable: Vec<Field> =
-            schema.fields().iter().map(|f| f.as_ref().clone().with_nullable(true)).collect();
-        let schema = Arc::new(Schema::new_with_metadata(nullable, schema.metadata().clone()));
+        let schema = crate::provider::nullable_schema(&schema);
         let reader = RowReader::new(name.table.clone(), schema, targets, format)?;
         Ok(CopyIn { table, defaults, reader })
     }
@@ -487,7 +485,7 @@ fn shorten(bytes: &[u8]) -> String {
 mod tests {
     use super::*;
     use arrow::array::{Array, AsArray};
-    use arrow::datatypes::{DataType, Int32Type};
+    use arrow::datatypes::{DataType, Field, Int32Type, Schema};
 
     fn schema() -> SchemaRef {
         Arc::new(Schema::new(vec![

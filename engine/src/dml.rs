@@ -24,6 +24,7 @@ use tarn_storage::{Lookup, StorageError, Table, TableName, TableWrite, Write, Wr
 use crate::ddl;
 use crate::error::{EngineError, Result};
 use crate::parser::ParsedStatement;
+use crate::provider::nullable_schema;
 use crate::session::{CommandTag, Output, RowsCommand, Session, TxStatus};
 
 /// How many times a statement outside `BEGIN` is retried after a write conflict.
@@ -510,8 +511,8 @@ impl Session {
                 if moved_old.num_rows() > 0 {
                     writes.push(Write { kind: WriteKind::Delete, rows: moved_old });
                     for (r, key) in codec.keys(&moved_new)?.iter().enumerate() {
-                        let moved_away = old_keys.contains(key);
-                        if exists(key) && !moved_away {
+                        // `seen` holds every old key: a key this update moves away is free.
+                        if exists(key) && !seen.contains(key) {
                             return Err(StorageError::UniqueViolation {
                                 constraint: snapshot.def().primary_key_constraint(),
                                 detail: format!("{} already exists.", codec.describe(&moved_new, r)),
@@ -755,10 +756,7 @@ pub(crate) fn literal_rows(
             c.unwrap_or_else(|| arrow::array::new_null_array(def.schema.field(i).data_type(), rows))
         })
         .collect();
-    let schema = Arc::new(arrow::datatypes::Schema::new_with_metadata(
-        def.schema.fields().iter().map(|f| f.as_ref().clone().with_nullable(true)).collect::<Vec<_>>(),
-        def.schema.metadata().clone(),
-    ));
+    let schema = nullable_schema(&def.schema);
     RecordBatch::try_new_with_options(schema, columns, &RecordBatchOptions::new().with_row_count(Some(rows)))
         .ok()
 }
@@ -800,12 +798,8 @@ fn with_schema(schema: &SchemaRef, columns: Vec<ArrayRef>, rows: usize) -> Resul
         .zip(schema.fields())
         .map(|(c, f)| if c.data_type() == f.data_type() { Ok(c) } else { cast(&c, f.data_type()) })
         .collect::<std::result::Result<Vec<_>, _>>()?;
-    let nullable = Arc::new(arrow::datatypes::Schema::new_with_metadata(
-        schema.fields().iter().map(|f| f.as_ref().clone().with_nullable(true)).collect::<Vec<_>>(),
-        schema.metadata().clone(),
-    ));
     Ok(RecordBatch::try_new_with_options(
-        nullable,
+        nullable_schema(schema),
         columns,
         &RecordBatchOptions::new().with_row_count(Some(rows)),
     )?)

@@ -186,15 +186,7 @@ impl Session {
             None => RecordBatch::new_empty(lookup.schema.clone()),
             Some(key) => {
                 let keys = vec![tarn_storage::key::Key::Int(key)];
-                let stored = snapshot.schema();
-                let nullable = Arc::new(Schema::new_with_metadata(
-                    stored
-                        .fields()
-                        .iter()
-                        .map(|f| f.as_ref().clone().with_nullable(true))
-                        .collect::<Vec<_>>(),
-                    stored.metadata().clone(),
-                ));
+                let nullable = crate::provider::nullable_schema(&snapshot.schema());
                 let rows = crate::provider::lookup_projected(
                     lookup.table.clone(),
                     snapshot,

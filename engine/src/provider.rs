@@ -71,6 +71,14 @@ impl std::fmt::Debug for DefaultParser {
     }
 }
 
+/// `schema` with every field nullable: the shape of every batch a table reads or
+/// writes in the engine (NOT NULL is the writer's check, with Postgres' error).
+pub(crate) fn nullable_schema(schema: &SchemaRef) -> SchemaRef {
+    let fields: Vec<arrow::datatypes::Field> =
+        schema.fields().iter().map(|f| f.as_ref().clone().with_nullable(true)).collect();
+    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
+}
+
 /// A transaction's own, uncommitted writes to one table, as its reads see them.
 #[derive(Debug, Default)]
 pub struct Overlay {
@@ -109,10 +117,7 @@ impl TarnTable {
             .iter()
             .filter_map(|c| Some((c.name.clone(), parse_default.parse(c.default.as_deref()?)?)))
             .collect();
-        let stored = snapshot.schema();
-        let fields: Vec<arrow::datatypes::Field> =
-            stored.fields().iter().map(|f| f.as_ref().clone().with_nullable(true)).collect();
-        let schema = Arc::new(arrow::datatypes::Schema::new_with_metadata(fields, stored.metadata().clone()));
+        let schema = nullable_schema(&snapshot.schema());
         Self { table, snapshot, schema, defaults, overlay }
     }
 
@@ -300,7 +305,16 @@ impl TarnTable {
         base_projection.push(address_column);
         let base = lance.scan(state, Some(&base_projection), filters, None).await?;
         let hidden = self.overlay.as_ref().map(|o| o.keys.keys().cloned().collect::<HashSet<Key>>());
-        let hide = hidden.clone().map(|keys| HiddenKeys { keys, positions: key_positions.clone() });
+        let hide = match hidden.clone() {
+            Some(keys) => {
+                let fields: Vec<&arrow::datatypes::Field> =
+                    codec.indices().iter().map(|&i| self.schema.field(i)).collect();
+                let codec = tarn_storage::key::KeyCodec::for_fields(key_positions.clone(), &fields)
+                    .map_err(|e| DataFusionError::External(Box::new(e)))?;
+                Some(HiddenKeys { keys, codec: Arc::new(codec) })
+            }
+            None => None,
+        };
         let base: Arc<dyn ExecutionPlan> = Arc::new(MergeFilterExec::new(
             base,
             output.clone(),
@@ -369,7 +383,8 @@ fn project_hiding(
 #[derive(Debug, Clone)]
 struct HiddenKeys {
     keys: HashSet<Key>,
-    positions: Vec<usize>,
+    /// Reads the keys of the base scan's batches (key columns at their positions there).
+    codec: Arc<tarn_storage::key::KeyCodec>,
 }
 
 /// The base side of a merge: drops rows in the deletion vector (by the row address,
@@ -459,9 +474,7 @@ impl ExecutionPlan for MergeFilterExec {
                 addresses.values().iter().map(|a| !deleted.contains(*a)).collect()
             };
             if let Some(hidden) = hidden.as_ref().filter(|h| !h.keys.is_empty()) {
-                let columns: Vec<ArrayRef> =
-                    hidden.positions.iter().map(|&i| batch.column(i).clone()).collect();
-                let keys = key_values(&columns)?;
+                let keys = hidden.codec.keys(&batch).map_err(|e| DataFusionError::External(Box::new(e)))?;
                 for (k, key) in keys.iter().enumerate() {
                     keep[k] &= !hidden.keys.contains(key);
                 }
@@ -480,19 +493,6 @@ impl ExecutionPlan for MergeFilterExec {
         });
         Ok(Box::pin(RecordBatchStreamAdapter::new(self.output.clone(), stream)))
     }
-}
-
-/// Keys of rows given as their key columns (any key type).
-fn key_values(columns: &[ArrayRef]) -> DfResult<Vec<Key>> {
-    let fields: Vec<arrow::datatypes::Field> = columns
-        .iter()
-        .enumerate()
-        .map(|(i, c)| arrow::datatypes::Field::new(format!("k{i}"), c.data_type().clone(), true))
-        .collect();
-    let refs: Vec<&arrow::datatypes::Field> = fields.iter().collect();
-    let codec = tarn_storage::key::KeyCodec::for_fields((0..columns.len()).collect(), &refs)
-        .map_err(|e| DataFusionError::External(Box::new(e)))?;
-    codec.keys_of(columns).map_err(|e| DataFusionError::External(Box::new(e)))
 }
 
 /// A primary-key lookup: the transaction's overlay, the bucket's changes, then the
@@ -645,10 +645,7 @@ pub(crate) async fn lookup_rows(
     keys: &[Key],
     table: &Arc<Table>,
 ) -> DfResult<RecordBatch> {
-    let stored = snapshot.schema();
-    let fields: Vec<arrow::datatypes::Field> =
-        stored.fields().iter().map(|f| f.as_ref().clone().with_nullable(true)).collect();
-    let schema = Arc::new(Schema::new_with_metadata(fields, stored.metadata().clone()));
+    let schema = nullable_schema(&snapshot.schema());
     let projection: Vec<usize> = (0..schema.fields().len()).collect();
     let rows = PointLookupExec::lookup(
         table.clone(),
@@ -745,8 +742,17 @@ fn string_and_version_args(args: &[Expr], function: &str, count: usize) -> DfRes
     Ok((name, versions))
 }
 
-fn undefined_table(name: &str) -> DataFusionError {
-    DataFusionError::Plan(format!("table \"{name}\" does not exist"))
+/// The table a table function names in its first argument, and its version arguments.
+fn table_and_versions(
+    resolve: &TableResolver,
+    args: &[Expr],
+    function: &str,
+    count: usize,
+) -> DfResult<(Arc<Table>, Vec<u64>)> {
+    let (name, versions) = string_and_version_args(args, function, count)?;
+    let table =
+        resolve(&name).ok_or_else(|| DataFusionError::Plan(format!("table \"{name}\" does not exist")))?;
+    Ok((table, versions))
 }
 
 /// `tarn_as_of('table', version)`: the table function behind `AS OF VERSION`.
@@ -764,8 +770,7 @@ impl std::fmt::Debug for AsOfFunction {
 
 impl TableFunctionImpl for AsOfFunction {
     fn call(&self, args: &[Expr]) -> DfResult<Arc<dyn TableProvider>> {
-        let (name, versions) = string_and_version_args(args, "AS OF VERSION", 1)?;
-        let table = (self.resolve)(&name).ok_or_else(|| undefined_table(&name))?;
+        let (table, versions) = table_and_versions(&self.resolve, args, "AS OF VERSION", 1)?;
         let current = TarnTable::new(table.clone(), &self.defaults);
         Ok(Arc::new(AsOfTable {
             table,
@@ -791,8 +796,7 @@ impl std::fmt::Debug for TableChangesFunction {
 
 impl TableFunctionImpl for TableChangesFunction {
     fn call(&self, args: &[Expr]) -> DfResult<Arc<dyn TableProvider>> {
-        let (name, versions) = string_and_version_args(args, "table_changes", 2)?;
-        let table = (self.resolve)(&name).ok_or_else(|| undefined_table(&name))?;
+        let (table, versions) = table_and_versions(&self.resolve, args, "table_changes", 2)?;
         Ok(Arc::new(ChangeFeedTable {
             schema: table.change_feed_schema(),
             table,

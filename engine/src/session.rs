@@ -508,7 +508,7 @@ impl Session {
         returning: LogicalPlan,
         rows: Vec<RecordBatch>,
     ) -> Result<Output> {
-        let schema = nullable(&table.snapshot().schema());
+        let schema = crate::provider::nullable_schema(&table.snapshot().schema());
         let rows = rows
             .into_iter()
             .map(|b| RecordBatch::try_new(schema.clone(), b.columns().to_vec()))
@@ -568,11 +568,6 @@ impl Session {
             }
         }
     }
-}
-
-fn nullable(schema: &SchemaRef) -> SchemaRef {
-    let fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone().with_nullable(true)).collect();
-    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
 }
 
 /// The table column each `VALUES` position of an insert goes to (`None`: no such
