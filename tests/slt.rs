@@ -70,7 +70,8 @@ async fn run_simple(client: &Client, sql: &str) -> Result<DBOutput<DefaultColumn
         match message {
             SimpleQueryMessage::RowDescription(c) => columns = Some(c.len()),
             SimpleQueryMessage::Row(row) => {
-                rows.push((0..row.len()).map(|i| row.get(i).map_or("NULL".to_string(), text_cell)).collect());
+                let cells = (0..row.len()).map(|i| row.get(i).map_or("NULL".to_string(), text_cell)).collect();
+                rows.extend(one_row_per_line(cells));
             }
             SimpleQueryMessage::CommandComplete(n) => count = n,
             _ => {}
@@ -82,13 +83,35 @@ async fn run_simple(client: &Client, sql: &str) -> Result<DBOutput<DefaultColumn
     })
 }
 
-/// Empty strings print as `(empty)`, as in DataFusion's test files.
-fn text_cell(value: &str) -> String {
-    if value.is_empty() {
-        "(empty)".to_string()
-    } else {
-        value.to_string()
+/// A row whose last cell has several lines (an EXPLAIN plan) as one row per line, the
+/// other cells repeated: a record's result lines are its rows.
+fn one_row_per_line(cells: Vec<String>) -> Vec<Vec<String>> {
+    let Some((last, rest)) = cells.split_last() else { return vec![cells] };
+    if !last.contains('\n') {
+        return vec![cells];
     }
+    last.lines().map(|line| rest.iter().cloned().chain([line.to_string()]).collect()).collect()
+}
+
+/// Empty strings print as `(empty)`, as in DataFusion's test files. A value of several
+/// lines (an EXPLAIN plan) has its indentation drawn with `-` (the runner trims
+/// leading blanks) and no trailing line break (which would end the record).
+fn text_cell(value: &str) -> String {
+    let value = value.trim_end_matches('\n');
+    if value.is_empty() {
+        return "(empty)".to_string();
+    }
+    if !value.contains('\n') {
+        return value.to_string();
+    }
+    value
+        .lines()
+        .map(|line| {
+            let text = line.trim_start();
+            format!("{}{text}", "-".repeat(line.len() - text.len()))
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 async fn run_extended(client: &Client, sql: &str) -> Result<DBOutput<DefaultColumnType>, WireError> {
@@ -107,7 +130,7 @@ async fn run_extended(client: &Client, sql: &str) -> Result<DBOutput<DefaultColu
                 Some(raw) => text_cell(&binary_to_text(column.type_(), &raw.0).map_err(WireError)?),
             });
         }
-        out.push(cells);
+        out.extend(one_row_per_line(cells));
     }
     Ok(DBOutput::Rows { types: vec![DefaultColumnType::Any; statement.columns().len()], rows: out })
 }
@@ -136,6 +159,7 @@ pub fn binary_to_text(ty: &Type, raw: &[u8]) -> Result<String, String> {
         "int2" => i16::from_be_bytes(fixed(2)?.try_into().unwrap()).to_string(),
         "int4" => i32::from_be_bytes(fixed(4)?.try_into().unwrap()).to_string(),
         "int8" => i64::from_be_bytes(fixed(8)?.try_into().unwrap()).to_string(),
+        "oid" => u32::from_be_bytes(fixed(4)?.try_into().unwrap()).to_string(),
         "float4" => float_text(f32::from_be_bytes(fixed(4)?.try_into().unwrap()) as f64, true),
         "float8" => float_text(f64::from_be_bytes(fixed(8)?.try_into().unwrap()), false),
         "text" | "varchar" | "json" | "name" | "bpchar" | "uuid" => {

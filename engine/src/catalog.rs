@@ -80,6 +80,11 @@ impl SchemaProvider for TarnSchema {
         {
             return Ok(Some(crate::system::tarn_tables(&self.warehouse)?));
         }
+        if name == crate::system::TARN_INDEXES
+            && self.warehouse.table(&TableName::new(&self.name, name)).is_none()
+        {
+            return Ok(Some(crate::system::tarn_indexes(&self.warehouse)?));
+        }
         let name = TableName::new(&self.name, name);
         let Some(table) = self.warehouse.table(&name) else { return Ok(None) };
         let pinned = self.tx.pinned(&table).map_err(|e| e.into_datafusion())?;

@@ -1,4 +1,5 @@
-//! `COPY ... FROM STDIN` and `COPY ... TO STDOUT`, in PostgreSQL's text and CSV formats.
+//! `COPY ... FROM STDIN` and `COPY ... TO STDOUT`, in PostgreSQL's text, CSV and binary
+//! formats.
 //!
 //! The wire protocol is the server's business; here a COPY is two steps around it:
 //!
@@ -11,8 +12,10 @@
 //! - Errors in the data name their line as Postgres does, in the error's context
 //!   (`COPY t, line 3, column id: "abc"`).
 //!
-//! Binary format, files and programs are refused with 0A000.
+//! Text and CSV are read and written in `format`, binary in `binary`; values are read in
+//! `values`. Files and programs are refused with 0A000.
 
+mod binary;
 mod format;
 mod options;
 mod values;
@@ -27,6 +30,7 @@ use futures::TryStreamExt;
 use tarn_storage::{StorageError, Table};
 use tracing::debug;
 
+use self::binary::TupleSplitter;
 pub use self::format::{CopyFormat, CopyKind};
 use self::format::{Fields, RowSplitter};
 use self::options::{resolve_columns, CopyOptions};
@@ -252,13 +256,18 @@ impl CopyIn {
         self.reader.targets.len()
     }
 
+    /// The data's format (CopyInResponse announces whether it is binary).
+    pub fn kind(&self) -> CopyKind {
+        self.reader.format.kind
+    }
+
     /// Takes the next piece of the client's data (any length, rows may be cut anywhere).
     pub fn push(&mut self, data: &[u8]) {
         self.reader.push(data)
     }
 }
 
-/// Reads rows of text or CSV into batches of a table's schema.
+/// Reads rows of text, CSV or binary into batches of a table's schema.
 struct RowReader {
     /// How errors name the table (without its schema, as Postgres does).
     table_label: String,
@@ -271,14 +280,19 @@ struct RowReader {
     format: CopyFormat,
     /// Parallel to `targets`.
     builders: Vec<ColumnBuilder>,
+    /// Text and CSV: cuts the data into lines.
     splitter: RowSplitter,
+    /// Binary: cuts the data into tuples.
+    tuples: TupleSplitter,
     fields: Fields,
-    /// Lines (rows) read so far, the header included.
+    /// Lines (rows) read so far, the header included (binary: tuples, the trailer
+    /// included).
     line: u64,
     header_pending: bool,
     rows_in_batch: usize,
     batches: Vec<RecordBatch>,
-    /// The `\.` end marker was read: the rest is ignored.
+    /// The `\.` end marker was read: the rest is ignored. Binary: the trailer was read,
+    /// and more data is an error.
     ended: bool,
     error: Option<EngineError>,
 }
@@ -288,6 +302,11 @@ impl RowReader {
         let names = targets.iter().map(|&i| schema.field(i).name().clone()).collect();
         let builders =
             targets.iter().map(|&i| ColumnBuilder::new(schema.field(i))).collect::<Result<Vec<_>>>()?;
+        if format.kind == CopyKind::Binary {
+            for (builder, &i) in builders.iter().zip(&targets) {
+                builder.check_binary(schema.field(i).name())?;
+            }
+        }
         Ok(Self {
             table_label,
             schema,
@@ -297,6 +316,7 @@ impl RowReader {
             format,
             builders,
             splitter: RowSplitter::default(),
+            tuples: TupleSplitter::default(),
             fields: Fields::default(),
             line: 0,
             rows_in_batch: 0,
@@ -307,6 +327,9 @@ impl RowReader {
     }
 
     fn push(&mut self, data: &[u8]) {
+        if self.format.kind == CopyKind::Binary {
+            return self.read_tuples(data, false);
+        }
         if self.ended || self.error.is_some() {
             return;
         }
@@ -345,6 +368,9 @@ impl RowReader {
     /// Ends the data: reads a last row without line end and returns every row, in
     /// batches of the table's schema (columns left out are NULL), or the first error.
     fn finish(&mut self) -> Result<Vec<RecordBatch>> {
+        if self.format.kind == CopyKind::Binary {
+            self.read_tuples(&[], true);
+        }
         if let Some(e) = self.error.take() {
             return Err(e);
         }
@@ -429,11 +455,13 @@ enum RowError {
     Value(usize, EngineError),
 }
 
-/// Where in the data an error is, worded as Postgres words it.
+/// Where in the data an error is, worded as Postgres words it. Binary data is never
+/// quoted: its errors name a `Line` or a `Column`.
 enum CopyContext<'a> {
     Line(u64),
     Row { line: u64, row: &'a [u8] },
     Value { line: u64, column: &'a str, value: Option<&'a [u8]> },
+    Column { line: u64, column: &'a str },
 }
 
 impl CopyContext<'_> {
@@ -447,6 +475,7 @@ impl CopyContext<'_> {
             CopyContext::Value { line, column, value: None } => {
                 format!("COPY {table}, line {line}, column {column}: null input")
             }
+            CopyContext::Column { line, column } => format!("COPY {table}, line {line}, column {column}"),
         };
         EngineError::CopyData { source: Box::new(source), context }
     }

@@ -661,8 +661,11 @@ fn assigned_value(value: &ast::Expr, column: &arrow::datatypes::DataType) -> Str
         T::Decimal128(p, s) => Some(format!("NUMERIC({p}, {s})")),
         _ => None,
     };
-    match type_name {
-        Some(name) if is_parameter => format!("CAST({value} AS {name})"),
+    let is_text = matches!(value, ast::Expr::Value(v) if matches!(v.value, ast::Value::SingleQuotedString(_)));
+    match (type_name, crate::vector::vector_dims(column)) {
+        (Some(name), _) if is_parameter => format!("CAST({value} AS {name})"),
+        // `SET embedding = '[1,2,3]'`: text to the column's vector type.
+        (_, Some(dims)) if is_text => format!("to_vector({value}, {dims})"),
         _ => value.to_string(),
     }
 }

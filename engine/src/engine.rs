@@ -7,6 +7,7 @@ use std::sync::Arc;
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::session_state::SessionStateBuilder;
+use datafusion::execution::FunctionRegistry;
 use datafusion::logical_expr::ScalarUDF;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use tarn_storage::{TableName, Warehouse};
@@ -137,7 +138,8 @@ fn build_context(config: &EngineConfig) -> SessionContext {
         .with_default_catalog_and_schema(CATALOG_NAME, DEFAULT_SCHEMA)
         .with_create_default_catalog_and_schema(false)
         .with_information_schema(true)
-        .with_target_partitions(config.query_parallelism.max(1));
+        .with_target_partitions(config.query_parallelism.max(1))
+        .with_extension(Arc::new(crate::knn::SearchSettings::default()));
     let options = session_config.options_mut();
     options.sql_parser.dialect = datafusion::config::Dialect::PostgreSQL;
     options.sql_parser.enable_ident_normalization = true;
@@ -150,8 +152,22 @@ fn build_context(config: &EngineConfig) -> SessionContext {
         .with_runtime_env(runtime)
         .with_default_features()
         .with_type_planner(Arc::new(TarnTypePlanner))
+        .with_query_planner(Arc::new(crate::knn::TarnQueryPlanner))
+        .with_optimizer_rule(Arc::new(crate::knn::KnnRule))
+        // Vector casts are rewritten before type coercion looks for an Arrow cast.
+        .with_analyzer_rules(
+            std::iter::once(Arc::new(crate::vector::VectorCasts) as _)
+                .chain(datafusion::optimizer::Analyzer::new().rules)
+                .collect(),
+        )
         .build();
+    let mut state = state;
+    // Appended: DataFusion's own planners keep their operators, ours see the rest.
+    state.register_expr_planner(Arc::new(crate::distance::VectorOperators)).expect("expression planner");
     let ctx = SessionContext::new_with_state(state);
+    for function in crate::distance::functions() {
+        ctx.register_udf(function);
+    }
     ctx.register_udf(ScalarUDF::from(ToVector::default()));
     ctx.register_udf(ScalarUDF::from(crate::literals::ByteaIn::default()));
     ctx

@@ -17,12 +17,18 @@ pub enum EngineError {
     InvalidText { message: String },
     #[error("{message}")]
     InvalidParameter { message: String },
+    /// A value in binary form that is not its type's (`incorrect binary data format`).
+    #[error("{message}")]
+    InvalidBinary { message: String },
     #[error("{message}")]
     DataException { message: String },
     #[error("column \"{column}\" does not exist")]
     UndefinedColumn { column: String },
     #[error("type \"{name}\" does not exist")]
     UndefinedType { name: String },
+    /// An access method, operator class or other object named that does not exist.
+    #[error("{message}")]
+    UndefinedObject { message: String },
     #[error("unrecognized configuration parameter \"{name}\"")]
     UndefinedParameter { name: String },
     #[error("current transaction is aborted, commands ignored until end of transaction block")]

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use arrow::array::ArrayRef;
+use arrow::array::{Array, ArrayRef, StringArray, UInt32Array};
 use arrow::datatypes::DataType;
 use datafusion::common::ScalarValue;
 use datafusion::logical_expr::{create_udf, ColumnarValue, Volatility};
@@ -33,6 +33,44 @@ pub fn register(ctx: &SessionContext, database: &str) {
     ctx.register_udf(constant("version", version_string()));
     ctx.register_udf(constant("current_database", database.to_string()));
     ctx.register_udf(constant("current_schema", crate::ddl::DEFAULT_SCHEMA.to_string()));
+    ctx.register_udf(create_udf(
+        "to_regtype",
+        vec![DataType::Utf8],
+        DataType::UInt32,
+        Volatility::Stable,
+        Arc::new(|args: &[ColumnarValue]| {
+            map_rows(args, |name: &StringArray| -> ArrayRef {
+                Arc::new(name.iter().map(|n| n.and_then(crate::pg_catalog::type_oid)).collect::<UInt32Array>())
+            })
+        }),
+    ));
+    ctx.register_udf(create_udf(
+        "tarn_regtype_name",
+        vec![DataType::UInt32],
+        DataType::Utf8,
+        Volatility::Stable,
+        Arc::new(|args: &[ColumnarValue]| {
+            map_rows(args, |oids: &UInt32Array| -> ArrayRef {
+                Arc::new(
+                    oids.iter()
+                        .map(|o| o.map(|o| crate::pg_catalog::type_name(o).map_or(o.to_string(), str::to_string)))
+                        .collect::<StringArray>(),
+                )
+            })
+        }),
+    ));
+}
+
+/// Applies `f` to the one argument of a UDF, keeping a scalar a scalar.
+fn map_rows<A: Array + 'static>(
+    args: &[ColumnarValue],
+    f: impl Fn(&A) -> ArrayRef,
+) -> datafusion::error::Result<ColumnarValue> {
+    let input = args[0].to_array(1)?;
+    let Some(typed) = input.as_any().downcast_ref::<A>() else {
+        return datafusion::common::exec_err!("unexpected argument type {}", input.data_type());
+    };
+    like_input(&args[0], f(typed))
 }
 
 /// A UDF's result shaped like its input: a scalar for a scalar argument (so constants

@@ -21,19 +21,27 @@
 //! - [`catalog`], [`provider`]: the warehouse as DataFusion catalog and tables.
 //! - [`pg_catalog`]: `pg_type` and friends, for drivers that look types up.
 //! - [`types`]: Postgres types <-> Arrow types and wire OIDs.
+//! - [`binary`]: values from Postgres' binary form (binary parameters, COPY BINARY).
 //! - [`vector`]: pgvector's `vector(n)`: text form and `to_vector`.
+//! - [`distance`]: pgvector's distances, vector functions and operators.
+//! - [`index_ddl`]: `CREATE INDEX ... USING hnsw|ivfflat|ivf_pq`, `DROP INDEX`.
+//! - [`knn`]: `ORDER BY <distance> LIMIT k` as an index search or an exact one.
 //! - [`literals`]: syntax rewrites for what Arrow cannot cast (vector, bytea, DEFAULT).
 //! - [`settings`]: `SET`/`SHOW` variables and their defaults.
 //! - [`functions`]: `version()`, `current_database()` and other client-facing functions.
 //! - [`error`]: [`EngineError`].
 
+pub mod binary;
 pub mod catalog;
 pub mod copy;
 pub mod ddl;
+pub mod distance;
 pub mod dml;
 pub mod engine;
 pub mod error;
 pub mod functions;
+pub mod index_ddl;
+pub mod knn;
 pub mod literals;
 pub mod lookup;
 pub mod parser;

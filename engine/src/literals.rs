@@ -1,6 +1,7 @@
 //! Rewrites on the SQL syntax tree, before planning, for what Arrow cannot cast:
 //!
 //! - `'[1,2,3]'::vector(3)` / `CAST(x AS vector(3))` become `to_vector(x, 3)`;
+//! - `oid::regtype` becomes `tarn_regtype_name(oid)`, the type's name;
 //! - `'\xdead'::bytea` becomes `bytea_in('\xdead')` (Postgres' hex and escape forms);
 //! - in `INSERT ... VALUES`, a string literal aimed at a vector or bytea column gets the
 //!   same treatment, and `DEFAULT` becomes the column's default (or NULL).
@@ -78,10 +79,17 @@ pub fn rewrite_typed_casts(statement: &mut Statement) {
                 }
             } else if matches!(data_type, SqlType::Bytea) && is_string_literal(inner) {
                 *expr = call("bytea_in", vec![take(inner)]);
+            } else if is_custom(data_type, "regtype") {
+                // Only ever shown: `oid::regtype::text` is the type's name.
+                *expr = call("tarn_regtype_name", vec![take(inner)]);
             }
         }
         ControlFlow::<()>::Continue(())
     });
+}
+
+fn is_custom(data_type: &SqlType, name: &str) -> bool {
+    matches!(data_type, SqlType::Custom(n, _) if n.to_string().eq_ignore_ascii_case(name))
 }
 
 fn is_string_literal(expr: &SqlExpr) -> bool {

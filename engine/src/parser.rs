@@ -6,6 +6,9 @@
 //!   returned beside the statement.
 //! - `FROM t AS OF VERSION n [alias]` (time travel) becomes
 //!   `FROM tarn_as_of('t', n) AS alias`, a table function.
+//! - `ALTER TABLE t ADD VECTOR INDEX [name] ON col [opclass] [USING method] [WITH (...)]`
+//!   becomes `CREATE INDEX [name] ON t USING method (col [opclass]) [WITH (...)]`
+//!   (method `hnsw` unless named).
 //! - pgvector's `<+>` and ParadeDB's `@@@` operators are glued from the tokens sqlparser
 //!   splits them into (`<`,`+`,`>` and `@@`,`@`) into one custom operator.
 
@@ -29,6 +32,7 @@ pub struct ParsedStatement {
 pub fn parse_sql(sql: &str) -> Result<Vec<ParsedStatement>> {
     let dialect = PostgreSqlDialect {};
     let tokens = Tokenizer::new(&dialect, sql).with_unescape(true).tokenize_with_location()?;
+    let tokens = rewrite_add_vector_index(tokens)?;
     let (tokens, formats) = rewrite_tokens(rewrite_as_of(tokens));
     let statements = Parser::new(&dialect).with_tokens_with_locations(tokens).parse_statements()?;
     Ok(statements
@@ -201,6 +205,71 @@ fn rewrite_as_of(tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
     out
 }
 
+/// Tarn's short form of a vector index (see the module docs), statement by statement.
+fn rewrite_add_vector_index(tokens: Vec<TokenWithSpan>) -> Result<Vec<TokenWithSpan>> {
+    let mut out = Vec::with_capacity(tokens.len());
+    let mut statement = Vec::new();
+    for token in tokens {
+        let end = token.token == Token::SemiColon;
+        statement.push(token);
+        if end {
+            out.extend(add_vector_index(std::mem::take(&mut statement))?);
+        }
+    }
+    out.extend(add_vector_index(statement)?);
+    Ok(out)
+}
+
+fn add_vector_index(statement: Vec<TokenWithSpan>) -> Result<Vec<TokenWithSpan>> {
+    let significant: Vec<&Token> =
+        statement.iter().map(|t| &t.token).filter(|t| !matches!(t, Token::Whitespace(_))).collect();
+    let word = |i: usize| match significant.get(i) {
+        Some(Token::Word(w)) => Some(w.value.to_ascii_lowercase()),
+        _ => None,
+    };
+    if word(0).as_deref() != Some("alter") || word(1).as_deref() != Some("table") {
+        return Ok(statement);
+    }
+    let Some(add) = (2..significant.len()).find(|&i| {
+        word(i).as_deref() == Some("add") && word(i + 1).as_deref() == Some("vector") && word(i + 2).as_deref() == Some("index")
+    }) else {
+        return Ok(statement);
+    };
+    let text = |range: std::ops::Range<usize>| {
+        significant[range].iter().map(|t| t.to_string()).collect::<Vec<_>>().join("")
+    };
+    let table = text(2..add);
+    let mut i = add + 3;
+    let name = match word(i) {
+        Some(w) if w != "on" => {
+            i += 1;
+            significant[i - 1].to_string()
+        }
+        _ => String::new(),
+    };
+    if word(i).as_deref() != Some("on") {
+        return Err(crate::EngineError::syntax("syntax error: ALTER TABLE t ADD VECTOR INDEX [name] ON column"));
+    }
+    let column = significant.get(i + 1).map(|t| t.to_string()).unwrap_or_default();
+    i += 2;
+    let opclass = match word(i) {
+        Some(w) if w.ends_with("_ops") => {
+            i += 1;
+            format!(" {w}")
+        }
+        _ => String::new(),
+    };
+    let method = if word(i).as_deref() == Some("using") {
+        i += 2;
+        word(i - 1).unwrap_or_default()
+    } else {
+        "hnsw".to_string()
+    };
+    let rest = significant[i.min(significant.len())..].iter().map(|t| t.to_string()).collect::<Vec<_>>().join(" ");
+    let sql = format!("CREATE INDEX {name} ON {table} USING {method} ({column}{opclass}) {rest}");
+    Ok(Tokenizer::new(&PostgreSqlDialect {}, &sql).with_unescape(true).tokenize_with_location()?)
+}
+
 fn next_is(iter: &mut std::iter::Peekable<impl Iterator<Item = TokenWithSpan>>, expected: &Token) -> bool {
     iter.peek().is_some_and(|t| &t.token == expected)
 }
@@ -252,6 +321,19 @@ mod tests {
         assert!(text.contains("tarn_as_of('s.events', 17) AS events WHERE"), "{text}");
         let text = parsed[1].statement.to_string();
         assert!(text.contains("tarn_as_of('t', 2) x"), "{text}");
+    }
+
+    #[test]
+    fn add_vector_index_is_create_index() {
+        let parsed = parse_sql(
+            "ALTER TABLE s.items ADD VECTOR INDEX ON embedding; \
+             ALTER TABLE items ADD VECTOR INDEX emb ON embedding vector_cosine_ops USING ivfflat WITH (lists = 4)",
+        )
+        .unwrap();
+        let text = parsed[0].statement.to_string();
+        assert!(text.starts_with("CREATE INDEX ON s.items USING hnsw (embedding)"), "{text}");
+        let text = parsed[1].statement.to_string();
+        assert!(text.contains("emb ON items USING ivfflat (embedding vector_cosine_ops) WITH (lists = 4)"), "{text}");
     }
 
     #[test]

@@ -30,12 +30,14 @@ const TYPES: &[(u32, &str, i16, u8, u32, u32)] = &[
     (700, "float4", 4, b'N', 0, 1021),
     (701, "float8", 8, b'N', 0, 1022),
     (705, "unknown", -2, b'X', 0, 0),
+    (1015, "_varchar", -1, b'A', 1043, 0),
     (1000, "_bool", -1, b'A', 16, 0),
     (1005, "_int2", -1, b'A', 21, 0),
     (1007, "_int4", -1, b'A', 23, 0),
     (1009, "_text", -1, b'A', 25, 0),
     (1016, "_int8", -1, b'A', 20, 0),
     (1021, "_float4", -1, b'A', 700, 0),
+    (1028, "_oid", -1, b'A', 26, 0),
     (1022, "_float8", -1, b'A', 701, 0),
     (1043, "varchar", -1, b'S', 0, 1015),
     (1082, "date", 4, b'D', 0, 1182),
@@ -43,6 +45,10 @@ const TYPES: &[(u32, &str, i16, u8, u32, u32)] = &[
     (1114, "timestamp", 8, b'D', 0, 1115),
     (1184, "timestamptz", 8, b'D', 0, 1185),
     (1186, "interval", 16, b'T', 0, 1187),
+    (1560, "bit", -1, b'V', 0, 1561),
+    (1561, "_bit", -1, b'A', 1560, 0),
+    (1562, "varbit", -1, b'V', 0, 1563),
+    (1563, "_varbit", -1, b'A', 1562, 0),
     (1700, "numeric", -1, b'N', 0, 1231),
     (2950, "uuid", 16, b'U', 0, 2951),
     (3802, "jsonb", -1, b'U', 0, 3807),
@@ -87,6 +93,7 @@ fn pg_type() -> Arc<dyn TableProvider> {
         oid("typbasetype"),
         oid("typrelid"),
         Field::new("typnotnull", DataType::Boolean, false),
+        Field::new("typdelim", DataType::Int8, false),
     ]);
     let n = TYPES.len();
     let namespace =
@@ -106,8 +113,61 @@ fn pg_type() -> Arc<dyn TableProvider> {
         Arc::new(UInt32Array::from(vec![0; n])),
         Arc::new(UInt32Array::from(vec![0; n])),
         Arc::new(BooleanArray::from(vec![false; n])),
+        Arc::new(Int8Array::from(vec![b',' as i8; n])),
     ];
     mem(schema, columns)
+}
+
+/// `to_regtype(name)`: the OID of a type by any name Postgres accepts for it
+/// (`integer`, `int4`, `public.vector`, `vector[]`...), NULL if there is none.
+pub fn type_oid(name: &str) -> Option<u32> {
+    let name = name.trim().to_ascii_lowercase();
+    let name = name.trim_matches('"');
+    let name = name.strip_prefix("pg_catalog.").or_else(|| name.strip_prefix("public.")).unwrap_or(name);
+    // Modifiers (`vector(3)`, `varchar(10)`) do not change the type.
+    let name = match name.find('(') {
+        Some(at) if name.ends_with(')') || name.ends_with(")[]") => {
+            let rest = &name[name.find(')').map(|i| i + 1).unwrap_or(name.len())..];
+            format!("{}{rest}", name[..at].trim_end())
+        }
+        _ => name.to_string(),
+    };
+    if let Some(element) = name.strip_suffix("[]") {
+        let oid = type_oid(element)?;
+        return TYPES.iter().find(|t| t.0 == oid).map(|t| t.5).filter(|&array| array != 0);
+    }
+    let canonical = match name.as_str() {
+        "integer" | "int" => "int4",
+        "smallint" => "int2",
+        "bigint" => "int8",
+        "real" => "float4",
+        "double precision" | "float" => "float8",
+        "boolean" => "bool",
+        "character varying" => "varchar",
+        "decimal" => "numeric",
+        "timestamp without time zone" => "timestamp",
+        "timestamp with time zone" => "timestamptz",
+        "time without time zone" => "time",
+        other => other,
+    };
+    TYPES.iter().find(|t| t.1 == canonical).map(|t| t.0)
+}
+
+/// The name `oid::regtype` shows.
+pub fn type_name(oid: u32) -> Option<&'static str> {
+    TYPES.iter().find(|t| t.0 == oid).map(|t| match t.1 {
+        "int4" => "integer",
+        "int2" => "smallint",
+        "int8" => "bigint",
+        "float4" => "real",
+        "float8" => "double precision",
+        "bool" => "boolean",
+        "varchar" => "character varying",
+        "timestamp" => "timestamp without time zone",
+        "timestamptz" => "timestamp with time zone",
+        "_vector" => "vector[]",
+        other => other,
+    })
 }
 
 fn pg_namespace() -> Arc<dyn TableProvider> {

@@ -129,6 +129,11 @@ impl TarnTable {
         &self.snapshot
     }
 
+    /// Whether the reading transaction has written to this table.
+    pub fn has_overlay(&self) -> bool {
+        self.overlay.is_some()
+    }
+
     fn lance(&self) -> Option<LanceTableProvider> {
         match &self.snapshot.base {
             BaseSnapshot::Lance(ds) => Some(LanceTableProvider::new(ds.clone(), false, false)),

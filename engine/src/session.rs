@@ -733,10 +733,9 @@ fn pg_column_name(expr: &datafusion::logical_expr::Expr) -> String {
         {
             pg_column_name(&alias.expr)
         }
-        Expr::Alias(alias) => match alias.name.strip_prefix(OUTPUT_ALIAS_PREFIX) {
-            Some(numbered) => numbered.split_once('_').map_or(numbered, |(_, name)| name).to_string(),
-            None => alias.name.clone(),
-        },
+        Expr::Alias(alias) => output_alias_name(&alias.name),
+        // A projection above a sort on columns not selected refers to our aliases.
+        Expr::Column(column) if column.name.starts_with(OUTPUT_ALIAS_PREFIX) => output_alias_name(&column.name),
         Expr::Column(column) => {
             let name = &column.name;
             let simple = !name.is_empty() && name.chars().all(|c| c.is_alphanumeric() || c == '_');
@@ -759,6 +758,14 @@ fn pg_column_name(expr: &datafusion::logical_expr::Expr) -> String {
             _ => "?column?".to_string(),
         },
         _ => "?column?".to_string(),
+    }
+}
+
+/// The name an alias of [`name_output_columns`] carries; any other alias as it is.
+fn output_alias_name(alias: &str) -> String {
+    match alias.strip_prefix(OUTPUT_ALIAS_PREFIX) {
+        Some(numbered) => numbered.split_once('_').map_or(numbered, |(_, name)| name).to_string(),
+        None => alias.to_string(),
     }
 }
 

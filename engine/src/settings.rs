@@ -11,6 +11,13 @@ use crate::error::{EngineError, Result};
 pub const SERVER_VERSION: &str = "16.4";
 pub const SERVER_VERSION_NUM: &str = "160004";
 
+/// Defaults of the vector-search knobs (`crate::knn::DEFAULT_EF_SEARCH`, `DEFAULT_PROBES`).
+const DEFAULT_EF_SEARCH: &str = "64";
+const DEFAULT_PROBES: &str = "10";
+
+/// Integer settings and their ranges (pgvector's).
+const INTEGER_RANGES: &[(&str, i64, i64)] = &[("hnsw.ef_search", 1, 1000), ("ivfflat.probes", 1, 32_768)];
+
 /// Settings reported to the client at startup (ParameterStatus), in this order.
 pub const REPORTED_AT_STARTUP: &[&str] = &[
     "application_name",
@@ -59,6 +66,8 @@ fn defaults() -> BTreeMap<String, (String, String)> {
         ("lc_ctype", "C.UTF-8"),
         ("bytea_output", "hex"),
         ("jit", "off"),
+        ("hnsw.ef_search", DEFAULT_EF_SEARCH),
+        ("ivfflat.probes", DEFAULT_PROBES),
     ];
     pairs.iter().map(|(k, v)| (k.to_lowercase(), (k.to_string(), v.to_string()))).collect()
 }
@@ -127,7 +136,21 @@ impl Settings {
                     })
                 }
             },
-            _ => value.to_string(),
+            _ => match INTEGER_RANGES.iter().find(|(n, _, _)| *n == key) {
+                Some(&(_, min, max)) => {
+                    let text = value.trim_matches('\'');
+                    let n: i64 = text.parse().map_err(|_| EngineError::InvalidParameter {
+                        message: format!("invalid value for parameter \"{name}\": \"{text}\""),
+                    })?;
+                    if !(min..=max).contains(&n) {
+                        return Err(EngineError::InvalidParameter {
+                            message: format!("{n} is outside the valid range for parameter \"{name}\" ({min} .. {max})"),
+                        });
+                    }
+                    n.to_string()
+                }
+                None => value.to_string(),
+            },
         };
         let spelled = self.values.get(&key).map(|(s, _)| s.clone()).unwrap_or_else(|| name.to_string());
         self.values.insert(key, (spelled, value));

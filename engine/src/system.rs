@@ -1,15 +1,18 @@
-//! System views: `tarn_tables`, the state of every table and bucket.
+//! System views: `tarn_tables`, the state of every table and bucket; `tarn_indexes`,
+//! every vector index and the progress of its build.
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, Int32Array, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray};
+use arrow::array::{ArrayRef, BooleanArray, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray};
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use datafusion::catalog::TableProvider;
 use datafusion::datasource::MemTable;
 use datafusion::error::Result as DfResult;
+use tarn_storage::vector_index::{BuildStatus, IndexDef, IndexMethod};
 use tarn_storage::Warehouse;
 
 pub const TARN_TABLES: &str = "tarn_tables";
+pub const TARN_INDEXES: &str = "tarn_indexes";
 
 /// One row per table and bucket (one row with a NULL bucket for a table without a
 /// primary key): versions, base rows, change rows waiting, the base rows the bucket's
@@ -87,6 +90,66 @@ pub fn tarn_tables(warehouse: &Warehouse) -> DfResult<Arc<dyn TableProvider>> {
         Arc::new(Int64Array::from(base_deleted)),
         Arc::new(TimestampMillisecondArray::from(compacted_at)),
         Arc::new(Int64Array::from(compaction_ms)),
+    ];
+    let batch = RecordBatch::try_new(schema.clone(), columns)?;
+    Ok(Arc::new(MemTable::try_new(schema, vec![vec![batch]])?))
+}
+
+/// One row per vector index: what was declared, which Lance index serves it, whether
+/// it is built, and for a build under way its stage (`train_ivf`, `shuffle`,
+/// `merge_partitions`...) with its progress.
+pub fn tarn_indexes(warehouse: &Warehouse) -> DfResult<Arc<dyn TableProvider>> {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("schema_name", DataType::Utf8, false),
+        Field::new("table_name", DataType::Utf8, false),
+        Field::new("index_name", DataType::Utf8, false),
+        Field::new("column_name", DataType::Utf8, false),
+        Field::new("method", DataType::Utf8, false),
+        Field::new("opclass", DataType::Utf8, false),
+        Field::new("lance_index", DataType::Utf8, false),
+        Field::new("m", DataType::Int32, true),
+        Field::new("ef_construction", DataType::Int32, true),
+        Field::new("lists", DataType::Int32, true),
+        Field::new("built", DataType::Boolean, false),
+        Field::new("build_stage", DataType::Utf8, true),
+        Field::new("build_progress", DataType::Utf8, true),
+        Field::new("build_seconds", DataType::Float64, true),
+    ]));
+    type Row = (String, String, IndexDef, Option<BuildStatus>);
+    let mut rows: Vec<Row> = Vec::new();
+    for table in warehouse.all_tables() {
+        for def in &table.snapshot().manifest.indexes {
+            rows.push((table.name().schema.clone(), table.name().table.clone(), def.clone(), table.index_build(&def.name)));
+        }
+    }
+    let text = |f: &dyn Fn(&Row) -> Option<String>| {
+        Arc::new(rows.iter().map(f).collect::<StringArray>()) as ArrayRef
+    };
+    let hnsw = |d: &IndexDef| d.method == IndexMethod::Hnsw;
+    let columns: Vec<ArrayRef> = vec![
+        text(&|r| Some(r.0.clone())),
+        text(&|r| Some(r.1.clone())),
+        text(&|r| Some(r.2.name.clone())),
+        text(&|r| Some(r.2.column.clone())),
+        text(&|r| Some(r.2.method.name().to_string())),
+        text(&|r| Some(r.2.metric.opclass().to_string())),
+        text(&|r| Some(r.2.method.lance_type().to_string())),
+        Arc::new(rows.iter().map(|r| hnsw(&r.2).then_some(r.2.m as i32)).collect::<Int32Array>()),
+        Arc::new(rows.iter().map(|r| hnsw(&r.2).then_some(r.2.ef_construction as i32)).collect::<Int32Array>()),
+        Arc::new(rows.iter().map(|r| r.2.lists.map(|l| l as i32)).collect::<Int32Array>()),
+        Arc::new(rows.iter().map(|r| Some(r.2.built)).collect::<BooleanArray>()),
+        text(&|r| r.3.as_ref().map(|b| b.stage.clone())),
+        text(&|r| {
+            r.3.as_ref().map(|b| match b.total {
+                Some(total) => format!("{}/{} {}", b.completed, total, b.unit),
+                None => format!("{} {}", b.completed, b.unit),
+            })
+        }),
+        Arc::new(
+            rows.iter()
+                .map(|r| r.3.as_ref().and_then(|b| b.started).map(|t| t.elapsed().as_secs_f64()))
+                .collect::<Float64Array>(),
+        ),
     ];
     let batch = RecordBatch::try_new(schema.clone(), columns)?;
     Ok(Arc::new(MemTable::try_new(schema, vec![vec![batch]])?))

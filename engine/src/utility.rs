@@ -11,6 +11,7 @@ use datafusion::sql::sqlparser::ast::{self, ObjectType, Reset, SchemaName, Set, 
 use tarn_storage::StorageError;
 
 use crate::ddl;
+use crate::index_ddl;
 use crate::error::{EngineError, Result};
 use crate::parser::ParsedStatement;
 use crate::session::{CommandTag, Output, RowsCommand, Session, TxStatus};
@@ -44,8 +45,43 @@ impl Session {
                 }
                 CommandTag::new("DROP TABLE")
             }
+            Statement::Drop { object_type: ObjectType::Index, if_exists, names, .. } => {
+                for name in names {
+                    let name = ddl::table_name(name)?;
+                    match index_ddl::find_index(&warehouse, &name.schema, &name.table) {
+                        Some(table) => table.drop_index(&name.table).await?,
+                        None if *if_exists => {}
+                        None => return Err(StorageError::IndexNotFound { name: name.table }.into()),
+                    }
+                }
+                CommandTag::new("DROP INDEX")
+            }
             Statement::Drop { object_type, .. } => {
                 return Err(EngineError::unsupported(format!("DROP {object_type} is not supported yet")))
+            }
+            Statement::CreateIndex(create) => {
+                let (name, def) = index_ddl::index_def(create, &warehouse)?;
+                let table = warehouse.table(&name).ok_or(StorageError::TableNotFound { name: name.clone() })?;
+                let exists = table.snapshot().manifest.indexes.iter().any(|d| d.name == def.name);
+                if !(exists && create.if_not_exists) {
+                    index_ddl::check_name_free(&warehouse, &name, &def.name)?;
+                    let column = table.snapshot().def().column_index(&def.column);
+                    let Some(column) = column else {
+                        return Err(EngineError::UndefinedColumn { column: def.column });
+                    };
+                    let data_type = table.snapshot().schema().field(column).data_type().clone();
+                    if crate::vector::vector_dims(&data_type).is_none() {
+                        return Err(EngineError::UndefinedObject {
+                            message: format!(
+                                "data type {} has no default operator class for access method \"{}\"",
+                                crate::types::pg_type_of_arrow(&data_type).name,
+                                def.method.name()
+                            ),
+                        });
+                    }
+                    table.create_index(def, create.if_not_exists).await?;
+                }
+                CommandTag::new("CREATE INDEX")
             }
             Statement::AlterTable(alter) => {
                 let name = ddl::table_name(&alter.name)?;
@@ -157,6 +193,7 @@ impl Session {
                     Reset::ALL => self.settings.reset_all(),
                     Reset::ConfigurationParameter(name) => self.settings.reset(&variable_name(name)),
                 }
+                self.sync_search_settings();
                 CommandTag::new("RESET")
             }
             Statement::ShowVariable { variable } => {
@@ -164,6 +201,8 @@ impl Session {
                 let key = match name.to_lowercase().as_str() {
                     "transaction isolation level" => "transaction_isolation".to_string(),
                     "time zone" => "TimeZone".to_string(),
+                    // `SHOW hnsw.ef_search`: an extension's dotted name.
+                    _ if variable.len() == 2 => variable.iter().map(|i| i.value.clone()).collect::<Vec<_>>().join("."),
                     _ => name.clone(),
                 };
                 let value = self.settings.get(&key)?.to_string();
@@ -200,6 +239,7 @@ impl Session {
                 }
                 for table in tables {
                     table.compact().await?;
+                    table.extend_indexes().await?;
                 }
                 CommandTag::new("VACUUM")
             }
@@ -215,6 +255,24 @@ impl Session {
     }
 
     fn run_set(&mut self, set: &Set) -> Result<()> {
+        let outcome = self.apply_set(set);
+        self.sync_search_settings();
+        outcome
+    }
+
+    /// Hands the vector-search knobs to the planner (see [`crate::knn::SearchSettings`]).
+    pub(crate) fn sync_search_settings(&self) {
+        let knob = |name: &str, default: usize| {
+            self.settings.get(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+        };
+        let settings = crate::knn::SearchSettings {
+            ef_search: knob("hnsw.ef_search", crate::knn::DEFAULT_EF_SEARCH),
+            probes: knob("ivfflat.probes", crate::knn::DEFAULT_PROBES),
+        };
+        self.ctx.state_ref().write().config_mut().set_extension(Arc::new(settings));
+    }
+
+    fn apply_set(&mut self, set: &Set) -> Result<()> {
         match set {
             Set::SingleAssignment { variable, values, .. } => {
                 let name = variable_name(variable);

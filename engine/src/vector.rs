@@ -163,6 +163,92 @@ pub fn vector_dims(data_type: &DataType) -> Option<i32> {
     }
 }
 
+/// `vector::text` (and `varchar`): Arrow has no cast from lists to text, so the
+/// analyzer turns such casts into `vector_to_text` before type coercion sees them.
+#[derive(Debug, Default)]
+pub struct VectorCasts;
+
+impl datafusion::optimizer::AnalyzerRule for VectorCasts {
+    fn analyze(
+        &self,
+        plan: datafusion::logical_expr::LogicalPlan,
+        _: &datafusion::config::ConfigOptions,
+    ) -> datafusion::error::Result<datafusion::logical_expr::LogicalPlan> {
+        use datafusion::common::tree_node::{Transformed, TreeNode};
+        use datafusion::logical_expr::{Expr, ExprSchemable};
+        plan.transform_up_with_subqueries(|node| {
+            let mut schema = datafusion::common::DFSchema::empty();
+            for input in node.inputs() {
+                schema.merge(input.schema());
+            }
+            node.map_expressions(|e| {
+                e.transform_up(|e| match e {
+                    Expr::Cast(cast)
+                        if matches!(cast.field.data_type(), DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8)
+                            && cast.expr.get_type(&schema).ok().as_ref().and_then(vector_dims).is_some() =>
+                    {
+                        let call = datafusion::logical_expr::expr::ScalarFunction::new_udf(
+                            Arc::new(datafusion::logical_expr::ScalarUDF::from(VectorToText::default())),
+                            vec![*cast.expr],
+                        );
+                        Ok(Transformed::yes(Expr::ScalarFunction(call)))
+                    }
+                    other => Ok(Transformed::no(other)),
+                })
+            })
+        })
+        .map(|t| t.data)
+    }
+
+    fn name(&self) -> &str {
+        "tarn_vector_casts"
+    }
+}
+
+/// A vector's text form, `[1,2,3]`.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct VectorToText {
+    signature: Signature,
+}
+
+impl Default for VectorToText {
+    fn default() -> Self {
+        Self { signature: Signature::any(1, Volatility::Immutable) }
+    }
+}
+
+impl ScalarUDFImpl for VectorToText {
+    fn name(&self) -> &str {
+        "vector_to_text"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _: &[DataType]) -> datafusion::error::Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> datafusion::error::Result<ColumnarValue> {
+        let input = args.args[0].to_array(args.number_rows)?;
+        let vectors = input.as_fixed_size_list();
+        let all = crate::distance::values(vectors);
+        let dims = vectors.value_length() as usize;
+        let mut text = String::new();
+        let out: StringArray = (0..vectors.len())
+            .map(|i| {
+                vectors.is_valid(i).then(|| {
+                    text.clear();
+                    format_vector(crate::distance::row(all, dims, i).iter().copied(), &mut text);
+                    text.clone()
+                })
+            })
+            .collect();
+        crate::functions::like_input(&args.args[0], Arc::new(out))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,6 +7,10 @@
 //!   reported at CopyDone, after which the client is back at the statement's end.
 //! - `COPY ... TO STDOUT`: CopyOutResponse, one CopyData per row (the header line first),
 //!   CopyDone, sent from the statement's handler; the statement then answers `COPY n`.
+//! - `(FORMAT binary)`: both responses announce format 1 for the whole and for every
+//!   column. COPY TO writes each row as a DataRow's fields in binary (`encode_batch`)
+//!   behind the field count; the signature goes with the first row and the trailer in a
+//!   CopyData of its own, as Postgres sends them.
 //!
 //! pgwire's copy mode and who ends it:
 //!
@@ -23,20 +27,20 @@ use std::sync::Mutex;
 
 use arrow::array::{Array, RecordBatch};
 use async_trait::async_trait;
-use bytes::Bytes;
+use bytes::{BufMut, Bytes, BytesMut};
 use futures::{Sink, SinkExt, Stream, StreamExt};
 use pgwire::api::copy::CopyHandler;
-use pgwire::api::results::{CopyResponse, Response, Tag};
+use pgwire::api::results::{CopyResponse, FieldInfo, Response, Tag};
 use pgwire::api::{ClientInfo, PgWireConnectionState};
 use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::copy::{CopyData, CopyDone, CopyFail, CopyOutResponse};
 use pgwire::messages::response::TransactionStatus;
 use pgwire::messages::PgWireBackendMessage;
-use tarn_engine::copy::{Copy, CopyFormat, CopyIn, CopyOut};
+use tarn_engine::copy::{Copy, CopyFormat, CopyIn, CopyKind, CopyOut};
 use tarn_engine::parser::ParsedStatement;
 use tarn_engine::{EngineError, Session, TxStatus};
 
-use crate::encode::encode_text;
+use crate::encode::{encode_batch, encode_text, field_infos};
 use crate::errors::ClientError;
 use crate::handler::{engine_error, Handler};
 
@@ -44,7 +48,7 @@ use crate::handler::{engine_error, Handler};
 /// answers `Response::CopyIn`. COPY TO sends its rows now and answers `COPY n` when
 /// `send_now` (nothing else of the query string waits to be sent before it), else
 /// answers `Response::CopyOut` for pgwire to send in turn (whose tag counts the header
-/// line as a row).
+/// line as a row, and which adds binary's trailer itself).
 pub(crate) async fn start_copy<C>(
     session: &mut Session,
     statement: &ParsedStatement,
@@ -59,25 +63,32 @@ where
 {
     match session.copy(statement).await.map_err(engine_error)? {
         Copy::In(copy) => {
-            let columns = copy.columns();
+            let (columns, format) = (copy.columns(), wire_format(copy.kind()));
             *pending.lock().expect("copy state lock") = Some(copy);
             let no_rows = futures::stream::empty::<PgWireResult<CopyData>>();
-            Ok(Response::CopyIn(CopyResponse::new(0, columns, no_rows)))
+            Ok(Response::CopyIn(CopyResponse::new(format, columns, no_rows)))
         }
         Copy::Out(copy) if send_now => {
             let rows = send_copy_out(client, copy).await.inspect_err(|_| session.note_error())?;
             Ok(Response::Execution(Tag::new("COPY").with_rows(rows)))
         }
         Copy::Out(copy) => {
-            let columns = copy.schema.fields().len();
-            let data = copy_out_rows(copy).map(|row| row.map(CopyData::new).map_err(engine_error));
-            Ok(Response::CopyOut(CopyResponse::new(0, columns, data)))
+            let (columns, format) = (copy.schema.fields().len(), wire_format(copy.format.kind));
+            let data = copy_out_data(copy)
+                .map(|chunk| chunk.map(|(data, _)| CopyData::new(data)).map_err(engine_error));
+            Ok(Response::CopyOut(CopyResponse::new(format, columns, data)))
         }
     }
 }
 
-/// Sends a COPY TO's rows: CopyOutResponse, CopyData per line, CopyDone. Returns the
-/// number of rows (the header line not counted).
+/// The format code of CopyInResponse and CopyOutResponse, for the whole and each column:
+/// 1 binary, 0 textual.
+fn wire_format(kind: CopyKind) -> i8 {
+    i8::from(kind == CopyKind::Binary)
+}
+
+/// Sends a COPY TO's rows: CopyOutResponse, CopyData per line (binary: then the
+/// trailer), CopyDone. Returns the number of rows.
 async fn send_copy_out<C>(client: &mut C, copy: CopyOut) -> PgWireResult<usize>
 where
     C: Sink<PgWireBackendMessage> + Unpin + Send,
@@ -85,36 +96,78 @@ where
     PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
 {
     let columns = copy.schema.fields().len();
-    let header = copy.format.header;
-    let response = CopyOutResponse::new(0, columns as i16, vec![0; columns]);
+    let format = wire_format(copy.format.kind);
+    let response = CopyOutResponse::new(format, columns as i16, vec![format.into(); columns]);
     client.send(PgWireBackendMessage::CopyOutResponse(response)).await?;
-    let mut lines = 0;
-    let mut rows = std::pin::pin!(copy_out_rows(copy));
-    while let Some(row) = rows.next().await {
-        let row = row.map_err(engine_error)?;
-        client.feed(PgWireBackendMessage::CopyData(CopyData::new(row))).await?;
-        lines += 1;
+    let mut trailer = Vec::new();
+    copy.format.write_trailer(&mut trailer);
+    let mut rows = 0;
+    let mut data = std::pin::pin!(copy_out_data(copy));
+    while let Some(chunk) = data.next().await {
+        let (chunk, is_row) = chunk.map_err(engine_error)?;
+        client.feed(PgWireBackendMessage::CopyData(CopyData::new(chunk))).await?;
+        rows += usize::from(is_row);
+    }
+    if !trailer.is_empty() {
+        client.feed(PgWireBackendMessage::CopyData(CopyData::new(Bytes::from(trailer)))).await?;
     }
     client.send(PgWireBackendMessage::CopyDone(CopyDone::new())).await?;
-    Ok(lines - usize::from(header && lines > 0))
+    Ok(rows)
 }
 
-/// A COPY TO's lines: the header (column names) when asked for, then one per row.
-fn copy_out_rows(copy: CopyOut) -> impl Stream<Item = Result<Bytes, EngineError>> + Send {
+/// A COPY TO's data, one CopyData each, and whether it holds a row: the header line
+/// when asked for, then one per row. Binary's signature goes in front of the first row
+/// (alone when there is none), as Postgres sends it: pgwire counts every CopyData of a
+/// `Response::CopyOut` as a row.
+fn copy_out_data(copy: CopyOut) -> impl Stream<Item = Result<(Bytes, bool), EngineError>> + Send {
     let CopyOut { schema, stream, format } = copy;
-    let header = format.header.then(|| {
-        let mut line = Vec::new();
-        format.write_header(&mut line, schema.fields().iter().map(|f| f.name().as_str()));
-        Ok(Bytes::from(line))
-    });
+    let mut header = Vec::new();
+    format.write_header(&mut header, schema.fields().iter().map(|f| f.name().as_str()));
+    let header = (!header.is_empty()).then(|| Bytes::from(header));
+    let binary = (format.kind == CopyKind::Binary).then(|| field_infos(&schema, |_| true));
+    let separate_header = binary.is_none();
     let rows = stream.flat_map(move |batch| {
-        let lines = match batch {
-            Ok(batch) => encode_rows(&batch, &format).into_iter().map(Ok).collect(),
-            Err(e) => vec![Err(EngineError::DataFusion(e))],
+        let rows = batch.map_err(EngineError::DataFusion).and_then(|batch| match &binary {
+            Some(fields) => encode_binary_rows(&batch, fields),
+            None => Ok(encode_rows(&batch, &format)),
+        });
+        let rows = match rows {
+            Ok(rows) => rows.into_iter().map(Ok).collect(),
+            Err(e) => vec![Err(e)],
         };
-        futures::stream::iter(lines)
+        futures::stream::iter(rows)
     });
-    futures::stream::iter(header).chain(rows)
+    futures::stream::unfold((Box::pin(rows), header), move |(mut rows, mut header)| async move {
+        if separate_header {
+            if let Some(line) = header.take() {
+                return Some((Ok((line, false)), (rows, None)));
+            }
+        }
+        let chunk = match rows.next().await {
+            Some(Ok(row)) => match header.take() {
+                Some(signature) => Ok((Bytes::from([signature, row].concat()), true)),
+                None => Ok((row, true)),
+            },
+            Some(Err(e)) => Err(e),
+            None => Ok((header.take()?, false)),
+        };
+        Some((chunk, (rows, header)))
+    })
+}
+
+/// Every row of `batch` as a tuple of COPY's binary format: the field count, then the
+/// fields as in a DataRow whose columns are all binary.
+fn encode_binary_rows(batch: &RecordBatch, fields: &[FieldInfo]) -> Result<Vec<Bytes>, EngineError> {
+    let rows = encode_batch(batch, fields).map_err(|message| EngineError::Internal { message })?;
+    let mut buf = BytesMut::with_capacity(rows.iter().map(|row| 2 + row.data.len()).sum());
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            buf.put_i16(row.field_count);
+            buf.put_slice(&row.data);
+            buf.split().freeze()
+        })
+        .collect())
 }
 
 /// Every row of `batch` as one line, values in their Postgres text form (as in query

@@ -7,7 +7,6 @@
 //! ask for binary results on every column.
 
 use std::fmt::Write as _;
-use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use arrow::datatypes::{
@@ -22,12 +21,10 @@ use datafusion::common::ScalarValue;
 use pgwire::api::results::{FieldFormat, FieldInfo};
 use pgwire::api::Type;
 use pgwire::messages::data::DataRow;
+use tarn_engine::binary::{decode_binary, vector_scalar, PG_EPOCH_DAYS, PG_EPOCH_MICROS};
 use tarn_engine::types::{pg_type_of, PgType, DEFAULT_NUMERIC, VECTOR_OID};
 use tarn_engine::vector::{format_vector, parse_vector};
-
-/// Days between 1970-01-01 and 2000-01-01, Postgres' binary epoch.
-const PG_EPOCH_DAYS: i64 = 10_957;
-const PG_EPOCH_MICROS: i64 = PG_EPOCH_DAYS * 86_400_000_000;
+use tarn_engine::EngineError;
 
 /// The pgwire type of a Postgres type.
 pub fn wire_type(pg: PgType) -> Type {
@@ -417,7 +414,12 @@ pub fn decode_param(bytes: Option<&[u8]>, binary: bool, data_type: &DataType) ->
         return ScalarValue::try_from(data_type).map_err(|e| e.to_string());
     };
     if binary {
-        decode_binary(bytes, data_type)
+        decode_binary(bytes, data_type).map_err(|e| match e {
+            EngineError::InvalidBinary { message } => {
+                format!("{message} in bind parameter ({} bytes for {data_type})", bytes.len())
+            }
+            other => other.to_string(),
+        })
     } else {
         let text = std::str::from_utf8(bytes).map_err(|_| "parameter is not valid UTF-8".to_string())?;
         decode_text(text, data_type)
@@ -507,109 +509,6 @@ fn parse_timestamp(text: &str) -> Option<i64> {
         .map(|d| d.and_hms_opt(0, 0, 0).unwrap().and_utc().timestamp_micros())
 }
 
-fn vector_scalar(values: Vec<f32>) -> ScalarValue {
-    let dims = values.len() as i32;
-    let array = arrow::array::FixedSizeListArray::new(
-        Arc::new(Field::new_list_field(DataType::Float32, true)),
-        dims,
-        Arc::new(arrow::array::Float32Array::from(values)),
-        None,
-    );
-    ScalarValue::FixedSizeList(Arc::new(array))
-}
-
-fn decode_binary(bytes: &[u8], data_type: &DataType) -> Result<ScalarValue, String> {
-    let fixed = |n: usize| -> Result<&[u8], String> {
-        if bytes.len() == n {
-            Ok(bytes)
-        } else {
-            Err(format!(
-                "incorrect binary data format in bind parameter ({} bytes for {data_type})",
-                bytes.len()
-            ))
-        }
-    };
-    Ok(match data_type {
-        DataType::Boolean => ScalarValue::Boolean(Some(fixed(1)?[0] != 0)),
-        DataType::Int16 => ScalarValue::Int16(Some(i16::from_be_bytes(fixed(2)?.try_into().unwrap()))),
-        DataType::Int8 => ScalarValue::Int8(Some(fixed(1)?[0] as i8)),
-        DataType::UInt32 => ScalarValue::UInt32(Some(u32::from_be_bytes(fixed(4)?.try_into().unwrap()))),
-        DataType::Int32 => ScalarValue::Int32(Some(i32::from_be_bytes(fixed(4)?.try_into().unwrap()))),
-        DataType::Int64 => ScalarValue::Int64(Some(i64::from_be_bytes(fixed(8)?.try_into().unwrap()))),
-        DataType::Float32 => ScalarValue::Float32(Some(f32::from_be_bytes(fixed(4)?.try_into().unwrap()))),
-        DataType::Float64 => ScalarValue::Float64(Some(f64::from_be_bytes(fixed(8)?.try_into().unwrap()))),
-        DataType::Utf8 => {
-            let text = std::str::from_utf8(bytes).map_err(|_| "parameter is not valid UTF-8".to_string())?;
-            ScalarValue::Utf8(Some(text.to_string()))
-        }
-        DataType::Binary => ScalarValue::Binary(Some(bytes.to_vec())),
-        DataType::Date32 => {
-            let days = i32::from_be_bytes(fixed(4)?.try_into().unwrap());
-            ScalarValue::Date32(Some(days.saturating_add(PG_EPOCH_DAYS as i32)))
-        }
-        DataType::Timestamp(TimeUnit::Microsecond, tz) => {
-            let micros = i64::from_be_bytes(fixed(8)?.try_into().unwrap());
-            ScalarValue::TimestampMicrosecond(Some(micros.saturating_add(PG_EPOCH_MICROS)), tz.clone())
-        }
-        DataType::Decimal128(p, s) => {
-            let text = numeric_from_binary(bytes)?;
-            ScalarValue::Utf8(Some(text.clone()))
-                .cast_to(&DataType::Decimal128(*p, *s))
-                .map_err(|_| invalid(&text, "numeric"))?
-        }
-        DataType::FixedSizeList(item, dims) if item.data_type() == &DataType::Float32 => {
-            if bytes.len() < 4 {
-                return Err("incorrect binary data format for vector".into());
-            }
-            let n = u16::from_be_bytes([bytes[0], bytes[1]]) as usize;
-            if n != *dims as usize || bytes.len() != 4 + 4 * n {
-                return Err(format!("expected {dims} dimensions, not {n}"));
-            }
-            let values = bytes[4..].chunks(4).map(|c| f32::from_be_bytes(c.try_into().unwrap())).collect();
-            vector_scalar(values)
-        }
-        other => return Err(format!("binary parameters of type {other} are not supported; send text")),
-    })
-}
-
-fn numeric_from_binary(bytes: &[u8]) -> Result<String, String> {
-    let bad = || "incorrect binary data format for numeric".to_string();
-    if bytes.len() < 8 {
-        return Err(bad());
-    }
-    let word = |i: usize| i16::from_be_bytes([bytes[i], bytes[i + 1]]);
-    let (ndigits, weight, sign, dscale) = (word(0) as usize, word(2), word(4) as u16, word(6) as usize);
-    if bytes.len() != 8 + 2 * ndigits {
-        return Err(bad());
-    }
-    if sign == 0xC000 {
-        return Ok("NaN".into());
-    }
-    let digits: Vec<i16> = (0..ndigits).map(|i| word(8 + 2 * i)).collect();
-    let mut int_part = String::new();
-    for w in 0..=weight.max(-1) {
-        let d = digits.get(w as usize).copied().unwrap_or(0);
-        if int_part.is_empty() {
-            int_part = d.to_string();
-        } else {
-            let _ = write!(int_part, "{d:04}");
-        }
-    }
-    if int_part.is_empty() {
-        int_part.push('0');
-    }
-    let mut frac = String::new();
-    let mut position = weight + 1;
-    while frac.len() < dscale {
-        let d = if position < 0 { 0 } else { digits.get(position as usize).copied().unwrap_or(0) };
-        let _ = write!(frac, "{d:04}");
-        position += 1;
-    }
-    frac.truncate(dscale);
-    let sign = if sign == 0x4000 { "-" } else { "" };
-    Ok(if frac.is_empty() { format!("{sign}{int_part}") } else { format!("{sign}{int_part}.{frac}") })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -630,7 +529,7 @@ mod tests {
         for (value, scale) in [(12345678i128, 2i8), (-5, 3), (0, 0), (100000000, 0), (1, 10)] {
             let mut buf = BytesMut::new();
             numeric_binary(value, scale, &mut buf);
-            let text = numeric_from_binary(&buf).unwrap();
+            let text = tarn_engine::binary::numeric_from_binary(&buf).unwrap();
             assert_eq!(text, decimal_text(value, scale, false), "{value} scale {scale}");
         }
     }

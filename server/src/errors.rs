@@ -38,8 +38,10 @@ pub fn client_error(error: &EngineError) -> ClientError {
         EngineError::FeatureNotSupported { message } => ClientError::new("0A000", message),
         EngineError::InvalidText { message } => ClientError::new("22P02", message),
         EngineError::InvalidParameter { message } => ClientError::new("22023", message),
+        EngineError::InvalidBinary { message } => ClientError::new("22P03", message),
         EngineError::DataException { message } => ClientError::new("22000", message),
         EngineError::UndefinedColumn { .. } => ClientError::new("42703", error.to_string()),
+        EngineError::UndefinedObject { message } => ClientError::new("42704", message),
         EngineError::UndefinedType { .. } | EngineError::UndefinedParameter { .. } => {
             ClientError::new("42704", error.to_string())
         }
@@ -75,7 +77,10 @@ fn internal(error: &dyn std::fmt::Display) -> ClientError {
 
 fn storage_error(error: &StorageError) -> ClientError {
     match error {
-        StorageError::TableExists { .. } => ClientError::new("42P07", error.to_string()),
+        StorageError::TableExists { .. } | StorageError::IndexExists { .. } => {
+            ClientError::new("42P07", error.to_string())
+        }
+        StorageError::IndexNotFound { .. } => ClientError::new("42704", error.to_string()),
         StorageError::TableNotFound { .. } => ClientError::new("42P01", error.to_string()),
         StorageError::SchemaExists { .. } => ClientError::new("42P06", error.to_string()),
         StorageError::SchemaNotFound { .. } => ClientError::new("3F000", error.to_string()),

@@ -40,6 +40,7 @@ use crate::key::{Key, KeyCodec};
 use crate::manifest::{now_ms, BaseRef, ChangeFile, CompactionInfo, DeleteFile, Manifest};
 use crate::table::{encode_parquet, read_columns, read_parquet_file, BaseSnapshot, Table, MAX_ROWS_PER_FILE};
 use crate::table_def::TableDef;
+use crate::vector_index;
 
 /// When a table flushes and compacts, from its `WITH (...)` options.
 #[derive(Debug, Clone, PartialEq)]
@@ -322,14 +323,13 @@ impl Table {
             self.head(&mut writer, &snapshot).await?
         };
         let result = self.append_to_base(head, rows, codec, &snapshot.manifest.table).await;
-        let (new_base, added_keys) = match result {
+        let (mut new_base, added_keys) = match result {
             Ok(done) => done,
             Err(e) => {
                 self.writer.lock().await.head = None;
                 return Err(e);
             }
         };
-        failpoint("compaction-before-commit");
 
         let mut keys = epoch.base_keys.map.clone();
         for key in &changed_keys {
@@ -339,6 +339,22 @@ impl Table {
         let mut all_deleted = epoch.base_keys.deleted.as_ref().clone();
         all_deleted |= &deleted;
         let row_count = new_base.count_rows(None).await? as u64 - all_deleted.len();
+        // Vector indexes take the appended rows (a delta, not a rebuild).
+        let indexes = if snapshot.manifest.indexes.is_empty() {
+            Vec::new()
+        } else {
+            let name = self.name.to_string();
+            match vector_index::refresh(&mut new_base, &snapshot.manifest.indexes, row_count, &name, &self.builds)
+                .await
+            {
+                Ok(indexes) => indexes,
+                Err(e) => {
+                    self.writer.lock().await.head = None;
+                    return Err(e);
+                }
+            }
+        };
+        failpoint("compaction-before-commit");
 
         let mut writer = self.writer.lock().await;
         let latest = self.snapshot();
@@ -355,6 +371,7 @@ impl Table {
         manifest.base = BaseRef::Lance { version: new_base.version().version };
         manifest.folded_seq = upto;
         manifest.row_count = row_count;
+        manifest.indexes = indexes;
         let duration_ms = started.elapsed().as_millis() as u64;
         manifest.last_compaction = Some(CompactionInfo { at_ms: now_ms(), duration_ms, rows: folded_rows });
         if let Err(e) = self.manifests.commit(&manifest).await {

@@ -21,6 +21,10 @@ pub enum StorageError {
     NotNullViolation { table: String, column: String },
     #[error("column \"{column}\" of relation \"{table}\" already exists")]
     DuplicateColumn { table: String, column: String },
+    #[error("relation \"{name}\" already exists")]
+    IndexExists { name: String },
+    #[error("index \"{name}\" does not exist")]
+    IndexNotFound { name: String },
     #[error("{message}")]
     Unsupported { message: String },
     #[error("{message}")]

@@ -87,6 +87,9 @@ pub struct Manifest {
     /// addresses compactions replaced or deleted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deletes: Option<DeleteFile>,
+    /// Vector indexes declared on the table; `built` ones are in the base.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub indexes: Vec<crate::vector_index::IndexDef>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -132,6 +135,7 @@ impl Manifest {
             changes: Vec::new(),
             last_compaction: None,
             deletes: None,
+            indexes: Vec::new(),
         }
     }
 

@@ -96,6 +96,8 @@ pub struct Table {
     /// Open readers of the base's fragments, for point lookups: opening one costs
     /// more than reading a row. For one Lance version at a time.
     base_readers: std::sync::Mutex<(u64, HashMap<u64, Arc<FragmentReader>>)>,
+    /// Vector index builds under way.
+    pub(crate) builds: Arc<crate::vector_index::Builds>,
 }
 
 pub(crate) struct Writer {
@@ -185,6 +187,7 @@ impl Table {
             writer: tokio::sync::Mutex::new(writer),
             compacting: tokio::sync::Mutex::new(()),
             base_readers: std::sync::Mutex::new((0, HashMap::new())),
+            builds: Arc::default(),
         })
     }
 
@@ -325,6 +328,13 @@ impl Table {
             return Err(e);
         }
         manifest.row_count = if overwrite { rows } else { manifest.row_count + rows };
+        if overwrite && !manifest.indexes.is_empty() {
+            // Lance drops the indexes of a dataset it overwrites: train them anew.
+            if let Err(e) = self.rebuild_indexes(&mut writer, &mut manifest).await {
+                writer.head = None;
+                return Err(e);
+            }
+        }
         manifest.seq = writer.next_seq;
         manifest.folded_seq = manifest.seq;
         if let Err(e) = self.manifests.commit(&manifest).await {

@@ -8,13 +8,19 @@
 //!   preceded by ESCAPE); NULL is the unquoted empty field; a quoted field may span lines.
 //!
 //! In both, a line holding only `\.` ends the data, and `\r\n` line ends are accepted.
+//!
+//! The binary format is `binary`'s; here it only writes its header and trailer.
 
+use super::binary;
 use crate::error::{EngineError, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CopyKind {
     Text,
     Csv,
+    /// Tuples of length-prefixed values in their types' binary form (see `binary.rs`);
+    /// none of the text options apply.
+    Binary,
 }
 
 /// How rows are written: the options of one COPY statement, resolved.
@@ -59,6 +65,10 @@ impl CopyFormat {
         Self { kind: CopyKind::Csv, delimiter: b',', null: String::new(), ..Self::text() }
     }
 
+    pub fn binary() -> Self {
+        Self { kind: CopyKind::Binary, ..Self::text() }
+    }
+
     fn flag(flags: &[bool], column: usize) -> bool {
         flags.get(column).copied().unwrap_or(false)
     }
@@ -67,7 +77,8 @@ impl CopyFormat {
     pub(crate) fn split(&self, row: &[u8], fields: &mut Fields) -> Result<()> {
         fields.clear();
         match self.kind {
-            CopyKind::Text => self.split_text(row, fields),
+            // Binary data is never cut into lines (`binary.rs` reads it).
+            CopyKind::Text | CopyKind::Binary => self.split_text(row, fields),
             CopyKind::Csv => self.split_csv(row, fields)?,
         }
         Ok(())
@@ -193,7 +204,8 @@ impl CopyFormat {
     }
 
     /// Appends one field of a row: the delimiter before all but the first, then the
-    /// value (`None`: NULL) escaped or quoted as the format needs.
+    /// value (`None`: NULL) escaped or quoted as the format needs. Text and CSV only: a
+    /// binary row is its values' binary form, written by the server.
     pub fn write_field(&self, out: &mut Vec<u8>, column: usize, value: Option<&str>) {
         if column > 0 {
             out.push(self.delimiter);
@@ -203,24 +215,38 @@ impl CopyFormat {
             return;
         };
         match self.kind {
-            CopyKind::Text => self.write_text(out, value.as_bytes()),
+            CopyKind::Text | CopyKind::Binary => self.write_text(out, value.as_bytes()),
             CopyKind::Csv => self.write_csv(out, Self::flag(&self.force_quote, column), value),
         }
     }
 
-    /// Appends the header line: the column names, quoted only where needed (FORCE_QUOTE
-    /// is for values).
+    /// Appends what comes before the rows: binary's signature, or the header line when
+    /// asked for: the column names, quoted only where needed (FORCE_QUOTE is for values).
     pub fn write_header<'a>(&self, out: &mut Vec<u8>, names: impl IntoIterator<Item = &'a str>) {
+        if self.kind == CopyKind::Binary {
+            return binary::write_header(out);
+        }
+        if !self.header {
+            return;
+        }
         for (i, name) in names.into_iter().enumerate() {
             if i > 0 {
                 out.push(self.delimiter);
             }
             match self.kind {
-                CopyKind::Text => self.write_text(out, name.as_bytes()),
+                CopyKind::Text | CopyKind::Binary => self.write_text(out, name.as_bytes()),
                 CopyKind::Csv => self.write_csv(out, false, name),
             }
         }
         self.end_row(out);
+    }
+
+    /// Appends what comes after the rows: binary's trailer; nothing for text and CSV
+    /// (Postgres' COPY TO writes no `\.`).
+    pub fn write_trailer(&self, out: &mut Vec<u8>) {
+        if self.kind == CopyKind::Binary {
+            binary::write_trailer(out);
+        }
     }
 
     /// Ends a row.
@@ -284,9 +310,18 @@ pub(crate) struct Fields {
 }
 
 impl Fields {
-    fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         self.data.clear();
         self.spans.clear();
+    }
+
+    /// Appends a field as it is (binary fields need no unescaping).
+    pub(crate) fn push(&mut self, value: Option<&[u8]>) {
+        let start = self.data.len();
+        if let Some(value) = value {
+            self.data.extend_from_slice(value);
+        }
+        self.spans.push(value.map(|_| (start, self.data.len())));
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -332,7 +367,7 @@ impl RowSplitter {
         let bytes = &self.buf;
         let mut i = self.scan;
         let end = match format.kind {
-            CopyKind::Text => loop {
+            CopyKind::Text | CopyKind::Binary => loop {
                 let Some(&c) = bytes.get(i) else { break None };
                 if self.escaped {
                     self.escaped = false;
@@ -507,7 +542,14 @@ mod tests {
         assert_eq!(write(&csv, &[Some("plain")]), "\"plain\"\n");
         let mut header = vec![];
         csv.write_header(&mut header, ["plain"]);
+        assert!(header.is_empty(), "no HEADER");
+        csv.header = true;
+        csv.write_header(&mut header, ["plain"]);
         assert_eq!(header, b"plain\n", "FORCE_QUOTE leaves the header alone");
+        let (mut binary, format) = (vec![], CopyFormat::binary());
+        format.write_header(&mut binary, ["plain"]);
+        format.write_trailer(&mut binary);
+        assert_eq!(binary, b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0\xff\xff");
     }
 
     #[test]

@@ -23,14 +23,13 @@ impl CopyOptions {
         let (mut delimiter, mut null, mut header, mut quote, mut escape) = (None, None, false, None, None);
         let (mut force_quote, mut force_not_null, mut force_null) = (vec![], vec![], vec![]);
         let names = |idents: &[Ident]| idents.iter().map(ddl::ident).collect::<Vec<_>>();
-        let binary = || EngineError::unsupported("COPY BINARY is not supported; use FORMAT text or csv");
         for option in options {
             match option {
                 CopyOption::Format(name) => {
                     kind = match name.value.to_ascii_lowercase().as_str() {
                         "text" => CopyKind::Text,
                         "csv" => CopyKind::Csv,
-                        "binary" => return Err(binary()),
+                        "binary" => CopyKind::Binary,
                         other => {
                             return Err(EngineError::InvalidParameter {
                                 message: format!("COPY format \"{other}\" not recognized"),
@@ -52,7 +51,7 @@ impl CopyOptions {
         }
         for option in legacy {
             match option {
-                CopyLegacyOption::Binary => return Err(binary()),
+                CopyLegacyOption::Binary => kind = CopyKind::Binary,
                 CopyLegacyOption::Delimiter(c) => delimiter = Some(*c),
                 CopyLegacyOption::Null(text) => null = Some(text.clone()),
                 CopyLegacyOption::Header => header = true,
@@ -74,9 +73,19 @@ impl CopyOptions {
             }
         }
 
+        if kind == CopyKind::Binary {
+            let given = [("DELIMITER", delimiter.is_some()), ("NULL", null.is_some())];
+            if let Some((option, _)) = given.iter().find(|(_, given)| *given) {
+                return Err(EngineError::syntax(format!("cannot specify {option} in BINARY mode")));
+            }
+            if header {
+                return Err(EngineError::unsupported("cannot specify HEADER in BINARY mode"));
+            }
+        }
         let mut format = match kind {
             CopyKind::Text => CopyFormat::text(),
             CopyKind::Csv => CopyFormat::csv(),
+            CopyKind::Binary => CopyFormat::binary(),
         };
         let csv_only = |what: &str, given: bool| {
             if given && kind != CopyKind::Csv {
@@ -195,9 +204,28 @@ mod tests {
         let o = options("COPY (SELECT 1) TO STDOUT (FORMAT csv, FORCE_QUOTE (a))").unwrap();
         assert_eq!(o.force_quote, vec!["a".to_string()]);
 
-        for unsupported in [
+        for binary in [
             "COPY t FROM STDIN (FORMAT binary)",
             "COPY t FROM STDIN BINARY",
+            "COPY t TO STDOUT (FORMAT BINARY)",
+        ] {
+            assert_eq!(options(binary).unwrap().format, CopyFormat::binary(), "{binary}");
+        }
+        for (sql, want) in [
+            ("COPY t FROM STDIN (FORMAT binary, DELIMITER ',')", "cannot specify DELIMITER in BINARY mode"),
+            ("COPY t FROM STDIN BINARY NULL 'x'", "cannot specify NULL in BINARY mode"),
+        ] {
+            let e = options(sql).err().expect(sql);
+            assert!(matches!(&e, EngineError::Syntax { .. }), "{sql}: {e:?}");
+            assert_eq!(e.to_string(), want);
+        }
+        let e = options("COPY t TO STDOUT (FORMAT binary, HEADER)").err().expect("no header");
+        assert!(matches!(&e, EngineError::FeatureNotSupported { .. }), "as Postgres 15: {e:?}");
+        assert_eq!(e.to_string(), "cannot specify HEADER in BINARY mode");
+        let e = options("COPY t FROM STDIN (FORMAT binary, FORCE_NULL (a))").err().expect("csv only");
+        assert_eq!(e.to_string(), "COPY force null available only in CSV mode");
+
+        for unsupported in [
             "COPY t FROM STDIN (QUOTE '\"')",
             "COPY t FROM STDIN (FORMAT csv, FORCE_QUOTE (a))",
             "COPY t TO STDOUT (FORMAT csv, FORCE_NOT_NULL (a))",

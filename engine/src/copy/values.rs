@@ -1,9 +1,11 @@
 //! Text values to Arrow arrays, read as PostgreSQL's input functions read them: each
-//! column of a COPY FROM parses straight into its builder, row by row.
+//! column of a COPY FROM parses straight into its builder, row by row. Binary values are
+//! read by [`decode_binary`], the reader of binary parameters too.
 
 use std::sync::Arc;
 
 use arrow::array::timezone::Tz;
+use arrow::array::AsArray;
 use arrow::array::{
     ArrayRef, BinaryBuilder, BooleanBuilder, Date32Builder, Decimal128Builder, FixedSizeListArray,
     Float32Array, Float32Builder, Float64Builder, Int16Builder, Int32Builder, Int64Builder,
@@ -13,9 +15,11 @@ use arrow::array::{
 use arrow::buffer::{OffsetBuffer, ScalarBuffer};
 use arrow::compute::kernels::cast_utils::{parse_interval_month_day_nano, string_to_datetime, Parser};
 use arrow::datatypes::{
-    DataType, Date32Type, Field, FieldRef, IntervalUnit, Time64MicrosecondType, TimeUnit,
+    DataType, Date32Type, Field, FieldRef, Float32Type, IntervalUnit, Time64MicrosecondType, TimeUnit,
 };
+use datafusion::common::ScalarValue;
 
+use crate::binary::{decode_binary, numeric_from_binary};
 use crate::error::{EngineError, Result};
 use crate::literals::parse_bytea;
 use crate::types::PG_TYPE_KEY;
@@ -25,6 +29,8 @@ use crate::vector::parse_vector;
 pub(crate) struct ColumnBuilder {
     kind: Kind,
     type_name: &'static str,
+    /// What binary values are decoded as.
+    data_type: DataType,
 }
 
 enum Kind {
@@ -127,7 +133,65 @@ impl ColumnBuilder {
                 )))
             }
         };
-        Ok(Self { kind, type_name })
+        Ok(Self { kind, type_name, data_type: field.data_type().clone() })
+    }
+
+    /// Whether [`ColumnBuilder::push_binary`] reads this column's type: 0A000 for those
+    /// whose binary form we do not read (arrays; `jsonb` and `uuid`, which are stored as
+    /// text but sent otherwise).
+    pub(crate) fn check_binary(&self, column: &str) -> Result<()> {
+        let readable = match &self.kind {
+            Kind::List { .. } => false,
+            Kind::Text(_) => !matches!(self.type_name, "jsonb" | "uuid"),
+            _ => true,
+        };
+        if readable {
+            return Ok(());
+        }
+        Err(EngineError::unsupported(format!(
+            "COPY FROM in binary format into column \"{column}\" of type {} is not supported; use FORMAT text or csv",
+            self.type_name
+        )))
+    }
+
+    /// Appends one field of COPY's binary format (`None`: NULL), in its type's binary
+    /// form. The column passed [`ColumnBuilder::check_binary`].
+    pub(crate) fn push_binary(&mut self, value: Option<&[u8]>) -> Result<()> {
+        let Some(bytes) = value else {
+            self.push_null();
+            return Ok(());
+        };
+        if let Kind::Decimal { .. } = self.kind {
+            // Through its text, to round to the column's scale and check its precision
+            // as numeric_in does.
+            return self.push_str(Some(&numeric_from_binary(bytes)?));
+        }
+        match (&mut self.kind, decode_binary(bytes, &self.data_type)?) {
+            (Kind::Bool(b), ScalarValue::Boolean(Some(v))) => b.append_value(v),
+            (Kind::Int16(b), ScalarValue::Int16(Some(v))) => b.append_value(v),
+            (Kind::Int32(b), ScalarValue::Int32(Some(v))) => b.append_value(v),
+            (Kind::Int64(b), ScalarValue::Int64(Some(v))) => b.append_value(v),
+            (Kind::Float32(b), ScalarValue::Float32(Some(v))) => b.append_value(v),
+            (Kind::Float64(b), ScalarValue::Float64(Some(v))) => b.append_value(v),
+            (Kind::Text(b), ScalarValue::Utf8(Some(v))) => b.append_value(v),
+            (Kind::Binary(b), ScalarValue::Binary(Some(v))) => b.append_value(v),
+            (Kind::Date(b), ScalarValue::Date32(Some(v))) => b.append_value(v),
+            (Kind::Time(b), ScalarValue::Time64Microsecond(Some(v))) => b.append_value(v),
+            (Kind::Timestamp { builder, .. }, ScalarValue::TimestampMicrosecond(Some(v), _)) => {
+                builder.append_value(v)
+            }
+            (Kind::Interval(b), ScalarValue::IntervalMonthDayNano(Some(v))) => b.append_value(v),
+            (Kind::Vector { values, nulls, .. }, ScalarValue::FixedSizeList(list)) => {
+                values.extend(list.values().as_primitive::<Float32Type>().values());
+                nulls.append_non_null();
+            }
+            (_, other) => {
+                return Err(EngineError::Internal {
+                    message: format!("binary {} decoded as {}", self.type_name, other.data_type()),
+                })
+            }
+        }
+        Ok(())
     }
 
     /// Appends one field as read from the data (`None`: NULL).
