@@ -28,7 +28,7 @@ pub struct TarnCatalog {
 
 impl TarnCatalog {
     pub fn new(warehouse: Arc<Warehouse>, defaults: DefaultParser, tx: Arc<TxState>) -> Self {
-        Self { warehouse, defaults, pg_catalog: pg_catalog::schema(), tx }
+        Self { pg_catalog: pg_catalog::schema(warehouse.clone()), warehouse, defaults, tx }
     }
 }
 

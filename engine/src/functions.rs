@@ -44,6 +44,18 @@ pub fn register(ctx: &SessionContext, database: &str) {
             })
         }),
     ));
+    // Every relation is visible: there is no search path beyond `public`.
+    ctx.register_udf(create_udf(
+        "pg_table_is_visible",
+        vec![DataType::UInt32],
+        DataType::Boolean,
+        Volatility::Stable,
+        Arc::new(|args: &[ColumnarValue]| {
+            map_rows(args, |oids: &UInt32Array| -> ArrayRef {
+                Arc::new(oids.iter().map(|o| o.map(|_| true)).collect::<arrow::array::BooleanArray>())
+            })
+        }),
+    ));
     ctx.register_udf(create_udf(
         "tarn_regtype_name",
         vec![DataType::UInt32],

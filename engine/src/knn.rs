@@ -50,12 +50,13 @@ use datafusion::physical_plan::{
 };
 use datafusion::physical_planner::{DefaultPhysicalPlanner, ExtensionPlanner, PhysicalPlanner};
 use futures::TryStreamExt;
-use lance::dataset::scanner::{RowAddrMask, RowAddrTreeMap};
+use lance::dataset::scanner::MaterializationStyle;
 use lance::Dataset;
 use roaring::RoaringTreemap;
 use tarn_storage::table::BaseSnapshot;
 use tarn_storage::vector_index::{IndexDef, IndexMethod, Metric};
 
+use crate::base_cache::{self, BaseRows};
 use crate::distance::{row, values, Distance};
 use crate::provider::TarnTable;
 
@@ -75,11 +76,14 @@ impl Default for SearchSettings {
     }
 }
 
-/// Higher than pgvector's 40: with it, recall@10 on GloVe-50 is about 0.93; with 64 it
-/// is above 0.95 at little cost (see `benchmarks/vector.sh`).
-pub const DEFAULT_EF_SEARCH: usize = 64;
+/// Higher than pgvector's 40: recall@10 on GloVe-50 (100k rows, cosine) is 0.94 at 64
+/// and 0.97 at 100, for about the same latency (`tests/python/test_recall.py`).
+pub const DEFAULT_EF_SEARCH: usize = 100;
 /// pgvector's default is 1 probe, which rarely reaches 0.95 recall.
 pub const DEFAULT_PROBES: usize = 10;
+
+/// The column Lance adds for `with_row_address` (`lance_core::ROW_ADDR`).
+const ROW_ADDR: &str = "_rowaddr";
 
 /// The logical rule (see the module docs).
 #[derive(Debug, Default)]
@@ -330,6 +334,13 @@ impl ExtensionPlanner for KnnPlanner {
         let BaseSnapshot::Lance(ds) = &snapshot.base else {
             return Err(DataFusionError::Internal("kNN over a base that is not Lance".into()));
         };
+        let dims = crate::vector::vector_dims(table.schema().field(node.column).data_type());
+        if dims != Some(node.query.len() as i32) {
+            return Err(crate::error::EngineError::DataException {
+                message: format!("different vector dimensions {} and {}", dims.unwrap_or(0), node.query.len()),
+            }
+            .into_datafusion());
+        }
         let settings = state.config().get_extension::<SearchSettings>().map(|s| *s).unwrap_or_default();
         let column = table.schema().field(node.column).name().clone();
         let index = usable_index(&snapshot.manifest.indexes, &column, node.distance);
@@ -388,6 +399,8 @@ impl ExtensionPlanner for KnnPlanner {
             k: node.k,
             filter,
             physical_filter,
+            base_rows: snapshot.manifest.row_count
+                + snapshot.changes.as_ref().map_or(0, |epoch| epoch.base_keys.deleted.len()),
             read,
             output,
             output_schema,
@@ -513,6 +526,8 @@ struct KnnSearch {
     /// table's schema (for change rows).
     filter: Option<Expr>,
     physical_filter: Option<Arc<dyn PhysicalExpr>>,
+    /// Rows in the base's files, the deleted ones included.
+    base_rows: u64,
     /// Table columns read: `output` first, then what the vector and filters need.
     read: Vec<usize>,
     output: Vec<usize>,
@@ -539,6 +554,7 @@ impl KnnSearch {
         let schema = table.schema();
         let read_schema = Arc::new(schema.project(&self.read)?);
 
+        let started = std::time::Instant::now();
         // Change rows: every live row of the change store, searched exactly.
         let mut deleted = RoaringTreemap::new();
         let mut candidates: Vec<RecordBatch> = Vec::new();
@@ -562,14 +578,22 @@ impl KnnSearch {
         let from_changes: usize = candidates.iter().map(|b| b.num_rows()).sum();
 
         // Base rows: the index (or an exact scan), the deletion vector as a block list.
-        let base = self.search_base(ds, &read_schema, &deleted, matches!(self.mode, Mode::Exact)).await?;
-        let base = match base {
-            Some(rows) if rows.num_rows() >= self.k || matches!(self.mode, Mode::Exact) => rows,
-            // The index found fewer than k: search exactly (an empty or tiny result
-            // means few rows qualify, which an exact search finds cheaply).
-            _ => self.search_base(ds, &read_schema, &deleted, true).await?.expect("exact search"),
-        };
-        tracing::debug!(mode = ?self.mode, from_changes, from_base = base.num_rows(), "kNN search");
+        let changes_done = started.elapsed();
+        let held = base_cache::base_rows(ds, &schema).await?;
+        let held = held.as_deref();
+        let mut base = self.search_base(ds, held, &read_schema, &deleted, false).await?;
+        let mut searched_again = false;
+        if base.num_rows() < self.k && matches!(self.mode, Mode::Index { .. }) {
+            // The index found fewer than k: search exactly (a short result means few
+            // rows qualify, which an exact search finds cheaply).
+            base = self.search_base(ds, held, &read_schema, &deleted, true).await?;
+            searched_again = true;
+        }
+        tracing::debug!(
+            mode = ?self.mode, from_changes, from_base = base.num_rows(), searched_again,
+            changes_us = changes_done.as_micros() as u64, total_us = started.elapsed().as_micros() as u64,
+            "kNN search"
+        );
         candidates.push(base);
         let all = concat_batches(&read_schema, &candidates)?;
         let nearest = self.nearest(&all)?;
@@ -583,88 +607,178 @@ impl KnnSearch {
     }
 
     /// The nearest `k` base rows passing the filters, not in `deleted`, in
-    /// `read_schema`. `None` when an exact search was not asked for and the index
-    /// cannot serve (so the caller searches exactly).
+    /// `read_schema`: through the index, or (`exact`) by comparing every such row.
     async fn search_base(
         &self,
         ds: &Arc<Dataset>,
+        held: Option<&BaseRows>,
         read_schema: &SchemaRef,
         deleted: &RoaringTreemap,
         exact: bool,
-    ) -> DfResult<Option<RecordBatch>> {
-        if self.distance == Distance::L1 {
-            // Lance has no L1: read the filtered rows and rank them here.
-            return self.exact_l1(ds, read_schema, deleted).await.map(Some);
+    ) -> DfResult<RecordBatch> {
+        let index = match &self.mode {
+            Mode::Index { def, ef, probes } if !exact => (def, ef, probes),
+            _ => {
+                return match held {
+                    Some(held) => self.exact_in_memory(held, deleted),
+                    None => self.exact_scan(ds, read_schema, deleted).await,
+                }
+            }
+        };
+        let (def, ef, probes) = index;
+        // Base rows the deletion vector masks are dropped after the search, not
+        // inside it (a mask lookup per visited node costs more than the search): the
+        // index is asked for as many more rows as the masked share of the base
+        // suggests, and again for twice as many while too few survive.
+        let masked = (deleted.len() as f64 / self.base_rows.max(1) as f64).min(0.9);
+        let mut fetch = ((self.k as f64 / (1.0 - masked)).ceil() as usize + if deleted.is_empty() { 0 } else { 4 }).max(self.k);
+        loop {
+            let (rows, found) = match held {
+                // Only the addresses from Lance; the rows from memory.
+                Some(held) => {
+                    let empty = Arc::new(arrow::datatypes::Schema::empty());
+                    let found = self.search_index(ds, &empty, def, *ef, *probes, fetch, true).await?;
+                    let addresses = found.column(0).as_primitive::<arrow::datatypes::UInt64Type>();
+                    let kept = addresses.values().iter().copied().filter(|a| !deleted.contains(*a));
+                    (held.take(kept)?.project(&self.read)?, found.num_rows())
+                }
+                None => {
+                    let rows =
+                        self.search_index(ds, read_schema, def, *ef, *probes, fetch, !deleted.is_empty()).await?;
+                    let found = rows.num_rows();
+                    (drop_deleted(rows, deleted, read_schema)?, found)
+                }
+            };
+            if rows.num_rows() >= self.k || found < fetch || fetch >= 4096 {
+                return Ok(rows);
+            }
+            fetch *= 2;
         }
+    }
+
+    /// One search of the index for the nearest `fetch` rows passing the filters, in
+    /// `read_schema`, with the row address last when `with_address`.
+    #[allow(clippy::too_many_arguments)]
+    async fn search_index(
+        &self,
+        ds: &Arc<Dataset>,
+        read_schema: &SchemaRef,
+        def: &IndexDef,
+        ef: usize,
+        probes: usize,
+        fetch: usize,
+        with_address: bool,
+    ) -> DfResult<RecordBatch> {
         let names: Vec<&str> = read_schema.fields().iter().map(|f| f.name().as_str()).collect();
-        let column = read_schema.field(self.vector_position()).name().clone();
+        let column = self.tarn().schema().field(self.column).name().clone();
         let mut scanner = ds.scan();
         scanner.project(&names).map_err(lance_error)?;
         scanner.disable_scoring_autoprojection();
+        if with_address {
+            scanner.with_row_address();
+        }
         if let Some(filter) = &self.filter {
             scanner.filter_expr(filter.clone());
             scanner.prefilter(true);
         }
         let query = Float32Array::from(self.query.clone());
-        scanner.nearest(&column, &query, self.k).map_err(lance_error)?;
-        let metric = match self.distance {
-            Distance::Cosine => Metric::Cosine,
-            Distance::NegativeInnerProduct => Metric::InnerProduct,
-            _ => Metric::L2,
+        scanner.nearest(&column, &query, fetch).map_err(lance_error)?;
+        scanner.distance_metric(def.metric.distance_type());
+        match def.method {
+            IndexMethod::Hnsw => scanner.ef(ef.max(fetch)),
+            IndexMethod::IvfFlat => scanner.nprobes(probes),
+            IndexMethod::IvfPq => scanner.nprobes(probes).refine(4),
         };
-        scanner.distance_metric(metric.distance_type());
-        if !deleted.is_empty() {
-            scanner.with_row_id_prefilter(RowAddrMask::from_block(RowAddrTreeMap::from(deleted.clone())));
+        let batches: Vec<RecordBatch> =
+            scanner.try_into_stream().await.map_err(lance_error)?.try_collect().await.map_err(lance_error)?;
+        let mut schema: Vec<arrow::datatypes::FieldRef> = read_schema.fields().iter().cloned().collect();
+        if with_address {
+            schema.push(Arc::new(arrow::datatypes::Field::new(ROW_ADDR, arrow::datatypes::DataType::UInt64, true)));
         }
-        match (&self.mode, exact) {
-            (Mode::Index { def, ef, probes }, false) => {
-                match def.method {
-                    IndexMethod::Hnsw => scanner.ef(*ef),
-                    IndexMethod::IvfFlat => scanner.nprobes(*probes),
-                    IndexMethod::IvfPq => scanner.nprobes(*probes).refine(4),
-                };
-            }
-            _ => {
-                scanner.use_index(false);
-            }
-        }
-        let batches: Vec<RecordBatch> = scanner.try_into_stream().await.map_err(lance_error)?.try_collect().await.map_err(lance_error)?;
-        let mut out = Vec::with_capacity(batches.len());
-        for batch in batches {
-            let columns: Vec<ArrayRef> =
-                read_schema.fields().iter().map(|f| batch.column_by_name(f.name()).cloned()).collect::<Option<_>>().ok_or_else(|| DataFusionError::Internal("kNN: a column is missing from Lance's result".into()))?;
-            out.push(RecordBatch::try_new_with_options(
-                read_schema.clone(),
-                columns,
-                &arrow::array::RecordBatchOptions::new().with_row_count(Some(batch.num_rows())),
-            )?);
-        }
-        Ok(Some(concat_batches(read_schema, &out)?))
+        let schema = Arc::new(arrow::datatypes::Schema::new(schema));
+        let batches = batches.iter().map(|b| in_schema(b, &schema)).collect::<DfResult<Vec<_>>>()?;
+        Ok(concat_batches(&schema, &batches)?)
     }
 
-    /// Exact L1 search of the base (Lance's flat search has no L1).
-    async fn exact_l1(&self, ds: &Arc<Dataset>, read_schema: &SchemaRef, deleted: &RoaringTreemap) -> DfResult<RecordBatch> {
+    /// Compares the query with every base row that passes the filters (Lance reads the
+    /// filter columns first and the vectors of the rows that pass) and is not deleted.
+    async fn exact_scan(&self, ds: &Arc<Dataset>, read_schema: &SchemaRef, deleted: &RoaringTreemap) -> DfResult<RecordBatch> {
         let names: Vec<&str> = read_schema.fields().iter().map(|f| f.name().as_str()).collect();
         let mut scanner = ds.scan();
         scanner.project(&names).map_err(lance_error)?;
         scanner.with_row_address();
         if let Some(filter) = &self.filter {
             scanner.filter_expr(filter.clone());
+            // Reading the vectors of the rows that pass one by one (Lance's default
+            // for wide columns) costs a read per row; past a few rows in a thousand,
+            // reading them all in order is cheaper.
+            if self.selectivity.is_none_or(|s| s > 0.002) {
+                scanner.materialization_style(MaterializationStyle::AllEarly);
+            }
         }
         let mut stream = scanner.try_into_stream().await.map_err(lance_error)?;
         let mut best: Vec<RecordBatch> = Vec::new();
+        let with_address = arrow::datatypes::Schema::new(
+            read_schema
+                .fields()
+                .iter()
+                .cloned()
+                .chain([Arc::new(arrow::datatypes::Field::new(ROW_ADDR, arrow::datatypes::DataType::UInt64, true))])
+                .collect::<Vec<_>>(),
+        );
+        let with_address = Arc::new(with_address);
         while let Some(batch) = stream.try_next().await.map_err(lance_error)? {
-            let addresses = batch.column_by_name("_rowaddr").map(|a| a.as_primitive::<arrow::datatypes::UInt64Type>().clone());
-            let columns: Vec<ArrayRef> = read_schema.fields().iter().map(|f| batch.column_by_name(f.name()).cloned()).collect::<Option<_>>().ok_or_else(|| DataFusionError::Internal("kNN: a column is missing".into()))?;
-            let mut batch = RecordBatch::try_new(read_schema.clone(), columns)?;
-            if let (Some(addresses), false) = (addresses, deleted.is_empty()) {
-                let keep: arrow::array::BooleanArray = addresses.values().iter().map(|a| Some(!deleted.contains(*a))).collect();
-                batch = arrow::compute::filter_record_batch(&batch, &keep)?;
-            }
-            best.push(self.nearest(&batch)?);
+            let rows = drop_deleted(in_schema(&batch, &with_address)?, deleted, read_schema)?;
+            best.push(self.nearest(&rows)?);
         }
         let all = concat_batches(read_schema, &best)?;
         self.nearest(&all)
+    }
+
+    /// [`Self::exact_scan`] over a base held in memory: the filters over every row, the
+    /// distance for those that pass, the deletion vector for those that would enter the
+    /// top k.
+    fn exact_in_memory(&self, held: &BaseRows, deleted: &RoaringTreemap) -> DfResult<RecordBatch> {
+        let rows = &held.rows;
+        let passing = match &self.physical_filter {
+            Some(predicate) => Some(predicate.evaluate(rows)?.into_array(rows.num_rows())?),
+            None => None,
+        };
+        let vectors = rows.column(self.column).as_fixed_size_list();
+        let dims = vectors.value_length() as usize;
+        let all = values(vectors);
+        // A max-heap of the best k so far, by distance.
+        let mut best: std::collections::BinaryHeap<Scored> = std::collections::BinaryHeap::with_capacity(self.k + 1);
+        let mut consider = |i: usize| {
+            if vectors.is_null(i) {
+                return;
+            }
+            let distance = self.distance.eval(row(all, dims, i), &self.query);
+            if distance.is_nan() || (best.len() == self.k && distance >= best.peek().expect("k > 0").0) {
+                return;
+            }
+            if deleted.contains(held.addresses[i]) {
+                return;
+            }
+            best.push(Scored(distance, i as u32));
+            if best.len() > self.k {
+                best.pop();
+            }
+        };
+        match &passing {
+            // Only the rows that pass (NULL is not a pass).
+            Some(passing) => {
+                let passing = passing.as_boolean();
+                let set = match passing.nulls() {
+                    Some(nulls) => passing.values() & nulls.inner(),
+                    None => passing.values().clone(),
+                };
+                set.set_indices().for_each(&mut consider);
+            }
+            None => (0..rows.num_rows()).for_each(&mut consider),
+        }
+        let nearest: UInt32Array = best.into_sorted_vec().into_iter().map(|s| s.1).collect();
+        Ok(take_record_batch(rows, &nearest)?.project(&self.read)?)
     }
 
     /// The `k` rows of `batch` (in the read schema) nearest to the query, nearest first.
@@ -692,6 +806,58 @@ impl KnnSearch {
         let indices = UInt32Array::from(scored.into_iter().map(|(_, i)| i).collect::<Vec<_>>());
         Ok(take_record_batch(batch, &indices)?)
     }
+}
+
+/// A distance and a row, ordered by distance.
+struct Scored(f64, u32);
+
+impl PartialEq for Scored {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.total_cmp(&other.0).is_eq()
+    }
+}
+
+impl Eq for Scored {}
+
+impl PartialOrd for Scored {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Scored {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.total_cmp(&other.0).then(self.1.cmp(&other.1))
+    }
+}
+
+/// `rows` (in the read schema, maybe with the row address last) without the rows in
+/// `deleted`, in the read schema.
+fn drop_deleted(rows: RecordBatch, deleted: &RoaringTreemap, read_schema: &SchemaRef) -> DfResult<RecordBatch> {
+    let width = read_schema.fields().len();
+    let kept = if rows.num_columns() > width && !deleted.is_empty() {
+        let addresses = rows.column(width).as_primitive::<arrow::datatypes::UInt64Type>();
+        let keep: arrow::array::BooleanArray = addresses.values().iter().map(|a| Some(!deleted.contains(*a))).collect();
+        arrow::compute::filter_record_batch(&rows, &keep)?
+    } else {
+        rows
+    };
+    Ok(kept.project(&(0..width).collect::<Vec<_>>())?)
+}
+
+/// `batch` (Lance's output: the read columns, maybe more) in the read schema.
+fn in_schema(batch: &RecordBatch, read_schema: &SchemaRef) -> DfResult<RecordBatch> {
+    let columns: Vec<ArrayRef> = read_schema
+        .fields()
+        .iter()
+        .map(|f| batch.column_by_name(f.name()).cloned())
+        .collect::<Option<_>>()
+        .ok_or_else(|| DataFusionError::Internal("kNN: a column is missing from Lance's result".into()))?;
+    Ok(RecordBatch::try_new_with_options(
+        read_schema.clone(),
+        columns,
+        &arrow::array::RecordBatchOptions::new().with_row_count(Some(batch.num_rows())),
+    )?)
 }
 
 /// Runs a [`KnnSearch`]: one partition, k rows.

@@ -25,6 +25,7 @@
 //! - [`vector`]: pgvector's `vector(n)`: text form and `to_vector`.
 //! - [`distance`]: pgvector's distances, vector functions and operators.
 //! - [`index_ddl`]: `CREATE INDEX ... USING hnsw|ivfflat|ivf_pq`, `DROP INDEX`.
+//! - [`base_cache`]: base versions held in memory for kNN searches.
 //! - [`knn`]: `ORDER BY <distance> LIMIT k` as an index search or an exact one.
 //! - [`literals`]: syntax rewrites for what Arrow cannot cast (vector, bytea, DEFAULT).
 //! - [`settings`]: `SET`/`SHOW` variables and their defaults.
@@ -32,6 +33,7 @@
 //! - [`error`]: [`EngineError`].
 
 pub mod binary;
+pub mod base_cache;
 pub mod catalog;
 pub mod copy;
 pub mod ddl;

@@ -70,9 +70,21 @@ fn vector_cast_dims(data_type: &SqlType) -> Option<Option<i32>> {
 /// arrays to vector stay casts: Arrow casts lists to fixed-size lists itself.
 pub fn rewrite_typed_casts(statement: &mut Statement) {
     let _ = visit_expressions_mut(statement, |expr| {
+        strip_pg_catalog(expr);
+        distance_call_as_operator(expr);
         if let SqlExpr::Cast { expr: inner, data_type, .. } = expr {
-            if let Some(dims) = vector_cast_dims(data_type) {
+            if let (Some(None), false) = (vector_cast_dims(data_type), is_string_literal(inner)) {
+                // `$1::vector`, `col::vector`: no dimension to cast to; the value is
+                // typed where it is used (a vector column, the other side of `<->`).
                 if !matches!(inner.as_ref(), SqlExpr::Array(_)) {
+                    *expr = take(inner);
+                    return ControlFlow::<()>::Continue(());
+                }
+            }
+            if let Some(dims) = vector_cast_dims(data_type) {
+                // `$1::vector(3)` stays a cast: the parameter takes the vector type.
+                let is_parameter = matches!(inner.as_ref(), SqlExpr::Value(v) if matches!(v.value, Value::Placeholder(_)));
+                if !matches!(inner.as_ref(), SqlExpr::Array(_)) && !is_parameter {
                     let mut args = vec![take(inner)];
                     args.extend(dims.map(number));
                     *expr = call("to_vector", args);
@@ -86,6 +98,63 @@ pub fn rewrite_typed_casts(statement: &mut Statement) {
         }
         ControlFlow::<()>::Continue(())
     });
+}
+
+/// `pg_catalog.version()`: Postgres' functions live in `pg_catalog`, ours have no schema.
+fn strip_pg_catalog(expr: &mut SqlExpr) {
+    if let SqlExpr::Function(f) = expr {
+        if let [ast::ObjectNamePart::Identifier(schema), _] = f.name.0.as_slice() {
+            if schema.value.eq_ignore_ascii_case("pg_catalog") {
+                f.name.0.remove(0);
+            }
+        }
+    }
+}
+
+/// pgvector's distance functions with a text literal or a parameter for one vector
+/// (`l2_distance(embedding, $1)`) become their operators, whose planner gives the text
+/// or parameter the vector type of the other side, as pgvector's signatures do.
+fn distance_call_as_operator(expr: &mut SqlExpr) {
+    let SqlExpr::Function(f) = expr else { return };
+    let name = match f.name.0.as_slice() {
+        [ast::ObjectNamePart::Identifier(i)] => i.value.to_ascii_lowercase(),
+        _ => return,
+    };
+    let (op, negate) = match name.as_str() {
+        "l2_distance" => (ast::BinaryOperator::LtDashGt, false),
+        "cosine_distance" => (ast::BinaryOperator::Spaceship, false),
+        "l1_distance" => (ast::BinaryOperator::Custom("<+>".into()), false),
+        "vector_negative_inner_product" => (ast::BinaryOperator::Custom("<#>".into()), false),
+        "inner_product" => (ast::BinaryOperator::Custom("<#>".into()), true),
+        _ => return,
+    };
+    let FunctionArguments::List(list) = &f.args else { return };
+    let args: Vec<&SqlExpr> = list
+        .args
+        .iter()
+        .filter_map(|a| match a {
+            FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e),
+            _ => None,
+        })
+        .collect();
+    let [left, right] = args.as_slice() else { return };
+    let untyped = |e: &SqlExpr| {
+        is_string_literal(e) || matches!(e, SqlExpr::Value(v) if matches!(v.value, Value::Placeholder(_)))
+    };
+    // One side must say what the vector type is.
+    if untyped(left) == untyped(right) {
+        return;
+    }
+    let operator = SqlExpr::Nested(Box::new(SqlExpr::BinaryOp {
+        left: Box::new((*left).clone()),
+        op,
+        right: Box::new((*right).clone()),
+    }));
+    *expr = if negate {
+        SqlExpr::UnaryOp { op: ast::UnaryOperator::Minus, expr: Box::new(operator) }
+    } else {
+        operator
+    };
 }
 
 fn is_custom(data_type: &SqlType, name: &str) -> bool {

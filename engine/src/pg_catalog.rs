@@ -1,6 +1,7 @@
 //! The corner of `pg_catalog` that drivers read before they can decode a result:
 //! `pg_type` (every type Tarn sends, `vector` among them), `pg_namespace` and an empty
-//! `pg_range`. tokio-postgres, for one, looks up any OID it does not know in these.
+//! `pg_range`, and `pg_class` (tables and indexes). tokio-postgres, for one, looks up
+//! any OID it does not know in these.
 //! Unqualified names (`FROM pg_type`) resolve here first, as in Postgres.
 
 use std::sync::Arc;
@@ -9,6 +10,8 @@ use arrow::array::{ArrayRef, BooleanArray, Int16Array, Int8Array, RecordBatch, S
 use arrow::datatypes::{DataType, Field, Schema};
 use datafusion::catalog::{MemorySchemaProvider, SchemaProvider, TableProvider};
 use datafusion::datasource::MemTable;
+
+use tarn_storage::Warehouse;
 
 use crate::types::{VECTOR_ARRAY_OID, VECTOR_OID};
 
@@ -56,13 +59,86 @@ const TYPES: &[(u32, &str, i16, u8, u32, u32)] = &[
     (VECTOR_ARRAY_OID, "_vector", -1, b'A', VECTOR_OID, 0),
 ];
 
-/// The `pg_catalog` schema with its tables.
-pub fn schema() -> Arc<dyn SchemaProvider> {
-    let provider = MemorySchemaProvider::new();
+/// The `pg_catalog` schema with its tables: fixed ones, and `pg_class` read from the
+/// warehouse at each lookup.
+pub fn schema(warehouse: Arc<Warehouse>) -> Arc<dyn SchemaProvider> {
+    let fixed = MemorySchemaProvider::new();
     for (name, table) in tables() {
-        provider.register_table(name.to_string(), table).expect("fresh schema");
+        fixed.register_table(name.to_string(), table).expect("fresh schema");
     }
-    Arc::new(provider)
+    Arc::new(PgCatalog { fixed, warehouse })
+}
+
+#[derive(Debug)]
+struct PgCatalog {
+    fixed: MemorySchemaProvider,
+    warehouse: Arc<Warehouse>,
+}
+
+#[async_trait::async_trait]
+impl SchemaProvider for PgCatalog {
+    fn table_names(&self) -> Vec<String> {
+        let mut names = self.fixed.table_names();
+        names.push("pg_class".into());
+        names
+    }
+
+    async fn table(&self, name: &str) -> datafusion::error::Result<Option<Arc<dyn TableProvider>>> {
+        if name == "pg_class" {
+            return Ok(Some(pg_class(&self.warehouse)));
+        }
+        self.fixed.table(name).await
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        name == "pg_class" || self.fixed.table_exist(name)
+    }
+}
+
+/// A table's or index's OID: stable for its life, unique in practice (from the
+/// table's id), above Postgres' reserved range.
+fn relation_oid(table_id: u64, index: Option<usize>) -> u32 {
+    let base = 16_384 + (table_id.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40) as u32 % 1_000_000_000;
+    base.wrapping_add(index.map_or(0, |i| i as u32 + 1))
+}
+
+/// `pg_class`: every table (`relkind` 'r') and vector index ('i'), for drivers and
+/// ORMs that ask whether a relation exists (SQLAlchemy's `has_table`).
+fn pg_class(warehouse: &Warehouse) -> Arc<dyn TableProvider> {
+    let schema = Schema::new(vec![
+        oid("oid"),
+        Field::new("relname", DataType::Utf8, false),
+        oid("relnamespace"),
+        Field::new("relkind", DataType::Utf8, false),
+        Field::new("reltuples", DataType::Float32, false),
+    ]);
+    let (mut oids, mut names, mut namespaces, mut kinds, mut tuples) = (vec![], vec![], vec![], vec![], vec![]);
+    for table in warehouse.all_tables() {
+        let snapshot = table.snapshot();
+        let namespace = if table.name().schema == "public" { PUBLIC_OID } else { 0 };
+        oids.push(relation_oid(snapshot.manifest.table_id, None));
+        names.push(table.name().table.clone());
+        namespaces.push(namespace);
+        kinds.push("r");
+        tuples.push(snapshot.manifest.row_count as f32);
+        for (i, index) in snapshot.manifest.indexes.iter().enumerate() {
+            oids.push(relation_oid(snapshot.manifest.table_id, Some(i)));
+            names.push(index.name.clone());
+            namespaces.push(namespace);
+            kinds.push("i");
+            tuples.push(snapshot.manifest.row_count as f32);
+        }
+    }
+    mem(
+        schema,
+        vec![
+            Arc::new(UInt32Array::from(oids)),
+            Arc::new(StringArray::from(names)),
+            Arc::new(UInt32Array::from(namespaces)),
+            Arc::new(StringArray::from(kinds)),
+            Arc::new(arrow::array::Float32Array::from(tuples)),
+        ],
+    )
 }
 
 pub fn tables() -> Vec<(&'static str, Arc<dyn TableProvider>)> {

@@ -338,15 +338,16 @@ impl Session {
             }
         }
         let mut statement = parsed.statement.clone();
+        if let Statement::Query(query) = &mut statement {
+            if let Some(lookup) = self.plan_key_lookup(query) {
+                return Ok(Planned::Lookup(lookup));
+            }
+            // Named before the rewrites, which may turn a call into an operator.
+            name_output_columns(query);
+        }
         rewrite_typed_casts(&mut statement);
         match statement {
-            Statement::Query(mut query) => {
-                if let Some(lookup) = self.plan_key_lookup(&query) {
-                    return Ok(Planned::Lookup(lookup));
-                }
-                name_output_columns(&mut query);
-                Ok(Planned::Query(self.datafusion_plan(Statement::Query(query)).await?))
-            }
+            Statement::Query(query) => Ok(Planned::Query(self.datafusion_plan(Statement::Query(query)).await?)),
             Statement::Explain { .. } => Ok(Planned::Query(self.datafusion_plan(statement).await?)),
             Statement::Update(update) => Ok(Planned::Write(self.plan_update(&update).await?)),
             Statement::Delete(delete) => Ok(Planned::Write(self.plan_delete(&delete).await?)),
@@ -425,7 +426,7 @@ impl Session {
         // DataFusion's own DDL (CREATE EXTERNAL TABLE, COPY TO a file, SET datafusion.*)
         // must never run on behalf of a client.
         SQLOptions::new().with_allow_ddl(false).with_allow_statements(false).verify_plan(&plan)?;
-        Ok(plan)
+        Ok(type_cast_parameters(plan)?)
     }
 
     /// `RETURNING items` as a query over the table (named `alias` if given); at run
@@ -775,6 +776,28 @@ fn arrow_schema(plan: &LogicalPlan) -> SchemaRef {
 
 /// Parameter types: the client's where declared, else what DataFusion inferred, else
 /// text (as Postgres does for an unknown-typed parameter).
+/// `$1::T`: a parameter DataFusion left untyped takes the type it is cast to, as in
+/// Postgres (`$1::vector(3)` is a vector, not text to be parsed).
+fn type_cast_parameters(plan: LogicalPlan) -> Result<LogicalPlan> {
+    use datafusion::common::tree_node::{Transformed, TreeNode};
+    use datafusion::logical_expr::expr::Placeholder;
+    use datafusion::logical_expr::Expr;
+    let typed = plan.transform_up_with_subqueries(|node| {
+        node.map_expressions(|e| {
+            e.transform_up(|e| match e {
+                Expr::Cast(mut cast) if matches!(cast.expr.as_ref(), Expr::Placeholder(p) if p.field.is_none()) => {
+                    let Expr::Placeholder(p) = cast.expr.as_ref() else { unreachable!("matched") };
+                    let field = Arc::new(Field::new("", cast.field.data_type().clone(), true));
+                    cast.expr = Box::new(Expr::Placeholder(Placeholder { id: p.id.clone(), field: Some(field) }));
+                    Ok(Transformed::yes(Expr::Cast(cast)))
+                }
+                other => Ok(Transformed::no(other)),
+            })
+        })
+    })?;
+    Ok(typed.data)
+}
+
 fn param_types(plan: &LogicalPlan, declared: &[Option<DataType>]) -> Result<Vec<DataType>> {
     let inferred = plan.get_parameter_types()?;
     let count = inferred

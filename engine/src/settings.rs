@@ -12,7 +12,7 @@ pub const SERVER_VERSION: &str = "16.4";
 pub const SERVER_VERSION_NUM: &str = "160004";
 
 /// Defaults of the vector-search knobs (`crate::knn::DEFAULT_EF_SEARCH`, `DEFAULT_PROBES`).
-const DEFAULT_EF_SEARCH: &str = "64";
+const DEFAULT_EF_SEARCH: &str = "100";
 const DEFAULT_PROBES: &str = "10";
 
 /// Integer settings and their ranges (pgvector's).

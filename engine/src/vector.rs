@@ -23,7 +23,12 @@ pub const MAX_DIMENSIONS: i32 = 65_535;
 pub fn parse_vector(text: &str) -> Result<Vec<f32>> {
     let invalid =
         || EngineError::InvalidText { message: format!("invalid input syntax for type vector: \"{text}\"") };
-    let inner = text.trim().strip_prefix('[').and_then(|t| t.strip_suffix(']')).ok_or_else(invalid)?;
+    // `{1,2}` too: an array's text form, which clients send for a list (pgvector
+    // casts arrays to vectors).
+    let text_trimmed = text.trim();
+    let inner = (text_trimmed.strip_prefix('[').and_then(|t| t.strip_suffix(']')))
+        .or_else(|| text_trimmed.strip_prefix('{').and_then(|t| t.strip_suffix('}')))
+        .ok_or_else(invalid)?;
     if inner.trim().is_empty() {
         return Err(EngineError::DataException { message: "vector must have at least 1 dimension".into() });
     }
@@ -264,7 +269,8 @@ mod tests {
 
     #[test]
     fn malformed_text_is_rejected() {
-        for bad in ["1,2", "[1,,2]", "[a]", "(1,2)"] {
+        assert_eq!(parse_vector("{1,2}").unwrap(), vec![1.0, 2.0]);
+        for bad in ["1,2", "[1,,2]", "[a]", "(1,2)", "[1,2}"] {
             assert!(matches!(parse_vector(bad), Err(EngineError::InvalidText { .. })), "{bad}");
         }
         assert!(matches!(parse_vector("[]"), Err(EngineError::DataException { .. })));

@@ -1,0 +1,113 @@
+//! The base of a table held in memory, for nearest-neighbour searches.
+//!
+//! A kNN query over Lance pays for every read twice over on this machine: each read is
+//! a hop to a blocking thread and back, and a filtered exact search reads the vectors
+//! of every row that passes. A base version never changes, so the first kNN query of a
+//! version reads the whole base once (every column, with row addresses) and later ones
+//! filter and compare in memory, and fetch the rows an index search names from here.
+//! Bases larger than [`MAX_BYTES`] are not held: their searches read through Lance.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use arrow::array::{AsArray, RecordBatch, RecordBatchOptions, UInt32Array};
+use arrow::compute::{concat_batches, take_record_batch};
+use arrow::datatypes::{SchemaRef, UInt64Type};
+use datafusion::common::Result as DfResult;
+use datafusion::error::DataFusionError;
+use futures::TryStreamExt;
+use lance::Dataset;
+
+/// Bases up to this size (in Arrow memory) are held.
+pub const MAX_BYTES: u64 = 1 << 30;
+
+/// Bases held at once (the newest versions asked for).
+const HELD: usize = 4;
+
+/// One base version in memory.
+#[derive(Debug)]
+pub struct BaseRows {
+    /// Every row, in the table's (nullable) schema.
+    pub rows: RecordBatch,
+    /// The Lance row address of each row.
+    pub addresses: Vec<u64>,
+    position: HashMap<u64, u32>,
+}
+
+impl BaseRows {
+    /// The rows at `addresses` (those held), in that order.
+    pub fn take(&self, addresses: impl IntoIterator<Item = u64>) -> DfResult<RecordBatch> {
+        let indices: UInt32Array = addresses.into_iter().filter_map(|a| self.position.get(&a).copied()).collect();
+        Ok(take_record_batch(&self.rows, &indices)?)
+    }
+}
+
+type Key = (String, u64);
+
+static HELD_BASES: Mutex<Vec<(Key, Arc<BaseRows>)>> = Mutex::new(Vec::new());
+
+/// The base `ds` in memory, read now if it is not held yet; `None` when it is too large.
+pub async fn base_rows(ds: &Dataset, schema: &SchemaRef) -> DfResult<Option<Arc<BaseRows>>> {
+    let key = (ds.uri().to_string(), ds.version().version);
+    if let Some(held) = HELD_BASES.lock().expect("bases lock").iter().find(|(k, _)| *k == key) {
+        return Ok(Some(held.1.clone()));
+    }
+    let rows = ds.count_rows(None).await.map_err(external)? as u64;
+    let width: u64 = schema.fields().iter().map(|f| f.data_type().primitive_width().unwrap_or(16) as u64).sum();
+    let estimate: u64 = schema
+        .fields()
+        .iter()
+        .map(|f| match f.data_type() {
+            arrow::datatypes::DataType::FixedSizeList(item, n) => {
+                item.data_type().primitive_width().unwrap_or(8) as u64 * *n as u64
+            }
+            _ => 0,
+        })
+        .sum::<u64>()
+        + width;
+    if rows * estimate > MAX_BYTES {
+        return Ok(None);
+    }
+    let mut scanner = ds.scan();
+    let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+    scanner.project(&names).map_err(external)?;
+    scanner.with_row_address();
+    let batches: Vec<RecordBatch> =
+        scanner.try_into_stream().await.map_err(external)?.try_collect().await.map_err(external)?;
+    let mut addresses = Vec::with_capacity(rows as usize);
+    let mut parts = Vec::with_capacity(batches.len());
+    for batch in &batches {
+        let address = batch.column(batch.num_columns() - 1).as_primitive::<UInt64Type>();
+        addresses.extend_from_slice(address.values());
+        let columns = schema
+            .fields()
+            .iter()
+            .map(|f| {
+                let column = batch.column_by_name(f.name()).ok_or_else(|| {
+                    DataFusionError::Internal(format!("column {} missing from the base", f.name()))
+                })?;
+                Ok(arrow::compute::cast(column, f.data_type())?)
+            })
+            .collect::<DfResult<Vec<_>>>()?;
+        parts.push(RecordBatch::try_new_with_options(
+            schema.clone(),
+            columns,
+            &RecordBatchOptions::new().with_row_count(Some(batch.num_rows())),
+        )?);
+    }
+    let rows = concat_batches(schema, &parts)?;
+    let position = addresses.iter().enumerate().map(|(i, a)| (*a, i as u32)).collect();
+    let held = Arc::new(BaseRows { rows, addresses, position });
+    tracing::debug!(table = %key.0, version = key.1, rows = held.rows.num_rows(), bytes = held.rows.get_array_memory_size(), "base held in memory for kNN");
+    let mut bases = HELD_BASES.lock().expect("bases lock");
+    bases.retain(|(k, _)| *k != key);
+    bases.push((key, held.clone()));
+    if bases.len() > HELD {
+        bases.remove(0);
+    }
+    Ok(Some(held))
+}
+
+fn external(e: lance::Error) -> DataFusionError {
+    DataFusionError::External(Box::new(e))
+}

@@ -1,0 +1,167 @@
+//! pgvector's Python clients against the server: the scripts in `tests/python/` run with
+//! psycopg 3, psycopg2, asyncpg, SQLAlchemy and pgvector-python, as pgvector users do.
+//!
+//! The packages, pinned in `tests/python/requirements.txt`, go into a venv under Cargo's
+//! target folder (`target/tmp/tarn-pyenv`). It is made once and made again only when the
+//! requirements or the interpreter change: a marker file holds a hash of both. A machine
+//! without `python3` or a failed `pip install` fails the tests with pip's output; nothing
+//! is skipped.
+//!
+//! Each script gets a fresh server and finds it through `TARN_HOST`, `TARN_PORT`,
+//! `TARN_USER`, `TARN_DB`, `TARN_DSN` (libpq keywords) and `TARN_URL`. It prints one
+//! line per check and exits non-zero if any failed; its output is printed here
+//! (shown by `cargo test` on failure, or always with `--nocapture`).
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use tarn_tests::TestServer;
+
+fn scripts() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("python")
+}
+
+/// FNV-1a: a hash that, unlike std's `DefaultHasher`, is the same in every Rust release,
+/// so a toolchain update does not rebuild the venv.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, b| (hash ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
+}
+
+/// Runs `command`, returning its combined output, or an error naming it with that output.
+fn run(command: &mut Command) -> Result<String, String> {
+    let shown = format!("{command:?}");
+    let output = command.output().map_err(|e| format!("{shown} could not start: {e}"))?;
+    let text =
+        format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    if output.status.success() {
+        Ok(text)
+    } else {
+        Err(format!("{shown} failed ({}):\n{text}", output.status))
+    }
+}
+
+/// The venv's python, creating or refreshing the venv if its marker is stale.
+///
+/// Cargo runs test binaries one after another, but two `cargo test`s (two developers, or
+/// CI beside a developer) may share a target folder: a lock file next to the venv keeps
+/// one of them from using a venv the other is half-way through installing.
+fn make_venv() -> Result<PathBuf, String> {
+    let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    let venv = base.join("tarn-pyenv");
+    let python = venv.join("bin").join("python");
+    let requirements = scripts().join("requirements.txt");
+    let wanted = std::fs::read(&requirements).map_err(|e| format!("{}: {e}", requirements.display()))?;
+    let version = run(Command::new("python3").arg("--version")).map_err(|e| {
+        format!("python3 is needed for the Python client tests (apt-get install python3-venv): {e}")
+    })?;
+    let marker_text = format!("{:016x} {}", fnv1a(&wanted), version.trim());
+
+    std::fs::create_dir_all(&base).map_err(|e| format!("{}: {e}", base.display()))?;
+    let lock = std::fs::File::create(base.join("tarn-pyenv.lock")).map_err(|e| format!("venv lock: {e}"))?;
+    lock.lock().map_err(|e| format!("venv lock: {e}"))?;
+    let marker = venv.join("tarn-requirements");
+    if std::fs::read_to_string(&marker).ok().as_deref() == Some(marker_text.as_str()) && python.exists() {
+        return Ok(python);
+    }
+    eprintln!("python tests: creating {} (pip install -r {})", venv.display(), requirements.display());
+    let started = Instant::now();
+    if venv.exists() {
+        std::fs::remove_dir_all(&venv).map_err(|e| format!("{}: {e}", venv.display()))?;
+    }
+    run(Command::new("python3").args(["-m", "venv"]).arg(&venv))
+        .map_err(|e| format!("{e}\n(on Debian the venv module is in python3-venv)"))?;
+    run(Command::new(&python)
+        .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--timeout", "60", "-r"])
+        .arg(&requirements))?;
+    std::fs::write(&marker, marker_text).map_err(|e| format!("{}: {e}", marker.display()))?;
+    eprintln!("python tests: venv ready in {:.0?}", started.elapsed());
+    Ok(python)
+}
+
+/// The venv, made at most once per test binary even when tests run in parallel.
+fn venv_python() -> PathBuf {
+    static PYTHON: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    match PYTHON.get_or_init(make_venv) {
+        Ok(python) => python.clone(),
+        Err(error) => panic!("the Python test environment could not be set up:\n{error}"),
+    }
+}
+
+/// Runs `tests/python/{script}` against `server`, printing its output; panics if it
+/// fails or runs past `limit`.
+fn run_script(server: &TestServer, script: &str, limit: Duration) {
+    // One script at a time: the recall script's timings mean little if another script
+    // shares the two cores with it.
+    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+    let python = venv_python();
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let (host, port) = (server.addr.ip().to_string(), server.addr.port().to_string());
+    let mut child = Command::new(&python)
+        .arg(scripts().join(script))
+        .current_dir(scripts())
+        .env("TARN_HOST", &host)
+        .env("TARN_PORT", &port)
+        .env("TARN_USER", "tarn")
+        .env("TARN_DB", "tarn")
+        .env("TARN_DSN", server.connection_string())
+        .env("TARN_URL", format!("postgresql://tarn@{host}:{port}/tarn"))
+        .env("PYTHONUNBUFFERED", "1")
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .env("PGCONNECT_TIMEOUT", "10")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{} could not start: {e}", python.display()));
+    // Read both pipes on their own threads so a chatty script never blocks on a full pipe.
+    fn drain(pipe: Option<impl Read + Send + 'static>) -> std::thread::JoinHandle<String> {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_string(&mut text);
+            }
+            text
+        })
+    }
+    let (stdout, stderr) = (drain(child.stdout.take()), drain(child.stderr.take()));
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("script status") {
+            break Some(status);
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let (stdout, stderr) = (stdout.join().expect("stdout reader"), stderr.join().expect("stderr reader"));
+    println!("==== {script} ({:.1?})\n{stdout}", started.elapsed());
+    if !stderr.is_empty() {
+        println!("==== {script} stderr\n{stderr}");
+    }
+    match status {
+        None => panic!("{script} ran past its limit of {limit:?} and was stopped; its output is above"),
+        Some(status) => assert!(status.success(), "{script} failed ({status}); its output is above"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pgvector_python_clients() {
+    let server = TestServer::start().await;
+    run_script(&server, "test_pgvector_clients.py", Duration::from_secs(180));
+    server.stop().await;
+}
+
+/// GloVe 50d: HNSW recall@10 against exact numpy ground truth, filtered, after updates
+/// and after compaction (see the script for the steps and their targets).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn glove_recall() {
+    let server = TestServer::start().await;
+    run_script(&server, "test_recall.py", Duration::from_secs(900));
+    server.stop().await;
+}
