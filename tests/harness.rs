@@ -106,3 +106,16 @@ impl Drop for TestServer {
         }
     }
 }
+
+/// Runs `command`, returning its combined output, or an error naming it with that output.
+pub fn run(command: &mut std::process::Command) -> Result<String, String> {
+    let shown = format!("{command:?}");
+    let output = command.output().map_err(|e| format!("{shown} could not start: {e}"))?;
+    let text =
+        format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    if output.status.success() {
+        Ok(text)
+    } else {
+        Err(format!("{shown} failed ({}):\n{text}", output.status))
+    }
+}

@@ -70,7 +70,8 @@ async fn run_simple(client: &Client, sql: &str) -> Result<DBOutput<DefaultColumn
         match message {
             SimpleQueryMessage::RowDescription(c) => columns = Some(c.len()),
             SimpleQueryMessage::Row(row) => {
-                let cells = (0..row.len()).map(|i| row.get(i).map_or("NULL".to_string(), text_cell)).collect();
+                let cells =
+                    (0..row.len()).map(|i| row.get(i).map_or("NULL".to_string(), text_cell)).collect();
                 rows.extend(one_row_per_line(cells));
             }
             SimpleQueryMessage::CommandComplete(n) => count = n,

@@ -37,23 +37,28 @@ pub struct BaseRows {
 impl BaseRows {
     /// The rows at `addresses` (those held), in that order.
     pub fn take(&self, addresses: impl IntoIterator<Item = u64>) -> DfResult<RecordBatch> {
-        let indices: UInt32Array = addresses.into_iter().filter_map(|a| self.position.get(&a).copied()).collect();
+        let indices: UInt32Array =
+            addresses.into_iter().filter_map(|a| self.position.get(&a).copied()).collect();
         Ok(take_record_batch(&self.rows, &indices)?)
     }
 }
 
-type Key = (String, u64);
+/// The table's id (a table dropped and made again under the same name has a new one)
+/// and the base's Lance version.
+type Key = (u64, u64);
 
 static HELD_BASES: Mutex<Vec<(Key, Arc<BaseRows>)>> = Mutex::new(Vec::new());
 
-/// The base `ds` in memory, read now if it is not held yet; `None` when it is too large.
-pub async fn base_rows(ds: &Dataset, schema: &SchemaRef) -> DfResult<Option<Arc<BaseRows>>> {
-    let key = (ds.uri().to_string(), ds.version().version);
+/// The base `ds` of table `table_id` in memory, read now if it is not held yet; `None`
+/// when it is too large.
+pub async fn base_rows(table_id: u64, ds: &Dataset, schema: &SchemaRef) -> DfResult<Option<Arc<BaseRows>>> {
+    let key = (table_id, ds.version().version);
     if let Some(held) = HELD_BASES.lock().expect("bases lock").iter().find(|(k, _)| *k == key) {
         return Ok(Some(held.1.clone()));
     }
     let rows = ds.count_rows(None).await.map_err(external)? as u64;
-    let width: u64 = schema.fields().iter().map(|f| f.data_type().primitive_width().unwrap_or(16) as u64).sum();
+    let width: u64 =
+        schema.fields().iter().map(|f| f.data_type().primitive_width().unwrap_or(16) as u64).sum();
     let estimate: u64 = schema
         .fields()
         .iter()
@@ -98,7 +103,13 @@ pub async fn base_rows(ds: &Dataset, schema: &SchemaRef) -> DfResult<Option<Arc<
     let rows = concat_batches(schema, &parts)?;
     let position = addresses.iter().enumerate().map(|(i, a)| (*a, i as u32)).collect();
     let held = Arc::new(BaseRows { rows, addresses, position });
-    tracing::debug!(table = %key.0, version = key.1, rows = held.rows.num_rows(), bytes = held.rows.get_array_memory_size(), "base held in memory for kNN");
+    tracing::debug!(
+        table = ds.uri(),
+        version = key.1,
+        rows = held.rows.num_rows(),
+        bytes = held.rows.get_array_memory_size(),
+        "base held in memory for kNN"
+    );
     let mut bases = HELD_BASES.lock().expect("bases lock");
     bases.retain(|(k, _)| *k != key);
     bases.push((key, held.clone()));

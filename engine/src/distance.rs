@@ -40,8 +40,13 @@ pub enum Distance {
 }
 
 impl Distance {
-    pub const ALL: [Distance; 5] =
-        [Distance::L2, Distance::Cosine, Distance::NegativeInnerProduct, Distance::InnerProduct, Distance::L1];
+    pub const ALL: [Distance; 5] = [
+        Distance::L2,
+        Distance::Cosine,
+        Distance::NegativeInnerProduct,
+        Distance::InnerProduct,
+        Distance::L1,
+    ];
 
     pub fn function_name(self) -> &'static str {
         match self {
@@ -141,7 +146,8 @@ fn as_vectors<'a>(array: &'a ArrayRef, function: &str) -> datafusion::error::Res
 }
 
 fn dimension_mismatch(a: usize, b: usize) -> datafusion::error::DataFusionError {
-    EngineError::DataException { message: format!("different vector dimensions {a} and {b}") }.into_datafusion()
+    EngineError::DataException { message: format!("different vector dimensions {a} and {b}") }
+        .into_datafusion()
 }
 
 /// `l2_distance(a, b)` and the other distances: `double precision`, NULL if either is.
@@ -191,14 +197,15 @@ impl ScalarUDFImpl for DistanceFunction {
             (VectorArg::Scalar(Some(x)), VectorArg::Scalar(Some(y))) => {
                 return Ok(ColumnarValue::Scalar(ScalarValue::Float64(Some(d.eval(x, y)))))
             }
-            (VectorArg::Column(c), VectorArg::Scalar(Some(q))) | (VectorArg::Scalar(Some(q)), VectorArg::Column(c)) => {
-                distances_to(c, q, d)
-            }
+            (VectorArg::Column(c), VectorArg::Scalar(Some(q)))
+            | (VectorArg::Scalar(Some(q)), VectorArg::Column(c)) => distances_to(c, q, d),
             (VectorArg::Column(x), VectorArg::Column(y)) => {
                 let dims = x.value_length() as usize;
                 let (xv, yv) = (values(x), values(y));
                 (0..x.len())
-                    .map(|i| (x.is_valid(i) && y.is_valid(i)).then(|| d.eval(row(xv, dims, i), row(yv, dims, i))))
+                    .map(|i| {
+                        (x.is_valid(i) && y.is_valid(i)).then(|| d.eval(row(xv, dims, i), row(yv, dims, i)))
+                    })
                     .collect()
             }
         };
@@ -293,7 +300,11 @@ fn norm(v: &[f32]) -> f64 {
     v.iter().map(|x| (*x as f64) * (*x as f64)).sum::<f64>().sqrt()
 }
 
-pub fn vector_array(dims: usize, values: Vec<f32>, nulls: Option<arrow::buffer::NullBuffer>) -> FixedSizeListArray {
+pub fn vector_array(
+    dims: usize,
+    values: Vec<f32>,
+    nulls: Option<arrow::buffer::NullBuffer>,
+) -> FixedSizeListArray {
     FixedSizeListArray::new(
         Arc::new(Field::new_list_field(DataType::Float32, true)),
         dims as i32,
@@ -446,7 +457,10 @@ pub fn functions() -> Vec<ScalarUDF> {
     let mut out: Vec<ScalarUDF> =
         Distance::ALL.into_iter().map(|d| ScalarUDF::from(DistanceFunction::new(d))).collect();
     for kind in [Unary::Dims, Unary::Norm, Unary::Normalize] {
-        out.push(ScalarUDF::from(UnaryFunction { kind, signature: Signature::any(1, Volatility::Immutable) }));
+        out.push(ScalarUDF::from(UnaryFunction {
+            kind,
+            signature: Signature::any(1, Volatility::Immutable),
+        }));
     }
     out.push(ScalarUDF::from(Subvector { signature: Signature::any(3, Volatility::Immutable) }));
     for op in [Arith::Add, Arith::Sub, Arith::Mul] {
@@ -470,7 +484,8 @@ impl ExprPlanner for VectorOperators {
     ) -> datafusion::error::Result<PlannerResult<RawBinaryExpr>> {
         let left_type = expr.left.get_type(schema).ok();
         let right_type = expr.right.get_type(schema).ok();
-        let dims = left_type.as_ref().and_then(vector_dims).or_else(|| right_type.as_ref().and_then(vector_dims));
+        let dims =
+            left_type.as_ref().and_then(vector_dims).or_else(|| right_type.as_ref().and_then(vector_dims));
         let name = match (&expr.op, Distance::operator(&expr.op)) {
             (_, Some(distance)) => {
                 // `<=>` is also MySQL's null-safe equality, which DataFusion plans
@@ -493,10 +508,8 @@ impl ExprPlanner for VectorOperators {
                 right_type.map(|t| t.to_string()).unwrap_or_default()
             );
         };
-        let udf = functions()
-            .into_iter()
-            .find(|f| f.name() == name)
-            .expect("every operator has its function");
+        let udf =
+            functions().into_iter().find(|f| f.name() == name).expect("every operator has its function");
         let args = vec![as_vector(expr.left, dims), as_vector(expr.right, dims)];
         Ok(PlannerResult::Planned(Expr::ScalarFunction(ScalarFunction::new_udf(Arc::new(udf), args))))
     }

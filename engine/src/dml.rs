@@ -661,7 +661,8 @@ fn assigned_value(value: &ast::Expr, column: &arrow::datatypes::DataType) -> Str
         T::Decimal128(p, s) => Some(format!("NUMERIC({p}, {s})")),
         _ => None,
     };
-    let is_text = matches!(value, ast::Expr::Value(v) if matches!(v.value, ast::Value::SingleQuotedString(_)));
+    let is_text =
+        matches!(value, ast::Expr::Value(v) if matches!(v.value, ast::Value::SingleQuotedString(_)));
     match (type_name, crate::vector::vector_dims(column)) {
         (Some(name), _) if is_parameter => format!("CAST({value} AS {name})"),
         // `SET embedding = '[1,2,3]'`: text to the column's vector type.

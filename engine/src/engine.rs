@@ -168,6 +168,9 @@ fn build_context(config: &EngineConfig) -> SessionContext {
     for function in crate::distance::functions() {
         ctx.register_udf(function);
     }
+    // Under the built-ins' names: they take vectors too.
+    ctx.register_udaf(crate::vector_aggregates::VectorAware::avg());
+    ctx.register_udaf(crate::vector_aggregates::VectorAware::sum());
     ctx.register_udf(ScalarUDF::from(ToVector::default()));
     ctx.register_udf(ScalarUDF::from(crate::literals::ByteaIn::default()));
     ctx

@@ -40,7 +40,9 @@ pub fn register(ctx: &SessionContext, database: &str) {
         Volatility::Stable,
         Arc::new(|args: &[ColumnarValue]| {
             map_rows(args, |name: &StringArray| -> ArrayRef {
-                Arc::new(name.iter().map(|n| n.and_then(crate::pg_catalog::type_oid)).collect::<UInt32Array>())
+                Arc::new(
+                    name.iter().map(|n| n.and_then(crate::pg_catalog::type_oid)).collect::<UInt32Array>(),
+                )
             })
         }),
     ));
@@ -65,7 +67,9 @@ pub fn register(ctx: &SessionContext, database: &str) {
             map_rows(args, |oids: &UInt32Array| -> ArrayRef {
                 Arc::new(
                     oids.iter()
-                        .map(|o| o.map(|o| crate::pg_catalog::type_name(o).map_or(o.to_string(), str::to_string)))
+                        .map(|o| {
+                            o.map(|o| crate::pg_catalog::type_name(o).map_or(o.to_string(), str::to_string))
+                        })
                         .collect::<StringArray>(),
                 )
             })

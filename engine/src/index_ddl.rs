@@ -36,7 +36,11 @@ pub fn index_def(create: &CreateIndex, warehouse: &Warehouse) -> Result<(TableNa
     };
     let column_name = match &column.column.expr {
         SqlExpr::Identifier(ident) => ddl::ident(ident),
-        other => return Err(EngineError::unsupported(format!("indexes on expressions ({other}) are not supported"))),
+        other => {
+            return Err(EngineError::unsupported(format!(
+                "indexes on expressions ({other}) are not supported"
+            )))
+        }
     };
     let metric = match &column.operator_class {
         None => Metric::L2,
@@ -66,7 +70,9 @@ pub fn index_def(create: &CreateIndex, warehouse: &Warehouse) -> Result<(TableNa
         match (method, key.as_str()) {
             (IndexMethod::Hnsw, "m") => def.m = bounded(&key, value, 2, 100)?,
             (IndexMethod::Hnsw, "ef_construction") => def.ef_construction = bounded(&key, value, 4, 1000)?,
-            (IndexMethod::IvfFlat | IndexMethod::IvfPq, "lists") => def.lists = Some(bounded(&key, value, 1, 32_768)?),
+            (IndexMethod::IvfFlat | IndexMethod::IvfPq, "lists") => {
+                def.lists = Some(bounded(&key, value, 1, 32_768)?)
+            }
             _ => {
                 return Err(EngineError::InvalidParameter {
                     message: format!("unrecognized parameter \"{key}\" for {} indexes", method.name()),
@@ -92,7 +98,11 @@ fn default_name(warehouse: &Warehouse, table: &TableName, column: &str) -> Strin
 }
 
 /// The table of schema `schema` that has index `name`.
-pub fn find_index(warehouse: &Warehouse, schema: &str, name: &str) -> Option<std::sync::Arc<tarn_storage::Table>> {
+pub fn find_index(
+    warehouse: &Warehouse,
+    schema: &str,
+    name: &str,
+) -> Option<std::sync::Arc<tarn_storage::Table>> {
     warehouse
         .all_tables()
         .into_iter()

@@ -39,15 +39,14 @@ use datafusion::execution::context::{QueryPlanner, SessionState};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::utils::{conjunction, split_conjunction};
 use datafusion::logical_expr::{
-    Expr, Extension, LogicalPlan, Projection, Sort, TableScan, UserDefinedLogicalNode, UserDefinedLogicalNodeCore,
+    Expr, Extension, LogicalPlan, Projection, Sort, TableScan, UserDefinedLogicalNode,
+    UserDefinedLogicalNodeCore,
 };
 use datafusion::optimizer::{ApplyOrder, OptimizerConfig, OptimizerRule};
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use datafusion::physical_plan::{
-    DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
-};
+use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties};
 use datafusion::physical_planner::{DefaultPhysicalPlanner, ExtensionPlanner, PhysicalPlanner};
 use futures::TryStreamExt;
 use lance::dataset::scanner::MaterializationStyle;
@@ -307,7 +306,11 @@ impl UserDefinedLogicalNodeCore for KnnNode {
 #[derive(Debug, Clone, PartialEq)]
 enum Mode {
     /// The ANN index (with the filters as its pre-filter when there are any).
-    Index { def: IndexDef, ef: usize, probes: usize },
+    Index {
+        def: IndexDef,
+        ef: usize,
+        probes: usize,
+    },
     Exact,
 }
 
@@ -337,7 +340,11 @@ impl ExtensionPlanner for KnnPlanner {
         let dims = crate::vector::vector_dims(table.schema().field(node.column).data_type());
         if dims != Some(node.query.len() as i32) {
             return Err(crate::error::EngineError::DataException {
-                message: format!("different vector dimensions {} and {}", dims.unwrap_or(0), node.query.len()),
+                message: format!(
+                    "different vector dimensions {} and {}",
+                    dims.unwrap_or(0),
+                    node.query.len()
+                ),
             }
             .into_datafusion());
         }
@@ -347,7 +354,8 @@ impl ExtensionPlanner for KnnPlanner {
 
         // The columns read: the scan's, the vector column, the filters' columns.
         let schema = table.schema();
-        let output: Vec<usize> = node.scan.projection.clone().unwrap_or_else(|| (0..schema.fields().len()).collect());
+        let output: Vec<usize> =
+            node.scan.projection.clone().unwrap_or_else(|| (0..schema.fields().len()).collect());
         let mut read = output.clone();
         let mut need = vec![node.column];
         for filter in &node.filters {
@@ -371,7 +379,10 @@ impl ExtensionPlanner for KnnPlanner {
             None => (Mode::Exact, None),
             Some(def) => {
                 let selectivity = match &physical_filter {
-                    Some(predicate) => Some(estimate_selectivity(ds.as_ref(), &schema, predicate).await?),
+                    Some(predicate) => Some(
+                        estimate_selectivity(snapshot.manifest.table_id, ds.as_ref(), &schema, predicate)
+                            .await?,
+                    ),
                     None => None,
                 };
                 // A selective filter leaves fewer matches per step of the index walk:
@@ -439,7 +450,8 @@ fn usable_index(indexes: &[IndexDef], column: &str, distance: Distance) -> Optio
 /// Rows sampled per base version to estimate how many rows a filter keeps.
 const SAMPLE_ROWS: usize = 2_048;
 
-type SampleKey = (String, u64);
+/// The table's id and the base's Lance version.
+type SampleKey = (u64, u64);
 
 /// Samples of base versions (every column but vectors), newest few kept.
 static SAMPLES: Mutex<Vec<(SampleKey, RecordBatch)>> = Mutex::new(Vec::new());
@@ -447,9 +459,15 @@ static SAMPLES: Mutex<Vec<(SampleKey, RecordBatch)>> = Mutex::new(Vec::new());
 /// The fraction of the base's rows that pass `predicate`, from an evenly spread
 /// sample of the base (cached per version). Never zero: a filter that no sampled row
 /// passes may still keep a few.
-async fn estimate_selectivity(ds: &Dataset, schema: &SchemaRef, predicate: &Arc<dyn PhysicalExpr>) -> DfResult<f64> {
-    let key = (ds.uri().to_string(), ds.version().version);
-    let cached = SAMPLES.lock().expect("samples lock").iter().find(|(k, _)| *k == key).map(|(_, b)| b.clone());
+async fn estimate_selectivity(
+    table_id: u64,
+    ds: &Dataset,
+    schema: &SchemaRef,
+    predicate: &Arc<dyn PhysicalExpr>,
+) -> DfResult<f64> {
+    let key = (table_id, ds.version().version);
+    let cached =
+        SAMPLES.lock().expect("samples lock").iter().find(|(k, _)| *k == key).map(|(_, b)| b.clone());
     let sample = match cached {
         Some(sample) => sample,
         None => {
@@ -561,7 +579,8 @@ impl KnnSearch {
         if let Some(epoch) = &snapshot.changes {
             deleted = epoch.base_keys.deleted.as_ref().clone();
             for bucket in 0..epoch.bucket_count() {
-                let view = epoch.view(bucket, snapshot.seq).map_err(|e| DataFusionError::External(Box::new(e)))?;
+                let view =
+                    epoch.view(bucket, snapshot.seq).map_err(|e| DataFusionError::External(Box::new(e)))?;
                 deleted |= &view.deleted;
                 let Some(rows) = &view.rows else { continue };
                 let rows = RecordBatch::try_new(schema.clone(), rows.columns().to_vec())?;
@@ -579,7 +598,7 @@ impl KnnSearch {
 
         // Base rows: the index (or an exact scan), the deletion vector as a block list.
         let changes_done = started.elapsed();
-        let held = base_cache::base_rows(ds, &schema).await?;
+        let held = base_cache::base_rows(snapshot.manifest.table_id, ds, &schema).await?;
         let held = held.as_deref();
         let mut base = self.search_base(ds, held, &read_schema, &deleted, false).await?;
         let mut searched_again = false;
@@ -631,7 +650,9 @@ impl KnnSearch {
         // index is asked for as many more rows as the masked share of the base
         // suggests, and again for twice as many while too few survive.
         let masked = (deleted.len() as f64 / self.base_rows.max(1) as f64).min(0.9);
-        let mut fetch = ((self.k as f64 / (1.0 - masked)).ceil() as usize + if deleted.is_empty() { 0 } else { 4 }).max(self.k);
+        let mut fetch = ((self.k as f64 / (1.0 - masked)).ceil() as usize
+            + if deleted.is_empty() { 0 } else { 4 })
+        .max(self.k);
         loop {
             let (rows, found) = match held {
                 // Only the addresses from Lance; the rows from memory.
@@ -643,8 +664,9 @@ impl KnnSearch {
                     (held.take(kept)?.project(&self.read)?, found.num_rows())
                 }
                 None => {
-                    let rows =
-                        self.search_index(ds, read_schema, def, *ef, *probes, fetch, !deleted.is_empty()).await?;
+                    let rows = self
+                        .search_index(ds, read_schema, def, *ef, *probes, fetch, !deleted.is_empty())
+                        .await?;
                     let found = rows.num_rows();
                     (drop_deleted(rows, deleted, read_schema)?, found)
                 }
@@ -693,7 +715,11 @@ impl KnnSearch {
             scanner.try_into_stream().await.map_err(lance_error)?.try_collect().await.map_err(lance_error)?;
         let mut schema: Vec<arrow::datatypes::FieldRef> = read_schema.fields().iter().cloned().collect();
         if with_address {
-            schema.push(Arc::new(arrow::datatypes::Field::new(ROW_ADDR, arrow::datatypes::DataType::UInt64, true)));
+            schema.push(Arc::new(arrow::datatypes::Field::new(
+                ROW_ADDR,
+                arrow::datatypes::DataType::UInt64,
+                true,
+            )));
         }
         let schema = Arc::new(arrow::datatypes::Schema::new(schema));
         let batches = batches.iter().map(|b| in_schema(b, &schema)).collect::<DfResult<Vec<_>>>()?;
@@ -702,7 +728,12 @@ impl KnnSearch {
 
     /// Compares the query with every base row that passes the filters (Lance reads the
     /// filter columns first and the vectors of the rows that pass) and is not deleted.
-    async fn exact_scan(&self, ds: &Arc<Dataset>, read_schema: &SchemaRef, deleted: &RoaringTreemap) -> DfResult<RecordBatch> {
+    async fn exact_scan(
+        &self,
+        ds: &Arc<Dataset>,
+        read_schema: &SchemaRef,
+        deleted: &RoaringTreemap,
+    ) -> DfResult<RecordBatch> {
         let names: Vec<&str> = read_schema.fields().iter().map(|f| f.name().as_str()).collect();
         let mut scanner = ds.scan();
         scanner.project(&names).map_err(lance_error)?;
@@ -723,7 +754,11 @@ impl KnnSearch {
                 .fields()
                 .iter()
                 .cloned()
-                .chain([Arc::new(arrow::datatypes::Field::new(ROW_ADDR, arrow::datatypes::DataType::UInt64, true))])
+                .chain([Arc::new(arrow::datatypes::Field::new(
+                    ROW_ADDR,
+                    arrow::datatypes::DataType::UInt64,
+                    true,
+                ))])
                 .collect::<Vec<_>>(),
         );
         let with_address = Arc::new(with_address);
@@ -748,7 +783,8 @@ impl KnnSearch {
         let dims = vectors.value_length() as usize;
         let all = values(vectors);
         // A max-heap of the best k so far, by distance.
-        let mut best: std::collections::BinaryHeap<Scored> = std::collections::BinaryHeap::with_capacity(self.k + 1);
+        let mut best: std::collections::BinaryHeap<Scored> =
+            std::collections::BinaryHeap::with_capacity(self.k + 1);
         let mut consider = |i: usize| {
             if vectors.is_null(i) {
                 return;
@@ -833,11 +869,16 @@ impl Ord for Scored {
 
 /// `rows` (in the read schema, maybe with the row address last) without the rows in
 /// `deleted`, in the read schema.
-fn drop_deleted(rows: RecordBatch, deleted: &RoaringTreemap, read_schema: &SchemaRef) -> DfResult<RecordBatch> {
+fn drop_deleted(
+    rows: RecordBatch,
+    deleted: &RoaringTreemap,
+    read_schema: &SchemaRef,
+) -> DfResult<RecordBatch> {
     let width = read_schema.fields().len();
     let kept = if rows.num_columns() > width && !deleted.is_empty() {
         let addresses = rows.column(width).as_primitive::<arrow::datatypes::UInt64Type>();
-        let keep: arrow::array::BooleanArray = addresses.values().iter().map(|a| Some(!deleted.contains(*a))).collect();
+        let keep: arrow::array::BooleanArray =
+            addresses.values().iter().map(|a| Some(!deleted.contains(*a))).collect();
         arrow::compute::filter_record_batch(&rows, &keep)?
     } else {
         rows
@@ -918,7 +959,10 @@ impl ExecutionPlan for KnnExec {
         vec![]
     }
 
-    fn with_new_children(self: Arc<Self>, _: Vec<Arc<dyn ExecutionPlan>>) -> DfResult<Arc<dyn ExecutionPlan>> {
+    fn with_new_children(
+        self: Arc<Self>,
+        _: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
         Ok(self)
     }
 

@@ -23,6 +23,7 @@
 //! - [`types`]: Postgres types <-> Arrow types and wire OIDs.
 //! - [`binary`]: values from Postgres' binary form (binary parameters, COPY BINARY).
 //! - [`vector`]: pgvector's `vector(n)`: text form and `to_vector`.
+//! - [`vector_aggregates`]: `avg` and `sum` of vectors.
 //! - [`distance`]: pgvector's distances, vector functions and operators.
 //! - [`index_ddl`]: `CREATE INDEX ... USING hnsw|ivfflat|ivf_pq`, `DROP INDEX`.
 //! - [`base_cache`]: base versions held in memory for kNN searches.
@@ -32,8 +33,8 @@
 //! - [`functions`]: `version()`, `current_database()` and other client-facing functions.
 //! - [`error`]: [`EngineError`].
 
-pub mod binary;
 pub mod base_cache;
+pub mod binary;
 pub mod catalog;
 pub mod copy;
 pub mod ddl;
@@ -56,6 +57,7 @@ pub mod transaction;
 pub mod types;
 pub mod utility;
 pub mod vector;
+pub mod vector_aggregates;
 
 pub use engine::{Engine, EngineConfig};
 pub use error::{EngineError, Result};

@@ -83,7 +83,8 @@ pub fn rewrite_typed_casts(statement: &mut Statement) {
             }
             if let Some(dims) = vector_cast_dims(data_type) {
                 // `$1::vector(3)` stays a cast: the parameter takes the vector type.
-                let is_parameter = matches!(inner.as_ref(), SqlExpr::Value(v) if matches!(v.value, Value::Placeholder(_)));
+                let is_parameter =
+                    matches!(inner.as_ref(), SqlExpr::Value(v) if matches!(v.value, Value::Placeholder(_)));
                 if !matches!(inner.as_ref(), SqlExpr::Array(_)) && !is_parameter {
                     let mut args = vec![take(inner)];
                     args.extend(dims.map(number));

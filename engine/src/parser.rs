@@ -231,7 +231,9 @@ fn add_vector_index(statement: Vec<TokenWithSpan>) -> Result<Vec<TokenWithSpan>>
         return Ok(statement);
     }
     let Some(add) = (2..significant.len()).find(|&i| {
-        word(i).as_deref() == Some("add") && word(i + 1).as_deref() == Some("vector") && word(i + 2).as_deref() == Some("index")
+        word(i).as_deref() == Some("add")
+            && word(i + 1).as_deref() == Some("vector")
+            && word(i + 2).as_deref() == Some("index")
     }) else {
         return Ok(statement);
     };
@@ -248,7 +250,9 @@ fn add_vector_index(statement: Vec<TokenWithSpan>) -> Result<Vec<TokenWithSpan>>
         _ => String::new(),
     };
     if word(i).as_deref() != Some("on") {
-        return Err(crate::EngineError::syntax("syntax error: ALTER TABLE t ADD VECTOR INDEX [name] ON column"));
+        return Err(crate::EngineError::syntax(
+            "syntax error: ALTER TABLE t ADD VECTOR INDEX [name] ON column",
+        ));
     }
     let column = significant.get(i + 1).map(|t| t.to_string()).unwrap_or_default();
     i += 2;
@@ -265,7 +269,8 @@ fn add_vector_index(statement: Vec<TokenWithSpan>) -> Result<Vec<TokenWithSpan>>
     } else {
         "hnsw".to_string()
     };
-    let rest = significant[i.min(significant.len())..].iter().map(|t| t.to_string()).collect::<Vec<_>>().join(" ");
+    let rest =
+        significant[i.min(significant.len())..].iter().map(|t| t.to_string()).collect::<Vec<_>>().join(" ");
     let sql = format!("CREATE INDEX {name} ON {table} USING {method} ({column}{opclass}) {rest}");
     Ok(Tokenizer::new(&PostgreSqlDialect {}, &sql).with_unescape(true).tokenize_with_location()?)
 }
@@ -333,7 +338,10 @@ mod tests {
         let text = parsed[0].statement.to_string();
         assert!(text.starts_with("CREATE INDEX ON s.items USING hnsw (embedding)"), "{text}");
         let text = parsed[1].statement.to_string();
-        assert!(text.contains("emb ON items USING ivfflat (embedding vector_cosine_ops) WITH (lists = 4)"), "{text}");
+        assert!(
+            text.contains("emb ON items USING ivfflat (embedding vector_cosine_ops) WITH (lists = 4)"),
+            "{text}"
+        );
     }
 
     #[test]

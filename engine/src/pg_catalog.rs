@@ -112,7 +112,8 @@ fn pg_class(warehouse: &Warehouse) -> Arc<dyn TableProvider> {
         Field::new("relkind", DataType::Utf8, false),
         Field::new("reltuples", DataType::Float32, false),
     ]);
-    let (mut oids, mut names, mut namespaces, mut kinds, mut tuples) = (vec![], vec![], vec![], vec![], vec![]);
+    let (mut oids, mut names, mut namespaces, mut kinds, mut tuples) =
+        (vec![], vec![], vec![], vec![], vec![]);
     for table in warehouse.all_tables() {
         let snapshot = table.snapshot();
         let namespace = if table.name().schema == "public" { PUBLIC_OID } else { 0 };

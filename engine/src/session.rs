@@ -347,7 +347,9 @@ impl Session {
         }
         rewrite_typed_casts(&mut statement);
         match statement {
-            Statement::Query(query) => Ok(Planned::Query(self.datafusion_plan(Statement::Query(query)).await?)),
+            Statement::Query(query) => {
+                Ok(Planned::Query(self.datafusion_plan(Statement::Query(query)).await?))
+            }
             Statement::Explain { .. } => Ok(Planned::Query(self.datafusion_plan(statement).await?)),
             Statement::Update(update) => Ok(Planned::Write(self.plan_update(&update).await?)),
             Statement::Delete(delete) => Ok(Planned::Write(self.plan_delete(&delete).await?)),
@@ -426,7 +428,7 @@ impl Session {
         // DataFusion's own DDL (CREATE EXTERNAL TABLE, COPY TO a file, SET datafusion.*)
         // must never run on behalf of a client.
         SQLOptions::new().with_allow_ddl(false).with_allow_statements(false).verify_plan(&plan)?;
-        Ok(type_cast_parameters(plan)?)
+        type_cast_parameters(plan)
     }
 
     /// `RETURNING items` as a query over the table (named `alias` if given); at run
@@ -736,7 +738,9 @@ fn pg_column_name(expr: &datafusion::logical_expr::Expr) -> String {
         }
         Expr::Alias(alias) => output_alias_name(&alias.name),
         // A projection above a sort on columns not selected refers to our aliases.
-        Expr::Column(column) if column.name.starts_with(OUTPUT_ALIAS_PREFIX) => output_alias_name(&column.name),
+        Expr::Column(column) if column.name.starts_with(OUTPUT_ALIAS_PREFIX) => {
+            output_alias_name(&column.name)
+        }
         Expr::Column(column) => {
             let name = &column.name;
             let simple = !name.is_empty() && name.chars().all(|c| c.is_alphanumeric() || c == '_');

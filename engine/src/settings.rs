@@ -136,21 +136,23 @@ impl Settings {
                     })
                 }
             },
-            _ => match INTEGER_RANGES.iter().find(|(n, _, _)| *n == key) {
-                Some(&(_, min, max)) => {
-                    let text = value.trim_matches('\'');
-                    let n: i64 = text.parse().map_err(|_| EngineError::InvalidParameter {
-                        message: format!("invalid value for parameter \"{name}\": \"{text}\""),
-                    })?;
-                    if !(min..=max).contains(&n) {
-                        return Err(EngineError::InvalidParameter {
+            _ => {
+                match INTEGER_RANGES.iter().find(|(n, _, _)| *n == key) {
+                    Some(&(_, min, max)) => {
+                        let text = value.trim_matches('\'');
+                        let n: i64 = text.parse().map_err(|_| EngineError::InvalidParameter {
+                            message: format!("invalid value for parameter \"{name}\": \"{text}\""),
+                        })?;
+                        if !(min..=max).contains(&n) {
+                            return Err(EngineError::InvalidParameter {
                             message: format!("{n} is outside the valid range for parameter \"{name}\" ({min} .. {max})"),
                         });
+                        }
+                        n.to_string()
                     }
-                    n.to_string()
+                    None => value.to_string(),
                 }
-                None => value.to_string(),
-            },
+            }
         };
         let spelled = self.values.get(&key).map(|(s, _)| s.clone()).unwrap_or_else(|| name.to_string());
         self.values.insert(key, (spelled, value));

@@ -3,7 +3,10 @@
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, BooleanArray, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray};
+use arrow::array::{
+    ArrayRef, BooleanArray, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray,
+    TimestampMillisecondArray,
+};
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use datafusion::catalog::TableProvider;
 use datafusion::datasource::MemTable;
@@ -119,7 +122,12 @@ pub fn tarn_indexes(warehouse: &Warehouse) -> DfResult<Arc<dyn TableProvider>> {
     let mut rows: Vec<Row> = Vec::new();
     for table in warehouse.all_tables() {
         for def in &table.snapshot().manifest.indexes {
-            rows.push((table.name().schema.clone(), table.name().table.clone(), def.clone(), table.index_build(&def.name)));
+            rows.push((
+                table.name().schema.clone(),
+                table.name().table.clone(),
+                def.clone(),
+                table.index_build(&def.name),
+            ));
         }
     }
     let text = |f: &dyn Fn(&Row) -> Option<String>| {
@@ -135,7 +143,9 @@ pub fn tarn_indexes(warehouse: &Warehouse) -> DfResult<Arc<dyn TableProvider>> {
         text(&|r| Some(r.2.metric.opclass().to_string())),
         text(&|r| Some(r.2.method.lance_type().to_string())),
         Arc::new(rows.iter().map(|r| hnsw(&r.2).then_some(r.2.m as i32)).collect::<Int32Array>()),
-        Arc::new(rows.iter().map(|r| hnsw(&r.2).then_some(r.2.ef_construction as i32)).collect::<Int32Array>()),
+        Arc::new(
+            rows.iter().map(|r| hnsw(&r.2).then_some(r.2.ef_construction as i32)).collect::<Int32Array>(),
+        ),
         Arc::new(rows.iter().map(|r| r.2.lists.map(|l| l as i32)).collect::<Int32Array>()),
         Arc::new(rows.iter().map(|r| Some(r.2.built)).collect::<BooleanArray>()),
         text(&|r| r.3.as_ref().map(|b| b.stage.clone())),

@@ -11,8 +11,8 @@ use datafusion::sql::sqlparser::ast::{self, ObjectType, Reset, SchemaName, Set, 
 use tarn_storage::StorageError;
 
 use crate::ddl;
-use crate::index_ddl;
 use crate::error::{EngineError, Result};
+use crate::index_ddl;
 use crate::parser::ParsedStatement;
 use crate::session::{CommandTag, Output, RowsCommand, Session, TxStatus};
 use crate::settings::{set_value_text, variable_name};
@@ -61,7 +61,8 @@ impl Session {
             }
             Statement::CreateIndex(create) => {
                 let (name, def) = index_ddl::index_def(create, &warehouse)?;
-                let table = warehouse.table(&name).ok_or(StorageError::TableNotFound { name: name.clone() })?;
+                let table =
+                    warehouse.table(&name).ok_or(StorageError::TableNotFound { name: name.clone() })?;
                 let exists = table.snapshot().manifest.indexes.iter().any(|d| d.name == def.name);
                 if !(exists && create.if_not_exists) {
                     index_ddl::check_name_free(&warehouse, &name, &def.name)?;
@@ -202,7 +203,9 @@ impl Session {
                     "transaction isolation level" => "transaction_isolation".to_string(),
                     "time zone" => "TimeZone".to_string(),
                     // `SHOW hnsw.ef_search`: an extension's dotted name.
-                    _ if variable.len() == 2 => variable.iter().map(|i| i.value.clone()).collect::<Vec<_>>().join("."),
+                    _ if variable.len() == 2 => {
+                        variable.iter().map(|i| i.value.clone()).collect::<Vec<_>>().join(".")
+                    }
                     _ => name.clone(),
                 };
                 let value = self.settings.get(&key)?.to_string();

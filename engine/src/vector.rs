@@ -189,8 +189,10 @@ impl datafusion::optimizer::AnalyzerRule for VectorCasts {
             node.map_expressions(|e| {
                 e.transform_up(|e| match e {
                     Expr::Cast(cast)
-                        if matches!(cast.field.data_type(), DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8)
-                            && cast.expr.get_type(&schema).ok().as_ref().and_then(vector_dims).is_some() =>
+                        if matches!(
+                            cast.field.data_type(),
+                            DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8
+                        ) && cast.expr.get_type(&schema).ok().as_ref().and_then(vector_dims).is_some() =>
                     {
                         let call = datafusion::logical_expr::expr::ScalarFunction::new_udf(
                             Arc::new(datafusion::logical_expr::ScalarUDF::from(VectorToText::default())),

@@ -409,20 +409,32 @@ fn numeric_binary(value: i128, scale: i8, out: &mut BytesMut) {
 }
 
 /// Decodes one parameter into a value of `data_type`. `None` bytes are NULL.
-pub fn decode_param(bytes: Option<&[u8]>, binary: bool, data_type: &DataType) -> Result<ScalarValue, String> {
+/// A parameter's value; on failure the SQLSTATE and message: 22P03 for binary data not
+/// in its type's form, 22000 for a vector of the wrong dimension (pgvector's), 22P02 for
+/// text that does not parse.
+pub fn decode_param(
+    bytes: Option<&[u8]>,
+    binary: bool,
+    data_type: &DataType,
+) -> Result<ScalarValue, (&'static str, String)> {
     let Some(bytes) = bytes else {
-        return ScalarValue::try_from(data_type).map_err(|e| e.to_string());
+        return ScalarValue::try_from(data_type).map_err(|e| ("22P02", e.to_string()));
     };
     if binary {
         decode_binary(bytes, data_type).map_err(|e| match e {
             EngineError::InvalidBinary { message } => {
-                format!("{message} in bind parameter ({} bytes for {data_type})", bytes.len())
+                ("22P03", format!("{message} in bind parameter ({} bytes for {data_type})", bytes.len()))
             }
-            other => other.to_string(),
+            EngineError::DataException { message } => ("22000", message),
+            other => ("22P02", other.to_string()),
         })
     } else {
-        let text = std::str::from_utf8(bytes).map_err(|_| "parameter is not valid UTF-8".to_string())?;
-        decode_text(text, data_type)
+        let text =
+            std::str::from_utf8(bytes).map_err(|_| ("22P02", "parameter is not valid UTF-8".to_string()))?;
+        decode_text(text, data_type).map_err(|message| {
+            let code = if message.contains(" dimensions, not ") { "22000" } else { "22P02" };
+            (code, message)
+        })
     }
 }
 

@@ -476,9 +476,9 @@ impl ExtendedQueryHandler for Handler {
             let binary = portal.parameter_format.format_for(i) == pgwire::api::results::FieldFormat::Binary;
             match decode_param(bytes.as_deref(), binary, &ty) {
                 Ok(v) => params.push(v),
-                Err(message) => {
+                Err((code, message)) => {
                     self.0.with_session(async |s| s.note_error()).await?;
-                    return Err(ClientError { code: "22P02", message, detail: None }.into_pgwire());
+                    return Err(ClientError { code, message, detail: None }.into_pgwire());
                 }
             }
         }

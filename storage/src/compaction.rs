@@ -344,8 +344,14 @@ impl Table {
             Vec::new()
         } else {
             let name = self.name.to_string();
-            match vector_index::refresh(&mut new_base, &snapshot.manifest.indexes, row_count, &name, &self.builds)
-                .await
+            match vector_index::refresh(
+                &mut new_base,
+                &snapshot.manifest.indexes,
+                row_count,
+                &name,
+                &self.builds,
+            )
+            .await
             {
                 Ok(indexes) => indexes,
                 Err(e) => {

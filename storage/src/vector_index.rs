@@ -160,7 +160,7 @@ impl IndexDef {
 /// The largest divisor of `dims` that gives sub-vectors of at least two dimensions,
 /// and no more than 96 of them (Lance's PQ needs `dims % sub_vectors == 0`).
 fn pq_sub_vectors(dims: usize) -> usize {
-    (1..=dims.min(96)).rev().find(|s| dims % s == 0 && dims / s >= 2).unwrap_or(1)
+    (1..=dims.min(96)).rev().find(|s| dims.is_multiple_of(*s) && dims / s >= 2).unwrap_or(1)
 }
 
 /// What an index build is doing, for `tarn_indexes` and the log.
@@ -184,10 +184,9 @@ impl Builds {
 
     fn update(&self, index: &str, f: impl FnOnce(&mut BuildStatus)) {
         let mut builds = self.0.lock().expect("builds lock");
-        f(builds.entry(index.to_string()).or_insert_with(|| BuildStatus {
-            started: Some(Instant::now()),
-            ..Default::default()
-        }));
+        f(builds
+            .entry(index.to_string())
+            .or_insert_with(|| BuildStatus { started: Some(Instant::now()), ..Default::default() }));
     }
 
     fn finish(&self, index: &str) {
@@ -244,7 +243,8 @@ pub(crate) async fn build(
     let params = def.params(rows, dims);
     let started = Instant::now();
     builds.update(&def.name, |s| s.stage = "starting".into());
-    let progress = Arc::new(Progress { table: table.to_string(), index: def.name.clone(), builds: builds.clone() });
+    let progress =
+        Arc::new(Progress { table: table.to_string(), index: def.name.clone(), builds: builds.clone() });
     let result = ds
         .create_index_builder(&[def.column.as_str()], def.lance_index_type(), &params)
         .name(def.name.clone())
@@ -354,10 +354,8 @@ impl Table {
             None => self.head(&mut *self.writer.lock().await, &snapshot).await?,
         };
         if rows >= MIN_ROWS_TO_BUILD {
-            if let Err(e) = build(&mut head, &def, rows, &table, &self.builds).await {
-                // The head stays out of the writer: the next write re-reads it.
-                return Err(e);
-            }
+            // On failure the head stays out of the writer: the next write re-reads it.
+            build(&mut head, &def, rows, &table, &self.builds).await?;
             def.built = true;
         }
         let mut writer = match held.take() {
@@ -423,12 +421,14 @@ impl Table {
     /// After an overwrite of the base (the caller holds the writer, whose head is the
     /// new base): trains every declared index anew.
     pub(crate) async fn rebuild_indexes(&self, writer: &mut Writer, manifest: &mut Manifest) -> Result<()> {
-        let mut head = writer.head.take().ok_or_else(|| StorageError::internal("no head after a base write"))?;
+        let mut head =
+            writer.head.take().ok_or_else(|| StorageError::internal("no head after a base write"))?;
         for def in manifest.indexes.iter_mut() {
             def.built = false;
         }
-        manifest.indexes = refresh(&mut head, &manifest.indexes, manifest.row_count, &self.name.to_string(), &self.builds)
-            .await?;
+        manifest.indexes =
+            refresh(&mut head, &manifest.indexes, manifest.row_count, &self.name.to_string(), &self.builds)
+                .await?;
         manifest.base = BaseRef::Lance { version: head.version().version };
         writer.head = Some(head);
         Ok(())
