@@ -16,11 +16,14 @@
 //! - `exact`: a flat scan of the rows that pass the filters, when no index serves the
 //!   distance or when the filters leave few rows (cheaper than the index, and exact).
 //!
-//! In every mode the base rows that changes replaced are masked by the deletion vector
-//! inside the search, and the change store's rows (not yet in the base, so in no index)
-//! are searched exactly and merged: a row is found the moment its commit is visible.
-//! When an index search returns fewer than k rows the node searches again exactly, so a
-//! query returns fewer than k rows only when fewer qualify.
+//! In every mode the base rows that changes replaced or deleted are dropped by the
+//! deletion vector (an index search asks for as many more rows as the deleted share of
+//! the base suggests, and again for more while too few survive), and the change store's
+//! rows (not yet in the base, so in no index) are searched exactly and merged: a row is
+//! found the moment its commit is visible. When an index search returns fewer than k
+//! rows the node searches again exactly, so a query returns fewer than k rows only when
+//! fewer qualify. A base held in memory ([`crate::base_cache`]) is searched exactly
+//! there, and supplies the rows an index search names.
 
 use std::fmt;
 use std::hash::{Hash, Hasher};
