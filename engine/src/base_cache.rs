@@ -47,14 +47,24 @@ impl BaseRows {
 /// and the base's Lance version.
 type Key = (u64, u64);
 
-static HELD_BASES: Mutex<Vec<(Key, Arc<BaseRows>)>> = Mutex::new(Vec::new());
+/// Bases held, newest last; `None` for a base found too large (not read again).
+static HELD_BASES: Mutex<Vec<(Key, Option<Arc<BaseRows>>)>> = Mutex::new(Vec::new());
+
+fn remember(key: Key, held: Option<Arc<BaseRows>>) {
+    let mut bases = HELD_BASES.lock().expect("bases lock");
+    bases.retain(|(k, _)| *k != key);
+    bases.push((key, held));
+    if bases.len() > HELD {
+        bases.remove(0);
+    }
+}
 
 /// The base `ds` of table `table_id` in memory, read now if it is not held yet; `None`
 /// when it is too large.
 pub async fn base_rows(table_id: u64, ds: &Dataset, schema: &SchemaRef) -> DfResult<Option<Arc<BaseRows>>> {
     let key = (table_id, ds.version().version);
     if let Some(held) = HELD_BASES.lock().expect("bases lock").iter().find(|(k, _)| *k == key) {
-        return Ok(Some(held.1.clone()));
+        return Ok(held.1.clone());
     }
     let rows = ds.count_rows(None).await.map_err(external)? as u64;
     let width: u64 =
@@ -71,6 +81,7 @@ pub async fn base_rows(table_id: u64, ds: &Dataset, schema: &SchemaRef) -> DfRes
         .sum::<u64>()
         + width;
     if rows * estimate > MAX_BYTES {
+        remember(key, None);
         return Ok(None);
     }
     let mut scanner = ds.scan();
@@ -101,6 +112,16 @@ pub async fn base_rows(table_id: u64, ds: &Dataset, schema: &SchemaRef) -> DfRes
         )?);
     }
     let rows = concat_batches(schema, &parts)?;
+    if rows.get_array_memory_size() as u64 > MAX_BYTES {
+        // Wider than estimated (long text): searched through Lance from now on.
+        tracing::debug!(
+            table = ds.uri(),
+            bytes = rows.get_array_memory_size(),
+            "base too large to hold for kNN"
+        );
+        remember(key, None);
+        return Ok(None);
+    }
     let position = addresses.iter().enumerate().map(|(i, a)| (*a, i as u32)).collect();
     let held = Arc::new(BaseRows { rows, addresses, position });
     tracing::debug!(
@@ -110,12 +131,7 @@ pub async fn base_rows(table_id: u64, ds: &Dataset, schema: &SchemaRef) -> DfRes
         bytes = held.rows.get_array_memory_size(),
         "base held in memory for kNN"
     );
-    let mut bases = HELD_BASES.lock().expect("bases lock");
-    bases.retain(|(k, _)| *k != key);
-    bases.push((key, held.clone()));
-    if bases.len() > HELD {
-        bases.remove(0);
-    }
+    remember(key, Some(held.clone()));
     Ok(Some(held))
 }
 
