@@ -23,7 +23,8 @@
 //! found the moment its commit is visible. When an index search returns fewer than k
 //! rows the node searches again exactly, so a query returns fewer than k rows only when
 //! fewer qualify. A base held in memory ([`crate::base_cache`]) is searched exactly
-//! there, and supplies the rows an index search names.
+//! there, and supplies the rows an index search names; with it, an unfiltered HNSW
+//! search asks Lance's index for a graph search per segment instead of planning a scan.
 
 use std::fmt;
 use std::hash::{Hash, Hasher};
