@@ -43,28 +43,47 @@ impl BaseRows {
     }
 }
 
-/// The table's id (a table dropped and made again under the same name has a new one)
-/// and the base's Lance version.
-type Key = (u64, u64);
+/// A base version: the table's id (a table dropped and made again under the same name
+/// has a new one) and the base's Lance version.
+pub type BaseKey = (u64, u64);
 
-/// Bases held, newest last; `None` for a base found too large (not read again).
-static HELD_BASES: Mutex<Vec<(Key, Option<Arc<BaseRows>>)>> = Mutex::new(Vec::new());
+/// A process-wide cache of what was derived from a few base versions: the newest
+/// `capacity` kept, the oldest put dropped first. Base versions never change, so an
+/// entry is never stale, only unused.
+pub struct PerBase<V> {
+    entries: Mutex<Vec<(BaseKey, V)>>,
+    capacity: usize,
+}
 
-fn remember(key: Key, held: Option<Arc<BaseRows>>) {
-    let mut bases = HELD_BASES.lock().expect("bases lock");
-    bases.retain(|(k, _)| *k != key);
-    bases.push((key, held));
-    if bases.len() > HELD {
-        bases.remove(0);
+impl<V: Clone> PerBase<V> {
+    pub const fn new(capacity: usize) -> Self {
+        PerBase { entries: Mutex::new(Vec::new()), capacity }
+    }
+
+    pub fn get(&self, key: BaseKey) -> Option<V> {
+        let entries = self.entries.lock().expect("cache lock");
+        entries.iter().find(|(k, _)| *k == key).map(|(_, v)| v.clone())
+    }
+
+    pub fn put(&self, key: BaseKey, value: V) {
+        let mut entries = self.entries.lock().expect("cache lock");
+        entries.retain(|(k, _)| *k != key);
+        entries.push((key, value));
+        if entries.len() > self.capacity {
+            entries.remove(0);
+        }
     }
 }
+
+/// Bases held; `None` for a base found too large (not read again).
+static HELD_BASES: PerBase<Option<Arc<BaseRows>>> = PerBase::new(HELD);
 
 /// The base `ds` of table `table_id` in memory, read now if it is not held yet; `None`
 /// when it is too large.
 pub async fn base_rows(table_id: u64, ds: &Dataset, schema: &SchemaRef) -> DfResult<Option<Arc<BaseRows>>> {
     let key = (table_id, ds.version().version);
-    if let Some(held) = HELD_BASES.lock().expect("bases lock").iter().find(|(k, _)| *k == key) {
-        return Ok(held.1.clone());
+    if let Some(held) = HELD_BASES.get(key) {
+        return Ok(held);
     }
     let rows = ds.count_rows(None).await.map_err(external)? as u64;
     let width: u64 =
@@ -81,7 +100,7 @@ pub async fn base_rows(table_id: u64, ds: &Dataset, schema: &SchemaRef) -> DfRes
         .sum::<u64>()
         + width;
     if rows * estimate > MAX_BYTES {
-        remember(key, None);
+        HELD_BASES.put(key, None);
         return Ok(None);
     }
     let mut scanner = ds.scan();
@@ -119,7 +138,7 @@ pub async fn base_rows(table_id: u64, ds: &Dataset, schema: &SchemaRef) -> DfRes
             bytes = rows.get_array_memory_size(),
             "base too large to hold for kNN"
         );
-        remember(key, None);
+        HELD_BASES.put(key, None);
         return Ok(None);
     }
     let position = addresses.iter().enumerate().map(|(i, a)| (*a, i as u32)).collect();
@@ -131,7 +150,7 @@ pub async fn base_rows(table_id: u64, ds: &Dataset, schema: &SchemaRef) -> DfRes
         bytes = held.rows.get_array_memory_size(),
         "base held in memory for kNN"
     );
-    remember(key, Some(held.clone()));
+    HELD_BASES.put(key, Some(held.clone()));
     Ok(Some(held))
 }
 

@@ -10,8 +10,7 @@
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use arrow::array::{FixedSizeListArray, Float32Array};
-use arrow::datatypes::{DataType, Field, IntervalMonthDayNano, IntervalUnit, TimeUnit};
+use arrow::datatypes::{DataType, IntervalMonthDayNano, IntervalUnit, TimeUnit};
 use datafusion::common::ScalarValue;
 
 use crate::error::{EngineError, Result};
@@ -129,14 +128,7 @@ fn vector_from_binary(bytes: &[u8], dims: usize) -> Result<Vec<f32>> {
 
 /// A `vector(n)` value: a one-row `FixedSizeList<Float32, n>`.
 pub fn vector_scalar(values: Vec<f32>) -> ScalarValue {
-    let dims = values.len() as i32;
-    let array = FixedSizeListArray::new(
-        Arc::new(Field::new_list_field(DataType::Float32, true)),
-        dims,
-        Arc::new(Float32Array::from(values)),
-        None,
-    );
-    ScalarValue::FixedSizeList(Arc::new(array))
+    ScalarValue::FixedSizeList(Arc::new(crate::vector::vector_array(values.len(), values, None)))
 }
 
 /// `numeric_recv`, as the number's text (`-12.50`, `NaN`): int16 digit count, int16

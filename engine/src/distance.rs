@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, FixedSizeListArray, Float32Array, Float64Array, Int32Array};
+use arrow::array::{Array, ArrayRef, AsArray, FixedSizeListArray, Float64Array, Int32Array};
 use arrow::datatypes::{DataType, Field, Float32Type};
 use datafusion::common::{exec_err, plan_err, DFSchema, ScalarValue};
 use datafusion::logical_expr::expr::{Placeholder, ScalarFunction};
@@ -22,7 +22,7 @@ use lance_linalg::distance::{dot_f32, l2_f32};
 
 use crate::error::EngineError;
 use crate::types::vector_arrow_type;
-use crate::vector::vector_dims;
+use crate::vector::{vector_array, vector_dims};
 
 /// The distances pgvector defines, each a function and an operator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -298,19 +298,6 @@ impl ScalarUDFImpl for UnaryFunction {
 
 fn norm(v: &[f32]) -> f64 {
     v.iter().map(|x| (*x as f64) * (*x as f64)).sum::<f64>().sqrt()
-}
-
-pub fn vector_array(
-    dims: usize,
-    values: Vec<f32>,
-    nulls: Option<arrow::buffer::NullBuffer>,
-) -> FixedSizeListArray {
-    FixedSizeListArray::new(
-        Arc::new(Field::new_list_field(DataType::Float32, true)),
-        dims as i32,
-        Arc::new(Float32Array::from(values)),
-        nulls,
-    )
 }
 
 /// `subvector(v, start, count)`: `count` elements from the 1-based `start`.

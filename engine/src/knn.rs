@@ -28,7 +28,7 @@
 
 use std::fmt;
 use std::hash::{Hash, Hasher};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, Float32Array, RecordBatch, UInt32Array};
 use arrow::compute::{concat_batches, take_record_batch};
@@ -59,7 +59,7 @@ use roaring::RoaringTreemap;
 use tarn_storage::table::BaseSnapshot;
 use tarn_storage::vector_index::{IndexDef, IndexMethod, Metric};
 
-use crate::base_cache::{self, BaseRows};
+use crate::base_cache::{self, BaseRows, PerBase};
 use crate::distance::{row, values, Distance};
 use crate::provider::TarnTable;
 
@@ -454,11 +454,8 @@ fn usable_index(indexes: &[IndexDef], column: &str, distance: Distance) -> Optio
 /// Rows sampled per base version to estimate how many rows a filter keeps.
 const SAMPLE_ROWS: usize = 2_048;
 
-/// The table's id and the base's Lance version.
-type SampleKey = (u64, u64);
-
-/// Samples of base versions (every column but vectors), newest few kept.
-static SAMPLES: Mutex<Vec<(SampleKey, RecordBatch)>> = Mutex::new(Vec::new());
+/// Samples of base versions (every column but vectors).
+static SAMPLES: PerBase<RecordBatch> = PerBase::new(16);
 
 /// The fraction of the base's rows that pass `predicate`, from an evenly spread
 /// sample of the base (cached per version). Never zero: a filter that no sampled row
@@ -470,18 +467,11 @@ async fn estimate_selectivity(
     predicate: &Arc<dyn PhysicalExpr>,
 ) -> DfResult<f64> {
     let key = (table_id, ds.version().version);
-    let cached =
-        SAMPLES.lock().expect("samples lock").iter().find(|(k, _)| *k == key).map(|(_, b)| b.clone());
-    let sample = match cached {
+    let sample = match SAMPLES.get(key) {
         Some(sample) => sample,
         None => {
             let sample = take_sample(ds, schema).await?;
-            let mut samples = SAMPLES.lock().expect("samples lock");
-            samples.retain(|(k, _)| *k != key);
-            samples.push((key, sample.clone()));
-            if samples.len() > 16 {
-                samples.remove(0);
-            }
+            SAMPLES.put(key, sample.clone());
             sample
         }
     };
@@ -802,15 +792,7 @@ impl KnnSearch {
         };
         let batches: Vec<RecordBatch> =
             scanner.try_into_stream().await.map_err(lance_error)?.try_collect().await.map_err(lance_error)?;
-        let mut schema: Vec<arrow::datatypes::FieldRef> = read_schema.fields().iter().cloned().collect();
-        if with_address {
-            schema.push(Arc::new(arrow::datatypes::Field::new(
-                ROW_ADDR,
-                arrow::datatypes::DataType::UInt64,
-                true,
-            )));
-        }
-        let schema = Arc::new(arrow::datatypes::Schema::new(schema));
+        let schema = if with_address { with_row_address(read_schema) } else { read_schema.clone() };
         let batches = batches.iter().map(|b| in_schema(b, &schema)).collect::<DfResult<Vec<_>>>()?;
         Ok(concat_batches(&schema, &batches)?)
     }
@@ -838,19 +820,7 @@ impl KnnSearch {
         }
         let mut stream = scanner.try_into_stream().await.map_err(lance_error)?;
         let mut best: Vec<RecordBatch> = Vec::new();
-        let with_address = arrow::datatypes::Schema::new(
-            read_schema
-                .fields()
-                .iter()
-                .cloned()
-                .chain([Arc::new(arrow::datatypes::Field::new(
-                    ROW_ADDR,
-                    arrow::datatypes::DataType::UInt64,
-                    true,
-                ))])
-                .collect::<Vec<_>>(),
-        );
-        let with_address = Arc::new(with_address);
+        let with_address = with_row_address(read_schema);
         while let Some(batch) = stream.try_next().await.map_err(lance_error)? {
             let rows = drop_deleted(in_schema(&batch, &with_address)?, deleted, read_schema)?;
             best.push(self.nearest(&rows)?);
@@ -869,28 +839,8 @@ impl KnnSearch {
             None => None,
         };
         let vectors = rows.column(self.column).as_fixed_size_list();
-        let dims = vectors.value_length() as usize;
-        let all = values(vectors);
-        // A max-heap of the best k so far, by distance.
-        let mut best: std::collections::BinaryHeap<Scored> =
-            std::collections::BinaryHeap::with_capacity(self.k + 1);
-        let mut consider = |i: usize| {
-            if vectors.is_null(i) {
-                return;
-            }
-            let distance = self.distance.eval(row(all, dims, i), &self.query);
-            if distance.is_nan() || (best.len() == self.k && distance >= best.peek().expect("k > 0").0) {
-                return;
-            }
-            if deleted.contains(held.addresses[i]) {
-                return;
-            }
-            best.push(Scored(distance, i as u32));
-            if best.len() > self.k {
-                best.pop();
-            }
-        };
-        match &passing {
+        let is_live = |i: usize| !deleted.contains(held.addresses[i]);
+        let nearest = match &passing {
             // Only the rows that pass (NULL is not a pass).
             Some(passing) => {
                 let passing = passing.as_boolean();
@@ -898,38 +848,49 @@ impl KnnSearch {
                     Some(nulls) => passing.values() & nulls.inner(),
                     None => passing.values().clone(),
                 };
-                set.set_indices().for_each(&mut consider);
+                self.top_k(vectors, set.set_indices(), is_live)
             }
-            None => (0..rows.num_rows()).for_each(&mut consider),
-        }
-        let nearest: UInt32Array = best.into_sorted_vec().into_iter().map(|s| s.1).collect();
+            None => self.top_k(vectors, 0..rows.num_rows(), is_live),
+        };
         Ok(take_record_batch(rows, &nearest)?.project(&self.read)?)
     }
 
     /// The `k` rows of `batch` (in the read schema) nearest to the query, nearest first.
     fn nearest(&self, batch: &RecordBatch) -> DfResult<RecordBatch> {
         let vectors = batch.column(self.vector_position()).as_fixed_size_list();
+        let nearest = self.top_k(vectors, 0..batch.num_rows(), |_| true);
+        Ok(take_record_batch(batch, &nearest)?)
+    }
+
+    /// The positions of the `k` vectors among `candidates` nearest to the query, nearest
+    /// first; `keep` (asked only of those that would enter the top k) can drop one.
+    /// NULL vectors and NaN distances (a zero vector under cosine) are left out.
+    fn top_k(
+        &self,
+        vectors: &arrow::array::FixedSizeListArray,
+        candidates: impl Iterator<Item = usize>,
+        keep: impl Fn(usize) -> bool,
+    ) -> UInt32Array {
         let dims = vectors.value_length() as usize;
-        if dims != self.query.len() {
-            return Err(crate::error::EngineError::DataException {
-                message: format!("different vector dimensions {dims} and {}", self.query.len()),
-            }
-            .into_datafusion());
-        }
         let all = values(vectors);
-        let mut scored: Vec<(f64, u32)> = (0..batch.num_rows())
-            .filter(|&i| vectors.is_valid(i))
-            .map(|i| (self.distance.eval(row(all, dims, i), &self.query), i as u32))
-            .filter(|(d, _)| !d.is_nan())
-            .collect();
-        let k = self.k.min(scored.len());
-        if k < scored.len() {
-            scored.select_nth_unstable_by(k, |a, b| a.0.total_cmp(&b.0));
-            scored.truncate(k);
+        // A max-heap of the best k so far, by distance.
+        let mut best: std::collections::BinaryHeap<Scored> =
+            std::collections::BinaryHeap::with_capacity(self.k + 1);
+        for i in candidates {
+            if vectors.is_null(i) {
+                continue;
+            }
+            let distance = self.distance.eval(row(all, dims, i), &self.query);
+            let beaten = best.len() == self.k && distance >= best.peek().expect("k > 0").0;
+            if distance.is_nan() || beaten || !keep(i) {
+                continue;
+            }
+            best.push(Scored(distance, i as u32));
+            if best.len() > self.k {
+                best.pop();
+            }
         }
-        scored.sort_by(|a, b| a.0.total_cmp(&b.0));
-        let indices = UInt32Array::from(scored.into_iter().map(|(_, i)| i).collect::<Vec<_>>());
-        Ok(take_record_batch(batch, &indices)?)
+        best.into_sorted_vec().into_iter().map(|s| s.1).collect()
     }
 }
 
@@ -954,6 +915,14 @@ impl Ord for Scored {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
         self.0.total_cmp(&other.0).then(self.1.cmp(&other.1))
     }
+}
+
+/// `read_schema` with Lance's row address column last.
+fn with_row_address(read_schema: &SchemaRef) -> SchemaRef {
+    let address = Arc::new(arrow::datatypes::Field::new(ROW_ADDR, arrow::datatypes::DataType::UInt64, true));
+    Arc::new(arrow::datatypes::Schema::new(
+        read_schema.fields().iter().cloned().chain([address]).collect::<Vec<_>>(),
+    ))
 }
 
 /// `rows` (in the read schema, maybe with the row address last) without the rows in

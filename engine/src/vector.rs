@@ -50,6 +50,31 @@ pub fn parse_vector(text: &str) -> Result<Vec<f32>> {
     Ok(values)
 }
 
+/// `text` as a vector of exactly `dims` dimensions: pgvector's 22000 for another.
+pub fn parse_vector_of(text: &str, dims: usize) -> Result<Vec<f32>> {
+    let values = parse_vector(text)?;
+    if values.len() != dims {
+        return Err(EngineError::DataException {
+            message: format!("expected {dims} dimensions, not {}", values.len()),
+        });
+    }
+    Ok(values)
+}
+
+/// Vectors of `dims` dimensions as Arrow: `values` row after row, `nulls` the NULL rows.
+pub fn vector_array(
+    dims: usize,
+    values: Vec<f32>,
+    nulls: Option<arrow::buffer::NullBuffer>,
+) -> FixedSizeListArray {
+    FixedSizeListArray::new(
+        Arc::new(Field::new_list_field(DataType::Float32, true)),
+        dims as i32,
+        Arc::new(Float32Array::from(values)),
+        nulls,
+    )
+}
+
 /// pgvector's text form of a vector; each element in its shortest exact form.
 pub fn format_vector(values: impl IntoIterator<Item = f32>, out: &mut String) {
     use std::fmt::Write;
@@ -122,14 +147,7 @@ impl ScalarUDFImpl for ToVector {
         for item in text.iter() {
             match item {
                 Some(t) => {
-                    let v = parse_vector(t).map_err(EngineError::into_datafusion)?;
-                    if v.len() != dims as usize {
-                        return Err(EngineError::DataException {
-                            message: format!("expected {dims} dimensions, not {}", v.len()),
-                        }
-                        .into_datafusion());
-                    }
-                    values.extend(v);
+                    values.extend(parse_vector_of(t, dims as usize).map_err(EngineError::into_datafusion)?);
                     nulls.push(true);
                 }
                 None => {
@@ -138,12 +156,7 @@ impl ScalarUDFImpl for ToVector {
                 }
             }
         }
-        let array = FixedSizeListArray::try_new(
-            Arc::new(Field::new_list_field(DataType::Float32, true)),
-            dims,
-            Arc::new(Float32Array::from(values)),
-            Some(nulls.into()),
-        )?;
+        let array = vector_array(dims as usize, values, Some(nulls.into()));
         crate::functions::like_input(&args.args[0], Arc::new(array))
     }
 }

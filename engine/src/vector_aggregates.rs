@@ -14,8 +14,7 @@ use datafusion::logical_expr::{
     Accumulator, AggregateUDF, AggregateUDFImpl, GroupsAccumulator, ReversedUDAF, SetMonotonicity, Signature,
 };
 
-use crate::distance::vector_array;
-use crate::vector::vector_dims;
+use crate::vector::{vector_array, vector_dims};
 
 /// `avg` or `sum`, taking vectors too.
 #[derive(Debug, PartialEq, Eq, Hash)]

@@ -23,7 +23,7 @@ use pgwire::api::Type;
 use pgwire::messages::data::DataRow;
 use tarn_engine::binary::{decode_binary, vector_scalar, PG_EPOCH_DAYS, PG_EPOCH_MICROS};
 use tarn_engine::types::{pg_type_of, PgType, DEFAULT_NUMERIC, VECTOR_OID};
-use tarn_engine::vector::{format_vector, parse_vector};
+use tarn_engine::vector::{format_vector, parse_vector_of};
 use tarn_engine::EngineError;
 
 /// The pgwire type of a Postgres type.
@@ -408,10 +408,9 @@ fn numeric_binary(value: i128, scale: i8, out: &mut BytesMut) {
     }
 }
 
-/// Decodes one parameter into a value of `data_type`. `None` bytes are NULL.
-/// A parameter's value; on failure the SQLSTATE and message: 22P03 for binary data not
-/// in its type's form, 22000 for a vector of the wrong dimension (pgvector's), 22P02 for
-/// text that does not parse.
+/// Decodes one parameter into a value of `data_type` (`None` bytes are NULL); on failure
+/// the SQLSTATE and message: 22P03 for binary data not in its type's form, 22000 for a
+/// vector of the wrong dimension (pgvector's), 22P02 for text that does not parse.
 pub fn decode_param(
     bytes: Option<&[u8]>,
     binary: bool,
@@ -431,10 +430,13 @@ pub fn decode_param(
     } else {
         let text =
             std::str::from_utf8(bytes).map_err(|_| ("22P02", "parameter is not valid UTF-8".to_string()))?;
-        decode_text(text, data_type).map_err(|message| {
-            let code = if message.contains(" dimensions, not ") { "22000" } else { "22P02" };
-            (code, message)
-        })
+        if let Some(dims) = tarn_engine::vector::vector_dims(data_type) {
+            return parse_vector_of(text, dims as usize).map(vector_scalar).map_err(|e| match e {
+                EngineError::DataException { message } => ("22000", message),
+                other => ("22P02", other.to_string()),
+            });
+        }
+        decode_text(text, data_type).map_err(|message| ("22P02", message))
     }
 }
 
@@ -480,13 +482,6 @@ fn decode_text(text: &str, data_type: &DataType) -> Result<ScalarValue, String> 
         DataType::Timestamp(TimeUnit::Microsecond, tz) => {
             let micros = parse_timestamp(t).ok_or_else(|| invalid(text, "timestamp"))?;
             ScalarValue::TimestampMicrosecond(Some(micros), tz.clone())
-        }
-        DataType::FixedSizeList(item, dims) if item.data_type() == &DataType::Float32 => {
-            let values = parse_vector(t).map_err(|e| e.to_string())?;
-            if values.len() != *dims as usize {
-                return Err(format!("expected {dims} dimensions, not {}", values.len()));
-            }
-            vector_scalar(values)
         }
         DataType::Utf8 => ScalarValue::Utf8(Some(text.to_string())),
         other => ScalarValue::Utf8(Some(text.to_string()))

@@ -23,7 +23,7 @@ use crate::binary::{decode_binary, numeric_from_binary};
 use crate::error::{EngineError, Result};
 use crate::literals::parse_bytea;
 use crate::types::PG_TYPE_KEY;
-use crate::vector::parse_vector;
+use crate::vector::parse_vector_of;
 
 /// One column of a COPY FROM: its builder and the Postgres name of its type (for errors).
 pub(crate) struct ColumnBuilder {
@@ -250,13 +250,7 @@ impl ColumnBuilder {
                 parse_interval_month_day_nano(trim(text)).map_err(|_| invalid(type_name, text))?,
             ),
             Kind::Vector { values, nulls, dims, .. } => {
-                let vector = parse_vector(text)?;
-                if vector.len() != *dims {
-                    return Err(EngineError::DataException {
-                        message: format!("expected {dims} dimensions, not {}", vector.len()),
-                    });
-                }
-                values.extend(vector);
+                values.extend(parse_vector_of(text, *dims)?);
                 nulls.append_non_null();
             }
             Kind::List { offsets, nulls, items, .. } => {
