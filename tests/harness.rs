@@ -8,19 +8,21 @@ use std::sync::Arc;
 use tarn_engine::{Engine, EngineConfig};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 pub mod rng;
 pub mod slt;
 
-/// A running server. Dropping it stops the server; [`TestServer::stop`] waits for it.
+/// A running server, on a runtime of its own built as the `tarn` binary builds it
+/// ([`tarn_server::runtime`]: statement threads with deep stacks), whatever runtime the
+/// test itself runs on. Dropping it stops the server; [`TestServer::stop`] waits for it.
 pub struct TestServer {
     pub addr: SocketAddr,
     pub data: PathBuf,
     /// Keeps the folder of a server started by [`TestServer::start`] alive.
     _temp: Option<Arc<tempfile::TempDir>>,
     shutdown: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<std::io::Result<()>>>,
+    /// The server's outcome, sent once its runtime has shut down.
+    done: Option<oneshot::Receiver<std::io::Result<()>>>,
 }
 
 pub fn init_logging() {
@@ -50,14 +52,34 @@ impl TestServer {
             memory_limit_bytes: 1 << 30,
             query_parallelism: 2,
         };
-        let engine = Engine::open(config).await.expect("engine opens");
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("address");
-        let (tx, rx) = oneshot::channel();
-        let task = tokio::spawn(tarn_server::run(listener, engine, async move {
-            let _ = rx.await;
-        }));
-        TestServer { addr, data: data.to_path_buf(), _temp: None, shutdown: Some(tx), task: Some(task) }
+        let (ready_tx, ready_rx) = oneshot::channel();
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let (done_tx, done_rx) = oneshot::channel();
+        std::thread::Builder::new()
+            .name("tarn-test-server".into())
+            .spawn(move || {
+                let runtime = tarn_server::runtime().expect("server runtime");
+                let outcome = runtime.block_on(async move {
+                    let engine = Engine::open(config).await.expect("engine opens");
+                    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+                    let _ = ready_tx.send(listener.local_addr().expect("address"));
+                    tarn_server::run(listener, engine, async move {
+                        let _ = stop_rx.await;
+                    })
+                    .await
+                });
+                runtime.shutdown_timeout(std::time::Duration::from_secs(10));
+                let _ = done_tx.send(outcome);
+            })
+            .expect("server thread");
+        let addr = ready_rx.await.expect("the server started (its thread's panic is above)");
+        TestServer {
+            addr,
+            data: data.to_path_buf(),
+            _temp: None,
+            shutdown: Some(stop_tx),
+            done: Some(done_rx),
+        }
     }
 
     /// Stops the server and waits until it has closed every connection.
@@ -69,8 +91,8 @@ impl TestServer {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
-        if let Some(task) = self.task.take() {
-            task.await.expect("server task").expect("server ran");
+        if let Some(done) = self.done.take() {
+            done.await.expect("server thread").expect("server ran");
         }
     }
 

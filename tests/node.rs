@@ -1,4 +1,6 @@
-//! pgvector-node with node-postgres against the server: `tests/node/test_pgvector_node.mjs`.
+//! Node.js clients against the server: pgvector-node with node-postgres
+//! (`tests/node/test_pgvector_node.mjs`), and the query builders knex and postgres.js with
+//! their parameters (`tests/node/test_query_builders.mjs`).
 //!
 //! The packages pinned in `tests/node/package.json` are installed with the machine's npm
 //! into `target/tmp/tarn-node` (again only when the package file or the Node version
@@ -38,8 +40,9 @@ fn install() -> Result<PathBuf, String> {
     Ok(dir)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pgvector_node_with_node_postgres() {
+/// Runs `script` from the installed folder against a fresh server; its output must end
+/// with "all checks passed".
+async fn run_script(script: &'static str) {
     let dir = install().unwrap_or_else(|e| panic!("{e}"));
     let server = TestServer::start().await;
     let addr = server.connection_string();
@@ -47,7 +50,7 @@ async fn pgvector_node_with_node_postgres() {
         addr.split_whitespace().take(2).map(|kv| kv.split_once('=').expect("k=v").1.to_string()).collect();
     let output = tokio::task::spawn_blocking(move || {
         Command::new("node")
-            .arg("test_pgvector_node.mjs")
+            .arg(script)
             .current_dir(&dir)
             .env("TARN_HOST", &host_port[0])
             .env("TARN_PORT", &host_port[1])
@@ -59,7 +62,17 @@ async fn pgvector_node_with_node_postgres() {
     let text =
         format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     println!("{text}");
-    assert!(output.status.success(), "pgvector-node test failed:\n{text}");
+    assert!(output.status.success(), "{script} failed:\n{text}");
     assert!(text.contains("all checks passed"), "{text}");
     server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pgvector_node_with_node_postgres() {
+    run_script("test_pgvector_node.mjs").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn knex_and_postgres_js_parameters() {
+    run_script("test_query_builders.mjs").await;
 }

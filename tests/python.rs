@@ -152,3 +152,11 @@ async fn glove_recall() {
     run_script(&server, "test_recall.py", Duration::from_secs(900));
     server.stop().await;
 }
+
+/// Parameters wherever PostgreSQL takes them, as psycopg 3 binds them on the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_side_parameters() {
+    let server = TestServer::start().await;
+    run_script(&server, "test_parameters.py", Duration::from_secs(120));
+    server.stop().await;
+}

@@ -45,14 +45,18 @@ pub fn decode_binary(bytes: &[u8], data_type: &DataType) -> Result<ScalarValue> 
         DataType::Int64 => ScalarValue::Int64(Some(i64::from_be_bytes(be8()?))),
         DataType::Float32 => ScalarValue::Float32(Some(f32::from_be_bytes(be4()?))),
         DataType::Float64 => ScalarValue::Float64(Some(f64::from_be_bytes(be8()?))),
-        DataType::Utf8 => {
+        DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8 => {
             let text = std::str::from_utf8(bytes).map_err(|e| EngineError::InvalidText {
                 message: format!(
                     "invalid byte sequence for encoding \"UTF8\": 0x{:02x}",
                     bytes[e.valid_up_to()]
                 ),
             })?;
-            ScalarValue::Utf8(Some(text.to_string()))
+            match data_type {
+                DataType::Utf8View => ScalarValue::Utf8View(Some(text.to_string())),
+                DataType::LargeUtf8 => ScalarValue::LargeUtf8(Some(text.to_string())),
+                _ => ScalarValue::Utf8(Some(text.to_string())),
+            }
         }
         DataType::Binary => ScalarValue::Binary(Some(bytes.to_vec())),
         DataType::Date32 => {
@@ -62,6 +66,13 @@ pub fn decode_binary(bytes: &[u8], data_type: &DataType) -> Result<ScalarValue> 
         DataType::Timestamp(TimeUnit::Microsecond, tz) => {
             let micros = i64::from_be_bytes(be8()?);
             ScalarValue::TimestampMicrosecond(Some(micros.saturating_add(PG_EPOCH_MICROS)), tz.clone())
+        }
+        DataType::Timestamp(TimeUnit::Nanosecond, tz) => {
+            let micros = i64::from_be_bytes(be8()?).saturating_add(PG_EPOCH_MICROS);
+            let nanos = micros
+                .checked_mul(1000)
+                .ok_or_else(|| EngineError::OutOfRange { message: "timestamp out of range".into() })?;
+            ScalarValue::TimestampNanosecond(Some(nanos), tz.clone())
         }
         DataType::Time64(TimeUnit::Microsecond) => {
             ScalarValue::Time64Microsecond(Some(i64::from_be_bytes(be8()?)))
@@ -138,14 +149,19 @@ pub fn numeric_from_binary(bytes: &[u8]) -> Result<String> {
         return Err(bad_format());
     }
     let word = |i: usize| i16::from_be_bytes([bytes[i], bytes[i + 1]]);
-    let (ndigits, weight, sign, dscale) = (word(0) as usize, word(2), word(4) as u16, word(6) as usize);
-    if bytes.len() != 8 + 2 * ndigits {
+    let (ndigits, weight, sign, dscale) = (word(0) as u16 as usize, word(2), word(4) as u16, word(6) as u16);
+    // PostgreSQL's own limits: a display scale of at most 0x3FFF, base-10000 digits.
+    if bytes.len() != 8 + 2 * ndigits || dscale > 0x3FFF || !matches!(sign, 0 | 0x4000 | 0xC000) {
         return Err(bad_format());
     }
+    let dscale = dscale as usize;
     if sign == 0xC000 {
         return Ok("NaN".into());
     }
     let digits: Vec<i16> = (0..ndigits).map(|i| word(8 + 2 * i)).collect();
+    if digits.iter().any(|d| !(0..10_000).contains(d)) {
+        return Err(bad_format());
+    }
     let mut int_part = String::new();
     for w in 0..=weight.max(-1) {
         let d = digits.get(w as usize).copied().unwrap_or(0);

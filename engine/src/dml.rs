@@ -482,6 +482,7 @@ impl Session {
                                 selection.as_deref(),
                                 &existing,
                                 &excluded,
+                                params,
                             )?;
                             let updated = table.prepare_rows(vec![updated]).await?.remove(0);
                             writes.push(Write { kind: WriteKind::Update, rows: updated.clone() });
@@ -591,6 +592,7 @@ impl Session {
 
     /// The rows `ON CONFLICT DO UPDATE` writes for conflicting rows: the existing row
     /// with the `SET` columns replaced, where the `WHERE` holds.
+    #[allow(clippy::too_many_arguments)]
     fn evaluate_conflict_update(
         &self,
         schema: &SchemaRef,
@@ -599,17 +601,9 @@ impl Session {
         selection: Option<&str>,
         existing: &RecordBatch,
         excluded: &RecordBatch,
+        params: &[datafusion::common::ScalarValue],
     ) -> Result<RecordBatch> {
-        let target = TableReference::bare(alias);
-        let other = TableReference::bare("excluded");
-        let mut fields = Vec::new();
-        for field in schema.fields() {
-            fields.push((Some(target.clone()), Arc::new(field.as_ref().clone().with_nullable(true))));
-        }
-        for field in schema.fields() {
-            fields.push((Some(other.clone()), Arc::new(field.as_ref().clone().with_nullable(true))));
-        }
-        let df_schema = DFSchema::new_with_metadata(fields, Default::default())?;
+        let df_schema = conflict_schema(schema, alias)?;
         let mut columns = existing.columns().to_vec();
         columns.extend(excluded.columns().iter().cloned());
         let arrow_schema: SchemaRef = Arc::new(df_schema.as_arrow().clone());
@@ -617,7 +611,7 @@ impl Session {
         let state = self.ctx.state();
         let props = ExecutionProps::new();
         let evaluate = |sql: &str| -> Result<ArrayRef> {
-            let expr = state.create_logical_expr(sql, &df_schema)?;
+            let expr = crate::params::bind_expr(state.create_logical_expr(sql, &df_schema)?, params)?;
             let physical = datafusion::physical_expr::create_physical_expr(&expr, &df_schema, &props)?;
             Ok(physical.evaluate(&combined)?.into_array(combined.num_rows())?)
         };
@@ -640,6 +634,35 @@ impl Session {
             None => Ok(updated),
         }
     }
+}
+
+/// The row `ON CONFLICT DO UPDATE` expressions see: the existing row under the
+/// target's name (or alias), the proposed one as `excluded`.
+fn conflict_schema(schema: &SchemaRef, alias: &str) -> Result<DFSchema> {
+    let mut fields = Vec::new();
+    for name in [TableReference::bare(alias), TableReference::bare("excluded")] {
+        for field in schema.fields() {
+            fields.push((Some(name.clone()), Arc::new(field.as_ref().clone().with_nullable(true))));
+        }
+    }
+    Ok(DFSchema::new_with_metadata(fields, Default::default())?)
+}
+
+/// The types of the parameters in `ON CONFLICT DO UPDATE SET ... [WHERE ...]`, from
+/// where each stands (`SET score = score + $5`: a double).
+pub(crate) fn conflict_param_hints(
+    state: &datafusion::execution::SessionState,
+    schema: &SchemaRef,
+    on_conflict: &OnConflict,
+) -> Result<Vec<(usize, arrow::datatypes::DataType)>> {
+    let OnConflict::Update { alias, assignments, selection } = on_conflict else { return Ok(Vec::new()) };
+    let df_schema = conflict_schema(schema, alias)?;
+    let mut hints = crate::params::ParamHints::new();
+    for sql in assignments.iter().map(|(_, sql)| sql.as_str()).chain(selection.as_deref()) {
+        let expr = state.create_logical_expr(sql, &df_schema)?;
+        hints.extend(crate::params::placeholder_types(expr, &df_schema)?);
+    }
+    Ok(hints.into_iter().collect())
 }
 
 /// The SQL of a `SET column = value`: a bare `$n` is cast to the column's type, so the

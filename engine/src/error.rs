@@ -54,6 +54,12 @@ pub enum EngineError {
     UndefinedSavepoint { name: String },
     #[error("there is no unique or exclusion constraint matching the ON CONFLICT specification")]
     InvalidOnConflict,
+    /// A statement nested deeper than the engine recurses safely (54001).
+    #[error("{message}")]
+    StackDepth { message: String },
+    /// A statement past another of the engine's limits: its length, its size (54000).
+    #[error("{message}")]
+    ProgramLimit { message: String },
 
     // --- Raised below us: storage (constraints, I/O) and DataFusion (plans, execution). ---
     #[error(transparent)]
@@ -89,7 +95,9 @@ impl From<datafusion::sql::sqlparser::parser::ParserError> for EngineError {
         use datafusion::sql::sqlparser::parser::ParserError;
         let message = match e {
             ParserError::TokenizerError(m) | ParserError::ParserError(m) => m,
-            ParserError::RecursionLimitExceeded => "statement is nested too deeply".to_string(),
+            ParserError::RecursionLimitExceeded => {
+                return crate::limits::stack_depth_exceeded(crate::limits::PARSER_RECURSION_LIMIT)
+            }
         };
         EngineError::Syntax { message: format!("syntax error: {message}") }
     }

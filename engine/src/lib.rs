@@ -15,6 +15,10 @@
 //! - [`lookup`]: `SELECT ... WHERE pk = $1` without DataFusion planning.
 //! - [`copy`]: `COPY ... FROM STDIN` / `TO STDOUT`.
 //! - [`system`]: `tarn_tables`.
+//! - [`limits`]: how long and how deep a statement may be (54000, 54001), checked
+//!   before anything recurses into it; the stack statements run on.
+//! - [`params`]: `$n` parameters where DataFusion cannot take them (table function
+//!   arguments) and their types from context (LIMIT, `= ANY($1)`, CASE).
 //! - [`parser`]: SQL text to statements (sqlparser's PostgreSQL dialect plus Tarn's
 //!   words: `USING <format>`, `AS OF VERSION n`, `<+>`, `@@@`).
 //! - [`ddl`]: `CREATE TABLE` and friends, to storage's `TableDef`.
@@ -45,8 +49,10 @@ pub mod error;
 pub mod functions;
 pub mod index_ddl;
 pub mod knn;
+pub mod limits;
 pub mod literals;
 pub mod lookup;
+pub mod params;
 pub mod parser;
 pub mod pg_catalog;
 pub mod provider;

@@ -19,6 +19,7 @@ use datafusion::sql::sqlparser::parser::Parser;
 use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer, Whitespace};
 
 use crate::error::Result;
+use crate::limits;
 
 /// One parsed statement and what our token pass took out of it.
 #[derive(Debug, Clone)]
@@ -29,12 +30,19 @@ pub struct ParsedStatement {
 }
 
 /// Parses one or more `;`-separated statements.
+/// Statements past the engine's limits (length, nesting) are refused here, before
+/// anything recurses into them (see `limits`).
 pub fn parse_sql(sql: &str) -> Result<Vec<ParsedStatement>> {
+    limits::check_statement_size(sql)?;
     let dialect = PostgreSqlDialect {};
     let tokens = Tokenizer::new(&dialect, sql).with_unescape(true).tokenize_with_location()?;
+    limits::check_depth(&tokens)?;
     let tokens = rewrite_add_vector_index(tokens)?;
     let (tokens, formats) = rewrite_tokens(rewrite_as_of(tokens));
-    let statements = Parser::new(&dialect).with_tokens_with_locations(tokens).parse_statements()?;
+    let statements = Parser::new(&dialect)
+        .with_recursion_limit(limits::PARSER_RECURSION_LIMIT)
+        .with_tokens_with_locations(tokens)
+        .parse_statements()?;
     Ok(statements
         .into_iter()
         .enumerate()

@@ -37,6 +37,7 @@ use crate::engine::Engine;
 use crate::error::{EngineError, Result};
 use crate::literals::{rewrite_insert_values, rewrite_typed_casts, InsertTarget};
 use crate::lookup::{KeyLookup, KeyValue};
+use crate::params::{bind_table_function_args, ParamHints};
 use crate::parser::{parse_sql, ParsedStatement};
 use crate::settings::Settings;
 use crate::transaction::TxState;
@@ -176,11 +177,17 @@ impl Session {
         outcome
     }
 
-    /// An error outside `prepare`/`execute` (e.g. decoding a parameter) still fails the
-    /// transaction block.
+    /// A statement failed: an explicit block fails (25P02 until `ROLLBACK`); outside
+    /// one, the transaction the statement opened for itself is dropped (it normally is
+    /// already; not when the statement panicked halfway, which the server turns into an
+    /// error too). Also for errors outside `prepare`/`execute` (decoding a parameter).
     pub fn note_error(&mut self) {
-        if self.tx == TxStatus::InBlock {
-            self.tx = TxStatus::Failed;
+        match self.tx {
+            TxStatus::InBlock => self.tx = TxStatus::Failed,
+            TxStatus::Idle if self.txn.is_active() => {
+                self.txn.take();
+            }
+            _ => {}
         }
     }
 
@@ -207,9 +214,9 @@ impl Session {
         declared: Vec<Option<DataType>>,
     ) -> Result<Prepared> {
         self.check_not_failed(&statement.statement)?;
-        let planned = self.plan(&statement).await?;
-        let (param_types, result) = match &planned {
-            Planned::Query(plan) => (param_types(plan, &declared)?, Some(result_schema(plan))),
+        let (planned, hints) = self.plan_with(&statement, &[]).await?;
+        let (mut param_types, result) = match &planned {
+            Planned::Query(plan) => (param_types(plan, &declared)?, Some(self.described_schema(plan))),
             Planned::Lookup(lookup) => {
                 let count = match lookup.key {
                     KeyValue::Param(n) => n.max(declared.len()),
@@ -242,12 +249,21 @@ impl Session {
                 show_schema(&statement.statement),
             ),
         };
+        for (n, hint) in hints {
+            if param_types.len() < n {
+                param_types.resize(n, DataType::Utf8);
+            }
+            if declared.get(n - 1).cloned().flatten().is_none() {
+                param_types[n - 1] = hint;
+            }
+        }
         Ok(Prepared { statement, declared, param_types, result })
     }
 
     /// Plans and runs a statement without parameters in one go (the simple protocol).
     pub async fn execute_now(&mut self, statement: ParsedStatement) -> Result<Output> {
         let outcome = async {
+            tarn_storage::failpoint::failpoint("statement");
             self.check_not_failed(&statement.statement)?;
             Box::pin(self.plan_and_run(&statement, vec![])).await
         }
@@ -257,6 +273,7 @@ impl Session {
     }
 
     async fn run(&mut self, prepared: &Prepared, params: Vec<ScalarValue>) -> Result<Output> {
+        tarn_storage::failpoint::failpoint("statement");
         self.check_not_failed(&prepared.statement.statement)?;
         let params = bind_params(params, &prepared.param_types);
         Box::pin(self.plan_and_run(&prepared.statement, params)).await
@@ -277,8 +294,8 @@ impl Session {
         if implicit {
             self.txn.begin();
         }
-        let outcome = match self.plan(statement).await {
-            Ok(planned) => self.run_planned(statement, planned, params).await,
+        let outcome = match self.plan_with(statement, &params).await {
+            Ok((planned, _)) => self.run_planned(statement, planned, params).await,
             Err(e) => Err(e),
         };
         if implicit && self.txn.is_active() {
@@ -297,8 +314,9 @@ impl Session {
             Planned::Lookup(lookup) => self.run_key_lookup(&lookup, &params).await,
             Planned::Query(plan) => {
                 let plan = with_params(plan, &params)?;
-                let schema = result_schema(&plan);
+                let named = result_schema(&plan);
                 let df = self.ctx.execute_logical_plan(plan).await?;
+                let schema = typed_as(&named, df.schema().as_arrow());
                 let stream = self.watch(df.execute_stream().await?);
                 Ok(Output::Rows { schema, stream, command: RowsCommand::Select })
             }
@@ -308,6 +326,18 @@ impl Session {
                 self.create_table_as(statement, name, if_not_exists, query).await
             }
             Planned::Other => self.run_other(statement).await,
+        }
+    }
+
+    /// A query's result columns as a client is told of them before it runs: named as
+    /// Postgres names them, typed as DataFusion's analyzer (type coercion) leaves them,
+    /// which is what execution produces (`CASE` of int2 and int8 branches is int8).
+    fn described_schema(&self, plan: &LogicalPlan) -> SchemaRef {
+        let named = result_schema(plan);
+        let state = self.ctx.state();
+        match state.analyzer().execute_and_check(plan.clone(), state.config_options(), |_, _| {}) {
+            Ok(analyzed) => typed_as(&named, analyzed.schema().as_arrow()),
+            Err(_) => named,
         }
     }
 
@@ -332,12 +362,28 @@ impl Session {
     }
 
     async fn plan(&self, parsed: &ParsedStatement) -> Result<Planned> {
+        Ok(self.plan_with(parsed, &[]).await?.0)
+    }
+
+    /// Plans a statement; `params` are the values when executing (empty when
+    /// describing). Also returns the types of parameters bound in the syntax tree
+    /// (`params::bind_table_function_args`), which the plan no longer shows.
+    async fn plan_with(
+        &self,
+        parsed: &ParsedStatement,
+        params: &[ScalarValue],
+    ) -> Result<(Planned, ParamHints)> {
         if let Statement::Insert(insert) = &parsed.statement {
             if let Some(write) = self.plan_literal_insert(insert).await? {
-                return Ok(Planned::Write(write));
+                return Ok((Planned::Write(write), ParamHints::new()));
             }
         }
         let mut statement = parsed.statement.clone();
+        let hints = bind_table_function_args(&mut statement, params);
+        Ok((self.plan_statement(statement).await?, hints))
+    }
+
+    async fn plan_statement(&self, mut statement: Statement) -> Result<Planned> {
         if let Statement::Query(query) = &mut statement {
             if let Some(lookup) = self.plan_key_lookup(query) {
                 return Ok(Planned::Lookup(lookup));
@@ -388,6 +434,10 @@ impl Session {
                         ))
                     }
                 };
+                let param_hints = match &on_conflict {
+                    Some(on) => crate::dml::conflict_param_hints(&self.ctx.state(), &snapshot.schema(), on)?,
+                    None => Vec::new(),
+                };
                 let plan = self.datafusion_plan(Statement::Insert(insert)).await?;
                 let LogicalPlan::Dml(DmlStatement { op: WriteOp::Insert(_), input, .. }) = plan else {
                     return Err(EngineError::Internal { message: "INSERT did not plan as an insert".into() });
@@ -403,7 +453,7 @@ impl Session {
                     input,
                     kept: None,
                     returning,
-                    param_hints: Vec::new(),
+                    param_hints,
                 }))
             }
             Statement::CreateTable(create) if create.query.is_some() => {
@@ -428,7 +478,7 @@ impl Session {
         // DataFusion's own DDL (CREATE EXTERNAL TABLE, COPY TO a file, SET datafusion.*)
         // must never run on behalf of a client.
         SQLOptions::new().with_allow_ddl(false).with_allow_statements(false).verify_plan(&plan)?;
-        type_cast_parameters(plan)
+        crate::params::infer_types(type_cast_parameters(plan)?)
     }
 
     /// `RETURNING items` as a query over the table (named `alias` if given); at run
@@ -764,6 +814,23 @@ fn pg_column_name(expr: &datafusion::logical_expr::Expr) -> String {
         },
         _ => "?column?".to_string(),
     }
+}
+
+/// `named`'s columns with the types (and nullability) of `typed`'s, when both have the
+/// same columns.
+fn typed_as(named: &SchemaRef, typed: &Schema) -> SchemaRef {
+    if named.fields().len() != typed.fields().len()
+        || named.fields().iter().zip(typed.fields()).all(|(n, t)| n.data_type() == t.data_type())
+    {
+        return named.clone();
+    }
+    let fields: Vec<Field> = named
+        .fields()
+        .iter()
+        .zip(typed.fields())
+        .map(|(n, t)| n.as_ref().clone().with_data_type(t.data_type().clone()).with_nullable(t.is_nullable()))
+        .collect();
+    Arc::new(Schema::new_with_metadata(fields, named.metadata().clone()))
 }
 
 /// The name an alias of [`name_output_columns`] carries; any other alias as it is.

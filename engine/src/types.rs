@@ -115,6 +115,24 @@ pub fn arrow_type_of_oid(oid: u32) -> Option<DataType> {
         1083 => DataType::Time64(TimeUnit::Microsecond),
         1114 => DataType::Timestamp(TimeUnit::Microsecond, None),
         1184 => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+        1186 => DataType::Interval(arrow::datatypes::IntervalUnit::MonthDayNano),
+        // One-dimensional arrays of the element types above (`= ANY($1)`).
+        1000 | 1005 | 1007 | 1016 | 1021 | 1022 | 1009 | 1015 | 1231 | 1182 | 1115 => {
+            let element = match oid {
+                1000 => 16,
+                1005 => 21,
+                1007 => 23,
+                1016 => 20,
+                1021 => 700,
+                1022 => 701,
+                1231 => 1700,
+                1182 => 1082,
+                1115 => 1114,
+                _ => 25,
+            };
+            let element = arrow_type_of_oid(element)?;
+            DataType::List(std::sync::Arc::new(arrow::datatypes::Field::new_list_field(element, true)))
+        }
         _ => return None,
     })
 }

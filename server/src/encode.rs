@@ -419,6 +419,9 @@ pub fn decode_param(
     let Some(bytes) = bytes else {
         return ScalarValue::try_from(data_type).map_err(|e| ("22P02", e.to_string()));
     };
+    if let DataType::List(item) = data_type {
+        return decode_array(bytes, binary, item.data_type());
+    }
     if binary {
         decode_binary(bytes, data_type).map_err(|e| match e {
             EngineError::InvalidBinary { message } => {
@@ -438,6 +441,99 @@ pub fn decode_param(
         }
         decode_text(text, data_type).map_err(|message| ("22P02", message))
     }
+}
+
+/// An array parameter (one dimension), in text (`{1,2,NULL,"a b"}`) or binary form.
+fn decode_array(bytes: &[u8], binary: bool, item: &DataType) -> Result<ScalarValue, (&'static str, String)> {
+    let elements: Vec<Option<Vec<u8>>> = if binary {
+        binary_array_elements(bytes)
+            .ok_or_else(|| ("22P03", "incorrect binary data format in array parameter".to_string()))?
+    } else {
+        let text =
+            std::str::from_utf8(bytes).map_err(|_| ("22P02", "parameter is not valid UTF-8".to_string()))?;
+        text_array_elements(text)
+            .ok_or_else(|| ("22P02", format!("malformed array literal: \"{text}\"")))?
+            .into_iter()
+            .map(|e| e.map(String::into_bytes))
+            .collect()
+    };
+    let values =
+        elements.iter().map(|e| decode_param(e.as_deref(), binary, item)).collect::<Result<Vec<_>, _>>()?;
+    Ok(ScalarValue::List(ScalarValue::new_list_nullable(&values, item)))
+}
+
+/// The elements of a one-dimensional array's text form; `None` if malformed.
+fn text_array_elements(text: &str) -> Option<Vec<Option<String>>> {
+    let inner = text.trim().strip_prefix('{')?.strip_suffix('}')?;
+    let mut elements = Vec::new();
+    if inner.trim().is_empty() {
+        return Some(elements);
+    }
+    let mut chars = inner.chars().peekable();
+    loop {
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        let mut element = String::new();
+        let quoted = chars.next_if_eq(&'"').is_some();
+        if quoted {
+            loop {
+                match chars.next()? {
+                    '"' => break,
+                    '\\' => element.push(chars.next()?),
+                    c => element.push(c),
+                }
+            }
+            while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        } else {
+            while let Some(c) = chars.next_if(|c| *c != ',') {
+                if c == '{' || c == '"' {
+                    return None; // nested arrays are not taken
+                }
+                element.push(c);
+            }
+            element = element.trim().to_string();
+        }
+        let is_null = !quoted && element.eq_ignore_ascii_case("null");
+        elements.push((!is_null).then_some(element));
+        match chars.next() {
+            None => return Some(elements),
+            Some(',') => continue,
+            Some(_) => return None,
+        }
+    }
+}
+
+/// The elements of a one-dimensional array's binary form (ndim, has-null flag, element
+/// type, then length and lower bound per dimension, then length-prefixed elements).
+fn binary_array_elements(bytes: &[u8]) -> Option<Vec<Option<Vec<u8>>>> {
+    let mut at = 0usize;
+    fn int(bytes: &[u8], at: &mut usize) -> Option<i32> {
+        let v = i32::from_be_bytes(bytes.get(*at..*at + 4)?.try_into().ok()?);
+        *at += 4;
+        Some(v)
+    }
+    let ndim = int(bytes, &mut at)?;
+    let _has_null = int(bytes, &mut at)?;
+    let _element_type = int(bytes, &mut at)?;
+    if ndim == 0 {
+        return Some(Vec::new());
+    }
+    if ndim != 1 {
+        return None;
+    }
+    let len = usize::try_from(int(bytes, &mut at)?).ok()?;
+    let _lower = int(bytes, &mut at)?;
+    let mut elements = Vec::with_capacity(len.min(bytes.len()));
+    for _ in 0..len {
+        let n = int(bytes, &mut at)?;
+        if n < 0 {
+            elements.push(None);
+        } else {
+            let n = n as usize;
+            elements.push(Some(bytes.get(at..at + n)?.to_vec()));
+            at += n;
+        }
+    }
+    Some(elements)
 }
 
 fn invalid(text: &str, ty: &str) -> String {
@@ -529,6 +625,22 @@ mod tests {
             write_float(&mut s, v, false);
             assert_eq!(s, want);
         }
+    }
+
+    #[test]
+    fn array_parameters_in_text_form() {
+        let parsed = text_array_elements(r#"{1, "a b",NULL,"NULL","q\"x"}"#).unwrap();
+        let want = [Some("1"), Some("a b"), None, Some("NULL"), Some("q\"x")];
+        assert_eq!(parsed, want.map(|w| w.map(String::from)));
+        assert_eq!(text_array_elements("{}").unwrap(), vec![]);
+        assert!(text_array_elements("{1,{2}}").is_none() && text_array_elements("1,2").is_none());
+        let list = decode_param(
+            Some(b"{1,2,3}"),
+            false,
+            &DataType::List(std::sync::Arc::new(Field::new_list_field(DataType::Int64, true))),
+        )
+        .unwrap();
+        assert_eq!(list.to_string(), "[1, 2, 3]");
     }
 
     #[test]

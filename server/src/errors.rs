@@ -48,6 +48,8 @@ pub fn client_error(error: &EngineError) -> ClientError {
         EngineError::InFailedTransaction => ClientError::new("25P02", error.to_string()),
         EngineError::CardinalityViolation { message } => ClientError::new("21000", message),
         EngineError::InvalidOnConflict => ClientError::new("42P10", error.to_string()),
+        EngineError::StackDepth { message } => ClientError::new("54001", message),
+        EngineError::ProgramLimit { message } => ClientError::new("54000", message),
         EngineError::ActiveTransaction { message } => ClientError::new("25001", message),
         EngineError::NoActiveTransaction { message } => ClientError::new("25P01", message),
         EngineError::UndefinedSavepoint { .. } => ClientError::new("3B001", error.to_string()),
@@ -110,6 +112,14 @@ fn storage_error(error: &StorageError) -> ClientError {
 
 fn datafusion_error(error: &DataFusionError) -> ClientError {
     match error {
+        DataFusionError::SQL(e, _)
+            if matches!(
+                e.as_ref(),
+                datafusion::sql::sqlparser::parser::ParserError::RecursionLimitExceeded
+            ) =>
+        {
+            client_error(&parser_recursion())
+        }
         DataFusionError::SQL(e, _) => ClientError::new("42601", format!("syntax error: {e}")),
         DataFusionError::ArrowError(e, _) => arrow_error(e),
         DataFusionError::External(e) => {
@@ -142,11 +152,61 @@ fn datafusion_error(error: &DataFusionError) -> ClientError {
                 ClientError::new("42P10", message)
             }
         }
-        DataFusionError::Plan(message) => plan_error(message),
-        DataFusionError::NotImplemented(message) => ClientError::new("0A000", message.clone()),
+        DataFusionError::Plan(message) => plan_error(&public_message(message)),
+        DataFusionError::NotImplemented(message) => ClientError::new("0A000", public_message(message)),
         DataFusionError::ResourcesExhausted(message) => ClientError::new("53200", message.clone()),
-        DataFusionError::Execution(message) => execution_error(message),
+        DataFusionError::Execution(message) => execution_error(&public_message(message)),
         _ => internal(error),
+    }
+}
+
+fn parser_recursion() -> EngineError {
+    EngineError::from(datafusion::sql::sqlparser::parser::ParserError::RecursionLimitExceeded)
+}
+
+/// A message of DataFusion's as a client should read it: DataFusion sometimes prints
+/// internal structures with `{:?}` (`Unsupported ast node in sqltorel: Collate { expr:
+/// Value(ValueWithSpan { ... }) ... }`); the client gets the words before them (the
+/// whole message is in the server's log at debug level).
+pub fn public_message(message: &str) -> String {
+    if let Some(rest) = message.strip_prefix("Unsupported ast node in sqltorel: ") {
+        let node: String = rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+        return format!("{} is not supported", words_of(&node));
+    }
+    const DEBUG_MARKERS: [&str; 6] = [" { ", "ValueWithSpan", "Span(", "Location {", "Ident {", "Some("];
+    let cut = DEBUG_MARKERS.iter().filter_map(|m| message.find(m)).min();
+    let mut text = match cut {
+        // Back to the start of the word the structure's name begins with.
+        Some(at) => {
+            let start = message[..at].rfind(|c: char| c.is_whitespace()).map_or(0, |i| i + 1);
+            message[..start].trim_end().trim_end_matches(':').trim_end().to_string()
+        }
+        None => message.to_string(),
+    };
+    if text.is_empty() {
+        text = "statement not supported".to_string();
+    }
+    if text.len() > 1000 {
+        let end = text.char_indices().nth(1000).map_or(text.len(), |(i, _)| i);
+        text.truncate(end);
+        text.push_str("...");
+    }
+    text
+}
+
+/// `CollateExpr` -> `collate expr`: a syntax node's name as words.
+fn words_of(name: &str) -> String {
+    let mut words = String::new();
+    for (i, c) in name.chars().enumerate() {
+        if c.is_uppercase() && i > 0 {
+            words.push(' ');
+        }
+        words.extend(c.to_lowercase());
+    }
+    if words.is_empty() {
+        "this syntax".to_string()
+    } else {
+        words.to_uppercase()
     }
 }
 
@@ -231,5 +291,18 @@ mod tests {
                 message: "bad".into(),
             })));
         assert_eq!(client_error(&wrapped).code, "22P02");
+    }
+
+    #[test]
+    fn debug_structures_never_reach_clients() {
+        let collate = "Unsupported ast node in sqltorel: Collate { expr: Value(ValueWithSpan { value: \
+                       SingleQuotedString(\"x\"), span: Span(Location(1,8)..Location(1,11)) }), collation: ObjectName([]) }";
+        let e = client_error(&EngineError::DataFusion(DataFusionError::NotImplemented(collate.into())));
+        assert_eq!((e.code, e.message.as_str()), ("0A000", "COLLATE is not supported"));
+        let plan = "Unsupported SQL type Custom(ObjectName([Identifier(Ident { value: \"x\" })]), [])";
+        let e = client_error(&EngineError::DataFusion(DataFusionError::Plan(plan.into())));
+        assert!(!e.message.contains('{') && e.message.starts_with("Unsupported SQL type"), "{}", e.message);
+        let deep = client_error(&parser_recursion());
+        assert_eq!(deep.code, "54001");
     }
 }

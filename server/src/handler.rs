@@ -6,11 +6,13 @@
 //! startup once the user and database are known.
 
 use std::fmt::Debug;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use arrow::datatypes::DataType;
 use async_trait::async_trait;
-use futures::{Sink, SinkExt, StreamExt};
+use futures::{FutureExt, Sink, SinkExt, StreamExt};
 use pgwire::api::auth::{protocol_negotiation, save_startup_parameters_to_metadata, StartupHandler};
 use pgwire::api::cancel::DefaultCancelHandler;
 use pgwire::api::portal::{Format, Portal};
@@ -114,6 +116,32 @@ pub(crate) fn engine_error(error: EngineError) -> PgWireError {
     wire
 }
 
+/// Runs one statement's work. A panic anywhere in it (our code, DataFusion, Lance)
+/// becomes an internal error (XX000) for this statement alone, logged with the
+/// statement; the caller notes the error on the session as for any other
+/// (`Session::note_error` also drops what the statement left half done), and the
+/// session and every other connection go on.
+pub(crate) async fn guarded<T>(
+    sql: &(dyn std::fmt::Display + Sync),
+    work: impl Future<Output = Result<T, EngineError>>,
+) -> Result<T, EngineError> {
+    match AssertUnwindSafe(work).catch_unwind().await {
+        Ok(outcome) => outcome,
+        Err(panic) => Err(panicked(panic, sql)),
+    }
+}
+
+fn panicked(panic: Box<dyn std::any::Any + Send>, sql: &(dyn std::fmt::Display + Sync)) -> EngineError {
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_string());
+    let statement = sql.to_string();
+    tracing::error!(statement = %truncate(&statement, 2000), panic = %message, "statement panicked");
+    EngineError::Internal { message: format!("statement panicked: {message}") }
+}
+
 #[async_trait]
 impl StartupHandler for Handler {
     async fn on_startup<C>(&self, client: &mut C, message: PgWireFrontendMessage) -> PgWireResult<()>
@@ -181,13 +209,20 @@ fn query_response(
 ) -> QueryResponse {
     let fields = Arc::new(fields);
     let encoder_fields = fields.clone();
-    let rows = stream.flat_map(move |batch| {
-        let rows: Vec<PgWireResult<pgwire::messages::data::DataRow>> = match batch {
-            Ok(batch) => match encode_batch(&batch, &encoder_fields) {
-                Ok(rows) => rows.into_iter().map(Ok).collect(),
-                Err(message) => vec![Err(ClientError { code: "XX000", message, detail: None }.into_pgwire())],
-            },
-            Err(e) => vec![Err(engine_error(EngineError::DataFusion(e)))],
+    // Rows are computed as the client reads them: a panic there ends this result with
+    // an error (the caught stream ends after it), as one in the statement itself does.
+    let rows = AssertUnwindSafe(stream).catch_unwind().flat_map(move |batch| {
+        let encoded = batch.map(|batch| {
+            std::panic::catch_unwind(AssertUnwindSafe(|| match batch {
+                Ok(batch) => encode_batch(&batch, &encoder_fields)
+                    .map_err(|message| ClientError { code: "XX000", message, detail: None }.into_pgwire()),
+                Err(e) => Err(engine_error(EngineError::DataFusion(e))),
+            }))
+        });
+        let rows: Vec<PgWireResult<pgwire::messages::data::DataRow>> = match encoded {
+            Ok(Ok(Ok(rows))) => rows.into_iter().map(Ok).collect(),
+            Ok(Ok(Err(e))) => vec![Err(e)],
+            Err(panic) | Ok(Err(panic)) => vec![Err(engine_error(panicked(panic, &"(rows of a result)")))],
         };
         futures::stream::iter(rows)
     });
@@ -255,7 +290,7 @@ impl SimpleQueryHandler for Handler {
         let span = info_span!("query", sql = %truncate(query, 200));
         self.0
             .with_session(async |session| {
-                let statements = match session.parse(query) {
+                let statements = match guarded(&query, async { session.parse(query) }).await {
                     Ok(s) => s,
                     Err(e) => {
                         session.note_error();
@@ -279,7 +314,7 @@ impl SimpleQueryHandler for Handler {
                         }
                         continue;
                     }
-                    let outcome = async {
+                    let outcome = guarded(&query, async {
                         let output = prefetch(session.execute_now(statement).await?).await?;
                         // With several statements in one message, a result is read before
                         // the next statement runs, as Postgres does.
@@ -295,7 +330,7 @@ impl SimpleQueryHandler for Handler {
                             }
                         }
                         Ok::<_, EngineError>(output)
-                    }
+                    })
                     .await;
                     match outcome {
                         Ok(output) => responses.push(response(output, None, session.tx_status())),
@@ -355,8 +390,10 @@ impl QueryParser for Parser {
             types.iter().map(|t| t.as_ref().and_then(|t| arrow_type_of_oid(t.oid()))).collect();
         self.0
             .with_session(async |session| {
-                let mut statements =
-                    session.parse(sql).inspect_err(|_| session.note_error()).map_err(engine_error)?;
+                let mut statements = guarded(&sql, async { session.parse(sql) })
+                    .await
+                    .inspect_err(|_| session.note_error())
+                    .map_err(engine_error)?;
                 if statements.len() > 1 {
                     session.note_error();
                     return Err(ClientError {
@@ -367,7 +404,11 @@ impl QueryParser for Parser {
                     .into_pgwire());
                 }
                 let Some(statement): Option<ParsedStatement> = statements.pop() else { return Ok(None) };
-                session.prepare(statement, declared).await.map(|p| Some(Some(p))).map_err(engine_error)
+                guarded(&sql, session.prepare(statement, declared))
+                    .await
+                    .inspect_err(|_| session.note_error())
+                    .map(|p| Some(Some(p)))
+                    .map_err(engine_error)
             })
             .await?
     }
@@ -474,7 +515,14 @@ impl ExtendedQueryHandler for Handler {
         for (i, bytes) in portal.parameters.iter().enumerate() {
             let ty = prepared.param_types.get(i).cloned().unwrap_or(DataType::Utf8);
             let binary = portal.parameter_format.format_for(i) == pgwire::api::results::FieldFormat::Binary;
-            match decode_param(bytes.as_deref(), binary, &ty) {
+            // Decoding runs our code over the client's bytes: a panic there is an error too.
+            let decoded = std::panic::catch_unwind(|| decode_param(bytes.as_deref(), binary, &ty))
+                .unwrap_or_else(|panic| {
+                    let e = panicked(panic, &"(decoding a bind parameter)");
+                    let client = crate::errors::client_error(&e);
+                    Err((client.code, client.message))
+                });
+            match decoded {
                 Ok(v) => params.push(v),
                 Err((code, message)) => {
                     self.0.with_session(async |s| s.note_error()).await?;
@@ -485,10 +533,9 @@ impl ExtendedQueryHandler for Handler {
         let span = info_span!("execute", sql = %truncate(&prepared.statement.statement.to_string(), 200));
         self.0
             .with_session(async |session| {
-                let output = match session.execute(&prepared, params).await {
-                    Ok(output) => prefetch(output).await,
-                    Err(e) => Err(e),
-                };
+                let sql = &prepared.statement.statement;
+                let output =
+                    guarded(sql, async { prefetch(session.execute(&prepared, params).await?).await }).await;
                 let output = output.inspect_err(|_| session.note_error()).map_err(engine_error)?;
                 Ok(response(output, fields, session.tx_status()))
             })

@@ -2,6 +2,7 @@
 //!
 //! # Layout
 //!
+//! - [`runtime`]: the Tokio runtime statements run on (deep stacks).
 //! - [`run`]: the server as a function of a bound listener, an engine and a shutdown
 //!   signal, so tests start one on `127.0.0.1:0`.
 //! - [`handler`]: one connection: startup (database check, ParameterStatus, cancel
@@ -33,6 +34,17 @@ use tokio::task::JoinSet;
 use tracing::{info, warn, Instrument};
 
 use crate::handler::{ConnectionHandlers, Shared};
+
+/// The runtime the server and its statements run on. Its threads (workers and blocking
+/// ones) have stacks of [`tarn_engine::limits::STATEMENT_STACK_BYTES`], what a statement
+/// at the engine's depth limits needs; tests run their servers on one too.
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("tarn-worker")
+        .thread_stack_size(tarn_engine::limits::STATEMENT_STACK_BYTES)
+        .build()
+}
 
 /// Serves connections from `listener` until `shutdown` completes, then closes every
 /// connection. A statement cut off by shutdown either committed (and was durable before
