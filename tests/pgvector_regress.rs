@@ -37,6 +37,11 @@
 //! `<name>.expected`) for a look with `diff`. `TARN_PGVECTOR_REGRESS_BLESS=1` rewrites the
 //! baseline with today's differences, keeping the reasons of lines still listed and
 //! `TODO` for new ones: review what it adds.
+//!
+//! `TARN_PGVECTOR_REGRESS_SERVER=host:port` runs the same files against another server
+//! (user and database `tarn`) instead of Tarn and compares no baseline: against
+//! PostgreSQL 15 with pgvector 0.8.0 (as `benchmarks/pgvector.sh` builds it) every block
+//! matches, which is how this harness's psql invocation and block cutting were checked.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
@@ -253,7 +258,7 @@ const UNSET_ENVIRONMENT: &[&str] = &[
 
 /// Runs psql as pg_regress does, stdout and stderr into one file; returns that file's text.
 fn psql(
-    server: &TestServer,
+    (host, port): (&str, u16),
     name: &str,
     workdir: &Path,
     input: Option<&Path>,
@@ -266,8 +271,8 @@ fn psql(
     if input.is_some() {
         cmd.arg("-a");
     }
-    let (host, port) = (server.addr.ip().to_string(), server.addr.port().to_string());
-    cmd.args(["-q", "-h", &host, "-p", &port, "-U", "tarn", "-d", "tarn"]).args(PSQL_VARIABLES);
+    let port = port.to_string();
+    cmd.args(["-q", "-h", host, "-p", &port, "-U", "tarn", "-d", "tarn"]).args(PSQL_VARIABLES);
     if let Some(command) = command {
         cmd.args(["-c", command]);
     }
@@ -366,6 +371,14 @@ async fn pgvector_regression_tests() {
         return;
     }
     let started = Instant::now();
+    // The harness itself can be checked against PostgreSQL with pgvector (every block
+    // should match there): TARN_PGVECTOR_REGRESS_SERVER=host:port (user and database
+    // `tarn`, the extension's tables dropped as the files drop them) runs the files
+    // against that server instead of Tarn, prints the counts and compares no baseline.
+    let external: Option<(String, u16)> = std::env::var("TARN_PGVECTOR_REGRESS_SERVER").ok().map(|s| {
+        let (host, port) = s.rsplit_once(':').expect("TARN_PGVECTOR_REGRESS_SERVER is host:port");
+        (host.to_string(), port.parse().expect("TARN_PGVECTOR_REGRESS_SERVER's port"))
+    });
     let source =
         tokio::task::spawn_blocking(pgvector_source).await.expect("download task").unwrap_or_else(|e| {
             panic!(
@@ -374,7 +387,10 @@ async fn pgvector_regression_tests() {
         });
     let results = results_dir();
     let _ = std::fs::remove_dir_all(&results);
-    std::fs::create_dir_all(results.join("results")).expect("results folder");
+    std::fs::create_dir_all(&results).expect("results folder");
+    // psql runs in a folder of its own, with the `results/` that copy.sql writes into.
+    let work = tempfile::tempdir().expect("temp dir");
+    std::fs::create_dir(work.path().join("results")).expect("results folder");
 
     let mut expected_blocks: Vec<Block> = Vec::new();
     let mut actual_blocks: Vec<Block> = Vec::new();
@@ -388,15 +404,25 @@ async fn pgvector_regression_tests() {
             .unwrap_or_else(|e| panic!("{}: {e}", expected_path.display()));
         let units = units(&sql);
 
-        let server = TestServer::start().await;
-        let (workdir, sql_for_psql) = (results.clone(), sql_path.clone());
-        let server_ref = &server;
+        let server = match &external {
+            Some(_) => None,
+            None => Some(TestServer::start().await),
+        };
+        let address = match (&external, &server) {
+            (Some((host, port)), _) => (host.clone(), *port),
+            (None, Some(server)) => (server.addr.ip().to_string(), server.addr.port()),
+            (None, None) => unreachable!("a server was started"),
+        };
+        let (workdir, sql_for_psql) = (work.path().to_path_buf(), sql_path.clone());
         let (setup, actual) = tokio::task::block_in_place(|| {
-            let setup = psql(server_ref, name, &workdir, None, Some(SETUP_SQL));
-            let actual = psql(server_ref, name, &workdir, Some(&sql_for_psql), None);
+            let address = (address.0.as_str(), address.1);
+            let setup = psql(address, name, &workdir, None, Some(SETUP_SQL));
+            let actual = psql(address, name, &workdir, Some(&sql_for_psql), None);
             (setup, actual)
         });
-        server.stop().await;
+        if let Some(server) = server {
+            server.stop().await;
+        }
         if !setup.is_empty() {
             writeln!(setup_outputs, "{name}: {}", setup.trim_end()).expect("string write");
         }
@@ -464,6 +490,15 @@ async fn pgvector_regression_tests() {
         results.display()
     );
 
+    if let Some((host, port)) = &external {
+        eprintln!("pgvector regression: ran against {host}:{port}, not Tarn; no baseline compared");
+        for (expected, actual) in expected_blocks.iter().zip(&actual_blocks) {
+            if expected.text != actual.text {
+                eprint!("{}", show(expected, actual));
+            }
+        }
+        return;
+    }
     if std::env::var("TARN_PGVECTOR_REGRESS_BLESS").as_deref() == Ok("1") {
         write_baseline(&differing, &baseline);
         eprintln!(

@@ -28,6 +28,13 @@ say() { echo "pgvector_source.sh: $*" >&2; }
 
 case "$CACHE" in /*/*) ;; *) fail "PGVECTOR_SOURCE_CACHE must be an absolute path two levels deep or more, not '$CACHE'" ;; esac
 
+# One run at a time per cache folder (two test runs, or a test beside the benchmark).
+mkdir -p "$(dirname "$CACHE")"
+if command -v flock >/dev/null; then
+  exec 9>"$CACHE.lock"
+  flock 9
+fi
+
 if [ "${PGVECTOR_SOURCE_REFRESH:-0}" != 1 ] && [ -f "$CACHE/SOURCE_DIR" ]; then
   srcdir=$(cat "$CACHE/SOURCE_DIR")
   if [ -f "$srcdir/Makefile" ] && [ -d "$srcdir/test/sql" ]; then
@@ -39,9 +46,8 @@ fi
 command -v apt-get >/dev/null || fail "apt-get not found (the source comes from Debian's archive)"
 command -v tar >/dev/null || fail "tar not found"
 
-# Build the new copy next to the old one and swap it in at the end, so concurrent
-# readers of a complete cache never see a half-unpacked folder.
-mkdir -p "$(dirname "$CACHE")"
+# Build the new copy next to the old one and swap it in at the end, so an interrupted
+# run never leaves a half-unpacked folder behind.
 work=$(mktemp -d "$CACHE.tmp.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/apt/lists/partial" "$work/apt/cache/archives/partial" "$work/src"
