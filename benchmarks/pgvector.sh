@@ -9,9 +9,10 @@
 # source is in Debian: the `pgvector` source package of trixie (0.8.0-1), whose upstream
 # tarball apt verifies against the signed Sources index. So:
 #   1. apt-get install postgresql-15 postgresql-server-dev-15 make gcc (if missing);
-#   2. `apt-get source --download-only pgvector/trixie` with a private sources list and
-#      private lists/cache folders under the prefix (deb-src only: no binary package of
-#      trixie is ever considered, and the system's apt configuration is left alone);
+#   2. the source from tests/pgvector_source.sh: `apt-get source --download-only
+#      pgvector/trixie` with a private sources list and private lists/cache folders (deb-src
+#      only: no binary package of trixie is ever considered, and the system's apt
+#      configuration is left alone), cached under /var/tmp/tarn-pgvector-src;
 #   3. copy /usr/lib/postgresql/15 and /usr/share/postgresql/15 into the prefix with the
 #      same relative layout (PostgreSQL finds its share and lib folders relative to the
 #      binary it runs from, so the copy is a self-contained PostgreSQL 15);
@@ -20,15 +21,14 @@
 #      extension's .so, .control and .sql files into the prefix.
 # A second run reuses the prefix (PGVECTOR_REBUILD=1 builds it anew).
 #
-# Knobs: PGVECTOR_PREFIX (/var/tmp/tarn-pgvector-pg15), PGVECTOR_SUITE (trixie: the Debian
-# suite whose source package is used), PG_MAJOR (15).
+# Knobs: PGVECTOR_PREFIX (/var/tmp/tarn-pgvector-pg15), PG_MAJOR (15); PGVECTOR_SUITE
+# (trixie: the Debian suite whose source package is used), DEBIAN_MIRROR and
+# PGVECTOR_SOURCE_CACHE are tests/pgvector_source.sh's.
 # Exit code 3 (with the reason on stderr) when pgvector cannot be obtained or built;
 # vector.sh then skips pgvector with that note.
 set -euo pipefail
 PREFIX=${PGVECTOR_PREFIX:-/var/tmp/tarn-pgvector-pg15}
-SUITE=${PGVECTOR_SUITE:-trixie}
 PG_MAJOR=${PG_MAJOR:-15}
-MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 BIN="$PREFIX/lib/postgresql/$PG_MAJOR/bin"
 LIB="$PREFIX/lib/postgresql/$PG_MAJOR/lib"
 SHARE="$PREFIX/share/postgresql/$PG_MAJOR"
@@ -45,7 +45,9 @@ fi
 # 1. PostgreSQL 15 and what building an extension for it needs.
 need=()
 [ -x "/usr/lib/postgresql/$PG_MAJOR/bin/postgres" ] || need+=("postgresql-$PG_MAJOR")
-[ -f "/usr/lib/postgresql/$PG_MAJOR/lib/pgxs/src/makefiles/pgxs.mk" ] || need+=("postgresql-server-dev-$PG_MAJOR")
+# pgxs.mk alone is not enough (postgresql-client-15 ships it without the server headers).
+{ [ -f "/usr/lib/postgresql/$PG_MAJOR/lib/pgxs/src/makefiles/pgxs.mk" ] \
+  && [ -f "/usr/include/postgresql/$PG_MAJOR/server/postgres.h" ]; } || need+=("postgresql-server-dev-$PG_MAJOR")
 command -v make >/dev/null || need+=(make)
 command -v gcc >/dev/null || need+=(gcc)
 if [ ${#need[@]} -gt 0 ]; then
@@ -55,25 +57,16 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 PG_CONFIG="/usr/lib/postgresql/$PG_MAJOR/bin/pg_config"
 
-# 2. The source, from Debian's source package (verified by apt against the signed index).
+# 2. The source, from Debian's source package (verified by apt against the signed index):
+#    tests/pgvector_source.sh fetches and caches it (the regression test uses it too); the
+#    build works on a copy, so the cached source stays as Debian shipped it.
 case "$PREFIX" in /*/*) ;; *) fail "PGVECTOR_PREFIX must be an absolute path two levels deep or more, not '$PREFIX'" ;; esac
+cached=$("$(dirname "$0")/../tests/pgvector_source.sh") || fail "could not fetch pgvector's source (tests/pgvector_source.sh failed)"
+version=$(cat "$(dirname "$cached")/PGVECTOR_VERSION" 2>/dev/null || echo '?')
 rm -rf "$PREFIX"
-mkdir -p "$PREFIX/apt/lists/partial" "$PREFIX/apt/cache/archives/partial" "$PREFIX/src"
-echo "deb-src $MIRROR $SUITE main" >"$PREFIX/apt/sources.list"
-APT=(-o "Dir::Etc::SourceList=$PREFIX/apt/sources.list" -o Dir::Etc::SourceParts=/dev/null
-     -o "Dir::State::Lists=$PREFIX/apt/lists" -o "Dir::Cache=$PREFIX/apt/cache"
-     -o APT::Sandbox::User=root)
-say "fetching the pgvector source package of Debian $SUITE"
-apt-get "${APT[@]}" -qq update >&2 || fail "apt-get update of deb-src $SUITE failed (no access to Debian's archive?)"
-(cd "$PREFIX/src" && apt-get "${APT[@]}" -qq source --download-only "pgvector/$SUITE" >&2) \
-  || fail "apt-get source pgvector/$SUITE failed"
-orig=$(ls "$PREFIX"/src/pgvector_*.orig.tar.* 2>/dev/null | head -1)
-[ -n "$orig" ] || fail "no pgvector_*.orig.tar.* in the source package"
-version=$(basename "$orig" | sed -E 's/^pgvector_([0-9.]+)\.orig.*/\1/')
-case "$version" in 0.8.*) ;; *) say "warning: Debian $SUITE has pgvector $version, not 0.8.x" ;; esac
-tar -xf "$orig" -C "$PREFIX/src"
-srcdir=$(find "$PREFIX/src" -maxdepth 1 -type d -name 'pgvector-*' | head -1)
-[ -n "$srcdir" ] || fail "could not unpack $orig"
+mkdir -p "$PREFIX/src"
+cp -a "$cached" "$PREFIX/src/"
+srcdir="$PREFIX/src/$(basename "$cached")"
 
 # 3. A private copy of PostgreSQL 15 (relocatable: paths are found relative to the binary).
 mkdir -p "$PREFIX/lib/postgresql" "$PREFIX/share/postgresql"
@@ -90,7 +83,7 @@ make -C "$srcdir" -s install PG_CONFIG="$PG_CONFIG" DESTDIR="$PREFIX/stage" >&2 
   || fail "make install failed"
 cp "$PREFIX/stage$("$PG_CONFIG" --pkglibdir)"/vector.so "$LIB/"
 cp "$PREFIX/stage$("$PG_CONFIG" --sharedir)"/extension/vector* "$SHARE/extension/"
-rm -rf "$PREFIX/stage" "$PREFIX/apt/cache"
+rm -rf "$PREFIX/stage"
 echo "$version" >"$PREFIX/PGVECTOR_VERSION"
 say "pgvector $version installed in $PREFIX"
 echo "$BIN"
