@@ -53,6 +53,8 @@ const KNOWN_MISMATCHES: &[(&str, &str)] = &[
     ("round(float8)", "round(double precision) rounds ties away from zero (2.5 -> 3); PostgreSQL rounds ties to even (2)"),
     ("INTERSECT ALL", "INTERSECT ALL keeps every left duplicate; PostgreSQL keeps min(left count, right count)"),
     ("EXCEPT ALL", "EXCEPT ALL removes every copy of a right value; PostgreSQL keeps left count - right count"),
+    ("INTERSECT, primary-key table on the left", "`SELECT txt FROM pk_table INTERSECT SELECT txt FROM keyless` drops the NULL row (NULLs are equal in set operations); the other way round it is kept"),
+    ("window, ORDER BY with a constant column", "`SELECT id, 5, row_number() OVER (ORDER BY code) FROM t ORDER BY 2, 1` returns the rows in the window's order: the ORDER BY is dropped when its first key is a constant"),
     ("cast timestamp to text", "CAST(timestamp AS TEXT) gives '2024-01-31T20:00:00.250'; PostgreSQL gives '2024-01-31 20:00:00.25'"),
     ("CAST under a column alias list", "`WITH w (c1) AS (SELECT CAST(x.ts AS DATE) FROM t x) ...` and `(SELECT CAST(...)) AS w (c1)` fail (42703 column \"ts\" does not exist)"),
     // Errors PostgreSQL does not raise, matched by Tarn's message.

@@ -256,13 +256,15 @@ pub struct Gen {
     params: Option<Vec<Value>>,
     tags: BTreeSet<&'static str>,
     aliases: u32,
+    /// The last window select has a select-list column without a column reference.
+    window_constant: bool,
 }
 
 const OUT_TYPES: &[Ty] = &[Ty::Int, Ty::Int, Ty::Text, Ty::Text, Ty::Num, Ty::Float, Ty::Bool, Ty::Date, Ty::Ts];
 
 impl Gen {
     pub fn new(rng: Rng) -> Gen {
-        Gen { rng, params: None, tags: BTreeSet::new(), aliases: 0 }
+        Gen { rng, params: None, tags: BTreeSet::new(), aliases: 0, window_constant: false }
     }
 
     fn tag(&mut self, tag: &'static str) {
@@ -898,6 +900,7 @@ impl Gen {
                 (format!("{f}({arg}) OVER ({part})"), ty)
             }
         };
+        self.window_constant = exprs.iter().any(|e| !e.contains(&format!("{alias}.")));
         exprs.push(w);
         tys.push(ty);
         self.check_duplicates(&exprs);
@@ -911,7 +914,7 @@ impl Gen {
     fn set_op_select(&mut self) -> (String, Vec<Ty>) {
         let n = self.rng.range(1, 3) as usize;
         let tys: Vec<Ty> = (0..n).map(|_| *self.rng.pick(&[Ty::Int, Ty::Text, Ty::Date, Ty::Num, Ty::Bool])).collect();
-        let side = |g: &mut Gen| -> String {
+        let side = |g: &mut Gen| -> (String, bool) {
             let t = g.any_table();
             let (alias, t) = g.scope_of(t.name);
             let scope: Scope = vec![(alias.clone(), t)];
@@ -927,7 +930,7 @@ impl Gen {
                 .collect();
             g.check_duplicates(&exprs);
             let filter = if g.rng.percent(60) { format!(" WHERE {}", g.pred(&scope, 1)) } else { String::new() };
-            format!("SELECT {} FROM {} {alias}{filter}", exprs.join(", "), t.name)
+            (format!("SELECT {} FROM {} {alias}{filter}", exprs.join(", "), t.name), t.pk.is_some())
         };
         let op = *self.rng.pick(&["UNION", "UNION ALL", "INTERSECT", "INTERSECT ALL", "EXCEPT", "EXCEPT ALL"]);
         match op {
@@ -935,11 +938,14 @@ impl Gen {
             "EXCEPT ALL" => self.tag("EXCEPT ALL"),
             _ => {}
         }
-        let (a, b) = (side(self), side(self));
+        let ((a, left_pk), (b, _)) = (side(self), side(self));
+        if op == "INTERSECT" && left_pk {
+            self.tag("INTERSECT, primary-key table on the left");
+        }
         let mut sql = format!("({a}) {op} ({b})");
         if self.rng.percent(20) {
             let op2 = *self.rng.pick(&["UNION", "UNION ALL", "EXCEPT"]);
-            let c = side(self);
+            let (c, _) = side(self);
             sql = format!("({sql}) {op2} ({c})");
         }
         (sql, tys)
@@ -947,6 +953,7 @@ impl Gen {
 
     pub fn statement(&mut self) -> Stmt {
         self.tags.clear();
+        self.window_constant = false;
         let prepared = self.rng.percent(25);
         self.params = prepared.then(Vec::new);
         let r = self.rng.below(100);
@@ -968,6 +975,9 @@ impl Gen {
         };
         let (tail, ordered) = self.tail(tys.len());
         sql.push_str(&tail);
+        if ordered && self.window_constant {
+            self.tag("window, ORDER BY with a constant column");
+        }
         if sql.matches("string_agg(").count() > 1 {
             self.tag("several ordered aggregates");
         }
