@@ -102,6 +102,19 @@ async fn run(client: &Client, stmt: &Stmt) -> Outcome {
     }
 }
 
+/// (base rows, change-store rows) of each primary-key table, from `tarn_tables`.
+async fn storage_state(tarn: &Client) -> Vec<(String, i64, i64)> {
+    let sql = "SELECT table_name, sum(base_rows), sum(change_rows) FROM tarn_tables \
+               WHERE table_name IN ('t1', 't2', 't4') GROUP BY table_name ORDER BY table_name";
+    let Outcome::Rows(rows) = run_simple(tarn, sql).await else { panic!("reading tarn_tables") };
+    rows.into_iter()
+        .map(|r| {
+            let n = |i: usize| r[i].as_deref().unwrap_or("0").parse::<i64>().expect("a count");
+            (r[0].clone().expect("a name"), n(1), n(2))
+        })
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn differential_against_postgres() {
     let seed = env_u64("TARN_DIFF_SEED", DEFAULT_SEED);
@@ -155,6 +168,19 @@ async fn differential_against_postgres() {
                 }
             }
             _ => {}
+        }
+        // The phase is what it claims to be: rows only in the change store, then only in
+        // the Lance base, then in both.
+        let state = storage_state(&tarn).await;
+        println!("differential: phase {phase}: (table, base rows, change-store rows) {state:?}");
+        assert_eq!(state.len(), 3, "tarn_tables lists the primary-key tables");
+        for (table, base, changes) in &state {
+            let ok = match phase {
+                "change store" => *base == 0 && *changes > 0,
+                "after VACUUM" => *base > 0 && *changes == 0,
+                _ => *base > 0 && (*changes > 0 || table == "t4"),
+            };
+            assert!(ok, "{table} in phase {phase}: {base} base rows, {changes} change-store rows");
         }
         for (index, stmt) in statements.iter().enumerate() {
             let expected = match run(&pgc, stmt).await {
