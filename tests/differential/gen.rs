@@ -529,6 +529,9 @@ impl Gen {
         match r {
             0..=34 => {
                 let ty = self.comparable();
+                if ty == Ty::Float {
+                    self.tag("float comparison");
+                }
                 let op = *self.rng.pick(&["=", "<>", "<", "<=", ">", ">="]);
                 let left = self.expr(scope, ty, d);
                 let right = if self.rng.percent(60) { self.lit_or_param(ty) } else { self.expr(scope, ty, d) };
@@ -571,6 +574,9 @@ impl Gen {
             }
             76..=81 => {
                 let ty = *self.rng.pick(&[Ty::Int, Ty::Num, Ty::Date, Ty::Float]);
+                if ty == Ty::Float {
+                    self.tag("float comparison");
+                }
                 let (lo, hi) = (self.lit_or_param(ty), self.lit_or_param(ty));
                 format!("{} BETWEEN {lo} AND {hi}", self.expr(scope, ty, d))
             }
@@ -975,6 +981,9 @@ impl Gen {
         };
         let (tail, ordered) = self.tail(tys.len());
         sql.push_str(&tail);
+        if self.tags.contains("IS DISTINCT FROM") && [" LEFT JOIN ", " RIGHT JOIN ", " FULL JOIN "].iter().any(|j| sql.contains(j)) {
+            self.tag("IS DISTINCT FROM over an outer join");
+        }
         if ordered && self.window_constant {
             self.tag("window, ORDER BY with a constant column");
         }
