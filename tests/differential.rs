@@ -66,7 +66,7 @@ const KNOWN_MISMATCHES: &[(&str, &str)] = &[
     ("error: Expected LIMIT to be an integer", "`LIMIT $1`: the parameter is typed text (42000); issue 9"),
     ("error: binary input of type Timestamp", "a timestamp parameter in binary format is refused (22P02)"),
     ("error: binary input of type Utf8View", "a text parameter in binary format is refused where the column is Utf8View (`left(x.txt, 0) LIKE $1` under a CTE; 22P02)"),
-    ("error: comparison operation Boolean", "`HAVING bool_and(...) = $1` (or >, >=): the parameter is inferred as text (42000 Cannot infer common argument type for comparison operation Boolean = Utf8)"),
+    ("parameter in HAVING", "parameters in a HAVING clause are inferred as text: `HAVING bool_and(...) = $1` fails (42000 Cannot infer common argument type for comparison operation Boolean = Utf8), `HAVING bool_and(x.a NOT IN (13, $1)) > $2` fails (42703 column \"a\" does not exist)"),
     ("error: Invalid comparison operation: Decimal128", "set operations over numeric columns of different scales, and `HAVING sum(numeric(8,3)) >= 19.51` next to count(DISTINCT ...), fail (22000 Invalid comparison operation: Decimal128(10, 1) IS NOT DISTINCT FROM Decimal128(11, 2))"),
     ("error: Ambiguous reference to unqualified field", "`SELECT * FROM (SELECT x.n, y.n FROM ...) AS w (c1, c2)` fails (42702); the alias list names the columns"),
     ("error: must appear in the GROUP BY clause", "`SELECT (x.d < $2), count(*) ... GROUP BY (x.d < $2)`: an expression with a parameter does not match itself (42000)"),

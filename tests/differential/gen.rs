@@ -852,11 +852,14 @@ impl Gen {
             sql.push_str(&format!(" GROUP BY {}", group_by.join(", ")));
         }
         if self.rng.percent(40) {
+            let params_before = self.params.as_ref().map_or(0, Vec::len);
             let (a, ty) = self.aggregate(&scope);
-            let ty = if ty == Ty::Float { Ty::Float } else { ty };
             let op = *self.rng.pick(&["=", "<>", "<", ">", ">="]);
             let right = self.lit_or_param(ty);
             sql.push_str(&format!(" HAVING {a} {op} {right}"));
+            if self.params.as_ref().map_or(0, Vec::len) > params_before {
+                self.tag("parameter in HAVING");
+            }
         }
         (sql, tys)
     }
