@@ -277,5 +277,8 @@ async fn differential_against_postgres() {
     );
     server.stop().await;
     drop(postgres);
-    assert_eq!(unknown, 0, "{unknown} new mismatches against PostgreSQL with TARN_DIFF_SEED={seed}; see above");
+    assert_eq!(
+        unknown, 0,
+        "{unknown} new mismatches against PostgreSQL with TARN_DIFF_SEED={seed}; see above"
+    );
 }

@@ -71,7 +71,8 @@ fn days_since_2000(date: &str) -> Result<i64, Box<dyn Error + Sync + Send>> {
 
 fn micros_since_2000(ts: &str) -> Result<i64, Box<dyn Error + Sync + Send>> {
     let t = chrono::NaiveDateTime::parse_from_str(ts, "%Y-%m-%d %H:%M:%S%.f")?;
-    let epoch = chrono::NaiveDate::from_ymd_opt(2000, 1, 1).expect("date").and_hms_opt(0, 0, 0).expect("time");
+    let epoch =
+        chrono::NaiveDate::from_ymd_opt(2000, 1, 1).expect("date").and_hms_opt(0, 0, 0).expect("time");
     Ok((t - epoch).num_microseconds().expect("in range"))
 }
 
@@ -87,7 +88,10 @@ pub fn encode_numeric(text: &str, out: &mut BytesMut) {
     let int_padded = format!("{}{int_part}", "0".repeat((4 - int_part.len() % 4) % 4));
     let frac_padded = format!("{frac_part}{}", "0".repeat((4 - frac_part.len() % 4) % 4));
     let group = |s: &str| -> Vec<i16> {
-        s.as_bytes().chunks(4).map(|c| std::str::from_utf8(c).expect("ascii").parse().expect("digits")).collect()
+        s.as_bytes()
+            .chunks(4)
+            .map(|c| std::str::from_utf8(c).expect("ascii").parse().expect("digits"))
+            .collect()
     };
     let int_groups = group(&int_padded);
     let mut weight = int_groups.len() as i16 - 1;
@@ -274,9 +278,7 @@ fn show(rows: &[Row], limit: usize) -> String {
     let mut out: Vec<String> = rows
         .iter()
         .take(limit)
-        .map(|r| {
-            r.iter().map(|c| c.clone().unwrap_or_else(|| "NULL".into())).collect::<Vec<_>>().join(" | ")
-        })
+        .map(|r| r.iter().map(|c| c.clone().unwrap_or_else(|| "NULL".into())).collect::<Vec<_>>().join(" | "))
         .collect();
     if rows.len() > limit {
         out.push(format!("... ({} rows)", rows.len()));
@@ -287,7 +289,13 @@ fn show(rows: &[Row], limit: usize) -> String {
 /// `None` when the two results agree; else a description of the difference.
 pub fn compare(pg: &[Row], tarn: &[Row], ordered: bool, approx: &[bool]) -> Option<String> {
     let describe = |what: String| {
-        Some(format!("{what}\n    pg   ({} rows): {}\n    tarn ({} rows): {}", pg.len(), show(pg, 12), tarn.len(), show(tarn, 12)))
+        Some(format!(
+            "{what}\n    pg   ({} rows): {}\n    tarn ({} rows): {}",
+            pg.len(),
+            show(pg, 12),
+            tarn.len(),
+            show(tarn, 12)
+        ))
     };
     if pg.len() != tarn.len() {
         return describe(format!("row counts differ: {} vs {}", pg.len(), tarn.len()));

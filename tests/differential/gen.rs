@@ -89,17 +89,17 @@ pub fn table(name: &str) -> &'static Table {
 /// `CREATE TABLE` for PostgreSQL (`tarn_options` false) or Tarn (primary-key tables
 /// without background compaction, so rows stay in the change store until `VACUUM`).
 pub fn create_table(t: &Table, tarn_options: bool) -> String {
-    let cols: Vec<String> = t
-        .cols
-        .iter()
-        .map(|(name, ty, _)| {
-            if Some(*name) == t.pk {
-                format!("{name} {ty} PRIMARY KEY")
-            } else {
-                format!("{name} {ty}")
-            }
-        })
-        .collect();
+    let cols: Vec<String> =
+        t.cols
+            .iter()
+            .map(|(name, ty, _)| {
+                if Some(*name) == t.pk {
+                    format!("{name} {ty} PRIMARY KEY")
+                } else {
+                    format!("{name} {ty}")
+                }
+            })
+            .collect();
     let with = if tarn_options && t.pk.is_some() { " WITH (auto_compaction = off)" } else { "" };
     format!("CREATE TABLE {} ({}){with}", t.name, cols.join(", "))
 }
@@ -107,8 +107,15 @@ pub fn create_table(t: &Table, tarn_options: bool) -> String {
 const TEXTS: &[&str] =
     &["a", "b", "abc", "Abc", "ABC", "hello world", "x_y", "b%c", "", "zeta", "héllo", " pad ", "a1", "10"];
 const DATES: &[&str] = &[
-    "2024-01-01", "2024-01-15", "2024-01-31", "2024-02-29", "2024-03-01", "2023-12-31", "2000-02-29",
-    "1999-12-31", "2024-07-04",
+    "2024-01-01",
+    "2024-01-15",
+    "2024-01-31",
+    "2024-02-29",
+    "2024-03-01",
+    "2023-12-31",
+    "2000-02-29",
+    "1999-12-31",
+    "2024-07-04",
 ];
 const TIMES: &[&str] = &["00:00:00", "12:30:00", "23:59:59", "06:15:30.5", "18:00:00.25", "09:05:01"];
 const FLOATS: &[f64] = &[0.0, 1.5, -2.25, 0.1, 3.0, 100.125, 1e-5, 12345.5, -7.75, 2.0, 2.5, 1e9];
@@ -164,7 +171,12 @@ pub fn random_value(rng: &mut Rng, ty: Ty) -> Value {
         Ty::Float => Value::Float(*rng.pick(FLOATS)),
         Ty::Num => {
             let cents = rng.range(-500, 2000);
-            Value::Num(format!("{}{}.{:02}", if cents < 0 { "-" } else { "" }, cents.abs() / 100, cents.abs() % 100))
+            Value::Num(format!(
+                "{}{}.{:02}",
+                if cents < 0 { "-" } else { "" },
+                cents.abs() / 100,
+                cents.abs() % 100
+            ))
         }
         Ty::Text => Value::Text(rng.pick(TEXTS).to_string()),
         Ty::Bool => Value::Bool(rng.percent(50)),
@@ -260,7 +272,8 @@ pub struct Gen {
     window_constant: bool,
 }
 
-const OUT_TYPES: &[Ty] = &[Ty::Int, Ty::Int, Ty::Text, Ty::Text, Ty::Num, Ty::Float, Ty::Bool, Ty::Date, Ty::Ts];
+const OUT_TYPES: &[Ty] =
+    &[Ty::Int, Ty::Int, Ty::Text, Ty::Text, Ty::Num, Ty::Float, Ty::Bool, Ty::Date, Ty::Ts];
 
 impl Gen {
     pub fn new(rng: Rng) -> Gen {
@@ -354,11 +367,19 @@ impl Gen {
                 }
                 30..=39 => {
                     self.tag("integer division");
-                    format!("({} / NULLIF({}, 0))", self.expr(scope, Ty::Int, d), self.expr(scope, Ty::Int, d))
+                    format!(
+                        "({} / NULLIF({}, 0))",
+                        self.expr(scope, Ty::Int, d),
+                        self.expr(scope, Ty::Int, d)
+                    )
                 }
                 40..=46 => {
                     self.tag("integer modulo");
-                    format!("({} % NULLIF({}, 0))", self.expr(scope, Ty::Int, d), self.expr(scope, Ty::Int, d))
+                    format!(
+                        "({} % NULLIF({}, 0))",
+                        self.expr(scope, Ty::Int, d),
+                        self.expr(scope, Ty::Int, d)
+                    )
                 }
                 47..=54 => format!("abs({})", self.expr(scope, Ty::Int, d)),
                 55..=64 => {
@@ -393,7 +414,11 @@ impl Gen {
                     format!("({} {op} {})", self.expr(scope, Ty::Float, d), self.expr(scope, Ty::Float, d))
                 }
                 35..=44 => {
-                    format!("({} / NULLIF({}, 0))", self.expr(scope, Ty::Float, d), self.expr(scope, Ty::Float, d))
+                    format!(
+                        "({} / NULLIF({}, 0))",
+                        self.expr(scope, Ty::Float, d),
+                        self.expr(scope, Ty::Float, d)
+                    )
                 }
                 45..=59 => format!("CAST({} AS DOUBLE PRECISION)", self.expr(scope, Ty::Int, d)),
                 60..=69 => format!("abs({})", self.expr(scope, Ty::Float, d)),
@@ -422,7 +447,11 @@ impl Gen {
                 }
                 50..=59 => {
                     self.tag("numeric division");
-                    format!("({} / NULLIF({}, 0))", self.expr(scope, Ty::Num, d), self.expr(scope, Ty::Num, d))
+                    format!(
+                        "({} / NULLIF({}, 0))",
+                        self.expr(scope, Ty::Num, d),
+                        self.expr(scope, Ty::Num, d)
+                    )
                 }
                 60..=69 => {
                     self.tag("round(numeric, n)");
@@ -459,7 +488,9 @@ impl Gen {
                         format!("substr({}, {})", self.expr(scope, Ty::Text, d), start.max(1))
                     }
                 }
-                30..=44 => format!("({} || {})", self.expr(scope, Ty::Text, d), self.expr(scope, Ty::Text, d)),
+                30..=44 => {
+                    format!("({} || {})", self.expr(scope, Ty::Text, d), self.expr(scope, Ty::Text, d))
+                }
                 45..=54 => {
                     format!("concat({}, {})", self.expr(scope, Ty::Text, d), self.expr(scope, Ty::Text, d))
                 }
@@ -520,7 +551,18 @@ impl Gen {
     }
 
     fn comparable(&mut self) -> Ty {
-        *self.rng.pick(&[Ty::Int, Ty::Int, Ty::Int, Ty::Text, Ty::Text, Ty::Num, Ty::Float, Ty::Date, Ty::Ts, Ty::Bool])
+        *self.rng.pick(&[
+            Ty::Int,
+            Ty::Int,
+            Ty::Int,
+            Ty::Text,
+            Ty::Text,
+            Ty::Num,
+            Ty::Float,
+            Ty::Date,
+            Ty::Ts,
+            Ty::Bool,
+        ])
     }
 
     pub fn pred(&mut self, scope: &Scope, depth: u32) -> String {
@@ -534,7 +576,8 @@ impl Gen {
                 }
                 let op = *self.rng.pick(&["=", "<>", "<", "<=", ">", ">="]);
                 let left = self.expr(scope, ty, d);
-                let right = if self.rng.percent(60) { self.lit_or_param(ty) } else { self.expr(scope, ty, d) };
+                let right =
+                    if self.rng.percent(60) { self.lit_or_param(ty) } else { self.expr(scope, ty, d) };
                 format!("{left} {op} {right}")
             }
             35..=44 => {
@@ -548,7 +591,8 @@ impl Gen {
             }
             55..=59 if depth > 0 => format!("NOT ({})", self.pred(scope, d)),
             60..=67 => {
-                let pattern = *self.rng.pick(&["a%", "%b%", "_b%", "%", "A%", "%c", "x\\_y", "%o w%", "h_llo%"]);
+                let pattern =
+                    *self.rng.pick(&["a%", "%b%", "_b%", "%", "A%", "%c", "x\\_y", "%o w%", "h_llo%"]);
                 let op = *self.rng.pick(&["LIKE", "LIKE", "NOT LIKE", "ILIKE"]);
                 if op == "ILIKE" {
                     self.tag("ILIKE");
@@ -750,25 +794,38 @@ impl Gen {
         match r {
             0..=34 => {
                 let ty = *self.rng.pick(&[Ty::Int, Ty::Text, Ty::Date, Ty::Num]);
-                let (Some(outer_col), Some(inner_col)) = (self.column(scope, ty), self.column(&inner, ty)) else {
+                let (Some(outer_col), Some(inner_col)) = (self.column(scope, ty), self.column(&inner, ty))
+                else {
                     return self.pred(scope, 1);
                 };
                 let not = if self.rng.percent(30) { "NOT " } else { "" };
                 if !not.is_empty() {
                     self.tag("NOT IN subquery");
                 }
-                let filter = if self.rng.percent(60) { format!(" WHERE {}", self.pred(&inner, 1)) } else { String::new() };
+                let filter = if self.rng.percent(60) {
+                    format!(" WHERE {}", self.pred(&inner, 1))
+                } else {
+                    String::new()
+                };
                 format!("{outer_col} {not}IN (SELECT {inner_col} FROM {} {alias}{filter})", t.name)
             }
             35..=69 => {
                 let ty = *self.rng.pick(&[Ty::Int, Ty::Int, Ty::Text, Ty::Date]);
-                let (Some(outer_col), Some(inner_col)) = (self.column(scope, ty), self.column(&inner, ty)) else {
+                let (Some(outer_col), Some(inner_col)) = (self.column(scope, ty), self.column(&inner, ty))
+                else {
                     return self.pred(scope, 1);
                 };
                 let not = if self.rng.percent(35) { "NOT " } else { "" };
-                let extra = if self.rng.percent(50) { format!(" AND {}", self.pred(&both, 1)) } else { String::new() };
+                let extra = if self.rng.percent(50) {
+                    format!(" AND {}", self.pred(&both, 1))
+                } else {
+                    String::new()
+                };
                 self.tag("correlated EXISTS");
-                format!("{not}EXISTS (SELECT 1 FROM {} {alias} WHERE {inner_col} = {outer_col}{extra})", t.name)
+                format!(
+                    "{not}EXISTS (SELECT 1 FROM {} {alias} WHERE {inner_col} = {outer_col}{extra})",
+                    t.name
+                )
             }
             _ => {
                 let (agg, ty) = self.aggregate(&inner);
@@ -880,7 +937,11 @@ impl Gen {
             (0..=29, Some(pk)) => {
                 let f = *self.rng.pick(&["row_number()", "lag({})", "lead({})", "first_value({})"]);
                 let arg = self.column(&scope, Ty::Int).expect("int column");
-                let (f, ty) = if f.contains("{}") { (f.replace("{}", &arg), Ty::Int) } else { (f.to_string(), Ty::Int) };
+                let (f, ty) = if f.contains("{}") {
+                    (f.replace("{}", &arg), Ty::Int)
+                } else {
+                    (f.to_string(), Ty::Int)
+                };
                 (format!("{f} OVER ({part}ORDER BY {ocol}, {alias}.{pk})"), ty)
             }
             (0..=49, _) => {
@@ -922,7 +983,8 @@ impl Gen {
 
     fn set_op_select(&mut self) -> (String, Vec<Ty>) {
         let n = self.rng.range(1, 3) as usize;
-        let tys: Vec<Ty> = (0..n).map(|_| *self.rng.pick(&[Ty::Int, Ty::Text, Ty::Date, Ty::Num, Ty::Bool])).collect();
+        let tys: Vec<Ty> =
+            (0..n).map(|_| *self.rng.pick(&[Ty::Int, Ty::Text, Ty::Date, Ty::Num, Ty::Bool])).collect();
         let side = |g: &mut Gen| -> (String, bool) {
             let t = g.any_table();
             let (alias, t) = g.scope_of(t.name);
@@ -938,10 +1000,12 @@ impl Gen {
                 })
                 .collect();
             g.check_duplicates(&exprs);
-            let filter = if g.rng.percent(60) { format!(" WHERE {}", g.pred(&scope, 1)) } else { String::new() };
+            let filter =
+                if g.rng.percent(60) { format!(" WHERE {}", g.pred(&scope, 1)) } else { String::new() };
             (format!("SELECT {} FROM {} {alias}{filter}", exprs.join(", "), t.name), t.pk.is_some())
         };
-        let op = *self.rng.pick(&["UNION", "UNION ALL", "INTERSECT", "INTERSECT ALL", "EXCEPT", "EXCEPT ALL"]);
+        let op =
+            *self.rng.pick(&["UNION", "UNION ALL", "INTERSECT", "INTERSECT ALL", "EXCEPT", "EXCEPT ALL"]);
         match op {
             "INTERSECT ALL" => self.tag("INTERSECT ALL"),
             "EXCEPT ALL" => self.tag("EXCEPT ALL"),
@@ -984,7 +1048,9 @@ impl Gen {
         };
         let (tail, ordered) = self.tail(tys.len());
         sql.push_str(&tail);
-        if self.tags.contains("IS DISTINCT FROM") && [" LEFT JOIN ", " RIGHT JOIN ", " FULL JOIN "].iter().any(|j| sql.contains(j)) {
+        if self.tags.contains("IS DISTINCT FROM")
+            && [" LEFT JOIN ", " RIGHT JOIN ", " FULL JOIN "].iter().any(|j| sql.contains(j))
+        {
             self.tag("IS DISTINCT FROM over an outer join");
         }
         if ordered && self.window_constant {
