@@ -56,22 +56,16 @@ const KNOWN_MISMATCHES: &[(&str, &str)] = &[
     ("INTERSECT, primary-key table on the left", "`SELECT txt FROM pk_table INTERSECT SELECT txt FROM keyless` drops the NULL row (NULLs are equal in set operations); the other way round it is kept"),
     ("window, ORDER BY with a constant column", "`SELECT id, 5, row_number() OVER (ORDER BY code) FROM t ORDER BY 2, 1` returns the rows in the window's order: the ORDER BY is dropped when its first key is a constant"),
     ("float comparison", "-0.0 and 0.0 compare unequal (`f = -f` is false for f = 0, and -0.0 < 0.0); PostgreSQL's float8 comparison treats them as equal"),
-    ("IS DISTINCT FROM over an outer join", "with the rows in the change store, `... RIGHT JOIN s4 ON ... WHERE s1.b IS DISTINCT FROM s4.b` returns no row; right over the base"),
     ("cast timestamp to text", "CAST(timestamp AS TEXT) gives '2024-01-31T20:00:00.250'; PostgreSQL gives '2024-01-31 20:00:00.25'"),
     ("CAST under a column alias list", "`WITH w (c1) AS (SELECT CAST(x.ts AS DATE) FROM t x) ...` and `(SELECT CAST(...)) AS w (c1)` fail (42703 column \"ts\" does not exist)"),
     // Errors PostgreSQL does not raise, matched by Tarn's message.
     ("error: for logical boolean operation", "`a IS DISTINCT FROM 12 OR b` parses as `a IS DISTINCT FROM (12 OR b)` (42000 Cannot infer common argument type for logical boolean operation); PostgreSQL binds IS DISTINCT FROM tighter than OR/AND"),
     ("error: Projections require unique expression names", "`SELECT x.id, x.id` under a set operation or a column alias list fails (42000)"),
     ("error: Conflicting ordering requirements", "two string_agg(... ORDER BY ...) with different orders fail (0A000)"),
-    ("error: Expected LIMIT to be an integer", "`LIMIT $1`: the parameter is typed text (42000); issue 9"),
-    ("error: binary input of type Timestamp", "a timestamp parameter in binary format is refused (22P02)"),
-    ("error: binary input of type Utf8View", "a text parameter in binary format is refused where the column is Utf8View (`left(x.txt, 0) LIKE $1` under a CTE; 22P02)"),
-    ("parameter in HAVING", "parameters in a HAVING clause are inferred as text: `HAVING bool_and(...) = $1` fails (42000 Cannot infer common argument type for comparison operation Boolean = Utf8), `HAVING bool_and(x.a NOT IN (13, $1)) > $2` fails (42703 column \"a\" does not exist)"),
     ("error: Invalid comparison operation: Decimal128", "set operations over numeric columns of different scales, and `HAVING sum(numeric(8,3)) >= 19.51` next to count(DISTINCT ...), fail (22000 Invalid comparison operation: Decimal128(10, 1) IS NOT DISTINCT FROM Decimal128(11, 2))"),
     ("error: Ambiguous reference to unqualified field", "`SELECT * FROM (SELECT x.n, y.n FROM ...) AS w (c1, c2)` fails (42702); the alias list names the columns"),
     ("error: must appear in the GROUP BY clause", "`SELECT (x.d < $2), count(*) ... GROUP BY (x.d < $2)`: an expression with a parameter does not match itself (42000)"),
     ("error: cannot send Num", "`EXTRACT(quarter FROM x.d) > $1`: Tarn infers $1 as int4, PostgreSQL as numeric (EXTRACT returns numeric), so a numeric value cannot be sent"),
-    ("error: decoding column", "binary results: the type in RowDescription is not the type of the values sent (int2 described, int8 sent, for a CASE of int2 and int8 branches; float8 described, numeric sent, for numeric-literal arithmetic under a set operation)"),
 ];
 
 const DEFAULT_SEED: u64 = 0xD1FF_2026;

@@ -743,7 +743,9 @@ async fn check_changes(dbs: &mut Dbs, version: i64, before: &State, after: &Stat
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn random_writes_match_an_in_memory_model() {
     let seed = env_u64("TARN_MODEL_SEED", 0x7A4E_2026);
-    let steps = env_u64("TARN_MODEL_STEPS", 1000) as usize;
+    // 600 steps take about 1.5 minutes in a debug build, 1,000 about 5 (each manifest
+    // still lists every change file since the base: issue 14); more with the variable.
+    let steps = env_u64("TARN_MODEL_STEPS", 600) as usize;
     println!("TARN_MODEL_SEED={seed} TARN_MODEL_STEPS={steps}");
     let mut rng = Rng::new(seed);
 

@@ -161,7 +161,16 @@ fn build_context(config: &EngineConfig) -> SessionContext {
                 .collect(),
         )
         .build();
-    let mut state = state;
+    let state = state;
+    // DataFusion 54's physical filter pushdown moves a filter above an outer join into
+    // the join's preserved side when both sides have a column of the same name, mixing
+    // the two columns up (`r1 RIGHT JOIN r2 ... WHERE CASE ... r1.b ... r2.b ...`: wrong
+    // rows; found by tests/differential.rs). Filters are pushed into Tarn's scans by the
+    // logical optimizer already; this rule's later pass (dynamic filters) stays.
+    let rules: Vec<_> =
+        state.physical_optimizers().iter().filter(|rule| rule.name() != "FilterPushdown").cloned().collect();
+    let mut state =
+        SessionStateBuilder::new_from_existing(state).with_physical_optimizer_rules(rules).build();
     // Appended: DataFusion's own planners keep their operators, ours see the rest.
     state.register_expr_planner(Arc::new(crate::distance::VectorOperators)).expect("expression planner");
     let ctx = SessionContext::new_with_state(state);

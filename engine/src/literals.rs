@@ -57,6 +57,23 @@ fn take(expr: &mut SqlExpr) -> SqlExpr {
     std::mem::replace(expr, SqlExpr::value(Value::Null))
 }
 
+/// What casts to array types (`x::real[]`) and parentheses wrap.
+fn under_array_casts(expr: &SqlExpr) -> &SqlExpr {
+    match expr {
+        SqlExpr::Cast { expr, data_type: SqlType::Array(_), .. } | SqlExpr::Nested(expr) => {
+            under_array_casts(expr)
+        }
+        other => other,
+    }
+}
+
+/// `'{1,2,3}'` (an array's text form) as a vector's text form `[1,2,3]`.
+fn array_text(value: &Value) -> Option<String> {
+    let Value::SingleQuotedString(s) = value else { return None };
+    let inner = s.trim().strip_prefix('{')?.strip_suffix('}')?;
+    (!inner.contains(['{', '"'])).then(|| format!("[{inner}]"))
+}
+
 fn vector_cast_dims(data_type: &SqlType) -> Option<Option<i32>> {
     match data_type {
         SqlType::Custom(name, modifiers) if name.to_string().to_ascii_lowercase().ends_with("vector") => {
@@ -74,18 +91,36 @@ pub fn rewrite_typed_casts(statement: &mut Statement) {
         distance_call_as_operator(expr);
         if let SqlExpr::Cast { expr: inner, data_type, .. } = expr {
             if let (Some(None), false) = (vector_cast_dims(data_type), is_string_literal(inner)) {
-                // `$1::vector`, `col::vector`: no dimension to cast to; the value is
-                // typed where it is used (a vector column, the other side of `<->`).
-                if !matches!(inner.as_ref(), SqlExpr::Array(_)) {
-                    *expr = take(inner);
-                    return ControlFlow::<()>::Continue(());
+                match under_array_casts(inner) {
+                    // `ARRAY[1,2,3]::vector`, `ARRAY[...]::real[]::vector`: the
+                    // constructor says the dimension.
+                    SqlExpr::Array(array) => {
+                        let dims = array.elem.len();
+                        *data_type = SqlType::Custom(
+                            datafusion::sql::sqlparser::ast::ObjectName::from(vec![
+                                datafusion::sql::sqlparser::ast::Ident::new("vector"),
+                            ]),
+                            vec![dims.to_string()],
+                        );
+                    }
+                    // `'{1,2,3}'::real[]::vector`: array text, read as the vector text.
+                    SqlExpr::Value(v) if array_text(&v.value).is_some() => {
+                        let text = array_text(&v.value).expect("checked");
+                        **inner = SqlExpr::value(Value::SingleQuotedString(text));
+                    }
+                    // `$1::vector`, `col::vector`: no dimension to cast to; the value is
+                    // typed where it is used (a vector column, the other side of `<->`).
+                    _ => {
+                        *expr = take(inner);
+                        return ControlFlow::<()>::Continue(());
+                    }
                 }
             }
             if let Some(dims) = vector_cast_dims(data_type) {
                 // `$1::vector(3)` stays a cast: the parameter takes the vector type.
                 let is_parameter =
                     matches!(inner.as_ref(), SqlExpr::Value(v) if matches!(v.value, Value::Placeholder(_)));
-                if !matches!(inner.as_ref(), SqlExpr::Array(_)) && !is_parameter {
+                if !matches!(under_array_casts(inner), SqlExpr::Array(_)) && !is_parameter {
                     let mut args = vec![take(inner)];
                     args.extend(dims.map(number));
                     *expr = call("to_vector", args);

@@ -726,11 +726,16 @@ fn pg_name_of_sql(expr: &ast::Expr) -> String {
             Some(ast::ObjectNamePart::Identifier(i)) => ddl::ident(i),
             _ => "?column?".to_string(),
         },
-        E::Cast { expr, .. } | E::Nested(expr) => match expr.as_ref() {
-            E::Identifier(_) | E::CompoundIdentifier(_) | E::Function(_) | E::Nested(_) => {
+        E::Nested(expr) => match expr.as_ref() {
+            E::Identifier(_) | E::CompoundIdentifier(_) | E::Function(_) | E::Nested(_) | E::Cast { .. } => {
                 pg_name_of_sql(expr)
             }
             _ => "?column?".to_string(),
+        },
+        // A cast keeps the name of what it casts if that has one, else takes its type's.
+        E::Cast { expr, data_type, .. } => match pg_name_of_sql(expr).as_str() {
+            "?column?" => pg_type_name(data_type),
+            name => name.to_string(),
         },
         E::Subquery(query) => match query.body.as_ref() {
             ast::SetExpr::Select(select) => match select.projection.first() {
@@ -741,6 +746,35 @@ fn pg_name_of_sql(expr: &ast::Expr) -> String {
             _ => "?column?".to_string(),
         },
         _ => "?column?".to_string(),
+    }
+}
+
+/// The name PostgreSQL shows for a type in a cast's column (`1::int` is `int4`,
+/// `'[1,2]'::vector(2)` is `vector`, `x::real[]` is `float4`).
+fn pg_type_name(data_type: &ast::DataType) -> String {
+    use ast::DataType as T;
+    match data_type {
+        T::Array(
+            ast::ArrayElemTypeDef::SquareBracket(inner, _) | ast::ArrayElemTypeDef::AngleBracket(inner),
+        )
+        | T::Array(ast::ArrayElemTypeDef::Parenthesis(inner)) => pg_type_name(inner),
+        T::SmallInt(_) | T::Int2(_) => "int2".into(),
+        T::Int(_) | T::Integer(_) | T::Int4(_) => "int4".into(),
+        T::BigInt(_) | T::Int8(_) => "int8".into(),
+        T::Real | T::Float4 => "float4".into(),
+        T::DoublePrecision | T::Float8 | T::Double(_) => "float8".into(),
+        T::Boolean | T::Bool => "bool".into(),
+        T::Varchar(_) | T::CharacterVarying(_) => "varchar".into(),
+        T::Char(_) | T::Character(_) => "bpchar".into(),
+        T::Numeric(_) | T::Decimal(_) => "numeric".into(),
+        T::Timestamp(_, ast::TimezoneInfo::WithTimeZone | ast::TimezoneInfo::Tz) => "timestamptz".into(),
+        T::Custom(name, _) => {
+            name.0.last().map(|p| p.to_string().trim_matches('"').to_lowercase()).unwrap_or_default()
+        }
+        other => {
+            let text = other.to_string().to_lowercase();
+            text.split('(').next().unwrap_or(&text).trim().to_string()
+        }
     }
 }
 
