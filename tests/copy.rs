@@ -10,12 +10,12 @@ use std::pin::pin;
 use bytes::BytesMut;
 use chrono::NaiveDate;
 use futures::{SinkExt, TryStreamExt};
-use tarn_tests::TestServer;
+use tarn_tests::{Raw, TestServer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_postgres::binary_copy::{BinaryCopyInWriter, BinaryCopyOutRow, BinaryCopyOutStream};
 use tokio_postgres::error::SqlState;
-use tokio_postgres::types::{to_sql_checked, FromSql, IsNull, Kind, ToSql, Type};
+use tokio_postgres::types::{to_sql_checked, IsNull, Kind, ToSql, Type};
 use tokio_postgres::{Client, CopyInSink, GenericClient};
 
 const ITEMS: &str = "CREATE TABLE items (
@@ -233,36 +233,6 @@ impl ToSql for Vector {
 
 /// A value's binary form as it is, for the types tokio-postgres has no Rust type for
 /// here (date, timestamps and numeric need features we do not enable; vector).
-#[derive(Debug, Clone, PartialEq)]
-struct Raw(Vec<u8>);
-
-impl ToSql for Raw {
-    fn to_sql(
-        &self,
-        _: &Type,
-        out: &mut BytesMut,
-    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
-        out.extend_from_slice(&self.0);
-        Ok(IsNull::No)
-    }
-
-    fn accepts(_: &Type) -> bool {
-        true
-    }
-
-    to_sql_checked!();
-}
-
-impl<'a> FromSql<'a> for Raw {
-    fn from_sql(_: &Type, raw: &'a [u8]) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
-        Ok(Raw(raw.to_vec()))
-    }
-
-    fn accepts(_: &Type) -> bool {
-        true
-    }
-}
-
 fn vector_type() -> Type {
     Type::new("vector".into(), 16385, Kind::Simple, "public".into())
 }

@@ -9,11 +9,9 @@
 
 use std::time::Duration;
 
-use bytes::BytesMut;
 use tarn_tests::rng::{env_u64, Rng};
-use tarn_tests::TestServer;
+use tarn_tests::{Raw, TestServer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio_postgres::types::{to_sql_checked, IsNull, ToSql, Type};
 use tokio_postgres::Client;
 
 const SETUP: &str = "CREATE TABLE f (id BIGINT PRIMARY KEY, n INT, x DOUBLE PRECISION, s TEXT, \
@@ -198,27 +196,6 @@ fn random_statement(rng: &mut Rng) -> String {
     }
 }
 
-/// Arbitrary bytes sent as a binary parameter of whatever type the server described.
-#[derive(Debug)]
-struct Garbage(Vec<u8>);
-
-impl ToSql for Garbage {
-    fn to_sql(
-        &self,
-        _: &Type,
-        out: &mut BytesMut,
-    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
-        out.extend_from_slice(&self.0);
-        Ok(IsNull::No)
-    }
-
-    fn accepts(_: &Type) -> bool {
-        true
-    }
-
-    to_sql_checked!();
-}
-
 async fn alive(server: &TestServer, context: &str) {
     let client = tokio::time::timeout(Duration::from_secs(30), server.client())
         .await
@@ -322,7 +299,7 @@ async fn garbage_parameters_get_errors() {
         let sql = *rng.pick(&statements);
         let len = *rng.pick(&[0usize, 1, 2, 3, 4, 7, 8, 9, 12, 16, 17, 64, 1000]);
         let bytes: Vec<u8> = (0..len).map(|_| rng.below(256) as u8).collect();
-        match client.query(sql, &[&Garbage(bytes.clone())]).await {
+        match client.query(sql, &[&Raw(bytes.clone())]).await {
             Ok(_) => {}
             Err(e) => {
                 let db = e.as_db_error().unwrap_or_else(|| {

@@ -129,6 +129,41 @@ impl Drop for TestServer {
     }
 }
 
+/// A value's bytes as they are, as a binary parameter of whatever type the server
+/// described and as any result column: for tests of the binary forms themselves.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Raw(pub Vec<u8>);
+
+impl tokio_postgres::types::ToSql for Raw {
+    fn to_sql(
+        &self,
+        _: &tokio_postgres::types::Type,
+        out: &mut bytes::BytesMut,
+    ) -> Result<tokio_postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        out.extend_from_slice(&self.0);
+        Ok(tokio_postgres::types::IsNull::No)
+    }
+
+    fn accepts(_: &tokio_postgres::types::Type) -> bool {
+        true
+    }
+
+    tokio_postgres::types::to_sql_checked!();
+}
+
+impl<'a> tokio_postgres::types::FromSql<'a> for Raw {
+    fn from_sql(
+        _: &tokio_postgres::types::Type,
+        raw: &'a [u8],
+    ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(Raw(raw.to_vec()))
+    }
+
+    fn accepts(_: &tokio_postgres::types::Type) -> bool {
+        true
+    }
+}
+
 /// Runs `command`, returning its combined output, or an error naming it with that output.
 pub fn run(command: &mut std::process::Command) -> Result<String, String> {
     let shown = format!("{command:?}");

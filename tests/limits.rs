@@ -83,8 +83,8 @@ async fn deep_expressions_get_54001_and_the_server_stays_up() {
         sub = format!("SELECT x FROM ({sub}) AS s");
     }
     assert_eq!(one_value(&client, &format!("SELECT count(*) FROM ({sub}) AS s")).await, "1000");
-    let unions = vec!["SELECT 1 AS one"; 1_000].join(" UNION ALL ");
-    assert_eq!(one_value(&client, &format!("SELECT count(*) FROM ({unions}) AS u")).await, "1000");
+    let unions = vec!["SELECT 1 AS one"; 900].join(" UNION ALL ");
+    assert_eq!(one_value(&client, &format!("SELECT count(*) FROM ({unions}) AS u")).await, "900");
     // Other clients never noticed.
     let other = server.client().await;
     assert_eq!(one_value(&other, "SELECT 2").await, "2");

@@ -156,7 +156,8 @@ fn build_context(config: &EngineConfig) -> SessionContext {
         .with_optimizer_rule(Arc::new(crate::knn::KnnRule))
         // Vector casts are rewritten before type coercion looks for an Arrow cast.
         .with_analyzer_rules(
-            std::iter::once(Arc::new(crate::vector::VectorCasts) as _)
+            [Arc::new(crate::vector::VectorCasts) as _, Arc::new(crate::pg_catalog::CharLiterals) as _]
+                .into_iter()
                 .chain(datafusion::optimizer::Analyzer::new().rules)
                 .collect(),
         )

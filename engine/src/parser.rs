@@ -9,6 +9,7 @@
 //! - `ALTER TABLE t ADD VECTOR INDEX [name] ON col [opclass] [USING method] [WITH (...)]`
 //!   becomes `CREATE INDEX [name] ON t USING method (col [opclass]) [WITH (...)]`
 //!   (method `hnsw` unless named).
+//! - `CREATE UNLOGGED TABLE` is `CREATE TABLE` (Tarn's tables are all durable).
 //! - pgvector's `<+>` and ParadeDB's `@@@` operators are glued from the tokens sqlparser
 //!   splits them into (`<`,`+`,`>` and `@@`,`@`) into one custom operator.
 
@@ -94,6 +95,15 @@ fn rewrite_tokens(tokens: Vec<TokenWithSpan>) -> (Vec<TokenWithSpan>, Vec<Option
             }
             Token::LParen => depth += 1,
             Token::RParen => depth -= 1,
+            // `CREATE UNLOGGED TABLE`: every Tarn table is logged (PostgreSQL's unlogged
+            // tables give up durability for speed; ours keep it), so the word goes.
+            Token::Word(w)
+                if words_seen == 1
+                    && w.value.eq_ignore_ascii_case("unlogged")
+                    && first_word_is_create(&out) =>
+            {
+                continue;
+            }
             Token::Word(w) => {
                 words_seen += 1;
                 if words_seen <= 4 && w.keyword == Keyword::TABLE && first_word_is_create(&out) {

@@ -266,3 +266,64 @@ fn pg_range() -> Arc<dyn TableProvider> {
         vec![Arc::new(UInt32Array::from(Vec::<u32>::new())), Arc::new(UInt32Array::from(Vec::<u32>::new()))],
     )
 }
+
+/// Catalog columns of Postgres' one-byte `"char"` type (`typtype`, `typcategory`,
+/// `relkind`) are Arrow `Int8`; tools compare them with one-letter text (`typcategory =
+/// 'A'`, postgres.js on connect). This analyzer rule (before type coercion, which would
+/// try to read 'A' as a number) turns such a literal into the byte it names.
+#[derive(Debug)]
+pub struct CharLiterals;
+
+impl datafusion::optimizer::AnalyzerRule for CharLiterals {
+    fn analyze(
+        &self,
+        plan: datafusion::logical_expr::LogicalPlan,
+        _: &datafusion::config::ConfigOptions,
+    ) -> datafusion::error::Result<datafusion::logical_expr::LogicalPlan> {
+        use datafusion::common::tree_node::{Transformed, TreeNode};
+        use datafusion::common::ScalarValue;
+        use datafusion::logical_expr::{Expr, ExprSchemable};
+        let byte = |e: &Expr| match e {
+            Expr::Literal(ScalarValue::Utf8(Some(s)) | ScalarValue::Utf8View(Some(s)), _) if s.len() == 1 => {
+                Some(Expr::Literal(ScalarValue::Int8(Some(s.as_bytes()[0] as i8)), None))
+            }
+            _ => None,
+        };
+        plan.transform_up_with_subqueries(|node| {
+            let mut schema = datafusion::common::DFSchema::empty();
+            for input in node.inputs() {
+                schema.merge(input.schema());
+            }
+            let is_char = |e: &Expr| e.get_type(&schema).is_ok_and(|t| t == DataType::Int8);
+            node.map_expressions(|e| {
+                e.transform_up(|mut e| {
+                    let changed = match &mut e {
+                        Expr::BinaryExpr(b) if is_char(&b.left) => {
+                            byte(&b.right).map(|l| *b.right = l).is_some()
+                        }
+                        Expr::BinaryExpr(b) if is_char(&b.right) => {
+                            byte(&b.left).map(|l| *b.left = l).is_some()
+                        }
+                        Expr::InList(list) if is_char(&list.expr) => {
+                            let mut any = false;
+                            for item in &mut list.list {
+                                if let Some(l) = byte(item) {
+                                    *item = l;
+                                    any = true;
+                                }
+                            }
+                            any
+                        }
+                        _ => false,
+                    };
+                    Ok(if changed { Transformed::yes(e) } else { Transformed::no(e) })
+                })
+            })
+        })
+        .map(|t| t.data)
+    }
+
+    fn name(&self) -> &str {
+        "tarn_char_literals"
+    }
+}

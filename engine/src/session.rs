@@ -718,34 +718,39 @@ fn name_output_columns(query: &mut ast::Query) {
 
 /// The column name Postgres gives an unaliased select item.
 fn pg_name_of_sql(expr: &ast::Expr) -> String {
+    pg_name_and_strength(expr).0
+}
+
+/// PostgreSQL's `FigureColname`: a name and how strongly the expression holds it (2 for
+/// a column, function or array constructor, 1 for a type's or `case`, 0 for none). A
+/// cast names its column after its type unless what it casts has a strong name.
+fn pg_name_and_strength(expr: &ast::Expr) -> (String, u8) {
     use ast::Expr as E;
+    let none = || ("?column?".to_string(), 0);
     match expr {
-        E::Identifier(ident) => ddl::ident(ident),
-        E::CompoundIdentifier(parts) => parts.last().map(ddl::ident).unwrap_or_default(),
+        E::Identifier(ident) => (ddl::ident(ident), 2),
+        E::CompoundIdentifier(parts) => (parts.last().map(ddl::ident).unwrap_or_default(), 2),
         E::Function(f) => match f.name.0.last() {
-            Some(ast::ObjectNamePart::Identifier(i)) => ddl::ident(i),
-            _ => "?column?".to_string(),
+            Some(ast::ObjectNamePart::Identifier(i)) => (ddl::ident(i), 2),
+            _ => none(),
         },
-        E::Nested(expr) => match expr.as_ref() {
-            E::Identifier(_) | E::CompoundIdentifier(_) | E::Function(_) | E::Nested(_) | E::Cast { .. } => {
-                pg_name_of_sql(expr)
-            }
-            _ => "?column?".to_string(),
-        },
-        // A cast keeps the name of what it casts if that has one, else takes its type's.
-        E::Cast { expr, data_type, .. } => match pg_name_of_sql(expr).as_str() {
-            "?column?" => pg_type_name(data_type),
-            name => name.to_string(),
+        E::Array(_) => ("array".to_string(), 2),
+        E::Exists { .. } => ("exists".to_string(), 2),
+        E::Case { .. } => ("case".to_string(), 1),
+        E::Nested(expr) | E::Collate { expr, .. } => pg_name_and_strength(expr),
+        E::Cast { expr, data_type, .. } => match pg_name_and_strength(expr) {
+            (_, strength) if strength <= 1 => (pg_type_name(data_type), 1),
+            strong => strong,
         },
         E::Subquery(query) => match query.body.as_ref() {
             ast::SetExpr::Select(select) => match select.projection.first() {
-                Some(SelectItem::UnnamedExpr(inner)) => pg_name_of_sql(inner),
-                Some(SelectItem::ExprWithAlias { alias, .. }) => ddl::ident(alias),
-                _ => "?column?".to_string(),
+                Some(SelectItem::UnnamedExpr(inner)) => pg_name_and_strength(inner),
+                Some(SelectItem::ExprWithAlias { alias, .. }) => (ddl::ident(alias), 2),
+                _ => none(),
             },
-            _ => "?column?".to_string(),
+            _ => none(),
         },
-        _ => "?column?".to_string(),
+        _ => none(),
     }
 }
 
