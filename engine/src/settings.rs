@@ -15,8 +15,24 @@ pub const SERVER_VERSION_NUM: &str = "160004";
 const DEFAULT_EF_SEARCH: &str = "100";
 const DEFAULT_PROBES: &str = "10";
 
-/// Integer settings and their ranges (pgvector's).
-const INTEGER_RANGES: &[(&str, i64, i64)] = &[("hnsw.ef_search", 1, 1000), ("ivfflat.probes", 1, 32_768)];
+/// Integer settings and their ranges (pgvector's). Of pgvector's iterative-scan knobs
+/// (`hnsw.max_scan_tuples`, `hnsw.scan_mem_multiplier`, `ivfflat.max_probes`, and the
+/// `*.iterative_scan` modes below) Tarn needs none: its filtered searches always return
+/// `LIMIT` rows when enough match. They are accepted and checked as pgvector checks
+/// them, so scripts written for pgvector run unchanged.
+const INTEGER_RANGES: &[(&str, i64, i64)] = &[
+    ("hnsw.ef_search", 1, 1000),
+    ("ivfflat.probes", 1, 32_768),
+    ("hnsw.max_scan_tuples", 1, 2_147_483_647),
+    ("hnsw.scan_mem_multiplier", 1, 1000),
+    ("ivfflat.max_probes", 1, 32_768),
+];
+
+/// Settings that take one of a few words (pgvector's).
+const ENUMS: &[(&str, &[&str])] = &[
+    ("hnsw.iterative_scan", &["off", "relaxed_order", "strict_order"]),
+    ("ivfflat.iterative_scan", &["off", "relaxed_order"]),
+];
 
 /// Settings reported to the client at startup (ParameterStatus), in this order.
 pub const REPORTED_AT_STARTUP: &[&str] = &[
@@ -68,6 +84,11 @@ fn defaults() -> BTreeMap<String, (String, String)> {
         ("jit", "off"),
         ("hnsw.ef_search", DEFAULT_EF_SEARCH),
         ("ivfflat.probes", DEFAULT_PROBES),
+        ("hnsw.iterative_scan", "off"),
+        ("hnsw.max_scan_tuples", "20000"),
+        ("hnsw.scan_mem_multiplier", "1"),
+        ("ivfflat.iterative_scan", "off"),
+        ("ivfflat.max_probes", "32768"),
     ];
     pairs.iter().map(|(k, v)| (k.to_lowercase(), (k.to_string(), v.to_string()))).collect()
 }
@@ -136,6 +157,19 @@ impl Settings {
                     })
                 }
             },
+            _ if ENUMS.iter().any(|(n, _)| *n == key) => {
+                let (_, allowed) = ENUMS.iter().find(|(n, _)| *n == key).expect("checked");
+                let text = value.trim_matches('\'').to_ascii_lowercase();
+                if !allowed.contains(&text.as_str()) {
+                    return Err(EngineError::InvalidParameter {
+                        message: format!(
+                            "invalid value for parameter \"{name}\": \"{text}\" (available values: {})",
+                            allowed.join(", ")
+                        ),
+                    });
+                }
+                text
+            }
             _ => {
                 match INTEGER_RANGES.iter().find(|(n, _, _)| *n == key) {
                     Some(&(_, min, max)) => {

@@ -315,6 +315,10 @@ impl Session {
 /// The result column of `SHOW name`, or `None` for any other statement.
 pub(crate) fn show_schema(statement: &Statement) -> Option<SchemaRef> {
     let Statement::ShowVariable { variable } = statement else { return None };
-    let name = variable.iter().map(|i| i.value.to_lowercase()).collect::<Vec<_>>().join("_");
+    let words: Vec<String> = variable.iter().map(|i| i.value.to_lowercase()).collect();
+    // `SHOW hnsw.ef_search` is a dotted name (the column is `hnsw.ef_search`); `SHOW
+    // transaction isolation level` is words.
+    let dotted = words.len() == 2 && matches!(words[0].as_str(), "hnsw" | "ivfflat");
+    let name = words.join(if dotted { "." } else { "_" });
     Some(Arc::new(Schema::new(vec![Field::new(name, DataType::Utf8, true)])))
 }
