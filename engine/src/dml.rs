@@ -395,7 +395,7 @@ impl Session {
         let table = &planned.table;
         // Pin the table's snapshot before the statement reads it.
         let (snapshot, overlay) = self.txn.pinned(table)?.expect("a transaction is open");
-        let input = with_params(planned.input.clone(), params)?;
+        let input = crate::params::with_params(planned.input.clone(), params)?;
         let batches = self.ctx.execute_logical_plan(input).await?.collect().await?;
         let schema = snapshot.schema();
 
@@ -570,7 +570,11 @@ impl Session {
         }
         let kept = match &planned.kept {
             Some(kept) => {
-                self.ctx.execute_logical_plan(with_params(kept.clone(), params)?).await?.collect().await?
+                self.ctx
+                    .execute_logical_plan(crate::params::with_params(kept.clone(), params)?)
+                    .await?
+                    .collect()
+                    .await?
             }
             None => Vec::new(),
         };
@@ -851,11 +855,4 @@ fn concat_any(batches: Vec<RecordBatch>) -> Result<Option<RecordBatch>> {
         return Ok(None);
     }
     Ok(Some(concat_batches(&batches[0].schema(), &batches)?))
-}
-
-fn with_params(plan: LogicalPlan, params: &[datafusion::common::ScalarValue]) -> Result<LogicalPlan> {
-    if params.is_empty() {
-        return Ok(plan);
-    }
-    Ok(plan.with_param_values(params.to_vec())?)
 }

@@ -17,11 +17,13 @@
 //! - [`system`]: `tarn_tables`.
 //! - [`limits`]: how long and how deep a statement may be (54000, 54001), checked
 //!   before anything recurses into it; the stack statements run on.
-//! - [`params`]: `$n` parameters where DataFusion cannot take them (table function
-//!   arguments) and their types from context (LIMIT, `= ANY($1)`, CASE).
+//! - [`params`]: `$n` parameters: their types (declared, inferred, from context: LIMIT,
+//!   `= ANY($1)`, CASE), their values bound into plans, and table-function arguments
+//!   bound in the syntax tree.
 //! - [`parser`]: SQL text to statements (sqlparser's PostgreSQL dialect plus Tarn's
 //!   words: `USING <format>`, `AS OF VERSION n`, `<+>`, `@@@`).
 //! - [`ddl`]: `CREATE TABLE` and friends, to storage's `TableDef`.
+//! - [`column_names`]: result columns named as PostgreSQL names them.
 //! - [`catalog`], [`provider`]: the warehouse as DataFusion catalog and tables.
 //! - [`pg_catalog`]: `pg_type` and friends, for drivers that look types up.
 //! - [`types`]: Postgres types <-> Arrow types and wire OIDs.
@@ -40,6 +42,7 @@
 pub mod base_cache;
 pub mod binary;
 pub mod catalog;
+pub mod column_names;
 pub mod copy;
 pub mod ddl;
 pub mod distance;

@@ -328,6 +328,70 @@ fn type_placeholder(expr: &mut Expr, ty: &DataType) -> bool {
     }
 }
 
+/// Parameter types: the client's where declared, else what DataFusion inferred, else
+/// text (as Postgres does for an unknown-typed parameter).
+/// `$1::T`: a parameter DataFusion left untyped takes the type it is cast to, as in
+/// Postgres (`$1::vector(3)` is a vector, not text to be parsed).
+pub(crate) fn type_cast_parameters(plan: LogicalPlan) -> Result<LogicalPlan> {
+    use datafusion::common::tree_node::{Transformed, TreeNode};
+    use datafusion::logical_expr::expr::Placeholder;
+    use datafusion::logical_expr::Expr;
+    let typed = plan.transform_up_with_subqueries(|node| {
+        node.map_expressions(|e| {
+            e.transform_up(|e| match e {
+                Expr::Cast(mut cast) if matches!(cast.expr.as_ref(), Expr::Placeholder(p) if p.field.is_none()) => {
+                    let Expr::Placeholder(p) = cast.expr.as_ref() else { unreachable!("matched") };
+                    let field = Arc::new(Field::new("", cast.field.data_type().clone(), true));
+                    cast.expr = Box::new(Expr::Placeholder(Placeholder { id: p.id.clone(), field: Some(field) }));
+                    Ok(Transformed::yes(Expr::Cast(cast)))
+                }
+                other => Ok(Transformed::no(other)),
+            })
+        })
+    })?;
+    Ok(typed.data)
+}
+
+pub(crate) fn param_types(plan: &LogicalPlan, declared: &[Option<DataType>]) -> Result<Vec<DataType>> {
+    let inferred = plan.get_parameter_types()?;
+    let count = inferred
+        .keys()
+        .filter_map(|k| k.trim_start_matches('$').parse::<usize>().ok())
+        .max()
+        .unwrap_or(0)
+        .max(declared.len());
+    Ok((1..=count)
+        .map(|i| {
+            declared
+                .get(i - 1)
+                .cloned()
+                .flatten()
+                .or_else(|| inferred.get(&format!("${i}")).cloned().flatten())
+                .unwrap_or(DataType::Utf8)
+        })
+        .collect())
+}
+
+/// Casts each value to its parameter's type (the wire decoded it as the client's type).
+pub(crate) fn bind_params(params: Vec<ScalarValue>, types: &[DataType]) -> Vec<ScalarValue> {
+    params
+        .into_iter()
+        .zip(types.iter().map(Some).chain(std::iter::repeat(None)))
+        .map(|(value, ty)| match ty {
+            Some(ty) if &value.data_type() != ty && !value.is_null() => value.cast_to(ty).unwrap_or(value),
+            Some(ty) if value.is_null() => ScalarValue::try_from(ty).unwrap_or(value),
+            _ => value,
+        })
+        .collect()
+}
+
+pub(crate) fn with_params(plan: LogicalPlan, params: &[ScalarValue]) -> Result<LogicalPlan> {
+    if params.is_empty() {
+        return Ok(plan);
+    }
+    Ok(plan.with_param_values(params.to_vec())?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use futures::StreamExt;
 
 use arrow::array::RecordBatch;
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::datatypes::{DataType, SchemaRef};
 use datafusion::catalog::TableProvider;
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::ScalarValue;
@@ -31,13 +31,16 @@ use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::{self, SelectItem, Statement, TableObject};
 use tarn_storage::{StorageError, Table, TableName};
 
+use crate::column_names::{arrow_schema, name_output_columns, result_schema, typed_as};
 use crate::ddl;
 use crate::dml::{DmlKind, OnConflict, PlannedWrite};
 use crate::engine::Engine;
 use crate::error::{EngineError, Result};
 use crate::literals::{rewrite_insert_values, rewrite_typed_casts, InsertTarget};
 use crate::lookup::{KeyLookup, KeyValue};
-use crate::params::{bind_table_function_args, ParamHints};
+use crate::params::{
+    bind_params, bind_table_function_args, param_types, type_cast_parameters, with_params, ParamHints,
+};
 use crate::parser::{parse_sql, ParsedStatement};
 use crate::settings::Settings;
 use crate::transaction::TxState;
@@ -697,253 +700,4 @@ fn on_conflict(
             })
         }
     }
-}
-
-/// Marks aliases given by [`name_output_columns`]: `__tarn_<position>_<name>`.
-const OUTPUT_ALIAS_PREFIX: &str = "__tarn_";
-
-/// Gives every unaliased item of the outermost `SELECT` list an alias that is unique
-/// (DataFusion refuses two output columns of one name; Postgres allows `SELECT 1, 1`)
-/// and carries the name Postgres would show, restored by [`result_schema`].
-fn name_output_columns(query: &mut ast::Query) {
-    let ast::SetExpr::Select(select) = query.body.as_mut() else { return };
-    for (position, item) in select.projection.iter_mut().enumerate() {
-        if let SelectItem::UnnamedExpr(expr) = item {
-            let name = pg_name_of_sql(expr);
-            let alias = ast::Ident::with_quote('"', format!("{OUTPUT_ALIAS_PREFIX}{position}_{name}"));
-            *item = SelectItem::ExprWithAlias { expr: expr.clone(), alias };
-        }
-    }
-}
-
-/// The column name Postgres gives an unaliased select item.
-fn pg_name_of_sql(expr: &ast::Expr) -> String {
-    pg_name_and_strength(expr).0
-}
-
-/// PostgreSQL's `FigureColname`: a name and how strongly the expression holds it (2 for
-/// a column, function or array constructor, 1 for a type's or `case`, 0 for none). A
-/// cast names its column after its type unless what it casts has a strong name.
-fn pg_name_and_strength(expr: &ast::Expr) -> (String, u8) {
-    use ast::Expr as E;
-    let none = || ("?column?".to_string(), 0);
-    match expr {
-        E::Identifier(ident) => (ddl::ident(ident), 2),
-        E::CompoundIdentifier(parts) => (parts.last().map(ddl::ident).unwrap_or_default(), 2),
-        E::Function(f) => match f.name.0.last() {
-            Some(ast::ObjectNamePart::Identifier(i)) => (ddl::ident(i), 2),
-            _ => none(),
-        },
-        E::Array(_) => ("array".to_string(), 2),
-        E::Exists { .. } => ("exists".to_string(), 2),
-        E::Case { .. } => ("case".to_string(), 1),
-        E::Nested(expr) | E::Collate { expr, .. } => pg_name_and_strength(expr),
-        E::Cast { expr, data_type, .. } => match pg_name_and_strength(expr) {
-            (_, strength) if strength <= 1 => (pg_type_name(data_type), 1),
-            strong => strong,
-        },
-        E::Subquery(query) => match query.body.as_ref() {
-            ast::SetExpr::Select(select) => match select.projection.first() {
-                Some(SelectItem::UnnamedExpr(inner)) => pg_name_and_strength(inner),
-                Some(SelectItem::ExprWithAlias { alias, .. }) => (ddl::ident(alias), 2),
-                _ => none(),
-            },
-            _ => none(),
-        },
-        _ => none(),
-    }
-}
-
-/// The name PostgreSQL shows for a type in a cast's column (`1::int` is `int4`,
-/// `'[1,2]'::vector(2)` is `vector`, `x::real[]` is `float4`).
-fn pg_type_name(data_type: &ast::DataType) -> String {
-    use ast::DataType as T;
-    match data_type {
-        T::Array(
-            ast::ArrayElemTypeDef::SquareBracket(inner, _) | ast::ArrayElemTypeDef::AngleBracket(inner),
-        )
-        | T::Array(ast::ArrayElemTypeDef::Parenthesis(inner)) => pg_type_name(inner),
-        T::SmallInt(_) | T::Int2(_) => "int2".into(),
-        T::Int(_) | T::Integer(_) | T::Int4(_) => "int4".into(),
-        T::BigInt(_) | T::Int8(_) => "int8".into(),
-        T::Real | T::Float4 => "float4".into(),
-        T::DoublePrecision | T::Float8 | T::Double(_) => "float8".into(),
-        T::Boolean | T::Bool => "bool".into(),
-        T::Varchar(_) | T::CharacterVarying(_) => "varchar".into(),
-        T::Char(_) | T::Character(_) => "bpchar".into(),
-        T::Numeric(_) | T::Decimal(_) => "numeric".into(),
-        T::Timestamp(_, ast::TimezoneInfo::WithTimeZone | ast::TimezoneInfo::Tz) => "timestamptz".into(),
-        T::Custom(name, _) => {
-            name.0.last().map(|p| p.to_string().trim_matches('"').to_lowercase()).unwrap_or_default()
-        }
-        other => {
-            let text = other.to_string().to_lowercase();
-            text.split('(').next().unwrap_or(&text).trim().to_string()
-        }
-    }
-}
-
-/// The result columns of a query, named as Postgres names them: `?column?` for an
-/// expression, the function's name for a call (`count`, `avg`), the column's or alias's
-/// name otherwise. DataFusion names columns after the expression text (`Int64(1)`).
-fn result_schema(plan: &LogicalPlan) -> SchemaRef {
-    let schema = arrow_schema(plan);
-    let mut node = plan;
-    let exprs: Option<Vec<&datafusion::logical_expr::Expr>> = loop {
-        match node {
-            LogicalPlan::Projection(p) => break Some(p.expr.iter().collect()),
-            LogicalPlan::Aggregate(a) => break Some(a.group_expr.iter().chain(&a.aggr_expr).collect()),
-            LogicalPlan::Sort(_)
-            | LogicalPlan::Limit(_)
-            | LogicalPlan::Distinct(_)
-            | LogicalPlan::SubqueryAlias(_) => {
-                node = node.inputs()[0];
-            }
-            _ => break None,
-        }
-    };
-    let Some(exprs) = exprs.filter(|e| e.len() == schema.fields().len()) else { return schema };
-    let fields: Vec<Field> = schema
-        .fields()
-        .iter()
-        .zip(exprs)
-        .map(|(field, expr)| field.as_ref().clone().with_name(pg_column_name(expr)))
-        .collect();
-    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
-}
-
-fn pg_column_name(expr: &datafusion::logical_expr::Expr) -> String {
-    use datafusion::logical_expr::Expr;
-    match expr {
-        // DataFusion itself aliases `count(*)`; users rarely alias to a call's text.
-        Expr::Alias(alias)
-            if alias.name.contains('(')
-                && matches!(
-                    alias.expr.as_ref(),
-                    Expr::AggregateFunction(_) | Expr::ScalarFunction(_) | Expr::Column(_)
-                ) =>
-        {
-            pg_column_name(&alias.expr)
-        }
-        Expr::Alias(alias) => output_alias_name(&alias.name),
-        // A projection above a sort on columns not selected refers to our aliases.
-        Expr::Column(column) if column.name.starts_with(OUTPUT_ALIAS_PREFIX) => {
-            output_alias_name(&column.name)
-        }
-        Expr::Column(column) => {
-            let name = &column.name;
-            let simple = !name.is_empty() && name.chars().all(|c| c.is_alphanumeric() || c == '_');
-            if simple {
-                name.clone()
-            } else if let Some((function, _)) = name
-                .split_once('(')
-                .filter(|(f, _)| !f.is_empty() && f.chars().all(|c| c.is_alphanumeric() || c == '_'))
-            {
-                function.to_lowercase()
-            } else {
-                "?column?".to_string()
-            }
-        }
-        Expr::ScalarFunction(f) => f.func.name().to_string(),
-        Expr::AggregateFunction(f) => f.func.name().to_string(),
-        Expr::WindowFunction(f) => f.fun.name().to_string(),
-        Expr::Cast(c) => match c.expr.as_ref() {
-            Expr::Column(_) | Expr::ScalarFunction(_) => pg_column_name(&c.expr),
-            _ => "?column?".to_string(),
-        },
-        _ => "?column?".to_string(),
-    }
-}
-
-/// `named`'s columns with the types (and nullability) of `typed`'s, when both have the
-/// same columns.
-fn typed_as(named: &SchemaRef, typed: &Schema) -> SchemaRef {
-    if named.fields().len() != typed.fields().len()
-        || named.fields().iter().zip(typed.fields()).all(|(n, t)| n.data_type() == t.data_type())
-    {
-        return named.clone();
-    }
-    let fields: Vec<Field> = named
-        .fields()
-        .iter()
-        .zip(typed.fields())
-        .map(|(n, t)| n.as_ref().clone().with_data_type(t.data_type().clone()).with_nullable(t.is_nullable()))
-        .collect();
-    Arc::new(Schema::new_with_metadata(fields, named.metadata().clone()))
-}
-
-/// The name an alias of [`name_output_columns`] carries; any other alias as it is.
-fn output_alias_name(alias: &str) -> String {
-    match alias.strip_prefix(OUTPUT_ALIAS_PREFIX) {
-        Some(numbered) => numbered.split_once('_').map_or(numbered, |(_, name)| name).to_string(),
-        None => alias.to_string(),
-    }
-}
-
-fn arrow_schema(plan: &LogicalPlan) -> SchemaRef {
-    Arc::new(plan.schema().as_arrow().clone())
-}
-
-/// Parameter types: the client's where declared, else what DataFusion inferred, else
-/// text (as Postgres does for an unknown-typed parameter).
-/// `$1::T`: a parameter DataFusion left untyped takes the type it is cast to, as in
-/// Postgres (`$1::vector(3)` is a vector, not text to be parsed).
-fn type_cast_parameters(plan: LogicalPlan) -> Result<LogicalPlan> {
-    use datafusion::common::tree_node::{Transformed, TreeNode};
-    use datafusion::logical_expr::expr::Placeholder;
-    use datafusion::logical_expr::Expr;
-    let typed = plan.transform_up_with_subqueries(|node| {
-        node.map_expressions(|e| {
-            e.transform_up(|e| match e {
-                Expr::Cast(mut cast) if matches!(cast.expr.as_ref(), Expr::Placeholder(p) if p.field.is_none()) => {
-                    let Expr::Placeholder(p) = cast.expr.as_ref() else { unreachable!("matched") };
-                    let field = Arc::new(Field::new("", cast.field.data_type().clone(), true));
-                    cast.expr = Box::new(Expr::Placeholder(Placeholder { id: p.id.clone(), field: Some(field) }));
-                    Ok(Transformed::yes(Expr::Cast(cast)))
-                }
-                other => Ok(Transformed::no(other)),
-            })
-        })
-    })?;
-    Ok(typed.data)
-}
-
-fn param_types(plan: &LogicalPlan, declared: &[Option<DataType>]) -> Result<Vec<DataType>> {
-    let inferred = plan.get_parameter_types()?;
-    let count = inferred
-        .keys()
-        .filter_map(|k| k.trim_start_matches('$').parse::<usize>().ok())
-        .max()
-        .unwrap_or(0)
-        .max(declared.len());
-    Ok((1..=count)
-        .map(|i| {
-            declared
-                .get(i - 1)
-                .cloned()
-                .flatten()
-                .or_else(|| inferred.get(&format!("${i}")).cloned().flatten())
-                .unwrap_or(DataType::Utf8)
-        })
-        .collect())
-}
-
-/// Casts each value to its parameter's type (the wire decoded it as the client's type).
-fn bind_params(params: Vec<ScalarValue>, types: &[DataType]) -> Vec<ScalarValue> {
-    params
-        .into_iter()
-        .zip(types.iter().map(Some).chain(std::iter::repeat(None)))
-        .map(|(value, ty)| match ty {
-            Some(ty) if &value.data_type() != ty && !value.is_null() => value.cast_to(ty).unwrap_or(value),
-            Some(ty) if value.is_null() => ScalarValue::try_from(ty).unwrap_or(value),
-            _ => value,
-        })
-        .collect()
-}
-
-fn with_params(plan: LogicalPlan, params: &[ScalarValue]) -> Result<LogicalPlan> {
-    if params.is_empty() {
-        return Ok(plan);
-    }
-    Ok(plan.with_param_values(params.to_vec())?)
 }
