@@ -6,7 +6,7 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use tarn_engine::limits::{MAX_EXPRESSION_DEPTH, MAX_STATEMENT_BYTES};
+use tarn_engine::statements::limits::{MAX_EXPRESSION_DEPTH, MAX_STATEMENT_BYTES};
 use tarn_tests::TestServer;
 use tokio_postgres::{Client, SimpleQueryMessage};
 

@@ -139,7 +139,7 @@ fn vector_from_binary(bytes: &[u8], dims: usize) -> Result<Vec<f32>> {
 
 /// A `vector(n)` value: a one-row `FixedSizeList<Float32, n>`.
 pub fn vector_scalar(values: Vec<f32>) -> ScalarValue {
-    ScalarValue::FixedSizeList(Arc::new(crate::vector::vector_array(values.len(), values, None)))
+    ScalarValue::FixedSizeList(Arc::new(crate::search::vector::vector_array(values.len(), values, None)))
 }
 
 /// `numeric_recv`, as the number's text (`-12.50`, `NaN`): int16 digit count, int16

@@ -12,14 +12,14 @@ use datafusion::logical_expr::ScalarUDF;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use tarn_storage::{TableName, Warehouse};
 
-use crate::catalog::{TarnCatalog, CATALOG_NAME};
-use crate::ddl::DEFAULT_SCHEMA;
+use crate::catalog::provider::DefaultParser;
+use crate::catalog::warehouse::{TarnCatalog, CATALOG_NAME};
 use crate::error::Result;
-use crate::provider::DefaultParser;
-use crate::session::Session;
-use crate::transaction::TxState;
+use crate::search::vector::ToVector;
+use crate::statements::ddl::DEFAULT_SCHEMA;
+use crate::statements::session::Session;
+use crate::statements::transaction::TxState;
 use crate::types::TarnTypePlanner;
-use crate::vector::ToVector;
 
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -80,7 +80,7 @@ impl Engine {
             Arc::new(TarnCatalog::new(warehouse.clone(), parse_default.clone(), Arc::default())),
         );
         crate::functions::register(&template, &config.database);
-        let resolve: crate::provider::TableResolver = {
+        let resolve: crate::catalog::provider::TableResolver = {
             let warehouse = Arc::downgrade(&warehouse);
             Arc::new(move |name: &str| {
                 let warehouse = warehouse.upgrade()?;
@@ -93,12 +93,15 @@ impl Engine {
         };
         template.register_udtf(
             "tarn_as_of",
-            Arc::new(crate::provider::AsOfFunction {
+            Arc::new(crate::catalog::provider::AsOfFunction {
                 resolve: resolve.clone(),
                 defaults: parse_default.clone(),
             }),
         );
-        template.register_udtf("table_changes", Arc::new(crate::provider::TableChangesFunction { resolve }));
+        template.register_udtf(
+            "table_changes",
+            Arc::new(crate::catalog::provider::TableChangesFunction { resolve }),
+        );
         let maintenance = warehouse.start_maintenance();
         Ok(Arc::new(Engine { warehouse, config, parse_default, maintenance, template }))
     }
@@ -139,7 +142,7 @@ fn build_context(config: &EngineConfig) -> SessionContext {
         .with_create_default_catalog_and_schema(false)
         .with_information_schema(true)
         .with_target_partitions(config.query_parallelism.max(1))
-        .with_extension(Arc::new(crate::knn::SearchSettings::default()));
+        .with_extension(Arc::new(crate::search::knn::SearchSettings::default()));
     let options = session_config.options_mut();
     options.sql_parser.dialect = datafusion::config::Dialect::PostgreSQL;
     options.sql_parser.enable_ident_normalization = true;
@@ -152,14 +155,17 @@ fn build_context(config: &EngineConfig) -> SessionContext {
         .with_runtime_env(runtime)
         .with_default_features()
         .with_type_planner(Arc::new(TarnTypePlanner))
-        .with_query_planner(Arc::new(crate::knn::TarnQueryPlanner))
-        .with_optimizer_rule(Arc::new(crate::knn::KnnRule))
+        .with_query_planner(Arc::new(crate::search::knn::TarnQueryPlanner))
+        .with_optimizer_rule(Arc::new(crate::search::knn::KnnRule))
         // Vector casts are rewritten before type coercion looks for an Arrow cast.
         .with_analyzer_rules(
-            [Arc::new(crate::vector::VectorCasts) as _, Arc::new(crate::pg_catalog::CharLiterals) as _]
-                .into_iter()
-                .chain(datafusion::optimizer::Analyzer::new().rules)
-                .collect(),
+            [
+                Arc::new(crate::search::vector::VectorCasts) as _,
+                Arc::new(crate::catalog::pg_catalog::CharLiterals) as _,
+            ]
+            .into_iter()
+            .chain(datafusion::optimizer::Analyzer::new().rules)
+            .collect(),
         )
         .build();
     let state = state;
@@ -173,15 +179,17 @@ fn build_context(config: &EngineConfig) -> SessionContext {
     let mut state =
         SessionStateBuilder::new_from_existing(state).with_physical_optimizer_rules(rules).build();
     // Appended: DataFusion's own planners keep their operators, ours see the rest.
-    state.register_expr_planner(Arc::new(crate::distance::VectorOperators)).expect("expression planner");
+    state
+        .register_expr_planner(Arc::new(crate::search::distance::VectorOperators))
+        .expect("expression planner");
     let ctx = SessionContext::new_with_state(state);
-    for function in crate::distance::functions() {
+    for function in crate::search::distance::functions() {
         ctx.register_udf(function);
     }
     // Under the built-ins' names: they take vectors too.
-    ctx.register_udaf(crate::vector_aggregates::VectorAware::avg());
-    ctx.register_udaf(crate::vector_aggregates::VectorAware::sum());
+    ctx.register_udaf(crate::search::vector_aggregates::VectorAware::avg());
+    ctx.register_udaf(crate::search::vector_aggregates::VectorAware::sum());
     ctx.register_udf(ScalarUDF::from(ToVector::default()));
-    ctx.register_udf(ScalarUDF::from(crate::literals::ByteaIn::default()));
+    ctx.register_udf(ScalarUDF::from(crate::statements::literals::ByteaIn::default()));
     ctx
 }

@@ -96,7 +96,9 @@ impl From<datafusion::sql::sqlparser::parser::ParserError> for EngineError {
         let message = match e {
             ParserError::TokenizerError(m) | ParserError::ParserError(m) => m,
             ParserError::RecursionLimitExceeded => {
-                return crate::limits::stack_depth_exceeded(crate::limits::PARSER_RECURSION_LIMIT)
+                return crate::statements::limits::stack_depth_exceeded(
+                    crate::statements::limits::PARSER_RECURSION_LIMIT,
+                )
             }
         };
         EngineError::Syntax { message: format!("syntax error: {message}") }

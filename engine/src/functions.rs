@@ -9,7 +9,7 @@ use datafusion::common::ScalarValue;
 use datafusion::logical_expr::{create_udf, ColumnarValue, Volatility};
 use datafusion::prelude::SessionContext;
 
-use crate::settings::SERVER_VERSION;
+use crate::statements::settings::SERVER_VERSION;
 
 pub fn version_string() -> String {
     format!(
@@ -32,7 +32,7 @@ pub fn register(ctx: &SessionContext, database: &str) {
     };
     ctx.register_udf(constant("version", version_string()));
     ctx.register_udf(constant("current_database", database.to_string()));
-    ctx.register_udf(constant("current_schema", crate::ddl::DEFAULT_SCHEMA.to_string()));
+    ctx.register_udf(constant("current_schema", crate::statements::ddl::DEFAULT_SCHEMA.to_string()));
     ctx.register_udf(create_udf(
         "to_regtype",
         vec![DataType::Utf8],
@@ -41,7 +41,9 @@ pub fn register(ctx: &SessionContext, database: &str) {
         Arc::new(|args: &[ColumnarValue]| {
             map_rows(args, |name: &StringArray| -> ArrayRef {
                 Arc::new(
-                    name.iter().map(|n| n.and_then(crate::pg_catalog::type_oid)).collect::<UInt32Array>(),
+                    name.iter()
+                        .map(|n| n.and_then(crate::catalog::pg_catalog::type_oid))
+                        .collect::<UInt32Array>(),
                 )
             })
         }),
@@ -68,7 +70,9 @@ pub fn register(ctx: &SessionContext, database: &str) {
                 Arc::new(
                     oids.iter()
                         .map(|o| {
-                            o.map(|o| crate::pg_catalog::type_name(o).map_or(o.to_string(), str::to_string))
+                            o.map(|o| {
+                                crate::catalog::pg_catalog::type_name(o).map_or(o.to_string(), str::to_string)
+                            })
                         })
                         .collect::<StringArray>(),
                 )

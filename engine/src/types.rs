@@ -242,9 +242,12 @@ pub fn vector_type(modifiers: &[String]) -> Result<DataType> {
         _ => None,
     };
     let dims = dims.ok_or_else(|| EngineError::syntax(format!("invalid vector dimension {modifiers:?}")))?;
-    if dims > crate::vector::MAX_DIMENSIONS {
+    if dims > crate::search::vector::MAX_DIMENSIONS {
         return Err(EngineError::DataException {
-            message: format!("vector cannot have more than {} dimensions", crate::vector::MAX_DIMENSIONS),
+            message: format!(
+                "vector cannot have more than {} dimensions",
+                crate::search::vector::MAX_DIMENSIONS
+            ),
         });
     }
     Ok(vector_arrow_type(dims))

@@ -36,8 +36,8 @@ use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::copy::{CopyData, CopyDone, CopyFail, CopyOutResponse};
 use pgwire::messages::response::TransactionStatus;
 use pgwire::messages::PgWireBackendMessage;
-use tarn_engine::copy::{Copy, CopyFormat, CopyIn, CopyKind, CopyOut};
-use tarn_engine::parser::ParsedStatement;
+use tarn_engine::statements::copy::{Copy, CopyFormat, CopyIn, CopyKind, CopyOut};
+use tarn_engine::statements::parser::ParsedStatement;
 use tarn_engine::{EngineError, Session, TxStatus};
 
 use crate::encode::{encode_batch, encode_text, field_infos};

@@ -22,8 +22,8 @@ use pgwire::api::results::{FieldFormat, FieldInfo};
 use pgwire::api::Type;
 use pgwire::messages::data::DataRow;
 use tarn_engine::binary::{decode_binary, vector_scalar, PG_EPOCH_DAYS, PG_EPOCH_MICROS};
+use tarn_engine::search::vector::{format_vector, parse_vector_of};
 use tarn_engine::types::{pg_type_of, PgType, DEFAULT_NUMERIC, VECTOR_OID};
-use tarn_engine::vector::{format_vector, parse_vector_of};
 use tarn_engine::EngineError;
 
 /// The pgwire type of a Postgres type.
@@ -433,7 +433,7 @@ pub fn decode_param(
     } else {
         let text =
             std::str::from_utf8(bytes).map_err(|_| ("22P02", "parameter is not valid UTF-8".to_string()))?;
-        if let Some(dims) = tarn_engine::vector::vector_dims(data_type) {
+        if let Some(dims) = tarn_engine::search::vector::vector_dims(data_type) {
             return parse_vector_of(text, dims as usize).map(vector_scalar).map_err(|e| match e {
                 EngineError::DataException { message } => ("22000", message),
                 other => ("22P02", other.to_string()),

@@ -30,8 +30,8 @@ use pgwire::messages::extendedquery::{Describe, TARGET_TYPE_BYTE_PORTAL, TARGET_
 use pgwire::messages::response::{ReadyForQuery, TransactionStatus};
 use pgwire::messages::startup::{Authentication, BackendKeyData, ParameterStatus};
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
-use tarn_engine::copy::CopyIn;
-use tarn_engine::parser::ParsedStatement;
+use tarn_engine::statements::copy::CopyIn;
+use tarn_engine::statements::parser::ParsedStatement;
 use tarn_engine::types::{arrow_type_of_oid, pg_type_of_arrow};
 use tarn_engine::{CommandTag, Engine, EngineError, Output, Prepared, RowsCommand, Session, TxStatus};
 use tokio::sync::Mutex;

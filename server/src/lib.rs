@@ -36,13 +36,13 @@ use tracing::{info, warn, Instrument};
 use crate::handler::{ConnectionHandlers, Shared};
 
 /// The runtime the server and its statements run on. Its threads (workers and blocking
-/// ones) have stacks of [`tarn_engine::limits::STATEMENT_STACK_BYTES`], what a statement
+/// ones) have stacks of [`tarn_engine::statements::limits::STATEMENT_STACK_BYTES`], what a statement
 /// at the engine's depth limits needs; tests run their servers on one too.
 pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("tarn-worker")
-        .thread_stack_size(tarn_engine::limits::STATEMENT_STACK_BYTES)
+        .thread_stack_size(tarn_engine::statements::limits::STATEMENT_STACK_BYTES)
         .build()
 }
 

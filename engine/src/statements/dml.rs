@@ -21,11 +21,11 @@ use datafusion::sql::sqlparser::ast;
 use tarn_storage::key::Key;
 use tarn_storage::{Lookup, StorageError, Table, TableName, TableWrite, Write, WriteKind};
 
-use crate::ddl;
+use crate::catalog::provider::nullable_schema;
 use crate::error::{EngineError, Result};
-use crate::parser::ParsedStatement;
-use crate::provider::nullable_schema;
-use crate::session::{CommandTag, Output, RowsCommand, Session, TxStatus};
+use crate::statements::ddl;
+use crate::statements::parser::ParsedStatement;
+use crate::statements::session::{CommandTag, Output, RowsCommand, Session, TxStatus};
 
 /// How many times a statement outside `BEGIN` is retried after a write conflict.
 const CONFLICT_RETRIES: usize = 8;
@@ -395,7 +395,7 @@ impl Session {
         let table = &planned.table;
         // Pin the table's snapshot before the statement reads it.
         let (snapshot, overlay) = self.txn.pinned(table)?.expect("a transaction is open");
-        let input = crate::params::with_params(planned.input.clone(), params)?;
+        let input = crate::statements::params::with_params(planned.input.clone(), params)?;
         let batches = self.ctx.execute_logical_plan(input).await?.collect().await?;
         let schema = snapshot.schema();
 
@@ -468,7 +468,7 @@ impl Session {
                         }
                         if excluded.num_rows() > 0 {
                             let excluded_keys = codec.keys(&excluded)?;
-                            let existing = crate::provider::lookup_rows(
+                            let existing = crate::catalog::provider::lookup_rows(
                                 &snapshot,
                                 overlay.clone(),
                                 &excluded_keys,
@@ -571,7 +571,7 @@ impl Session {
         let kept = match &planned.kept {
             Some(kept) => {
                 self.ctx
-                    .execute_logical_plan(crate::params::with_params(kept.clone(), params)?)
+                    .execute_logical_plan(crate::statements::params::with_params(kept.clone(), params)?)
                     .await?
                     .collect()
                     .await?
@@ -615,7 +615,8 @@ impl Session {
         let state = self.ctx.state();
         let props = ExecutionProps::new();
         let evaluate = |sql: &str| -> Result<ArrayRef> {
-            let expr = crate::params::bind_expr(state.create_logical_expr(sql, &df_schema)?, params)?;
+            let expr =
+                crate::statements::params::bind_expr(state.create_logical_expr(sql, &df_schema)?, params)?;
             let physical = datafusion::physical_expr::create_physical_expr(&expr, &df_schema, &props)?;
             Ok(physical.evaluate(&combined)?.into_array(combined.num_rows())?)
         };
@@ -661,10 +662,10 @@ pub(crate) fn conflict_param_hints(
 ) -> Result<Vec<(usize, arrow::datatypes::DataType)>> {
     let OnConflict::Update { alias, assignments, selection } = on_conflict else { return Ok(Vec::new()) };
     let df_schema = conflict_schema(schema, alias)?;
-    let mut hints = crate::params::ParamHints::new();
+    let mut hints = crate::statements::params::ParamHints::new();
     for sql in assignments.iter().map(|(_, sql)| sql.as_str()).chain(selection.as_deref()) {
         let expr = state.create_logical_expr(sql, &df_schema)?;
-        hints.extend(crate::params::placeholder_types(expr, &df_schema)?);
+        hints.extend(crate::statements::params::placeholder_types(expr, &df_schema)?);
     }
     Ok(hints.into_iter().collect())
 }
@@ -690,7 +691,7 @@ fn assigned_value(value: &ast::Expr, column: &arrow::datatypes::DataType) -> Str
     };
     let is_text =
         matches!(value, ast::Expr::Value(v) if matches!(v.value, ast::Value::SingleQuotedString(_)));
-    match (type_name, crate::vector::vector_dims(column)) {
+    match (type_name, crate::search::vector::vector_dims(column)) {
         (Some(name), _) if is_parameter => format!("CAST({value} AS {name})"),
         // `SET embedding = '[1,2,3]'`: text to the column's vector type.
         (_, Some(dims)) if is_text => format!("to_vector({value}, {dims})"),

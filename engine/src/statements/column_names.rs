@@ -10,7 +10,7 @@ use arrow::datatypes::{Field, Schema, SchemaRef};
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::sql::sqlparser::ast::{self, SelectItem};
 
-use crate::ddl;
+use crate::statements::ddl;
 
 /// Marks aliases given by [`name_output_columns`]: `__tarn_<position>_<name>`.
 const OUTPUT_ALIAS_PREFIX: &str = "__tarn_";

@@ -22,7 +22,7 @@
 //! rows (not yet in the base, so in no index) are searched exactly and merged: a row is
 //! found the moment its commit is visible. When an index search returns fewer than k
 //! rows the node searches again exactly, so a query returns fewer than k rows only when
-//! fewer qualify. A base held in memory ([`crate::base_cache`]) is searched exactly
+//! fewer qualify. A base held in memory ([`crate::search::base_cache`]) is searched exactly
 //! there, and supplies the rows an index search names; with it, an unfiltered HNSW
 //! search asks Lance's index for a graph search per segment instead of planning a scan.
 
@@ -59,9 +59,9 @@ use roaring::RoaringTreemap;
 use tarn_storage::table::BaseSnapshot;
 use tarn_storage::vector_index::{IndexDef, IndexMethod, Metric};
 
-use crate::base_cache::{self, BaseRows, PerBase};
-use crate::distance::{row, values, Distance};
-use crate::provider::TarnTable;
+use crate::catalog::provider::TarnTable;
+use crate::search::base_cache::{self, BaseRows, PerBase};
+use crate::search::distance::{row, values, Distance};
 
 /// The session's search knobs (`SET hnsw.ef_search`, `SET ivfflat.probes`), carried
 /// to the planner in DataFusion's session config.
@@ -341,7 +341,7 @@ impl ExtensionPlanner for KnnPlanner {
         let BaseSnapshot::Lance(ds) = &snapshot.base else {
             return Err(DataFusionError::Internal("kNN over a base that is not Lance".into()));
         };
-        let dims = crate::vector::vector_dims(table.schema().field(node.column).data_type());
+        let dims = crate::search::vector::vector_dims(table.schema().field(node.column).data_type());
         if dims != Some(node.query.len() as i32) {
             return Err(crate::error::EngineError::DataException {
                 message: format!(
@@ -493,7 +493,7 @@ async fn take_sample(ds: &Dataset, schema: &SchemaRef) -> DfResult<RecordBatch> 
     let scalar: Vec<&str> = schema
         .fields()
         .iter()
-        .filter(|f| crate::vector::vector_dims(f.data_type()).is_none())
+        .filter(|f| crate::search::vector::vector_dims(f.data_type()).is_none())
         .map(|f| f.name().as_str())
         .collect();
     let taken = if offsets.is_empty() || scalar.is_empty() {
@@ -512,7 +512,7 @@ async fn take_sample(ds: &Dataset, schema: &SchemaRef) -> DfResult<RecordBatch> 
         })
         .collect::<DfResult<_>>()?;
     Ok(RecordBatch::try_new_with_options(
-        crate::provider::nullable_schema(schema),
+        crate::catalog::provider::nullable_schema(schema),
         columns,
         &arrow::array::RecordBatchOptions::new().with_row_count(Some(taken.num_rows())),
     )?)

@@ -10,12 +10,12 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::sql::sqlparser::ast::{self, ObjectType, Reset, SchemaName, Set, Statement};
 use tarn_storage::StorageError;
 
-use crate::ddl;
 use crate::error::{EngineError, Result};
-use crate::index_ddl;
-use crate::parser::ParsedStatement;
-use crate::session::{CommandTag, Output, RowsCommand, Session, TxStatus};
-use crate::settings::{set_value_text, variable_name};
+use crate::search::index_ddl;
+use crate::statements::ddl;
+use crate::statements::parser::ParsedStatement;
+use crate::statements::session::{CommandTag, Output, RowsCommand, Session, TxStatus};
+use crate::statements::settings::{set_value_text, variable_name};
 
 impl Session {
     /// Statements carried out without DataFusion.
@@ -71,7 +71,7 @@ impl Session {
                         return Err(EngineError::UndefinedColumn { column: def.column });
                     };
                     let data_type = table.snapshot().schema().field(column).data_type().clone();
-                    if crate::vector::vector_dims(&data_type).is_none() {
+                    if crate::search::vector::vector_dims(&data_type).is_none() {
                         return Err(EngineError::UndefinedObject {
                             message: format!(
                                 "data type {} has no default operator class for access method \"{}\"",
@@ -263,14 +263,14 @@ impl Session {
         outcome
     }
 
-    /// Hands the vector-search knobs to the planner (see [`crate::knn::SearchSettings`]).
+    /// Hands the vector-search knobs to the planner (see [`crate::search::knn::SearchSettings`]).
     pub(crate) fn sync_search_settings(&self) {
         let knob = |name: &str, default: usize| {
             self.settings.get(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
         };
-        let settings = crate::knn::SearchSettings {
-            ef_search: knob("hnsw.ef_search", crate::knn::DEFAULT_EF_SEARCH),
-            probes: knob("ivfflat.probes", crate::knn::DEFAULT_PROBES),
+        let settings = crate::search::knn::SearchSettings {
+            ef_search: knob("hnsw.ef_search", crate::search::knn::DEFAULT_EF_SEARCH),
+            probes: knob("ivfflat.probes", crate::search::knn::DEFAULT_PROBES),
         };
         self.ctx.state_ref().write().config_mut().set_extension(Arc::new(settings));
     }

@@ -242,7 +242,7 @@ mod tests {
     };
 
     use super::*;
-    use crate::copy::CopyFormat;
+    use crate::statements::copy::CopyFormat;
     use crate::types::{vector_arrow_type, PG_TYPE_KEY};
 
     /// A tuple's fields, `None` for NULL.

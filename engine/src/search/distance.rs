@@ -21,8 +21,8 @@ use datafusion::sql::sqlparser::ast::BinaryOperator;
 use lance_linalg::distance::{dot_f32, l2_f32};
 
 use crate::error::EngineError;
+use crate::search::vector::{vector_array, vector_dims};
 use crate::types::vector_arrow_type;
-use crate::vector::{vector_array, vector_dims};
 
 /// The distances pgvector defines, each a function and an operator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -506,7 +506,7 @@ impl ExprPlanner for VectorOperators {
 fn as_vector(expr: Expr, dims: i32) -> Expr {
     match expr {
         Expr::Literal(ScalarValue::Utf8(_) | ScalarValue::Utf8View(_) | ScalarValue::LargeUtf8(_), _) => {
-            let to_vector = ScalarUDF::from(crate::vector::ToVector::default());
+            let to_vector = ScalarUDF::from(crate::search::vector::ToVector::default());
             Expr::ScalarFunction(ScalarFunction::new_udf(
                 Arc::new(to_vector),
                 vec![expr, Expr::Literal(ScalarValue::Int32(Some(dims)), None)],

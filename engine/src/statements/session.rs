@@ -31,20 +31,20 @@ use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::{self, SelectItem, Statement, TableObject};
 use tarn_storage::{StorageError, Table, TableName};
 
-use crate::column_names::{arrow_schema, name_output_columns, result_schema, typed_as};
-use crate::ddl;
-use crate::dml::{DmlKind, OnConflict, PlannedWrite};
 use crate::engine::Engine;
 use crate::error::{EngineError, Result};
-use crate::literals::{rewrite_insert_values, rewrite_typed_casts, InsertTarget};
-use crate::lookup::{KeyLookup, KeyValue};
-use crate::params::{
+use crate::statements::column_names::{arrow_schema, name_output_columns, result_schema, typed_as};
+use crate::statements::ddl;
+use crate::statements::dml::{DmlKind, OnConflict, PlannedWrite};
+use crate::statements::literals::{rewrite_insert_values, rewrite_typed_casts, InsertTarget};
+use crate::statements::lookup::{KeyLookup, KeyValue};
+use crate::statements::params::{
     bind_params, bind_table_function_args, param_types, type_cast_parameters, with_params, ParamHints,
 };
-use crate::parser::{parse_sql, ParsedStatement};
-use crate::settings::Settings;
-use crate::transaction::TxState;
-use crate::utility::show_schema;
+use crate::statements::parser::{parse_sql, ParsedStatement};
+use crate::statements::settings::Settings;
+use crate::statements::transaction::TxState;
+use crate::statements::utility::show_schema;
 
 /// Where the session stands with respect to `BEGIN`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -438,7 +438,11 @@ impl Session {
                     }
                 };
                 let param_hints = match &on_conflict {
-                    Some(on) => crate::dml::conflict_param_hints(&self.ctx.state(), &snapshot.schema(), on)?,
+                    Some(on) => crate::statements::dml::conflict_param_hints(
+                        &self.ctx.state(),
+                        &snapshot.schema(),
+                        on,
+                    )?,
                     None => Vec::new(),
                 };
                 let plan = self.datafusion_plan(Statement::Insert(insert)).await?;
@@ -481,7 +485,7 @@ impl Session {
         // DataFusion's own DDL (CREATE EXTERNAL TABLE, COPY TO a file, SET datafusion.*)
         // must never run on behalf of a client.
         SQLOptions::new().with_allow_ddl(false).with_allow_statements(false).verify_plan(&plan)?;
-        crate::params::infer_types(type_cast_parameters(plan)?)
+        crate::statements::params::infer_types(type_cast_parameters(plan)?)
     }
 
     /// `RETURNING items` as a query over the table (named `alias` if given); at run
@@ -527,7 +531,9 @@ impl Session {
         let def = snapshot.def();
         let positions: Option<Vec<usize>> = insert_positions(def, insert).into_iter().collect();
         let (Some(positions), Some(source)) = (positions, insert.source.as_deref()) else { return Ok(None) };
-        let Some(rows) = crate::dml::literal_rows(source, &positions, def) else { return Ok(None) };
+        let Some(rows) = crate::statements::dml::literal_rows(source, &positions, def) else {
+            return Ok(None);
+        };
         let alias = insert.table_alias.as_ref().map(|a| ddl::ident(&a.alias));
         let on_conflict = match &insert.on {
             None => None,
@@ -543,7 +549,7 @@ impl Session {
         Ok(Some(PlannedWrite {
             table: table.clone(),
             kind: DmlKind::Insert { on_conflict },
-            input: crate::dml::rows_plan(vec![rows])?,
+            input: crate::statements::dml::rows_plan(vec![rows])?,
             kept: None,
             returning,
             param_hints: Vec::new(),
@@ -564,7 +570,7 @@ impl Session {
         returning: LogicalPlan,
         rows: Vec<RecordBatch>,
     ) -> Result<Output> {
-        let schema = crate::provider::nullable_schema(&table.snapshot().schema());
+        let schema = crate::catalog::provider::nullable_schema(&table.snapshot().schema());
         let rows = rows
             .into_iter()
             .map(|b| RecordBatch::try_new(schema.clone(), b.columns().to_vec()))

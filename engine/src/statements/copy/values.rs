@@ -21,9 +21,9 @@ use datafusion::common::ScalarValue;
 
 use crate::binary::{decode_binary, numeric_from_binary};
 use crate::error::{EngineError, Result};
-use crate::literals::parse_bytea;
+use crate::search::vector::parse_vector_of;
+use crate::statements::literals::parse_bytea;
 use crate::types::PG_TYPE_KEY;
-use crate::vector::parse_vector_of;
 
 /// One column of a COPY FROM: its builder and the Postgres name of its type (for errors).
 pub(crate) struct ColumnBuilder {

@@ -6,8 +6,8 @@ use datafusion::sql::sqlparser::ast::{self, CreateIndex, Expr as SqlExpr, IndexT
 use tarn_storage::vector_index::{IndexDef, IndexMethod, Metric};
 use tarn_storage::{StorageError, TableName, Warehouse};
 
-use crate::ddl;
 use crate::error::{EngineError, Result};
+use crate::statements::ddl;
 
 /// The index a `CREATE INDEX` declares, with the table it is on.
 pub fn index_def(create: &CreateIndex, warehouse: &Warehouse) -> Result<(TableName, IndexDef)> {

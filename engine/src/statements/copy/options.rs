@@ -4,8 +4,8 @@
 use datafusion::sql::sqlparser::ast::{CopyLegacyCsvOption, CopyLegacyOption, CopyOption, Ident};
 
 use super::format::{CopyFormat, CopyKind};
-use crate::ddl;
 use crate::error::{EngineError, Result};
+use crate::statements::ddl;
 
 /// The options of one COPY statement, before its columns are known.
 pub(super) struct CopyOptions {
@@ -182,7 +182,7 @@ pub(super) fn resolve_columns(named: &[String], columns: &[&str], option: &str) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::parser::parse_sql;
+    use crate::statements::parser::parse_sql;
     use datafusion::sql::sqlparser::ast::Statement;
 
     fn options(sql: &str) -> Result<CopyOptions> {

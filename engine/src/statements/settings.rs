@@ -11,7 +11,7 @@ use crate::error::{EngineError, Result};
 pub const SERVER_VERSION: &str = "16.4";
 pub const SERVER_VERSION_NUM: &str = "160004";
 
-/// Defaults of the vector-search knobs (`crate::knn::DEFAULT_EF_SEARCH`, `DEFAULT_PROBES`).
+/// Defaults of the vector-search knobs (`crate::search::knn::DEFAULT_EF_SEARCH`, `DEFAULT_PROBES`).
 const DEFAULT_EF_SEARCH: &str = "100";
 const DEFAULT_PROBES: &str = "10";
 

@@ -17,8 +17,8 @@ use arrow::compute::interleave_record_batch;
 use tarn_storage::key::Key;
 use tarn_storage::{Snapshot, Table, TableName, Write, WriteKind};
 
+use crate::catalog::provider::Overlay;
 use crate::error::{EngineError, Result};
-use crate::provider::Overlay;
 
 /// One table's part of a transaction.
 #[derive(Debug, Clone)]

@@ -20,7 +20,7 @@ use datafusion::sql::sqlparser::parser::Parser;
 use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer, Whitespace};
 
 use crate::error::Result;
-use crate::limits;
+use crate::statements::limits;
 
 /// One parsed statement and what our token pass took out of it.
 #[derive(Debug, Clone)]

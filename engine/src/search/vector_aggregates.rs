@@ -14,7 +14,7 @@ use datafusion::logical_expr::{
     Accumulator, AggregateUDF, AggregateUDFImpl, GroupsAccumulator, ReversedUDAF, SetMonotonicity, Signature,
 };
 
-use crate::vector::{vector_array, vector_dims};
+use crate::search::vector::{vector_array, vector_dims};
 
 /// `avg` or `sum`, taking vectors too.
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -173,7 +173,7 @@ impl Accumulator for VectorSum {
     fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
         let vectors = values[0].as_fixed_size_list();
         let dims = self.sum.len();
-        let all = crate::distance::values(vectors);
+        let all = crate::search::distance::values(vectors);
         for i in 0..vectors.len() {
             if vectors.is_valid(i) {
                 self.add(&all[i * dims..(i + 1) * dims]);
@@ -186,7 +186,7 @@ impl Accumulator for VectorSum {
     fn retract_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
         let vectors = values[0].as_fixed_size_list();
         let dims = self.sum.len();
-        let all = crate::distance::values(vectors);
+        let all = crate::search::distance::values(vectors);
         for i in 0..vectors.len() {
             if vectors.is_valid(i) {
                 for (s, v) in self.sum.iter_mut().zip(&all[i * dims..(i + 1) * dims]) {

@@ -35,10 +35,10 @@ pub use self::format::{CopyFormat, CopyKind};
 use self::format::{Fields, RowSplitter};
 use self::options::{resolve_columns, CopyOptions};
 use self::values::ColumnBuilder;
-use crate::ddl;
 use crate::error::{EngineError, Result};
-use crate::parser::{parse_sql, ParsedStatement};
-use crate::session::{CommandTag, Output, Session, TxStatus};
+use crate::statements::ddl;
+use crate::statements::parser::{parse_sql, ParsedStatement};
+use crate::statements::session::{CommandTag, Output, Session, TxStatus};
 
 /// Rows per batch handed to storage.
 const BATCH_ROWS: usize = 8192;
@@ -201,7 +201,7 @@ impl Session {
             .collect();
         // Storage checks NOT NULL (23502) and fills identity columns, so the batches let
         // every column hold NULLs.
-        let schema = crate::provider::nullable_schema(&schema);
+        let schema = crate::catalog::provider::nullable_schema(&schema);
         let reader = RowReader::new(name.table.clone(), schema, targets, format)?;
         Ok(CopyIn { table, defaults, reader })
     }

@@ -21,7 +21,7 @@ use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 
 use crate::error::EngineError;
-use crate::vector::vector_dims;
+use crate::search::vector::vector_dims;
 
 /// Where one `INSERT ... VALUES` position goes.
 #[derive(Debug, Clone)]

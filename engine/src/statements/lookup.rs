@@ -13,9 +13,9 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::sql::sqlparser::ast::{self, Expr, SelectItem, SetExpr, TableFactor};
 use tarn_storage::Table;
 
-use crate::ddl;
 use crate::error::Result;
-use crate::session::{Output, RowsCommand, Session};
+use crate::statements::ddl;
+use crate::statements::session::{Output, RowsCommand, Session};
 
 /// A planned key lookup.
 #[derive(Debug, Clone)]
@@ -186,8 +186,8 @@ impl Session {
             None => RecordBatch::new_empty(lookup.schema.clone()),
             Some(key) => {
                 let keys = vec![tarn_storage::key::Key::Int(key)];
-                let nullable = crate::provider::nullable_schema(&snapshot.schema());
-                let rows = crate::provider::lookup_projected(
+                let nullable = crate::catalog::provider::nullable_schema(&snapshot.schema());
+                let rows = crate::catalog::provider::lookup_projected(
                     lookup.table.clone(),
                     snapshot,
                     overlay,

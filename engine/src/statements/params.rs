@@ -395,7 +395,7 @@ pub(crate) fn with_params(plan: LogicalPlan, params: &[ScalarValue]) -> Result<L
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::parser::parse_sql;
+    use crate::statements::parser::parse_sql;
 
     #[test]
     fn table_function_placeholders_take_values_or_typed_nulls() {

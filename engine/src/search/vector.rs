@@ -2,7 +2,7 @@
 //! that let SQL written for pgvector reach it.
 //!
 //! A vector is stored as Arrow `FixedSizeList<Float32, n>`. Arrow cannot cast text to
-//! it; `crate::literals` rewrites casts and inserted literals into `to_vector` calls.
+//! it; `crate::statements::literals` rewrites casts and inserted literals into `to_vector` calls.
 
 use std::sync::Arc;
 
@@ -253,14 +253,14 @@ impl ScalarUDFImpl for VectorToText {
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> datafusion::error::Result<ColumnarValue> {
         let input = args.args[0].to_array(args.number_rows)?;
         let vectors = input.as_fixed_size_list();
-        let all = crate::distance::values(vectors);
+        let all = crate::search::distance::values(vectors);
         let dims = vectors.value_length() as usize;
         let mut text = String::new();
         let out: StringArray = (0..vectors.len())
             .map(|i| {
                 vectors.is_valid(i).then(|| {
                     text.clear();
-                    format_vector(crate::distance::row(all, dims, i).iter().copied(), &mut text);
+                    format_vector(crate::search::distance::row(all, dims, i).iter().copied(), &mut text);
                     text.clone()
                 })
             })

@@ -1,0 +1,101 @@
+//! The warehouse as DataFusion sees it: catalog `tarn`, one schema per warehouse schema,
+//! one [`TarnTable`] per table. Nothing is cached here: each lookup reads the
+//! warehouse, so DDL from any session is visible to the next statement of every other.
+//! Each session has its own catalog: inside a transaction a table is read at the
+//! snapshot the transaction pinned, with its own writes on top. `tarn_tables` (the
+//! change store's state per table and bucket) resolves in every schema.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::catalog::{CatalogProvider, SchemaProvider, TableProvider};
+use datafusion::error::Result as DfResult;
+use tarn_storage::{TableName, Warehouse};
+
+use crate::catalog::pg_catalog;
+use crate::catalog::provider::{DefaultParser, TarnTable};
+use crate::statements::transaction::TxState;
+
+pub const CATALOG_NAME: &str = "tarn";
+
+#[derive(Debug)]
+pub struct TarnCatalog {
+    warehouse: Arc<Warehouse>,
+    defaults: DefaultParser,
+    pg_catalog: Arc<dyn SchemaProvider>,
+    tx: Arc<TxState>,
+}
+
+impl TarnCatalog {
+    pub fn new(warehouse: Arc<Warehouse>, defaults: DefaultParser, tx: Arc<TxState>) -> Self {
+        Self { pg_catalog: pg_catalog::schema(warehouse.clone()), warehouse, defaults, tx }
+    }
+}
+
+impl CatalogProvider for TarnCatalog {
+    fn schema_names(&self) -> Vec<String> {
+        let mut names = self.warehouse.schemas();
+        names.push(pg_catalog::SCHEMA.to_string());
+        names
+    }
+
+    fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
+        if name == pg_catalog::SCHEMA {
+            return Some(self.pg_catalog.clone());
+        }
+        self.warehouse.schema_exists(name).then(|| {
+            Arc::new(TarnSchema {
+                warehouse: self.warehouse.clone(),
+                defaults: self.defaults.clone(),
+                pg_catalog: self.pg_catalog.clone(),
+                name: name.to_string(),
+                tx: self.tx.clone(),
+            }) as Arc<dyn SchemaProvider>
+        })
+    }
+}
+
+#[derive(Debug)]
+pub struct TarnSchema {
+    warehouse: Arc<Warehouse>,
+    defaults: DefaultParser,
+    /// Searched first for unqualified names, as Postgres' search path does.
+    pg_catalog: Arc<dyn SchemaProvider>,
+    name: String,
+    tx: Arc<TxState>,
+}
+
+#[async_trait]
+impl SchemaProvider for TarnSchema {
+    fn table_names(&self) -> Vec<String> {
+        self.warehouse.tables(&self.name)
+    }
+
+    async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
+        if let Some(table) = self.pg_catalog.table(name).await? {
+            return Ok(Some(table));
+        }
+        if name == crate::catalog::system::TARN_TABLES
+            && self.warehouse.table(&TableName::new(&self.name, name)).is_none()
+        {
+            return Ok(Some(crate::catalog::system::tarn_tables(&self.warehouse)?));
+        }
+        if name == crate::catalog::system::TARN_INDEXES
+            && self.warehouse.table(&TableName::new(&self.name, name)).is_none()
+        {
+            return Ok(Some(crate::catalog::system::tarn_indexes(&self.warehouse)?));
+        }
+        let name = TableName::new(&self.name, name);
+        let Some(table) = self.warehouse.table(&name) else { return Ok(None) };
+        let pinned = self.tx.pinned(&table).map_err(|e| e.into_datafusion())?;
+        let provider = match pinned {
+            Some((snapshot, overlay)) => TarnTable::at(table, snapshot, overlay, &self.defaults),
+            None => TarnTable::new(table, &self.defaults),
+        };
+        Ok(Some(Arc::new(provider)))
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        self.warehouse.table(&TableName::new(&self.name, name)).is_some()
+    }
+}

@@ -1,0 +1,34 @@
+//! A statement's way from text to result, apart from DataFusion's own planning.
+//!
+//! - [`limits`]: how long and how deep a statement may be (54000, 54001), checked
+//!   before anything recurses into it; the stack statements run on.
+//! - [`parser`]: SQL text to statements (sqlparser's PostgreSQL dialect plus Tarn's
+//!   words: `USING <format>`, `AS OF VERSION n`, `UNLOGGED`, `<+>`, `@@@`).
+//! - [`literals`]: syntax rewrites for what Arrow cannot cast (vector, bytea, DEFAULT).
+//! - [`session`]: [`Session`](session::Session), one connection's statements: prepare
+//!   (parameter and result types), execute; settings and transaction state.
+//! - [`params`]: `$n` parameters: their types (declared, inferred, from context: LIMIT,
+//!   `= ANY($1)`, CASE), their values bound into plans, and table-function arguments
+//!   bound in the syntax tree.
+//! - [`column_names`]: result columns named as PostgreSQL names them.
+//! - [`lookup`]: `SELECT ... WHERE pk = $1` without DataFusion planning.
+//! - [`dml`]: INSERT (ON CONFLICT), UPDATE, DELETE, TRUNCATE and COMMIT over the change
+//!   store; [`transaction`]: a session's snapshots, own writes and savepoints.
+//! - [`copy`]: `COPY ... FROM STDIN` / `TO STDOUT`.
+//! - [`ddl`]: `CREATE TABLE` and friends, to storage's `TableDef`.
+//! - [`utility`]: statements the session carries out itself (DDL, SET/SHOW, BEGIN,
+//!   VACUUM...); [`settings`]: `SET`/`SHOW` variables and their defaults.
+
+pub mod column_names;
+pub mod copy;
+pub mod ddl;
+pub mod dml;
+pub mod limits;
+pub mod literals;
+pub mod lookup;
+pub mod params;
+pub mod parser;
+pub mod session;
+pub mod settings;
+pub mod transaction;
+pub mod utility;
