@@ -101,12 +101,8 @@ impl Session {
                 return Err(EngineError::syntax(format!("multiple assignments to same column \"{column}\"")));
             }
             let column_type = def.schema.field(index).data_type();
-            if let ast::Expr::Value(v) = &assignment.value {
-                if let ast::Value::Placeholder(p) = &v.value {
-                    if let Some(n) = p.strip_prefix('$').and_then(|n| n.parse::<usize>().ok()) {
-                        param_hints.push((n, column_type.clone()));
-                    }
-                }
+            if let Some(n) = crate::statements::params::placeholder_number(&assignment.value) {
+                param_hints.push((n, column_type.clone()));
             }
             assigned[index] = Some(assigned_value(&assignment.value, column_type));
         }

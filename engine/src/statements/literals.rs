@@ -97,9 +97,7 @@ pub fn rewrite_typed_casts(statement: &mut Statement) {
                     SqlExpr::Array(array) => {
                         let dims = array.elem.len();
                         *data_type = SqlType::Custom(
-                            datafusion::sql::sqlparser::ast::ObjectName::from(vec![
-                                datafusion::sql::sqlparser::ast::Ident::new("vector"),
-                            ]),
+                            ObjectName::from(vec![Ident::new("vector")]),
                             vec![dims.to_string()],
                         );
                     }

@@ -95,10 +95,15 @@ pub fn bind_table_function_args(statement: &mut ast::Statement, params: &[Scalar
     binder.hints
 }
 
-/// `n` of a `$n`.
-fn placeholder_number(expr: &ast::Expr) -> Option<usize> {
+/// `n` of a `$n` in the syntax tree.
+pub(crate) fn placeholder_number(expr: &ast::Expr) -> Option<usize> {
     let ast::Expr::Value(value) = expr else { return None };
     let ast::Value::Placeholder(name) = &value.value else { return None };
+    param_number(name)
+}
+
+/// `n` of a placeholder named `$n` (1-based).
+fn param_number(name: &str) -> Option<usize> {
     name.strip_prefix('$').and_then(|n| n.parse::<usize>().ok()).filter(|n| *n > 0)
 }
 
@@ -173,7 +178,7 @@ pub fn placeholder_types(expr: Expr, schema: &DFSchema) -> Result<ParamHints> {
     let mut hints = ParamHints::new();
     typed.apply(|e| {
         if let Expr::Placeholder(Placeholder { id, field: Some(field) }) = e {
-            if let Some(n) = id.strip_prefix('$').and_then(|n| n.parse::<usize>().ok()) {
+            if let Some(n) = param_number(id) {
                 if field.data_type() != &DataType::Null {
                     hints.insert(n, field.data_type().clone());
                 }
@@ -189,8 +194,7 @@ pub fn placeholder_types(expr: Expr, schema: &DFSchema) -> Result<ParamHints> {
 pub fn bind_expr(expr: Expr, params: &[ScalarValue]) -> Result<Expr> {
     let bound = expr.transform_up(|e| match e {
         Expr::Placeholder(Placeholder { id, field }) => {
-            let n = id.strip_prefix('$').and_then(|n| n.parse::<usize>().ok()).filter(|n| *n > 0);
-            let Some(value) = n.and_then(|n| params.get(n - 1)) else {
+            let Some(value) = param_number(&id).and_then(|n| params.get(n - 1)) else {
                 return Err(datafusion::error::DataFusionError::Plan(format!("there is no parameter {id}")));
             };
             let value = match field.as_ref().map(|f| f.data_type()) {

@@ -73,7 +73,7 @@ struct Inner {
 
 impl TxState {
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        // A statement that panicked holding the lock is aborted (`Session::abort_statement`
+        // A statement that panicked holding the lock is aborted (`Session::note_error`
         // drops the transaction's state), so the state behind a poisoned lock is still
         // one a later statement may use.
         self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
