@@ -2,6 +2,7 @@
 //! starts from. [`Engine::open`] is the one place that registers Tarn's extensions:
 //! catalog, types, functions, configuration.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use datafusion::execution::memory_pool::FairSpillPool;
@@ -51,6 +52,9 @@ pub struct Engine {
     maintenance: tokio::task::JoinHandle<()>,
     /// Cloned into every session; holds no per-session state.
     template: SessionContext,
+    /// Bumped by every statement that changes the catalog (tables, columns, indexes,
+    /// schemas): plans kept from before are made again (see `statements::plan_cache`).
+    catalog_epoch: AtomicU64,
 }
 
 impl std::fmt::Debug for Engine {
@@ -103,7 +107,14 @@ impl Engine {
             Arc::new(crate::catalog::provider::TableChangesFunction { resolve }),
         );
         let maintenance = warehouse.start_maintenance();
-        Ok(Arc::new(Engine { warehouse, config, parse_default, maintenance, template }))
+        Ok(Arc::new(Engine {
+            warehouse,
+            config,
+            parse_default,
+            maintenance,
+            template,
+            catalog_epoch: AtomicU64::new(0),
+        }))
     }
 
     /// Stops background work (flushes, compactions) and waits for any under way.
@@ -114,6 +125,16 @@ impl Engine {
 
     pub fn warehouse(&self) -> &Arc<Warehouse> {
         &self.warehouse
+    }
+
+    /// Changes with every change to the catalog (see the field).
+    pub fn catalog_epoch(&self) -> u64 {
+        self.catalog_epoch.load(Ordering::Acquire)
+    }
+
+    /// Notes a change to the catalog (after the statement made it, failed or not).
+    pub(crate) fn catalog_changed(&self) {
+        self.catalog_epoch.fetch_add(1, Ordering::AcqRel);
     }
 
     pub fn database(&self) -> &str {

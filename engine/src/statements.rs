@@ -10,6 +10,8 @@
 //! - [`params`]: `$n` parameters: their types (declared, inferred, from context: LIMIT,
 //!   `= ANY($1)`, CASE), their values bound into plans, and table-function arguments
 //!   bound in the syntax tree.
+//! - [`plan_cache`]: plans a statement keeps between executions, re-pinned to the
+//!   snapshot each execute reads, and what makes them go (DDL, settings).
 //! - [`column_names`]: result columns named as PostgreSQL names them.
 //! - [`lookup`]: `SELECT ... WHERE pk = $1` without DataFusion planning.
 //! - [`dml`]: INSERT (ON CONFLICT), UPDATE, DELETE, TRUNCATE and COMMIT over the change
@@ -28,6 +30,7 @@ pub mod literals;
 pub mod lookup;
 pub mod params;
 pub mod parser;
+pub(crate) mod plan_cache;
 pub mod session;
 pub mod settings;
 pub mod transaction;

@@ -31,7 +31,6 @@ use pgwire::messages::response::{ReadyForQuery, TransactionStatus};
 use pgwire::messages::startup::{Authentication, BackendKeyData, ParameterStatus};
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use tarn_engine::statements::copy::CopyIn;
-use tarn_engine::statements::parser::ParsedStatement;
 use tarn_engine::types::{arrow_type_of_oid, pg_type_of_arrow};
 use tarn_engine::{CommandTag, Engine, EngineError, Output, Prepared, RowsCommand, Session, TxStatus};
 use tokio::sync::Mutex;
@@ -290,7 +289,7 @@ impl SimpleQueryHandler for Handler {
         let span = info_span!("query", sql = %truncate(query, 200));
         self.0
             .with_session(async |session| {
-                let statements = match guarded(&query, async { session.parse(query) }).await {
+                let statements = match guarded(&query, async { session.simple_statements(query) }).await {
                     Ok(s) => s,
                     Err(e) => {
                         session.note_error();
@@ -299,12 +298,12 @@ impl SimpleQueryHandler for Handler {
                 };
                 let many = statements.len() > 1;
                 let mut responses = Vec::with_capacity(statements.len());
-                for statement in statements {
-                    if statement.is_copy() {
+                for prepared in statements.iter() {
+                    if prepared.statement.is_copy() {
                         // COPY FROM STDIN ends the query string (the parser reads what
                         // follows as its data); COPY TO streams now if nothing waits.
                         let send_now = responses.is_empty();
-                        match start_copy(session, &statement, client, &self.0.copy_in, send_now).await {
+                        match start_copy(session, &prepared.statement, client, &self.0.copy_in, send_now).await {
                             Ok(response) => responses.push(response),
                             Err(e) => {
                                 session.note_error();
@@ -315,7 +314,7 @@ impl SimpleQueryHandler for Handler {
                         continue;
                     }
                     let outcome = guarded(&query, async {
-                        let output = prefetch(session.execute_now(statement).await?).await?;
+                        let output = prefetch(session.execute(prepared, vec![]).await?).await?;
                         // With several statements in one message, a result is read before
                         // the next statement runs, as Postgres does.
                         if many {
@@ -375,7 +374,7 @@ pub struct Parser(Arc<Connection>);
 
 #[async_trait]
 impl QueryParser for Parser {
-    type Statement = Option<Prepared>;
+    type Statement = Option<Arc<Prepared>>;
 
     async fn parse_sql<C>(
         &self,
@@ -390,24 +389,10 @@ impl QueryParser for Parser {
             types.iter().map(|t| t.as_ref().and_then(|t| arrow_type_of_oid(t.oid()))).collect();
         self.0
             .with_session(async |session| {
-                let mut statements = guarded(&sql, async { session.parse(sql) })
+                guarded(&sql, session.prepare_sql(sql, declared))
                     .await
                     .inspect_err(|_| session.note_error())
-                    .map_err(engine_error)?;
-                if statements.len() > 1 {
-                    session.note_error();
-                    return Err(ClientError {
-                        code: "42601",
-                        message: "cannot insert multiple commands into a prepared statement".into(),
-                        detail: None,
-                    }
-                    .into_pgwire());
-                }
-                let Some(statement): Option<ParsedStatement> = statements.pop() else { return Ok(None) };
-                guarded(&sql, session.prepare(statement, declared))
-                    .await
-                    .inspect_err(|_| session.note_error())
-                    .map(|p| Some(Some(p)))
+                    .map(Some)
                     .map_err(engine_error)
             })
             .await?
@@ -436,7 +421,7 @@ impl QueryParser for Parser {
 
 #[async_trait]
 impl ExtendedQueryHandler for Handler {
-    type Statement = Option<Prepared>;
+    type Statement = Option<Arc<Prepared>>;
     type QueryParser = Parser;
 
     fn query_parser(&self) -> Arc<Parser> {
@@ -530,10 +515,10 @@ impl ExtendedQueryHandler for Handler {
                 }
             }
         }
-        let span = info_span!("execute", sql = %truncate(&prepared.statement.statement.to_string(), 200));
+        let span = info_span!("execute", sql = %truncate(&prepared.sql, 200));
         self.0
             .with_session(async |session| {
-                let sql = &prepared.statement.statement;
+                let sql = &prepared.sql;
                 let output =
                     guarded(sql, async { prefetch(session.execute(&prepared, params).await?).await }).await;
                 let output = output.inspect_err(|_| session.note_error()).map_err(engine_error)?;

@@ -121,6 +121,12 @@ impl TarnTable {
         Self { table, snapshot, schema, defaults, overlay }
     }
 
+    /// The same table at another snapshot of the same definition (its defaults are
+    /// not parsed again).
+    pub fn repinned(&self, snapshot: Arc<Snapshot>, overlay: Option<Arc<Overlay>>) -> Self {
+        Self { table: self.table.clone(), snapshot, schema: self.schema.clone(), defaults: self.defaults.clone(), overlay }
+    }
+
     pub fn table(&self) -> &Arc<Table> {
         &self.table
     }
@@ -570,10 +576,25 @@ impl PointLookupExec {
             .map(|row| project_batch(&relabel(row, &schema)?, &projection, &output))
             .collect::<DfResult<_>>()?;
         if !addresses.is_empty() {
-            let taken = table
-                .take_base_rows(&snapshot, &addresses)
-                .await
-                .map_err(|e| DataFusionError::External(Box::new(e)))?;
+            let held = match &snapshot.base {
+                BaseSnapshot::Lance(ds) => {
+                    let table_id = snapshot.manifest.table_id;
+                    let held = crate::search::base_cache::held(table_id, ds);
+                    if held.is_none() {
+                        crate::search::base_cache::note_lookup(table_id, ds, &schema);
+                    }
+                    held
+                }
+                BaseSnapshot::Parquet(_) => None,
+            };
+            let taken = match held {
+                // A base held in memory: its rows without a read.
+                Some(held) => held.take(addresses.iter().copied())?,
+                None => table
+                    .take_base_rows(&snapshot, &addresses)
+                    .await
+                    .map_err(|e| DataFusionError::External(Box::new(e)))?,
+            };
             let taken = relabel(&taken, &schema)?;
             batches.push(project_batch(&taken, &projection, &output)?);
         }

@@ -1,4 +1,4 @@
-//! The base of a table held in memory, for nearest-neighbour searches.
+//! The base of a table held in memory, for nearest-neighbour searches and key lookups.
 //!
 //! A kNN query over Lance pays for every read twice over on this machine: each read is
 //! a hop to a blocking thread and back, and a filtered exact search reads the vectors
@@ -6,6 +6,8 @@
 //! version reads the whole base once (every column, with row addresses) and later ones
 //! filter and compare in memory, and fetch the rows an index search names from here.
 //! Bases larger than [`MAX_BYTES`] are not held: their searches read through Lance.
+//! Key lookups use a held base too, and a base version looked up often
+//! ([`note_lookup`]) is read into memory for them.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -47,25 +49,25 @@ impl BaseRows {
 /// has a new one) and the base's Lance version.
 pub type BaseKey = (u64, u64);
 
-/// A process-wide cache of what was derived from a few base versions: the newest
-/// `capacity` kept, the oldest put dropped first. Base versions never change, so an
-/// entry is never stale, only unused.
-pub struct PerBase<V> {
-    entries: Mutex<Vec<(BaseKey, V)>>,
+/// A process-wide cache of what was derived from a few base versions (keyed by a
+/// [`BaseKey`], or one with more in it): the newest `capacity` kept, the oldest put
+/// dropped first. Base versions never change, so an entry is never stale, only unused.
+pub struct PerBase<V, K = BaseKey> {
+    entries: Mutex<Vec<(K, V)>>,
     capacity: usize,
 }
 
-impl<V: Clone> PerBase<V> {
+impl<V: Clone, K: PartialEq> PerBase<V, K> {
     pub const fn new(capacity: usize) -> Self {
         PerBase { entries: Mutex::new(Vec::new()), capacity }
     }
 
-    pub fn get(&self, key: BaseKey) -> Option<V> {
+    pub fn get(&self, key: &K) -> Option<V> {
         let entries = self.entries.lock().expect("cache lock");
-        entries.iter().find(|(k, _)| *k == key).map(|(_, v)| v.clone())
+        entries.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone())
     }
 
-    pub fn put(&self, key: BaseKey, value: V) {
+    pub fn put(&self, key: K, value: V) {
         let mut entries = self.entries.lock().expect("cache lock");
         entries.retain(|(k, _)| *k != key);
         entries.push((key, value));
@@ -78,11 +80,43 @@ impl<V: Clone> PerBase<V> {
 /// Bases held; `None` for a base found too large (not read again).
 static HELD_BASES: PerBase<Option<Arc<BaseRows>>> = PerBase::new(HELD);
 
+/// The base `ds` of table `table_id` if it is held now (nothing is read).
+pub fn held(table_id: u64, ds: &Dataset) -> Option<Arc<BaseRows>> {
+    HELD_BASES.get(&(table_id, ds.version().version)).flatten()
+}
+
+/// Key lookups of one base version after which the base is read into memory (in the
+/// background) and later lookups take its rows from there instead of through Lance.
+const LOOKUPS_TO_HOLD: u32 = 200;
+
+/// Key lookups counted per base version not held yet.
+static LOOKUPS: PerBase<Arc<std::sync::atomic::AtomicU32>> = PerBase::new(16);
+
+/// Counts a key lookup of the base rows of `ds`; once a base version has had
+/// [`LOOKUPS_TO_HOLD`], it is read into memory in the background (if small enough).
+pub fn note_lookup(table_id: u64, ds: &Arc<Dataset>, schema: &SchemaRef) {
+    use std::sync::atomic::Ordering;
+    let key = (table_id, ds.version().version);
+    let counter = LOOKUPS.get(&key).unwrap_or_else(|| {
+        let counter = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        LOOKUPS.put(key, counter.clone());
+        counter
+    });
+    if counter.fetch_add(1, Ordering::Relaxed) + 1 == LOOKUPS_TO_HOLD {
+        let (ds, schema) = (ds.clone(), schema.clone());
+        tokio::spawn(async move {
+            if let Err(e) = base_rows(table_id, &ds, &schema).await {
+                tracing::warn!(table = ds.uri(), error = %e, "could not hold a base for lookups");
+            }
+        });
+    }
+}
+
 /// The base `ds` of table `table_id` in memory, read now if it is not held yet; `None`
 /// when it is too large.
 pub async fn base_rows(table_id: u64, ds: &Dataset, schema: &SchemaRef) -> DfResult<Option<Arc<BaseRows>>> {
     let key = (table_id, ds.version().version);
-    if let Some(held) = HELD_BASES.get(key) {
+    if let Some(held) = HELD_BASES.get(&key) {
         return Ok(held);
     }
     let rows = ds.count_rows(None).await.map_err(external)? as u64;
@@ -136,7 +170,7 @@ pub async fn base_rows(table_id: u64, ds: &Dataset, schema: &SchemaRef) -> DfRes
         tracing::debug!(
             table = ds.uri(),
             bytes = rows.get_array_memory_size(),
-            "base too large to hold for kNN"
+            "base too large to hold in memory"
         );
         HELD_BASES.put(key, None);
         return Ok(None);
@@ -148,7 +182,7 @@ pub async fn base_rows(table_id: u64, ds: &Dataset, schema: &SchemaRef) -> DfRes
         version = key.1,
         rows = held.rows.num_rows(),
         bytes = held.rows.get_array_memory_size(),
-        "base held in memory for kNN"
+        "base held in memory"
     );
     HELD_BASES.put(key, Some(held.clone()));
     Ok(Some(held))

@@ -273,6 +273,18 @@ impl PartialOrd for KnnNode {
     }
 }
 
+impl KnnNode {
+    /// The scan the node reads (for re-pinning a kept plan to a newer snapshot).
+    pub(crate) fn scan(&self) -> &TableScan {
+        &self.scan
+    }
+
+    /// The same search over `scan` (the same table, at another snapshot).
+    pub(crate) fn with_scan(&self, scan: TableScan) -> Self {
+        KnnNode { scan, ..self.clone() }
+    }
+}
+
 impl UserDefinedLogicalNodeCore for KnnNode {
     fn name(&self) -> &str {
         "TarnKnn"
@@ -423,6 +435,48 @@ impl ExtensionPlanner for KnnPlanner {
     }
 }
 
+/// The segments of an HNSW index searched graph by graph: the index opened once per
+/// base version (its segments, each a single graph), `None` when one is not (several
+/// partitions) or some base rows are in no segment yet.
+type GraphSegments = Option<Arc<[Arc<dyn lance_index::vector::VectorIndex>]>>;
+
+/// Opened indexes, by table, base version and index name.
+static GRAPHS: PerBase<GraphSegments, (u64, u64, String)> = PerBase::new(8);
+
+async fn graph_segments(table_id: u64, ds: &Dataset, name: &str, column: &str) -> DfResult<GraphSegments> {
+    use lance::index::{DatasetIndexExt, DatasetIndexInternalExt};
+    use lance_index::metrics::NoOpMetricsCollector;
+    let key = (table_id, ds.version().version, name.to_string());
+    if let Some(segments) = GRAPHS.get(&key) {
+        return Ok(segments);
+    }
+    let metadata = ds.load_indices_by_name(name).await.map_err(lance_error)?;
+    let mut covered = roaring::RoaringBitmap::new();
+    let mut whole = !metadata.is_empty();
+    for segment in &metadata {
+        match &segment.fragment_bitmap {
+            Some(fragments) => covered |= fragments,
+            None => whole = false,
+        }
+    }
+    whole &= ds.get_fragments().iter().all(|f| covered.contains(f.id() as u32));
+    let mut segments = Vec::with_capacity(metadata.len());
+    if whole {
+        for segment in &metadata {
+            let index =
+                ds.open_vector_index(column, &segment.uuid, &NoOpMetricsCollector).await.map_err(lance_error)?;
+            if index.total_partitions() != 1 {
+                whole = false;
+                break;
+            }
+            segments.push(index);
+        }
+    }
+    let segments: GraphSegments = whole.then(|| segments.into());
+    GRAPHS.put(key, segments.clone());
+    Ok(segments)
+}
+
 /// Whether comparing the query with every row that passes a filter of selectivity
 /// `s` costs fewer distance computations than the index walk: an HNSW search visits
 /// about `ef * m` nodes, of which a fraction `s` counts toward the result; an IVF
@@ -467,7 +521,7 @@ async fn estimate_selectivity(
     predicate: &Arc<dyn PhysicalExpr>,
 ) -> DfResult<f64> {
     let key = (table_id, ds.version().version);
-    let sample = match SAMPLES.get(key) {
+    let sample = match SAMPLES.get(&key) {
         Some(sample) => sample,
         None => {
             let sample = take_sample(ds, schema).await?;
@@ -679,10 +733,11 @@ impl KnnSearch {
     }
 
     /// The row addresses of the nearest `fetch` rows by an HNSW index, asked of Lance's
-    /// index directly: one graph search per index segment, without the scan plan Lance
-    /// builds around a search (most of a query's time otherwise, in thread hand-offs).
-    /// `None` where that does not apply (a filter, another method, a segment of several
-    /// partitions, rows no segment covers yet): the caller goes through the scanner.
+    /// index directly: one graph search per index segment, on this thread, without the
+    /// scan plan Lance builds around a search or a hop to its CPU pool (most of a
+    /// query's time otherwise). `None` where that does not apply (a filter, another
+    /// method, a segment of several partitions, rows no segment covers yet): the
+    /// caller goes through the scanner.
     async fn search_graph(
         &self,
         ds: &Arc<Dataset>,
@@ -690,24 +745,14 @@ impl KnnSearch {
         ef: usize,
         fetch: usize,
     ) -> DfResult<Option<Vec<u64>>> {
-        use lance::index::{DatasetIndexExt, DatasetIndexInternalExt};
         use lance_index::metrics::NoOpMetricsCollector;
         use lance_index::vector::Query;
         if self.filter.is_some() || def.method != IndexMethod::Hnsw {
             return Ok(None);
         }
-        let segments = ds.load_indices_by_name(&def.name).await.map_err(lance_error)?;
-        let mut covered = roaring::RoaringBitmap::new();
-        for segment in &segments {
-            match &segment.fragment_bitmap {
-                Some(fragments) => covered |= fragments,
-                None => return Ok(None),
-            }
-        }
-        if segments.is_empty() || ds.get_fragments().iter().any(|f| !covered.contains(f.id() as u32)) {
-            return Ok(None);
-        }
         let column = self.tarn().schema().field(self.column).name().clone();
+        let table_id = self.tarn().snapshot().manifest.table_id;
+        let Some(segments) = graph_segments(table_id, ds, &def.name, &column).await? else { return Ok(None) };
         let mut key = self.query.clone();
         if def.metric == Metric::Cosine {
             // As Lance's own search does for a cosine index.
@@ -717,7 +762,7 @@ impl KnnSearch {
             }
         }
         let query = Query {
-            column: column.clone(),
+            column,
             key: Arc::new(Float32Array::from(key)),
             k: fetch,
             lower_bound: None,
@@ -734,23 +779,17 @@ impl KnnSearch {
             approx_mode: Default::default(),
         };
         let mut addresses = Vec::with_capacity(fetch * segments.len());
-        for segment in &segments {
-            let index = ds
-                .open_vector_index(&column, &segment.uuid, &NoOpMetricsCollector)
-                .await
-                .map_err(lance_error)?;
-            if index.total_partitions() != 1 {
-                return Ok(None);
-            }
-            let found = index
-                .search_in_partition(
-                    0,
-                    &query,
-                    Arc::new(lance_index::prefilter::NoFilter),
-                    &NoOpMetricsCollector,
-                )
-                .await
-                .map_err(lance_error)?;
+        for index in segments.iter() {
+            let no_filter = Arc::new(lance_index::prefilter::NoFilter);
+            let found = if index.supports_prepared_partition_search() {
+                let prepared = index
+                    .prepare_partition_search(0, &query, no_filter, &NoOpMetricsCollector)
+                    .await
+                    .map_err(lance_error)?;
+                index.search_prepared_partition(prepared, &NoOpMetricsCollector).map_err(lance_error)?
+            } else {
+                index.search_in_partition(0, &query, no_filter, &NoOpMetricsCollector).await.map_err(lance_error)?
+            };
             let Some(ids) = found.column_by_name("_rowid") else { return Ok(None) };
             addresses.extend_from_slice(ids.as_primitive::<arrow::datatypes::UInt64Type>().values());
         }

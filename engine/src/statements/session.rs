@@ -1,9 +1,11 @@
 //! A session: one client connection's settings, transaction state and statements.
 //!
 //! A statement is planned by [`Session::prepare`] (for the extended protocol's Describe:
-//! parameter types and result columns) and planned again by [`Session::execute`], so a
-//! prepared statement always reads the newest snapshot (or, inside a transaction, the
-//! one it pinned). Queries go to DataFusion, except primary-key lookups (`lookup.rs`);
+//! parameter types and result columns); [`Session::execute`] runs it with the plan the
+//! statement keeps (`plan_cache.rs`), re-pinned to the newest snapshot (or, inside a
+//! transaction, the one it pinned), or plans it again when the catalog or a setting
+//! changed. The texts a session sees again (Parse of the same SQL, simple queries) keep
+//! their prepared statements too. Queries go to DataFusion, except primary-key lookups (`lookup.rs`);
 //! writes are planned here and carried out in `dml.rs`; DDL, `SET`/`SHOW` and
 //! transaction control in `utility.rs`.
 //!
@@ -23,7 +25,9 @@ use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::ScalarValue;
 use datafusion::datasource::{provider_as_source, MemTable};
 use datafusion::execution::context::SQLOptions;
-use datafusion::execution::SendableRecordBatchStream;
+use datafusion::execution::session_state::SessionState;
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::physical_plan::{execute_stream, ExecutionPlan};
 use datafusion::logical_expr::{DmlStatement, LogicalPlan, TableScan, WriteOp};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::prelude::SessionContext;
@@ -42,9 +46,11 @@ use crate::statements::params::{
     bind_params, bind_table_function_args, param_types, type_cast_parameters, with_params, ParamHints,
 };
 use crate::statements::parser::{parse_sql, ParsedStatement};
+use crate::statements::plan_cache::{keepable, optimizable_ahead, repin, KeptPlan, PlanSlot, PlanStamp, TextCache};
 use crate::statements::settings::Settings;
 use crate::statements::transaction::TxState;
-use crate::statements::utility::show_schema;
+use crate::statements::utility::{changes_catalog, show_schema};
+use crate::catalog::provider::TarnTable;
 
 /// Where the session stands with respect to `BEGIN`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +64,8 @@ pub enum TxStatus {
 /// A statement, planned once for its parameter types and result columns.
 #[derive(Debug, Clone)]
 pub struct Prepared {
+    /// The SQL text it came from (for logs).
+    pub sql: Arc<str>,
     pub statement: ParsedStatement,
     /// Types the client declared for the parameters (`None`: let us infer).
     pub declared: Vec<Option<DataType>>,
@@ -65,6 +73,22 @@ pub struct Prepared {
     pub param_types: Vec<DataType>,
     /// Result columns; `None` when the statement returns no rows.
     pub result: Option<SchemaRef>,
+    /// The plan kept between executions (shared by clones).
+    plans: Arc<PlanSlot>,
+}
+
+impl Prepared {
+    /// A statement to run without describing it first (the simple protocol's).
+    fn unprepared(sql: Arc<str>, statement: ParsedStatement) -> Self {
+        Prepared {
+            sql,
+            statement,
+            declared: Vec::new(),
+            param_types: Vec::new(),
+            result: None,
+            plans: Arc::default(),
+        }
+    }
 }
 
 /// What a statement produced.
@@ -107,6 +131,8 @@ impl CommandTag {
 /// A statement after planning, ready to run.
 enum Planned {
     Query(LogicalPlan),
+    /// A query optimized before its run (it has no parameters).
+    Optimized(LogicalPlan),
     /// `SELECT ... FROM t WHERE pk = value`, answered without DataFusion.
     Lookup(KeyLookup),
     Write(PlannedWrite),
@@ -121,6 +147,15 @@ enum Planned {
 pub struct Session {
     pub(crate) engine: Arc<Engine>,
     pub(crate) ctx: SessionContext,
+    /// `ctx`'s state, copied once (a copy per statement costs more than a small
+    /// statement) and again when a setting changes it; its clock is set per statement.
+    planning: SessionState,
+    /// The execution context made from `planning`.
+    task: Arc<TaskContext>,
+    /// Statements by SQL text: the extended protocol's (with the stamp they were
+    /// described under and the declared parameter types) and the simple protocol's.
+    described: TextCache<(PlanStamp, Vec<Option<DataType>>, Arc<Prepared>)>,
+    simple: TextCache<Arc<[Arc<Prepared>]>>,
     pub(crate) settings: Settings,
     pub(crate) tx: TxStatus,
     /// Set by a result stream that failed after `execute` returned (rows are computed
@@ -133,9 +168,15 @@ pub struct Session {
 
 impl Session {
     pub(crate) fn new(engine: Arc<Engine>, ctx: SessionContext, user: &str, txn: Arc<TxState>) -> Self {
+        let planning = ctx.state();
+        let task = planning.task_ctx();
         Self {
             engine,
             ctx,
+            planning,
+            task,
+            described: TextCache::default(),
+            simple: TextCache::default(),
             settings: Settings::new(user),
             tx: TxStatus::Idle,
             stream_failed: Arc::default(),
@@ -162,13 +203,56 @@ impl Session {
         parse_sql(sql)
     }
 
+    /// The statements of a simple query, to run one by one with [`Session::execute`]
+    /// (no parameters). A text seen before gives the same statements, with their plans.
+    pub fn simple_statements(&mut self, sql: &str) -> Result<Arc<[Arc<Prepared>]>> {
+        if let Some(statements) = self.simple.get(sql) {
+            return Ok(statements.clone());
+        }
+        let text: Arc<str> = sql.into();
+        let statements: Arc<[Arc<Prepared>]> = parse_sql(sql)?
+            .into_iter()
+            .map(|statement| Arc::new(Prepared::unprepared(text.clone(), statement)))
+            .collect();
+        self.simple.put(sql, statements.clone());
+        Ok(statements)
+    }
+
+    /// Parses and plans one statement (the extended protocol's Parse) to learn its
+    /// parameter and result types; runs nothing. `None` for an empty query. The same
+    /// text with the same declared types, seen again under the same catalog and
+    /// settings, gives the statement described before (with its plan).
+    pub async fn prepare_sql(
+        &mut self,
+        sql: &str,
+        declared: Vec<Option<DataType>>,
+    ) -> Result<Option<Arc<Prepared>>> {
+        let stamp = self.plan_stamp();
+        if let Some((described, types, prepared)) = self.described.get(sql) {
+            if *described == stamp && *types == declared {
+                return Ok(Some(prepared.clone()));
+            }
+        }
+        let mut statements = parse_sql(sql).inspect_err(|_| self.note_error())?;
+        if statements.len() > 1 {
+            self.note_error();
+            return Err(EngineError::syntax("cannot insert multiple commands into a prepared statement"));
+        }
+        let Some(statement) = statements.pop() else { return Ok(None) };
+        let prepared = Arc::new(self.prepare(sql.into(), statement, declared.clone()).await?);
+        self.described.put(sql, (stamp, declared, prepared.clone()));
+        Ok(Some(prepared))
+    }
+
     /// Plans a statement to learn its parameter and result types. Runs nothing.
     pub async fn prepare(
         &mut self,
+        sql: Arc<str>,
         statement: ParsedStatement,
         declared: Vec<Option<DataType>>,
     ) -> Result<Prepared> {
-        let outcome = self.describe(statement, declared).await;
+        self.planning.mark_start_execution();
+        let outcome = self.describe(sql, statement, declared).await;
         self.note(&outcome);
         outcome
     }
@@ -178,6 +262,23 @@ impl Session {
         let outcome = self.run(prepared, params).await;
         self.note(&outcome);
         outcome
+    }
+
+    /// What a plan kept now is made under (see `plan_cache.rs`).
+    fn plan_stamp(&self) -> PlanStamp {
+        PlanStamp { catalog: self.engine.catalog_epoch(), settings: self.settings.generation() }
+    }
+
+    /// Copies `ctx`'s state again after a setting changed it.
+    pub(crate) fn refresh_planning_state(&mut self) {
+        self.planning = self.ctx.state();
+        self.task = self.planning.task_ctx();
+    }
+
+    /// Forgets the statements kept by text (`DISCARD`).
+    pub(crate) fn forget_statements(&mut self) {
+        self.described.clear();
+        self.simple.clear();
     }
 
     /// A statement failed: an explicit block fails (25P02 until `ROLLBACK`); outside
@@ -213,13 +314,21 @@ impl Session {
 
     async fn describe(
         &mut self,
+        sql: Arc<str>,
         statement: ParsedStatement,
         declared: Vec<Option<DataType>>,
     ) -> Result<Prepared> {
         self.check_not_failed(&statement.statement)?;
+        let stamp = self.plan_stamp();
         let (planned, hints) = self.plan_with(&statement, &[]).await?;
+        let plans = Arc::new(PlanSlot::default());
+        if let Some(kept) = kept_plan(&planned).filter(|_| hints.is_empty()) {
+            plans.put(stamp, self.optimized_ahead(kept));
+        }
         let (mut param_types, result) = match &planned {
-            Planned::Query(plan) => (param_types(plan, &declared)?, Some(self.described_schema(plan))),
+            Planned::Query(plan) | Planned::Optimized(plan) => {
+                (param_types(plan, &declared)?, Some(self.described_schema(plan)))
+            }
             Planned::Lookup(lookup) => {
                 let count = match lookup.key {
                     KeyValue::Param(n) => n.max(declared.len()),
@@ -260,35 +369,27 @@ impl Session {
                 param_types[n - 1] = hint;
             }
         }
-        Ok(Prepared { statement, declared, param_types, result })
+        Ok(Prepared { sql, statement, declared, param_types, result, plans })
     }
 
-    /// Plans and runs a statement without parameters in one go (the simple protocol).
-    pub async fn execute_now(&mut self, statement: ParsedStatement) -> Result<Output> {
-        let outcome = async {
-            tarn_storage::failpoint::failpoint("statement");
-            self.check_not_failed(&statement.statement)?;
-            Box::pin(self.plan_and_run(&statement, vec![])).await
-        }
-        .await;
-        self.note(&outcome);
-        outcome
+    /// Plans and runs a statement without parameters in one go (SQL the engine made).
+    pub(crate) async fn execute_now(&mut self, statement: ParsedStatement) -> Result<Output> {
+        let prepared = Prepared::unprepared(Arc::from(""), statement);
+        self.execute(&prepared, vec![]).await
     }
 
     async fn run(&mut self, prepared: &Prepared, params: Vec<ScalarValue>) -> Result<Output> {
         tarn_storage::failpoint::failpoint("statement");
         self.check_not_failed(&prepared.statement.statement)?;
+        self.planning.mark_start_execution();
         let params = bind_params(params, &prepared.param_types);
-        Box::pin(self.plan_and_run(&prepared.statement, params)).await
+        Box::pin(self.plan_and_run(prepared, params)).await
     }
 
     /// A write outside `BEGIN` opens its own transaction before it is planned, so its
     /// reads pin the snapshot it commits against; whatever happens, it is closed after.
-    async fn plan_and_run(
-        &mut self,
-        statement: &ParsedStatement,
-        params: Vec<ScalarValue>,
-    ) -> Result<Output> {
+    async fn plan_and_run(&mut self, prepared: &Prepared, params: Vec<ScalarValue>) -> Result<Output> {
+        let statement = &prepared.statement;
         let implicit = self.tx == TxStatus::Idle
             && matches!(
                 statement.statement,
@@ -297,14 +398,109 @@ impl Session {
         if implicit {
             self.txn.begin();
         }
-        let outcome = match self.plan_with(statement, &params).await {
-            Ok((planned, _)) => self.run_planned(statement, planned, params).await,
+        let outcome = match self.planned(prepared, &params).await {
+            Ok(planned) => self.run_planned(statement, planned, params).await,
             Err(e) => Err(e),
         };
         if implicit && self.txn.is_active() {
             self.txn.take();
         }
+        if changes_catalog(&statement.statement)
+            || matches!(&statement.statement, Statement::CreateTable(c) if c.query.is_some())
+        {
+            self.engine.catalog_changed();
+        }
         outcome
+    }
+
+    /// The statement's plan: the one it keeps, re-pinned to the snapshots read now, when
+    /// it is still good; else made now (and kept when it can be).
+    async fn planned(&self, prepared: &Prepared, params: &[ScalarValue]) -> Result<Planned> {
+        let stamp = self.plan_stamp();
+        let replanned = match prepared.plans.get() {
+            Some((kept_under, kept)) => {
+                if kept_under == stamp {
+                    if let Some(planned) = self.reuse(&kept)? {
+                        return Ok(planned);
+                    }
+                }
+                true
+            }
+            None => false,
+        };
+        let (planned, hints) = self.plan_with(&prepared.statement, params).await?;
+        if let (true, Planned::Query(plan), Some(described)) = (replanned, &planned, &prepared.result) {
+            // The client decodes rows by the columns it was told of (as PostgreSQL does).
+            let now = self.described_schema(plan);
+            let types = |s: &SchemaRef| s.fields().iter().map(|f| f.data_type().clone()).collect::<Vec<_>>();
+            if types(&now) != types(described) {
+                return Err(EngineError::FeatureNotSupported {
+                    message: "cached plan must not change result type".into(),
+                });
+            }
+        }
+        match kept_plan(&planned).filter(|_| hints.is_empty()) {
+            Some(kept) => {
+                let kept = self.optimized_ahead(kept);
+                prepared.plans.put(stamp, kept.clone());
+                // Planned again from what is kept, so the first execute runs what the
+                // next ones will.
+                Ok(self.reuse(&kept)?.unwrap_or(planned))
+            }
+            None => {
+                prepared.plans.clear();
+                Ok(planned)
+            }
+        }
+    }
+
+    /// A kept plan, with each table read at the snapshot the statement reads now;
+    /// `None` when a table is no longer the one planned with.
+    fn reuse(&self, kept: &KeptPlan) -> Result<Option<Planned>> {
+        Ok(match kept {
+            KeptPlan::Query { plan, optimized } => {
+                let current = |old: &TarnTable| self.current_table(old);
+                match optimized {
+                    Some(optimized) => repin(optimized, &current)?.map(Planned::Optimized),
+                    None => repin(plan, &current)?.map(Planned::Query),
+                }
+            }
+            KeptPlan::Lookup(lookup) => {
+                let same = self.engine.warehouse().table(lookup.table.name());
+                same.is_some_and(|t| Arc::ptr_eq(&t, &lookup.table)).then(|| Planned::Lookup(lookup.clone()))
+            }
+        })
+    }
+
+    /// `old`'s table at the snapshot this session reads now; `None` when it was
+    /// dropped (or made again), changed its columns, or the transaction's own writes to
+    /// it came or went since `old` was planned.
+    fn current_table(&self, old: &TarnTable) -> Result<Option<TarnTable>> {
+        let table = old.table();
+        match self.engine.warehouse().table(table.name()) {
+            Some(now) if Arc::ptr_eq(&now, table) => {}
+            _ => return Ok(None),
+        }
+        let (snapshot, overlay) = match self.txn.pinned(table)? {
+            Some(pinned) => pinned,
+            None => (table.snapshot(), None),
+        };
+        if overlay.is_some() != old.has_overlay() || snapshot.schema() != old.snapshot().schema() {
+            return Ok(None);
+        }
+        Ok(Some(old.repinned(snapshot, overlay)))
+    }
+
+    /// A kept query with its optimized plan too, when that can be made before the
+    /// values are known (see [`optimizable_ahead`]).
+    fn optimized_ahead(&self, kept: KeptPlan) -> KeptPlan {
+        match kept {
+            KeptPlan::Query { plan, optimized: None } if optimizable_ahead(&plan) => {
+                let optimized = self.planning.optimize(&plan).ok();
+                KeptPlan::Query { plan, optimized }
+            }
+            other => other,
+        }
     }
 
     async fn run_planned(
@@ -318,10 +514,13 @@ impl Session {
             Planned::Query(plan) => {
                 let plan = with_params(plan, &params)?;
                 let named = result_schema(&plan);
-                let df = self.ctx.execute_logical_plan(plan).await?;
-                let schema = typed_as(&named, df.schema().as_arrow());
-                let stream = self.watch(df.execute_stream().await?);
-                Ok(Output::Rows { schema, stream, command: RowsCommand::Select })
+                let physical = self.planning.create_physical_plan(&plan).await?;
+                self.rows(&named, physical)
+            }
+            Planned::Optimized(plan) => {
+                let named = result_schema(&plan);
+                let physical = self.planning.query_planner().create_physical_plan(&plan, &self.planning).await?;
+                self.rows(&named, physical)
             }
             Planned::Write(write) => self.run_write(statement, write, params).await,
             Planned::CreateTableAs { name, if_not_exists, query } => {
@@ -332,12 +531,19 @@ impl Session {
         }
     }
 
+    /// A query's rows, in columns named as `named` names them.
+    fn rows(&self, named: &SchemaRef, physical: Arc<dyn ExecutionPlan>) -> Result<Output> {
+        let schema = typed_as(named, &physical.schema());
+        let stream = self.watch(execute_stream(physical, self.task.clone())?);
+        Ok(Output::Rows { schema, stream, command: RowsCommand::Select })
+    }
+
     /// A query's result columns as a client is told of them before it runs: named as
     /// Postgres names them, typed as DataFusion's analyzer (type coercion) leaves them,
     /// which is what execution produces (`CASE` of int2 and int8 branches is int8).
     fn described_schema(&self, plan: &LogicalPlan) -> SchemaRef {
         let named = result_schema(plan);
-        let state = self.ctx.state();
+        let state = &self.planning;
         match state.analyzer().execute_and_check(plan.clone(), state.config_options(), |_, _| {}) {
             Ok(analyzed) => typed_as(&named, analyzed.schema().as_arrow()),
             Err(_) => named,
@@ -480,7 +686,7 @@ impl Session {
     }
 
     async fn datafusion_plan(&self, statement: Statement) -> Result<LogicalPlan> {
-        let state = self.ctx.state();
+        let state = &self.planning;
         let plan = state.statement_to_plan(DfStatement::Statement(Box::new(statement))).await?;
         // DataFusion's own DDL (CREATE EXTERNAL TABLE, COPY TO a file, SET datafusion.*)
         // must never run on behalf of a client.
@@ -629,6 +835,17 @@ impl Session {
                 Err(e)
             }
         }
+    }
+}
+
+/// The part of a plan a statement can keep (see `plan_cache.rs`).
+fn kept_plan(planned: &Planned) -> Option<KeptPlan> {
+    match planned {
+        Planned::Query(plan) if !matches!(plan, LogicalPlan::Explain(_) | LogicalPlan::Analyze(_)) => {
+            keepable(plan).then(|| KeptPlan::Query { plan: plan.clone(), optimized: None })
+        }
+        Planned::Lookup(lookup) => Some(KeptPlan::Lookup(lookup.clone())),
+        _ => None,
     }
 }
 

@@ -2,6 +2,7 @@
 //! the ones clients ask about. Statements answered here never reach DataFusion.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use datafusion::sql::sqlparser::ast::{Expr as SqlExpr, ObjectName, Value};
 
@@ -108,13 +109,28 @@ const READ_ONLY: &[&str] = &[
 pub struct Settings {
     /// Lower-cased name -> (name as Postgres spells it, value).
     values: BTreeMap<String, (String, String)>,
+    /// New (unique in the process) after every change: plans kept under other
+    /// settings are made again.
+    generation: u64,
+}
+
+/// The source of [`Settings::generation`].
+static GENERATIONS: AtomicU64 = AtomicU64::new(0);
+
+fn next_generation() -> u64 {
+    GENERATIONS.fetch_add(1, Ordering::Relaxed) + 1
 }
 
 impl Settings {
     pub fn new(user: &str) -> Self {
-        let mut settings = Settings { values: defaults() };
+        let mut settings = Settings { values: defaults(), generation: next_generation() };
         settings.values.get_mut("session_authorization").expect("default").1 = user.to_string();
         settings
+    }
+
+    /// Changes whenever a setting does (see the field).
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     pub fn get(&self, name: &str) -> Result<&str> {
@@ -190,10 +206,12 @@ impl Settings {
         };
         let spelled = self.values.get(&key).map(|(s, _)| s.clone()).unwrap_or_else(|| name.to_string());
         self.values.insert(key, (spelled, value));
+        self.generation = next_generation();
         Ok(())
     }
 
     pub fn reset(&mut self, name: &str) {
+        self.generation = next_generation();
         let key = name.to_lowercase();
         match defaults().remove(&key) {
             Some(default) if key != "session_authorization" => {
@@ -204,6 +222,11 @@ impl Settings {
                 self.values.remove(&key);
             }
         }
+    }
+
+    /// A new generation without a change (plans kept under the old one go).
+    pub fn renew(&mut self) {
+        self.generation = next_generation();
     }
 
     pub fn reset_all(&mut self) {

@@ -216,7 +216,17 @@ impl Session {
                     RecordBatchStreamAdapter::new(schema.clone(), futures::stream::iter(vec![Ok(batch)]));
                 return Ok(Output::Rows { schema, stream: Box::pin(stream), command: RowsCommand::Show });
             }
-            Statement::Discard { object_type } => CommandTag::new(&format!("DISCARD {object_type}")),
+            Statement::Discard { object_type } => {
+                // Plans are kept per statement: DISCARD PLANS (and ALL) makes them anew.
+                if matches!(object_type, ast::DiscardObject::ALL) {
+                    self.settings.reset_all();
+                } else {
+                    self.settings.renew();
+                }
+                self.sync_search_settings();
+                self.forget_statements();
+                CommandTag::new(&format!("DISCARD {object_type}"))
+            }
             Statement::Close { cursor } => match cursor {
                 ast::CloseCursor::All => CommandTag::new("CLOSE CURSOR ALL"),
                 ast::CloseCursor::Specific { name } => {
@@ -264,7 +274,7 @@ impl Session {
     }
 
     /// Hands the vector-search knobs to the planner (see [`crate::search::knn::SearchSettings`]).
-    pub(crate) fn sync_search_settings(&self) {
+    pub(crate) fn sync_search_settings(&mut self) {
         let knob = |name: &str, default: usize| {
             self.settings.get(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
         };
@@ -273,6 +283,7 @@ impl Session {
             probes: knob("ivfflat.probes", crate::search::knn::DEFAULT_PROBES),
         };
         self.ctx.state_ref().write().config_mut().set_extension(Arc::new(settings));
+        self.refresh_planning_state();
     }
 
     fn apply_set(&mut self, set: &Set) -> Result<()> {
@@ -310,6 +321,21 @@ impl Session {
             other => Err(EngineError::unsupported(format!("{other} is not supported"))),
         }
     }
+}
+
+/// Whether a statement changes the catalog (tables, columns, indexes, schemas), so
+/// plans kept from before it must be made again.
+pub(crate) fn changes_catalog(statement: &Statement) -> bool {
+    matches!(
+        statement,
+        Statement::CreateTable(_)
+            | Statement::Drop { .. }
+            | Statement::CreateIndex(_)
+            | Statement::AlterTable(_)
+            | Statement::AlterIndex { .. }
+            | Statement::CreateSchema { .. }
+            | Statement::CreateView(_)
+    )
 }
 
 /// The result column of `SHOW name`, or `None` for any other statement.

@@ -1,0 +1,198 @@
+//! Plans kept between executions of one statement.
+//!
+//! A prepared statement, and a simple-protocol statement whose text comes again, keeps
+//! the plan DataFusion made of it ([`PlanSlot`] in [`crate::Prepared`]), so an execute
+//! skips turning SQL into a plan; a statement without parameters whose functions are
+//! all immutable keeps its optimized plan too and skips the optimizer. What keeps a
+//! kept plan right:
+//!
+//! - It names tables, not snapshots: every execute swaps each Tarn table in it (scans,
+//!   subqueries, the kNN node's scan) for that table at the snapshot the statement reads
+//!   now: the newest, or inside a transaction the one it pinned, with its own writes on
+//!   top ([`repin`]). A kept plan never reads a stale snapshot.
+//! - It is dropped by any DDL in the server (the engine's catalog epoch, which also
+//!   covers a table made in a schema earlier on the search path), by any change of the
+//!   session's settings (`hnsw.ef_search`, `search_path`, ...), and when re-pinning
+//!   finds a table dropped (or dropped and made again), a changed schema, or a
+//!   transaction's own writes come or go (the kNN rule plans differently over them).
+//! - Only plans that read Tarn tables alone are kept: catalog tables, table functions
+//!   and `AS OF` reads are planned each time.
+//!
+//! Parameter types are fixed per prepared statement, so they need no key of their own.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use datafusion::catalog::default_table_source::{provider_as_source, source_as_provider};
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+use datafusion::logical_expr::{Expr, Extension, LogicalPlan, TableScan, Volatility};
+
+use crate::catalog::provider::TarnTable;
+use crate::error::Result;
+use crate::search::knn::KnnNode;
+use crate::statements::lookup::KeyLookup;
+
+/// What a kept plan was made under; a plan is reused only under the same.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PlanStamp {
+    /// [`crate::Engine::catalog_epoch`] when planned.
+    pub catalog: u64,
+    /// The session's settings generation when planned.
+    pub settings: u64,
+}
+
+/// A statement's plan as kept.
+#[derive(Debug, Clone)]
+pub(crate) enum KeptPlan {
+    /// A query: the plan from SQL (parameters as placeholders), and when it could be
+    /// made ahead of the values, the optimized plan.
+    Query { plan: LogicalPlan, optimized: Option<LogicalPlan> },
+    /// A primary-key lookup (see `lookup.rs`).
+    Lookup(KeyLookup),
+}
+
+/// The one kept plan of a statement (shared by every copy of the prepared statement).
+#[derive(Debug, Default)]
+pub(crate) struct PlanSlot(Mutex<Option<(PlanStamp, Arc<KeptPlan>)>>);
+
+impl PlanSlot {
+    /// The kept plan and what it was made under.
+    pub fn get(&self) -> Option<(PlanStamp, Arc<KeptPlan>)> {
+        self.0.lock().expect("plan slot lock").clone()
+    }
+
+    pub fn put(&self, stamp: PlanStamp, plan: KeptPlan) {
+        *self.0.lock().expect("plan slot lock") = Some((stamp, Arc::new(plan)));
+    }
+
+    pub fn clear(&self) {
+        *self.0.lock().expect("plan slot lock") = None;
+    }
+}
+
+/// Whether a query plan may be kept: every table it reads is a Tarn table (any other
+/// provider may hold rows read when it was planned).
+pub(crate) fn keepable(plan: &LogicalPlan) -> bool {
+    let mut keep = true;
+    plan.apply_with_subqueries(|node| {
+        let tarn = match node {
+            LogicalPlan::TableScan(scan) => is_tarn(scan),
+            LogicalPlan::Extension(Extension { node }) => node.as_any().is::<KnnNode>(),
+            _ => true,
+        };
+        keep &= tarn;
+        Ok(if tarn { TreeNodeRecursion::Continue } else { TreeNodeRecursion::Stop })
+    })
+    .expect("infallible");
+    keep
+}
+
+/// Whether a query plan may be optimized before its parameter values are known and
+/// its optimized form reused: it has no parameters (the kNN rule wants its query
+/// vector and `LIMIT` as values) and no function whose value may change between
+/// executions (the optimizer folds `now()` into a constant).
+pub(crate) fn optimizable_ahead(plan: &LogicalPlan) -> bool {
+    let mut ahead = true;
+    plan.apply_with_subqueries(|node| {
+        node.apply_expressions(|expr| {
+            expr.apply(|e| {
+                let fixed = match e {
+                    Expr::Placeholder(_) => false,
+                    Expr::ScalarFunction(f) => f.func.signature().volatility == Volatility::Immutable,
+                    _ => true,
+                };
+                ahead &= fixed;
+                Ok(if fixed { TreeNodeRecursion::Continue } else { TreeNodeRecursion::Stop })
+            })
+        })?;
+        Ok(if ahead { TreeNodeRecursion::Continue } else { TreeNodeRecursion::Stop })
+    })
+    .expect("infallible");
+    ahead
+}
+
+fn is_tarn(scan: &TableScan) -> bool {
+    source_as_provider(&scan.source).is_ok_and(|p| p.downcast_ref::<TarnTable>().is_some())
+}
+
+/// `plan` with every Tarn table read as `current` gives it now; `None` when `current`
+/// finds a table no longer the same (the plan must be made again).
+pub(crate) fn repin(
+    plan: &LogicalPlan,
+    current: &dyn Fn(&TarnTable) -> Result<Option<TarnTable>>,
+) -> Result<Option<LogicalPlan>> {
+    let mut stale = false;
+    let mut repin_scan = |scan: TableScan| -> Result<TableScan> {
+        let provider = source_as_provider(&scan.source)?;
+        let Some(old) = provider.downcast_ref::<TarnTable>() else {
+            stale = true;
+            return Ok(scan);
+        };
+        match current(old)? {
+            Some(now) => Ok(TableScan { source: provider_as_source(Arc::new(now)), ..scan }),
+            None => {
+                stale = true;
+                Ok(scan)
+            }
+        }
+    };
+    let plan = plan
+        .clone()
+        .transform_up_with_subqueries(|node| match node {
+            LogicalPlan::TableScan(scan) => {
+                Ok(Transformed::yes(LogicalPlan::TableScan(repin_scan(scan).map_err(|e| e.into_datafusion())?)))
+            }
+            LogicalPlan::Extension(Extension { node }) => match node.as_any().downcast_ref::<KnnNode>() {
+                Some(knn) => {
+                    let scan = repin_scan(knn.scan().clone()).map_err(|e| e.into_datafusion())?;
+                    Ok(Transformed::yes(LogicalPlan::Extension(Extension {
+                        node: Arc::new(knn.with_scan(scan)),
+                    })))
+                }
+                None => Ok(Transformed::no(LogicalPlan::Extension(Extension { node }))),
+            },
+            other => Ok(Transformed::no(other)),
+        })?
+        .data;
+    Ok((!stale).then_some(plan))
+}
+
+/// Values kept by SQL text, for the texts a session sends again: at most
+/// [`TextCache::CAPACITY`] texts of up to [`TextCache::MAX_TEXT`] bytes (when full, one
+/// kept text makes room).
+#[derive(Debug)]
+pub(crate) struct TextCache<V> {
+    entries: HashMap<Box<str>, V>,
+}
+
+impl<V> Default for TextCache<V> {
+    fn default() -> Self {
+        TextCache { entries: HashMap::new() }
+    }
+}
+
+impl<V> TextCache<V> {
+    const CAPACITY: usize = 256;
+    const MAX_TEXT: usize = 64 << 10;
+
+    pub fn get(&self, sql: &str) -> Option<&V> {
+        self.entries.get(sql)
+    }
+
+    pub fn put(&mut self, sql: &str, value: V) {
+        if sql.len() > Self::MAX_TEXT {
+            return;
+        }
+        if self.entries.len() >= Self::CAPACITY && !self.entries.contains_key(sql) {
+            let evicted = self.entries.keys().next().cloned();
+            if let Some(evicted) = evicted {
+                self.entries.remove(&evicted);
+            }
+        }
+        self.entries.insert(sql.into(), value);
+    }
+
+    pub fn clear(&mut self) {
+        self.entries.clear();
+    }
+}
