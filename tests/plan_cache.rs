@@ -1,9 +1,9 @@
 //! The statement path through a real driver: plans kept between executions (engine
-//! `statements/plan_cache.rs`) and key lookups from a base held in memory. Through a real
-//! driver: a prepared statement (and a simple query sent again) must read what a
-//! freshly planned one would, whatever happened since it was planned: new rows, a
-//! compaction, a dropped or re-made table, a new column, a changed setting, its own
-//! transaction's writes, the clock.
+//! `statements/plan_cache.rs`) and key lookups from a base held in memory. A prepared
+//! statement (and a simple query sent again) must read what a freshly planned one
+//! would, whatever happened since it was planned: new rows, a compaction, a dropped or
+//! re-made table, a new column, a changed setting, its own transaction's writes, the
+//! clock.
 
 use std::time::Duration;
 
