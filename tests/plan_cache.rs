@@ -53,10 +53,8 @@ async fn kept_plans_read_the_newest_snapshot() {
 
     let count = client.prepare("SELECT count(*) FROM t").await.unwrap();
     let lookup = client.prepare("SELECT v FROM t WHERE id = $1").await.unwrap();
-    let joined = client
-        .prepare("SELECT count(*) FROM t WHERE id IN (SELECT n FROM plain) OR v = 'z'")
-        .await
-        .unwrap();
+    let joined =
+        client.prepare("SELECT count(*) FROM t WHERE id IN (SELECT n FROM plain) OR v = 'z'").await.unwrap();
     assert_eq!(count_of(&client, &count).await, 2);
     assert_eq!(count_of(&client, &joined).await, 1);
 
@@ -65,7 +63,10 @@ async fn kept_plans_read_the_newest_snapshot() {
     other.batch_execute("INSERT INTO t VALUES (3, 'c'); INSERT INTO plain VALUES (2)").await.unwrap();
     assert_eq!(count_of(&client, &count).await, 3);
     assert_eq!(count_of(&client, &joined).await, 2);
-    other.batch_execute("VACUUM t; INSERT INTO t VALUES (4, 'z'); UPDATE t SET v = 'B' WHERE id = 2").await.unwrap();
+    other
+        .batch_execute("VACUUM t; INSERT INTO t VALUES (4, 'z'); UPDATE t SET v = 'B' WHERE id = 2")
+        .await
+        .unwrap();
     assert_eq!(count_of(&client, &count).await, 4);
     assert_eq!(count_of(&client, &joined).await, 3);
     let v: String = client.query_one(&lookup, &[&2i64]).await.unwrap().get(0);

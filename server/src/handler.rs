@@ -90,7 +90,7 @@ impl PgWireServerHandlers for ConnectionHandlers {
     }
 
     fn extended_query_handler(&self) -> Arc<impl ExtendedQueryHandler> {
-        Arc::new(Handler(self.connection.clone()))
+        Arc::new(crate::flush::FlushAtSync(Arc::new(Handler(self.connection.clone()))))
     }
 
     fn startup_handler(&self) -> Arc<impl StartupHandler> {
@@ -303,7 +303,9 @@ impl SimpleQueryHandler for Handler {
                         // COPY FROM STDIN ends the query string (the parser reads what
                         // follows as its data); COPY TO streams now if nothing waits.
                         let send_now = responses.is_empty();
-                        match start_copy(session, &prepared.statement, client, &self.0.copy_in, send_now).await {
+                        match start_copy(session, &prepared.statement, client, &self.0.copy_in, send_now)
+                            .await
+                        {
                             Ok(response) => responses.push(response),
                             Err(e) => {
                                 session.note_error();

@@ -7,6 +7,7 @@
 //!   signal, so tests start one on `127.0.0.1:0`.
 //! - [`handler`]: one connection: startup (database check, ParameterStatus, cancel
 //!   keys), simple and extended query protocol over an engine `Session`.
+//! - [`flush`]: one write to the socket per Sync (pgwire flushes per message).
 //! - [`copy`]: `COPY ... FROM STDIN` / `TO STDOUT` over the wire: copy mode around the
 //!   engine's `Session::copy`.
 //! - [`encode`]: Arrow values to Postgres text and binary wire values; parameters back.
@@ -20,6 +21,7 @@ pub mod config;
 pub mod copy;
 pub mod encode;
 pub mod errors;
+pub mod flush;
 pub mod handler;
 
 use std::future::Future;

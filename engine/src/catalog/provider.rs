@@ -124,7 +124,13 @@ impl TarnTable {
     /// The same table at another snapshot of the same definition (its defaults are
     /// not parsed again).
     pub fn repinned(&self, snapshot: Arc<Snapshot>, overlay: Option<Arc<Overlay>>) -> Self {
-        Self { table: self.table.clone(), snapshot, schema: self.schema.clone(), defaults: self.defaults.clone(), overlay }
+        Self {
+            table: self.table.clone(),
+            snapshot,
+            schema: self.schema.clone(),
+            defaults: self.defaults.clone(),
+            overlay,
+        }
     }
 
     pub fn table(&self) -> &Arc<Table> {

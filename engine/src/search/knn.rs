@@ -463,8 +463,10 @@ async fn graph_segments(table_id: u64, ds: &Dataset, name: &str, column: &str) -
     let mut segments = Vec::with_capacity(metadata.len());
     if whole {
         for segment in &metadata {
-            let index =
-                ds.open_vector_index(column, &segment.uuid, &NoOpMetricsCollector).await.map_err(lance_error)?;
+            let index = ds
+                .open_vector_index(column, &segment.uuid, &NoOpMetricsCollector)
+                .await
+                .map_err(lance_error)?;
             if index.total_partitions() != 1 {
                 whole = false;
                 break;
@@ -788,7 +790,10 @@ impl KnnSearch {
                     .map_err(lance_error)?;
                 index.search_prepared_partition(prepared, &NoOpMetricsCollector).map_err(lance_error)?
             } else {
-                index.search_in_partition(0, &query, no_filter, &NoOpMetricsCollector).await.map_err(lance_error)?
+                index
+                    .search_in_partition(0, &query, no_filter, &NoOpMetricsCollector)
+                    .await
+                    .map_err(lance_error)?
             };
             let Some(ids) = found.column_by_name("_rowid") else { return Ok(None) };
             addresses.extend_from_slice(ids.as_primitive::<arrow::datatypes::UInt64Type>().values());

@@ -139,9 +139,9 @@ pub(crate) fn repin(
     let plan = plan
         .clone()
         .transform_up_with_subqueries(|node| match node {
-            LogicalPlan::TableScan(scan) => {
-                Ok(Transformed::yes(LogicalPlan::TableScan(repin_scan(scan).map_err(|e| e.into_datafusion())?)))
-            }
+            LogicalPlan::TableScan(scan) => Ok(Transformed::yes(LogicalPlan::TableScan(
+                repin_scan(scan).map_err(|e| e.into_datafusion())?,
+            ))),
             LogicalPlan::Extension(Extension { node }) => match node.as_any().downcast_ref::<KnnNode>() {
                 Some(knn) => {
                     let scan = repin_scan(knn.scan().clone()).map_err(|e| e.into_datafusion())?;

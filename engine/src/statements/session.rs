@@ -27,14 +27,15 @@ use datafusion::datasource::{provider_as_source, MemTable};
 use datafusion::execution::context::SQLOptions;
 use datafusion::execution::session_state::SessionState;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
-use datafusion::physical_plan::{execute_stream, ExecutionPlan};
 use datafusion::logical_expr::{DmlStatement, LogicalPlan, TableScan, WriteOp};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{execute_stream, ExecutionPlan};
 use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::{self, SelectItem, Statement, TableObject};
 use tarn_storage::{StorageError, Table, TableName};
 
+use crate::catalog::provider::TarnTable;
 use crate::engine::Engine;
 use crate::error::{EngineError, Result};
 use crate::statements::column_names::{arrow_schema, name_output_columns, result_schema, typed_as};
@@ -46,11 +47,12 @@ use crate::statements::params::{
     bind_params, bind_table_function_args, param_types, type_cast_parameters, with_params, ParamHints,
 };
 use crate::statements::parser::{parse_sql, ParsedStatement};
-use crate::statements::plan_cache::{keepable, optimizable_ahead, repin, KeptPlan, PlanSlot, PlanStamp, TextCache};
+use crate::statements::plan_cache::{
+    keepable, optimizable_ahead, repin, KeptPlan, PlanSlot, PlanStamp, TextCache,
+};
 use crate::statements::settings::Settings;
 use crate::statements::transaction::TxState;
 use crate::statements::utility::{changes_catalog, show_schema};
-use crate::catalog::provider::TarnTable;
 
 /// Where the session stands with respect to `BEGIN`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -230,7 +232,9 @@ impl Session {
         let stamp = self.plan_stamp();
         if let Some((described, types, prepared)) = self.described.get(sql) {
             if *described == stamp && *types == declared {
-                return Ok(Some(prepared.clone()));
+                let prepared = prepared.clone();
+                self.check_not_failed(&prepared.statement.statement)?;
+                return Ok(Some(prepared));
             }
         }
         let mut statements = parse_sql(sql).inspect_err(|_| self.note_error())?;
@@ -519,7 +523,8 @@ impl Session {
             }
             Planned::Optimized(plan) => {
                 let named = result_schema(&plan);
-                let physical = self.planning.query_planner().create_physical_plan(&plan, &self.planning).await?;
+                let physical =
+                    self.planning.query_planner().create_physical_plan(&plan, &self.planning).await?;
                 self.rows(&named, physical)
             }
             Planned::Write(write) => self.run_write(statement, write, params).await,
