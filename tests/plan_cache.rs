@@ -172,6 +172,14 @@ async fn kept_plans_follow_settings_indexes_and_the_clock() {
     assert_eq!(client.query_one(&knn, &[]).await.unwrap().get::<_, i64>(0), 5000);
     assert_eq!(simple_values(&client.simple_query(nearest).await.unwrap()), ["5000"]);
 
+    // A statement that reads no table keeps its physical plan and runs it again.
+    let constant = client.prepare("SELECT 1 + 1 AS two, 'x' || 'y' AS xy WHERE 2 > 1 LIMIT 5").await.unwrap();
+    for _ in 0..3 {
+        let row = client.query_one(&constant, &[]).await.unwrap();
+        assert_eq!((row.get::<_, i64>(0), row.get::<_, String>(1)), (2, "xy".to_string()));
+        assert_eq!(simple_values(&client.simple_query("SELECT 1").await.unwrap()), ["1"]);
+    }
+
     // `now()` is read per statement, not when the plan was kept.
     let now = client.prepare("SELECT now()::text").await.unwrap();
     let first: String = client.query_one(&now, &[]).await.unwrap().get(0);

@@ -3,8 +3,9 @@
 //! A prepared statement, and a simple-protocol statement whose text comes again, keeps
 //! the plan DataFusion made of it ([`PlanSlot`] in [`crate::Prepared`]), so an execute
 //! skips turning SQL into a plan; a statement without parameters whose functions are
-//! all immutable keeps its optimized plan too and skips the optimizer. What keeps a
-//! kept plan right:
+//! all immutable keeps its optimized plan too and skips the optimizer, and if it reads
+//! no table (`SELECT 1`, a pool's ping) its physical plan, run again as it is. What
+//! keeps a kept plan right:
 //!
 //! - It names tables, not snapshots: every execute swaps each Tarn table in it (scans,
 //!   subqueries, the kNN node's scan) for that table at the snapshot the statement reads
@@ -25,7 +26,9 @@ use std::sync::{Arc, Mutex};
 
 use datafusion::catalog::default_table_source::{provider_as_source, source_as_provider};
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+use arrow::datatypes::SchemaRef;
 use datafusion::logical_expr::{Expr, Extension, LogicalPlan, TableScan, Volatility};
+use datafusion::physical_plan::ExecutionPlan;
 
 use crate::catalog::provider::TarnTable;
 use crate::error::Result;
@@ -44,9 +47,14 @@ pub(crate) struct PlanStamp {
 /// A statement's plan as kept.
 #[derive(Debug, Clone)]
 pub(crate) enum KeptPlan {
-    /// A query: the plan from SQL (parameters as placeholders), and when it could be
-    /// made ahead of the values, the optimized plan.
-    Query { plan: LogicalPlan, optimized: Option<LogicalPlan> },
+    /// A query: the plan from SQL (parameters as placeholders); when it could be made
+    /// ahead of the values, the optimized plan; when it reads no table either, the
+    /// physical plan (run again as it is) with its result columns.
+    Query {
+        plan: LogicalPlan,
+        optimized: Option<LogicalPlan>,
+        physical: Option<(SchemaRef, Arc<dyn ExecutionPlan>)>,
+    },
     /// A primary-key lookup (see `lookup.rs`).
     Lookup(KeyLookup),
 }
@@ -109,6 +117,34 @@ pub(crate) fn optimizable_ahead(plan: &LogicalPlan) -> bool {
     })
     .expect("infallible");
     ahead
+}
+
+/// Whether an (optimized) plan reads no table: its physical plan depends on no
+/// snapshot.
+pub(crate) fn reads_no_table(plan: &LogicalPlan) -> bool {
+    let mut none = true;
+    plan.apply_with_subqueries(|node| {
+        none &= !matches!(node, LogicalPlan::TableScan(_) | LogicalPlan::Extension(_));
+        Ok(if none { TreeNodeRecursion::Continue } else { TreeNodeRecursion::Stop })
+    })
+    .expect("infallible");
+    none
+}
+
+/// Whether a physical plan can be run again as it is: made only of operators that keep
+/// no state between runs (a repartition, for one, sets up its channels once).
+pub(crate) fn reusable_physical(plan: &Arc<dyn ExecutionPlan>) -> bool {
+    const STATELESS: &[&str] = &[
+        "ProjectionExec",
+        "PlaceholderRowExec",
+        "EmptyExec",
+        "FilterExec",
+        "CoalesceBatchesExec",
+        "GlobalLimitExec",
+        "LocalLimitExec",
+        "CooperativeExec",
+    ];
+    STATELESS.contains(&plan.name()) && plan.children().iter().all(|child| reusable_physical(child))
 }
 
 fn is_tarn(scan: &TableScan) -> bool {

@@ -47,7 +47,7 @@ use crate::statements::params::{
     bind_params, bind_table_function_args, param_types, type_cast_parameters, with_params, ParamHints,
 };
 use crate::statements::parser::{parse_sql, ParsedStatement};
-use crate::statements::plan_cache::{
+use crate::statements::plan_cache::{reads_no_table, reusable_physical, 
     keepable, optimizable_ahead, repin, KeptPlan, PlanSlot, PlanStamp, TextCache,
 };
 use crate::statements::settings::Settings;
@@ -135,6 +135,9 @@ enum Planned {
     Query(LogicalPlan),
     /// A query optimized before its run (it has no parameters).
     Optimized(LogicalPlan),
+    /// A query that reads no table, planned to the end before its run; `named` are its
+    /// result columns.
+    Physical { named: SchemaRef, plan: Arc<dyn ExecutionPlan> },
     /// `SELECT ... FROM t WHERE pk = value`, answered without DataFusion.
     Lookup(KeyLookup),
     Write(PlannedWrite),
@@ -327,12 +330,13 @@ impl Session {
         let (planned, hints) = self.plan_with(&statement, &[]).await?;
         let plans = Arc::new(PlanSlot::default());
         if let Some(kept) = kept_plan(&planned).filter(|_| hints.is_empty()) {
-            plans.put(stamp, self.optimized_ahead(kept));
+            plans.put(stamp, self.optimized_ahead(kept).await);
         }
         let (mut param_types, result) = match &planned {
             Planned::Query(plan) | Planned::Optimized(plan) => {
                 (param_types(plan, &declared)?, Some(self.described_schema(plan)))
             }
+            Planned::Physical { .. } => unreachable!("planned from SQL, not kept"),
             Planned::Lookup(lookup) => {
                 let count = match lookup.key {
                     KeyValue::Param(n) => n.max(declared.len()),
@@ -445,7 +449,7 @@ impl Session {
         }
         match kept_plan(&planned).filter(|_| hints.is_empty()) {
             Some(kept) => {
-                let kept = self.optimized_ahead(kept);
+                let kept = self.optimized_ahead(kept).await;
                 prepared.plans.put(stamp, kept.clone());
                 // Planned again from what is kept, so the first execute runs what the
                 // next ones will.
@@ -462,7 +466,10 @@ impl Session {
     /// `None` when a table is no longer the one planned with.
     fn reuse(&self, kept: &KeptPlan) -> Result<Option<Planned>> {
         Ok(match kept {
-            KeptPlan::Query { plan, optimized } => {
+            KeptPlan::Query { physical: Some((named, plan)), .. } => {
+                Some(Planned::Physical { named: named.clone(), plan: plan.clone() })
+            }
+            KeptPlan::Query { plan, optimized, .. } => {
                 let current = |old: &TarnTable| self.current_table(old);
                 match optimized {
                     Some(optimized) => repin(optimized, &current)?.map(Planned::Optimized),
@@ -496,15 +503,26 @@ impl Session {
     }
 
     /// A kept query with its optimized plan too, when that can be made before the
-    /// values are known (see [`optimizable_ahead`]).
-    fn optimized_ahead(&self, kept: KeptPlan) -> KeptPlan {
-        match kept {
-            KeptPlan::Query { plan, optimized: None } if optimizable_ahead(&plan) => {
-                let optimized = self.planning.optimize(&plan).ok();
-                KeptPlan::Query { plan, optimized }
-            }
-            other => other,
+    /// values are known (see [`optimizable_ahead`]), and its physical plan when it
+    /// reads no table and can run again (see [`reusable_physical`]).
+    async fn optimized_ahead(&self, kept: KeptPlan) -> KeptPlan {
+        let KeptPlan::Query { plan, optimized: None, physical: None } = kept else { return kept };
+        if !optimizable_ahead(&plan) {
+            return KeptPlan::Query { plan, optimized: None, physical: None };
         }
+        let Ok(optimized) = self.planning.optimize(&plan) else {
+            return KeptPlan::Query { plan, optimized: None, physical: None };
+        };
+        let mut physical = None;
+        if reads_no_table(&optimized) {
+            let planner = self.planning.query_planner();
+            if let Ok(executable) = planner.create_physical_plan(&optimized, &self.planning).await {
+                if reusable_physical(&executable) {
+                    physical = Some((result_schema(&optimized), executable));
+                }
+            }
+        }
+        KeptPlan::Query { plan, optimized: Some(optimized), physical }
     }
 
     async fn run_planned(
@@ -527,6 +545,7 @@ impl Session {
                     self.planning.query_planner().create_physical_plan(&plan, &self.planning).await?;
                 self.rows(&named, physical)
             }
+            Planned::Physical { named, plan } => self.rows(&named, plan),
             Planned::Write(write) => self.run_write(statement, write, params).await,
             Planned::CreateTableAs { name, if_not_exists, query } => {
                 let query = with_params(query, &params)?;
@@ -847,7 +866,7 @@ impl Session {
 fn kept_plan(planned: &Planned) -> Option<KeptPlan> {
     match planned {
         Planned::Query(plan) if !matches!(plan, LogicalPlan::Explain(_) | LogicalPlan::Analyze(_)) => {
-            keepable(plan).then(|| KeptPlan::Query { plan: plan.clone(), optimized: None })
+            keepable(plan).then(|| KeptPlan::Query { plan: plan.clone(), optimized: None, physical: None })
         }
         Planned::Lookup(lookup) => Some(KeptPlan::Lookup(lookup.clone())),
         _ => None,
