@@ -235,3 +235,19 @@ async fn key_lookups_from_a_held_base_stay_fresh() {
     }
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parquet_scans_take_the_filters() {
+    let server = TestServer::start().await;
+    let client = server.client().await;
+    client
+        .batch_execute("CREATE TABLE p (id INT, v TEXT) USING parquet; INSERT INTO p VALUES (1, 'a'), (2, 'b')")
+        .await
+        .unwrap();
+    let plan = explain(&client, "SELECT v FROM p WHERE id >= 2").await;
+    assert!(plan.contains("predicate=id@0 >= 2"), "{plan}");
+    let select = client.prepare("SELECT v FROM p WHERE id >= $1").await.unwrap();
+    let rows = client.query(&select, &[&2i32]).await.unwrap();
+    assert_eq!(rows.iter().map(|r| r.get::<_, String>(0)).collect::<Vec<_>>(), ["b"]);
+    server.stop().await;
+}

@@ -141,7 +141,16 @@ pub struct TableStats {
     pub now_ms: u64,
     pub buckets: Vec<BucketStats>,
     pub last_compaction_ms: Option<u64>,
+    /// The table has vector indexes: rows only in the change store are in none of
+    /// them (every kNN query compares them all), and an index declared on a table
+    /// whose rows are all changes is not built until they are in the base.
+    pub indexed: bool,
 }
+
+/// Change rows (all buckets) past which a table with vector indexes is compacted, so
+/// its indexes cover them: searching this many exactly costs a kNN query about what
+/// the index search does.
+pub const INDEXED_CHANGE_ROWS: u64 = 10_000;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
@@ -165,6 +174,11 @@ pub fn decide(policy: &Policy, stats: &TableStats) -> Action {
             .collect();
         if !over.is_empty() {
             return Action::Compact { buckets: over };
+        }
+        let change_rows: u64 = stats.buckets.iter().map(|b| b.change_rows).sum();
+        if stats.indexed && change_rows >= INDEXED_CHANGE_ROWS.min(policy.compaction_threshold) {
+            let changed = stats.buckets.iter().enumerate().filter(|(_, b)| b.change_rows > 0);
+            return Action::Compact { buckets: changed.map(|(i, _)| i).collect() };
         }
         if let Some(interval) = policy.compaction_interval {
             let due: Vec<usize> = stats
@@ -208,6 +222,7 @@ impl Table {
             now_ms: now_ms(),
             buckets,
             last_compaction_ms: snapshot.manifest.last_compaction.map(|c| c.at_ms),
+            indexed: !snapshot.manifest.indexes.is_empty(),
         }
     }
 
@@ -594,12 +609,13 @@ mod tests {
     #[test]
     fn quiet_tables_are_left_alone() {
         let stats =
-            TableStats { now_ms: 10_000, buckets: vec![bucket(0, 0, None); 4], last_compaction_ms: None };
+            TableStats { now_ms: 10_000, buckets: vec![bucket(0, 0, None); 4], last_compaction_ms: None, indexed: false };
         assert_eq!(decide(&policy(), &stats), Action::Nothing);
         let stats = TableStats {
             now_ms: 10_000,
             buckets: vec![bucket(10, 10, Some(9_000))],
             last_compaction_ms: None,
+            indexed: false,
         };
         assert_eq!(decide(&policy(), &stats), Action::Nothing, "few, young changes");
     }
@@ -614,10 +630,29 @@ mod tests {
                 bucket(2000, 10, Some(9_000)),
             ],
             last_compaction_ms: None,
+            indexed: false,
         };
         assert_eq!(decide(&policy(), &stats), Action::Compact { buckets: vec![1, 2] });
         let manual = Policy { auto_compaction: false, ..policy() };
         assert_eq!(decide(&manual, &stats), Action::Nothing, "auto_compaction = off: only VACUUM compacts");
+    }
+
+    #[test]
+    fn indexed_tables_compact_once_their_changes_would_cost_a_search() {
+        // Four buckets of 3,000 rows each: under the per-bucket threshold, over the
+        // table-wide one of an indexed table (rows in the change store are in no index).
+        let p = Policy { compaction_threshold: 100_000, ..policy() };
+        let stats = TableStats {
+            now_ms: 10_000,
+            buckets: vec![bucket(3000, 0, Some(9_000)); 4],
+            last_compaction_ms: None,
+            indexed: false,
+        };
+        assert_eq!(decide(&p, &stats), Action::Nothing);
+        let indexed = TableStats { indexed: true, ..stats.clone() };
+        assert_eq!(decide(&p, &indexed), Action::Compact { buckets: vec![0, 1, 2, 3] });
+        let few = TableStats { buckets: vec![bucket(100, 0, Some(9_000)); 4], ..indexed };
+        assert_eq!(decide(&p, &few), Action::Nothing);
     }
 
     #[test]
@@ -626,6 +661,7 @@ mod tests {
             now_ms: 100_000,
             buckets: vec![bucket(5, 0, Some(60_000))],
             last_compaction_ms: None,
+            indexed: false,
         };
         assert_eq!(decide(&policy(), &old), Action::Compact { buckets: vec![0] });
         let no_interval = Policy { compaction_interval: None, ..policy() };
@@ -635,12 +671,14 @@ mod tests {
             now_ms: 10_000,
             buckets: vec![bucket(60, 60, Some(9_900)); 2],
             last_compaction_ms: None,
+            indexed: false,
         };
         assert_eq!(decide(&policy(), &many), Action::Flush);
         let aged = TableStats {
             now_ms: 20_000,
             buckets: vec![bucket(1, 1, Some(10_000))],
             last_compaction_ms: None,
+            indexed: false,
         };
         assert_eq!(decide(&policy(), &aged), Action::Flush);
     }

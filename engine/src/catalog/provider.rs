@@ -10,7 +10,8 @@
 //!   ([`PointLookupExec`]): overlay, then the bucket's changes, then the base's key
 //!   index and Lance's `take`. No scan.
 //!
-//! Filters are passed to the base scan for pruning and reported `Inexact`, so
+//! Filters are passed to the base scan for pruning (Lance's scanner, or the Parquet
+//! reader's row-group and page pruning) and reported `Inexact`, so
 //! DataFusion applies them once more above the merge (the change rows need it).
 //! Writes do not go through here: the session plans them (see `dml.rs`).
 
@@ -176,7 +177,9 @@ impl TableProvider for TarnTable {
         }
         match self.lance() {
             Some(lance) => lance.supports_filters_pushdown(filters),
-            None => Ok(vec![TableProviderFilterPushDown::Unsupported; filters.len()]),
+            // Parquet: the filters prune row groups and pages; DataFusion applies them
+            // to the rows that remain.
+            None => Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()]),
         }
     }
 
@@ -211,7 +214,11 @@ impl TableProvider for TarnTable {
                     };
                     return Ok(Arc::new(EmptyExec::new(projected)));
                 }
-                let source = Arc::new(ParquetSource::new(schema));
+                let mut source = ParquetSource::new(schema.clone());
+                if let Some(predicate) = self.parquet_predicate(state, filters) {
+                    source = source.with_predicate(predicate);
+                }
+                let source = Arc::new(source);
                 let mut builder = FileScanConfigBuilder::new(ObjectStoreUrl::local_filesystem(), source)
                     .with_limit(limit)
                     .with_projection_indices(projection.cloned())?;
@@ -226,6 +233,29 @@ impl TableProvider for TarnTable {
 }
 
 impl TarnTable {
+    /// The filters as one predicate over the table's columns, for the Parquet reader's
+    /// pruning; `None` when there are none (or one it cannot take: DataFusion applies
+    /// every filter above the scan anyway).
+    fn parquet_predicate(
+        &self,
+        state: &dyn Session,
+        filters: &[Expr],
+    ) -> Option<Arc<dyn datafusion::physical_expr::PhysicalExpr>> {
+        use datafusion::common::tree_node::{Transformed, TreeNode};
+        let filter = datafusion::logical_expr::utils::conjunction(filters.iter().cloned())?;
+        let unqualified = filter
+            .transform(|e| match e {
+                Expr::Column(c) => {
+                    Ok(Transformed::yes(Expr::Column(datafusion::common::Column::new_unqualified(c.name))))
+                }
+                other => Ok(Transformed::no(other)),
+            })
+            .ok()?
+            .data;
+        let table = datafusion::common::DFSchema::try_from(self.schema.as_ref().clone()).ok()?;
+        state.create_physical_expr(unqualified, &table).ok()
+    }
+
     /// The keys of a filter that pins every primary-key column (`id = 42`,
     /// `id IN (1, 2)`), or `None` when the filters do not.
     fn point_lookup_keys(&self, filters: &[Expr]) -> DfResult<Option<Vec<Key>>> {
