@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds pgvector 0.8 for PostgreSQL 15 into a private prefix and prints that prefix's bin
-# folder (the only line on stdout); vector.sh calls it. Nothing of pgvector is kept in
+# folder (the only line on stdout); run.sh calls it. Nothing of pgvector is kept in
 # this repository and nothing is written into the system's PostgreSQL folders.
 #
 #   benchmarks/pgvector.sh            # prints e.g. /var/tmp/tarn-pgvector-pg15/lib/postgresql/15/bin
@@ -25,7 +25,7 @@
 # (trixie: the Debian suite whose source package is used), DEBIAN_MIRROR and
 # PGVECTOR_SOURCE_CACHE are tests/pgvector_source.sh's.
 # Exit code 3 (with the reason on stderr) when pgvector cannot be obtained or built;
-# vector.sh then skips pgvector with that note.
+# run.sh then runs PostgreSQL without pgvector and the report says why.
 set -euo pipefail
 PREFIX=${PGVECTOR_PREFIX:-/var/tmp/tarn-pgvector-pg15}
 PG_MAJOR=${PG_MAJOR:-15}
