@@ -241,7 +241,9 @@ async fn parquet_scans_take_the_filters() {
     let server = TestServer::start().await;
     let client = server.client().await;
     client
-        .batch_execute("CREATE TABLE p (id INT, v TEXT) USING parquet; INSERT INTO p VALUES (1, 'a'), (2, 'b')")
+        .batch_execute(
+            "CREATE TABLE p (id INT, v TEXT) USING parquet; INSERT INTO p VALUES (1, 'a'), (2, 'b')",
+        )
         .await
         .unwrap();
     let plan = explain(&client, "SELECT v FROM p WHERE id >= 2").await;

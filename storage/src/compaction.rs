@@ -608,8 +608,12 @@ mod tests {
 
     #[test]
     fn quiet_tables_are_left_alone() {
-        let stats =
-            TableStats { now_ms: 10_000, buckets: vec![bucket(0, 0, None); 4], last_compaction_ms: None, indexed: false };
+        let stats = TableStats {
+            now_ms: 10_000,
+            buckets: vec![bucket(0, 0, None); 4],
+            last_compaction_ms: None,
+            indexed: false,
+        };
         assert_eq!(decide(&policy(), &stats), Action::Nothing);
         let stats = TableStats {
             now_ms: 10_000,

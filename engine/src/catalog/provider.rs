@@ -72,6 +72,20 @@ impl std::fmt::Debug for DefaultParser {
     }
 }
 
+/// `expr` with its columns unqualified, to be read against a table's own schema (Lance
+/// and the Parquet reader resolve bare column names).
+pub(crate) fn unqualify(expr: Expr) -> Expr {
+    use datafusion::common::tree_node::{Transformed, TreeNode};
+    expr.transform(|e| match e {
+        Expr::Column(c) if c.relation.is_some() => {
+            Ok(Transformed::yes(Expr::Column(datafusion::common::Column::new_unqualified(c.name))))
+        }
+        other => Ok(Transformed::no(other)),
+    })
+    .map(|t| t.data)
+    .expect("infallible")
+}
+
 /// `schema` with every field nullable: the shape of every batch a table reads or
 /// writes in the engine (NOT NULL is the writer's check, with Postgres' error).
 pub(crate) fn nullable_schema(schema: &SchemaRef) -> SchemaRef {
@@ -241,19 +255,9 @@ impl TarnTable {
         state: &dyn Session,
         filters: &[Expr],
     ) -> Option<Arc<dyn datafusion::physical_expr::PhysicalExpr>> {
-        use datafusion::common::tree_node::{Transformed, TreeNode};
-        let filter = datafusion::logical_expr::utils::conjunction(filters.iter().cloned())?;
-        let unqualified = filter
-            .transform(|e| match e {
-                Expr::Column(c) => {
-                    Ok(Transformed::yes(Expr::Column(datafusion::common::Column::new_unqualified(c.name))))
-                }
-                other => Ok(Transformed::no(other)),
-            })
-            .ok()?
-            .data;
+        let filter = datafusion::logical_expr::utils::conjunction(filters.iter().cloned().map(unqualify))?;
         let table = datafusion::common::DFSchema::try_from(self.schema.as_ref().clone()).ok()?;
-        state.create_physical_expr(unqualified, &table).ok()
+        state.create_physical_expr(filter, &table).ok()
     }
 
     /// The keys of a filter that pins every primary-key column (`id = 42`,

@@ -10,6 +10,7 @@
 //! ([`note_lookup`]) is read into memory for them.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arrow::array::{AsArray, RecordBatch, RecordBatchOptions, UInt32Array};
@@ -90,15 +91,14 @@ pub fn held(table_id: u64, ds: &Dataset) -> Option<Arc<BaseRows>> {
 const LOOKUPS_TO_HOLD: u32 = 200;
 
 /// Key lookups counted per base version not held yet.
-static LOOKUPS: PerBase<Arc<std::sync::atomic::AtomicU32>> = PerBase::new(16);
+static LOOKUPS: PerBase<Arc<AtomicU32>> = PerBase::new(16);
 
 /// Counts a key lookup of the base rows of `ds`; once a base version has had
 /// [`LOOKUPS_TO_HOLD`], it is read into memory in the background (if small enough).
 pub fn note_lookup(table_id: u64, ds: &Arc<Dataset>, schema: &SchemaRef) {
-    use std::sync::atomic::Ordering;
     let key = (table_id, ds.version().version);
     let counter = LOOKUPS.get(&key).unwrap_or_else(|| {
-        let counter = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let counter = Arc::new(AtomicU32::new(0));
         LOOKUPS.put(key, counter.clone());
         counter
     });

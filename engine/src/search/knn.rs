@@ -59,7 +59,7 @@ use roaring::RoaringTreemap;
 use tarn_storage::table::BaseSnapshot;
 use tarn_storage::vector_index::{IndexDef, IndexMethod, Metric};
 
-use crate::catalog::provider::TarnTable;
+use crate::catalog::provider::{unqualify, TarnTable};
 use crate::search::base_cache::{self, BaseRows, PerBase};
 use crate::search::distance::{row, values, Distance};
 
@@ -219,18 +219,6 @@ fn lance_can_filter(table: &TarnTable, filter: &Expr) -> bool {
             TableProvider::supports_filters_pushdown(&lance, &[&unqualified]).as_deref(),
             Ok([P::Exact | P::Inexact])
         )
-}
-
-/// `expr` with its columns unqualified: Lance resolves bare column names.
-fn unqualify(expr: Expr) -> Expr {
-    expr.transform(|e| match e {
-        Expr::Column(c) if c.relation.is_some() => {
-            Ok(Transformed::yes(Expr::Column(datafusion::common::Column::new_unqualified(c.name))))
-        }
-        other => Ok(Transformed::no(other)),
-    })
-    .map(|t| t.data)
-    .expect("infallible")
 }
 
 /// The k rows of a table scan nearest to a query vector, among those passing `filters`.

@@ -24,9 +24,9 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use arrow::datatypes::SchemaRef;
 use datafusion::catalog::default_table_source::{provider_as_source, source_as_provider};
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
-use arrow::datatypes::SchemaRef;
 use datafusion::logical_expr::{Expr, Extension, LogicalPlan, TableScan, Volatility};
 use datafusion::physical_plan::ExecutionPlan;
 
@@ -81,18 +81,11 @@ impl PlanSlot {
 /// Whether a query plan may be kept: every table it reads is a Tarn table (any other
 /// provider may hold rows read when it was planned).
 pub(crate) fn keepable(plan: &LogicalPlan) -> bool {
-    let mut keep = true;
-    plan.apply_with_subqueries(|node| {
-        let tarn = match node {
-            LogicalPlan::TableScan(scan) => is_tarn(scan),
-            LogicalPlan::Extension(Extension { node }) => node.as_any().is::<KnnNode>(),
-            _ => true,
-        };
-        keep &= tarn;
-        Ok(if tarn { TreeNodeRecursion::Continue } else { TreeNodeRecursion::Stop })
+    every_node(plan, |node| match node {
+        LogicalPlan::TableScan(scan) => is_tarn(scan),
+        LogicalPlan::Extension(Extension { node }) => node.as_any().is::<KnnNode>(),
+        _ => true,
     })
-    .expect("infallible");
-    keep
 }
 
 /// Whether a query plan may be optimized before its parameter values are known and
@@ -100,35 +93,38 @@ pub(crate) fn keepable(plan: &LogicalPlan) -> bool {
 /// vector and `LIMIT` as values) and no function whose value may change between
 /// executions (the optimizer folds `now()` into a constant).
 pub(crate) fn optimizable_ahead(plan: &LogicalPlan) -> bool {
-    let mut ahead = true;
-    plan.apply_with_subqueries(|node| {
+    every_node(plan, |node| {
+        let mut fixed = true;
         node.apply_expressions(|expr| {
             expr.apply(|e| {
-                let fixed = match e {
+                fixed &= match e {
                     Expr::Placeholder(_) => false,
                     Expr::ScalarFunction(f) => f.func.signature().volatility == Volatility::Immutable,
                     _ => true,
                 };
-                ahead &= fixed;
                 Ok(if fixed { TreeNodeRecursion::Continue } else { TreeNodeRecursion::Stop })
             })
-        })?;
-        Ok(if ahead { TreeNodeRecursion::Continue } else { TreeNodeRecursion::Stop })
+        })
+        .expect("infallible");
+        fixed
     })
-    .expect("infallible");
-    ahead
 }
 
 /// Whether an (optimized) plan reads no table: its physical plan depends on no
 /// snapshot.
 pub(crate) fn reads_no_table(plan: &LogicalPlan) -> bool {
-    let mut none = true;
+    every_node(plan, |node| !matches!(node, LogicalPlan::TableScan(_) | LogicalPlan::Extension(_)))
+}
+
+/// Whether `test` holds for every node of `plan`, subqueries' included.
+fn every_node(plan: &LogicalPlan, mut test: impl FnMut(&LogicalPlan) -> bool) -> bool {
+    let mut all = true;
     plan.apply_with_subqueries(|node| {
-        none &= !matches!(node, LogicalPlan::TableScan(_) | LogicalPlan::Extension(_));
-        Ok(if none { TreeNodeRecursion::Continue } else { TreeNodeRecursion::Stop })
+        all = test(node);
+        Ok(if all { TreeNodeRecursion::Continue } else { TreeNodeRecursion::Stop })
     })
     .expect("infallible");
-    none
+    all
 }
 
 /// Whether a physical plan can be run again as it is: made only of operators that keep

@@ -47,8 +47,9 @@ use crate::statements::params::{
     bind_params, bind_table_function_args, param_types, type_cast_parameters, with_params, ParamHints,
 };
 use crate::statements::parser::{parse_sql, ParsedStatement};
-use crate::statements::plan_cache::{reads_no_table, reusable_physical, 
-    keepable, optimizable_ahead, repin, KeptPlan, PlanSlot, PlanStamp, TextCache,
+use crate::statements::plan_cache::{
+    keepable, optimizable_ahead, reads_no_table, repin, reusable_physical, KeptPlan, PlanSlot, PlanStamp,
+    TextCache,
 };
 use crate::statements::settings::Settings;
 use crate::statements::transaction::TxState;
@@ -137,7 +138,10 @@ enum Planned {
     Optimized(LogicalPlan),
     /// A query that reads no table, planned to the end before its run; `named` are its
     /// result columns.
-    Physical { named: SchemaRef, plan: Arc<dyn ExecutionPlan> },
+    Physical {
+        named: SchemaRef,
+        plan: Arc<dyn ExecutionPlan>,
+    },
     /// `SELECT ... FROM t WHERE pk = value`, answered without DataFusion.
     Lookup(KeyLookup),
     Write(PlannedWrite),
@@ -204,10 +208,6 @@ impl Session {
         self.tx
     }
 
-    pub fn parse(&self, sql: &str) -> Result<Vec<ParsedStatement>> {
-        parse_sql(sql)
-    }
-
     /// The statements of a simple query, to run one by one with [`Session::execute`]
     /// (no parameters). A text seen before gives the same statements, with their plans.
     pub fn simple_statements(&mut self, sql: &str) -> Result<Arc<[Arc<Prepared>]>> {
@@ -252,7 +252,7 @@ impl Session {
     }
 
     /// Plans a statement to learn its parameter and result types. Runs nothing.
-    pub async fn prepare(
+    async fn prepare(
         &mut self,
         sql: Arc<str>,
         statement: ParsedStatement,
@@ -413,9 +413,7 @@ impl Session {
         if implicit && self.txn.is_active() {
             self.txn.take();
         }
-        if changes_catalog(&statement.statement)
-            || matches!(&statement.statement, Statement::CreateTable(c) if c.query.is_some())
-        {
+        if changes_catalog(&statement.statement) {
             self.engine.catalog_changed();
         }
         outcome
@@ -507,22 +505,15 @@ impl Session {
     /// reads no table and can run again (see [`reusable_physical`]).
     async fn optimized_ahead(&self, kept: KeptPlan) -> KeptPlan {
         let KeptPlan::Query { plan, optimized: None, physical: None } = kept else { return kept };
-        if !optimizable_ahead(&plan) {
-            return KeptPlan::Query { plan, optimized: None, physical: None };
-        }
-        let Ok(optimized) = self.planning.optimize(&plan) else {
-            return KeptPlan::Query { plan, optimized: None, physical: None };
-        };
+        let optimized = optimizable_ahead(&plan).then(|| self.planning.optimize(&plan).ok()).flatten();
         let mut physical = None;
-        if reads_no_table(&optimized) {
+        if let Some(optimized) = optimized.as_ref().filter(|o| reads_no_table(o)) {
             let planner = self.planning.query_planner();
-            if let Ok(executable) = planner.create_physical_plan(&optimized, &self.planning).await {
-                if reusable_physical(&executable) {
-                    physical = Some((result_schema(&optimized), executable));
-                }
+            if let Ok(executable) = planner.create_physical_plan(optimized, &self.planning).await {
+                physical = reusable_physical(&executable).then(|| (result_schema(optimized), executable));
             }
         }
-        KeptPlan::Query { plan, optimized: Some(optimized), physical }
+        KeptPlan::Query { plan, optimized, physical }
     }
 
     async fn run_planned(
