@@ -178,6 +178,7 @@ fn build_context(config: &EngineConfig) -> SessionContext {
         .with_type_planner(Arc::new(TarnTypePlanner))
         .with_query_planner(Arc::new(crate::search::knn::TarnQueryPlanner))
         .with_optimizer_rule(Arc::new(crate::search::knn::KnnRule))
+        .with_optimizer_rule(Arc::new(crate::search::bm25::Bm25Rule))
         // Vector casts are rewritten before type coercion looks for an Arrow cast.
         .with_analyzer_rules(
             [
@@ -203,8 +204,9 @@ fn build_context(config: &EngineConfig) -> SessionContext {
     state
         .register_expr_planner(Arc::new(crate::search::distance::VectorOperators))
         .expect("expression planner");
+    state.register_expr_planner(Arc::new(crate::search::bm25::TextOperators)).expect("expression planner");
     let ctx = SessionContext::new_with_state(state);
-    for function in crate::search::distance::functions() {
+    for function in crate::search::distance::functions().into_iter().chain(crate::search::bm25::functions()) {
         ctx.register_udf(function);
     }
     // Under the built-ins' names: they take vectors too.

@@ -7,10 +7,15 @@
 //! - [`index_ddl`]: `CREATE INDEX ... USING hnsw|ivfflat|ivf_pq`, `DROP INDEX`.
 //! - [`knn`]: `ORDER BY <distance> LIMIT k` as an index search or an exact one.
 //! - [`base_cache`]: base versions held in memory for kNN searches.
+//! - [`bm25`]: `@@@`, `bm25_score` and the rule that plans them as one search of a
+//!   bm25 index; [`text_search`] runs it over the index, unindexed fragments and
+//!   change rows.
 
 pub mod base_cache;
+pub mod bm25;
 pub mod distance;
 pub mod index_ddl;
 pub mod knn;
+pub mod text_search;
 pub mod vector;
 pub mod vector_aggregates;

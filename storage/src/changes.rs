@@ -209,6 +209,12 @@ impl Epoch {
         read_seq < self.folded_seq && self.folded_keys.get(key).is_some_and(|&seq| seq > read_seq)
     }
 
+    /// The version of the newest change to `bucket` at or below `seq` (0 if none): two
+    /// views of the bucket with the same value hold the same rows.
+    pub fn bucket_seq(&self, bucket: usize, seq: u64) -> u64 {
+        self.bucket(bucket).chunks.iter().rev().map(|c| c.seq).find(|&s| s <= seq).unwrap_or(0)
+    }
+
     /// A bucket as a reader at `seq` sees it. Views of the newest version are cached
     /// until the next commit to the bucket.
     pub fn view(&self, bucket: usize, seq: u64) -> Result<Arc<BucketView>> {

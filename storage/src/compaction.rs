@@ -222,7 +222,7 @@ impl Table {
             now_ms: now_ms(),
             buckets,
             last_compaction_ms: snapshot.manifest.last_compaction.map(|c| c.at_ms),
-            indexed: !snapshot.manifest.indexes.is_empty(),
+            indexed: !snapshot.manifest.indexes.is_empty() || !snapshot.manifest.text_indexes.is_empty(),
         }
     }
 
@@ -375,6 +375,15 @@ impl Table {
                 }
             }
         };
+        // Text indexes take a segment over the appended fragments.
+        let text_indexes =
+            match crate::text_index::refresh(self, &new_base, &snapshot.manifest.text_indexes).await {
+                Ok(defs) => defs,
+                Err(e) => {
+                    self.writer.lock().await.head = None;
+                    return Err(e);
+                }
+            };
         failpoint("compaction-before-commit");
 
         let mut writer = self.writer.lock().await;
@@ -393,6 +402,7 @@ impl Table {
         manifest.folded_seq = upto;
         manifest.row_count = row_count;
         manifest.indexes = indexes;
+        manifest.text_indexes = text_indexes;
         let duration_ms = started.elapsed().as_millis() as u64;
         manifest.last_compaction = Some(CompactionInfo { at_ms: now_ms(), duration_ms, rows: folded_rows });
         if let Err(e) = self.manifests.commit(&manifest).await {

@@ -55,6 +55,11 @@ pub enum StorageError {
         #[from]
         source: arrow::error::ArrowError,
     },
+    #[error("text index: {source}")]
+    Tantivy {
+        #[from]
+        source: tantivy::TantivyError,
+    },
     #[error("i/o on {path}: {source}")]
     Io { path: String, source: std::io::Error },
     #[error("manifest {path} is unreadable: {message}")]

@@ -45,6 +45,7 @@ pub mod key;
 pub mod manifest;
 pub mod table;
 pub mod table_def;
+pub mod text_index;
 pub mod vector_index;
 pub mod wal;
 pub mod warehouse;

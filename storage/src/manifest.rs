@@ -90,6 +90,9 @@ pub struct Manifest {
     /// Vector indexes declared on the table; `built` ones are in the base.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub indexes: Vec<crate::vector_index::IndexDef>,
+    /// BM25 indexes declared on the table, with the segments that cover the base.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub text_indexes: Vec<crate::text_index::TextIndexDef>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -136,6 +139,7 @@ impl Manifest {
             last_compaction: None,
             deletes: None,
             indexes: Vec::new(),
+            text_indexes: Vec::new(),
         }
     }
 

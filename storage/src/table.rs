@@ -328,6 +328,13 @@ impl Table {
             return Err(e);
         }
         manifest.row_count = if overwrite { rows } else { manifest.row_count + rows };
+        if overwrite && !manifest.text_indexes.is_empty() {
+            // The old fragments are gone: index the new ones from scratch.
+            if let Err(e) = self.rebuild_text_indexes(&mut writer, &mut manifest).await {
+                writer.head = None;
+                return Err(e);
+            }
+        }
         if overwrite && !manifest.indexes.is_empty() {
             // Lance drops the indexes of a dataset it overwrites: train them anew.
             if let Err(e) = self.rebuild_indexes(&mut writer, &mut manifest).await {

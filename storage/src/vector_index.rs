@@ -334,7 +334,7 @@ impl Table {
     async fn create_index_now(&self, mut def: IndexDef, if_not_exists: bool) -> Result<bool> {
         let _compacting = self.compacting.lock().await;
         let snapshot = self.snapshot();
-        if snapshot.manifest.indexes.iter().any(|d| d.name == def.name) {
+        if self.has_index(&snapshot.manifest, &def.name) {
             return if if_not_exists { Ok(false) } else { Err(StorageError::IndexExists { name: def.name }) };
         }
         let BaseSnapshot::Lance(base) = &snapshot.base else {
@@ -373,8 +373,11 @@ impl Table {
         Ok(true)
     }
 
-    /// `DROP INDEX`.
+    /// `DROP INDEX` (vector or text).
     pub async fn drop_index(&self, name: &str) -> Result<()> {
+        if self.snapshot().manifest.text_indexes.iter().any(|d| d.name == name) {
+            return self.drop_text_index(name).await;
+        }
         let _compacting = self.compacting.lock().await;
         let mut writer = self.writer.lock().await;
         let snapshot = self.snapshot();
@@ -397,6 +400,12 @@ impl Table {
     /// its indexes were last extended (`VACUUM`). Queries search such rows exactly
     /// until then. Returns false when there was nothing to do.
     pub async fn extend_indexes(&self) -> Result<bool> {
+        let vectors = self.extend_vector_indexes().await?;
+        let text = self.extend_text_indexes().await?;
+        Ok(vectors || text)
+    }
+
+    async fn extend_vector_indexes(&self) -> Result<bool> {
         if self.has_primary_key() {
             return Ok(false);
         }

@@ -1,5 +1,5 @@
 //! System views: `tarn_tables`, the state of every table and bucket; `tarn_indexes`,
-//! every vector index and the progress of its build.
+//! every vector and bm25 index and the progress of a vector index's build.
 
 use std::sync::Arc;
 
@@ -11,7 +11,7 @@ use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use datafusion::catalog::TableProvider;
 use datafusion::datasource::MemTable;
 use datafusion::error::Result as DfResult;
-use tarn_storage::vector_index::{BuildStatus, IndexDef, IndexMethod};
+use tarn_storage::vector_index::{BuildStatus, IndexMethod};
 use tarn_storage::Warehouse;
 
 pub const TARN_TABLES: &str = "tarn_tables";
@@ -98,9 +98,10 @@ pub fn tarn_tables(warehouse: &Warehouse) -> DfResult<Arc<dyn TableProvider>> {
     Ok(Arc::new(MemTable::try_new(schema, vec![vec![batch]])?))
 }
 
-/// One row per vector index: what was declared, which Lance index serves it, whether
-/// it is built, and for a build under way its stage (`train_ivf`, `shuffle`,
-/// `merge_partitions`...) with its progress.
+/// One row per index. A vector index: what was declared, which Lance index serves it,
+/// whether it is built, and for a build under way its stage (`train_ivf`, `shuffle`,
+/// `merge_partitions`...) with its progress. A bm25 index: its columns, their
+/// tokenizers, its segments and the documents they hold.
 pub fn tarn_indexes(warehouse: &Warehouse) -> DfResult<Arc<dyn TableProvider>> {
     let schema = Arc::new(Schema::new(vec![
         Field::new("schema_name", DataType::Utf8, false),
@@ -117,50 +118,102 @@ pub fn tarn_indexes(warehouse: &Warehouse) -> DfResult<Arc<dyn TableProvider>> {
         Field::new("build_stage", DataType::Utf8, true),
         Field::new("build_progress", DataType::Utf8, true),
         Field::new("build_seconds", DataType::Float64, true),
+        Field::new("segments", DataType::Int32, true),
+        Field::new("documents", DataType::Int64, true),
     ]));
-    type Row = (String, String, IndexDef, Option<BuildStatus>);
-    let mut rows: Vec<Row> = Vec::new();
+    let mut rows: Vec<IndexRow> = Vec::new();
     for table in warehouse.all_tables() {
-        for def in &table.snapshot().manifest.indexes {
-            rows.push((
-                table.name().schema.clone(),
-                table.name().table.clone(),
-                def.clone(),
-                table.index_build(&def.name),
-            ));
+        let snapshot = table.snapshot();
+        let (schema_name, table_name) = (table.name().schema.clone(), table.name().table.clone());
+        for def in &snapshot.manifest.indexes {
+            let hnsw = def.method == IndexMethod::Hnsw;
+            rows.push(IndexRow {
+                schema: schema_name.clone(),
+                table: table_name.clone(),
+                name: def.name.clone(),
+                column: def.column.clone(),
+                method: def.method.name().to_string(),
+                opclass: def.metric.opclass().to_string(),
+                served_by: def.method.lance_type().to_string(),
+                m: hnsw.then_some(def.m as i32),
+                ef_construction: hnsw.then_some(def.ef_construction as i32),
+                lists: def.lists.map(|l| l as i32),
+                built: def.built,
+                build: table.index_build(&def.name),
+                segments: None,
+                documents: None,
+            });
+        }
+        for def in &snapshot.manifest.text_indexes {
+            rows.push(IndexRow {
+                schema: schema_name.clone(),
+                table: table_name.clone(),
+                name: def.name.clone(),
+                column: def.columns.iter().map(|c| c.name.clone()).collect::<Vec<_>>().join(", "),
+                method: "bm25".to_string(),
+                opclass: def.columns.iter().map(|c| c.tokenizer.describe()).collect::<Vec<_>>().join(", "),
+                served_by: "tantivy".to_string(),
+                m: None,
+                ef_construction: None,
+                lists: None,
+                built: true,
+                build: None,
+                segments: Some(def.segments.len() as i32),
+                documents: Some(def.segments.iter().map(|s| i64::from(s.docs)).sum()),
+            });
         }
     }
-    let text = |f: &dyn Fn(&Row) -> Option<String>| {
+    let text = |f: &dyn Fn(&IndexRow) -> Option<String>| {
         Arc::new(rows.iter().map(f).collect::<StringArray>()) as ArrayRef
     };
-    let hnsw = |d: &IndexDef| d.method == IndexMethod::Hnsw;
+    let int = |f: &dyn Fn(&IndexRow) -> Option<i32>| {
+        Arc::new(rows.iter().map(f).collect::<Int32Array>()) as ArrayRef
+    };
     let columns: Vec<ArrayRef> = vec![
-        text(&|r| Some(r.0.clone())),
-        text(&|r| Some(r.1.clone())),
-        text(&|r| Some(r.2.name.clone())),
-        text(&|r| Some(r.2.column.clone())),
-        text(&|r| Some(r.2.method.name().to_string())),
-        text(&|r| Some(r.2.metric.opclass().to_string())),
-        text(&|r| Some(r.2.method.lance_type().to_string())),
-        Arc::new(rows.iter().map(|r| hnsw(&r.2).then_some(r.2.m as i32)).collect::<Int32Array>()),
-        Arc::new(
-            rows.iter().map(|r| hnsw(&r.2).then_some(r.2.ef_construction as i32)).collect::<Int32Array>(),
-        ),
-        Arc::new(rows.iter().map(|r| r.2.lists.map(|l| l as i32)).collect::<Int32Array>()),
-        Arc::new(rows.iter().map(|r| Some(r.2.built)).collect::<BooleanArray>()),
-        text(&|r| r.3.as_ref().map(|b| b.stage.clone())),
+        text(&|r| Some(r.schema.clone())),
+        text(&|r| Some(r.table.clone())),
+        text(&|r| Some(r.name.clone())),
+        text(&|r| Some(r.column.clone())),
+        text(&|r| Some(r.method.clone())),
+        text(&|r| Some(r.opclass.clone())),
+        text(&|r| Some(r.served_by.clone())),
+        int(&|r| r.m),
+        int(&|r| r.ef_construction),
+        int(&|r| r.lists),
+        Arc::new(rows.iter().map(|r| Some(r.built)).collect::<BooleanArray>()),
+        text(&|r| r.build.as_ref().map(|b| b.stage.clone())),
         text(&|r| {
-            r.3.as_ref().map(|b| match b.total {
+            r.build.as_ref().map(|b| match b.total {
                 Some(total) => format!("{}/{} {}", b.completed, total, b.unit),
                 None => format!("{} {}", b.completed, b.unit),
             })
         }),
         Arc::new(
             rows.iter()
-                .map(|r| r.3.as_ref().and_then(|b| b.started).map(|t| t.elapsed().as_secs_f64()))
+                .map(|r| r.build.as_ref().and_then(|b| b.started).map(|t| t.elapsed().as_secs_f64()))
                 .collect::<Float64Array>(),
         ),
+        int(&|r| r.segments),
+        Arc::new(rows.iter().map(|r| r.documents).collect::<Int64Array>()),
     ];
     let batch = RecordBatch::try_new(schema.clone(), columns)?;
     Ok(Arc::new(MemTable::try_new(schema, vec![vec![batch]])?))
+}
+
+/// A row of `tarn_indexes`.
+struct IndexRow {
+    schema: String,
+    table: String,
+    name: String,
+    column: String,
+    method: String,
+    opclass: String,
+    served_by: String,
+    m: Option<i32>,
+    ef_construction: Option<i32>,
+    lists: Option<i32>,
+    built: bool,
+    build: Option<BuildStatus>,
+    segments: Option<i32>,
+    documents: Option<i64>,
 }

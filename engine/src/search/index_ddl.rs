@@ -1,16 +1,218 @@
-//! `CREATE INDEX ... USING hnsw|ivfflat|ivf_pq`, `DROP INDEX`, and the short form
+//! `CREATE INDEX ... USING hnsw|ivfflat|ivf_pq|bm25`, `DROP INDEX`, and the short form
 //! `ALTER TABLE t ADD VECTOR INDEX [name] ON col` (rewritten by the parser into the
-//! `CREATE INDEX` it means), to storage's [`IndexDef`].
+//! `CREATE INDEX` it means), to storage's [`IndexDef`] and [`TextIndexDef`].
+//!
+//! A bm25 index's options apply to every column (`tokenizer`, `stemmer`, `stopwords`,
+//! `lowercase`, `ascii_folding`, `min_gram`, `max_gram`, `prefix_only`) or, prefixed
+//! with a column's name and a dot (`"title.tokenizer" = 'raw'`), to that column.
 
 use datafusion::sql::sqlparser::ast::{self, CreateIndex, Expr as SqlExpr, IndexType, Value};
+use tarn_storage::text_index::{TextColumn, TextIndexDef, Tokenizer, TokenizerKind};
 use tarn_storage::vector_index::{IndexDef, IndexMethod, Metric};
 use tarn_storage::{StorageError, TableName, Warehouse};
 
 use crate::error::{EngineError, Result};
 use crate::statements::ddl;
 
+/// An index a `CREATE INDEX` declares.
+pub enum Declared {
+    Vector(IndexDef),
+    Text(TextIndexDef),
+}
+
+impl Declared {
+    pub fn name(&self) -> &str {
+        match self {
+            Declared::Vector(def) => &def.name,
+            Declared::Text(def) => &def.name,
+        }
+    }
+}
+
+/// Whether a `CREATE INDEX` is `USING bm25`.
+fn is_bm25(create: &CreateIndex) -> bool {
+    matches!(&create.using, Some(IndexType::Custom(name)) if name.value.eq_ignore_ascii_case("bm25"))
+}
+
 /// The index a `CREATE INDEX` declares, with the table it is on.
-pub fn index_def(create: &CreateIndex, warehouse: &Warehouse) -> Result<(TableName, IndexDef)> {
+pub fn index_def(create: &CreateIndex, warehouse: &Warehouse) -> Result<(TableName, Declared)> {
+    if is_bm25(create) {
+        let (table, def) = text_index_def(create, warehouse)?;
+        return Ok((table, Declared::Text(def)));
+    }
+    let (table, def) = vector_index_def(create, warehouse)?;
+    Ok((table, Declared::Vector(def)))
+}
+
+/// `CREATE INDEX [name] ON t USING bm25 (col, ...) [WITH (...)]`.
+fn text_index_def(create: &CreateIndex, warehouse: &Warehouse) -> Result<(TableName, TextIndexDef)> {
+    let table = ddl::table_name(&create.table_name)?;
+    if create.unique || create.predicate.is_some() || !create.include.is_empty() {
+        return Err(EngineError::unsupported("UNIQUE, partial and INCLUDE bm25 indexes are not supported"));
+    }
+    let mut columns: Vec<String> = Vec::new();
+    for column in &create.columns {
+        match &column.column.expr {
+            SqlExpr::Identifier(ident) => columns.push(ddl::ident(ident)),
+            other => {
+                return Err(EngineError::unsupported(format!(
+                    "indexes on expressions ({other}) are not supported"
+                )))
+            }
+        }
+    }
+    if columns.is_empty() {
+        return Err(EngineError::syntax("a bm25 index needs at least one column"));
+    }
+    // Options for all columns first, then per column.
+    let mut shared = Vec::new();
+    let mut per_column: Vec<(String, String, String)> = Vec::new();
+    for option in &create.with {
+        let (key, value) = text_option(option)?;
+        match key.split_once('.') {
+            Some((column, key)) => {
+                if !columns.iter().any(|c| c == column) {
+                    return Err(EngineError::InvalidParameter {
+                        message: format!("option \"{column}.{key}\" names a column the index does not cover"),
+                    });
+                }
+                per_column.push((column.to_string(), key.to_string(), value));
+            }
+            None => shared.push((key, value)),
+        }
+    }
+    let mut defs = Vec::with_capacity(columns.len());
+    for column in &columns {
+        let mut options: Vec<(String, String)> = shared.clone();
+        options.extend(
+            per_column.iter().filter(|(c, _, _)| c == column).map(|(_, k, v)| (k.clone(), v.clone())),
+        );
+        defs.push(TextColumn { name: column.clone(), tokenizer: tokenizer(&options)? });
+    }
+    let name = match &create.name {
+        Some(name) => ddl::table_name(name)?.table,
+        None => default_name(warehouse, &table, &format!("{}_bm25", columns.join("_"))),
+    };
+    Ok((table, TextIndexDef { name, columns: defs, segments: Vec::new() }))
+}
+
+/// A column's tokenizer from its options.
+fn tokenizer(options: &[(String, String)]) -> Result<Tokenizer> {
+    let mut tokenizer = Tokenizer::default();
+    let (mut min, mut max, mut prefix_only) = (2, 3, false);
+    let mut ngram = false;
+    let invalid = |key: &str, value: &str| EngineError::InvalidParameter {
+        message: format!("invalid value for parameter \"{key}\": \"{value}\""),
+    };
+    let flag = |key: &str, value: &str| match value.to_ascii_lowercase().as_str() {
+        "true" | "on" | "yes" | "1" => Ok(true),
+        "false" | "off" | "no" | "0" => Ok(false),
+        _ => Err(invalid(key, value)),
+    };
+    let number = |key: &str, value: &str| value.parse::<usize>().map_err(|_| invalid(key, value));
+    for (key, value) in options {
+        match key.as_str() {
+            "tokenizer" => match value.to_ascii_lowercase().as_str() {
+                "default" | "simple" => tokenizer.kind = TokenizerKind::Default,
+                "whitespace" => tokenizer.kind = TokenizerKind::Whitespace,
+                "raw" | "keyword" => tokenizer.kind = TokenizerKind::Raw,
+                "ngram" => ngram = true,
+                "en_stem" => {
+                    tokenizer.kind = TokenizerKind::Default;
+                    tokenizer.stemmer = Some("english".into());
+                }
+                "chinese" | "jieba" => {
+                    return Err(EngineError::unsupported(
+                        "the chinese (jieba) tokenizer is not available in this build yet; \
+                         tokenizer = 'ngram' with min_gram = 1, max_gram = 2 finds words inside unsegmented text",
+                    ))
+                }
+                other => match other.strip_suffix("_stem") {
+                    Some(language) => {
+                        tokenizer.stemmer = Some(stemmer_language(language)?);
+                    }
+                    None => {
+                        return Err(EngineError::InvalidParameter {
+                            message: format!(
+                                "unknown tokenizer \"{other}\" (default, whitespace, raw, ngram, en_stem, <language>_stem)"
+                            ),
+                        })
+                    }
+                },
+            },
+            "stemmer" => tokenizer.stemmer = Some(stemmer_language(value)?),
+            "stopwords" => tokenizer.stopwords = Some(stemmer_language(value)?),
+            "lowercase" => tokenizer.lowercase = flag(key, value)?,
+            "ascii_folding" => tokenizer.ascii_folding = flag(key, value)?,
+            "min_gram" => min = number(key, value)?,
+            "max_gram" => max = number(key, value)?,
+            "prefix_only" => prefix_only = flag(key, value)?,
+            other => {
+                return Err(EngineError::InvalidParameter {
+                    message: format!("unrecognized parameter \"{other}\" for bm25 indexes"),
+                })
+            }
+        }
+    }
+    if ngram {
+        tokenizer.kind = TokenizerKind::Ngram { min, max, prefix_only };
+    }
+    tokenizer.analyzer().map_err(|e| EngineError::InvalidParameter { message: e.to_string() })?;
+    Ok(tokenizer)
+}
+
+fn stemmer_language(name: &str) -> Result<String> {
+    let name = name.to_ascii_lowercase();
+    let name = match name.as_str() {
+        "en" => "english".to_string(),
+        _ => name,
+    };
+    if tarn_storage::text_index::LANGUAGES.iter().any(|(n, _)| *n == name) {
+        Ok(name)
+    } else {
+        Err(EngineError::InvalidParameter {
+            message: format!(
+                "unknown language \"{name}\" (one of {})",
+                tarn_storage::text_index::LANGUAGES.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+            ),
+        })
+    }
+}
+
+/// `key = value` of a bm25 index: a key (maybe `column.key`), a text value.
+fn text_option(option: &SqlExpr) -> Result<(String, String)> {
+    let SqlExpr::BinaryOp { left, op: ast::BinaryOperator::Eq, right } = option else {
+        return Err(EngineError::syntax(format!("invalid index option {option}")));
+    };
+    let key = match left.as_ref() {
+        SqlExpr::Identifier(i) => i.value.to_ascii_lowercase(),
+        SqlExpr::CompoundIdentifier(parts) => {
+            parts.iter().map(|i| i.value.to_ascii_lowercase()).collect::<Vec<_>>().join(".")
+        }
+        other => return Err(EngineError::syntax(format!("invalid index option {other}"))),
+    };
+    let value = match right.as_ref() {
+        SqlExpr::Value(v) => match &v.value {
+            Value::Number(n, _) => n.clone(),
+            Value::SingleQuotedString(s) => s.clone(),
+            Value::Boolean(b) => b.to_string(),
+            _ => {
+                return Err(EngineError::InvalidParameter {
+                    message: format!("invalid value for parameter \"{key}\": \"{right}\""),
+                })
+            }
+        },
+        SqlExpr::Identifier(i) => i.value.clone(),
+        _ => {
+            return Err(EngineError::InvalidParameter {
+                message: format!("invalid value for parameter \"{key}\": \"{right}\""),
+            })
+        }
+    };
+    Ok((key, value))
+}
+
+fn vector_index_def(create: &CreateIndex, warehouse: &Warehouse) -> Result<(TableName, IndexDef)> {
     let table = ddl::table_name(&create.table_name)?;
     let method = match &create.using {
         Some(IndexType::Custom(name)) => match name.value.to_ascii_lowercase().as_str() {
@@ -25,7 +227,7 @@ pub fn index_def(create: &CreateIndex, warehouse: &Warehouse) -> Result<(TableNa
             )))
         }
         None => return Err(EngineError::unsupported(
-            "indexes other than vector indexes are not supported: name the method (USING hnsw, ivfflat or ivf_pq)",
+            "indexes other than vector and text indexes are not supported: name the method (USING hnsw, ivfflat, ivf_pq or bm25)",
         )),
     };
     if create.unique || create.predicate.is_some() || !create.include.is_empty() {
@@ -103,10 +305,12 @@ pub fn find_index(
     schema: &str,
     name: &str,
 ) -> Option<std::sync::Arc<tarn_storage::Table>> {
-    warehouse
-        .all_tables()
-        .into_iter()
-        .find(|t| t.name().schema == schema && t.snapshot().manifest.indexes.iter().any(|d| d.name == name))
+    warehouse.all_tables().into_iter().find(|t| {
+        let manifest = &t.snapshot().manifest;
+        t.name().schema == schema
+            && (manifest.indexes.iter().any(|d| d.name == name)
+                || manifest.text_indexes.iter().any(|d| d.name == name))
+    })
 }
 
 /// Index names share the namespace of relations, per schema.

@@ -1063,7 +1063,7 @@ impl ExecutionPlan for KnnExec {
     }
 }
 
-/// DataFusion's physical planner with the kNN node.
+/// DataFusion's physical planner with the kNN and BM25 nodes.
 #[derive(Debug, Default)]
 pub struct TarnQueryPlanner;
 
@@ -1074,7 +1074,10 @@ impl QueryPlanner for TarnQueryPlanner {
         logical_plan: &LogicalPlan,
         session_state: &SessionState,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        let planner = DefaultPhysicalPlanner::with_extension_planners(vec![Arc::new(KnnPlanner)]);
+        let planner = DefaultPhysicalPlanner::with_extension_planners(vec![
+            Arc::new(KnnPlanner),
+            Arc::new(crate::search::text_search::Bm25Planner),
+        ]);
         planner.create_physical_plan(logical_plan, session_state).await
     }
 }

@@ -32,6 +32,7 @@ use datafusion::physical_plan::ExecutionPlan;
 
 use crate::catalog::provider::TarnTable;
 use crate::error::Result;
+use crate::search::bm25::Bm25Node;
 use crate::search::knn::KnnNode;
 use crate::statements::lookup::KeyLookup;
 
@@ -83,7 +84,9 @@ impl PlanSlot {
 pub(crate) fn keepable(plan: &LogicalPlan) -> bool {
     every_node(plan, |node| match node {
         LogicalPlan::TableScan(scan) => is_tarn(scan),
-        LogicalPlan::Extension(Extension { node }) => node.as_any().is::<KnnNode>(),
+        LogicalPlan::Extension(Extension { node }) => {
+            node.as_any().is::<KnnNode>() || node.as_any().is::<Bm25Node>()
+        }
         _ => true,
     })
 }
@@ -174,15 +177,23 @@ pub(crate) fn repin(
             LogicalPlan::TableScan(scan) => Ok(Transformed::yes(LogicalPlan::TableScan(
                 repin_scan(scan).map_err(|e| e.into_datafusion())?,
             ))),
-            LogicalPlan::Extension(Extension { node }) => match node.as_any().downcast_ref::<KnnNode>() {
-                Some(knn) => {
-                    let scan = repin_scan(knn.scan().clone()).map_err(|e| e.into_datafusion())?;
-                    Ok(Transformed::yes(LogicalPlan::Extension(Extension {
-                        node: Arc::new(knn.with_scan(scan)),
-                    })))
+            LogicalPlan::Extension(Extension { node }) => {
+                let any = node.as_any();
+                let repinned: Option<Arc<dyn datafusion::logical_expr::UserDefinedLogicalNode>> =
+                    if let Some(knn) = any.downcast_ref::<KnnNode>() {
+                        let scan = repin_scan(knn.scan().clone()).map_err(|e| e.into_datafusion())?;
+                        Some(Arc::new(knn.with_scan(scan)))
+                    } else if let Some(bm25) = any.downcast_ref::<Bm25Node>() {
+                        let scan = repin_scan(bm25.scan().clone()).map_err(|e| e.into_datafusion())?;
+                        Some(Arc::new(bm25.with_scan(scan)))
+                    } else {
+                        None
+                    };
+                match repinned {
+                    Some(node) => Ok(Transformed::yes(LogicalPlan::Extension(Extension { node }))),
+                    None => Ok(Transformed::no(LogicalPlan::Extension(Extension { node }))),
                 }
-                None => Ok(Transformed::no(LogicalPlan::Extension(Extension { node }))),
-            },
+            }
             other => Ok(Transformed::no(other)),
         })?
         .data;

@@ -60,12 +60,29 @@ impl Session {
                 return Err(EngineError::unsupported(format!("DROP {object_type} is not supported yet")))
             }
             Statement::CreateIndex(create) => {
-                let (name, def) = index_ddl::index_def(create, &warehouse)?;
+                let (name, declared) = index_ddl::index_def(create, &warehouse)?;
                 let table =
                     warehouse.table(&name).ok_or(StorageError::TableNotFound { name: name.clone() })?;
-                let exists = table.snapshot().manifest.indexes.iter().any(|d| d.name == def.name);
-                if !(exists && create.if_not_exists) {
-                    index_ddl::check_name_free(&warehouse, &name, &def.name)?;
+                let manifest = table.snapshot().manifest.clone();
+                let exists = manifest.indexes.iter().any(|d| d.name == declared.name())
+                    || manifest.text_indexes.iter().any(|d| d.name == declared.name());
+                if exists && create.if_not_exists {
+                    return Ok(Output::Command(CommandTag::new("CREATE INDEX")));
+                }
+                index_ddl::check_name_free(&warehouse, &name, declared.name())?;
+                let def = match declared {
+                    index_ddl::Declared::Vector(def) => def,
+                    index_ddl::Declared::Text(def) => {
+                        for column in &def.columns {
+                            if table.snapshot().def().column_index(&column.name).is_none() {
+                                return Err(EngineError::UndefinedColumn { column: column.name.clone() });
+                            }
+                        }
+                        table.create_text_index(def, create.if_not_exists).await?;
+                        return Ok(Output::Command(CommandTag::new("CREATE INDEX")));
+                    }
+                };
+                {
                     let column = table.snapshot().def().column_index(&def.column);
                     let Some(column) = column else {
                         return Err(EngineError::UndefinedColumn { column: def.column });

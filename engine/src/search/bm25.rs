@@ -1,0 +1,584 @@
+//! BM25 full-text search, planned: `col @@@ 'query'`, `bm25_score(col, 'query')`, and
+//! `ORDER BY bm25_score(col, 'query') DESC LIMIT k` as one top-k search of the index.
+//!
+//! `@@@` is planned as the function `bm25_match`. [`Bm25Rule`] (a logical optimizer
+//! rule, as [`crate::search::knn::KnnRule`]) finds the `bm25_match` terms among the
+//! filters on a scan of a Tarn table and puts a [`Bm25Node`] in place of the scan and
+//! its filters. The node yields the rows that match every term and pass every other
+//! filter, with one more column per `bm25_score(col, q)` the statement uses anywhere,
+//! and every such call above becomes a reference to that column. A score is then an
+//! ordinary column: it keeps its value through projections, joins, CTEs, windows and
+//! subqueries (the bug class of a score computed out of the scan's reach cannot
+//! occur). A `Sort` with a fetch on one score, descending, through projections and
+//! ranking windows over the same order, makes the node a top-k search (the plain-SQL
+//! RRF form ranks in a window below its `LIMIT`).
+//!
+//! A `bm25_score` or `@@@` the rule cannot serve (no `@@@` on the table, no bm25 index
+//! on the column, an `OR` around it) reaches execution and fails with a clear error:
+//! there is no row-at-a-time evaluation that would re-tokenize every row per query.
+//! The search itself is [`crate::search::text_search`].
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType, Field};
+use datafusion::catalog::default_table_source::source_as_provider;
+use datafusion::catalog::TableProvider;
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+use datafusion::common::{Column, DFSchema, DFSchemaRef, Result as DfResult, ScalarValue, TableReference};
+use datafusion::error::DataFusionError;
+use datafusion::logical_expr::expr::{ScalarFunction, WindowFunction, WindowFunctionParams};
+use datafusion::logical_expr::expr_rewriter::NamePreserver;
+use datafusion::logical_expr::planner::{ExprPlanner, PlannerResult, RawBinaryExpr};
+use datafusion::logical_expr::utils::split_conjunction;
+use datafusion::logical_expr::{
+    ColumnarValue, Expr, Extension, LogicalPlan, Projection, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl,
+    Signature, SortExpr, TableScan, UserDefinedLogicalNodeCore, Volatility,
+};
+use datafusion::optimizer::{ApplyOrder, OptimizerConfig, OptimizerRule};
+use datafusion::sql::sqlparser::ast::BinaryOperator;
+
+use crate::catalog::provider::TarnTable;
+use crate::error::EngineError;
+
+/// `col @@@ query`.
+pub const MATCH: &str = "bm25_match";
+/// `bm25_score(col, query)`.
+pub const SCORE: &str = "bm25_score";
+
+/// The functions: `bm25_match` (what `@@@` plans to) and `bm25_score`. Each runs only
+/// as part of a search the rule plans; evaluated on its own it explains why not.
+pub fn functions() -> Vec<ScalarUDF> {
+    vec![
+        ScalarUDF::from(Bm25Function::new(MATCH, DataType::Boolean)),
+        ScalarUDF::from(Bm25Function::new(SCORE, DataType::Float32)),
+    ]
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct Bm25Function {
+    name: &'static str,
+    returns: DataType,
+    signature: Signature,
+}
+
+impl Bm25Function {
+    fn new(name: &'static str, returns: DataType) -> Self {
+        Bm25Function { name, returns, signature: Signature::any(2, Volatility::Immutable) }
+    }
+}
+
+impl ScalarUDFImpl for Bm25Function {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _: &[DataType]) -> DfResult<DataType> {
+        Ok(self.returns.clone())
+    }
+
+    fn invoke_with_args(&self, _: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let what = if self.name == MATCH { "col @@@ query" } else { "bm25_score(col, query)" };
+        Err(EngineError::unsupported(format!(
+            "{what} runs only as a search of a bm25 index: the column must be a column of a Tarn table \
+             with a bm25 index (CREATE INDEX ... USING bm25), the table must have `col @@@ query` \
+             among the AND-ed conditions of its WHERE clause, and the query must be a constant or a parameter"
+        ))
+        .into_datafusion())
+    }
+}
+
+/// Plans ParadeDB's `@@@` as `bm25_match`.
+#[derive(Debug, Default)]
+pub struct TextOperators;
+
+impl ExprPlanner for TextOperators {
+    fn plan_binary_op(
+        &self,
+        expr: RawBinaryExpr,
+        _schema: &DFSchema,
+    ) -> DfResult<PlannerResult<RawBinaryExpr>> {
+        let is_match = match &expr.op {
+            BinaryOperator::Custom(s) => s == "@@@",
+            BinaryOperator::PGCustomBinaryOperator(path) => path.last().is_some_and(|s| s == "@@@"),
+            _ => false,
+        };
+        if !is_match {
+            return Ok(PlannerResult::Original(expr));
+        }
+        let udf = functions().into_iter().find(|f| f.name() == MATCH).expect("bm25_match exists");
+        Ok(PlannerResult::Planned(Expr::ScalarFunction(ScalarFunction::new_udf(
+            Arc::new(udf),
+            vec![expr.left, expr.right],
+        ))))
+    }
+}
+
+/// A call of `name` on a column and a constant query: the column and the query.
+fn call_of<'a>(expr: &'a Expr, name: &str) -> Option<(&'a Column, &'a str)> {
+    let Expr::ScalarFunction(f) = expr else { return None };
+    if f.func.name() != name {
+        return None;
+    }
+    match f.args.as_slice() {
+        [Expr::Column(column), Expr::Literal(value, _)] => Some((column, literal_text(value)?)),
+        _ => None,
+    }
+}
+
+fn literal_text(value: &ScalarValue) -> Option<&str> {
+    match value {
+        ScalarValue::Utf8(Some(s)) | ScalarValue::Utf8View(Some(s)) | ScalarValue::LargeUtf8(Some(s)) => {
+            Some(s)
+        }
+        _ => None,
+    }
+}
+
+/// The name of the node's column holding `bm25_score(column, query)`.
+fn score_column_name(column: &str, query: &str) -> String {
+    format!("bm25_score({column}, {query:?})")
+}
+
+/// One `(column, query)` of a search.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Term {
+    /// The indexed column (unqualified).
+    pub column: String,
+    pub query: String,
+}
+
+impl fmt::Display for Term {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "{}:{:?}", self.column, self.query)
+    }
+}
+
+/// The logical rule (see the module docs).
+#[derive(Debug, Default)]
+pub struct Bm25Rule;
+
+impl OptimizerRule for Bm25Rule {
+    fn name(&self) -> &str {
+        "tarn_bm25"
+    }
+
+    fn apply_order(&self) -> Option<ApplyOrder> {
+        None
+    }
+
+    fn supports_rewrite(&self) -> bool {
+        true
+    }
+
+    fn rewrite(&self, plan: LogicalPlan, _: &dyn OptimizerConfig) -> DfResult<Transformed<LogicalPlan>> {
+        // Every score the statement asks for, by column name.
+        let mut scores: BTreeSet<Term> = BTreeSet::new();
+        let mut any_match = false;
+        plan.apply(|node| {
+            node.apply_expressions(|expr| {
+                expr.apply(|e| {
+                    if let Some((column, query)) = call_of(e, SCORE) {
+                        scores.insert(Term { column: column.name.clone(), query: query.to_string() });
+                    }
+                    any_match |= call_of(e, MATCH).is_some();
+                    Ok(TreeNodeRecursion::Continue)
+                })
+            })
+        })?;
+        if !any_match {
+            if let Some(term) = scores.first() {
+                return Err(not_served(&format!(
+                    "bm25_score({}, ...) needs `{} @@@ query` among the AND-ed conditions of the WHERE \
+                     clause on the same table",
+                    term.column, term.column
+                )));
+            }
+            return Ok(Transformed::no(plan));
+        }
+        let original = plan.schema().clone();
+        // Top-down, so a filter is seen with the scan below it.
+        let replaced = plan.transform_down(|node| replace_scan(node, &scores))?;
+        let plan = if replaced.transformed {
+            with_top_k(replaced.data.transform_up(|node| refer_to_scores(node, &scores))?.data)?
+        } else {
+            replaced.data
+        };
+        // A call no node serves would fail on every row: say why now.
+        let mut left = None;
+        plan.apply(|node| {
+            node.apply_expressions(|expr| {
+                expr.apply(|e| {
+                    if let Some((column, _)) = call_of(e, MATCH).or_else(|| call_of(e, SCORE)) {
+                        left = Some(column.name.clone());
+                        return Ok(TreeNodeRecursion::Stop);
+                    }
+                    Ok(TreeNodeRecursion::Continue)
+                })
+            })
+        })?;
+        if let Some(column) = left {
+            return Err(not_served(&format!(
+                "`{column} @@@ query` and bm25_score({column}, ...) run as a search of a bm25 index: \
+                 the @@@ must be among the AND-ed conditions of the WHERE clause (not under OR or NOT), \
+                 on a column of a Tarn table, with a constant or parameter query"
+            )));
+        }
+        // Score columns carried up for the calls above may reach the top: keep the
+        // statement's own columns only.
+        let plan = if plan.schema().fields().len() != original.fields().len() {
+            let columns = original.columns().into_iter().map(Expr::Column).collect();
+            LogicalPlan::Projection(Projection::try_new_with_schema(columns, Arc::new(plan), original)?)
+        } else {
+            plan
+        };
+        Ok(Transformed::yes(plan))
+    }
+}
+
+/// A scan (with the filter right above it) with `@@@` terms becomes a [`Bm25Node`].
+fn replace_scan(node: LogicalPlan, scores: &BTreeSet<Term>) -> DfResult<Transformed<LogicalPlan>> {
+    match node {
+        LogicalPlan::TableScan(scan) => match Bm25Node::over(&scan, Vec::new(), scores)? {
+            Some(bm25) => Ok(Transformed::yes(bm25)),
+            None => Ok(Transformed::no(LogicalPlan::TableScan(scan))),
+        },
+        LogicalPlan::Filter(filter) if matches!(filter.input.as_ref(), LogicalPlan::TableScan(_)) => {
+            let LogicalPlan::TableScan(scan) = filter.input.as_ref() else { unreachable!() };
+            let conjuncts = split_conjunction(&filter.predicate).into_iter().cloned().collect();
+            match Bm25Node::over(scan, conjuncts, scores)? {
+                Some(bm25) => Ok(Transformed::yes(bm25)),
+                None => Ok(Transformed::no(LogicalPlan::Filter(filter))),
+            }
+        }
+        other => Ok(Transformed::no(other)),
+    }
+}
+
+/// One step of the bottom-up rewrite above the nodes: each `bm25_score(col, q)` whose
+/// column an input carries becomes a reference to it; a projection passes the score
+/// columns of the text columns it passes through; a union's sides drop them.
+fn refer_to_scores(node: LogicalPlan, scores: &BTreeSet<Term>) -> DfResult<Transformed<LogicalPlan>> {
+    match node {
+        LogicalPlan::Union(union) => {
+            // A side that carries score columns up loses them: a union's sides have
+            // the union's columns.
+            let width = union.schema.fields().len();
+            let mut changed = false;
+            let inputs = union
+                .inputs
+                .iter()
+                .map(|input| {
+                    if input.schema().fields().len() == width {
+                        return Ok(input.clone());
+                    }
+                    changed = true;
+                    let columns =
+                        input.schema().columns().into_iter().take(width).map(Expr::Column).collect();
+                    Ok(Arc::new(LogicalPlan::Projection(Projection::try_new(columns, input.clone())?)))
+                })
+                .collect::<DfResult<Vec<_>>>()?;
+            let union = LogicalPlan::Union(datafusion::logical_expr::Union { inputs, schema: union.schema });
+            Ok(if changed { Transformed::yes(union) } else { Transformed::no(union) })
+        }
+        LogicalPlan::Extension(_) | LogicalPlan::TableScan(_) => Ok(Transformed::no(node)),
+        other => carry_scores(other, scores),
+    }
+}
+
+fn carry_scores(node: LogicalPlan, scores: &BTreeSet<Term>) -> DfResult<Transformed<LogicalPlan>> {
+    let inputs: Vec<DFSchemaRef> = node.inputs().iter().map(|i| i.schema().clone()).collect();
+    if !inputs.iter().any(|s| s.fields().iter().any(|f| f.name().starts_with("bm25_score("))) {
+        return Ok(Transformed::no(node));
+    }
+    let score_column = |column: &Column, query: &str| -> Option<Column> {
+        let name = score_column_name(&column.name, query);
+        let wanted = Column::new(column.relation.clone(), name);
+        inputs.iter().any(|s| s.has_column(&wanted)).then_some(wanted)
+    };
+    // The statement's column names stay as they were (`bm25_score(t.body,Utf8("q"))`).
+    let names = NamePreserver::new(&node);
+    let node = node
+        .map_expressions(|expr| {
+            let name = names.save(&expr);
+            let rewritten = expr.transform_up(|e| match call_of(&e, SCORE) {
+                Some((column, query)) => match score_column(column, query) {
+                    Some(found) => Ok(Transformed::yes(Expr::Column(found))),
+                    None => Ok(Transformed::no(e)),
+                },
+                None => Ok(Transformed::no(e)),
+            })?;
+            Ok(rewritten.update_data(|e| name.restore(e)))
+        })?
+        .data;
+    let node = match node {
+        LogicalPlan::Projection(projection) => {
+            let mut exprs = projection.expr.clone();
+            for expr in &projection.expr {
+                let Expr::Column(column) = expr else { continue };
+                for term in scores.iter().filter(|t| t.column == column.name) {
+                    if let Some(found) = score_column(column, &term.query) {
+                        let carried = Expr::Column(found);
+                        if !exprs.contains(&carried) {
+                            exprs.push(carried);
+                        }
+                    }
+                }
+            }
+            LogicalPlan::Projection(Projection::try_new(exprs, projection.input)?)
+        }
+        other => other.recompute_schema()?,
+    };
+    Ok(Transformed::yes(node))
+}
+
+/// `plan` with each [`Bm25Node`] under a `Sort` with a fetch on one of its scores
+/// (descending) made a top-k search.
+fn with_top_k(plan: LogicalPlan) -> DfResult<LogicalPlan> {
+    Ok(plan
+        .transform_down(|node| {
+            let LogicalPlan::Sort(sort) = &node else { return Ok(Transformed::no(node)) };
+            let (Some(k), [key]) = (sort.fetch, sort.expr.as_slice()) else {
+                return Ok(Transformed::no(node));
+            };
+            let Expr::Column(score) = key.expr.clone().unalias_nested().data else {
+                return Ok(Transformed::no(node));
+            };
+            if key.asc {
+                return Ok(Transformed::no(node));
+            }
+            match top_k_below(&sort.input, &score, k)? {
+                Some(input) => Ok(Transformed::yes(LogicalPlan::Sort(datafusion::logical_expr::Sort {
+                    expr: sort.expr.clone(),
+                    input: Arc::new(input),
+                    fetch: sort.fetch,
+                }))),
+                None => Ok(Transformed::no(node)),
+            }
+        })?
+        .data)
+}
+
+/// `plan` (below a top-k sort on `score`) with the node that makes `score` searching for
+/// its top k, if only projections and ranking windows over the same order are between.
+fn top_k_below(plan: &LogicalPlan, score: &Column, k: usize) -> DfResult<Option<LogicalPlan>> {
+    match plan {
+        LogicalPlan::Projection(p) => {
+            // Follow the score through the projection (which may rename it).
+            let Ok(i) = p.schema.index_of_column(score) else { return Ok(None) };
+            let Expr::Column(inner) = p.expr[i].clone().unalias_nested().data else { return Ok(None) };
+            let Some(input) = top_k_below(&p.input, &inner, k)? else { return Ok(None) };
+            Ok(Some(LogicalPlan::Projection(Projection::try_new_with_schema(
+                p.expr.clone(),
+                Arc::new(input),
+                p.schema.clone(),
+            )?)))
+        }
+        LogicalPlan::Window(w) => {
+            if !w.window_expr.iter().all(|e| is_ranking_by(e, score)) {
+                return Ok(None);
+            }
+            let Some(input) = top_k_below(&w.input, score, k)? else { return Ok(None) };
+            Ok(Some(LogicalPlan::Window(datafusion::logical_expr::Window::try_new(
+                w.window_expr.clone(),
+                Arc::new(input),
+            )?)))
+        }
+        LogicalPlan::Extension(Extension { node }) => {
+            let Some(bm25) = node.as_any().downcast_ref::<Bm25Node>() else { return Ok(None) };
+            let Some(position) = bm25.score_position(score) else { return Ok(None) };
+            Ok(Some(LogicalPlan::Extension(Extension {
+                node: Arc::new(Bm25Node { top_k: Some((position, k)), ..bm25.clone() }),
+            })))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// Whether `expr` is `row_number()`, `rank()` or `dense_rank()` over `ORDER BY score DESC`
+/// with no partitions: its values on the top k rows are the same as on all rows.
+fn is_ranking_by(expr: &Expr, score: &Column) -> bool {
+    let Expr::WindowFunction(window) = expr.clone().unalias_nested().data else { return false };
+    let WindowFunction { fun, params } = window.as_ref();
+    let WindowFunctionParams { args, partition_by, order_by, .. } = params;
+    let ranking = matches!(fun.name().to_ascii_lowercase().as_str(), "row_number" | "rank" | "dense_rank");
+    let by_score = matches!(order_by.as_slice(),
+        [SortExpr { expr: Expr::Column(c), asc: false, .. }] if c == score);
+    ranking && args.is_empty() && partition_by.is_empty() && by_score
+}
+
+/// The rows of a Tarn table that match every `@@@` term and pass every other filter,
+/// with a score column per term asked for; the top k by one score when `top_k` is set.
+#[derive(Debug, Clone)]
+pub struct Bm25Node {
+    scan: TableScan,
+    /// `col @@@ query` terms: a row must match them all.
+    pub(crate) matches: Vec<Term>,
+    /// The score columns, after the scan's columns, in this order.
+    pub(crate) scores: Vec<Term>,
+    /// The other filters (on the table's columns).
+    pub(crate) filters: Vec<Expr>,
+    /// Only the `k` rows with the highest score `scores[i]`, best first.
+    pub(crate) top_k: Option<(usize, usize)>,
+    schema: DFSchemaRef,
+}
+
+impl PartialEq for Bm25Node {
+    fn eq(&self, other: &Self) -> bool {
+        self.scan == other.scan
+            && self.matches == other.matches
+            && self.scores == other.scores
+            && self.filters == other.filters
+            && self.top_k == other.top_k
+    }
+}
+
+impl Eq for Bm25Node {}
+
+impl Hash for Bm25Node {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.scan.hash(state);
+        self.matches.hash(state);
+        self.scores.hash(state);
+        self.top_k.hash(state);
+    }
+}
+
+impl PartialOrd for Bm25Node {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        (self == other).then_some(std::cmp::Ordering::Equal)
+    }
+}
+
+impl Bm25Node {
+    /// The node in place of `scan` and `conjuncts` (a filter right above it), if they
+    /// have `@@@` terms on the table; every score in `scores` on one of the table's
+    /// columns is computed.
+    fn over(
+        scan: &TableScan,
+        conjuncts: Vec<Expr>,
+        scores: &BTreeSet<Term>,
+    ) -> DfResult<Option<LogicalPlan>> {
+        let Ok(provider) = source_as_provider(&scan.source) else { return Ok(None) };
+        let Some(table) = provider.downcast_ref::<TarnTable>() else { return Ok(None) };
+        let mut filters: Vec<Expr> = conjuncts;
+        for filter in &scan.filters {
+            if !filters.contains(filter) {
+                filters.push(filter.clone());
+            }
+        }
+        let of_table = |c: &Column| c.relation.as_ref().is_none_or(|r| r.resolved_eq(&scan.table_name));
+        let mut matches = Vec::new();
+        filters.retain(|f| match call_of(f, MATCH) {
+            Some((column, query)) if of_table(column) => {
+                let term = Term { column: column.name.clone(), query: query.to_string() };
+                if !matches.contains(&term) {
+                    matches.push(term);
+                }
+                false
+            }
+            _ => true,
+        });
+        if matches.is_empty() {
+            return Ok(None);
+        }
+        let schema = table.schema();
+        let scores: Vec<Term> =
+            scores.iter().filter(|t| schema.index_of(&t.column).is_ok()).cloned().collect();
+        let mut fields: Vec<(Option<TableReference>, Arc<Field>)> =
+            scan.projected_schema.iter().map(|(q, f)| (q.cloned(), f.clone())).collect();
+        for term in &scores {
+            let name = score_column_name(&term.column, &term.query);
+            fields.push((Some(scan.table_name.clone()), Arc::new(Field::new(name, DataType::Float32, true))));
+        }
+        let schema = Arc::new(DFSchema::new_with_metadata(fields, Default::default())?);
+        let node = Bm25Node { scan: scan.clone(), matches, scores, filters, top_k: None, schema };
+        Ok(Some(LogicalPlan::Extension(Extension { node: Arc::new(node) })))
+    }
+
+    /// The scan the node reads (for re-pinning a kept plan to a newer snapshot).
+    pub(crate) fn scan(&self) -> &TableScan {
+        &self.scan
+    }
+
+    /// The same search over `scan` (the same table, at another snapshot).
+    pub(crate) fn with_scan(&self, scan: TableScan) -> Self {
+        Bm25Node { scan, ..self.clone() }
+    }
+
+    /// Which score `column` (one of the node's) is.
+    fn score_position(&self, column: &Column) -> Option<usize> {
+        let width = self.scan.projected_schema.fields().len();
+        let i = self.schema.index_of_column(column).ok()?;
+        i.checked_sub(width)
+    }
+}
+
+impl UserDefinedLogicalNodeCore for Bm25Node {
+    fn name(&self) -> &str {
+        "TarnBm25"
+    }
+
+    fn inputs(&self) -> Vec<&LogicalPlan> {
+        vec![]
+    }
+
+    fn schema(&self) -> &DFSchemaRef {
+        &self.schema
+    }
+
+    fn expressions(&self) -> Vec<Expr> {
+        vec![]
+    }
+
+    fn fmt_for_explain(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        let list = |terms: &[Term]| terms.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(", ");
+        write!(f, "TarnBm25: table={}, match=[{}]", self.scan.table_name, list(&self.matches))?;
+        if !self.scores.is_empty() {
+            write!(f, ", scores=[{}]", list(&self.scores))?;
+        }
+        if let Some((i, k)) = self.top_k {
+            write!(f, ", top_k={k} by {}", self.scores[i])?;
+        }
+        if !self.filters.is_empty() {
+            let filters: Vec<String> = self.filters.iter().map(|e| e.to_string()).collect();
+            write!(f, ", filters=[{}]", filters.join(", "))?;
+        }
+        Ok(())
+    }
+
+    fn with_exprs_and_inputs(&self, _exprs: Vec<Expr>, _inputs: Vec<LogicalPlan>) -> DfResult<Self> {
+        Ok(self.clone())
+    }
+}
+
+impl Bm25Node {
+    pub(crate) fn table(&self) -> DfResult<Arc<dyn datafusion::catalog::TableProvider>> {
+        source_as_provider(&self.scan.source)
+    }
+
+    /// The columns of the table the node outputs (before the scores).
+    pub(crate) fn projection(&self, table_width: usize) -> Vec<usize> {
+        self.scan.projection.clone().unwrap_or_else(|| (0..table_width).collect())
+    }
+
+    pub(crate) fn output_schema(&self) -> arrow::datatypes::SchemaRef {
+        Arc::new(self.schema.as_arrow().clone())
+    }
+}
+
+/// A search the statement asks for that no node can serve (0A000).
+fn not_served(message: &str) -> DataFusionError {
+    EngineError::unsupported(message).into_datafusion()
+}
+
+/// An internal error for a plan the rule made wrong.
+pub(crate) fn internal(message: &str) -> DataFusionError {
+    DataFusionError::Internal(format!("bm25: {message}"))
+}

@@ -1,0 +1,373 @@
+//! BM25 full-text search through a real driver: `CREATE INDEX ... USING bm25`, `@@@`,
+//! `bm25_score`, the top-k search against an exact scoring of every match, filters that
+//! never empty the top k, the query language, scores through joins, CTEs and windows,
+//! errors, and freshness under merge-on-read (writes searchable at once, scores equal
+//! before and after `VACUUM`, the index after a restart).
+
+use std::collections::HashMap;
+
+use tarn_tests::TestServer;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{Client, SimpleQueryMessage};
+
+const WORDS: [&str; 24] = [
+    "river", "stone", "forest", "quick", "brown", "fox", "lazy", "dog", "planet", "planning", "harbor",
+    "lantern", "winter", "garden", "copper", "silver", "meadow", "thunder", "valley", "ember", "glacier",
+    "orchard", "falcon", "canyon",
+];
+
+/// Document `i`: eight words picked by a fixed sequence, each word's frequency skewed so
+/// scores differ (`river` is in most documents, `falcon` and `glacier` in about 30%;
+/// the last words of the list in none).
+fn text_of(i: u64) -> String {
+    let mut state = i.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    (0..8)
+        .map(|_| {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let r = (state >> 33) as usize;
+            // Squared: early words are common, late ones rare.
+            WORDS[(r % 24) * (r % 24) / 24]
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+async fn load(client: &Client, table: &str, rows: std::ops::Range<u64>) {
+    let values: Vec<String> =
+        rows.map(|i| format!("({i}, '{}', {}, 'title {}')", text_of(i), i % 100, i % 7)).collect();
+    for chunk in values.chunks(500) {
+        client.batch_execute(&format!("INSERT INTO {table} VALUES {}", chunk.join(", "))).await.unwrap();
+    }
+}
+
+/// `(id, score)` rows of a query.
+async fn scored(client: &Client, sql: &str) -> Vec<(i64, f32)> {
+    client.query(sql, &[]).await.unwrap().iter().map(|r| (r.get(0), r.get(1))).collect()
+}
+
+async fn ids(client: &Client, sql: &str) -> Vec<i64> {
+    let mut ids: Vec<i64> = client.query(sql, &[]).await.unwrap().iter().map(|r| r.get(0)).collect();
+    ids.sort_unstable();
+    ids
+}
+
+async fn explain(client: &Client, sql: &str) -> String {
+    let messages = client.simple_query(&format!("EXPLAIN {sql}")).await.unwrap();
+    let mut lines = Vec::new();
+    for m in &messages {
+        if let SimpleQueryMessage::Row(row) = m {
+            lines.extend((0..row.len()).map(|i| row.get(i).unwrap_or("").to_string()));
+        }
+    }
+    lines.join("\n")
+}
+
+async fn error_code(client: &Client, sql: &str) -> SqlState {
+    let error = client.simple_query(sql).await.expect_err(sql);
+    error.code().unwrap_or_else(|| panic!("{sql}: {error}")).clone()
+}
+
+/// The ids whose text has `word` (the tokenizer's `default`: words as written).
+fn having(rows: std::ops::Range<u64>, word: &str) -> Vec<i64> {
+    rows.filter(|&i| text_of(i).split(' ').any(|w| w == word)).map(|i| i as i64).collect()
+}
+
+/// The top-k search must return the k best of the exact scoring of every match (the
+/// same scores), under no filter and filters keeping 10%, 1% and fewer rows.
+async fn check_top_k(client: &Client, table: &str, query: &str, filter: &str) {
+    let all = scored(
+        client,
+        &format!(
+            "SELECT id, bm25_score(body, '{query}') AS s FROM {table} WHERE body @@@ '{query}' {filter} \
+             ORDER BY s DESC, id"
+        ),
+    )
+    .await;
+    let top = scored(
+        client,
+        &format!(
+            "SELECT id, bm25_score(body, '{query}') AS s FROM {table} WHERE body @@@ '{query}' {filter} \
+             ORDER BY s DESC LIMIT 10"
+        ),
+    )
+    .await;
+    assert!(!all.is_empty() || !filter.is_empty(), "{query} matches nothing: a vacuous check");
+    assert_eq!(top.len(), all.len().min(10), "{query} {filter}: {top:?} against {all:?}");
+    let exact: HashMap<i64, f32> = all.iter().copied().collect();
+    for (i, (id, score)) in top.iter().enumerate() {
+        assert_eq!(exact.get(id), Some(score), "{query} {filter}: row {id}");
+        assert_eq!(*score, all[i].1, "{query} {filter}: rank {i}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn searches_match_an_exact_scoring_and_keep_k_rows_under_filters() {
+    let server = TestServer::start().await;
+    let client = server.client().await;
+    client
+        .batch_execute("CREATE TABLE docs (id BIGINT PRIMARY KEY, body TEXT, bucket INT, title TEXT)")
+        .await
+        .unwrap();
+    load(&client, "docs", 0..3000).await;
+    client.batch_execute("CREATE INDEX docs_text ON docs USING bm25 (body, title)").await.unwrap();
+    let indexes = client
+        .query_one("SELECT method, segments, documents FROM tarn_indexes WHERE index_name = 'docs_text'", &[])
+        .await
+        .unwrap();
+    assert_eq!(indexes.get::<_, &str>(0), "bm25");
+    assert_eq!(indexes.get::<_, i32>(1), 1);
+    assert_eq!(indexes.get::<_, i64>(2), 3000);
+
+    // Matches are the documents with the word.
+    for word in ["falcon", "glacier", "river", "stone"] {
+        let found = ids(&client, &format!("SELECT id FROM docs WHERE body @@@ '{word}'")).await;
+        assert_eq!(found, having(0..3000, word), "{word}");
+    }
+    for query in ["falcon", "meadow glacier", "river stone falcon", "\"quick brown\"", "+river -stone"] {
+        for filter in ["", "AND bucket < 10", "AND bucket = 7", "AND bucket = 7 AND id < 1000"] {
+            check_top_k(&client, "docs", query, filter).await;
+        }
+    }
+    // A selective filter still fills the top k when k rows qualify.
+    let one_percent = client
+        .query("SELECT id FROM docs WHERE body @@@ 'river' AND bucket = 3 ORDER BY bm25_score(body, 'river') DESC LIMIT 10", &[])
+        .await
+        .unwrap();
+    let qualifying = having(0..3000, "river").into_iter().filter(|i| i % 100 == 3).count();
+    assert_eq!(one_percent.len(), qualifying.min(10));
+    assert!(qualifying >= 10, "the corpus has {qualifying} rows for the 1% filter");
+
+    let plan = explain(
+        &client,
+        "SELECT id FROM docs WHERE body @@@ 'river' AND bucket = 3 ORDER BY bm25_score(body, 'river') DESC LIMIT 10",
+    )
+    .await;
+    assert!(plan.contains("TarnBm25Exec: mode=topk, index=docs_text, k=10"), "{plan}");
+    assert!(plan.contains("prefilter=bucket = Int32(3)"), "{plan}");
+
+    // The query language.
+    let phrase = ids(&client, "SELECT id FROM docs WHERE body @@@ '\"quick brown\"'").await;
+    let expected: Vec<i64> =
+        (0..3000).filter(|&i| text_of(i).contains("quick brown")).map(|i| i as i64).collect();
+    assert_eq!(phrase, expected);
+    let not = ids(&client, "SELECT id FROM docs WHERE body @@@ 'falcon AND NOT river'").await;
+    let expected: Vec<i64> = having(0..3000, "falcon")
+        .into_iter()
+        .filter(|i| !text_of(*i as u64).split(' ').any(|w| w == "river"))
+        .collect();
+    assert_eq!(not, expected);
+    let prefix = ids(&client, "SELECT id FROM docs WHERE body @@@ 'plan*'").await;
+    let mut expected = having(0..3000, "planet");
+    expected.extend(having(0..3000, "planning"));
+    expected.sort_unstable();
+    expected.dedup();
+    assert_eq!(prefix, expected);
+    let fuzzy = ids(&client, "SELECT id FROM docs WHERE body @@@ 'falcom~1'").await;
+    assert_eq!(fuzzy, having(0..3000, "falcon"));
+    let field = ids(&client, "SELECT id FROM docs WHERE body @@@ 'title:3'").await;
+    assert_eq!(field, (0..3000).filter(|i| i % 7 == 3).collect::<Vec<i64>>());
+    let boosted = scored(
+        &client,
+        "SELECT id, bm25_score(body, 'falcon^3 river') FROM docs WHERE body @@@ 'falcon^3 river' \
+         ORDER BY 2 DESC LIMIT 1",
+    )
+    .await;
+    assert!(text_of(boosted[0].0 as u64).contains("falcon"), "{boosted:?}");
+
+    // Scores are columns: through a join, a CTE, a window, a subquery.
+    client.batch_execute("CREATE TABLE labels (id BIGINT, label TEXT)").await.unwrap();
+    client.batch_execute("INSERT INTO labels SELECT id, 'l' || id FROM docs WHERE id % 2 = 0").await.unwrap();
+    let direct =
+        scored(&client, "SELECT id, bm25_score(body, 'glacier') FROM docs WHERE body @@@ 'glacier'").await;
+    let direct: HashMap<i64, f32> = direct.into_iter().collect();
+    let joined = scored(
+        &client,
+        "SELECT d.id, bm25_score(d.body, 'glacier') FROM docs d JOIN labels l ON l.id = d.id WHERE d.body @@@ 'glacier'",
+    )
+    .await;
+    assert_eq!(joined.len(), direct.keys().filter(|id| *id % 2 == 0).count());
+    for (id, score) in &joined {
+        assert_eq!(direct[id], *score);
+    }
+    let windowed = client
+        .query(
+            "WITH s AS (SELECT id, bm25_score(body, 'glacier') AS score FROM docs WHERE body @@@ 'glacier') \
+             SELECT id, score, rank() OVER (ORDER BY score DESC) FROM (SELECT * FROM s) sub",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(windowed.len(), direct.len());
+    for row in &windowed {
+        assert_eq!(direct[&row.get::<_, i64>(0)], row.get::<_, f32>(1));
+    }
+
+    // The plain-SQL RRF form: each CTE is one top-k search.
+    let rrf = "WITH a AS (SELECT id, ROW_NUMBER() OVER (ORDER BY bm25_score(body, 'falcon') DESC) AS r \
+                 FROM docs WHERE body @@@ 'falcon' ORDER BY bm25_score(body, 'falcon') DESC LIMIT 20), \
+               b AS (SELECT id, ROW_NUMBER() OVER (ORDER BY bm25_score(body, 'glacier') DESC) AS r \
+                 FROM docs WHERE body @@@ 'glacier' ORDER BY bm25_score(body, 'glacier') DESC LIMIT 20) \
+               SELECT COALESCE(a.id, b.id) AS id, \
+                 COALESCE(1.0 / (60 + a.r), 0.0) + COALESCE(1.0 / (60 + b.r), 0.0) AS score \
+               FROM a FULL OUTER JOIN b ON a.id = b.id ORDER BY score DESC, id LIMIT 10";
+    let plan = explain(&client, rrf).await;
+    assert_eq!(plan.matches("TarnBm25Exec: mode=topk").count(), 2, "{plan}");
+    assert_eq!(client.query(rrf, &[]).await.unwrap().len(), 10);
+
+    // Parameters, as drivers send them.
+    let prepared = client
+        .prepare("SELECT id FROM docs WHERE body @@@ $1 AND bucket < $2 ORDER BY bm25_score(body, $1) DESC LIMIT $3")
+        .await
+        .unwrap();
+    let rows = client.query(&prepared, &[&"falcon", &50i32, &5i64]).await.unwrap();
+    assert_eq!(rows.len(), 5);
+    let rows = client.query(&prepared, &[&"glacier", &50i32, &7i64]).await.unwrap();
+    assert_eq!(rows.len(), 7);
+
+    // Errors leave the session usable.
+    assert_eq!(
+        error_code(&client, "SELECT id FROM docs WHERE body @@@ 'a AND ('").await,
+        SqlState::SYNTAX_ERROR
+    );
+    assert_eq!(
+        error_code(&client, "SELECT id FROM docs WHERE bucket @@@ 'x'").await,
+        SqlState::UNDEFINED_OBJECT
+    );
+    assert_eq!(
+        error_code(&client, "SELECT id FROM docs WHERE body @@@ 'x' OR id = 1").await,
+        SqlState::FEATURE_NOT_SUPPORTED
+    );
+    assert_eq!(
+        error_code(&client, "SELECT bm25_score(body, 'x') FROM docs").await,
+        SqlState::FEATURE_NOT_SUPPORTED
+    );
+    assert_eq!(
+        error_code(&client, "CREATE INDEX bad ON docs USING bm25 (body) WITH (tokenizer = 'klingon')").await,
+        SqlState::INVALID_PARAMETER_VALUE
+    );
+    assert_eq!(
+        error_code(&client, "CREATE INDEX bad ON docs USING bm25 (bucket)").await,
+        SqlState::FEATURE_NOT_SUPPORTED
+    );
+    assert_eq!(ids(&client, "SELECT id FROM docs WHERE body @@@ 'falcon'").await, having(0..3000, "falcon"));
+    server.stop().await;
+}
+
+/// The scores of a query, by id, all matches.
+async fn scores_of(client: &Client, table: &str, query: &str) -> Vec<(i64, f32)> {
+    let mut rows = scored(
+        client,
+        &format!("SELECT id, bm25_score(body, '{query}') FROM {table} WHERE body @@@ '{query}'"),
+    )
+    .await;
+    rows.sort_by_key(|r| r.0);
+    rows
+}
+
+fn assert_close(a: &[(i64, f32)], b: &[(i64, f32)], what: &str) {
+    assert_eq!(a.len(), b.len(), "{what}: {a:?} against {b:?}");
+    for (x, y) in a.iter().zip(b) {
+        assert_eq!(x.0, y.0, "{what}");
+        assert!((x.1 - y.1).abs() <= 1e-5 * x.1.abs().max(1.0), "{what}: {x:?} against {y:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_are_searchable_at_once_and_scores_survive_vacuum_and_restart() {
+    let server = TestServer::start().await;
+    let client = server.client().await;
+    client
+        .batch_execute(
+            "CREATE TABLE kv (id BIGINT PRIMARY KEY, body TEXT, bucket INT, title TEXT);
+             CREATE TABLE log (id BIGINT, body TEXT, bucket INT, title TEXT)",
+        )
+        .await
+        .unwrap();
+    for table in ["kv", "log"] {
+        load(&client, table, 0..1000).await;
+        client
+            .batch_execute(&format!("CREATE INDEX {table}_body ON {table} USING bm25 (body)"))
+            .await
+            .unwrap();
+    }
+    for table in ["kv", "log"] {
+        // An insert, an update (old text no longer matches, new text does), a delete.
+        client
+            .batch_execute(&format!(
+                "INSERT INTO {table} VALUES (5000, 'zephyr falcon zephyr', 1, 't');
+                 UPDATE {table} SET body = 'zephyr only' WHERE id = 10;
+                 DELETE FROM {table} WHERE id = 11"
+            ))
+            .await
+            .unwrap();
+        let zephyr = ids(&client, &format!("SELECT id FROM {table} WHERE body @@@ 'zephyr'")).await;
+        assert_eq!(zephyr, vec![10, 5000], "{table}");
+        let old = text_of(10);
+        let first = old.split(' ').next().unwrap();
+        let found = ids(&client, &format!("SELECT id FROM {table} WHERE body @@@ '{first}'")).await;
+        assert!(!found.contains(&10) && !found.contains(&11), "{table}: {first}");
+        let mut expected = having(0..1000, first);
+        expected.retain(|&i| i != 10 && i != 11);
+        assert_eq!(found, expected, "{table}");
+    }
+    // COPY is searchable by the next statement. (A keyless table's UPDATE and DELETE
+    // rewrote its base, and so its index: the copied rows are the only ones in no segment.)
+    for table in ["kv", "log"] {
+        use futures::SinkExt;
+        let sink = client.copy_in::<_, bytes::Bytes>(&format!("COPY {table} FROM STDIN")).await.unwrap();
+        let mut sink = Box::pin(sink);
+        sink.send(bytes::Bytes::from_static(b"6000\tcopied zephyr words\t2\tt\n")).await.unwrap();
+        sink.as_mut().finish().await.unwrap();
+        assert_eq!(
+            ids(&client, &format!("SELECT id FROM {table} WHERE body @@@ 'zephyr'")).await,
+            vec![10, 5000, 6000]
+        );
+    }
+
+    let before: Vec<Vec<(i64, f32)>> = {
+        let mut all = Vec::new();
+        for table in ["kv", "log"] {
+            for query in ["zephyr", "falcon river", "glacier"] {
+                all.push(scores_of(&client, table, query).await);
+            }
+        }
+        all
+    };
+    for table in ["kv", "log"] {
+        client.batch_execute(&format!("VACUUM {table}")).await.unwrap();
+        let segments: i32 = client
+            .query_one(&format!("SELECT segments FROM tarn_indexes WHERE table_name = '{table}'"), &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(segments, 2, "{table}: VACUUM indexes the new rows in a segment of their own");
+    }
+    let mut i = 0;
+    for table in ["kv", "log"] {
+        for query in ["zephyr", "falcon river", "glacier"] {
+            let after = scores_of(&client, table, query).await;
+            assert_close(&before[i], &after, &format!("{table} {query} after VACUUM"));
+            i += 1;
+        }
+    }
+    drop(client);
+    let server = server.restart().await;
+    let client = server.client().await;
+    let mut i = 0;
+    for table in ["kv", "log"] {
+        for query in ["zephyr", "falcon river", "glacier"] {
+            let after = scores_of(&client, table, query).await;
+            assert_close(&before[i], &after, &format!("{table} {query} after a restart"));
+            i += 1;
+        }
+    }
+    // Writes after the restart, and a dropped index.
+    client.batch_execute("INSERT INTO kv VALUES (7000, 'zephyr again', 3, 't')").await.unwrap();
+    assert_eq!(ids(&client, "SELECT id FROM kv WHERE body @@@ 'zephyr'").await, vec![10, 5000, 6000, 7000]);
+    client.batch_execute("DROP INDEX kv_body").await.unwrap();
+    assert_eq!(
+        error_code(&client, "SELECT id FROM kv WHERE body @@@ 'zephyr'").await,
+        SqlState::UNDEFINED_OBJECT
+    );
+    server.stop().await;
+}
