@@ -174,6 +174,24 @@ async fn searches_match_an_exact_scoring_and_keep_k_rows_under_filters() {
     .await;
     assert!(text_of(boosted[0].0 as u64).contains("falcon"), "{boosted:?}");
 
+    // Snippets: the matches between tags, ParadeDB's or one's own.
+    let snippets = client
+        .query(
+            "SELECT id, snippet(body, 'falcon'), snippet(body, 'falcon river', '[', ']', 20), body FROM docs \
+             WHERE body @@@ 'falcon' ORDER BY bm25_score(body, 'falcon') DESC LIMIT 5",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(snippets.len(), 5);
+    for row in &snippets {
+        let (plain, tagged, body): (&str, &str, &str) = (row.get(1), row.get(2), row.get(3));
+        assert!(plain.contains("<b>falcon</b>"), "{plain}");
+        assert_eq!(plain.replace("<b>", "").replace("</b>", ""), body.trim());
+        assert!(tagged.contains("[falcon]") || tagged.contains("[river]"), "{tagged}");
+        assert!(tagged.replace(['[', ']'], "").len() <= 20, "{tagged}");
+    }
+
     // Scores are columns: through a join, a CTE, a window, a subquery.
     client.batch_execute("CREATE TABLE labels (id BIGINT, label TEXT)").await.unwrap();
     client.batch_execute("INSERT INTO labels SELECT id, 'l' || id FROM docs WHERE id % 2 = 0").await.unwrap();
@@ -368,6 +386,137 @@ async fn writes_are_searchable_at_once_and_scores_survive_vacuum_and_restart() {
     assert_eq!(
         error_code(&client, "SELECT id FROM kv WHERE body @@@ 'zephyr'").await,
         SqlState::UNDEFINED_OBJECT
+    );
+    server.stop().await;
+}
+
+/// A deterministic 3-dimensional vector per row.
+fn vector_of(i: u64) -> [f32; 3] {
+    let x = i as f32;
+    [(x * 0.37).sin(), (x * 0.11).cos(), ((x * 0.07).sin() + 1.5) / 2.0]
+}
+
+fn vector_text(v: &[f32]) -> String {
+    format!("[{}]", v.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(","))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hybrid_search_fuses_the_two_searches() {
+    let server = TestServer::start().await;
+    let client = server.client().await;
+    client
+        .batch_execute("CREATE TABLE hy (id BIGINT PRIMARY KEY, body TEXT, category INT, emb VECTOR(3))")
+        .await
+        .unwrap();
+    let values: Vec<String> = (0..1500u64)
+        .map(|i| {
+            // Lengths vary so that BM25 scores rarely tie.
+            let text = text_of(i);
+            let words: Vec<&str> = text.split(' ').take(3 + (i % 6) as usize).collect();
+            format!("({i}, '{}', {}, '{}')", words.join(" "), i % 10, vector_text(&vector_of(i)))
+        })
+        .collect();
+    for chunk in values.chunks(500) {
+        client.batch_execute(&format!("INSERT INTO hy VALUES {}", chunk.join(", "))).await.unwrap();
+    }
+    client
+        .batch_execute(
+            "CREATE INDEX hy_text ON hy USING bm25 (body);
+             CREATE INDEX hy_emb ON hy USING hnsw (emb vector_cosine_ops)",
+        )
+        .await
+        .unwrap();
+    let query = vector_text(&[0.2, 0.9, 0.4]);
+
+    for filter in ["", "WHERE category = 3"] {
+        let sql = format!(
+            "SELECT id, score, text_rank, vector_rank, category FROM hybrid_search('hy', 'falcon river', '{query}', 10) {filter} \
+             ORDER BY score DESC, id"
+        );
+        let rows = client.query(&sql, &[]).await.unwrap();
+        assert_eq!(rows.len(), 10, "{sql}");
+        // The branches' own results, as a user would run them.
+        let and = if filter.is_empty() { String::new() } else { " AND category = 3".into() };
+        let text: Vec<f32> = client
+            .query(
+                &format!(
+                    "SELECT bm25_score(body, 'falcon river') AS s FROM hy WHERE body @@@ 'falcon river'{and} \
+                     ORDER BY s DESC LIMIT 60"
+                ),
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let vector: Vec<f64> = client
+            .query(&format!("SELECT emb <=> '{query}' AS d FROM hy {filter} ORDER BY d LIMIT 60"), &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let mut previous = f64::INFINITY;
+        for row in &rows {
+            let (id, score): (i64, f64) = (row.get(0), row.get(1));
+            let (text_rank, vector_rank): (Option<i64>, Option<i64>) = (row.get(2), row.get(3));
+            if !filter.is_empty() {
+                assert_eq!(row.get::<_, i32>(4), 3);
+            }
+            // The score is reciprocal-rank fusion of the ranks shown.
+            let expected = text_rank.map_or(0.0, |r| 1.0 / (60.0 + r as f64))
+                + vector_rank.map_or(0.0, |r| 1.0 / (60.0 + r as f64));
+            assert!((score - expected).abs() < 1e-9, "{id}: {score} against {expected}");
+            assert!(score <= previous);
+            previous = score;
+            // Each rank is the row's place in its branch's own result.
+            if let Some(r) = text_rank {
+                let own: f32 = client
+                    .query_one(&format!("SELECT bm25_score(body, 'falcon river') FROM hy WHERE body @@@ 'falcon river' AND id = {id}"), &[])
+                    .await
+                    .unwrap()
+                    .get(0);
+                assert_eq!(own, text[r as usize - 1], "{id}: text rank {r}");
+            }
+            if let Some(r) = vector_rank {
+                let own: f64 = client
+                    .query_one(&format!("SELECT emb <=> '{query}' FROM hy WHERE id = {id}"), &[])
+                    .await
+                    .unwrap()
+                    .get(0);
+                assert!((own - vector[r as usize - 1]).abs() < 1e-6, "{id}: vector rank {r}");
+            }
+        }
+        // The best fused score is the best either branch's first row can have.
+        assert!(rows[0].get::<_, f64>(1) >= 1.0 / 61.0);
+        let plan = explain(&client, &sql).await;
+        assert!(plan.contains("TarnBm25Exec: mode=topk"), "{plan}");
+        assert!(plan.contains("TarnKnnExec"), "{plan}");
+    }
+
+    // Weighted fusion, parameters.
+    let weighted = client
+        .query(
+            &format!(
+                "SELECT id, score FROM hybrid_search('hy', 'glacier', '{query}', 5, fusion => 'weighted', text_weight => 0.3)"
+            ),
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(weighted.len(), 5);
+    for row in &weighted {
+        let score: f64 = row.get(1);
+        assert!((0.0..=1.0).contains(&score), "{score}");
+    }
+    let prepared = client.prepare("SELECT id FROM hybrid_search('hy', $1, $2, $3)").await.unwrap();
+    let rows = client.query(&prepared, &[&"falcon", &query, &7i64]).await.unwrap();
+    assert_eq!(rows.len(), 7);
+    assert_eq!(
+        error_code(&client, &format!("SELECT * FROM hybrid_search('hy', 'x', '{query}', 5, colour => 1)"))
+            .await,
+        SqlState::INVALID_PARAMETER_VALUE
     );
     server.stop().await;
 }

@@ -155,6 +155,13 @@ async fn glove_recall() {
 
 /// Parameters wherever PostgreSQL takes them, as psycopg 3 binds them on the server.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bm25_agrees_with_tantivy() {
+    let server = TestServer::start().await;
+    run_script(&server, "test_bm25_parity.py", Duration::from_secs(600));
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_side_parameters() {
     let server = TestServer::start().await;
     run_script(&server, "test_parameters.py", Duration::from_secs(120));

@@ -10,10 +10,12 @@
 //! - [`bm25`]: `@@@`, `bm25_score` and the rule that plans them as one search of a
 //!   bm25 index; [`text_search`] runs it over the index, unindexed fragments and
 //!   change rows.
+//! - [`hybrid`]: `hybrid_search(...)`, fused from a BM25 and a kNN search.
 
 pub mod base_cache;
 pub mod bm25;
 pub mod distance;
+pub mod hybrid;
 pub mod index_ddl;
 pub mod knn;
 pub mod text_search;

@@ -29,13 +29,13 @@ use datafusion::catalog::TableProvider;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{Column, DFSchema, DFSchemaRef, Result as DfResult, ScalarValue, TableReference};
 use datafusion::error::DataFusionError;
-use datafusion::logical_expr::expr::{ScalarFunction, WindowFunction, WindowFunctionParams};
+use datafusion::logical_expr::expr::ScalarFunction;
 use datafusion::logical_expr::expr_rewriter::NamePreserver;
 use datafusion::logical_expr::planner::{ExprPlanner, PlannerResult, RawBinaryExpr};
 use datafusion::logical_expr::utils::split_conjunction;
 use datafusion::logical_expr::{
     ColumnarValue, Expr, Extension, LogicalPlan, Projection, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl,
-    Signature, SortExpr, TableScan, UserDefinedLogicalNodeCore, Volatility,
+    Signature, TableScan, UserDefinedLogicalNodeCore, Volatility,
 };
 use datafusion::optimizer::{ApplyOrder, OptimizerConfig, OptimizerRule};
 use datafusion::sql::sqlparser::ast::BinaryOperator;
@@ -47,6 +47,8 @@ use crate::error::EngineError;
 pub const MATCH: &str = "bm25_match";
 /// `bm25_score(col, query)`.
 pub const SCORE: &str = "bm25_score";
+/// `snippet(col, query [, start_tag, end_tag, max_chars])`.
+pub const SNIPPET: &str = "snippet";
 
 /// The functions: `bm25_match` (what `@@@` plans to) and `bm25_score`. Each runs only
 /// as part of a search the rule plans; evaluated on its own it explains why not.
@@ -54,6 +56,7 @@ pub fn functions() -> Vec<ScalarUDF> {
     vec![
         ScalarUDF::from(Bm25Function::new(MATCH, DataType::Boolean)),
         ScalarUDF::from(Bm25Function::new(SCORE, DataType::Float32)),
+        ScalarUDF::from(Bm25Function::new(SNIPPET, DataType::Utf8)),
     ]
 }
 
@@ -66,7 +69,12 @@ struct Bm25Function {
 
 impl Bm25Function {
     fn new(name: &'static str, returns: DataType) -> Self {
-        Bm25Function { name, returns, signature: Signature::any(2, Volatility::Immutable) }
+        let signature = if name == SNIPPET {
+            Signature::variadic_any(Volatility::Immutable)
+        } else {
+            Signature::any(2, Volatility::Immutable)
+        };
+        Bm25Function { name, returns, signature }
     }
 }
 
@@ -84,7 +92,11 @@ impl ScalarUDFImpl for Bm25Function {
     }
 
     fn invoke_with_args(&self, _: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
-        let what = if self.name == MATCH { "col @@@ query" } else { "bm25_score(col, query)" };
+        let what = match self.name {
+            MATCH => "col @@@ query",
+            SCORE => "bm25_score(col, query)",
+            _ => "snippet(col, query, ...)",
+        };
         Err(EngineError::unsupported(format!(
             "{what} runs only as a search of a bm25 index: the column must be a column of a Tarn table \
              with a bm25 index (CREATE INDEX ... USING bm25), the table must have `col @@@ query` \
@@ -146,6 +158,71 @@ fn score_column_name(column: &str, query: &str) -> String {
     format!("bm25_score({column}, {query:?})")
 }
 
+/// `snippet(column, query [, start_tag, end_tag, max_chars])` with constant arguments:
+/// the column and the snippet asked for.
+fn snippet_call(expr: &Expr) -> Option<(&Column, Snippet)> {
+    let Expr::ScalarFunction(f) = expr else { return None };
+    if f.func.name() != SNIPPET {
+        return None;
+    }
+    let (Expr::Column(column), Expr::Literal(query, _)) = (f.args.first()?, f.args.get(1)?) else {
+        return None;
+    };
+    let text = |i: usize, default: &str| match f.args.get(i) {
+        None => Some(default.to_string()),
+        Some(Expr::Literal(v, _)) => literal_text(v).map(str::to_string),
+        Some(_) => None,
+    };
+    let max_chars = match f.args.get(4) {
+        None => DEFAULT_SNIPPET_CHARS,
+        Some(Expr::Literal(v, _)) => match v {
+            ScalarValue::Int64(Some(n)) => *n,
+            ScalarValue::Int32(Some(n)) => i64::from(*n),
+            _ => return None,
+        },
+        Some(_) => return None,
+    };
+    if f.args.len() > 5 {
+        return None;
+    }
+    let snippet = Snippet {
+        term: Term { column: column.name.clone(), query: literal_text(query)?.to_string() },
+        start: text(2, "<b>")?,
+        end: text(3, "</b>")?,
+        max_chars: max_chars.clamp(1, 1 << 20) as usize,
+    };
+    Some((column, snippet))
+}
+
+/// Characters a snippet has at most, by default (ParadeDB's).
+const DEFAULT_SNIPPET_CHARS: i64 = 150;
+
+/// A snippet asked for: the best fragment of a column's text for a query, its
+/// matches between two tags.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Snippet {
+    pub term: Term,
+    pub start: String,
+    pub end: String,
+    pub max_chars: usize,
+}
+
+impl Snippet {
+    fn column_name(&self) -> String {
+        format!(
+            "snippet({}, {:?}, {:?}, {:?}, {})",
+            self.term.column, self.term.query, self.start, self.end, self.max_chars
+        )
+    }
+}
+
+/// The calls a statement makes: scores and snippets.
+#[derive(Debug, Default)]
+struct Calls {
+    scores: BTreeSet<Term>,
+    snippets: BTreeSet<Snippet>,
+}
+
 /// One `(column, query)` of a search.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Term {
@@ -178,25 +255,58 @@ impl OptimizerRule for Bm25Rule {
     }
 
     fn rewrite(&self, plan: LogicalPlan, _: &dyn OptimizerConfig) -> DfResult<Transformed<LogicalPlan>> {
-        // Every score the statement asks for, by column name.
-        let mut scores: BTreeSet<Term> = BTreeSet::new();
+        // Every score and snippet the statement asks for, by column name.
+        let mut calls = Calls::default();
         let mut any_match = false;
         plan.apply(|node| {
             node.apply_expressions(|expr| {
                 expr.apply(|e| {
                     if let Some((column, query)) = call_of(e, SCORE) {
-                        scores.insert(Term { column: column.name.clone(), query: query.to_string() });
+                        calls.scores.insert(Term { column: column.name.clone(), query: query.to_string() });
+                    }
+                    if let Some((_, snippet)) = snippet_call(e) {
+                        calls.snippets.insert(snippet);
                     }
                     any_match |= call_of(e, MATCH).is_some();
                     Ok(TreeNodeRecursion::Continue)
                 })
             })
         })?;
+        // A call on a renamed column (`body AS b`, and the names the session gives
+        // output columns) is a call on the column renamed.
+        let mut renames: Vec<(String, String)> = Vec::new();
+        plan.apply(|node| {
+            if let LogicalPlan::Projection(p) = node {
+                for expr in &p.expr {
+                    if let Expr::Alias(alias) = expr {
+                        if let Expr::Column(c) = alias.expr.as_ref() {
+                            renames.push((alias.name.clone(), c.name.clone()));
+                        }
+                    }
+                }
+            }
+            Ok(TreeNodeRecursion::Continue)
+        })?;
+        for _ in 0..4 {
+            let scores: Vec<Term> = calls.scores.iter().cloned().collect();
+            for term in scores {
+                for (_, inner) in renames.iter().filter(|(outer, _)| *outer == term.column) {
+                    calls.scores.insert(Term { column: inner.clone(), ..term.clone() });
+                }
+            }
+            let snippets: Vec<Snippet> = calls.snippets.iter().cloned().collect();
+            for snippet in snippets {
+                for (_, inner) in renames.iter().filter(|(outer, _)| *outer == snippet.term.column) {
+                    let term = Term { column: inner.clone(), ..snippet.term.clone() };
+                    calls.snippets.insert(Snippet { term, ..snippet.clone() });
+                }
+            }
+        }
         if !any_match {
-            if let Some(term) = scores.first() {
+            if let Some(term) = calls.scores.first().or(calls.snippets.first().map(|s| &s.term)) {
                 return Err(not_served(&format!(
-                    "bm25_score({}, ...) needs `{} @@@ query` among the AND-ed conditions of the WHERE \
-                     clause on the same table",
+                    "bm25_score({}, ...) and snippet need `{} @@@ query` among the AND-ed conditions of \
+                     the WHERE clause on the same table",
                     term.column, term.column
                 )));
             }
@@ -204,9 +314,9 @@ impl OptimizerRule for Bm25Rule {
         }
         let original = plan.schema().clone();
         // Top-down, so a filter is seen with the scan below it.
-        let replaced = plan.transform_down(|node| replace_scan(node, &scores))?;
+        let replaced = plan.transform_down(|node| replace_scan(node, &calls))?;
         let plan = if replaced.transformed {
-            with_top_k(replaced.data.transform_up(|node| refer_to_scores(node, &scores))?.data)?
+            with_top_k(replaced.data.transform_up(|node| refer_to_scores(node, &calls))?.data)?
         } else {
             replaced.data
         };
@@ -215,7 +325,20 @@ impl OptimizerRule for Bm25Rule {
         plan.apply(|node| {
             node.apply_expressions(|expr| {
                 expr.apply(|e| {
-                    if let Some((column, _)) = call_of(e, MATCH).or_else(|| call_of(e, SCORE)) {
+                    let column = call_of(e, MATCH)
+                        .or_else(|| call_of(e, SCORE))
+                        .map(|(c, _)| c)
+                        .or_else(|| snippet_call(e).map(|(c, _)| c))
+                        .or_else(|| match e {
+                            Expr::ScalarFunction(f) if [MATCH, SCORE, SNIPPET].contains(&f.func.name()) => {
+                                f.args.first().and_then(|a| match a {
+                                    Expr::Column(c) => Some(c),
+                                    _ => None,
+                                })
+                            }
+                            _ => None,
+                        });
+                    if let Some(column) = column {
                         left = Some(column.name.clone());
                         return Ok(TreeNodeRecursion::Stop);
                     }
@@ -243,16 +366,16 @@ impl OptimizerRule for Bm25Rule {
 }
 
 /// A scan (with the filter right above it) with `@@@` terms becomes a [`Bm25Node`].
-fn replace_scan(node: LogicalPlan, scores: &BTreeSet<Term>) -> DfResult<Transformed<LogicalPlan>> {
+fn replace_scan(node: LogicalPlan, calls: &Calls) -> DfResult<Transformed<LogicalPlan>> {
     match node {
-        LogicalPlan::TableScan(scan) => match Bm25Node::over(&scan, Vec::new(), scores)? {
+        LogicalPlan::TableScan(scan) => match Bm25Node::over(&scan, Vec::new(), calls)? {
             Some(bm25) => Ok(Transformed::yes(bm25)),
             None => Ok(Transformed::no(LogicalPlan::TableScan(scan))),
         },
         LogicalPlan::Filter(filter) if matches!(filter.input.as_ref(), LogicalPlan::TableScan(_)) => {
             let LogicalPlan::TableScan(scan) = filter.input.as_ref() else { unreachable!() };
             let conjuncts = split_conjunction(&filter.predicate).into_iter().cloned().collect();
-            match Bm25Node::over(scan, conjuncts, scores)? {
+            match Bm25Node::over(scan, conjuncts, calls)? {
                 Some(bm25) => Ok(Transformed::yes(bm25)),
                 None => Ok(Transformed::no(LogicalPlan::Filter(filter))),
             }
@@ -264,7 +387,7 @@ fn replace_scan(node: LogicalPlan, scores: &BTreeSet<Term>) -> DfResult<Transfor
 /// One step of the bottom-up rewrite above the nodes: each `bm25_score(col, q)` whose
 /// column an input carries becomes a reference to it; a projection passes the score
 /// columns of the text columns it passes through; a union's sides drop them.
-fn refer_to_scores(node: LogicalPlan, scores: &BTreeSet<Term>) -> DfResult<Transformed<LogicalPlan>> {
+fn refer_to_scores(node: LogicalPlan, calls: &Calls) -> DfResult<Transformed<LogicalPlan>> {
     match node {
         LogicalPlan::Union(union) => {
             // A side that carries score columns up loses them: a union's sides have
@@ -288,30 +411,35 @@ fn refer_to_scores(node: LogicalPlan, scores: &BTreeSet<Term>) -> DfResult<Trans
             Ok(if changed { Transformed::yes(union) } else { Transformed::no(union) })
         }
         LogicalPlan::Extension(_) | LogicalPlan::TableScan(_) => Ok(Transformed::no(node)),
-        other => carry_scores(other, scores),
+        other => carry_scores(other, calls),
     }
 }
 
-fn carry_scores(node: LogicalPlan, scores: &BTreeSet<Term>) -> DfResult<Transformed<LogicalPlan>> {
+fn carry_scores(node: LogicalPlan, calls: &Calls) -> DfResult<Transformed<LogicalPlan>> {
     let inputs: Vec<DFSchemaRef> = node.inputs().iter().map(|i| i.schema().clone()).collect();
-    if !inputs.iter().any(|s| s.fields().iter().any(|f| f.name().starts_with("bm25_score("))) {
+    let derived = |f: &Arc<Field>| f.name().starts_with("bm25_score(") || f.name().starts_with("snippet(");
+    if !inputs.iter().any(|s| s.fields().iter().any(derived)) {
         return Ok(Transformed::no(node));
     }
-    let score_column = |column: &Column, query: &str| -> Option<Column> {
-        let name = score_column_name(&column.name, query);
-        let wanted = Column::new(column.relation.clone(), name);
+    // The input column named `name`, of the relation `of` is of.
+    let carried = |of: &Column, name: String| -> Option<Column> {
+        let wanted = Column::new(of.relation.clone(), name);
         inputs.iter().any(|s| s.has_column(&wanted)).then_some(wanted)
+    };
+    let replacement = |e: &Expr| -> Option<Column> {
+        if let Some((column, query)) = call_of(e, SCORE) {
+            return carried(column, score_column_name(&column.name, query));
+        }
+        let (column, snippet) = snippet_call(e)?;
+        carried(column, snippet.column_name())
     };
     // The statement's column names stay as they were (`bm25_score(t.body,Utf8("q"))`).
     let names = NamePreserver::new(&node);
     let node = node
         .map_expressions(|expr| {
             let name = names.save(&expr);
-            let rewritten = expr.transform_up(|e| match call_of(&e, SCORE) {
-                Some((column, query)) => match score_column(column, query) {
-                    Some(found) => Ok(Transformed::yes(Expr::Column(found))),
-                    None => Ok(Transformed::no(e)),
-                },
+            let rewritten = expr.transform_up(|e| match replacement(&e) {
+                Some(found) => Ok(Transformed::yes(Expr::Column(found))),
                 None => Ok(Transformed::no(e)),
             })?;
             Ok(rewritten.update_data(|e| name.restore(e)))
@@ -321,12 +449,37 @@ fn carry_scores(node: LogicalPlan, scores: &BTreeSet<Term>) -> DfResult<Transfor
         LogicalPlan::Projection(projection) => {
             let mut exprs = projection.expr.clone();
             for expr in &projection.expr {
-                let Expr::Column(column) = expr else { continue };
-                for term in scores.iter().filter(|t| t.column == column.name) {
-                    if let Some(found) = score_column(column, &term.query) {
-                        let carried = Expr::Column(found);
-                        if !exprs.contains(&carried) {
-                            exprs.push(carried);
+                // A text column passed through, maybe renamed: its score and snippet
+                // columns go along, renamed alike.
+                let (column, name) = match expr {
+                    Expr::Column(c) => (c, None),
+                    Expr::Alias(alias) => match alias.expr.as_ref() {
+                        Expr::Column(c) => (c, Some(alias.name.as_str())),
+                        _ => continue,
+                    },
+                    _ => continue,
+                };
+                let outer = name.unwrap_or(&column.name);
+                let wanted = calls
+                    .scores
+                    .iter()
+                    .filter(|t| t.column == outer)
+                    .map(|t| (score_column_name(&column.name, &t.query), score_column_name(outer, &t.query)))
+                    .chain(calls.snippets.iter().filter(|s| s.term.column == outer).map(|s| {
+                        let inner = Snippet {
+                            term: Term { column: column.name.clone(), ..s.term.clone() },
+                            ..s.clone()
+                        };
+                        (inner.column_name(), s.column_name())
+                    }));
+                for (inner, renamed) in wanted {
+                    if let Some(found) = carried(column, inner) {
+                        let found = match name {
+                            None => Expr::Column(found),
+                            Some(_) => Expr::Column(found).alias(renamed),
+                        };
+                        if !exprs.contains(&found) {
+                            exprs.push(found);
                         }
                     }
                 }
@@ -381,13 +534,22 @@ fn top_k_below(plan: &LogicalPlan, score: &Column, k: usize) -> DfResult<Option<
             )?)))
         }
         LogicalPlan::Window(w) => {
-            if !w.window_expr.iter().all(|e| is_ranking_by(e, score)) {
+            let key = Expr::Column(score.clone());
+            if !w.window_expr.iter().all(|e| crate::search::knn::ranks_by(e, &key, false)) {
                 return Ok(None);
             }
             let Some(input) = top_k_below(&w.input, score, k)? else { return Ok(None) };
             Ok(Some(LogicalPlan::Window(datafusion::logical_expr::Window::try_new(
                 w.window_expr.clone(),
                 Arc::new(input),
+            )?)))
+        }
+        LogicalPlan::SubqueryAlias(a) => {
+            let Some(inner) = crate::search::knn::unaliased(a, score) else { return Ok(None) };
+            let Some(input) = top_k_below(&a.input, &inner, k)? else { return Ok(None) };
+            Ok(Some(LogicalPlan::SubqueryAlias(datafusion::logical_expr::SubqueryAlias::try_new(
+                Arc::new(input),
+                a.alias.clone(),
             )?)))
         }
         LogicalPlan::Extension(Extension { node }) => {
@@ -401,18 +563,6 @@ fn top_k_below(plan: &LogicalPlan, score: &Column, k: usize) -> DfResult<Option<
     }
 }
 
-/// Whether `expr` is `row_number()`, `rank()` or `dense_rank()` over `ORDER BY score DESC`
-/// with no partitions: its values on the top k rows are the same as on all rows.
-fn is_ranking_by(expr: &Expr, score: &Column) -> bool {
-    let Expr::WindowFunction(window) = expr.clone().unalias_nested().data else { return false };
-    let WindowFunction { fun, params } = window.as_ref();
-    let WindowFunctionParams { args, partition_by, order_by, .. } = params;
-    let ranking = matches!(fun.name().to_ascii_lowercase().as_str(), "row_number" | "rank" | "dense_rank");
-    let by_score = matches!(order_by.as_slice(),
-        [SortExpr { expr: Expr::Column(c), asc: false, .. }] if c == score);
-    ranking && args.is_empty() && partition_by.is_empty() && by_score
-}
-
 /// The rows of a Tarn table that match every `@@@` term and pass every other filter,
 /// with a score column per term asked for; the top k by one score when `top_k` is set.
 #[derive(Debug, Clone)]
@@ -422,6 +572,8 @@ pub struct Bm25Node {
     pub(crate) matches: Vec<Term>,
     /// The score columns, after the scan's columns, in this order.
     pub(crate) scores: Vec<Term>,
+    /// The snippet columns, after the scores.
+    pub(crate) snippets: Vec<Snippet>,
     /// The other filters (on the table's columns).
     pub(crate) filters: Vec<Expr>,
     /// Only the `k` rows with the highest score `scores[i]`, best first.
@@ -434,6 +586,7 @@ impl PartialEq for Bm25Node {
         self.scan == other.scan
             && self.matches == other.matches
             && self.scores == other.scores
+            && self.snippets == other.snippets
             && self.filters == other.filters
             && self.top_k == other.top_k
     }
@@ -446,6 +599,7 @@ impl Hash for Bm25Node {
         self.scan.hash(state);
         self.matches.hash(state);
         self.scores.hash(state);
+        self.snippets.hash(state);
         self.top_k.hash(state);
     }
 }
@@ -460,11 +614,7 @@ impl Bm25Node {
     /// The node in place of `scan` and `conjuncts` (a filter right above it), if they
     /// have `@@@` terms on the table; every score in `scores` on one of the table's
     /// columns is computed.
-    fn over(
-        scan: &TableScan,
-        conjuncts: Vec<Expr>,
-        scores: &BTreeSet<Term>,
-    ) -> DfResult<Option<LogicalPlan>> {
+    fn over(scan: &TableScan, conjuncts: Vec<Expr>, calls: &Calls) -> DfResult<Option<LogicalPlan>> {
         let Ok(provider) = source_as_provider(&scan.source) else { return Ok(None) };
         let Some(table) = provider.downcast_ref::<TarnTable>() else { return Ok(None) };
         let mut filters: Vec<Expr> = conjuncts;
@@ -490,15 +640,23 @@ impl Bm25Node {
         }
         let schema = table.schema();
         let scores: Vec<Term> =
-            scores.iter().filter(|t| schema.index_of(&t.column).is_ok()).cloned().collect();
+            calls.scores.iter().filter(|t| schema.index_of(&t.column).is_ok()).cloned().collect();
+        let snippets: Vec<Snippet> =
+            calls.snippets.iter().filter(|s| schema.index_of(&s.term.column).is_ok()).cloned().collect();
         let mut fields: Vec<(Option<TableReference>, Arc<Field>)> =
             scan.projected_schema.iter().map(|(q, f)| (q.cloned(), f.clone())).collect();
         for term in &scores {
             let name = score_column_name(&term.column, &term.query);
             fields.push((Some(scan.table_name.clone()), Arc::new(Field::new(name, DataType::Float32, true))));
         }
+        for snippet in &snippets {
+            fields.push((
+                Some(scan.table_name.clone()),
+                Arc::new(Field::new(snippet.column_name(), DataType::Utf8, true)),
+            ));
+        }
         let schema = Arc::new(DFSchema::new_with_metadata(fields, Default::default())?);
-        let node = Bm25Node { scan: scan.clone(), matches, scores, filters, top_k: None, schema };
+        let node = Bm25Node { scan: scan.clone(), matches, scores, snippets, filters, top_k: None, schema };
         Ok(Some(LogicalPlan::Extension(Extension { node: Arc::new(node) })))
     }
 
@@ -516,7 +674,7 @@ impl Bm25Node {
     fn score_position(&self, column: &Column) -> Option<usize> {
         let width = self.scan.projected_schema.fields().len();
         let i = self.schema.index_of_column(column).ok()?;
-        i.checked_sub(width)
+        i.checked_sub(width).filter(|&i| i < self.scores.len())
     }
 }
 
@@ -542,6 +700,10 @@ impl UserDefinedLogicalNodeCore for Bm25Node {
         write!(f, "TarnBm25: table={}, match=[{}]", self.scan.table_name, list(&self.matches))?;
         if !self.scores.is_empty() {
             write!(f, ", scores=[{}]", list(&self.scores))?;
+        }
+        if !self.snippets.is_empty() {
+            let snippets: Vec<String> = self.snippets.iter().map(|s| s.term.to_string()).collect();
+            write!(f, ", snippets=[{}]", snippets.join(", "))?;
         }
         if let Some((i, k)) = self.top_k {
             write!(f, ", top_k={k} by {}", self.scores[i])?;

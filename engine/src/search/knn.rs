@@ -146,6 +146,24 @@ fn knn_below(sort: &Sort) -> DfResult<Option<LogicalPlan>> {
                 filters.extend(split_conjunction(&f.predicate).into_iter().cloned());
                 node = f.input.as_ref();
             }
+            // The plain-SQL RRF form ranks in a window below its LIMIT: a ranking by the
+            // same order has the same values on the k nearest rows as on all rows.
+            LogicalPlan::Window(w) if w.window_expr.iter().all(|e| ranks_by(e, &expr, true)) => {
+                node = w.input.as_ref();
+            }
+            // `FROM items AS i`: the same columns under the table's own name below.
+            LogicalPlan::SubqueryAlias(a) => {
+                expr = expr
+                    .transform(|e| match e {
+                        Expr::Column(c) => match unaliased(a, &c) {
+                            Some(inner) => Ok(Transformed::yes(Expr::Column(inner))),
+                            None => Ok(Transformed::no(Expr::Column(c))),
+                        },
+                        other => Ok(Transformed::no(other)),
+                    })?
+                    .data;
+                node = a.input.as_ref();
+            }
             LogicalPlan::TableScan(scan) => break scan,
             _ => return Ok(None),
         }
@@ -181,8 +199,42 @@ fn replace_scan(plan: &LogicalPlan, knn: LogicalPlan) -> DfResult<LogicalPlan> {
             p.schema.clone(),
         )?),
         LogicalPlan::Filter(f) => replace_scan(&f.input, knn)?,
+        LogicalPlan::SubqueryAlias(a) => {
+            LogicalPlan::SubqueryAlias(datafusion::logical_expr::SubqueryAlias::try_new(
+                Arc::new(replace_scan(&a.input, knn)?),
+                a.alias.clone(),
+            )?)
+        }
+        LogicalPlan::Window(w) => LogicalPlan::Window(datafusion::logical_expr::Window::try_new(
+            w.window_expr.clone(),
+            Arc::new(replace_scan(&w.input, knn)?),
+        )?),
         _ => knn,
     })
+}
+
+/// The column of an alias's input that `column` (of the alias) is.
+pub(crate) fn unaliased(
+    alias: &datafusion::logical_expr::SubqueryAlias,
+    column: &datafusion::common::Column,
+) -> Option<datafusion::common::Column> {
+    let i = alias.schema.index_of_column(column).ok()?;
+    let (qualifier, field) = alias.input.schema().qualified_field(i);
+    Some(datafusion::common::Column::new(qualifier.cloned(), field.name()))
+}
+
+/// Whether `window` is `row_number()`, `rank()` or `dense_rank()` over `ORDER BY key`
+/// (ascending or not, as `asc` says) with no partitions: on the first k rows of that
+/// order its values are the same as on all rows.
+pub(crate) fn ranks_by(window: &Expr, key: &Expr, asc: bool) -> bool {
+    use datafusion::logical_expr::expr::{WindowFunction, WindowFunctionParams};
+    let Expr::WindowFunction(function) = window.clone().unalias_nested().data else { return false };
+    let WindowFunction { fun, params } = function.as_ref();
+    let WindowFunctionParams { args, partition_by, order_by, .. } = params;
+    let ranking = matches!(fun.name().to_ascii_lowercase().as_str(), "row_number" | "rank" | "dense_rank");
+    let ordered = matches!(order_by.as_slice(),
+        [sort] if sort.asc == asc && sort.expr.clone().unalias_nested().data == *key);
+    ranking && args.is_empty() && partition_by.is_empty() && ordered
 }
 
 /// `distance(column, constant vector)` (either order): the distance, the column name

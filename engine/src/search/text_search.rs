@@ -43,6 +43,7 @@ use roaring::RoaringTreemap;
 use tantivy::query::{BooleanQuery, BoostQuery, EnableScoring, Occur, Query, QueryParser, Weight};
 use tantivy::query_grammar::{Delimiter, UserInputAst, UserInputLeaf};
 use tantivy::schema::Field;
+use tantivy::snippet::SnippetGenerator;
 use tantivy::{DocId, DocSet, Index, Score, Searcher, Term as TantivyTerm, TERMINATED};
 use tarn_storage::changes::BucketView;
 use tarn_storage::table::BaseSnapshot;
@@ -51,7 +52,7 @@ use tarn_storage::text_index::{self, TextIndexDef, TextSegment};
 use crate::catalog::provider::{unqualify, TarnTable};
 use crate::error::EngineError;
 use crate::search::base_cache::{self, PerBase};
-use crate::search::bm25::{internal, Bm25Node, Term};
+use crate::search::bm25::{internal, Bm25Node, Snippet, Term};
 
 /// Plans [`Bm25Node`]s.
 #[derive(Debug, Default)]
@@ -84,10 +85,12 @@ impl ExtensionPlanner for Bm25Planner {
                 EngineError::unsupported("bm25 indexes need a table stored as lance").into_datafusion()
             );
         }
-        let index = index_for(&snapshot.manifest.text_indexes, &node.matches, &node.scores)?;
+        let mut terms = node.scores.clone();
+        terms.extend(node.snippets.iter().map(|s| s.term.clone()));
+        let index = index_for(&snapshot.manifest.text_indexes, &node.matches, &terms)?;
         let parsed = ParsedIndex::of(&index)?;
         // Malformed queries fail here, before anything is read.
-        for term in node.matches.iter().chain(&node.scores) {
+        for term in node.matches.iter().chain(&node.scores).chain(node.snippets.iter().map(|s| &s.term)) {
             parsed.parse(term)?;
         }
         let schema = table.schema();
@@ -115,6 +118,7 @@ impl ExtensionPlanner for Bm25Planner {
             parsed,
             matches: node.matches.clone(),
             scores: node.scores.clone(),
+            snippets: node.snippets.clone(),
             top_k: node.top_k,
             filter_text: filter_expr.map(|f| f.to_string()),
             filter,
@@ -285,6 +289,7 @@ struct TextSearch {
     parsed: ParsedIndex,
     matches: Vec<Term>,
     scores: Vec<Term>,
+    snippets: Vec<Snippet>,
     top_k: Option<(usize, usize)>,
     /// The other filters (unqualified), for caching their allow sets, and as a physical
     /// expression over the table's schema.
@@ -480,7 +485,10 @@ impl TextSearch {
 
         // The search.
         let statistics = Statistics(&parts);
-        let Some(first) = parts.first() else { return self.output(&[], &parts, ds, Vec::new()).await };
+        let Some(first) = parts.first() else {
+            let empty = vec![Vec::new(); self.scores.len()];
+            return self.output(&[], &parts, ds, empty, &[]).await;
+        };
         let scoring = EnableScoring::enabled_from_statistics_provider(&statistics, &first.searcher);
         let driver = self.driver()?;
         let weight = driver.weight(scoring).map_err(tantivy_error)?;
@@ -562,7 +570,16 @@ impl TextSearch {
             total_us = started.elapsed().as_micros() as u64,
             "bm25 search"
         );
-        self.output(&hits, &parts, ds, scores).await
+        let mut generators = Vec::with_capacity(self.snippets.len());
+        for snippet in &self.snippets {
+            let query = self.parsed.parse(&snippet.term)?;
+            let field = self.parsed.field(&snippet.term.column)?;
+            let mut generator =
+                SnippetGenerator::create(&first.searcher, query.as_ref(), field).map_err(tantivy_error)?;
+            generator.set_max_num_chars(snippet.max_chars);
+            generators.push(generator);
+        }
+        self.output(&hits, &parts, ds, scores, &generators).await
     }
 
     /// The query run: every `@@@` term must match; under a top-k, the ranked score is
@@ -664,6 +681,7 @@ impl TextSearch {
         parts: &[Part],
         ds: &Arc<Dataset>,
         scores: Vec<Vec<Score>>,
+        snippets: &[SnippetGenerator],
     ) -> DfResult<RecordBatch> {
         let table = self.tarn();
         let snapshot = table.snapshot();
@@ -688,7 +706,6 @@ impl TextSearch {
             };
             in_table_schema(&rows, &schema)?
         };
-        let base = base.project(&self.output)?;
         let position: HashMap<u64, usize> = addresses.iter().enumerate().map(|(i, a)| (*a, i)).collect();
         // Change rows: from their views.
         let mut sources: Vec<RecordBatch> = vec![base];
@@ -707,7 +724,7 @@ impl TextSearch {
                         None => {
                             let rows =
                                 view.rows.as_ref().ok_or_else(|| internal("a hit in an empty bucket"))?;
-                            let rows = in_table_schema(rows, &schema)?.project(&self.output)?;
+                            let rows = in_table_schema(rows, &schema)?;
                             sources.push(rows);
                             source_of_part.insert(hit.part, sources.len() - 1);
                             sources.len() - 1
@@ -719,9 +736,18 @@ impl TextSearch {
         }
         let sources_ref: Vec<&RecordBatch> = sources.iter().collect();
         let rows = interleave_record_batch(&sources_ref, &indices)?;
-        let mut columns = rows.columns().to_vec();
+        let mut columns = rows.project(&self.output)?.columns().to_vec();
         for column in scores {
             columns.push(Arc::new(Float32Array::from(column)));
+        }
+        for (snippet, generator) in self.snippets.iter().zip(snippets) {
+            let text = rows.column(schema.index_of(&snippet.term.column)?);
+            let text = arrow::compute::cast(text, &arrow::datatypes::DataType::Utf8)?;
+            let text = text.as_string::<i32>();
+            let highlighted: arrow::array::StringArray = (0..text.len())
+                .map(|i| text.is_valid(i).then(|| highlight(&generator.snippet(text.value(i)), snippet)))
+                .collect();
+            columns.push(Arc::new(highlighted));
         }
         Ok(RecordBatch::try_new_with_options(
             self.output_schema.clone(),
@@ -729,6 +755,26 @@ impl TextSearch {
             &RecordBatchOptions::new().with_row_count(Some(hits.len())),
         )?)
     }
+}
+
+/// A snippet's fragment with its matches between the snippet's tags (the text as it is:
+/// no HTML escaping).
+fn highlight(found: &tantivy::snippet::Snippet, snippet: &Snippet) -> String {
+    let fragment = found.fragment();
+    let mut out = String::with_capacity(fragment.len() + 16);
+    let mut at = 0;
+    for range in found.highlighted() {
+        if range.start < at || range.end > fragment.len() {
+            continue;
+        }
+        out.push_str(&fragment[at..range.start]);
+        out.push_str(&snippet.start);
+        out.push_str(&fragment[range.clone()]);
+        out.push_str(&snippet.end);
+        at = range.end;
+    }
+    out.push_str(&fragment[at..]);
+    out
 }
 
 /// A hit ordered by score, then (for equal scores) earlier parts and documents first.

@@ -45,10 +45,12 @@ pub fn bind_table_function_args(statement: &mut ast::Statement, params: &[Scalar
     impl VisitorMut for Binder<'_> {
         type Break = ();
         fn pre_visit_table_factor(&mut self, factor: &mut ast::TableFactor) -> ControlFlow<()> {
-            let ast::TableFactor::Table { args: Some(args), .. } = factor else {
+            let ast::TableFactor::Table { name, args: Some(args), .. } = factor else {
                 return ControlFlow::Continue(());
             };
-            for arg in &mut args.args {
+            // hybrid_search(table, text, vector, k, ...): its first three are text.
+            let texts = if name.to_string().eq_ignore_ascii_case("hybrid_search") { 3 } else { 0 };
+            for (position, arg) in args.args.iter_mut().enumerate() {
                 let expr = match arg {
                     ast::FunctionArg::Named { arg: ast::FunctionArgExpr::Expr(e), .. }
                     | ast::FunctionArg::ExprNamed { arg: ast::FunctionArgExpr::Expr(e), .. }
@@ -61,6 +63,7 @@ pub fn bind_table_function_args(statement: &mut ast::Statement, params: &[Scalar
                 for n in found {
                     let ty = match self.params.get(n - 1) {
                         Some(value) if !value.is_null() => value.data_type(),
+                        _ if bare && position < texts => DataType::Utf8,
                         _ if bare => DataType::Int64,
                         _ => DataType::Utf8,
                     };

@@ -604,6 +604,7 @@ impl Session {
         }
         let mut statement = parsed.statement.clone();
         let hints = bind_table_function_args(&mut statement, params);
+        crate::search::hybrid::rewrite(&mut statement, &|name| self.table(name))?;
         Ok((self.plan_statement(statement).await?, hints))
     }
 
