@@ -520,3 +520,145 @@ async fn hybrid_search_fuses_the_two_searches() {
     );
     server.stop().await;
 }
+
+/// A Chinese corpus of 420 sentences written for this test (every subject, verb,
+/// object and ending combined), indexed with `tokenizer = 'chinese'`: a word is found
+/// inside unsegmented text wherever it stands, a string that is not a word is not, and
+/// rows in the change store are segmented as indexed ones are.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chinese_words_are_found_inside_unsegmented_text() {
+    const SUBJECTS: [&str; 6] = ["小明", "王老师", "我们的团队", "这家公司", "研究人员", "学生们"];
+    const VERBS: [&str; 5] = ["正在研究", "昨天发布了", "打算购买", "非常喜欢", "重新设计了"];
+    const OBJECTS: [&str; 7] = [
+        "向量数据库",
+        "全文检索系统",
+        "人工智能模型",
+        "新能源汽车",
+        "智能手机",
+        "机器学习平台",
+        "北京的地铁线路",
+    ];
+    const ENDINGS: [&str; 2] = ["。", "，但是价格太高。"];
+    let mut sentences = Vec::new();
+    for s in SUBJECTS {
+        for v in VERBS {
+            for o in OBJECTS {
+                for e in ENDINGS {
+                    sentences.push(format!("{s}{v}{o}{e}"));
+                }
+            }
+        }
+    }
+    let server = TestServer::start().await;
+    let client = server.client().await;
+    client.batch_execute("CREATE TABLE zh (id BIGINT PRIMARY KEY, body TEXT)").await.unwrap();
+    let insert = |range: std::ops::Range<usize>| {
+        let values: Vec<String> = range.map(|i| format!("({i}, '{}')", sentences[i])).collect();
+        format!("INSERT INTO zh VALUES {}", values.join(", "))
+    };
+    // Most rows in the index, the last 60 in the change store.
+    client.batch_execute(&insert(0..360)).await.unwrap();
+    client
+        .batch_execute("VACUUM zh; CREATE INDEX zh_body ON zh USING bm25 (body) WITH (tokenizer = 'chinese')")
+        .await
+        .unwrap();
+    client.batch_execute(&insert(360..420)).await.unwrap();
+
+    for word in [
+        "数据库",
+        "检索",
+        "人工智能",
+        "智能",
+        "汽车",
+        "手机",
+        "学习",
+        "地铁",
+        "价格",
+        "研究",
+        "老师",
+        "团队",
+        "公司",
+    ] {
+        let expected: Vec<i64> =
+            (0..sentences.len()).filter(|&i| sentences[i].contains(word)).map(|i| i as i64).collect();
+        assert!(!expected.is_empty() && expected.len() < sentences.len(), "{word}");
+        let found = ids(&client, &format!("SELECT id FROM zh WHERE body @@@ '{word}'")).await;
+        assert_eq!(found, expected, "the sentences with {word}");
+        let top = ids(
+            &client,
+            &format!(
+                "SELECT id FROM zh WHERE body @@@ '{word}' ORDER BY bm25_score(body, '{word}') DESC LIMIT 5"
+            ),
+        )
+        .await;
+        assert_eq!(top.len(), 5, "{word}: top 5");
+    }
+    // Two words: both must be there with AND.
+    let expected: Vec<i64> = (0..sentences.len())
+        .filter(|&i| sentences[i].contains("汽车") && sentences[i].contains("价格"))
+        .map(|i| i as i64)
+        .collect();
+    assert_eq!(ids(&client, "SELECT id FROM zh WHERE body @@@ '汽车 AND 价格'").await, expected);
+    // Strings across word boundaries are not terms (an n-gram tokenizer would find
+    // these; jieba's dictionary has none of them as a word).
+    for piece in ["能汽", "量数", "索系", "能模"] {
+        assert!(
+            ids(&client, &format!("SELECT id FROM zh WHERE body @@@ '{piece}'")).await.is_empty(),
+            "{piece}"
+        );
+    }
+}
+
+/// An index's segments and documents, from `tarn_indexes`.
+async fn segments_of(client: &Client, index: &str) -> (i32, i64) {
+    let row = client
+        .query_one("SELECT segments, documents FROM tarn_indexes WHERE index_name = $1", &[&index])
+        .await
+        .unwrap();
+    (row.get(0), row.get(1))
+}
+
+/// Each compaction adds a segment; the tenth of a size tier merges the ten into one.
+/// Nothing moves: the same rows match (an updated row only by its new text) with the
+/// same scores, since a merge keeps every document and so the statistics.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn segments_merge_without_moving_scores() {
+    let server = TestServer::start().await;
+    let client = server.client().await;
+    client
+        .batch_execute("CREATE TABLE m (id BIGINT PRIMARY KEY, body TEXT, bucket INT, title TEXT) WITH (auto_compaction = off)")
+        .await
+        .unwrap();
+    load(&client, "m", 0..20).await;
+    client.batch_execute("CREATE INDEX m_body ON m USING bm25 (body)").await.unwrap();
+    for round in 1..9 {
+        load(&client, "m", round * 20..(round + 1) * 20).await;
+        if round == 5 {
+            client.batch_execute("UPDATE m SET body = 'falcon falcon' WHERE id = 3").await.unwrap();
+        }
+        client.batch_execute("VACUUM m").await.unwrap();
+    }
+    assert_eq!(segments_of(&client, "m_body").await.0, 9, "one segment per compaction");
+    load(&client, "m", 180..200).await;
+    let text = |i: u64| if i == 3 { "falcon falcon".to_string() } else { text_of(i) };
+    let queries = ["river", "falcon", "glacier stone", "brown fox"];
+    let mut before = Vec::new();
+    for query in queries {
+        before.push(scores_of(&client, "m", query).await);
+    }
+    client.batch_execute("VACUUM m").await.unwrap();
+    // 10 of 20 documents, plus the updated row's new one: one merged segment.
+    assert_eq!(segments_of(&client, "m_body").await, (1, 201), "ten segments merged into one");
+    for (query, before) in queries.iter().zip(&before) {
+        assert_close(&scores_of(&client, "m", query).await, before, query);
+    }
+    for word in ["river", "falcon", "stone"] {
+        let expected: Vec<i64> =
+            (0..200).filter(|&i| text(i).split(' ').any(|w| w == word)).map(|i| i as i64).collect();
+        assert_eq!(
+            ids(&client, &format!("SELECT id FROM m WHERE body @@@ '{word}'")).await,
+            expected,
+            "{word}"
+        );
+    }
+}

@@ -493,6 +493,111 @@ async fn crash_after_a_compaction_commits() {
     crash_at("compaction-after-commit", 1..3).await;
 }
 
+/// A BM25 index through crashes: rows `(i, 'common w<i>')` are inserted one per
+/// statement while compactions build text segments; the server is killed at a random
+/// moment, then dies at a fail point after a compaction wrote its segment's files and
+/// before its manifest named them. After each restart every acknowledged row is found
+/// by its own word and by the common one, once, and an orphan segment is never read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_index_survives_sigkill_and_a_crash_between_segment_and_manifest() {
+    const TEXT_DDL: &str = "CREATE TABLE docs (id BIGINT PRIMARY KEY, body TEXT) \
+                            WITH (bucket_count = 2, compaction_threshold = 40, compaction_interval = '1s'); \
+                            CREATE INDEX docs_body ON docs USING bm25 (body)";
+    let mut rng = Rng::new(env_u64("TARN_CRASH_SEED", 0xC0FFEE));
+    let temp = tempfile::tempdir().unwrap();
+    let data = temp.path().join("data");
+
+    /// Inserts rows from `next` on until the connection dies or `stop` is set; returns
+    /// the acknowledged ids and the one in doubt.
+    async fn insert(conn: String, next: i64, stop: Arc<AtomicBool>) -> (Vec<i64>, Option<i64>) {
+        let Ok(db) = connect(&conn).await else { return (Vec::new(), None) };
+        let mut acked = Vec::new();
+        for id in next.. {
+            if stop.load(Ordering::Relaxed) {
+                return (acked, None);
+            }
+            let sql = format!("INSERT INTO docs VALUES ({id}, 'common w{id}')");
+            match db.batch_execute(&sql).await {
+                Ok(()) => acked.push(id),
+                Err(_) => return (acked, Some(id)),
+            }
+        }
+        unreachable!()
+    }
+
+    /// Every acknowledged row is found once, by its word and by `common`; a row in
+    /// doubt is found by both or by neither. Returns the ids found.
+    async fn verify(db: &Client, acked: &[i64], in_doubt: &[i64], context: &str) -> Vec<i64> {
+        let found: Vec<i64> = db
+            .query("SELECT id FROM docs WHERE body @@@ 'common' ORDER BY id", &[])
+            .await
+            .unwrap_or_else(|e| panic!("{context}: {}", describe(&e)))
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let mut expected: Vec<i64> = acked.to_vec();
+        expected.extend(in_doubt.iter().filter(|id| found.contains(id)));
+        expected.sort_unstable();
+        assert_eq!(found, expected, "{context}: the rows `common` finds");
+        for id in found.iter().step_by(7) {
+            let rows = db.query(&format!("SELECT id FROM docs WHERE body @@@ 'w{id}'"), &[]).await.unwrap();
+            let ids: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
+            assert_eq!(ids, vec![*id], "{context}: the row of w{id}");
+        }
+        found
+    }
+
+    let mut server = Server::spawn(&data, None);
+    server.ready().await.batch_execute(TEXT_DDL).await.unwrap();
+    server.kill();
+    let (mut acked, mut in_doubt) = (Vec::new(), Vec::new());
+    let mut next = 0;
+    for _ in 0..3 {
+        let mut server = Server::spawn(&data, None);
+        server.ready().await;
+        let stop = Arc::new(AtomicBool::new(false));
+        let load = tokio::spawn(insert(server.conn(), next, stop.clone()));
+        tokio::time::sleep(Duration::from_millis(rng.range(1500, 4000) as u64)).await;
+        server.kill();
+        let (done, doubt) = load.await.unwrap();
+        next = done.last().map_or(next, |id| id + 1).max(doubt.map_or(0, |id| id + 1));
+        acked.extend(done);
+        in_doubt.extend(doubt);
+    }
+
+    // Dies after the next compaction's segment files are written, before its manifest.
+    let mut server = Server::spawn(&data, Some("compaction-before-commit@1"));
+    server.ready().await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = tokio::spawn(insert(server.conn(), next, stop.clone()));
+    let status = server.exited(Duration::from_secs(60)).await;
+    let log = server.log_tail();
+    server.kill();
+    let (done, doubt) = load.await.unwrap();
+    assert!(status.is_some_and(|s| !s.success()), "the server did not die at the fail point:\n{log}");
+    next = done.last().map_or(next, |id| id + 1).max(doubt.map_or(0, |id| id + 1));
+    acked.extend(done);
+    in_doubt.extend(doubt);
+
+    let mut server = Server::spawn(&data, None);
+    let db = server.ready().await;
+    let found = verify(&db, &acked, &in_doubt, "after the crashes").await;
+    db.batch_execute(&format!("INSERT INTO docs VALUES ({next}, 'common w{next}'); VACUUM docs"))
+        .await
+        .unwrap();
+    let segments: i32 = db
+        .query_one("SELECT segments FROM tarn_indexes WHERE index_name = 'docs_body'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(segments >= 2, "compactions built segments: {segments}");
+    let mut now_acked = found;
+    now_acked.push(next);
+    verify(&db, &now_acked, &[], "after a VACUUM").await;
+    drop(db);
+    server.kill();
+}
+
 #[test]
 fn the_expected_table_follows_the_heads() {
     // The oracle itself: client 0 at transaction 2, client 1 at none.

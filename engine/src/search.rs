@@ -11,6 +11,7 @@
 //!   bm25 index; [`text_search`] runs it over the index, unindexed fragments and
 //!   change rows.
 //! - [`hybrid`]: `hybrid_search(...)`, fused from a BM25 and a kNN search.
+//! - [`one_batch`]: the physical plan node both searches run as.
 
 pub mod base_cache;
 pub mod bm25;
@@ -18,6 +19,7 @@ pub mod distance;
 pub mod hybrid;
 pub mod index_ddl;
 pub mod knn;
+pub mod one_batch;
 pub mod text_search;
 pub mod vector;
 pub mod vector_aggregates;

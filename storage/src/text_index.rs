@@ -9,11 +9,12 @@
 //! Lance deleted before the build is an empty document), so a document's id gives its
 //! row address: `fragment << 32 | (doc - doc_base)`. Nothing is ever deleted inside
 //! tantivy: the reader masks rows the base's deletion vectors or the change store
-//! replaced, and the BM25 statistics count every document of every segment, as
-//! tantivy's own do until a merge.
+//! replaced, and the BM25 statistics count every document of every segment (as
+//! tantivy's own do until a merge; ours keep every document, so scores do not move).
 //!
 //! Rows reach the index when they reach the base: a compaction builds a segment over the
-//! fragments it appends before its commit (never a rebuild), `VACUUM` does the same
+//! fragments it appends before its commit (never a rebuild) and merges small segments
+//! ten at a time (tantivy's merger, no re-tokenizing), `VACUUM` does the same
 //! for a table without a primary key, and until then the reader indexes such rows in
 //! memory. A folder no manifest names (a crash between the files and the commit) is
 //! never read.
@@ -35,9 +36,10 @@ use tantivy::directory::RamDirectory;
 use tantivy::schema::{IndexRecordOption, Schema, TextFieldIndexing, TextOptions};
 use tantivy::tokenizer::{
     AsciiFoldingFilter, Language, LowerCaser, NgramTokenizer, RawTokenizer, RemoveLongFilter,
-    SimpleTokenizer, Stemmer, StopWordFilter, TextAnalyzer, WhitespaceTokenizer,
+    SimpleTokenizer, Stemmer, StopWordFilter, TextAnalyzer, Token, TokenStream, WhitespaceTokenizer,
 };
 use tantivy::{Directory, Index, TantivyDocument};
+use tantivy_jieba::{JiebaTokenStream, JiebaTokenizer};
 use tracing::info;
 
 use crate::error::{Result, StorageError};
@@ -96,6 +98,10 @@ pub enum TokenizerKind {
     /// Every substring of `min..=max` characters (only the prefixes of each word when
     /// `prefix_only`).
     Ngram { min: usize, max: usize, prefix_only: bool },
+    /// Chinese words by jieba's dictionary and HMM, in its search mode (a long word also
+    /// yields the words inside it); other scripts split as jieba splits them. Spaces and
+    /// punctuation are not terms.
+    Chinese,
 }
 
 impl Default for Tokenizer {
@@ -122,6 +128,7 @@ impl Tokenizer {
             TokenizerKind::Default => "default".to_string(),
             TokenizerKind::Whitespace => "whitespace".to_string(),
             TokenizerKind::Raw => "raw".to_string(),
+            TokenizerKind::Chinese => "chinese".to_string(),
             TokenizerKind::Ngram { min, max, prefix_only } => {
                 format!("ngram({min},{max}{})", if prefix_only { ",prefix" } else { "" })
             }
@@ -150,6 +157,9 @@ impl Tokenizer {
                 .dynamic(),
             TokenizerKind::Whitespace => TextAnalyzer::builder(WhitespaceTokenizer::default()).dynamic(),
             TokenizerKind::Raw => TextAnalyzer::builder(RawTokenizer::default()).dynamic(),
+            TokenizerKind::Chinese => TextAnalyzer::builder(ChineseWords::default())
+                .filter(RemoveLongFilter::limit(MAX_TOKEN_BYTES))
+                .dynamic(),
             TokenizerKind::Ngram { min, max, prefix_only } => {
                 if min == 0 || min > max || max > 20 {
                     return Err(invalid(format!(
@@ -175,6 +185,40 @@ impl Tokenizer {
             builder = builder.filter_dynamic(Stemmer::new(language_named(language)?));
         }
         Ok(builder.build())
+    }
+}
+
+/// jieba's segmentation without the spaces and punctuation it also returns as segments.
+#[derive(Clone, Default)]
+struct ChineseWords(JiebaTokenizer);
+
+impl tantivy::tokenizer::Tokenizer for ChineseWords {
+    type TokenStream<'a> = WordsOnly<JiebaTokenStream<'a>>;
+
+    fn token_stream<'a>(&'a mut self, text: &'a str) -> Self::TokenStream<'a> {
+        WordsOnly(self.0.token_stream(text))
+    }
+}
+
+/// A token stream without the tokens that hold no letter or digit.
+struct WordsOnly<S>(S);
+
+impl<S: TokenStream> TokenStream for WordsOnly<S> {
+    fn advance(&mut self) -> bool {
+        while self.0.advance() {
+            if self.0.token().text.chars().any(char::is_alphanumeric) {
+                return true;
+            }
+        }
+        false
+    }
+
+    fn token(&self) -> &Token {
+        self.0.token()
+    }
+
+    fn token_mut(&mut self) -> &mut Token {
+        self.0.token_mut()
     }
 }
 
@@ -553,8 +597,9 @@ fn check_columns(def: &TextIndexDef, schema: &arrow::datatypes::Schema) -> Resul
 }
 
 /// After rows were appended to `ds` (compaction, `VACUUM`, an overwrite): gives every
-/// index a segment over the fragments none of its segments covers, and forgets
-/// segments whose fragments are all gone. Returns the definitions brought up to date.
+/// index a segment over the fragments none of its segments covers, forgets segments
+/// whose fragments are all gone, and merges segments (see [`merge_candidates`]).
+/// Returns the definitions brought up to date.
 pub(crate) async fn refresh(table: &Table, ds: &Dataset, defs: &[TextIndexDef]) -> Result<Vec<TextIndexDef>> {
     let present: HashSet<u64> = ds.get_fragments().iter().map(|f| f.id() as u64).collect();
     let mut out = Vec::with_capacity(defs.len());
@@ -565,9 +610,67 @@ pub(crate) async fn refresh(table: &Table, ds: &Dataset, defs: &[TextIndexDef]) 
         if let Some(segment) = build_segment(table, ds, &def, &fresh).await? {
             def.segments.push(segment);
         }
+        while let Some(group) = merge_candidates(&def.segments) {
+            // The merged segment takes the place of the group's first.
+            let mut merged = Some(merge_segments(table, &def, &group).await?);
+            def.segments = std::mem::take(&mut def.segments)
+                .into_iter()
+                .enumerate()
+                .filter_map(|(i, segment)| if group.contains(&i) { merged.take() } else { Some(segment) })
+                .collect();
+        }
         out.push(def);
     }
     Ok(out)
+}
+
+/// Segments merge [`MERGE_FACTOR`] at a time within a size tier (a power of ten of
+/// documents), so a row is rewritten about `log10(rows / batch)` times in its life
+/// and an index has at most `MERGE_FACTOR - 1` segments per tier.
+const MERGE_FACTOR: usize = 10;
+
+/// The positions of `MERGE_FACTOR` segments of the smallest tier that has as many.
+fn merge_candidates(segments: &[TextSegment]) -> Option<Vec<usize>> {
+    let mut tiers: std::collections::BTreeMap<u32, Vec<usize>> = Default::default();
+    for (i, segment) in segments.iter().enumerate() {
+        tiers.entry(segment.docs.max(1).ilog10()).or_default().push(i);
+    }
+    tiers.into_values().find(|group| group.len() >= MERGE_FACTOR).map(|mut group| {
+        group.truncate(MERGE_FACTOR);
+        group
+    })
+}
+
+/// One segment holding the documents of `group` (positions in `def.segments`), in that
+/// order, written beside them. Nothing is dropped: the statistics, and so the scores,
+/// are those of the segments merged.
+async fn merge_segments(table: &Table, def: &TextIndexDef, group: &[usize]) -> Result<TextSegment> {
+    let started = Instant::now();
+    let mut indexes = Vec::with_capacity(group.len());
+    let mut runs = Vec::new();
+    let mut docs = 0;
+    for &i in group {
+        let segment = &def.segments[i];
+        indexes.push(open_segment(table, def, segment)?);
+        runs.extend(segment.runs.iter().map(|r| FragmentRun { doc_base: docs + r.doc_base, ..*r }));
+        docs += segment.docs;
+    }
+    let dir = RamDirectory::create();
+    let output = dir.clone();
+    let index = tokio::task::spawn_blocking(move || tantivy::indexer::merge_indices(&indexes, output))
+        .await
+        .map_err(|e| StorageError::internal(format!("text index merge failed: {e}")))??;
+    let id = index
+        .searchable_segment_ids()?
+        .first()
+        .map(|s| s.uuid_string())
+        .ok_or_else(|| StorageError::internal("a text index merge made no segment"))?;
+    let bytes = write_segment_files(table, &def.name, &id, &index, &dir).await?;
+    info!(
+        table = %table.name, index = %def.name, segment = %id, docs, merged = group.len(), bytes,
+        ms = started.elapsed().as_millis() as u64, "text index segments merged"
+    );
+    Ok(TextSegment { id, runs, docs })
 }
 
 impl Table {
@@ -704,6 +807,21 @@ mod tests {
         assert_eq!(segment.address_of(10), Some(7 << 32));
         assert_eq!(segment.address_of(14), Some(7 << 32 | 4));
         assert_eq!(segment.address_of(15), None);
+    }
+
+    #[test]
+    fn segments_merge_ten_at_a_time_within_a_tier() {
+        let of = |docs: &[u32]| -> Vec<TextSegment> {
+            docs.iter().map(|&docs| TextSegment { id: String::new(), runs: Vec::new(), docs }).collect()
+        };
+        assert_eq!(merge_candidates(&of(&[500; 9])), None);
+        assert_eq!(merge_candidates(&of(&[500; 10])), Some((0..10).collect()));
+        // The smallest full tier first; other tiers' segments stay where they are.
+        let mut docs = vec![5000, 30, 40];
+        docs.extend([50; 9]);
+        docs.extend([600; 10]);
+        assert_eq!(merge_candidates(&of(&docs)), Some((1..11).collect()));
+        assert_eq!(merge_candidates(&of(&[0, 1, 0, 1, 0, 1, 0, 1, 0, 1])), Some((0..10).collect()));
     }
 
     #[test]

@@ -121,12 +121,7 @@ fn tokenizer(options: &[(String, String)]) -> Result<Tokenizer> {
                     tokenizer.kind = TokenizerKind::Default;
                     tokenizer.stemmer = Some("english".into());
                 }
-                "chinese" | "jieba" => {
-                    return Err(EngineError::unsupported(
-                        "the chinese (jieba) tokenizer is not available in this build yet; \
-                         tokenizer = 'ngram' with min_gram = 1, max_gram = 2 finds words inside unsegmented text",
-                    ))
-                }
+                "chinese" | "jieba" => tokenizer.kind = TokenizerKind::Chinese,
                 other => match other.strip_suffix("_stem") {
                     Some(language) => {
                         tokenizer.stemmer = Some(stemmer_language(language)?);
@@ -134,7 +129,7 @@ fn tokenizer(options: &[(String, String)]) -> Result<Tokenizer> {
                     None => {
                         return Err(EngineError::InvalidParameter {
                             message: format!(
-                                "unknown tokenizer \"{other}\" (default, whitespace, raw, ngram, en_stem, <language>_stem)"
+                                "unknown tokenizer \"{other}\" (default, whitespace, raw, ngram, chinese, en_stem, <language>_stem)"
                             ),
                         })
                     }

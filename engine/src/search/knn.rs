@@ -40,17 +40,14 @@ use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{DFSchema, DFSchemaRef, Result as DfResult, ScalarValue};
 use datafusion::error::DataFusionError;
 use datafusion::execution::context::{QueryPlanner, SessionState};
-use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::utils::{conjunction, split_conjunction};
 use datafusion::logical_expr::{
     Expr, Extension, LogicalPlan, Projection, Sort, TableScan, UserDefinedLogicalNode,
     UserDefinedLogicalNodeCore,
 };
 use datafusion::optimizer::{ApplyOrder, OptimizerConfig, OptimizerRule};
-use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
-use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
-use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties};
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_planner::{DefaultPhysicalPlanner, ExtensionPlanner, PhysicalPlanner};
 use futures::TryStreamExt;
 use lance::dataset::scanner::MaterializationStyle;
@@ -62,6 +59,7 @@ use tarn_storage::vector_index::{IndexDef, IndexMethod, Metric};
 use crate::catalog::provider::{unqualify, TarnTable};
 use crate::search::base_cache::{self, BaseRows, PerBase};
 use crate::search::distance::{row, values, Distance};
+use crate::search::one_batch::{OneBatchExec, Search};
 
 /// The session's search knobs (`SET hnsw.ef_search`, `SET ivfflat.probes`), carried
 /// to the planner in DataFusion's session config.
@@ -456,7 +454,7 @@ impl ExtensionPlanner for KnnPlanner {
             }
         };
         let output_schema: SchemaRef = Arc::new(node.scan.projected_schema.as_arrow().clone());
-        Ok(Some(Arc::new(KnnExec::new(KnnSearch {
+        Ok(Some(Arc::new(OneBatchExec::new(KnnSearch {
             table: provider.clone(),
             mode,
             selectivity,
@@ -653,7 +651,7 @@ impl KnnSearch {
     }
 
     /// The k nearest rows, nearest first, in the output schema.
-    async fn run(self) -> DfResult<RecordBatch> {
+    async fn search(self) -> DfResult<RecordBatch> {
         let table = self.tarn();
         let snapshot = table.snapshot().clone();
         let BaseSnapshot::Lance(ds) = &snapshot.base else {
@@ -1043,34 +1041,21 @@ fn in_schema(batch: &RecordBatch, read_schema: &SchemaRef) -> DfResult<RecordBat
     )?)
 }
 
-/// Runs a [`KnnSearch`]: one partition, k rows.
-#[derive(Debug)]
-pub struct KnnExec {
-    search: KnnSearch,
-    properties: Arc<PlanProperties>,
-}
+impl Search for KnnSearch {
+    const NAME: &'static str = "TarnKnnExec";
 
-impl KnnExec {
-    fn new(search: KnnSearch) -> Self {
-        let properties = Arc::new(PlanProperties::new(
-            EquivalenceProperties::new(search.output_schema.clone()),
-            Partitioning::UnknownPartitioning(1),
-            EmissionType::Final,
-            Boundedness::Bounded,
-        ));
-        Self { search, properties }
+    fn schema(&self) -> SchemaRef {
+        self.output_schema.clone()
     }
-}
 
-impl DisplayAs for KnnExec {
-    fn fmt_as(&self, _: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
-        let s = &self.search;
+    fn describe(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        let s = self;
         let mode = match (&s.mode, &s.filter) {
             (Mode::Index { .. }, None) => "index",
             (Mode::Index { .. }, Some(_)) => "index+prefilter",
             (Mode::Exact, _) => "exact",
         };
-        write!(f, "TarnKnnExec: mode={mode}, order={}, k={}", s.distance.function_name(), s.k)?;
+        write!(f, "mode={mode}, order={}, k={}", s.distance.function_name(), s.k)?;
         if let Mode::Index { def, ef, probes } = &s.mode {
             write!(f, ", index={} ({}, {})", def.name, def.method.name(), def.method.lance_type())?;
             match def.method {
@@ -1086,32 +1071,9 @@ impl DisplayAs for KnnExec {
         }
         Ok(())
     }
-}
 
-impl ExecutionPlan for KnnExec {
-    fn name(&self) -> &'static str {
-        "TarnKnnExec"
-    }
-
-    fn properties(&self) -> &Arc<PlanProperties> {
-        &self.properties
-    }
-
-    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
-        vec![]
-    }
-
-    fn with_new_children(
-        self: Arc<Self>,
-        _: Vec<Arc<dyn ExecutionPlan>>,
-    ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        Ok(self)
-    }
-
-    fn execute(&self, _partition: usize, _context: Arc<TaskContext>) -> DfResult<SendableRecordBatchStream> {
-        let search = self.search.clone();
-        let stream = futures::stream::once(search.run());
-        Ok(Box::pin(RecordBatchStreamAdapter::new(self.search.output_schema.clone(), stream)))
+    fn run(self) -> impl std::future::Future<Output = DfResult<RecordBatch>> + Send {
+        self.search()
     }
 }
 

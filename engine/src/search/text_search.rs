@@ -29,13 +29,10 @@ use datafusion::catalog::TableProvider;
 use datafusion::common::{DFSchema, Result as DfResult};
 use datafusion::error::DataFusionError;
 use datafusion::execution::context::SessionState;
-use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{LogicalPlan, UserDefinedLogicalNode};
-use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
-use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
-use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties};
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_planner::{ExtensionPlanner, PhysicalPlanner};
 use futures::TryStreamExt;
 use lance::Dataset;
@@ -53,6 +50,7 @@ use crate::catalog::provider::{unqualify, TarnTable};
 use crate::error::EngineError;
 use crate::search::base_cache::{self, PerBase};
 use crate::search::bm25::{internal, Bm25Node, Snippet, Term};
+use crate::search::one_batch::{OneBatchExec, Search};
 
 /// Plans [`Bm25Node`]s.
 #[derive(Debug, Default)]
@@ -112,7 +110,7 @@ impl ExtensionPlanner for Bm25Planner {
             }
         }
         filter_columns.sort_unstable();
-        Ok(Some(Arc::new(Bm25Exec::new(TextSearch {
+        Ok(Some(Arc::new(OneBatchExec::new(TextSearch {
             table: provider.clone(),
             index: Arc::new(index),
             parsed,
@@ -384,7 +382,7 @@ impl TextSearch {
         self.table.downcast_ref::<TarnTable>().expect("checked when planned")
     }
 
-    async fn run(self) -> DfResult<RecordBatch> {
+    async fn search(self) -> DfResult<RecordBatch> {
         let started = std::time::Instant::now();
         let table = self.tarn();
         let snapshot = table.snapshot().clone();
@@ -848,31 +846,18 @@ fn lance_error(e: lance::Error) -> DataFusionError {
     DataFusionError::External(Box::new(e))
 }
 
-/// Runs a [`TextSearch`]: one partition.
-#[derive(Debug)]
-pub struct Bm25Exec {
-    search: TextSearch,
-    properties: Arc<PlanProperties>,
-}
+impl Search for TextSearch {
+    const NAME: &'static str = "TarnBm25Exec";
 
-impl Bm25Exec {
-    fn new(search: TextSearch) -> Self {
-        let properties = Arc::new(PlanProperties::new(
-            EquivalenceProperties::new(search.output_schema.clone()),
-            Partitioning::UnknownPartitioning(1),
-            EmissionType::Final,
-            Boundedness::Bounded,
-        ));
-        Self { search, properties }
+    fn schema(&self) -> SchemaRef {
+        self.output_schema.clone()
     }
-}
 
-impl DisplayAs for Bm25Exec {
-    fn fmt_as(&self, _: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
-        let s = &self.search;
+    fn describe(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        let s = self;
         let list = |terms: &[Term]| terms.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(", ");
         let mode = if s.top_k.is_some() { "topk" } else { "all" };
-        write!(f, "TarnBm25Exec: mode={mode}, index={}", s.index.name)?;
+        write!(f, "mode={mode}, index={}", s.index.name)?;
         if let Some((i, k)) = s.top_k {
             write!(f, ", k={k}, order={}", s.scores[i])?;
         }
@@ -882,31 +867,8 @@ impl DisplayAs for Bm25Exec {
         }
         write!(f, ", segments={}", s.index.segments.len())
     }
-}
 
-impl ExecutionPlan for Bm25Exec {
-    fn name(&self) -> &'static str {
-        "TarnBm25Exec"
-    }
-
-    fn properties(&self) -> &Arc<PlanProperties> {
-        &self.properties
-    }
-
-    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
-        vec![]
-    }
-
-    fn with_new_children(
-        self: Arc<Self>,
-        _: Vec<Arc<dyn ExecutionPlan>>,
-    ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        Ok(self)
-    }
-
-    fn execute(&self, _partition: usize, _context: Arc<TaskContext>) -> DfResult<SendableRecordBatchStream> {
-        let search = self.search.clone();
-        let stream = futures::stream::once(search.run());
-        Ok(Box::pin(RecordBatchStreamAdapter::new(self.search.output_schema.clone(), stream)))
+    fn run(self) -> impl std::future::Future<Output = DfResult<RecordBatch>> + Send {
+        self.search()
     }
 }
