@@ -662,3 +662,136 @@ async fn segments_merge_without_moving_scores() {
         );
     }
 }
+
+/// While `CREATE INDEX ... USING bm25` indexes rows, another session sees the index in
+/// `tarn_indexes`, not yet built, with its stage and progress; after, built, with no
+/// stage, and its segments and documents.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tarn_indexes_shows_a_bm25_build_under_way() {
+    let server = TestServer::start().await;
+    let client = server.client().await;
+    client.batch_execute("CREATE TABLE big (id BIGINT, body TEXT, bucket INT, title TEXT)").await.unwrap();
+    load(&client, "big", 0..60_000).await;
+    let builder = server.client().await;
+    let create = tokio::spawn(async move {
+        builder.batch_execute("CREATE INDEX big_body ON big USING bm25 (body, title)").await.unwrap();
+    });
+    let mut seen = Vec::new();
+    while !create.is_finished() {
+        let rows = client
+            .query(
+                "SELECT built, build_stage, build_progress FROM tarn_indexes WHERE index_name = 'big_body'",
+                &[],
+            )
+            .await
+            .unwrap();
+        if let Some(row) = rows.first() {
+            let (built, stage, progress): (bool, Option<String>, Option<String>) =
+                (row.get(0), row.get(1), row.get(2));
+            if !built {
+                seen.push((stage.expect("a build has a stage"), progress.expect("and a progress")));
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    create.await.unwrap();
+    assert!(
+        seen.iter().any(|(stage, progress)| stage == "index_rows" && progress.ends_with("/60000 documents")),
+        "the build's stages as seen: {seen:?}"
+    );
+    let row = client
+        .query_one(
+            "SELECT built, build_stage, segments, documents FROM tarn_indexes WHERE index_name = 'big_body'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let (built, stage, segments, documents): (bool, Option<String>, i32, i64) =
+        (row.get(0), row.get(1), row.get(2), row.get(3));
+    assert!(built && stage.is_none(), "{built} {stage:?}");
+    assert_eq!((segments, documents), (1, 60_000));
+}
+
+/// Inside a transaction, a search sees the transaction's own writes (new rows found, an
+/// updated row only by its new text, a deleted row never), ranked as once committed;
+/// a rollback leaves no trace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_searches_its_own_writes() {
+    let server = TestServer::start().await;
+    let client = server.client().await;
+    client
+        .batch_execute(
+            "CREATE TABLE kv (id BIGINT PRIMARY KEY, body TEXT, bucket INT, title TEXT);
+             CREATE TABLE log (id BIGINT, body TEXT, bucket INT, title TEXT)",
+        )
+        .await
+        .unwrap();
+    for table in ["kv", "log"] {
+        load(&client, table, 0..500).await;
+        client
+            .batch_execute(&format!("CREATE INDEX {table}_body ON {table} USING bm25 (body)"))
+            .await
+            .unwrap();
+    }
+    load(&client, "kv", 500..600).await; // in the change store
+    let falcons = having(0..600, "falcon");
+    let (gone, changed) = (falcons[0], falcons[falcons.len() - 1]);
+    assert!(changed >= 500, "a change-store row is updated");
+
+    client.batch_execute("BEGIN").await.unwrap();
+    client
+        .batch_execute(&format!(
+            "INSERT INTO kv VALUES (1000, 'zebra river', 1, 't'), (1001, 'zebra', 2, 't');
+             UPDATE kv SET body = 'zebra zebra' WHERE id = 7;
+             UPDATE kv SET body = 'quiet zebra' WHERE id = {changed};
+             DELETE FROM kv WHERE id = {gone}"
+        ))
+        .await
+        .unwrap();
+    let zebras = vec![7, changed, 1000, 1001];
+    assert_eq!(ids(&client, "SELECT id FROM kv WHERE body @@@ 'zebra'").await, zebras);
+    let mut expected: Vec<i64> =
+        falcons.iter().copied().filter(|&i| i != gone && i != changed && i != 7).collect();
+    expected.sort_unstable();
+    assert_eq!(
+        ids(&client, "SELECT id FROM kv WHERE body @@@ 'falcon'").await,
+        expected,
+        "falcon in the transaction"
+    );
+    let top = scored(
+        &client,
+        "SELECT id, bm25_score(body, 'zebra') FROM kv WHERE body @@@ 'zebra' AND id <> 1001 \
+         ORDER BY bm25_score(body, 'zebra') DESC, id LIMIT 3",
+    )
+    .await;
+    assert_eq!(top.len(), 3, "{top:?}");
+    assert_eq!(top[0].0, 7, "the densest zebra first: {top:?}");
+    let inside = scores_of(&client, "kv", "zebra").await;
+    // A keyless table: the search sees what a scan sees.
+    client.batch_execute("INSERT INTO log VALUES (2000, 'zebra', 1, 't')").await.unwrap();
+    assert_eq!(
+        ids(&client, "SELECT id FROM log WHERE body @@@ 'zebra'").await,
+        ids(&client, "SELECT id FROM log WHERE body LIKE '%zebra%'").await
+    );
+    client.batch_execute("COMMIT").await.unwrap();
+    // Once committed, the same rows and scores, but for one document: inside, the
+    // change-store row the transaction replaced still counted in the statistics (as
+    // replaced base rows always do); committed, the bucket holds only the new one.
+    let committed = scores_of(&client, "kv", "zebra").await;
+    assert_eq!(
+        committed.iter().map(|r| r.0).collect::<Vec<_>>(),
+        inside.iter().map(|r| r.0).collect::<Vec<_>>()
+    );
+    for (a, b) in committed.iter().zip(&inside) {
+        assert!((a.1 - b.1).abs() < 1e-3 * a.1, "zebra scores once committed: {a:?} against {b:?}");
+    }
+    assert_eq!(ids(&client, "SELECT id FROM log WHERE body @@@ 'zebra'").await, vec![2000]);
+
+    client
+        .batch_execute("BEGIN; DELETE FROM kv WHERE id = 1000; INSERT INTO kv VALUES (1002, 'zebra', 1, 't')")
+        .await
+        .unwrap();
+    assert_eq!(ids(&client, "SELECT id FROM kv WHERE body @@@ 'zebra'").await, vec![7, changed, 1001, 1002]);
+    client.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(ids(&client, "SELECT id FROM kv WHERE body @@@ 'zebra'").await, zebras);
+}

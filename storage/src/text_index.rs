@@ -45,9 +45,13 @@ use tracing::info;
 use crate::error::{Result, StorageError};
 use crate::manifest::Manifest;
 use crate::table::{BaseSnapshot, Table};
+use crate::vector_index::Builds;
 
 /// Tokens longer than this (in bytes) are dropped, as tantivy's `default` does.
 const MAX_TOKEN_BYTES: usize = 40;
+
+/// A segment build logs its progress every this many documents.
+const PROGRESS_LOG_DOCS: u64 = 100_000;
 
 /// Memory a segment build may use before tantivy flushes (it never does: one segment).
 const BUILD_MEMORY: usize = 256 << 20;
@@ -397,6 +401,16 @@ pub struct Indexed {
 /// Indexes the rows of `fragments` of `ds` (in that order) in memory: one document per
 /// row address, an empty one where Lance deleted the row.
 pub async fn index_fragments(ds: &Dataset, def: &TextIndexDef, fragments: &[u64]) -> Result<Indexed> {
+    index_fragments_reporting(ds, def, fragments, None).await
+}
+
+/// [`index_fragments`], reporting its progress to `report`.
+async fn index_fragments_reporting(
+    ds: &Dataset,
+    def: &TextIndexDef,
+    fragments: &[u64],
+    report: Option<&BuildReport>,
+) -> Result<Indexed> {
     let mut metas = Vec::with_capacity(fragments.len());
     for &id in fragments {
         let fragment = ds
@@ -411,19 +425,32 @@ pub async fn index_fragments(ds: &Dataset, def: &TextIndexDef, fragments: &[u64]
     scanner.with_row_address();
     scanner.scan_in_order(true);
     scanner.with_fragments(metas.iter().map(|(f, _)| f.clone()).collect());
+    if let Some(report) = report {
+        report.stage("read_rows", None, "rows");
+    }
     let batches: Vec<RecordBatch> = scanner.try_into_stream().await?.try_collect().await?;
 
     // Tokenizing is CPU work: off the runtime's threads.
     let def = def.clone();
     let fragments: Vec<(u64, u32)> = metas.iter().map(|(f, rows)| (f.id, *rows)).collect();
-    tokio::task::spawn_blocking(move || index_batches(&def, &batches, &fragments))
+    let report = report.cloned();
+    if let Some(report) = &report {
+        let total = fragments.iter().map(|(_, rows)| u64::from(*rows)).sum();
+        report.stage("index_rows", Some(total), "documents");
+    }
+    tokio::task::spawn_blocking(move || index_batches(&def, &batches, &fragments, report.as_ref()))
         .await
         .map_err(|e| StorageError::internal(format!("text indexing failed: {e}")))?
 }
 
 /// [`index_fragments`] once the rows are read: `batches` (with `_rowaddr`) hold the
 /// live rows of `fragments` (id, physical rows), in order.
-fn index_batches(def: &TextIndexDef, batches: &[RecordBatch], fragments: &[(u64, u32)]) -> Result<Indexed> {
+fn index_batches(
+    def: &TextIndexDef,
+    batches: &[RecordBatch],
+    fragments: &[(u64, u32)],
+    report: Option<&BuildReport>,
+) -> Result<Indexed> {
     let dir = RamDirectory::create();
     let mut builder = SegmentBuilder::new(def, dir.clone())?;
     let mut runs: Vec<FragmentRun> = Vec::with_capacity(fragments.len());
@@ -454,6 +481,9 @@ fn index_batches(def: &TextIndexDef, batches: &[RecordBatch], fragments: &[(u64,
             builder.add_empty(doc_base + offset - builder.docs)?;
             builder.add_rows(batch, row..row + 1)?;
         }
+        if let Some(report) = report {
+            report.progress(u64::from(builder.docs));
+        }
     }
     while run < runs.len() {
         runs[run].doc_base = doc_base;
@@ -477,18 +507,70 @@ pub(crate) async fn build_segment(
         return Ok(None);
     }
     let started = Instant::now();
-    let Indexed { index, dir, runs, docs } = index_fragments(ds, def, fragments).await?;
+    let report = BuildReport::new(table, &def.name);
+    let Indexed { index, dir, runs, docs } =
+        index_fragments_reporting(ds, def, fragments, Some(&report)).await?;
     let id = index
         .searchable_segment_ids()?
         .first()
         .map(|s| s.uuid_string())
         .ok_or_else(|| StorageError::internal("a text index build made no segment"))?;
+    report.stage("write_files", None, "files");
     let bytes = write_segment_files(table, &def.name, &id, &index, &dir).await?;
     info!(
         table = %table.name, index = %def.name, segment = %id, docs, fragments = runs.len(), bytes,
         ms = started.elapsed().as_millis() as u64, "text index segment built"
     );
     Ok(Some(TextSegment { id, runs, docs }))
+}
+
+/// A text index build's progress, kept in the table's [`Builds`] for `tarn_indexes`
+/// (while the value lives) and logged.
+#[derive(Clone)]
+struct BuildReport {
+    table: String,
+    index: String,
+    builds: Arc<Builds>,
+}
+
+impl BuildReport {
+    fn new(table: &Table, index: &str) -> Self {
+        BuildReport { table: table.name.to_string(), index: index.to_string(), builds: table.builds.clone() }
+    }
+
+    fn stage(&self, stage: &str, total: Option<u64>, unit: &str) {
+        info!(table = %self.table, index = %self.index, stage, total, unit, "text index build stage");
+        self.builds.update(&self.index, |s| {
+            s.stage = stage.to_string();
+            s.completed = 0;
+            s.total = total;
+            s.unit = unit.to_string();
+        });
+    }
+
+    /// `completed` documents indexed; logged every [`PROGRESS_LOG_DOCS`].
+    fn progress(&self, completed: u64) {
+        let mut log = false;
+        self.builds.update(&self.index, |s| {
+            log = completed / PROGRESS_LOG_DOCS > s.completed / PROGRESS_LOG_DOCS;
+            s.completed = completed;
+        });
+        if log {
+            info!(table = %self.table, index = %self.index, documents = completed, "text index build progress");
+        }
+    }
+}
+
+/// Ends a build's entry in [`Builds`] when dropped, however the build ends.
+struct EndsBuild<'a> {
+    builds: &'a Builds,
+    index: &'a str,
+}
+
+impl Drop for EndsBuild<'_> {
+    fn drop(&mut self) {
+        self.builds.finish(self.index);
+    }
 }
 
 /// Copies an in-memory index's files (its one segment and `meta.json`, as tantivy
@@ -604,6 +686,7 @@ pub(crate) async fn refresh(table: &Table, ds: &Dataset, defs: &[TextIndexDef]) 
     let present: HashSet<u64> = ds.get_fragments().iter().map(|f| f.id() as u64).collect();
     let mut out = Vec::with_capacity(defs.len());
     for def in defs {
+        let _ends = EndsBuild { builds: &table.builds, index: &def.name };
         let mut def = def.clone();
         def.segments.retain(|s| s.runs.iter().any(|r| present.contains(&r.fragment)));
         let fresh = uncovered_fragments(ds, &def);
@@ -646,6 +729,7 @@ fn merge_candidates(segments: &[TextSegment]) -> Option<Vec<usize>> {
 /// are those of the segments merged.
 async fn merge_segments(table: &Table, def: &TextIndexDef, group: &[usize]) -> Result<TextSegment> {
     let started = Instant::now();
+    BuildReport::new(table, &def.name).stage("merge_segments", Some(group.len() as u64), "segments");
     let mut indexes = Vec::with_capacity(group.len());
     let mut runs = Vec::new();
     let mut docs = 0;
@@ -708,6 +792,12 @@ impl Table {
             });
         };
         check_columns(&def, &snapshot.manifest.table.schema)?;
+        let name = def.name.clone();
+        let _ends = EndsBuild { builds: &self.builds, index: &name };
+        self.builds.update(&def.name, |s| {
+            s.stage = "starting".into();
+            s.creating = Some(def.clone());
+        });
         // A primary-key table's base changes only under `compacting` (held); other
         // tables write their base directly, so they wait for the build.
         let held = if self.has_primary_key() { None } else { Some(self.writer.lock().await) };

@@ -171,6 +171,8 @@ pub struct BuildStatus {
     pub total: Option<u64>,
     pub unit: String,
     pub started: Option<Instant>,
+    /// A bm25 index being created: what was declared (no manifest names it yet).
+    pub creating: Option<crate::text_index::TextIndexDef>,
 }
 
 /// Builds under way, by index name (one table's).
@@ -182,14 +184,19 @@ impl Builds {
         self.0.lock().expect("builds lock").get(index).cloned()
     }
 
-    fn update(&self, index: &str, f: impl FnOnce(&mut BuildStatus)) {
+    /// The builds of bm25 indexes being created.
+    fn creating(&self) -> Vec<BuildStatus> {
+        self.0.lock().expect("builds lock").values().filter(|b| b.creating.is_some()).cloned().collect()
+    }
+
+    pub(crate) fn update(&self, index: &str, f: impl FnOnce(&mut BuildStatus)) {
         let mut builds = self.0.lock().expect("builds lock");
         f(builds
             .entry(index.to_string())
             .or_insert_with(|| BuildStatus { started: Some(Instant::now()), ..Default::default() }));
     }
 
-    fn finish(&self, index: &str) {
+    pub(crate) fn finish(&self, index: &str) {
         self.0.lock().expect("builds lock").remove(index);
     }
 }
@@ -315,6 +322,11 @@ impl Table {
     /// The build of index `name` under way, if any.
     pub fn index_build(&self, name: &str) -> Option<BuildStatus> {
         self.builds.status(name)
+    }
+
+    /// The bm25 indexes a `CREATE INDEX` is building, as declared, with their builds.
+    pub fn text_indexes_creating(&self) -> Vec<(crate::text_index::TextIndexDef, BuildStatus)> {
+        self.builds.creating().into_iter().filter_map(|b| Some((b.creating.clone()?, b))).collect()
     }
 
     /// `CREATE INDEX`: declares `def` and trains it on the base now if the base has

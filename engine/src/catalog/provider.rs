@@ -161,6 +161,11 @@ impl TarnTable {
         self.overlay.is_some()
     }
 
+    /// The reading transaction's own writes to this table.
+    pub fn overlay(&self) -> Option<&Arc<Overlay>> {
+        self.overlay.as_ref()
+    }
+
     fn lance(&self) -> Option<LanceTableProvider> {
         match &self.snapshot.base {
             BaseSnapshot::Lance(ds) => Some(LanceTableProvider::new(ds.clone(), false, false)),

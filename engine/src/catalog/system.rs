@@ -101,7 +101,9 @@ pub fn tarn_tables(warehouse: &Warehouse) -> DfResult<Arc<dyn TableProvider>> {
 /// One row per index. A vector index: what was declared, which Lance index serves it,
 /// whether it is built, and for a build under way its stage (`train_ivf`, `shuffle`,
 /// `merge_partitions`...) with its progress. A bm25 index: its columns, their
-/// tokenizers, its segments and the documents they hold.
+/// tokenizers, its segments and the documents they hold, and while a `CREATE INDEX` or
+/// a compaction indexes rows, the stage (`read_rows`, `index_rows`, `write_files`,
+/// `merge_segments`) and its progress.
 pub fn tarn_indexes(warehouse: &Warehouse) -> DfResult<Arc<dyn TableProvider>> {
     let schema = Arc::new(Schema::new(vec![
         Field::new("schema_name", DataType::Utf8, false),
@@ -144,7 +146,16 @@ pub fn tarn_indexes(warehouse: &Warehouse) -> DfResult<Arc<dyn TableProvider>> {
                 documents: None,
             });
         }
-        for def in &snapshot.manifest.text_indexes {
+        // Declared bm25 indexes (a compaction may be adding or merging segments), then
+        // those a CREATE INDEX is building.
+        let declared =
+            snapshot.manifest.text_indexes.iter().map(|def| (def, table.index_build(&def.name), true));
+        let creating = table.text_indexes_creating();
+        let creating = creating
+            .iter()
+            .filter(|(def, _)| !snapshot.manifest.text_indexes.iter().any(|d| d.name == def.name))
+            .map(|(def, build)| (def, Some(build.clone()), false));
+        for (def, build, built) in declared.chain(creating) {
             rows.push(IndexRow {
                 schema: schema_name.clone(),
                 table: table_name.clone(),
@@ -156,8 +167,8 @@ pub fn tarn_indexes(warehouse: &Warehouse) -> DfResult<Arc<dyn TableProvider>> {
                 m: None,
                 ef_construction: None,
                 lists: None,
-                built: true,
-                build: None,
+                built,
+                build,
                 segments: Some(def.segments.len() as i32),
                 documents: Some(def.segments.iter().map(|s| i64::from(s.docs)).sum()),
             });

@@ -42,7 +42,7 @@ use tantivy::query_grammar::{Delimiter, UserInputAst, UserInputLeaf};
 use tantivy::schema::Field;
 use tantivy::snippet::SnippetGenerator;
 use tantivy::{DocId, DocSet, Index, Score, Searcher, Term as TantivyTerm, TERMINATED};
-use tarn_storage::changes::BucketView;
+use tarn_storage::key::{Key, KeyCodec};
 use tarn_storage::table::BaseSnapshot;
 use tarn_storage::text_index::{self, TextIndexDef, TextSegment};
 
@@ -70,13 +70,6 @@ impl ExtensionPlanner for Bm25Planner {
         let provider = node.table()?;
         let table =
             provider.downcast_ref::<TarnTable>().ok_or_else(|| internal("a search of a table not Tarn's"))?;
-        if table.has_overlay() {
-            return Err(EngineError::unsupported(
-                "a bm25 search of a table this transaction has written to is not supported yet: \
-                 commit the writes first",
-            )
-            .into_datafusion());
-        }
         let snapshot = table.snapshot();
         if !matches!(snapshot.base, BaseSnapshot::Lance(_)) {
             return Err(
@@ -305,15 +298,17 @@ struct TextSearch {
 enum Rows {
     /// Base rows: a document's row address follows from the runs.
     Base(Arc<TextSegment>),
-    /// The rows of a change bucket's view: document `i` is row `i`.
-    Changes(Arc<BucketView>),
+    /// Rows in memory (a change bucket's view, or the transaction's own writes), in
+    /// the table's schema: document `i` is row `i`.
+    Memory(RecordBatch),
 }
 
 /// A segment searched, with where its rows are and which of them may match.
 struct Part {
     searcher: Searcher,
     rows: Rows,
-    /// Change rows only: which pass the filters.
+    /// Rows in memory only: which pass the filters and are not replaced by the
+    /// transaction's own writes.
     passing: Option<BooleanArray>,
 }
 
@@ -429,6 +424,15 @@ impl TextSearch {
             parts.push(Part { searcher, rows: Rows::Base(segment), passing: None });
         }
         let mut dead = RoaringTreemap::new();
+        // The transaction's own writes hide the committed rows of the keys they wrote.
+        let overlay = table.overlay();
+        let hidden = match (overlay, table.table().key_codec(), &snapshot.changes) {
+            (Some(overlay), Some(codec), Some(epoch)) if !overlay.keys.is_empty() => {
+                dead.extend(overlay.keys.keys().filter_map(|key| epoch.base_keys.map.get(key).copied()));
+                Some((&overlay.keys, codec))
+            }
+            _ => None,
+        };
         match &snapshot.changes {
             Some(epoch) => {
                 dead |= epoch.base_keys.deleted.as_ref();
@@ -448,18 +452,9 @@ impl TextSearch {
                             searcher
                         }
                     };
-                    let passing = match &self.filter {
-                        Some(filter) => {
-                            let rows = arrow::record_batch::RecordBatch::try_new(
-                                schema.clone(),
-                                rows.columns().to_vec(),
-                            )?;
-                            let passed = filter.evaluate(&rows)?.into_array(rows.num_rows())?;
-                            Some(passed.as_boolean().clone())
-                        }
-                        None => None,
-                    };
-                    parts.push(Part { searcher, rows: Rows::Changes(view.clone()), passing });
+                    let rows = in_table_schema(rows, &schema)?;
+                    let passing = self.passing(&rows, hidden)?;
+                    parts.push(Part { searcher, rows: Rows::Memory(rows), passing });
                 }
             }
             None => {
@@ -474,6 +469,13 @@ impl TextSearch {
                 };
                 dead |= deleted.as_ref();
             }
+        }
+        if let Some(rows) = overlay.and_then(|o| o.rows.as_ref()) {
+            // Indexed per statement: a transaction's writes are few and short-lived.
+            let rows = in_table_schema(rows, &schema)?;
+            let index = self.index.index_rows(std::slice::from_ref(&rows)).map_err(storage_error)?;
+            let passing = self.passing(&rows, None)?;
+            parts.push(Part { searcher: searcher_of(&index)?, rows: Rows::Memory(rows), passing });
         }
         let allowed = match &self.filter {
             Some(_) => Some(self.allowed(ds, &schema).await?),
@@ -495,7 +497,7 @@ impl TextSearch {
                 Rows::Base(segment) => segment
                     .address_of(doc)
                     .is_some_and(|a| !dead.contains(a) && allowed.as_ref().is_none_or(|set| set.contains(a))),
-                Rows::Changes(_) => {
+                Rows::Memory(_) => {
                     part.passing.as_ref().is_none_or(|p| p.is_valid(doc as usize) && p.value(doc as usize))
                 }
             }
@@ -578,6 +580,28 @@ impl TextSearch {
             generators.push(generator);
         }
         self.output(&hits, &parts, ds, scores, &generators).await
+    }
+
+    /// Which rows in memory may match: those the filters pass, without the keys in
+    /// `hidden` (the transaction's own writes replaced them). `None`: all of them.
+    fn passing(
+        &self,
+        rows: &RecordBatch,
+        hidden: Option<(&HashMap<Key, Option<usize>>, &KeyCodec)>,
+    ) -> DfResult<Option<BooleanArray>> {
+        let mut passing = match &self.filter {
+            Some(filter) => Some(filter.evaluate(rows)?.into_array(rows.num_rows())?.as_boolean().clone()),
+            None => None,
+        };
+        if let Some((hidden, codec)) = hidden {
+            let keys = codec.keys(rows).map_err(storage_error)?;
+            let visible: BooleanArray = keys.iter().map(|k| Some(!hidden.contains_key(k))).collect();
+            passing = Some(match passing {
+                Some(passed) => arrow::compute::and(&passed, &visible)?,
+                None => visible,
+            });
+        }
+        Ok(passing)
     }
 
     /// The query run: every `@@@` term must match; under a top-k, the ranked score is
@@ -689,7 +713,7 @@ impl TextSearch {
             .iter()
             .filter_map(|h| match &parts[h.part].rows {
                 Rows::Base(segment) => segment.address_of(h.doc),
-                Rows::Changes(_) => None,
+                Rows::Memory(_) => None,
             })
             .collect();
         addresses.sort_unstable();
@@ -716,14 +740,11 @@ impl TextSearch {
                         segment.address_of(hit.doc).ok_or_else(|| internal("a hit outside its segment"))?;
                     indices.push((0, position[&address]));
                 }
-                Rows::Changes(view) => {
+                Rows::Memory(rows) => {
                     let source = match source_of_part.get(&hit.part) {
                         Some(&s) => s,
                         None => {
-                            let rows =
-                                view.rows.as_ref().ok_or_else(|| internal("a hit in an empty bucket"))?;
-                            let rows = in_table_schema(rows, &schema)?;
-                            sources.push(rows);
+                            sources.push(rows.clone());
                             source_of_part.insert(hit.part, sources.len() - 1);
                             sources.len() - 1
                         }
