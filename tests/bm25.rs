@@ -795,3 +795,60 @@ async fn a_transaction_searches_its_own_writes() {
     client.batch_execute("ROLLBACK").await.unwrap();
     assert_eq!(ids(&client, "SELECT id FROM kv WHERE body @@@ 'zebra'").await, zebras);
 }
+
+/// `AS OF VERSION` searches the table as it was: the index's segments and change rows
+/// of that version, with their statistics, after later updates, deletes and a
+/// compaction.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn as_of_version_searches_the_table_as_it_was() {
+    let server = TestServer::start().await;
+    let client = server.client().await;
+    client
+        .batch_execute("CREATE TABLE h (id BIGINT PRIMARY KEY, body TEXT, bucket INT, title TEXT)")
+        .await
+        .unwrap();
+    load(&client, "h", 0..300).await;
+    client.batch_execute("CREATE INDEX h_body ON h USING bm25 (body)").await.unwrap();
+    load(&client, "h", 300..400).await; // change rows at that version
+    let version: i64 = client
+        .query_one("SELECT max(version) FROM tarn_tables WHERE table_name = 'h'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let falcon = scores_of(&client, "h", "falcon").await;
+    let falcons = having(0..400, "falcon");
+    let gone: Vec<i64> = falcons.iter().copied().filter(|&i| i >= 5).step_by(10).collect();
+    client
+        .batch_execute(&format!(
+            "UPDATE h SET body = 'zebra' WHERE id < 5; DELETE FROM h WHERE id IN ({}); VACUUM h",
+            gone.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(", ")
+        ))
+        .await
+        .unwrap();
+    let as_of = |query: &str| format!("SELECT id FROM h AS OF VERSION {version} WHERE body @@@ '{query}'");
+    assert_eq!(ids(&client, &as_of("falcon")).await, falcons);
+    assert!(ids(&client, &as_of("zebra")).await.is_empty());
+    assert_eq!(ids(&client, "SELECT id FROM h WHERE body @@@ 'zebra'").await, vec![0, 1, 2, 3, 4]);
+    let now: Vec<i64> = falcons.iter().copied().filter(|i| *i >= 5 && !gone.contains(i)).collect();
+    assert_eq!(ids(&client, "SELECT id FROM h WHERE body @@@ 'falcon'").await, now);
+    let mut then = scored(
+        &client,
+        &format!(
+            "SELECT id, bm25_score(body, 'falcon') FROM h AS OF VERSION {version} WHERE body @@@ 'falcon'"
+        ),
+    )
+    .await;
+    then.sort_by_key(|r| r.0);
+    assert_close(&then, &falcon, "falcon scores as of the version");
+    let top = ids(
+        &client,
+        &format!(
+            "SELECT id FROM h AS OF VERSION {version} WHERE body @@@ 'falcon' AND bucket < 50 \
+             ORDER BY bm25_score(body, 'falcon') DESC LIMIT 5"
+        ),
+    )
+    .await;
+    assert_eq!(top.len(), 5);
+    let plan = explain(&client, &as_of("falcon")).await;
+    assert!(plan.contains("TarnBm25Exec"), "{plan}");
+}

@@ -771,6 +771,13 @@ impl TableProvider for AsOfTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        self.pinned().await?.scan(state, projection, filters, limit).await
+    }
+}
+
+impl AsOfTable {
+    /// The table pinned at the version.
+    pub async fn pinned(&self) -> DfResult<TarnTable> {
         let snapshot =
             self.table.snapshot_at(self.version).await.map_err(|e| DataFusionError::External(Box::new(e)))?;
         if snapshot.schema().fields().len() != self.schema.fields().len() {
@@ -778,8 +785,7 @@ impl TableProvider for AsOfTable {
                 message: "reading a version from before a column was added is not supported yet".into(),
             })));
         }
-        let pinned = TarnTable::at(self.table.clone(), snapshot, None, &self.defaults);
-        pinned.scan(state, projection, filters, limit).await
+        Ok(TarnTable::at(self.table.clone(), snapshot, None, &self.defaults))
     }
 }
 

@@ -25,7 +25,6 @@ use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Field};
 use datafusion::catalog::default_table_source::source_as_provider;
-use datafusion::catalog::TableProvider;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{Column, DFSchema, DFSchemaRef, Result as DfResult, ScalarValue, TableReference};
 use datafusion::error::DataFusionError;
@@ -40,7 +39,7 @@ use datafusion::logical_expr::{
 use datafusion::optimizer::{ApplyOrder, OptimizerConfig, OptimizerRule};
 use datafusion::sql::sqlparser::ast::BinaryOperator;
 
-use crate::catalog::provider::TarnTable;
+use crate::catalog::provider::{AsOfTable, TarnTable};
 use crate::error::EngineError;
 
 /// `col @@@ query`.
@@ -616,7 +615,10 @@ impl Bm25Node {
     /// columns is computed.
     fn over(scan: &TableScan, conjuncts: Vec<Expr>, calls: &Calls) -> DfResult<Option<LogicalPlan>> {
         let Ok(provider) = source_as_provider(&scan.source) else { return Ok(None) };
-        let Some(table) = provider.downcast_ref::<TarnTable>() else { return Ok(None) };
+        // A Tarn table, now or `AS OF VERSION` (pinned when planned physically).
+        if provider.downcast_ref::<TarnTable>().is_none() && provider.downcast_ref::<AsOfTable>().is_none() {
+            return Ok(None);
+        }
         let mut filters: Vec<Expr> = conjuncts;
         for filter in &scan.filters {
             if !filters.contains(filter) {
@@ -638,7 +640,7 @@ impl Bm25Node {
         if matches.is_empty() {
             return Ok(None);
         }
-        let schema = table.schema();
+        let schema = provider.schema();
         let scores: Vec<Term> =
             calls.scores.iter().filter(|t| schema.index_of(&t.column).is_ok()).cloned().collect();
         let snippets: Vec<Snippet> =

@@ -46,7 +46,7 @@ use tarn_storage::key::{Key, KeyCodec};
 use tarn_storage::table::BaseSnapshot;
 use tarn_storage::text_index::{self, TextIndexDef, TextSegment};
 
-use crate::catalog::provider::{unqualify, TarnTable};
+use crate::catalog::provider::{unqualify, AsOfTable, TarnTable};
 use crate::error::EngineError;
 use crate::search::base_cache::{self, PerBase};
 use crate::search::bm25::{internal, Bm25Node, Snippet, Term};
@@ -67,7 +67,10 @@ impl ExtensionPlanner for Bm25Planner {
         state: &SessionState,
     ) -> DfResult<Option<Arc<dyn ExecutionPlan>>> {
         let Some(node) = node.as_any().downcast_ref::<Bm25Node>() else { return Ok(None) };
-        let provider = node.table()?;
+        let provider = match node.table()?.downcast_ref::<AsOfTable>() {
+            Some(as_of) => Arc::new(as_of.pinned().await?) as Arc<dyn TableProvider>,
+            None => node.table()?,
+        };
         let table =
             provider.downcast_ref::<TarnTable>().ok_or_else(|| internal("a search of a table not Tarn's"))?;
         let snapshot = table.snapshot();
