@@ -6,9 +6,9 @@
 
 use std::collections::HashMap;
 
-use tarn_tests::TestServer;
+use tarn_tests::{explain, TestServer};
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{Client, SimpleQueryMessage};
+use tokio_postgres::Client;
 
 const WORDS: [&str; 24] = [
     "river", "stone", "forest", "quick", "brown", "fox", "lazy", "dog", "planet", "planning", "harbor",
@@ -49,17 +49,6 @@ async fn ids(client: &Client, sql: &str) -> Vec<i64> {
     let mut ids: Vec<i64> = client.query(sql, &[]).await.unwrap().iter().map(|r| r.get(0)).collect();
     ids.sort_unstable();
     ids
-}
-
-async fn explain(client: &Client, sql: &str) -> String {
-    let messages = client.simple_query(&format!("EXPLAIN {sql}")).await.unwrap();
-    let mut lines = Vec::new();
-    for m in &messages {
-        if let SimpleQueryMessage::Row(row) = m {
-            lines.extend((0..row.len()).map(|i| row.get(i).unwrap_or("").to_string()));
-        }
-    }
-    lines.join("\n")
 }
 
 async fn error_code(client: &Client, sql: &str) -> SqlState {
@@ -271,6 +260,25 @@ async fn searches_match_an_exact_scoring_and_keep_k_rows_under_filters() {
     server.stop().await;
 }
 
+/// `kv` (with a primary key) and `log` (without), each with `rows` and a bm25 index on
+/// `body`.
+async fn kv_and_log(client: &Client, rows: std::ops::Range<u64>) {
+    client
+        .batch_execute(
+            "CREATE TABLE kv (id BIGINT PRIMARY KEY, body TEXT, bucket INT, title TEXT);
+             CREATE TABLE log (id BIGINT, body TEXT, bucket INT, title TEXT)",
+        )
+        .await
+        .unwrap();
+    for table in ["kv", "log"] {
+        load(client, table, rows.clone()).await;
+        client
+            .batch_execute(&format!("CREATE INDEX {table}_body ON {table} USING bm25 (body)"))
+            .await
+            .unwrap();
+    }
+}
+
 /// The scores of a query, by id, all matches.
 async fn scores_of(client: &Client, table: &str, query: &str) -> Vec<(i64, f32)> {
     let mut rows = scored(
@@ -294,20 +302,7 @@ fn assert_close(a: &[(i64, f32)], b: &[(i64, f32)], what: &str) {
 async fn writes_are_searchable_at_once_and_scores_survive_vacuum_and_restart() {
     let server = TestServer::start().await;
     let client = server.client().await;
-    client
-        .batch_execute(
-            "CREATE TABLE kv (id BIGINT PRIMARY KEY, body TEXT, bucket INT, title TEXT);
-             CREATE TABLE log (id BIGINT, body TEXT, bucket INT, title TEXT)",
-        )
-        .await
-        .unwrap();
-    for table in ["kv", "log"] {
-        load(&client, table, 0..1000).await;
-        client
-            .batch_execute(&format!("CREATE INDEX {table}_body ON {table} USING bm25 (body)"))
-            .await
-            .unwrap();
-    }
+    kv_and_log(&client, 0..1000).await;
     for table in ["kv", "log"] {
         // An insert, an update (old text no longer matches, new text does), a delete.
         client
@@ -719,20 +714,7 @@ async fn tarn_indexes_shows_a_bm25_build_under_way() {
 async fn a_transaction_searches_its_own_writes() {
     let server = TestServer::start().await;
     let client = server.client().await;
-    client
-        .batch_execute(
-            "CREATE TABLE kv (id BIGINT PRIMARY KEY, body TEXT, bucket INT, title TEXT);
-             CREATE TABLE log (id BIGINT, body TEXT, bucket INT, title TEXT)",
-        )
-        .await
-        .unwrap();
-    for table in ["kv", "log"] {
-        load(&client, table, 0..500).await;
-        client
-            .batch_execute(&format!("CREATE INDEX {table}_body ON {table} USING bm25 (body)"))
-            .await
-            .unwrap();
-    }
+    kv_and_log(&client, 0..500).await;
     load(&client, "kv", 500..600).await; // in the change store
     let falcons = having(0..600, "falcon");
     let (gone, changed) = (falcons[0], falcons[falcons.len() - 1]);

@@ -129,6 +129,18 @@ impl Drop for TestServer {
     }
 }
 
+/// Every row of an `EXPLAIN` of `sql`, its columns joined.
+pub async fn explain(client: &tokio_postgres::Client, sql: &str) -> String {
+    let messages = client.simple_query(&format!("EXPLAIN {sql}")).await.unwrap();
+    let mut lines = Vec::new();
+    for m in &messages {
+        if let tokio_postgres::SimpleQueryMessage::Row(row) = m {
+            lines.extend((0..row.len()).map(|i| row.get(i).unwrap_or("").to_string()));
+        }
+    }
+    lines.join("\n")
+}
+
 /// A value's bytes as they are, as a binary parameter of whatever type the server
 /// described and as any result column: for tests of the binary forms themselves.
 #[derive(Debug, Clone, PartialEq)]

@@ -7,24 +7,12 @@
 
 use std::time::Duration;
 
-use tarn_tests::TestServer;
+use tarn_tests::{explain, TestServer};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::SimpleQueryMessage;
 
 async fn count_of(client: &tokio_postgres::Client, statement: &tokio_postgres::Statement) -> i64 {
     client.query_one(statement, &[]).await.unwrap().get(0)
-}
-
-/// Every row of an `EXPLAIN`, its columns joined.
-async fn explain(client: &tokio_postgres::Client, sql: &str) -> String {
-    let messages = client.simple_query(&format!("EXPLAIN {sql}")).await.unwrap();
-    let mut lines = Vec::new();
-    for m in &messages {
-        if let SimpleQueryMessage::Row(row) = m {
-            lines.extend((0..row.len()).map(|i| row.get(i).unwrap_or("").to_string()));
-        }
-    }
-    lines.join("\n")
 }
 
 fn simple_values(messages: &[SimpleQueryMessage]) -> Vec<String> {
