@@ -6,8 +6,8 @@
 //! version reads the whole base once (every column, with row addresses) and later ones
 //! filter and compare in memory, and fetch the rows an index search names from here.
 //! Bases larger than [`MAX_BYTES`] are not held: their searches read through Lance.
-//! Key lookups use a held base too, and a base version looked up often
-//! ([`note_lookup`]) is read into memory for them.
+//! Key lookups and BM25 searches use a held base too, and a base version they read
+//! often ([`note_lookup`]) is read into memory for them.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -330,8 +330,9 @@ static FRAGMENTS: PerBase<(Searcher, Arc<TextSegment>), (u64, String, u64)> = Pe
 /// Change buckets indexed in memory, by table, epoch (its `folded_seq`), bucket, the
 /// bucket's version and index.
 static CHANGES: PerBase<Searcher, (u64, u64, usize, u64, String)> = PerBase::new(256);
-/// Base rows passing a search's filters, by base version and filter.
-static ALLOWED: PerBase<Arc<RoaringTreemap>, (u64, u64, String)> = PerBase::new(32);
+/// Base rows passing a search's filters, by base version and filter (a parameter in
+/// the filter makes one per value: room for a hundred or so).
+static ALLOWED: PerBase<Arc<RoaringTreemap>, (u64, u64, String)> = PerBase::new(128);
 /// Rows Lance's deletion files delete, per base version (tables without a key).
 static LANCE_DELETED: PerBase<Arc<RoaringTreemap>> = PerBase::new(8);
 
@@ -727,7 +728,11 @@ impl TextSearch {
         } else {
             let rows = match base_cache::held(table_id, ds) {
                 Some(held) => held.take(addresses.iter().copied())?,
-                None => table.table().take_base_rows(snapshot, &addresses).await.map_err(storage_error)?,
+                None => {
+                    // Counted as key lookups are: a base searched often is held in memory.
+                    base_cache::note_lookup(table_id, ds, &schema);
+                    table.table().take_base_rows(snapshot, &addresses).await.map_err(storage_error)?
+                }
             };
             in_table_schema(&rows, &schema)?
         };
