@@ -218,7 +218,7 @@ fn vector_index_def(create: &CreateIndex, warehouse: &Warehouse) -> Result<(Tabl
         },
         Some(other) => {
             return Err(EngineError::unsupported(format!(
-                "index method {other} is not supported: Tarn indexes vectors (USING hnsw, ivfflat or ivf_pq)"
+                "index method {other} is not supported: Tarn indexes vectors (USING hnsw, ivfflat or ivf_pq) and text (USING bm25)"
             )))
         }
         None => return Err(EngineError::unsupported(
