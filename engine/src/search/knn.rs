@@ -1049,24 +1049,23 @@ impl Search for KnnSearch {
     }
 
     fn describe(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        let s = self;
-        let mode = match (&s.mode, &s.filter) {
+        let mode = match (&self.mode, &self.filter) {
             (Mode::Index { .. }, None) => "index",
             (Mode::Index { .. }, Some(_)) => "index+prefilter",
             (Mode::Exact, _) => "exact",
         };
-        write!(f, "mode={mode}, order={}, k={}", s.distance.function_name(), s.k)?;
-        if let Mode::Index { def, ef, probes } = &s.mode {
+        write!(f, "mode={mode}, order={}, k={}", self.distance.function_name(), self.k)?;
+        if let Mode::Index { def, ef, probes } = &self.mode {
             write!(f, ", index={} ({}, {})", def.name, def.method.name(), def.method.lance_type())?;
             match def.method {
                 IndexMethod::Hnsw => write!(f, ", ef_search={ef}")?,
                 IndexMethod::IvfFlat | IndexMethod::IvfPq => write!(f, ", probes={probes}")?,
             }
         }
-        if let Some(filter) = &s.filter {
+        if let Some(filter) = &self.filter {
             write!(f, ", filter={filter}")?;
         }
-        if let Some(selectivity) = s.selectivity {
+        if let Some(selectivity) = self.selectivity {
             write!(f, ", estimated_selectivity={selectivity:.4}")?;
         }
         Ok(())

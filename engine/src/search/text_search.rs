@@ -883,18 +883,17 @@ impl Search for TextSearch {
     }
 
     fn describe(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        let s = self;
         let list = |terms: &[Term]| terms.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(", ");
-        let mode = if s.top_k.is_some() { "topk" } else { "all" };
-        write!(f, "mode={mode}, index={}", s.index.name)?;
-        if let Some((i, k)) = s.top_k {
-            write!(f, ", k={k}, order={}", s.scores[i])?;
+        let mode = if self.top_k.is_some() { "topk" } else { "all" };
+        write!(f, "mode={mode}, index={}", self.index.name)?;
+        if let Some((i, k)) = self.top_k {
+            write!(f, ", k={k}, order={}", self.scores[i])?;
         }
-        write!(f, ", match=[{}]", list(&s.matches))?;
-        if let Some(filter) = &s.filter_text {
+        write!(f, ", match=[{}]", list(&self.matches))?;
+        if let Some(filter) = &self.filter_text {
             write!(f, ", prefilter={filter}")?;
         }
-        write!(f, ", segments={}", s.index.segments.len())
+        write!(f, ", segments={}", self.index.segments.len())
     }
 
     fn run(self) -> impl std::future::Future<Output = DfResult<RecordBatch>> + Send {
