@@ -45,13 +45,10 @@ use tracing::info;
 use crate::error::{Result, StorageError};
 use crate::manifest::Manifest;
 use crate::table::{BaseSnapshot, Table};
-use crate::vector_index::Builds;
+use crate::vector_index::{BuildReport, Builds};
 
 /// Tokens longer than this (in bytes) are dropped, as tantivy's `default` does.
 const MAX_TOKEN_BYTES: usize = 40;
-
-/// A segment build logs its progress every this many documents.
-const PROGRESS_LOG_DOCS: u64 = 100_000;
 
 /// Memory a segment build may use before tantivy flushes (it never does: one segment).
 const BUILD_MEMORY: usize = 256 << 20;
@@ -507,7 +504,7 @@ pub(crate) async fn build_segment(
         return Ok(None);
     }
     let started = Instant::now();
-    let report = BuildReport::new(table, &def.name);
+    let report = BuildReport::new(&table.name, &def.name, &table.builds);
     let Indexed { index, dir, runs, docs } =
         index_fragments_reporting(ds, def, fragments, Some(&report)).await?;
     let id = index
@@ -522,43 +519,6 @@ pub(crate) async fn build_segment(
         ms = started.elapsed().as_millis() as u64, "text index segment built"
     );
     Ok(Some(TextSegment { id, runs, docs }))
-}
-
-/// A text index build's progress, kept in the table's [`Builds`] for `tarn_indexes`
-/// (while the value lives) and logged.
-#[derive(Clone)]
-struct BuildReport {
-    table: String,
-    index: String,
-    builds: Arc<Builds>,
-}
-
-impl BuildReport {
-    fn new(table: &Table, index: &str) -> Self {
-        BuildReport { table: table.name.to_string(), index: index.to_string(), builds: table.builds.clone() }
-    }
-
-    fn stage(&self, stage: &str, total: Option<u64>, unit: &str) {
-        info!(table = %self.table, index = %self.index, stage, total, unit, "text index build stage");
-        self.builds.update(&self.index, |s| {
-            s.stage = stage.to_string();
-            s.completed = 0;
-            s.total = total;
-            s.unit = unit.to_string();
-        });
-    }
-
-    /// `completed` documents indexed; logged every [`PROGRESS_LOG_DOCS`].
-    fn progress(&self, completed: u64) {
-        let mut log = false;
-        self.builds.update(&self.index, |s| {
-            log = completed / PROGRESS_LOG_DOCS > s.completed / PROGRESS_LOG_DOCS;
-            s.completed = completed;
-        });
-        if log {
-            info!(table = %self.table, index = %self.index, documents = completed, "text index build progress");
-        }
-    }
 }
 
 /// Ends a build's entry in [`Builds`] when dropped, however the build ends.
@@ -729,7 +689,11 @@ fn merge_candidates(segments: &[TextSegment]) -> Option<Vec<usize>> {
 /// are those of the segments merged.
 async fn merge_segments(table: &Table, def: &TextIndexDef, group: &[usize]) -> Result<TextSegment> {
     let started = Instant::now();
-    BuildReport::new(table, &def.name).stage("merge_segments", Some(group.len() as u64), "segments");
+    BuildReport::new(&table.name, &def.name, &table.builds).stage(
+        "merge_segments",
+        Some(group.len() as u64),
+        "segments",
+    );
     let mut indexes = Vec::with_capacity(group.len());
     let mut runs = Vec::new();
     let mut docs = 0;

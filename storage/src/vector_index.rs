@@ -201,17 +201,25 @@ impl Builds {
     }
 }
 
-/// Lance's build stages, logged and kept in [`Builds`].
-#[derive(Debug)]
-struct Progress {
+/// An index build's stages and progress, kept in the table's [`Builds`] for
+/// `tarn_indexes` and logged: Lance's vector builds report through it, text index
+/// builds call it.
+#[derive(Debug, Clone)]
+pub(crate) struct BuildReport {
     table: String,
     index: String,
     builds: Arc<Builds>,
 }
 
-#[async_trait::async_trait]
-impl IndexBuildProgress for Progress {
-    async fn stage_start(&self, stage: &str, total: Option<u64>, unit: &str) -> lance::Result<()> {
+/// A text build logs its progress every this many documents.
+const PROGRESS_LOG_DOCS: u64 = 100_000;
+
+impl BuildReport {
+    pub(crate) fn new(table: impl ToString, index: &str, builds: &Arc<Builds>) -> Self {
+        BuildReport { table: table.to_string(), index: index.to_string(), builds: builds.clone() }
+    }
+
+    pub(crate) fn stage(&self, stage: &str, total: Option<u64>, unit: &str) {
         info!(table = %self.table, index = %self.index, stage, total, unit, "index build stage");
         self.builds.update(&self.index, |s| {
             s.stage = stage.to_string();
@@ -219,6 +227,25 @@ impl IndexBuildProgress for Progress {
             s.total = total;
             s.unit = unit.to_string();
         });
+    }
+
+    /// `completed` documents indexed; logged every [`PROGRESS_LOG_DOCS`].
+    pub(crate) fn progress(&self, completed: u64) {
+        let mut log = false;
+        self.builds.update(&self.index, |s| {
+            log = completed / PROGRESS_LOG_DOCS > s.completed / PROGRESS_LOG_DOCS;
+            s.completed = completed;
+        });
+        if log {
+            info!(table = %self.table, index = %self.index, documents = completed, "index build progress");
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl IndexBuildProgress for BuildReport {
+    async fn stage_start(&self, stage: &str, total: Option<u64>, unit: &str) -> lance::Result<()> {
+        self.stage(stage, total, unit);
         Ok(())
     }
 
@@ -250,8 +277,7 @@ pub(crate) async fn build(
     let params = def.params(rows, dims);
     let started = Instant::now();
     builds.update(&def.name, |s| s.stage = "starting".into());
-    let progress =
-        Arc::new(Progress { table: table.to_string(), index: def.name.clone(), builds: builds.clone() });
+    let progress = Arc::new(BuildReport::new(table, &def.name, builds));
     let result = ds
         .create_index_builder(&[def.column.as_str()], def.lance_index_type(), &params)
         .name(def.name.clone())

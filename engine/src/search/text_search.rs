@@ -67,10 +67,12 @@ impl ExtensionPlanner for Bm25Planner {
         state: &SessionState,
     ) -> DfResult<Option<Arc<dyn ExecutionPlan>>> {
         let Some(node) = node.as_any().downcast_ref::<Bm25Node>() else { return Ok(None) };
-        let provider = match node.table()?.downcast_ref::<AsOfTable>() {
-            Some(as_of) => Arc::new(as_of.pinned().await?) as Arc<dyn TableProvider>,
-            None => node.table()?,
-        };
+        let mut provider = node.table()?;
+        // `AS OF VERSION`: the table pinned at the version.
+        if let Some(as_of) = provider.downcast_ref::<AsOfTable>() {
+            let pinned: Arc<dyn TableProvider> = Arc::new(as_of.pinned().await?);
+            provider = pinned;
+        }
         let table =
             provider.downcast_ref::<TarnTable>().ok_or_else(|| internal("a search of a table not Tarn's"))?;
         let snapshot = table.snapshot();
@@ -327,9 +329,9 @@ struct Hit {
 static SEGMENTS: PerBase<Searcher, (u64, String)> = PerBase::new(64);
 /// Base fragments indexed in memory, by table, index and fragment.
 static FRAGMENTS: PerBase<(Searcher, Arc<TextSegment>), (u64, String, u64)> = PerBase::new(256);
-/// Change buckets indexed in memory, by table, epoch (its `folded_seq`), bucket, the
-/// bucket's version and index.
-static CHANGES: PerBase<Searcher, (u64, u64, usize, u64, String)> = PerBase::new(256);
+/// Change buckets indexed in memory, with their rows in the table's schema, by table,
+/// epoch (its `folded_seq`), bucket, the bucket's version and index.
+static CHANGES: PerBase<(Searcher, RecordBatch), (u64, u64, usize, u64, String)> = PerBase::new(256);
 /// Base rows passing a search's filters, by base version and filter (a parameter in
 /// the filter makes one per value: room for a hundred or so).
 static ALLOWED: PerBase<Arc<RoaringTreemap>, (u64, u64, String)> = PerBase::new(128);
@@ -446,17 +448,16 @@ impl TextSearch {
                     let Some(rows) = &view.rows else { continue };
                     let version = epoch.bucket_seq(bucket, snapshot.seq);
                     let key = (table_id, epoch.folded_seq, bucket, version, self.index.name.clone());
-                    let searcher = match CHANGES.get(&key) {
-                        Some(searcher) => searcher,
+                    let (searcher, rows) = match CHANGES.get(&key) {
+                        Some(found) => found,
                         None => {
                             let index =
                                 self.index.index_rows(std::slice::from_ref(rows)).map_err(storage_error)?;
-                            let searcher = searcher_of(&index)?;
-                            CHANGES.put(key, searcher.clone());
-                            searcher
+                            let found = (searcher_of(&index)?, in_table_schema(rows, &schema)?);
+                            CHANGES.put(key, found.clone());
+                            found
                         }
                     };
-                    let rows = in_table_schema(rows, &schema)?;
                     let passing = self.passing(&rows, hidden)?;
                     parts.push(Part { searcher, rows: Rows::Memory(rows), passing });
                 }
