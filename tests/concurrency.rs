@@ -281,6 +281,37 @@ async fn writers_on_disjoint_keys_never_conflict_under_compaction() {
     server.stop().await;
 }
 
+/// A transaction that stays open while other keys change and are compacted, several
+/// times over, commits: compactions keep what they folded for conflict checks. A key
+/// it wrote that was also changed and compacted meanwhile still gets 40001.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_open_across_compactions_conflicts_only_on_its_keys() {
+    let server = TestServer::start().await;
+    let admin = server.client().await;
+    create_accounts(&admin, 4).await;
+    let long = server.client().await;
+    for (other, expect_conflict) in [(2, false), (1, true)] {
+        run(&long, "BEGIN").await.unwrap();
+        balance(&long, 3).await;
+        for _ in 0..3 {
+            run(&admin, &format!("UPDATE accounts SET balance = balance + 1 WHERE id = {other}"))
+                .await
+                .unwrap();
+            run(&admin, "VACUUM accounts").await.unwrap();
+        }
+        run(&long, "UPDATE accounts SET balance = balance - 5 WHERE id = 1").await.unwrap();
+        let outcome = run(&long, "COMMIT").await;
+        match (outcome, expect_conflict) {
+            (Ok(()), false) => {}
+            (Err(e), true) if is_serialization_failure(&e) => {}
+            (outcome, _) => panic!("id {other} changed meanwhile: COMMIT gave {outcome:?}"),
+        }
+    }
+    assert_eq!(balance(&admin, 1).await, Some(OPENING - 5 + 3));
+    assert_eq!(balance(&admin, 2).await, Some(OPENING + 3));
+    server.stop().await;
+}
+
 /// Two transactions upsert the same new key: neither sees the other's row, so both
 /// insert; the later committer gets 40001 (never 23505: ON CONFLICT covers that key).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

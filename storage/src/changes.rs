@@ -123,12 +123,27 @@ pub struct Epoch {
     pub folded_seq: u64,
     pub base_keys: Arc<BaseKeys>,
     buckets: Vec<RwLock<Bucket>>,
-    /// The keys the compaction that began this epoch folded, with their newest version,
-    /// so a transaction that started before it still detects write conflicts.
-    folded_keys: HashMap<Key, u64>,
-    /// The previous epoch's `folded_seq`: older readers cannot be checked exactly.
-    previous_folded_seq: u64,
+    /// The keys the last compactions folded, newest first, so a transaction that began
+    /// before them still detects write conflicts.
+    folds: Vec<Arc<Fold>>,
+    /// Writers that read before this version cannot be checked exactly (the folds
+    /// after it are forgotten): every key counts as changed for them.
+    checked_since: u64,
 }
+
+/// The keys one compaction folded into the base (every change up to `to`), with each
+/// key's newest version.
+#[derive(Debug)]
+struct Fold {
+    to: u64,
+    keys: HashMap<Key, u64>,
+}
+
+/// How much fold history an epoch keeps for conflict checks. A transaction that stays
+/// open across more compactions, or across more folded keys, than this gets 40001 on
+/// its first update (the same answer as a real conflict: retry).
+const FOLDS_KEPT: usize = 64;
+const FOLDED_KEYS_KEPT: usize = 1 << 20;
 
 impl Epoch {
     pub fn new(folded_seq: u64, base_keys: Arc<BaseKeys>, buckets: u32) -> Self {
@@ -136,8 +151,8 @@ impl Epoch {
             folded_seq,
             base_keys,
             buckets: (0..buckets.max(1)).map(|_| RwLock::default()).collect(),
-            folded_keys: HashMap::new(),
-            previous_folded_seq: folded_seq,
+            folds: Vec::new(),
+            checked_since: folded_seq,
         }
     }
 
@@ -198,7 +213,7 @@ impl Epoch {
     /// Whether a commit after `read_seq` changed `key` (a write-write conflict for a
     /// writer that read at `read_seq`).
     pub fn changed_since(&self, key: &Key, read_seq: u64) -> bool {
-        if read_seq < self.previous_folded_seq {
+        if read_seq < self.checked_since {
             return true;
         }
         let b = self.bucket(key.bucket(self.buckets.len() as u32));
@@ -206,7 +221,10 @@ impl Epoch {
             return v.seq > read_seq;
         }
         drop(b);
-        read_seq < self.folded_seq && self.folded_keys.get(key).is_some_and(|&seq| seq > read_seq)
+        self.folds
+            .iter()
+            .take_while(|f| f.to > read_seq)
+            .any(|f| f.keys.get(key).is_some_and(|&seq| seq > read_seq))
     }
 
     /// The version of the newest change to `bucket` at or below `seq` (0 if none): two
@@ -295,17 +313,17 @@ impl Epoch {
 
     /// The epoch after a compaction that folded every change up to `folded_seq` into a
     /// new base: later chunks carry over, the folded keys are remembered for conflict
-    /// checks.
+    /// checks (with the last [`FOLDS_KEPT`] compactions' keys).
     pub fn successor(&self, folded_seq: u64, base_keys: Arc<BaseKeys>) -> Epoch {
         let mut next = Epoch::new(folded_seq, base_keys, self.buckets.len() as u32);
-        next.previous_folded_seq = self.folded_seq;
+        let mut fold = Fold { to: folded_seq, keys: HashMap::new() };
         for bucket in 0..self.buckets.len() {
             let b = self.bucket(bucket);
             let mut flushed_kept = 0;
             for (i, chunk) in b.chunks.iter().enumerate() {
                 if chunk.seq <= folded_seq {
                     for key in &chunk.keys {
-                        next.folded_keys.insert(key.clone(), chunk.seq);
+                        fold.keys.insert(key.clone(), chunk.seq);
                     }
                 } else {
                     if i < b.flushed {
@@ -315,6 +333,19 @@ impl Epoch {
                 }
             }
             next.mark_flushed(bucket, flushed_kept);
+        }
+        next.checked_since = self.checked_since;
+        let mut kept_keys = fold.keys.len();
+        if !fold.keys.is_empty() {
+            next.folds.push(Arc::new(fold));
+        }
+        for older in &self.folds {
+            kept_keys += older.keys.len();
+            if next.folds.len() == FOLDS_KEPT || kept_keys > FOLDED_KEYS_KEPT {
+                next.checked_since = older.to;
+                break;
+            }
+            next.folds.push(older.clone());
         }
         next
     }
@@ -406,5 +437,29 @@ mod tests {
         assert!(next.changed_since(&Key::Int(1), 1), "folded write after the reader's version");
         assert!(!next.changed_since(&Key::Int(1), 2));
         assert_eq!(next.unflushed(0, u64::MAX).len(), 1);
+    }
+
+    /// A transaction open across several compactions still sees exactly which keys
+    /// changed after it read, not "everything".
+    #[test]
+    fn conflict_checks_span_several_compactions() {
+        let mut epoch = single_bucket(&[]);
+        for seq in 2..6u64 {
+            epoch.apply(0, chunk(seq, &[(seq as i64, "x", ChangeOp::Insert)]));
+            epoch = epoch.successor(seq, Arc::new(BaseKeys::default()));
+        }
+        // Read at 1, before all four folds: keys 2..5 changed since, key 9 did not.
+        assert!((2..6).all(|k| epoch.changed_since(&Key::Int(k), 1)));
+        assert!(!epoch.changed_since(&Key::Int(9), 1));
+        assert!(!epoch.changed_since(&Key::Int(2), 3) && epoch.changed_since(&Key::Int(4), 3));
+        // Compactions that fold nothing take no room; beyond the kept history every key
+        // counts as changed.
+        for seq in 6..6 + FOLDS_KEPT as u64 {
+            epoch = epoch.successor(seq - 1, Arc::new(BaseKeys::default()));
+            epoch.apply(0, chunk(seq, &[(100, "y", ChangeOp::Insert)]));
+            epoch = epoch.successor(seq, Arc::new(BaseKeys::default()));
+        }
+        assert!(epoch.changed_since(&Key::Int(9), 1));
+        assert!(!epoch.changed_since(&Key::Int(9), 6) && epoch.changed_since(&Key::Int(100), 6));
     }
 }
