@@ -241,3 +241,117 @@ async fn parquet_scans_take_the_filters() {
     assert_eq!(rows.iter().map(|r| r.get::<_, String>(0)).collect::<Vec<_>>(), ["b"]);
     server.stop().await;
 }
+
+/// A prepared search keeps one generic plan (optimized with its parameters as
+/// placeholders) and binds each execute's values into it: every execute returns what
+/// the same statement with the values written in returns, whatever the values make
+/// of the plan (a selective filter value turns an index search exact), and values the
+/// generic plan cannot take (`NULL`, a narrower declared type, a `LIMIT` parameter) are
+/// planned with the values.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generic_plans_bind_each_executes_values() {
+    use pgvector::Vector;
+    use tokio_postgres::types::Type;
+    let server = TestServer::start().await;
+    let client = server.client().await;
+    let words = ["red", "green", "blue", "amber", "violet"];
+    let rows: Vec<String> = (0..1500)
+        .map(|i| {
+            let angle = i as f64 * 0.004;
+            let body = format!("{} {} {}", words[i % 5], words[(i / 5) % 5], words[(i * 7) % 5]);
+            // Category 0 is 1% of the rows: a filter on it makes an exact search.
+            format!(
+                "({i}, {}, '{body}', '[{:.4},{:.4}]')",
+                if i % 100 == 0 { 0 } else { 1 + i % 7 },
+                angle.cos(),
+                angle.sin()
+            )
+        })
+        .collect();
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE docs (id BIGINT PRIMARY KEY, cat INT, body TEXT, embedding VECTOR(2));
+             INSERT INTO docs VALUES {};
+             CREATE INDEX ON docs USING hnsw (embedding vector_l2_ops);
+             CREATE INDEX docs_text ON docs USING bm25 (body);
+             VACUUM docs;
+             SET hnsw.ef_search = 10",
+            rows.join(", ")
+        ))
+        .await
+        .unwrap();
+    let ids = |rows: Vec<tokio_postgres::Row>| rows.iter().map(|r| r.get::<_, i64>(0)).collect::<Vec<_>>();
+    let literal_ids = |messages: Vec<SimpleQueryMessage>| {
+        simple_values(&messages).iter().map(|v| v.parse::<i64>().unwrap()).collect::<Vec<_>>()
+    };
+
+    let knn =
+        client.prepare("SELECT id FROM docs WHERE cat <= $2 ORDER BY embedding <-> $1 LIMIT 3").await.unwrap();
+    let plans = [
+        explain(&client, "SELECT id FROM docs WHERE cat <= 0 ORDER BY embedding <-> '[1,0]' LIMIT 3").await,
+        explain(&client, "SELECT id FROM docs WHERE cat <= 7 ORDER BY embedding <-> '[1,0]' LIMIT 3").await,
+    ];
+    assert!(plans[0].contains("mode=exact") && plans[1].contains("mode=index"), "{plans:#?}");
+    for (step, cat) in [0, 7, 0, 4, 7].into_iter().enumerate() {
+        let angle = step as f32 * 0.9;
+        let query = vec![angle.cos(), angle.sin()];
+        let got = ids(client.query(&knn, &[&Vector::from(query.clone()), &cat]).await.unwrap());
+        let want = literal_ids(
+            client
+                .simple_query(&format!(
+                    "SELECT id FROM docs WHERE cat <= {cat} ORDER BY embedding <-> '[{},{}]' LIMIT 3",
+                    query[0], query[1]
+                ))
+                .await
+                .unwrap(),
+        );
+        assert_eq!(got, want, "cat {cat}, query {query:?}");
+        assert_eq!(got.len(), 3);
+    }
+
+    let text = client
+        .prepare(
+            "SELECT id, bm25_score(body, $1) AS s FROM docs WHERE body @@@ $1 AND id < $2 ORDER BY s DESC, id LIMIT 4",
+        )
+        .await
+        .unwrap();
+    for (query, below) in [("red", 1500i64), ("amber violet", 700), ("\"green blue\"", 1500), ("red", 40)] {
+        let got = ids(client.query(&text, &[&query, &below]).await.unwrap());
+        let want = literal_ids(
+            client
+                .simple_query(&format!(
+                    "SELECT id, bm25_score(body, '{query}') AS s FROM docs WHERE body @@@ '{query}' AND id < {below} \
+                     ORDER BY s DESC, id LIMIT 4"
+                ))
+                .await
+                .unwrap(),
+        );
+        assert_eq!(got, want, "{query} below {below}");
+        assert!(!got.is_empty());
+    }
+    // A query the index cannot parse fails as the constant does, and the statement
+    // goes on.
+    let e = client.query(&text, &[&"\"unclosed", &10i64]).await.unwrap_err();
+    assert_eq!(e.code(), Some(&SqlState::SYNTAX_ERROR), "{e:?}");
+    assert_eq!(client.query(&text, &[&"red", &1500i64]).await.unwrap().len(), 4);
+
+    // A NULL query vector orders nothing, as in PostgreSQL: any 3 rows.
+    let none: Option<Vector> = None;
+    assert_eq!(client.query(&knn, &[&none, &3]).await.unwrap().len(), 3);
+    // A parameter declared narrower than its column, and a LIMIT parameter.
+    let narrow = client
+        .prepare_typed(
+            "SELECT id FROM docs WHERE id >= $1 ORDER BY embedding <-> '[1,0]' LIMIT 2",
+            &[Type::INT4],
+        )
+        .await
+        .unwrap();
+    assert_eq!(ids(client.query(&narrow, &[&1495i32]).await.unwrap()).len(), 2);
+    assert!(ids(client.query(&narrow, &[&1495i32]).await.unwrap()).iter().all(|&id| id >= 1495));
+    let limited =
+        client.prepare("SELECT id FROM docs ORDER BY embedding <-> '[1,0]' LIMIT $1").await.unwrap();
+    for k in [1i64, 4, 2] {
+        assert_eq!(client.query(&limited, &[&k]).await.unwrap().len() as i64, k);
+    }
+    server.stop().await;
+}

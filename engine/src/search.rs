@@ -12,6 +12,7 @@
 //!   change rows.
 //! - [`hybrid`]: `hybrid_search(...)`, fused from a BM25 and a kNN search.
 //! - [`one_batch`]: the physical plan node both searches run as.
+//! - [`query_value`]: a search's query given as a statement parameter.
 
 pub mod base_cache;
 pub mod bm25;
@@ -20,6 +21,7 @@ pub mod hybrid;
 pub mod index_ddl;
 pub mod knn;
 pub mod one_batch;
+pub mod query_value;
 pub mod text_search;
 pub mod vector;
 pub mod vector_aggregates;

@@ -195,7 +195,13 @@ impl TableProvider for TarnTable {
             return Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()]);
         }
         match self.lance() {
-            Some(lance) => lance.supports_filters_pushdown(filters),
+            // A prepared statement's plan is made before its parameters have values:
+            // whether Lance takes a filter depends on its shape, the same with a constant.
+            Some(lance) => {
+                let shaped: Vec<Expr> =
+                    filters.iter().map(|f| crate::search::query_value::with_typed_nulls(f)).collect();
+                lance.supports_filters_pushdown(&shaped.iter().collect::<Vec<_>>())
+            }
             // Parquet: the filters prune row groups and pages; DataFusion applies them
             // to the rows that remain.
             None => Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()]),

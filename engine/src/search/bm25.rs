@@ -131,15 +131,54 @@ impl ExprPlanner for TextOperators {
     }
 }
 
-/// A call of `name` on a column and a constant query: the column and the query.
-fn call_of<'a>(expr: &'a Expr, name: &str) -> Option<(&'a Column, &'a str)> {
+/// A call of `name` on a column and a constant or parameter query: the column and the
+/// query.
+fn call_of<'a>(expr: &'a Expr, name: &str) -> Option<(&'a Column, QueryText)> {
     let Expr::ScalarFunction(f) = expr else { return None };
     if f.func.name() != name {
         return None;
     }
     match f.args.as_slice() {
-        [Expr::Column(column), Expr::Literal(value, _)] => Some((column, literal_text(value)?)),
+        [Expr::Column(column), query] => Some((column, QueryText::of(query)?)),
         _ => None,
+    }
+}
+
+/// What a term searches for: the query's text, or a parameter of a prepared
+/// statement whose plan is kept (named as the plan shows it, `$1`), whose text the
+/// node's physical planner reads once it has a value (see [`Bm25Node::bound`]).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum QueryText {
+    Text(String),
+    Param(String),
+}
+
+impl QueryText {
+    fn of(expr: &Expr) -> Option<QueryText> {
+        match expr {
+            Expr::Literal(value, _) => Some(QueryText::Text(literal_text(value)?.to_string())),
+            other if crate::search::query_value::of_parameters(other) => {
+                Some(QueryText::Param(other.to_string()))
+            }
+            _ => None,
+        }
+    }
+
+    /// The text searched for (an error for a parameter not bound yet).
+    pub fn text(&self) -> DfResult<&str> {
+        match self {
+            QueryText::Text(text) => Ok(text),
+            QueryText::Param(name) => Err(internal(&format!("query {name} has no value"))),
+        }
+    }
+}
+
+impl fmt::Display for QueryText {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        match self {
+            QueryText::Text(text) => write!(f, "{text:?}"),
+            QueryText::Param(name) => f.write_str(name),
+        }
     }
 }
 
@@ -153,8 +192,8 @@ fn literal_text(value: &ScalarValue) -> Option<&str> {
 }
 
 /// The name of the node's column holding `bm25_score(column, query)`.
-fn score_column_name(column: &str, query: &str) -> String {
-    format!("bm25_score({column}, {query:?})")
+fn score_column_name(column: &str, query: &QueryText) -> String {
+    format!("bm25_score({column}, {query})")
 }
 
 /// `snippet(column, query [, start_tag, end_tag, max_chars])` with constant arguments:
@@ -164,7 +203,7 @@ fn snippet_call(expr: &Expr) -> Option<(&Column, Snippet)> {
     if f.func.name() != SNIPPET {
         return None;
     }
-    let (Expr::Column(column), Expr::Literal(query, _)) = (f.args.first()?, f.args.get(1)?) else {
+    let (Expr::Column(column), query) = (f.args.first()?, f.args.get(1)?) else {
         return None;
     };
     let text = |i: usize, default: &str| match f.args.get(i) {
@@ -185,7 +224,7 @@ fn snippet_call(expr: &Expr) -> Option<(&Column, Snippet)> {
         return None;
     }
     let snippet = Snippet {
-        term: Term { column: column.name.clone(), query: literal_text(query)?.to_string() },
+        term: Term { column: column.name.clone(), query: QueryText::of(query)? },
         start: text(2, "<b>")?,
         end: text(3, "</b>")?,
         max_chars: max_chars.clamp(1, 1 << 20) as usize,
@@ -209,17 +248,29 @@ pub struct Snippet {
 impl Snippet {
     fn column_name(&self) -> String {
         format!(
-            "snippet({}, {:?}, {:?}, {:?}, {})",
+            "snippet({}, {}, {:?}, {:?}, {})",
             self.term.column, self.term.query, self.start, self.end, self.max_chars
         )
     }
 }
 
-/// The calls a statement makes: scores and snippets.
+/// The calls a statement makes: scores and snippets, and the parameter expressions
+/// their queries name.
 #[derive(Debug, Default)]
 struct Calls {
     scores: BTreeSet<Term>,
     snippets: BTreeSet<Snippet>,
+    params: Vec<Expr>,
+}
+
+impl Calls {
+    fn note_param(&mut self, query: &Expr) {
+        if QueryText::of(query).is_some_and(|q| matches!(q, QueryText::Param(_)))
+            && !self.params.contains(query)
+        {
+            self.params.push(query.clone());
+        }
+    }
 }
 
 /// One `(column, query)` of a search.
@@ -227,12 +278,12 @@ struct Calls {
 pub struct Term {
     /// The indexed column (unqualified).
     pub column: String,
-    pub query: String,
+    pub query: QueryText,
 }
 
 impl fmt::Display for Term {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "{}:{:?}", self.column, self.query)
+        write!(f, "{}:{}", self.column, self.query)
     }
 }
 
@@ -261,12 +312,19 @@ impl OptimizerRule for Bm25Rule {
             node.apply_expressions(|expr| {
                 expr.apply(|e| {
                     if let Some((column, query)) = call_of(e, SCORE) {
-                        calls.scores.insert(Term { column: column.name.clone(), query: query.to_string() });
+                        calls.scores.insert(Term { column: column.name.clone(), query });
                     }
                     if let Some((_, snippet)) = snippet_call(e) {
                         calls.snippets.insert(snippet);
                     }
                     any_match |= call_of(e, MATCH).is_some();
+                    if let Expr::ScalarFunction(f) = e {
+                        if [MATCH, SCORE, SNIPPET].contains(&f.func.name()) {
+                            if let Some(query) = f.args.get(1) {
+                                calls.note_param(query);
+                            }
+                        }
+                    }
                     Ok(TreeNodeRecursion::Continue)
                 })
             })
@@ -427,7 +485,7 @@ fn carry_scores(node: LogicalPlan, calls: &Calls) -> DfResult<Transformed<Logica
     };
     let replacement = |e: &Expr| -> Option<Column> {
         if let Some((column, query)) = call_of(e, SCORE) {
-            return carried(column, score_column_name(&column.name, query));
+            return carried(column, score_column_name(&column.name, &query));
         }
         let (column, snippet) = snippet_call(e)?;
         carried(column, snippet.column_name())
@@ -577,6 +635,9 @@ pub struct Bm25Node {
     pub(crate) filters: Vec<Expr>,
     /// Only the `k` rows with the highest score `scores[i]`, best first.
     pub(crate) top_k: Option<(usize, usize)>,
+    /// The parameters the terms' queries name ([`QueryText::Param`]), by name: the
+    /// expressions as the plan was made, bound to values before it is run.
+    params: Vec<(String, Expr)>,
     schema: DFSchemaRef,
 }
 
@@ -588,6 +649,7 @@ impl PartialEq for Bm25Node {
             && self.snippets == other.snippets
             && self.filters == other.filters
             && self.top_k == other.top_k
+            && self.params == other.params
     }
 }
 
@@ -627,9 +689,15 @@ impl Bm25Node {
         }
         let of_table = |c: &Column| c.relation.as_ref().is_none_or(|r| r.resolved_eq(&scan.table_name));
         let mut matches = Vec::new();
+        let mut params: Vec<Expr> = calls.params.clone();
         filters.retain(|f| match call_of(f, MATCH) {
             Some((column, query)) if of_table(column) => {
-                let term = Term { column: column.name.clone(), query: query.to_string() };
+                if let Expr::ScalarFunction(call) = f {
+                    if matches!(query, QueryText::Param(_)) && !params.contains(&call.args[1]) {
+                        params.push(call.args[1].clone());
+                    }
+                }
+                let term = Term { column: column.name.clone(), query };
                 if !matches.contains(&term) {
                     matches.push(term);
                 }
@@ -658,7 +726,21 @@ impl Bm25Node {
             ));
         }
         let schema = Arc::new(DFSchema::new_with_metadata(fields, Default::default())?);
-        let node = Bm25Node { scan: scan.clone(), matches, scores, snippets, filters, top_k: None, schema };
+        // The parameters this node's terms name.
+        let named: BTreeSet<&QueryText> = matches
+            .iter()
+            .chain(&scores)
+            .chain(snippets.iter().map(|s| &s.term))
+            .map(|t| &t.query)
+            .filter(|q| matches!(q, QueryText::Param(_)))
+            .collect();
+        let params = params
+            .into_iter()
+            .map(|p| (p.to_string(), p))
+            .filter(|(name, _)| named.contains(&QueryText::Param(name.clone())))
+            .collect();
+        let node =
+            Bm25Node { scan: scan.clone(), matches, scores, snippets, filters, top_k: None, params, schema };
         Ok(Some(LogicalPlan::Extension(Extension { node: Arc::new(node) })))
     }
 
@@ -693,8 +775,12 @@ impl UserDefinedLogicalNodeCore for Bm25Node {
         &self.schema
     }
 
+    /// The other filters and the parameters: a prepared statement's parameter values
+    /// reach the node through them.
     fn expressions(&self) -> Vec<Expr> {
-        vec![]
+        let mut exprs = self.filters.clone();
+        exprs.extend(self.params.iter().map(|(_, e)| e.clone()));
+        exprs
     }
 
     fn fmt_for_explain(&self, f: &mut fmt::Formatter) -> fmt::Result {
@@ -717,12 +803,45 @@ impl UserDefinedLogicalNodeCore for Bm25Node {
         Ok(())
     }
 
-    fn with_exprs_and_inputs(&self, _exprs: Vec<Expr>, _inputs: Vec<LogicalPlan>) -> DfResult<Self> {
-        Ok(self.clone())
+    fn with_exprs_and_inputs(&self, mut exprs: Vec<Expr>, _inputs: Vec<LogicalPlan>) -> DfResult<Self> {
+        if exprs.len() != self.filters.len() + self.params.len() {
+            return Err(internal("node rebuilt with other expressions"));
+        }
+        let bound = exprs.split_off(self.filters.len());
+        let params = self.params.iter().zip(bound).map(|((name, _), e)| (name.clone(), e)).collect();
+        Ok(Bm25Node { filters: exprs, params, ..self.clone() })
     }
 }
 
 impl Bm25Node {
+    /// The node with every parameter query replaced by its text (the parameters
+    /// have values by the time it is planned physically). A query that is not text
+    /// (a `NULL`) cannot be searched for.
+    pub(crate) fn bound(&self, state: &datafusion::execution::context::SessionState) -> DfResult<Bm25Node> {
+        if self.params.is_empty() {
+            return Ok(self.clone());
+        }
+        let mut texts = Vec::with_capacity(self.params.len());
+        for (name, expr) in &self.params {
+            let value = crate::search::query_value::constant_value(expr, state)?;
+            let text = literal_text(&value).ok_or_else(|| {
+                not_served(&format!("a bm25 search needs a text to search for, not {value}"))
+            })?;
+            texts.push((QueryText::Param(name.clone()), QueryText::Text(text.to_string())));
+        }
+        let bind = |term: &Term| match texts.iter().find(|(param, _)| *param == term.query) {
+            Some((_, text)) => Term { column: term.column.clone(), query: text.clone() },
+            None => term.clone(),
+        };
+        Ok(Bm25Node {
+            matches: self.matches.iter().map(bind).collect(),
+            scores: self.scores.iter().map(bind).collect(),
+            snippets: self.snippets.iter().map(|s| Snippet { term: bind(&s.term), ..s.clone() }).collect(),
+            params: Vec::new(),
+            ..self.clone()
+        })
+    }
+
     pub(crate) fn table(&self) -> DfResult<Arc<dyn datafusion::catalog::TableProvider>> {
         source_as_provider(&self.scan.source)
     }

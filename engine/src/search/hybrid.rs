@@ -99,6 +99,8 @@ fn names_own_columns(expr: &SqlExpr) -> bool {
 /// The call's arguments.
 struct Call {
     table: TableName,
+    /// The text query and the query vector, as SQL: a string constant, or a statement
+    /// parameter (`$1`) left for the plan to bind.
     text: String,
     vector: String,
     k: u64,
@@ -140,9 +142,21 @@ fn call_of(factor: &TableFactor) -> Result<(Call, Option<ast::TableAlias>)> {
     };
     let mut positional = Vec::new();
     let mut named = Vec::new();
+    let mut queries = Vec::new();
     for arg in &args.args {
         match arg {
-            FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => positional.push(constant(e)?),
+            FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => {
+                // The text and the vector: a parameter stays one.
+                if (1..=2).contains(&positional.len()) {
+                    queries.push(match crate::statements::params::placeholder_number(e) {
+                        Some(n) => Some(format!("${n}")),
+                        None => constant(e)?.map(|c| quoted(&c)),
+                    });
+                    positional.push(None);
+                    continue;
+                }
+                positional.push(constant(e)?)
+            }
             FunctionArg::Named { name, arg: FunctionArgExpr::Expr(e), .. } => {
                 named.push((name.value.to_ascii_lowercase(), constant(e)?))
             }
@@ -152,7 +166,7 @@ fn call_of(factor: &TableFactor) -> Result<(Call, Option<ast::TableAlias>)> {
             other => return Err(invalid(format!("{NAME}: unexpected argument {other}"))),
         }
     }
-    let [table, text, vector, k] = positional.as_slice() else {
+    let ([table, _, _, k], [text, vector]) = (positional.as_slice(), queries.as_slice()) else {
         return Err(invalid(format!(
             "{NAME} takes (table, text query, query vector, k [, option => value ...]), given {} positional arguments",
             positional.len()
@@ -174,7 +188,7 @@ fn call_of(factor: &TableFactor) -> Result<(Call, Option<ast::TableAlias>)> {
     }
     let mut call = Call {
         table,
-        text: text.clone().unwrap_or_default(),
+        text: text.clone().unwrap_or_else(|| quoted("")),
         vector: vector.clone().unwrap_or_default(),
         k: k as u64,
         rrf_k: 60.0,
@@ -269,21 +283,25 @@ fn derived(
         Metric::Cosine => "<=>",
         Metric::InnerProduct => "<#>",
     };
+    let dims = snapshot
+        .schema()
+        .field_with_name(&vector_column)
+        .ok()
+        .and_then(|f| crate::search::vector::vector_dims(f.data_type()))
+        .unwrap_or(1);
     let vector = if call.vector.is_empty() {
-        // Describing, before the parameters are bound: any vector of the right size.
-        let dims = snapshot
-            .schema()
-            .field_with_name(&vector_column)
-            .ok()
-            .and_then(|f| crate::search::vector::vector_dims(f.data_type()))
-            .unwrap_or(1);
-        format!("[{}]", vec!["0"; dims as usize].join(","))
+        // A NULL vector: any vector of the right size.
+        quoted(&format!("[{}]", vec!["0"; dims as usize].join(",")))
+    } else if call.vector.starts_with('$') {
+        // A parameter is text, as the other arguments (a constant is read as a vector
+        // where it meets the column).
+        format!("to_vector({}, {dims})", call.vector)
     } else {
         call.vector.clone()
     };
     let alias_name = alias.as_ref().map_or(NAME.to_string(), |a| a.name.value.clone());
     let from = format!("{} AS {}", call.table, ident(&alias_name));
-    let (t, q, v) = (ident(&text_column), quoted(&call.text), quoted(&vector));
+    let (t, q, v) = (ident(&text_column), &call.text, &vector);
     let extra = filter.map(|f| format!(" AND ({f})")).unwrap_or_default();
     let window = call.window.max(call.k);
     let score = format!("bm25_score({t}, {q})");

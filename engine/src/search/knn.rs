@@ -235,25 +235,51 @@ pub(crate) fn ranks_by(window: &Expr, key: &Expr, asc: bool) -> bool {
     ranking && args.is_empty() && partition_by.is_empty() && ordered
 }
 
-/// `distance(column, constant vector)` (either order): the distance, the column name
-/// and the query.
-fn knn_target(expr: &Expr) -> Option<(Distance, String, Vec<f32>)> {
+/// `distance(column, query)` (either order), the query a constant vector or a
+/// parameter: the distance, the column name and the query.
+fn knn_target(expr: &Expr) -> Option<(Distance, String, Expr)> {
     let Expr::ScalarFunction(f) = expr else { return None };
     let distance = Distance::from_function_name(f.func.name())?;
     if distance == Distance::InnerProduct {
         // Ascending inner product is the farthest first: not a nearest-neighbour order.
         return None;
     }
-    let (column, literal) = match f.args.as_slice() {
-        [Expr::Column(c), Expr::Literal(v, _)] | [Expr::Literal(v, _), Expr::Column(c)] => (c, v),
+    let (column, query) = match f.args.as_slice() {
+        [Expr::Column(c), q] | [q, Expr::Column(c)] if !matches!(q, Expr::Column(_)) => (c, q),
         _ => return None,
     };
-    let ScalarValue::FixedSizeList(list) = literal else { return None };
-    if list.is_null(0) {
-        return None;
+    match query {
+        Expr::Literal(..) => {
+            query_vector(&literal_value(query)?).ok()?;
+        }
+        other if !crate::search::query_value::of_parameters(other) => return None,
+        _ => {}
     }
-    let query = list.value(0).as_primitive_opt::<Float32Type>()?.values().to_vec();
-    Some((distance, column.name.clone(), query))
+    Some((distance, column.name.clone(), query.clone()))
+}
+
+/// The value of a literal expression.
+fn literal_value(expr: &Expr) -> Option<ScalarValue> {
+    match expr {
+        Expr::Literal(v, _) => Some(v.clone()),
+        _ => None,
+    }
+}
+
+/// A query vector's values; an error for a NULL or a value that is not a vector of reals.
+fn query_vector(value: &ScalarValue) -> DfResult<Vec<f32>> {
+    let not_vector = || {
+        crate::error::EngineError::DataException {
+            message: format!("a nearest-neighbour search needs a vector to search for, not {value}"),
+        }
+        .into_datafusion()
+    };
+    let ScalarValue::FixedSizeList(list) = value else { return Err(not_vector()) };
+    if list.is_null(0) {
+        return Err(not_vector());
+    }
+    let values = list.value(0);
+    Ok(values.as_primitive_opt::<Float32Type>().ok_or_else(not_vector)?.values().to_vec())
 }
 
 /// Whether Lance can evaluate `filter` inside its search (its pre-filter planner knows
@@ -262,7 +288,7 @@ fn lance_can_filter(table: &TarnTable, filter: &Expr) -> bool {
     use datafusion::logical_expr::TableProviderFilterPushDown as P;
     let BaseSnapshot::Lance(ds) = &table.snapshot().base else { return false };
     let lance = lance::datafusion::LanceTableProvider::new(ds.clone(), false, false);
-    let unqualified = unqualify(filter.clone());
+    let unqualified = unqualify(crate::search::query_value::with_typed_nulls(filter));
     let has_udf = unqualified.exists(|e| Ok(matches!(e, Expr::ScalarFunction(_)))).unwrap_or(true);
     !has_udf
         && matches!(
@@ -278,7 +304,10 @@ pub struct KnnNode {
     distance: Distance,
     /// Position of the vector column in the table.
     column: usize,
-    query: Vec<f32>,
+    /// The vector searched for: a constant, or (in a plan kept for a prepared
+    /// statement) an expression of its parameters, which have values by the time the
+    /// node is planned physically.
+    query: Expr,
     k: usize,
     filters: Vec<Expr>,
 }
@@ -290,7 +319,7 @@ impl PartialEq for KnnNode {
             && self.column == other.column
             && self.k == other.k
             && self.filters == other.filters
-            && self.query.iter().map(|v| v.to_bits()).eq(other.query.iter().map(|v| v.to_bits()))
+            && self.query == other.query
     }
 }
 
@@ -301,7 +330,7 @@ impl Hash for KnnNode {
         self.scan.hash(state);
         self.distance.hash(state);
         self.k.hash(state);
-        self.query.iter().for_each(|v| v.to_bits().hash(state));
+        self.query.hash(state);
     }
 }
 
@@ -336,8 +365,12 @@ impl UserDefinedLogicalNodeCore for KnnNode {
         &self.scan.projected_schema
     }
 
+    /// The query and the filters: a prepared statement's parameter values reach the
+    /// node through them.
     fn expressions(&self) -> Vec<Expr> {
-        vec![]
+        let mut exprs = vec![self.query.clone()];
+        exprs.extend(self.filters.iter().cloned());
+        exprs
     }
 
     fn fmt_for_explain(&self, f: &mut fmt::Formatter) -> fmt::Result {
@@ -351,8 +384,13 @@ impl UserDefinedLogicalNodeCore for KnnNode {
         )
     }
 
-    fn with_exprs_and_inputs(&self, _exprs: Vec<Expr>, _inputs: Vec<LogicalPlan>) -> DfResult<Self> {
-        Ok(self.clone())
+    fn with_exprs_and_inputs(&self, mut exprs: Vec<Expr>, _inputs: Vec<LogicalPlan>) -> DfResult<Self> {
+        if exprs.len() != 1 + self.filters.len() {
+            return Err(DataFusionError::Internal("kNN node rebuilt with other expressions".into()));
+        }
+        let filters = exprs.split_off(1);
+        let query = exprs.pop().expect("one query");
+        Ok(KnnNode { query, filters, ..self.clone() })
     }
 }
 
@@ -391,14 +429,11 @@ impl ExtensionPlanner for KnnPlanner {
         let BaseSnapshot::Lance(ds) = &snapshot.base else {
             return Err(DataFusionError::Internal("kNN over a base that is not Lance".into()));
         };
+        let query = query_vector(&crate::search::query_value::constant_value(&node.query, state)?)?;
         let dims = crate::search::vector::vector_dims(table.schema().field(node.column).data_type());
-        if dims != Some(node.query.len() as i32) {
+        if dims != Some(query.len() as i32) {
             return Err(crate::error::EngineError::DataException {
-                message: format!(
-                    "different vector dimensions {} and {}",
-                    dims.unwrap_or(0),
-                    node.query.len()
-                ),
+                message: format!("different vector dimensions {} and {}", dims.unwrap_or(0), query.len()),
             }
             .into_datafusion());
         }
@@ -460,7 +495,7 @@ impl ExtensionPlanner for KnnPlanner {
             selectivity,
             distance: node.distance,
             column: node.column,
-            query: node.query.clone(),
+            query,
             k: node.k,
             filter,
             physical_filter,

@@ -67,6 +67,7 @@ impl ExtensionPlanner for Bm25Planner {
         state: &SessionState,
     ) -> DfResult<Option<Arc<dyn ExecutionPlan>>> {
         let Some(node) = node.as_any().downcast_ref::<Bm25Node>() else { return Ok(None) };
+        let node = &node.bound(state)?;
         let mut provider = node.table()?;
         // `AS OF VERSION`: the table pinned at the version.
         if let Some(as_of) = provider.downcast_ref::<AsOfTable>() {
@@ -178,14 +179,15 @@ impl ParsedIndex {
     fn parse(&self, term: &Term) -> DfResult<Box<dyn Query>> {
         let field = self.field(&term.column)?;
         let parser = QueryParser::for_index(&self.index, vec![field]);
-        let ast = tantivy::query_grammar::parse_query(&term.query).map_err(|_| {
+        let text = term.query.text()?;
+        let ast = tantivy::query_grammar::parse_query(text).map_err(|_| {
             query_error(
-                &term.query,
+                text,
                 "the query is not in the query language (terms, \"phrases\", AND, OR, NOT, +, -, \
                  field:term, term*, term~1, term^2)",
             )
         })?;
-        self.build(&parser, field, ast).map_err(|e| query_error(&term.query, &e))
+        self.build(&parser, field, ast).map_err(|e| query_error(text, &e))
     }
 
     /// The query of `ast`, by tantivy's parser but for two forms its grammar keeps as

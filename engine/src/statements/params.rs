@@ -48,9 +48,13 @@ pub fn bind_table_function_args(statement: &mut ast::Statement, params: &[Scalar
             let ast::TableFactor::Table { name, args: Some(args), .. } = factor else {
                 return ControlFlow::Continue(());
             };
-            // hybrid_search(table, text, vector, k, ...): its first three are text.
-            let texts = if name.to_string().eq_ignore_ascii_case("hybrid_search") { 3 } else { 0 };
+            // hybrid_search(table, text, vector, k, ...): its first three are text; a
+            // bare parameter as its text or vector stays one (the call expands to SQL
+            // that searches for it, planned as any statement's parameter).
+            let hybrid = name.to_string().eq_ignore_ascii_case("hybrid_search");
+            let texts = if hybrid { 3 } else { 0 };
             for (position, arg) in args.args.iter_mut().enumerate() {
+                let unnamed = matches!(arg, ast::FunctionArg::Unnamed(_));
                 let expr = match arg {
                     ast::FunctionArg::Named { arg: ast::FunctionArgExpr::Expr(e), .. }
                     | ast::FunctionArg::ExprNamed { arg: ast::FunctionArgExpr::Expr(e), .. }
@@ -58,6 +62,9 @@ pub fn bind_table_function_args(statement: &mut ast::Statement, params: &[Scalar
                     _ => continue,
                 };
                 let bare = placeholder_number(expr).is_some();
+                if hybrid && bare && unnamed && (position == 1 || position == 2) {
+                    continue;
+                }
                 let mut found = Vec::new();
                 let _ = expr.visit(&mut PlaceholderBinder { params: self.params, found: &mut found });
                 for n in found {

@@ -2,10 +2,19 @@
 //!
 //! A prepared statement, and a simple-protocol statement whose text comes again, keeps
 //! the plan DataFusion made of it ([`PlanSlot`] in [`crate::Prepared`]), so an execute
-//! skips turning SQL into a plan; a statement without parameters whose functions are
-//! all immutable keeps its optimized plan too and skips the optimizer, and if it reads
-//! no table (`SELECT 1`, a pool's ping) its physical plan, run again as it is. What
-//! keeps a kept plan right:
+//! skips turning SQL into a plan; a statement whose functions are all immutable keeps
+//! its optimized plan too and skips the optimizer, and if it has no parameters and
+//! reads no table (`SELECT 1`, a pool's ping) its physical plan, run again as it is.
+//!
+//! An optimized plan with parameters is a generic plan, as PostgreSQL's: made with
+//! placeholders typed as the statement's parameters, each execute binds the values
+//! into it and plans it physically. The kNN and BM25 rules take a query that is a
+//! parameter as one that is a constant (`search/query_value.rs`), and the physical
+//! planners of their nodes make every choice that depends on values (index or exact
+//! search by the filters' selectivity). A plan whose `LIMIT`/`OFFSET` is a parameter
+//! is not optimized ahead (the searches need k as a value), nor is an execute whose
+//! value is `NULL` or does not cast to the parameter's type (planned with the values,
+//! as before). What keeps a kept plan right:
 //!
 //! - It names tables, not snapshots: every execute swaps each Tarn table in it (scans,
 //!   subqueries, the kNN node's scan) for that table at the snapshot the statement reads
@@ -24,9 +33,12 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{DataType, Field, SchemaRef};
 use datafusion::catalog::default_table_source::{provider_as_source, source_as_provider};
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+use datafusion::common::ScalarValue;
+use datafusion::logical_expr::expr::Placeholder;
+use datafusion::logical_expr::logical_plan::{FetchType, SkipType};
 use datafusion::logical_expr::{Expr, Extension, LogicalPlan, TableScan, Volatility};
 use datafusion::physical_plan::ExecutionPlan;
 
@@ -53,11 +65,74 @@ pub(crate) enum KeptPlan {
     /// physical plan (run again as it is) with its result columns.
     Query {
         plan: LogicalPlan,
-        optimized: Option<LogicalPlan>,
+        optimized: Option<Optimized>,
         physical: Option<(SchemaRef, Arc<dyn ExecutionPlan>)>,
     },
     /// A primary-key lookup (see `lookup.rs`).
     Lookup(KeyLookup),
+}
+
+/// A query optimized before its parameters have values (a generic plan when it has
+/// any).
+#[derive(Debug, Clone)]
+pub(crate) struct Optimized {
+    pub plan: LogicalPlan,
+    /// The type of each parameter `$1..` in the plan.
+    pub param_types: Vec<DataType>,
+}
+
+impl Optimized {
+    /// The values as the plan's parameters take them; `None` for a `NULL` or a value
+    /// that does not cast (planned with the values instead).
+    pub fn bind(&self, params: &[ScalarValue]) -> Option<Vec<ScalarValue>> {
+        params
+            .iter()
+            .zip(&self.param_types)
+            .map(|(value, ty)| match value {
+                v if v.is_null() => None,
+                v if &v.data_type() == ty => Some(v.clone()),
+                v => v.cast_to(ty).ok(),
+            })
+            .collect()
+    }
+}
+
+/// `plan` with every placeholder typed: as DataFusion inferred it, else as the
+/// statement's parameter (`param_types`, what values are cast to), and those types;
+/// `None` when a placeholder is not `$n`.
+pub(crate) fn typed_placeholders(
+    plan: &LogicalPlan,
+    param_types: &[DataType],
+) -> Option<(LogicalPlan, Vec<DataType>)> {
+    let inferred = plan.get_parameter_types().ok()?;
+    let mut types: Vec<DataType> = param_types.to_vec();
+    for (id, ty) in inferred {
+        let n: usize = id.strip_prefix('$')?.parse().ok().filter(|&n| n > 0)?;
+        if types.len() < n {
+            types.resize(n, DataType::Utf8);
+        }
+        if let Some(ty) = ty {
+            types[n - 1] = ty;
+        }
+    }
+    let typed = plan
+        .clone()
+        .transform_up_with_subqueries(|node| {
+            node.map_expressions(|expr| {
+                expr.transform(|e| match e {
+                    Expr::Placeholder(Placeholder { id, field: None }) => {
+                        let n: usize = id[1..].parse().expect("checked above");
+                        let field = Arc::new(Field::new(&id, types[n - 1].clone(), true));
+                        Ok(Transformed::yes(Expr::Placeholder(Placeholder { id, field: Some(field) })))
+                    }
+                    other => Ok(Transformed::no(other)),
+                })
+            })?
+            .map_data(|node| node.recompute_schema())
+        })
+        .ok()?
+        .data;
+    Some((typed, types))
 }
 
 /// The one kept plan of a statement (shared by every copy of the prepared statement).
@@ -92,16 +167,23 @@ pub(crate) fn keepable(plan: &LogicalPlan) -> bool {
 }
 
 /// Whether a query plan may be optimized before its parameter values are known and
-/// its optimized form reused: it has no parameters (the kNN rule wants its query
-/// vector and `LIMIT` as values) and no function whose value may change between
+/// its optimized form reused: its parameters are typed, none is a `LIMIT` or `OFFSET`
+/// (the searches want k as a value), and no function's value may change between
 /// executions (the optimizer folds `now()` into a constant).
 pub(crate) fn optimizable_ahead(plan: &LogicalPlan) -> bool {
     every_node(plan, |node| {
+        if let LogicalPlan::Limit(limit) = node {
+            let fetch = matches!(limit.get_fetch_type(), Ok(FetchType::Literal(_)));
+            let skip = matches!(limit.get_skip_type(), Ok(SkipType::Literal(_)));
+            if !(fetch && skip) {
+                return false;
+            }
+        }
         let mut fixed = true;
         node.apply_expressions(|expr| {
             expr.apply(|e| {
                 fixed &= match e {
-                    Expr::Placeholder(_) => false,
+                    Expr::Placeholder(p) => p.field.is_some(),
                     Expr::ScalarFunction(f) => f.func.signature().volatility == Volatility::Immutable,
                     _ => true,
                 };

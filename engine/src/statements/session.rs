@@ -48,8 +48,8 @@ use crate::statements::params::{
 };
 use crate::statements::parser::{parse_sql, ParsedStatement};
 use crate::statements::plan_cache::{
-    keepable, optimizable_ahead, reads_no_table, repin, reusable_physical, KeptPlan, PlanSlot, PlanStamp,
-    TextCache,
+    keepable, optimizable_ahead, reads_no_table, repin, reusable_physical, typed_placeholders, KeptPlan,
+    Optimized, PlanSlot, PlanStamp, TextCache,
 };
 use crate::statements::settings::Settings;
 use crate::statements::transaction::TxState;
@@ -134,7 +134,7 @@ impl CommandTag {
 /// A statement after planning, ready to run.
 enum Planned {
     Query(LogicalPlan),
-    /// A query optimized before its run (it has no parameters).
+    /// A query optimized before its run, its parameters' values bound.
     Optimized(LogicalPlan),
     /// A query that reads no table, planned to the end before its run; `named` are its
     /// result columns.
@@ -328,10 +328,6 @@ impl Session {
         self.check_not_failed(&statement.statement)?;
         let stamp = self.plan_stamp();
         let (planned, hints) = self.plan_with(&statement, &[]).await?;
-        let plans = Arc::new(PlanSlot::default());
-        if let Some(kept) = kept_plan(&planned).filter(|_| hints.is_empty()) {
-            plans.put(stamp, self.optimized_ahead(kept).await);
-        }
         let (mut param_types, result) = match &planned {
             Planned::Query(plan) | Planned::Optimized(plan) => {
                 (param_types(plan, &declared)?, Some(self.described_schema(plan)))
@@ -369,6 +365,10 @@ impl Session {
                 show_schema(&statement.statement),
             ),
         };
+        let plans = Arc::new(PlanSlot::default());
+        if let Some(kept) = kept_plan(&planned).filter(|_| hints.is_empty()) {
+            plans.put(stamp, self.optimized_ahead(kept, &param_types).await);
+        }
         for (n, hint) in hints {
             if param_types.len() < n {
                 param_types.resize(n, DataType::Utf8);
@@ -426,7 +426,7 @@ impl Session {
         let replanned = match prepared.plans.get() {
             Some((kept_under, kept)) => {
                 if kept_under == stamp {
-                    if let Some(planned) = self.reuse(&kept)? {
+                    if let Some(planned) = self.reuse(&kept, params)? {
                         return Ok(planned);
                     }
                 }
@@ -447,11 +447,11 @@ impl Session {
         }
         match kept_plan(&planned).filter(|_| hints.is_empty()) {
             Some(kept) => {
-                let kept = self.optimized_ahead(kept).await;
+                let kept = self.optimized_ahead(kept, &prepared.param_types).await;
                 prepared.plans.put(stamp, kept.clone());
                 // Planned again from what is kept, so the first execute runs what the
                 // next ones will.
-                Ok(self.reuse(&kept)?.unwrap_or(planned))
+                Ok(self.reuse(&kept, params)?.unwrap_or(planned))
             }
             None => {
                 prepared.plans.clear();
@@ -460,17 +460,21 @@ impl Session {
         }
     }
 
-    /// A kept plan, with each table read at the snapshot the statement reads now;
-    /// `None` when a table is no longer the one planned with.
-    fn reuse(&self, kept: &KeptPlan) -> Result<Option<Planned>> {
+    /// A kept plan, with each table read at the snapshot the statement reads now (and
+    /// an optimized one with the values bound); `None` when a table is no longer the
+    /// one planned with.
+    fn reuse(&self, kept: &KeptPlan, params: &[ScalarValue]) -> Result<Option<Planned>> {
         Ok(match kept {
             KeptPlan::Query { physical: Some((named, plan)), .. } => {
                 Some(Planned::Physical { named: named.clone(), plan: plan.clone() })
             }
             KeptPlan::Query { plan, optimized, .. } => {
                 let current = |old: &TarnTable| self.current_table(old);
-                match optimized {
-                    Some(optimized) => repin(optimized, &current)?.map(Planned::Optimized),
+                match optimized.as_ref().and_then(|o| Some((o, o.bind(params)?))) {
+                    Some((optimized, values)) => match repin(&optimized.plan, &current)? {
+                        Some(plan) => Some(Planned::Optimized(with_params(plan, &values)?)),
+                        None => None,
+                    },
                     None => repin(plan, &current)?.map(Planned::Query),
                 }
             }
@@ -501,16 +505,23 @@ impl Session {
     }
 
     /// A kept query with its optimized plan too, when that can be made before the
-    /// values are known (see [`optimizable_ahead`]), and its physical plan when it
-    /// reads no table and can run again (see [`reusable_physical`]).
-    async fn optimized_ahead(&self, kept: KeptPlan) -> KeptPlan {
+    /// values are known (see [`optimizable_ahead`]), and its physical plan when it has
+    /// no parameters, reads no table and can run again (see [`reusable_physical`]).
+    async fn optimized_ahead(&self, kept: KeptPlan, param_types: &[DataType]) -> KeptPlan {
         let KeptPlan::Query { plan, optimized: None, physical: None } = kept else { return kept };
-        let optimized = optimizable_ahead(&plan).then(|| self.planning.optimize(&plan).ok()).flatten();
+        let optimized = typed_placeholders(&plan, param_types)
+            .filter(|(typed, _)| optimizable_ahead(typed))
+            .and_then(|(typed, param_types)| {
+                Some(Optimized { plan: self.planning.optimize(&typed).ok()?, param_types })
+            });
         let mut physical = None;
-        if let Some(optimized) = optimized.as_ref().filter(|o| reads_no_table(o)) {
+        if let Some(optimized) =
+            optimized.as_ref().filter(|o| o.param_types.is_empty() && reads_no_table(&o.plan))
+        {
             let planner = self.planning.query_planner();
-            if let Ok(executable) = planner.create_physical_plan(optimized, &self.planning).await {
-                physical = reusable_physical(&executable).then(|| (result_schema(optimized), executable));
+            if let Ok(executable) = planner.create_physical_plan(&optimized.plan, &self.planning).await {
+                physical =
+                    reusable_physical(&executable).then(|| (result_schema(&optimized.plan), executable));
             }
         }
         KeptPlan::Query { plan, optimized, physical }
