@@ -285,8 +285,10 @@ async fn generic_plans_bind_each_executes_values() {
         simple_values(&messages).iter().map(|v| v.parse::<i64>().unwrap()).collect::<Vec<_>>()
     };
 
-    let knn =
-        client.prepare("SELECT id FROM docs WHERE cat <= $2 ORDER BY embedding <-> $1 LIMIT 3").await.unwrap();
+    let knn = client
+        .prepare("SELECT id FROM docs WHERE cat <= $2 ORDER BY embedding <-> $1 LIMIT 3")
+        .await
+        .unwrap();
     let plans = [
         explain(&client, "SELECT id FROM docs WHERE cat <= 0 ORDER BY embedding <-> '[1,0]' LIMIT 3").await,
         explain(&client, "SELECT id FROM docs WHERE cat <= 7 ORDER BY embedding <-> '[1,0]' LIMIT 3").await,
@@ -353,5 +355,27 @@ async fn generic_plans_bind_each_executes_values() {
     for k in [1i64, 4, 2] {
         assert_eq!(client.query(&limited, &[&k]).await.unwrap().len() as i64, k);
     }
+
+    // The kept searches see the transaction's own rows, and a table dropped and made
+    // again.
+    let near = Vector::from(vec![0.6f32, 0.8]);
+    client.batch_execute("BEGIN; INSERT INTO docs VALUES (9000, 0, 'red red red red', '[0.6,0.8]')").await.unwrap();
+    assert_eq!(ids(client.query(&knn, &[&near, &0]).await.unwrap())[0], 9000);
+    assert_eq!(ids(client.query(&text, &[&"red", &10_000i64]).await.unwrap())[0], 9000);
+    client.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(ids(client.query(&knn, &[&near, &0]).await.unwrap())[0], 200);
+    client.batch_execute("DROP TABLE docs").await.unwrap();
+    let e = client.query(&text, &[&"red", &10i64]).await.unwrap_err();
+    assert_eq!(e.code(), Some(&SqlState::UNDEFINED_TABLE), "{e:?}");
+    client
+        .batch_execute(
+            "CREATE TABLE docs (id BIGINT PRIMARY KEY, cat INT, body TEXT, embedding VECTOR(2));
+             INSERT INTO docs VALUES (1, 0, 'red', '[0,1]'), (2, 0, 'blue', '[1,0]');
+             CREATE INDEX docs_text ON docs USING bm25 (body)",
+        )
+        .await
+        .unwrap();
+    assert_eq!(ids(client.query(&knn, &[&near, &0]).await.unwrap()), [1, 2]);
+    assert_eq!(ids(client.query(&text, &[&"red", &10i64]).await.unwrap()), [1]);
     server.stop().await;
 }

@@ -12,6 +12,8 @@
 //!   bound in the syntax tree.
 //! - [`plan_cache`]: plans a statement keeps between executions, re-pinned to the
 //!   snapshot each execute reads, and what makes them go (DDL, settings).
+//! - [`plan_template`]: a prepared search's physical plan, kept with slots for its
+//!   values and its searches.
 //! - [`column_names`]: result columns named as PostgreSQL names them.
 //! - [`lookup`]: `SELECT ... WHERE pk = $1` without DataFusion planning.
 //! - [`dml`]: INSERT (ON CONFLICT), UPDATE, DELETE, TRUNCATE and COMMIT over the change
@@ -31,6 +33,7 @@ pub mod lookup;
 pub mod params;
 pub mod parser;
 pub(crate) mod plan_cache;
+pub(crate) mod plan_template;
 pub mod session;
 pub mod settings;
 pub mod transaction;

@@ -47,6 +47,7 @@ use crate::error::Result;
 use crate::search::bm25::Bm25Node;
 use crate::search::knn::KnnNode;
 use crate::statements::lookup::KeyLookup;
+use crate::statements::plan_template::Template;
 
 /// What a kept plan was made under; a plan is reused only under the same.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +68,8 @@ pub(crate) enum KeptPlan {
         plan: LogicalPlan,
         optimized: Option<Optimized>,
         physical: Option<(SchemaRef, Arc<dyn ExecutionPlan>)>,
+        /// A search's physical plan with slots for its values (see `plan_template.rs`).
+        template: Option<Template>,
     },
     /// A primary-key lookup (see `lookup.rs`).
     Lookup(KeyLookup),

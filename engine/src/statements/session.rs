@@ -51,6 +51,7 @@ use crate::statements::plan_cache::{
     keepable, optimizable_ahead, reads_no_table, repin, reusable_physical, typed_placeholders, KeptPlan,
     Optimized, PlanSlot, PlanStamp, TextCache,
 };
+use crate::statements::plan_template;
 use crate::statements::settings::Settings;
 use crate::statements::transaction::TxState;
 use crate::statements::utility::{changes_catalog, show_schema};
@@ -426,7 +427,7 @@ impl Session {
         let replanned = match prepared.plans.get() {
             Some((kept_under, kept)) => {
                 if kept_under == stamp {
-                    if let Some(planned) = self.reuse(&kept, params)? {
+                    if let Some(planned) = self.reuse(&kept, params).await? {
                         return Ok(planned);
                     }
                 }
@@ -451,7 +452,7 @@ impl Session {
                 prepared.plans.put(stamp, kept.clone());
                 // Planned again from what is kept, so the first execute runs what the
                 // next ones will.
-                Ok(self.reuse(&kept, params)?.unwrap_or(planned))
+                Ok(self.reuse(&kept, params).await?.unwrap_or(planned))
             }
             None => {
                 prepared.plans.clear();
@@ -463,14 +464,21 @@ impl Session {
     /// A kept plan, with each table read at the snapshot the statement reads now (and
     /// an optimized one with the values bound); `None` when a table is no longer the
     /// one planned with.
-    fn reuse(&self, kept: &KeptPlan, params: &[ScalarValue]) -> Result<Option<Planned>> {
+    async fn reuse(&self, kept: &KeptPlan, params: &[ScalarValue]) -> Result<Option<Planned>> {
         Ok(match kept {
             KeptPlan::Query { physical: Some((named, plan)), .. } => {
                 Some(Planned::Physical { named: named.clone(), plan: plan.clone() })
             }
-            KeptPlan::Query { plan, optimized, .. } => {
+            KeptPlan::Query { plan, optimized, template, .. } => {
                 let current = |old: &TarnTable| self.current_table(old);
-                match optimized.as_ref().and_then(|o| Some((o, o.bind(params)?))) {
+                let bound = optimized.as_ref().and_then(|o| Some((o, o.bind(params)?)));
+                if let (Some(template), Some((_, values))) = (template, &bound) {
+                    return Ok(template
+                        .bind(values, &self.planning, &current)
+                        .await?
+                        .map(|plan| Planned::Physical { named: template.named.clone(), plan }));
+                }
+                match bound {
                     Some((optimized, values)) => match repin(&optimized.plan, &current)? {
                         Some(plan) => Some(Planned::Optimized(with_params(plan, &values)?)),
                         None => None,
@@ -508,7 +516,9 @@ impl Session {
     /// values are known (see [`optimizable_ahead`]), and its physical plan when it has
     /// no parameters, reads no table and can run again (see [`reusable_physical`]).
     async fn optimized_ahead(&self, kept: KeptPlan, param_types: &[DataType]) -> KeptPlan {
-        let KeptPlan::Query { plan, optimized: None, physical: None } = kept else { return kept };
+        let KeptPlan::Query { plan, optimized: None, physical: None, template: None } = kept else {
+            return kept;
+        };
         let optimized = typed_placeholders(&plan, param_types)
             .filter(|(typed, _)| optimizable_ahead(typed))
             .and_then(|(typed, param_types)| {
@@ -524,7 +534,12 @@ impl Session {
                     reusable_physical(&executable).then(|| (result_schema(&optimized.plan), executable));
             }
         }
-        KeptPlan::Query { plan, optimized, physical }
+        let mut template = None;
+        if let Some(optimized) = optimized.as_ref().filter(|_| physical.is_none()) {
+            let named = result_schema(&optimized.plan);
+            template = plan_template::make(&optimized.plan, named, &self.planning).await;
+        }
+        KeptPlan::Query { plan, optimized, physical, template }
     }
 
     async fn run_planned(
@@ -869,7 +884,12 @@ impl Session {
 fn kept_plan(planned: &Planned) -> Option<KeptPlan> {
     match planned {
         Planned::Query(plan) if !matches!(plan, LogicalPlan::Explain(_) | LogicalPlan::Analyze(_)) => {
-            keepable(plan).then(|| KeptPlan::Query { plan: plan.clone(), optimized: None, physical: None })
+            keepable(plan).then(|| KeptPlan::Query {
+                plan: plan.clone(),
+                optimized: None,
+                physical: None,
+                template: None,
+            })
         }
         Planned::Lookup(lookup) => Some(KeptPlan::Lookup(lookup.clone())),
         _ => None,
