@@ -508,6 +508,25 @@ async fn hybrid_search_fuses_the_two_searches() {
     let prepared = client.prepare("SELECT id FROM hybrid_search('hy', $1, $2, $3)").await.unwrap();
     let rows = client.query(&prepared, &[&"falcon", &query, &7i64]).await.unwrap();
     assert_eq!(rows.len(), 7);
+    // With k written in, the call keeps its plan: each execute's text and vector give
+    // what the same call with them written in gives.
+    let kept = client.prepare("SELECT id, score FROM hybrid_search('hy', $1, $2, 6)").await.unwrap();
+    for (text, vector) in
+        [("falcon", query.clone()), ("glacier", vector_text(&[0.9, 0.1, 0.3])), ("falcon", query.clone())]
+    {
+        let got: Vec<(i64, f64)> = client
+            .query(&kept, &[&text, &vector])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        let literal = format!("SELECT id, score FROM hybrid_search('hy', '{text}', '{vector}', 6)");
+        let want: Vec<(i64, f64)> =
+            client.query(literal.as_str(), &[]).await.unwrap().iter().map(|r| (r.get(0), r.get(1))).collect();
+        assert_eq!(got, want, "{text}");
+        assert_eq!(got.len(), 6);
+    }
     assert_eq!(
         error_code(&client, &format!("SELECT * FROM hybrid_search('hy', 'x', '{query}', 5, colour => 1)"))
             .await,

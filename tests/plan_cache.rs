@@ -359,7 +359,10 @@ async fn generic_plans_bind_each_executes_values() {
     // The kept searches see the transaction's own rows, and a table dropped and made
     // again.
     let near = Vector::from(vec![0.6f32, 0.8]);
-    client.batch_execute("BEGIN; INSERT INTO docs VALUES (9000, 0, 'red red red red', '[0.6,0.8]')").await.unwrap();
+    client
+        .batch_execute("BEGIN; INSERT INTO docs VALUES (9000, 0, 'red red red red', '[0.6,0.8]')")
+        .await
+        .unwrap();
     assert_eq!(ids(client.query(&knn, &[&near, &0]).await.unwrap())[0], 9000);
     assert_eq!(ids(client.query(&text, &[&"red", &10_000i64]).await.unwrap())[0], 9000);
     client.batch_execute("ROLLBACK").await.unwrap();

@@ -311,9 +311,12 @@ fn derived(
          WHERE {t} @@@ {q}{extra} ORDER BY {score} DESC LIMIT {window}",
         a = ident(&alias_name)
     );
+    // Ranked by the distance column of the k nearest, not by the distance again: the
+    // window then holds no parameter (a prepared call keeps its physical plan, see
+    // `statements/plan_template.rs`).
     let vector_branch = format!(
-        "SELECT {a}.*, ROW_NUMBER() OVER (ORDER BY {distance}) AS __rank, {distance} AS __distance FROM {from} \
-         WHERE TRUE{extra} ORDER BY {distance} LIMIT {window}",
+        "SELECT {a}.*, ROW_NUMBER() OVER (ORDER BY __distance) AS __rank FROM (SELECT {a}.*, {distance} AS \
+         __distance FROM {from} WHERE TRUE{extra} ORDER BY {distance} LIMIT {window}) AS {a}",
         a = ident(&alias_name)
     );
     let columns: Vec<String> =

@@ -3,9 +3,10 @@
 //!
 //! A generic plan (see `plan_cache.rs`) still costs a physical planning per execute:
 //! DataFusion's planner and physical optimizer rules, more than the search itself for a
-//! top-10. A statement whose generic plan is a search under projections, filters,
-//! sorts and limits (`SELECT ... WHERE body @@@ $1 ORDER BY score DESC LIMIT 10`, the
-//! kNN form) keeps a [`Template`] instead: its physical plan made once, in which
+//! top-10. A statement whose generic plan is made of searches under projections,
+//! filters, sorts, limits, windows, joins, unions and repartitions (`SELECT ... WHERE
+//! body @@@ $1 ORDER BY score DESC LIMIT 10`, the kNN form, `hybrid_search`) keeps a
+//! [`Template`] instead: its physical plan made once, in which
 //!
 //! - each parameter outside the search nodes is a slot (`tarn_param(n)`, typed as the
 //!   parameter), replaced by its value in each execute's copy of the nodes that hold
@@ -57,8 +58,8 @@ pub(crate) struct Template {
     plan: Arc<dyn ExecutionPlan>,
 }
 
-/// The nodes a template may have besides its searches: each is copied as it is, or
-/// with its slots filled ([`fill_slots`]).
+/// The nodes a template may have besides its searches: each is copied with its state
+/// reset, and projections, filters and sorts with their slots filled ([`fill_slots`]).
 const KEPT_NODES: &[&str] = &[
     "ProjectionExec",
     "FilterExec",
@@ -68,7 +69,17 @@ const KEPT_NODES: &[&str] = &[
     "LocalLimitExec",
     "CoalesceBatchesExec",
     "CooperativeExec",
+    "CoalescePartitionsExec",
+    "SortPreservingMergeExec",
+    "RepartitionExec",
+    "HashJoinExec",
+    "BoundedWindowAggExec",
+    "WindowAggExec",
+    "UnionExec",
 ];
+
+/// The nodes whose slots [`fill_slots`] fills.
+const FILLED_NODES: &[&str] = &["ProjectionExec", "FilterExec", "SortExec", "SortExec(TopK)"];
 
 /// The template of an optimized (generic) plan, when it is a search under the
 /// [`KEPT_NODES`] alone.
@@ -87,6 +98,11 @@ pub(crate) async fn make(
             searches += 1;
         } else if !KEPT_NODES.contains(&node.name()) {
             kept = false;
+        } else if !FILLED_NODES.contains(&node.name()) {
+            // A slot in another node (a window's order, a join's filter) would stay
+            // unfilled: its one-line form shows its expressions.
+            let line = datafusion::physical_plan::displayable(node.as_ref()).one_line().to_string();
+            kept = !line.contains(&format!("{SLOT}("));
         }
         Ok(if kept { TreeNodeRecursion::Continue } else { TreeNodeRecursion::Stop })
     })
