@@ -36,14 +36,20 @@ pub struct OneBatchExec<S> {
 
 impl<S: Search> OneBatchExec<S> {
     pub fn new(search: S) -> Self {
-        let properties = Arc::new(PlanProperties::new(
-            EquivalenceProperties::new(search.schema()),
-            Partitioning::UnknownPartitioning(1),
-            EmissionType::Final,
-            Boundedness::Bounded,
-        ));
+        let properties = properties(search.schema());
         Self { search, properties }
     }
+}
+
+/// What a search node's physical plan promises whatever it searches for: its columns,
+/// one partition, no order, its result at the end.
+pub fn properties(schema: SchemaRef) -> Arc<PlanProperties> {
+    Arc::new(PlanProperties::new(
+        EquivalenceProperties::new(schema),
+        Partitioning::UnknownPartitioning(1),
+        EmissionType::Final,
+        Boundedness::Bounded,
+    ))
 }
 
 impl<S: Search> DisplayAs for OneBatchExec<S> {

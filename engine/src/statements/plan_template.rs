@@ -34,14 +34,11 @@ use datafusion::logical_expr::{
     ScalarUDFImpl, Signature, UserDefinedLogicalNode, Volatility,
 };
 use datafusion::physical_expr::expressions::Literal;
-use datafusion::physical_expr::{
-    EquivalenceProperties, LexOrdering, PhysicalExpr, PhysicalSortExpr, ScalarFunctionExpr,
-};
-use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_expr::{LexOrdering, PhysicalExpr, PhysicalSortExpr, ScalarFunctionExpr};
 use datafusion::physical_plan::filter::{FilterExec, FilterExecBuilder};
 use datafusion::physical_plan::projection::{ProjectionExec, ProjectionExpr};
 use datafusion::physical_plan::sorts::sort::SortExec;
-use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties};
+use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
 use datafusion::physical_planner::{DefaultPhysicalPlanner, ExtensionPlanner, PhysicalPlanner};
 use futures::future::BoxFuture;
 
@@ -303,13 +300,7 @@ impl ExtensionPlanner for DeferSearches {
         } else {
             return Ok(None);
         };
-        let schema: SchemaRef = Arc::new(node.schema().as_arrow().clone());
-        let properties = Arc::new(PlanProperties::new(
-            EquivalenceProperties::new(schema),
-            Partitioning::UnknownPartitioning(1),
-            EmissionType::Final,
-            Boundedness::Bounded,
-        ));
+        let properties = crate::search::one_batch::properties(Arc::new(node.schema().as_arrow().clone()));
         Ok(Some(Arc::new(DeferredSearchExec { search, properties })))
     }
 }
