@@ -248,22 +248,11 @@ fn knn_target(expr: &Expr) -> Option<(Distance, String, Expr)> {
         [Expr::Column(c), q] | [q, Expr::Column(c)] if !matches!(q, Expr::Column(_)) => (c, q),
         _ => return None,
     };
-    match query {
-        Expr::Literal(..) => {
-            query_vector(&literal_value(query)?).ok()?;
-        }
-        other if !crate::search::query_value::of_parameters(other) => return None,
-        _ => {}
-    }
-    Some((distance, column.name.clone(), query.clone()))
-}
-
-/// The value of a literal expression.
-fn literal_value(expr: &Expr) -> Option<ScalarValue> {
-    match expr {
-        Expr::Literal(v, _) => Some(v.clone()),
-        _ => None,
-    }
+    let searchable = match query {
+        Expr::Literal(value, _) => query_vector(value).is_ok(),
+        other => crate::search::query_value::of_parameters(other),
+    };
+    searchable.then(|| (distance, column.name.clone(), query.clone()))
 }
 
 /// A query vector's values; an error for a NULL or a value that is not a vector of reals.
