@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use tarn_tests::describe;
 use tarn_tests::rng::{env_u64, Rng};
 use tarn_tests::TestServer;
 use tokio_postgres::error::SqlState;
@@ -22,14 +23,6 @@ const ACCOUNTS: i64 = 10;
 const OPENING: i64 = 1000;
 const OPTIONS: &str =
     "WITH (bucket_count = 4, flush_rows = 20, compaction_threshold = 50, compaction_interval = '1s')";
-
-/// An error as `SQLSTATE: message` (tokio-postgres displays a server error as just "db error").
-fn describe(e: &tokio_postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(db) => format!("{}: {}", db.code().code(), db.message()),
-        None => e.to_string(),
-    }
-}
 
 async fn create_accounts(client: &Client, n: i64) {
     client

@@ -26,6 +26,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use tarn_tests::describe;
 use tarn_tests::rng::{env_u64, Rng};
 use tokio_postgres::{Client, NoTls};
 
@@ -54,14 +55,6 @@ fn child_server() {
         let listener = tokio::net::TcpListener::bind(&listen).await.expect("bind");
         tarn_server::run(listener, engine, std::future::pending()).await.expect("server runs");
     });
-}
-
-/// An error as `SQLSTATE: message` (tokio-postgres displays a server error as just "db error").
-fn describe(e: &tokio_postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(db) => format!("{}: {}", db.code().code(), db.message()),
-        None => e.to_string(),
-    }
 }
 
 fn key(client: usize, txn: i64, part: i32) -> i64 {

@@ -129,6 +129,18 @@ impl Drop for TestServer {
     }
 }
 
+/// An error as `SQLSTATE: message (detail)` (tokio-postgres displays a server error
+/// as just "db error"; the detail says which row a conflict was on).
+pub fn describe(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => match db.detail() {
+            Some(detail) => format!("{}: {} ({detail})", db.code().code(), db.message()),
+            None => format!("{}: {}", db.code().code(), db.message()),
+        },
+        None => e.to_string(),
+    }
+}
+
 /// Every row of an `EXPLAIN` of `sql`, its columns joined.
 pub async fn explain(client: &tokio_postgres::Client, sql: &str) -> String {
     let messages = client.simple_query(&format!("EXPLAIN {sql}")).await.unwrap();
