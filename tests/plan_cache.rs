@@ -331,6 +331,20 @@ async fn generic_plans_bind_each_executes_values() {
         assert_eq!(got, want, "{query} below {below}");
         assert!(!got.is_empty());
     }
+    // The score and the match may name different parameters (psycopg's `%s` twice).
+    let split = client
+        .prepare(
+            "SELECT id, bm25_score(body, $1) AS s FROM docs WHERE body @@@ $2 ORDER BY s DESC, id LIMIT 4",
+        )
+        .await
+        .unwrap();
+    let want = literal_ids(
+        client
+            .simple_query("SELECT id, bm25_score(body, 'amber') AS s FROM docs WHERE body @@@ 'amber' ORDER BY s DESC, id LIMIT 4")
+            .await
+            .unwrap(),
+    );
+    assert_eq!(ids(client.query(&split, &[&"amber", &"amber"]).await.unwrap()), want);
     // A query the index cannot parse fails as the constant does, and the statement
     // goes on.
     let e = client.query(&text, &[&"\"unclosed", &10i64]).await.unwrap_err();

@@ -265,9 +265,7 @@ struct Calls {
 
 impl Calls {
     fn note_param(&mut self, query: &Expr) {
-        if QueryText::of(query).is_some_and(|q| matches!(q, QueryText::Param(_)))
-            && !self.params.contains(query)
-        {
+        if crate::search::query_value::of_parameters(query) && !self.params.contains(query) {
             self.params.push(query.clone());
         }
     }
@@ -689,14 +687,8 @@ impl Bm25Node {
         }
         let of_table = |c: &Column| c.relation.as_ref().is_none_or(|r| r.resolved_eq(&scan.table_name));
         let mut matches = Vec::new();
-        let mut params: Vec<Expr> = calls.params.clone();
         filters.retain(|f| match call_of(f, MATCH) {
             Some((column, query)) if of_table(column) => {
-                if let Expr::ScalarFunction(call) = f {
-                    if matches!(query, QueryText::Param(_)) && !params.contains(&call.args[1]) {
-                        params.push(call.args[1].clone());
-                    }
-                }
                 let term = Term { column: column.name.clone(), query };
                 if !matches.contains(&term) {
                     matches.push(term);
@@ -734,9 +726,10 @@ impl Bm25Node {
             .map(|t| &t.query)
             .filter(|q| matches!(q, QueryText::Param(_)))
             .collect();
-        let params = params
-            .into_iter()
-            .map(|p| (p.to_string(), p))
+        let params = calls
+            .params
+            .iter()
+            .map(|p| (p.to_string(), p.clone()))
             .filter(|(name, _)| named.contains(&QueryText::Param(name.clone())))
             .collect();
         let node =

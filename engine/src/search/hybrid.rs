@@ -99,10 +99,8 @@ fn names_own_columns(expr: &SqlExpr) -> bool {
 /// The call's arguments.
 struct Call {
     table: TableName,
-    /// The text query and the query vector, as SQL: a string constant, or a statement
-    /// parameter (`$1`) left for the plan to bind.
-    text: String,
-    vector: String,
+    text: Query,
+    vector: Query,
     k: u64,
     rrf_k: f64,
     window: u64,
@@ -110,6 +108,24 @@ struct Call {
     text_weight: f64,
     text_column: Option<String>,
     vector_column: Option<String>,
+}
+
+/// The text or the vector searched for.
+enum Query {
+    Constant(String),
+    /// A statement parameter (`$n`), left in the expansion for the plan to bind.
+    Param(usize),
+    /// `NULL` (also a parameter when describing before values are bound).
+    Null,
+}
+
+impl Query {
+    fn of(expr: &SqlExpr) -> Result<Query> {
+        Ok(match crate::statements::params::placeholder_number(expr) {
+            Some(n) => Query::Param(n),
+            None => constant(expr)?.map_or(Query::Null, Query::Constant),
+        })
+    }
 }
 
 fn invalid(message: String) -> EngineError {
@@ -142,21 +158,9 @@ fn call_of(factor: &TableFactor) -> Result<(Call, Option<ast::TableAlias>)> {
     };
     let mut positional = Vec::new();
     let mut named = Vec::new();
-    let mut queries = Vec::new();
     for arg in &args.args {
         match arg {
-            FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => {
-                // The text and the vector: a parameter stays one.
-                if (1..=2).contains(&positional.len()) {
-                    queries.push(match crate::statements::params::placeholder_number(e) {
-                        Some(n) => Some(format!("${n}")),
-                        None => constant(e)?.map(|c| quoted(&c)),
-                    });
-                    positional.push(None);
-                    continue;
-                }
-                positional.push(constant(e)?)
-            }
+            FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => positional.push(e),
             FunctionArg::Named { name, arg: FunctionArgExpr::Expr(e), .. } => {
                 named.push((name.value.to_ascii_lowercase(), constant(e)?))
             }
@@ -166,13 +170,13 @@ fn call_of(factor: &TableFactor) -> Result<(Call, Option<ast::TableAlias>)> {
             other => return Err(invalid(format!("{NAME}: unexpected argument {other}"))),
         }
     }
-    let ([table, _, _, k], [text, vector]) = (positional.as_slice(), queries.as_slice()) else {
+    let [table, text, vector, k] = positional.as_slice() else {
         return Err(invalid(format!(
             "{NAME} takes (table, text query, query vector, k [, option => value ...]), given {} positional arguments",
             positional.len()
         )));
     };
-    let table = table.clone().ok_or_else(|| invalid(format!("{NAME}: the table must not be NULL")))?;
+    let table = constant(table)?.ok_or_else(|| invalid(format!("{NAME}: the table must not be NULL")))?;
     let table =
         ddl::table_name(&ast::ObjectName::from(table.split('.').map(ast::Ident::new).collect::<Vec<_>>()))?;
     let number = |name: &str, value: &Option<String>| -> Result<f64> {
@@ -182,14 +186,14 @@ fn call_of(factor: &TableFactor) -> Result<(Call, Option<ast::TableAlias>)> {
             .parse::<f64>()
             .map_err(|_| invalid(format!("{NAME}: {name} must be a number, not {value:?}")))
     };
-    let k = number("k", k)?;
+    let k = number("k", &constant(k)?)?;
     if !(0.0..=10_000.0).contains(&k) || k.fract() != 0.0 {
         return Err(invalid(format!("{NAME}: k must be a whole number from 0 to 10000, not {k}")));
     }
     let mut call = Call {
         table,
-        text: text.clone().unwrap_or_else(|| quoted("")),
-        vector: vector.clone().unwrap_or_default(),
+        text: Query::of(text)?,
+        vector: Query::of(vector)?,
         k: k as u64,
         rrf_k: 60.0,
         window: 60,
@@ -289,19 +293,22 @@ fn derived(
         .ok()
         .and_then(|f| crate::search::vector::vector_dims(f.data_type()))
         .unwrap_or(1);
-    let vector = if call.vector.is_empty() {
-        // A NULL vector: any vector of the right size.
-        quoted(&format!("[{}]", vec!["0"; dims as usize].join(",")))
-    } else if call.vector.starts_with('$') {
-        // A parameter is text, as the other arguments (a constant is read as a vector
-        // where it meets the column).
-        format!("to_vector({}, {dims})", call.vector)
-    } else {
-        call.vector.clone()
+    let q = match &call.text {
+        Query::Constant(text) => quoted(text),
+        Query::Param(n) => format!("${n}"),
+        Query::Null => quoted(""),
+    };
+    let v = match &call.vector {
+        // A constant is read as a vector where it meets the column.
+        Query::Constant(vector) => quoted(vector),
+        // A parameter is text, as the other arguments.
+        Query::Param(n) => format!("to_vector(${n}, {dims})"),
+        // Any vector of the right size.
+        Query::Null => quoted(&format!("[{}]", vec!["0"; dims as usize].join(","))),
     };
     let alias_name = alias.as_ref().map_or(NAME.to_string(), |a| a.name.value.clone());
     let from = format!("{} AS {}", call.table, ident(&alias_name));
-    let (t, q, v) = (ident(&text_column), &call.text, &vector);
+    let t = ident(&text_column);
     let extra = filter.map(|f| format!(" AND ({f})")).unwrap_or_default();
     let window = call.window.max(call.k);
     let score = format!("bm25_score({t}, {q})");

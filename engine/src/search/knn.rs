@@ -1111,10 +1111,12 @@ impl QueryPlanner for TarnQueryPlanner {
         logical_plan: &LogicalPlan,
         session_state: &SessionState,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        let planner = DefaultPhysicalPlanner::with_extension_planners(vec![
-            Arc::new(KnnPlanner),
-            Arc::new(crate::search::text_search::Bm25Planner),
-        ]);
+        let planner = DefaultPhysicalPlanner::with_extension_planners(search_planners());
         planner.create_physical_plan(logical_plan, session_state).await
     }
+}
+
+/// The planners of the search nodes (kNN, BM25).
+pub(crate) fn search_planners() -> Vec<Arc<dyn ExtensionPlanner + Send + Sync>> {
+    vec![Arc::new(KnnPlanner), Arc::new(crate::search::text_search::Bm25Planner)]
 }

@@ -45,8 +45,9 @@ use futures::future::BoxFuture;
 use crate::catalog::provider::TarnTable;
 use crate::error::Result;
 use crate::search::bm25::Bm25Node;
-use crate::search::knn::{KnnNode, KnnPlanner};
-use crate::search::text_search::Bm25Planner;
+use crate::search::knn::{search_planners, KnnNode};
+use crate::statements::params::with_params;
+use crate::statements::plan_cache::repin;
 
 /// A kept physical plan with its result columns as the client was told of them.
 #[derive(Debug, Clone)]
@@ -293,66 +294,48 @@ impl ExtensionPlanner for DeferSearches {
         _state: &SessionState,
     ) -> DfResult<Option<Arc<dyn ExecutionPlan>>> {
         let any = node.as_any();
-        let search = if let Some(knn) = any.downcast_ref::<KnnNode>() {
-            Search::Knn(knn.clone())
+        let search: Arc<dyn UserDefinedLogicalNode> = if let Some(knn) = any.downcast_ref::<KnnNode>() {
+            Arc::new(knn.clone())
         } else if let Some(bm25) = any.downcast_ref::<Bm25Node>() {
-            Search::Bm25(bm25.clone())
+            Arc::new(bm25.clone())
         } else {
             return Ok(None);
         };
         let properties = crate::search::one_batch::properties(Arc::new(node.schema().as_arrow().clone()));
+        let search = LogicalPlan::Extension(Extension { node: search });
         Ok(Some(Arc::new(DeferredSearchExec { search, properties })))
     }
-}
-
-#[derive(Debug, Clone)]
-enum Search {
-    Knn(KnnNode),
-    Bm25(Bm25Node),
 }
 
 /// A search node of a template: planned for each execute (see the module docs). Its
 /// properties are those of the search it becomes (`search/one_batch.rs`).
 #[derive(Debug)]
 pub(crate) struct DeferredSearchExec {
-    search: Search,
+    /// The logical search node, as a plan of that node alone.
+    search: LogicalPlan,
     properties: Arc<PlanProperties>,
 }
 
 impl DeferredSearchExec {
-    /// The search for `values` over the table as `current` gives it now.
+    /// The search for `values` over the table as `current` gives it now (re-pinned as
+    /// a kept logical plan is); `None` when the table is no longer the one planned with.
     async fn plan(
         &self,
         values: &[ScalarValue],
         state: &SessionState,
         current: &(dyn Fn(&TarnTable) -> Result<Option<TarnTable>> + Sync),
     ) -> Result<Option<Arc<dyn ExecutionPlan>>> {
-        let repinned = |scan: &datafusion::logical_expr::TableScan| -> Result<Option<datafusion::logical_expr::TableScan>> {
-            let provider = datafusion::catalog::default_table_source::source_as_provider(&scan.source)?;
-            let Some(old) = provider.downcast_ref::<TarnTable>() else { return Ok(None) };
-            Ok(current(old)?.map(|now| datafusion::logical_expr::TableScan {
-                source: datafusion::catalog::default_table_source::provider_as_source(Arc::new(now)),
-                ..scan.clone()
-            }))
+        let Some(repinned) = repin(&self.search, current)? else { return Ok(None) };
+        let LogicalPlan::Extension(Extension { node }) = with_params(repinned, values)? else {
+            unreachable!("a search node stays one when re-pinned and bound")
         };
-        let node: Arc<dyn UserDefinedLogicalNode> = match &self.search {
-            Search::Knn(knn) => match repinned(knn.scan())? {
-                Some(scan) => Arc::new(knn.with_scan(scan)),
-                None => return Ok(None),
-            },
-            Search::Bm25(bm25) => match repinned(bm25.scan())? {
-                Some(scan) => Arc::new(bm25.with_scan(scan)),
-                None => return Ok(None),
-            },
-        };
-        let bound = LogicalPlan::Extension(Extension { node }).with_param_values(values.to_vec())?;
-        let LogicalPlan::Extension(Extension { node }) = &bound else { unreachable!("bound in place") };
         let planner = DefaultPhysicalPlanner::default();
-        let planned = match &self.search {
-            Search::Knn(_) => KnnPlanner.plan_extension(&planner, node.as_ref(), &[], &[], state).await?,
-            Search::Bm25(_) => Bm25Planner.plan_extension(&planner, node.as_ref(), &[], &[], state).await?,
-        };
-        Ok(planned)
+        for search in search_planners() {
+            if let Some(planned) = search.plan_extension(&planner, node.as_ref(), &[], &[], state).await? {
+                return Ok(Some(planned));
+            }
+        }
+        Ok(None)
     }
 }
 
