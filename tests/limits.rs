@@ -112,14 +112,12 @@ async fn errors_carry_no_internal_structures() {
     let server = TestServer::start().await;
     let client = server.client().await;
     client.batch_execute("CREATE TABLE t (id BIGINT PRIMARY KEY, name TEXT)").await.unwrap();
-    // What psql's `\d t` sends first (before pg_catalog is complete it fails, but cleanly).
+    // What psql's `\d t` sends first.
     let psql_d = "SELECT c.oid FROM pg_catalog.pg_class c \
                   WHERE c.relname OPERATOR(pg_catalog.~) '^(t)$' COLLATE pg_catalog.default";
-    if let Err(e) = client.simple_query(psql_d).await {
-        let text = message(&e);
-        assert!(!text.contains('{') && !text.contains("Span") && text.len() < 300, "{}: {text}", code(&e));
-    }
-    let e = client.simple_query("SELECT 'a' COLLATE \"C\"").await.expect_err("COLLATE");
+    client.simple_query(psql_d).await.expect("psql's lookup of a table");
+    // A collation other than "C" (byte order, which is Tarn's) is refused cleanly.
+    let e = client.simple_query("SELECT 'a' COLLATE \"de_DE\"").await.expect_err("COLLATE");
     assert_eq!((code(&e).as_str(), message(&e).as_str()), ("0A000", "COLLATE is not supported"));
     server.stop().await;
 }

@@ -151,3 +151,95 @@ async fn psql_runs_the_change_store_session() {
         assert!(stdout.contains(expected), "missing {expected:?} in:\n{stdout}");
     }
 }
+
+/// Runs `script` through psql's default (aligned) output, as a person reads `\d`.
+fn psql_aligned(server: &TestServer, script: &str) -> (bool, String, String) {
+    let out = Command::new("psql")
+        .args(["-X", "-v", "ON_ERROR_STOP=1", "-h", &server.addr.ip().to_string()])
+        .args(["-p", &server.addr.port().to_string(), "-U", "tarn", "-d", "tarn", "-c", script])
+        .env("PGCONNECT_TIMEOUT", "10")
+        .output()
+        .expect("psql runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+/// psql's meta-commands read Tarn's `pg_catalog`: each one runs without error and
+/// shows the tables, columns (`vector(3)`), indexes (bm25, hnsw, the primary key),
+/// schemas and types it would show on PostgreSQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psql_meta_commands_describe_the_warehouse() {
+    let server = TestServer::start().await;
+    let setup = "
+        CREATE TABLE items (id BIGINT PRIMARY KEY, title TEXT NOT NULL DEFAULT 'untitled',
+          price NUMERIC(10,2), created TIMESTAMP, embedding VECTOR(3));
+        CREATE INDEX items_title ON items USING bm25 (title);
+        CREATE INDEX items_embedding ON items USING hnsw (embedding vector_cosine_ops);
+        CREATE SCHEMA lake;
+        CREATE TABLE lake.events (at TIMESTAMPTZ, payload JSONB) USING parquet;
+        INSERT INTO items (id, embedding) VALUES (1, '[1,2,3]');";
+    let out = psql(&server, setup);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let describe = |command: &str| {
+        let (ok, stdout, stderr) = psql_aligned(&server, command);
+        assert!(ok, "{command} failed: {stderr}\n{stdout}");
+        // psql writes "Did not find any relations." to stderr.
+        stdout + &stderr
+    };
+    let items = describe("\\d items");
+    for expected in [
+        "Table \"public.items\"",
+        " id        | bigint                      |           | not null | ",
+        " title     | text                        |           | not null | 'untitled'",
+        " price     | numeric(10,2)               |",
+        " created   | timestamp without time zone |",
+        " embedding | vector(3)                   |",
+        "\"items_pkey\" PRIMARY KEY, btree (id)",
+        "\"items_embedding\" hnsw (embedding vector_cosine_ops) WITH (m='16', ef_construction='64')",
+        "\"items_title\" bm25 (title)",
+    ] {
+        assert!(items.contains(expected), "\\d items lacks {expected:?}:\n{items}");
+    }
+    let verbose = describe("\\d+ items");
+    assert!(verbose.contains("Access method: lance"), "{verbose}");
+    assert!(verbose.contains("Options: bucket_count=4"), "{verbose}");
+    let events = describe("\\d lake.events");
+    assert!(events.contains(" at      | timestamp with time zone |"), "{events}");
+    assert!(events.contains(" payload | jsonb"), "{events}");
+
+    let tables = describe("\\dt *.*");
+    assert!(tables.contains(" lake       | events "), "{tables}");
+    assert!(tables.contains(" public     | items "), "{tables}");
+    assert!(tables.contains(" pg_catalog | pg_class "), "{tables}");
+    let plus = describe("\\dt+");
+    assert!(plus.contains("| lance "), "{plus}");
+    let indexes = describe("\\di");
+    for index in ["items_embedding", "items_pkey", "items_title"] {
+        assert!(indexes.contains(index), "{indexes}");
+    }
+    assert!(describe("\\dn").contains(" lake "), "\\dn");
+    assert!(describe("\\l").contains(" tarn "), "\\l");
+    assert!(describe("\\dT").contains(" vector "), "\\dT");
+    assert!(describe("\\dx").contains(" vector | 0.8.0 "), "\\dx");
+    assert!(describe("\\du").contains(" tarn "), "\\du");
+    // Nothing of these kinds yet, and psql says so rather than failing.
+    assert!(describe("\\dv").contains("Did not find any relations"), "\\dv");
+    describe("\\df");
+    describe("\\dp items");
+    describe("\\dS pg_attribute");
+
+    // `\gdesc` describes a statement without running it.
+    let out = psql(&server, "SELECT id, embedding FROM items \\gdesc\n");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("id|bigint\nembedding|vector(3)\n"), "{stdout}");
+
+    // A name that is not there is psql's own message, not a server error.
+    let (ok, _, stderr) = psql_aligned(&server, "\\d nothing_here");
+    assert!(!ok && stderr.contains("Did not find any relation named \"nothing_here\""), "{stderr}");
+    server.stop().await;
+}

@@ -157,6 +157,8 @@ pub fn binary_to_text(ty: &Type, raw: &[u8]) -> Result<String, String> {
     let pg_epoch = NaiveDate::from_ymd_opt(2000, 1, 1).unwrap().and_hms_opt(0, 0, 0).unwrap().and_utc();
     Ok(match ty.name() {
         "bool" => if fixed(1)?[0] != 0 { "t" } else { "f" }.to_string(),
+        // One byte; the zero byte is the empty string.
+        "char" => fixed(1)?.iter().filter(|&&b| b != 0).map(|&b| b as char).collect(),
         "int2" => i16::from_be_bytes(fixed(2)?.try_into().unwrap()).to_string(),
         "int4" => i32::from_be_bytes(fixed(4)?.try_into().unwrap()).to_string(),
         "int8" => i64::from_be_bytes(fixed(8)?.try_into().unwrap()).to_string(),

@@ -81,9 +81,15 @@ impl Engine {
         });
         template.register_catalog(
             CATALOG_NAME,
-            Arc::new(TarnCatalog::new(warehouse.clone(), parse_default.clone(), Arc::default())),
+            Arc::new(TarnCatalog::new(
+                warehouse.clone(),
+                config.database.as_str().into(),
+                parse_default.clone(),
+                Arc::default(),
+            )),
         );
         crate::functions::register(&template, &config.database);
+        crate::catalog::pg_catalog::functions::register(&template, Arc::downgrade(&warehouse));
         let resolve: crate::catalog::provider::TableResolver = {
             let warehouse = Arc::downgrade(&warehouse);
             Arc::new(move |name: &str| {
@@ -151,7 +157,12 @@ impl Engine {
         let tx = Arc::new(TxState::default());
         ctx.register_catalog(
             CATALOG_NAME,
-            Arc::new(TarnCatalog::new(self.warehouse.clone(), self.parse_default.clone(), tx.clone())),
+            Arc::new(TarnCatalog::new(
+                self.warehouse.clone(),
+                self.config.database.as_str().into(),
+                self.parse_default.clone(),
+                tx.clone(),
+            )),
         );
         Session::new(self.clone(), ctx, user, tx)
     }
@@ -171,6 +182,8 @@ fn build_context(config: &EngineConfig) -> SessionContext {
         .with_memory_pool(Arc::new(FairSpillPool::new(config.memory_limit_bytes)))
         .build_arc()
         .expect("runtime environment");
+    let row_subqueries = crate::statements::row_subqueries::RowSubqueries::default();
+    let subquery_state = row_subqueries.state.clone();
     let state = SessionStateBuilder::new()
         .with_config(session_config)
         .with_runtime_env(runtime)
@@ -179,11 +192,16 @@ fn build_context(config: &EngineConfig) -> SessionContext {
         .with_query_planner(Arc::new(crate::search::knn::TarnQueryPlanner))
         .with_optimizer_rule(Arc::new(crate::search::knn::KnnRule))
         .with_optimizer_rule(Arc::new(crate::search::bm25::Bm25Rule))
+        // After DataFusion's own rules, which join the subqueries they can.
+        .with_optimizer_rule(Arc::new(row_subqueries))
         // Vector casts are rewritten before type coercion looks for an Arrow cast.
         .with_analyzer_rules(
             [
                 Arc::new(crate::search::vector::VectorCasts) as _,
-                Arc::new(crate::catalog::pg_catalog::CharLiterals) as _,
+                Arc::new(crate::catalog::pg_catalog::CatalogLiterals) as _,
+                Arc::new(crate::statements::scalar_subqueries::ScalarSubqueryRows {
+                    state: subquery_state.clone(),
+                }) as _,
             ]
             .into_iter()
             .chain(datafusion::optimizer::Analyzer::new().rules)
@@ -205,6 +223,7 @@ fn build_context(config: &EngineConfig) -> SessionContext {
         .register_expr_planner(Arc::new(crate::search::distance::VectorOperators))
         .expect("expression planner");
     state.register_expr_planner(Arc::new(crate::search::bm25::TextOperators)).expect("expression planner");
+    let _ = subquery_state.set(state.clone());
     let ctx = SessionContext::new_with_state(state);
     for function in crate::search::distance::functions().into_iter().chain(crate::search::bm25::functions()) {
         ctx.register_udf(function);

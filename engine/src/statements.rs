@@ -5,6 +5,10 @@
 //! - [`parser`]: SQL text to statements (sqlparser's PostgreSQL dialect plus Tarn's
 //!   words: `USING <format>`, `AS OF VERSION n`, `UNLOGGED`, `<+>`, `@@@`).
 //! - [`literals`]: syntax rewrites for what Arrow cannot cast (vector, bytea, DEFAULT).
+//! - [`pg_syntax`]: Postgres syntax of catalog queries DataFusion lacks (`COLLATE`,
+//!   `OPERATOR(pg_catalog.~)`, `::regclass`, `ARRAY(SELECT ...)`).
+//! - [`scalar_subqueries`]: correlated scalar subqueries that are not aggregates;
+//!   [`row_subqueries`]: those DataFusion cannot join, run per outer row.
 //! - [`session`]: [`Session`](session::Session), one connection's statements: prepare
 //!   (parameter and result types), execute; settings and transaction state.
 //! - [`params`]: `$n` parameters: their types (declared, inferred, from context: LIMIT,
@@ -32,8 +36,11 @@ pub mod literals;
 pub mod lookup;
 pub mod params;
 pub mod parser;
+pub mod pg_syntax;
 pub(crate) mod plan_cache;
 pub(crate) mod plan_template;
+pub mod row_subqueries;
+pub mod scalar_subqueries;
 pub mod session;
 pub mod settings;
 pub mod transaction;

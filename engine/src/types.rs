@@ -57,6 +57,21 @@ pub fn pg_type_of(field: &Field) -> PgType {
     pg_type_of_arrow(field.data_type())
 }
 
+/// `atttypmod` of a column of this field, and the type modifier RowDescription
+/// carries: what the declared type said beyond its name (`vector(3)`: 3,
+/// `numeric(10,2)`: `(10 << 16 | 2) + 4`, `timestamp(3)`: 3), -1 for nothing.
+pub fn type_modifier(field: &Field) -> i32 {
+    match field.data_type() {
+        DataType::FixedSizeList(_, n) if pg_type_of(field) == PgType::VECTOR => *n,
+        DataType::Decimal128(p, s) | DataType::Decimal256(p, s) => {
+            ((i32::from(*p) << 16) | i32::from(*s)) + 4
+        }
+        DataType::Timestamp(TimeUnit::Second, _) | DataType::Time32(TimeUnit::Second) => 0,
+        DataType::Timestamp(TimeUnit::Millisecond, _) | DataType::Time32(TimeUnit::Millisecond) => 3,
+        _ => -1,
+    }
+}
+
 pub fn pg_type_of_arrow(data_type: &DataType) -> PgType {
     match data_type {
         DataType::Boolean => PgType::BOOL,
@@ -213,6 +228,11 @@ pub fn column_type(sql: &SqlType) -> Result<ColumnType> {
                 }
                 "timestamptz" => plain(DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))),
                 "bpchar" | "name" | "citext" => plain(DataType::Utf8),
+                // Object identifiers, as the catalogs hold them.
+                "oid" | "regclass" | "regtype" | "regnamespace" | "regrole" => plain(DataType::UInt32),
+                "int2vector" => plain(DataType::List(Arc::new(Field::new_list_field(DataType::Int16, true)))),
+                "oidvector" => plain(DataType::List(Arc::new(Field::new_list_field(DataType::UInt32, true)))),
+                "regproc" | "regprocedure" => plain(DataType::Utf8),
                 _ => Err(EngineError::UndefinedType { name: name.to_string() }),
             }
         }

@@ -23,7 +23,7 @@ use pgwire::api::Type;
 use pgwire::messages::data::DataRow;
 use tarn_engine::binary::{decode_binary, vector_scalar, PG_EPOCH_DAYS, PG_EPOCH_MICROS};
 use tarn_engine::search::vector::{format_vector, parse_vector_of};
-use tarn_engine::types::{pg_type_of, PgType, DEFAULT_NUMERIC, VECTOR_OID};
+use tarn_engine::types::{pg_type_of, type_modifier, PgType, DEFAULT_NUMERIC, VECTOR_OID};
 use tarn_engine::EngineError;
 
 /// The pgwire type of a Postgres type.
@@ -43,7 +43,11 @@ pub fn field_infos(schema: &arrow::datatypes::Schema, binary: impl Fn(usize) -> 
         .enumerate()
         .map(|(i, f)| {
             let format = if binary(i) { FieldFormat::Binary } else { FieldFormat::Text };
-            FieldInfo::new(f.name().clone(), None, None, wire_type(pg_type_of(f)), format)
+            let pg = pg_type_of(f);
+            let size = tarn_engine::catalog::pg_catalog::types::by_oid(pg.oid).map_or(-1, |t| t.len);
+            FieldInfo::new(f.name().clone(), None, None, wire_type(pg), format)
+                .with_type_modifier(type_modifier(f))
+                .with_type_size(size)
         })
         .collect()
 }
@@ -93,7 +97,11 @@ pub fn encode_batch(batch: &RecordBatch, fields: &[FieldInfo]) -> Result<Vec<Dat
 pub fn encode_text(column: &ArrayRef, row: usize, out: &mut String) {
     match column.data_type() {
         DataType::Boolean => out.push(if column.as_boolean().value(row) { 't' } else { 'f' }),
-        DataType::Int8 => out.push(column.as_primitive::<Int8Type>().value(row) as u8 as char),
+        // Postgres' "char": the letter; the zero byte is the empty string.
+        DataType::Int8 => match column.as_primitive::<Int8Type>().value(row) {
+            0 => {}
+            byte => out.push(byte as u8 as char),
+        },
         DataType::Int16 => write_display(out, column.as_primitive::<Int16Type>().value(row)),
         DataType::Int32 => write_display(out, column.as_primitive::<Int32Type>().value(row)),
         DataType::Int64 => write_display(out, column.as_primitive::<Int64Type>().value(row)),

@@ -27,8 +27,13 @@ pub struct TarnCatalog {
 }
 
 impl TarnCatalog {
-    pub fn new(warehouse: Arc<Warehouse>, defaults: DefaultParser, tx: Arc<TxState>) -> Self {
-        Self { pg_catalog: pg_catalog::schema(warehouse.clone()), warehouse, defaults, tx }
+    pub fn new(
+        warehouse: Arc<Warehouse>,
+        database: Arc<str>,
+        defaults: DefaultParser,
+        tx: Arc<TxState>,
+    ) -> Self {
+        Self { pg_catalog: pg_catalog::schema(warehouse.clone(), database), warehouse, defaults, tx }
     }
 }
 

@@ -19,7 +19,21 @@ const OUTPUT_ALIAS_PREFIX: &str = "__tarn_";
 /// (DataFusion refuses two output columns of one name; Postgres allows `SELECT 1, 1`)
 /// and carries the name Postgres would show, restored by [`result_schema`].
 pub(crate) fn name_output_columns(query: &mut ast::Query) {
-    let ast::SetExpr::Select(select) = query.body.as_mut() else { return };
+    name_set_expr(query.body.as_mut());
+}
+
+/// Every select of a `UNION`/`INTERSECT`/`EXCEPT` is named: DataFusion checks each,
+/// and the first one's names are the result's, as in Postgres.
+fn name_set_expr(body: &mut ast::SetExpr) {
+    let select = match body {
+        ast::SetExpr::Select(select) => select,
+        ast::SetExpr::SetOperation { left, right, .. } => {
+            name_set_expr(left);
+            name_set_expr(right);
+            return;
+        }
+        _ => return,
+    };
     for (position, item) in select.projection.iter_mut().enumerate() {
         if let SelectItem::UnnamedExpr(expr) = item {
             let name = pg_name_of_sql(expr);

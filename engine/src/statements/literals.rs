@@ -31,7 +31,8 @@ pub struct InsertTarget {
     pub default: Option<String>,
 }
 
-fn call(name: &str, args: Vec<SqlExpr>) -> SqlExpr {
+/// `name(args...)` as a syntax tree.
+pub(crate) fn call(name: &str, args: Vec<SqlExpr>) -> SqlExpr {
     let args = args.into_iter().map(|a| FunctionArg::Unnamed(FunctionArgExpr::Expr(a))).collect();
     SqlExpr::Function(ast::Function {
         name: ObjectName::from(vec![Ident::new(name)]),
@@ -125,9 +126,6 @@ pub fn rewrite_typed_casts(statement: &mut Statement) {
                 }
             } else if matches!(data_type, SqlType::Bytea) && is_string_literal(inner) {
                 *expr = call("bytea_in", vec![take(inner)]);
-            } else if is_custom(data_type, "regtype") {
-                // Only ever shown: `oid::regtype::text` is the type's name.
-                *expr = call("tarn_regtype_name", vec![take(inner)]);
             }
         }
         ControlFlow::<()>::Continue(())
@@ -189,10 +187,6 @@ fn distance_call_as_operator(expr: &mut SqlExpr) {
     } else {
         operator
     };
-}
-
-fn is_custom(data_type: &SqlType, name: &str) -> bool {
-    matches!(data_type, SqlType::Custom(n, _) if n.to_string().eq_ignore_ascii_case(name))
 }
 
 fn is_string_literal(expr: &SqlExpr) -> bool {

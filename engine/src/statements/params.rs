@@ -199,6 +199,19 @@ pub fn placeholder_types(expr: Expr, schema: &DFSchema) -> Result<ParamHints> {
     Ok(hints)
 }
 
+/// A parameter's value as its placeholder's type takes it: Arrow's cast, except that
+/// text of one letter (or none) is the byte a `"char"` placeholder (`relkind = $1`)
+/// holds, as Postgres reads it.
+pub fn cast_param(value: &ScalarValue, ty: &DataType) -> datafusion::error::Result<ScalarValue> {
+    match (value, ty) {
+        (
+            ScalarValue::Utf8(Some(s)) | ScalarValue::Utf8View(Some(s)) | ScalarValue::LargeUtf8(Some(s)),
+            DataType::Int8,
+        ) if s.len() <= 1 => Ok(ScalarValue::Int8(Some(s.as_bytes().first().copied().unwrap_or(0) as i8))),
+        _ => value.cast_to(ty),
+    }
+}
+
 /// Replaces the placeholders of an expression DataFusion evaluates outside a plan
 /// (`ON CONFLICT DO UPDATE SET`) by their values, cast to a placeholder's type.
 pub fn bind_expr(expr: Expr, params: &[ScalarValue]) -> Result<Expr> {
@@ -208,7 +221,7 @@ pub fn bind_expr(expr: Expr, params: &[ScalarValue]) -> Result<Expr> {
                 return Err(datafusion::error::DataFusionError::Plan(format!("there is no parameter {id}")));
             };
             let value = match field.as_ref().map(|f| f.data_type()) {
-                Some(ty) if ty != &DataType::Null && ty != &value.data_type() => value.cast_to(ty)?,
+                Some(ty) if ty != &DataType::Null && ty != &value.data_type() => cast_param(value, ty)?,
                 _ => value.clone(),
             };
             Ok(Transformed::yes(Expr::Literal(value, None)))
@@ -392,7 +405,9 @@ pub(crate) fn bind_params(params: Vec<ScalarValue>, types: &[DataType]) -> Vec<S
         .into_iter()
         .zip(types.iter().map(Some).chain(std::iter::repeat(None)))
         .map(|(value, ty)| match ty {
-            Some(ty) if &value.data_type() != ty && !value.is_null() => value.cast_to(ty).unwrap_or(value),
+            Some(ty) if &value.data_type() != ty && !value.is_null() => {
+                cast_param(&value, ty).unwrap_or(value)
+            }
             Some(ty) if value.is_null() => ScalarValue::try_from(ty).unwrap_or(value),
             _ => value,
         })

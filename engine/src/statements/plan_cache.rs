@@ -94,7 +94,7 @@ impl Optimized {
             .map(|(value, ty)| match value {
                 v if v.is_null() => None,
                 v if &v.data_type() == ty => Some(v.clone()),
-                v => v.cast_to(ty).ok(),
+                v => crate::statements::params::cast_param(v, ty).ok(),
             })
             .collect()
     }

@@ -642,6 +642,7 @@ impl Session {
             // Named before the rewrites, which may turn a call into an operator.
             name_output_columns(query);
         }
+        crate::statements::pg_syntax::rewrite(&mut statement);
         rewrite_typed_casts(&mut statement);
         match statement {
             Statement::Query(query) => {
@@ -764,6 +765,7 @@ impl Session {
     /// Plans SQL text we built (from parts of a parsed statement).
     pub(crate) async fn plan_sql(&self, sql: &str) -> Result<LogicalPlan> {
         let mut statement = parse_sql(sql)?.remove(0).statement;
+        crate::statements::pg_syntax::rewrite(&mut statement);
         rewrite_typed_casts(&mut statement);
         self.datafusion_plan(statement).await
     }

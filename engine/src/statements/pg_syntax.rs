@@ -1,0 +1,355 @@
+//! Postgres syntax that catalog queries (psql, JDBC, ODBC, SQLAlchemy) are written in
+//! and DataFusion does not take, rewritten in the syntax tree before planning:
+//!
+//! - `x COLLATE "C"` / `COLLATE pg_catalog.default`: the collation is dropped (Tarn
+//!   compares text by bytes, which is what `"C"` means).
+//! - `OPERATOR(pg_catalog.~)` and friends: the operator itself.
+//! - `'items'::regclass`, `'vector'::regtype`, `'public'::regnamespace`: the OID, looked
+//!   up when the statement runs; `c.oid::regclass`, `t.oid::regtype`,
+//!   `n.oid::regnamespace`: the name; `'pg_catalog.array_in'::regproc`: the function's
+//!   name, which is what Tarn's `regproc` columns hold.
+//! - `::pg_catalog.text`, `::pg_catalog.int2[]`: the type without its schema.
+//! - `ARRAY(SELECT x FROM ... ORDER BY y)`: `array_agg(x ORDER BY y)` in a scalar
+//!   subquery, `'{}'` when it has no rows.
+//! - `generate_series` in `FROM`: bounds cast to `bigint`; over columns, an `unnest`.
+//! - `information_schema._pg_expandarray(a)`: `unnest` of its elements and positions.
+
+use std::ops::ControlFlow;
+
+use datafusion::sql::sqlparser::ast::{
+    self, BinaryOperator, DataType as SqlType, Expr as SqlExpr, FunctionArg, FunctionArgExpr,
+    FunctionArgumentClause, FunctionArguments, Ident, ObjectName, ObjectNamePart, OrderByKind, SelectItem,
+    SetExpr, Statement, Value,
+};
+use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use datafusion::sql::sqlparser::parser::Parser;
+
+use crate::statements::literals::call;
+
+/// Applies the rewrites above to every expression of `statement`, and takes
+/// `pg_catalog.` off table functions (`FROM pg_catalog.unnest(...)`): Tarn's functions
+/// have no schema.
+pub fn rewrite(statement: &mut Statement) {
+    let _ = ast::VisitMut::visit(statement, &mut Rewriter);
+}
+
+struct Rewriter;
+
+impl ast::VisitorMut for Rewriter {
+    type Break = ();
+
+    fn post_visit_expr(&mut self, expr: &mut SqlExpr) -> ControlFlow<()> {
+        rewrite_expr(expr);
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_table_factor(&mut self, factor: &mut ast::TableFactor) -> ControlFlow<()> {
+        if let ast::TableFactor::Table { name, args: Some(args), alias, .. } = factor {
+            if matches!(name.0.as_slice(), [ObjectNamePart::Identifier(s), _] if s.value.eq_ignore_ascii_case("pg_catalog"))
+            {
+                name.0.remove(0);
+                // `unnest` in FROM is its own construct to the planner.
+                if name.to_string().eq_ignore_ascii_case("unnest") {
+                    let array_exprs = args
+                        .args
+                        .iter()
+                        .filter_map(|a| match a {
+                            FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e.clone()),
+                            _ => None,
+                        })
+                        .collect();
+                    *factor = ast::TableFactor::UNNEST {
+                        alias: alias.take(),
+                        array_exprs,
+                        with_offset: false,
+                        with_offset_alias: None,
+                        with_ordinality: false,
+                    };
+                }
+            }
+        }
+        // `generate_series(0, array_upper(a, 1)) s` reading columns: the planner wants
+        // constants for a table function, so it becomes `unnest` of the array one.
+        if let ast::TableFactor::Table { name, args: Some(args), alias, .. } = factor {
+            let is_series = name.to_string().eq_ignore_ascii_case("generate_series");
+            let constant = |a: &FunctionArg| matches!(a, FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) if !has_column(e));
+            if is_series && args.args.iter().all(constant) {
+                // Its bounds may be `int4` (`array_upper(...)`); the table function
+                // takes `bigint`.
+                for arg in &mut args.args {
+                    if let FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) = arg {
+                        if !matches!(e, SqlExpr::Value(_)) {
+                            *e = SqlExpr::Cast {
+                                kind: ast::CastKind::DoubleColon,
+                                expr: Box::new(take(e)),
+                                data_type: SqlType::BigInt(None),
+                                array: false,
+                                format: None,
+                            };
+                        }
+                    }
+                }
+            } else if is_series {
+                let bounds = args
+                    .args
+                    .iter()
+                    .filter_map(|a| match a {
+                        FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e.clone()),
+                        _ => None,
+                    })
+                    .collect();
+                let series = call("generate_series", bounds);
+                *factor = ast::TableFactor::UNNEST {
+                    alias: alias.take(),
+                    array_exprs: vec![series],
+                    with_offset: false,
+                    with_offset_alias: None,
+                    with_ordinality: false,
+                };
+            }
+        }
+        // `unnest(a) x`: `x` names the column too, as in Postgres.
+        if let ast::TableFactor::UNNEST { alias: Some(alias), array_exprs, .. } = factor {
+            if alias.columns.is_empty() && array_exprs.len() == 1 {
+                alias.columns.push(ast::TableAliasColumnDef { name: alias.name.clone(), data_type: None });
+            }
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+fn rewrite_expr(expr: &mut SqlExpr) {
+    match expr {
+        SqlExpr::Collate { expr: inner, collation } if is_byte_collation(collation) => {
+            *expr = take(inner);
+        }
+        SqlExpr::BinaryOp { op: BinaryOperator::PGCustomBinaryOperator(parts), .. } => {
+            if let Some(op) = parts.last().and_then(|symbol| operator(symbol)) {
+                if let SqlExpr::BinaryOp { op: slot, .. } = expr {
+                    *slot = op;
+                }
+            }
+        }
+        SqlExpr::Cast { expr: inner, data_type, .. } => {
+            if let SqlType::Array(ast::ArrayElemTypeDef::SquareBracket(element, _)) = data_type {
+                if let Some(plain) = custom_name(element).and_then(|name| unqualified_type(&name)) {
+                    **element = plain;
+                }
+            }
+            // `'pg_class'::regclass::text` is the name again.
+            if matches!(data_type, SqlType::Text | SqlType::Varchar(_)) {
+                if let Some(name_function) = name_of_oid_call(inner) {
+                    *expr = call(name_function, vec![take(inner)]);
+                    return;
+                }
+            }
+            if let Some(name) = custom_name(data_type) {
+                let literal = matches!(
+                    inner.as_ref(),
+                    SqlExpr::Value(v) if matches!(v.value, Value::SingleQuotedString(_) | Value::Placeholder(_))
+                );
+                let call_with = |function: &str, inner: &mut Box<SqlExpr>| call(function, vec![take(inner)]);
+                match (name.as_str(), literal) {
+                    ("regclass", true) => *expr = call_with("tarn_regclass", inner),
+                    ("regclass", false) => *expr = call_with("tarn_regclass_name", inner),
+                    ("regtype", true) => *expr = call_with("to_regtype", inner),
+                    ("regtype", false) => *expr = call_with("tarn_regtype_name", inner),
+                    ("regnamespace", true) => *expr = call_with("tarn_regnamespace", inner),
+                    ("regnamespace", false) => *expr = call_with("tarn_regnamespace_name", inner),
+                    ("regrole", false) => *expr = call_with("pg_get_userbyid", inner),
+                    ("regproc" | "regprocedure", true) => {
+                        if let SqlExpr::Value(v) = inner.as_mut() {
+                            if let Value::SingleQuotedString(s) = &mut v.value {
+                                let bare = s.strip_prefix("pg_catalog.").unwrap_or(s).to_string();
+                                *s = bare;
+                            }
+                        }
+                        *expr = take(inner);
+                    }
+                    ("regproc" | "regprocedure", false) => *expr = take(inner),
+                    (other, _) => {
+                        if let Some(plain) = unqualified_type(other) {
+                            *data_type = plain;
+                        }
+                    }
+                }
+            }
+        }
+        // `information_schema._pg_expandarray(a)` (pgJDBC's keys): a row per element,
+        // `(...).x` the element and `(...).n` its position.
+        SqlExpr::Function(f)
+            if f.name.0.last().is_some_and(|p| p.to_string().eq_ignore_ascii_case("_pg_expandarray")) =>
+        {
+            f.name = ObjectName::from(vec![Ident::new("tarn_expandarray")]);
+            let inner = take(expr);
+            *expr = call("unnest", vec![inner]);
+        }
+        SqlExpr::Function(f) if is_array_subquery(f) => {
+            let FunctionArguments::Subquery(query) = &mut f.args else { unreachable!("checked") };
+            if let Some(rewritten) = array_of_subquery(query) {
+                *expr = rewritten;
+            }
+        }
+        _ => {}
+    }
+}
+
+fn has_column(expr: &SqlExpr) -> bool {
+    let mut found = false;
+    let _ = ast::visit_expressions(expr, |e| {
+        if matches!(e, SqlExpr::Identifier(_) | SqlExpr::CompoundIdentifier(_)) {
+            found = true;
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    found
+}
+
+/// For a call that turns a name into an OID (`tarn_regclass('t')`), the function
+/// that turns it back.
+fn name_of_oid_call(expr: &SqlExpr) -> Option<&'static str> {
+    let SqlExpr::Function(f) = expr else { return None };
+    match f.name.to_string().as_str() {
+        "tarn_regclass" => Some("tarn_regclass_name"),
+        "to_regtype" => Some("tarn_regtype_name"),
+        "tarn_regnamespace" => Some("tarn_regnamespace_name"),
+        _ => None,
+    }
+}
+
+fn take(expr: &mut SqlExpr) -> SqlExpr {
+    std::mem::replace(expr, SqlExpr::value(Value::Null))
+}
+
+/// Collations that mean "compare bytes", which is how Tarn compares text.
+fn is_byte_collation(collation: &ObjectName) -> bool {
+    let name = collation.0.last().map(|p| p.to_string().trim_matches('"').to_ascii_lowercase());
+    matches!(name.as_deref(), Some("default" | "c" | "posix" | "ucs_basic"))
+}
+
+fn operator(symbol: &str) -> Option<BinaryOperator> {
+    Some(match symbol {
+        "~" => BinaryOperator::PGRegexMatch,
+        "~*" => BinaryOperator::PGRegexIMatch,
+        "!~" => BinaryOperator::PGRegexNotMatch,
+        "!~*" => BinaryOperator::PGRegexNotIMatch,
+        "~~" => BinaryOperator::PGLikeMatch,
+        "~~*" => BinaryOperator::PGILikeMatch,
+        "!~~" => BinaryOperator::PGNotLikeMatch,
+        "!~~*" => BinaryOperator::PGNotILikeMatch,
+        "=" => BinaryOperator::Eq,
+        "<>" | "!=" => BinaryOperator::NotEq,
+        "<" => BinaryOperator::Lt,
+        "<=" => BinaryOperator::LtEq,
+        ">" => BinaryOperator::Gt,
+        ">=" => BinaryOperator::GtEq,
+        "||" => BinaryOperator::StringConcat,
+        "+" => BinaryOperator::Plus,
+        "-" => BinaryOperator::Minus,
+        "*" => BinaryOperator::Multiply,
+        "/" => BinaryOperator::Divide,
+        _ => return None,
+    })
+}
+
+/// The lower-case name of a custom type without a `pg_catalog.` schema.
+fn custom_name(data_type: &SqlType) -> Option<String> {
+    if matches!(data_type, SqlType::Regclass) {
+        return Some("regclass".into());
+    }
+    let SqlType::Custom(name, modifiers) = data_type else { return None };
+    if !modifiers.is_empty() {
+        return None;
+    }
+    let parts: Vec<String> =
+        name.0.iter().map(|p| p.to_string().trim_matches('"').to_ascii_lowercase()).collect();
+    match parts.as_slice() {
+        [schema, name] if schema == "pg_catalog" => Some(name.clone()),
+        [name] => Some(name.clone()),
+        _ => None,
+    }
+}
+
+/// `pg_catalog.text` (a custom type to the parser) as the standard type `text`.
+fn unqualified_type(name: &str) -> Option<SqlType> {
+    let parsed = Parser::new(&PostgreSqlDialect {}).try_with_sql(name).ok()?.parse_data_type().ok()?;
+    (!matches!(parsed, SqlType::Custom(..))).then_some(parsed)
+}
+
+fn is_array_subquery(f: &ast::Function) -> bool {
+    matches!(f.args, FunctionArguments::Subquery(_))
+        && matches!(f.name.0.as_slice(), [ObjectNamePart::Identifier(i)] if i.value.eq_ignore_ascii_case("array"))
+}
+
+/// `ARRAY(SELECT x FROM ... ORDER BY y)` as `coalesce((SELECT array_agg(x ORDER BY y)
+/// FROM ...), '{}')`, for a subquery of one plain select item; `None` for others.
+fn array_of_subquery(query: &mut ast::Query) -> Option<SqlExpr> {
+    let SetExpr::Select(select) = query.body.as_mut() else { return None };
+    let plain = select.distinct.is_none()
+        && select.having.is_none()
+        && matches!(&select.group_by, ast::GroupByExpr::Expressions(e, m) if e.is_empty() && m.is_empty())
+        && query.limit_clause.is_none()
+        && query.fetch.is_none()
+        && select.projection.len() == 1;
+    if !plain {
+        return None;
+    }
+    let item = match &mut select.projection[0] {
+        SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => take(e),
+        _ => return None,
+    };
+    let order = match query.order_by.take().map(|o| o.kind) {
+        // `ORDER BY 1` is the one select item.
+        Some(OrderByKind::Expressions(mut exprs)) => {
+            for order in &mut exprs {
+                if matches!(&order.expr, SqlExpr::Value(v) if v.value == Value::Number("1".into(), false)) {
+                    order.expr = item.clone();
+                }
+            }
+            exprs
+        }
+        Some(OrderByKind::All(_)) => return None,
+        None => vec![],
+    };
+    let mut aggregate = call("array_agg", vec![item]);
+    if let SqlExpr::Function(ast::Function { args: FunctionArguments::List(list), .. }) = &mut aggregate {
+        if !order.is_empty() {
+            list.clauses.push(FunctionArgumentClause::OrderBy(order));
+        }
+    }
+    select.projection[0] = SelectItem::UnnamedExpr(aggregate);
+    let subquery = SqlExpr::Subquery(Box::new(query.clone()));
+    let empty = SqlExpr::Array(ast::Array { elem: vec![], named: true });
+    Some(call("coalesce", vec![subquery, empty]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rewritten(sql: &str) -> String {
+        let mut statement = crate::statements::parser::parse_sql(sql).unwrap().remove(0).statement;
+        rewrite(&mut statement);
+        statement.to_string()
+    }
+
+    #[test]
+    fn catalog_syntax_becomes_datafusion_syntax() {
+        assert_eq!(
+            rewritten("SELECT 1 WHERE c.relname OPERATOR(pg_catalog.~) '^(t)$' COLLATE pg_catalog.default"),
+            "SELECT 1 WHERE c.relname ~ '^(t)$'"
+        );
+        assert_eq!(
+            rewritten("SELECT c.oid::pg_catalog.regclass, 'items'::regclass, x::pg_catalog.text FROM pg_catalog.unnest(a) x"),
+            "SELECT tarn_regclass_name(c.oid), tarn_regclass('items'), x::TEXT FROM UNNEST(a) x (x)"
+        );
+        assert_eq!(
+            rewritten("SELECT typinput = 'pg_catalog.array_in'::regproc FROM t"),
+            "SELECT typinput = 'array_in' FROM t"
+        );
+        assert_eq!(
+            rewritten("SELECT ARRAY(SELECT b.rolname FROM r b WHERE b.x = a.y ORDER BY 1)"),
+            "SELECT coalesce((SELECT array_agg(b.rolname ORDER BY b.rolname) FROM r b WHERE b.x = a.y), ARRAY[])"
+        );
+    }
+}
