@@ -1,5 +1,5 @@
-//! pgvector's Python clients against the server: the scripts in `tests/python/` run with
-//! psycopg 3, psycopg2, asyncpg, SQLAlchemy and pgvector-python, as pgvector users do.
+//! Python clients against the server: the scripts in `tests/python/` run with psycopg 3,
+//! psycopg2, asyncpg, SQLAlchemy, pandas and pgvector-python, as their users do.
 //!
 //! The packages, pinned in `tests/python/requirements.txt`, go into a venv under Cargo's
 //! target folder (`target/tmp/tarn-pyenv`). It is made once and made again only when the
@@ -158,6 +158,14 @@ async fn glove_recall() {
 async fn bm25_agrees_with_tantivy() {
     let server = TestServer::start().await;
     run_script(&server, "test_bm25_parity.py", Duration::from_secs(600));
+    server.stop().await;
+}
+
+/// SQLAlchemy's Inspector (reflection) and pandas' read_sql / to_sql.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlalchemy_inspector_and_pandas() {
+    let server = TestServer::start().await;
+    run_script(&server, "test_sqlalchemy_pandas.py", Duration::from_secs(180));
     server.stop().await;
 }
 

@@ -52,6 +52,10 @@ pub enum EngineError {
     NoActiveTransaction { message: String },
     #[error("savepoint \"{name}\" does not exist")]
     UndefinedSavepoint { name: String },
+    #[error("cursor \"{name}\" does not exist")]
+    UndefinedCursor { name: String },
+    #[error("cursor \"{name}\" already exists")]
+    DuplicateCursor { name: String },
     #[error("there is no unique or exclusion constraint matching the ON CONFLICT specification")]
     InvalidOnConflict,
     /// A statement nested deeper than the engine recurses safely (54001).

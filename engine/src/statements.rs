@@ -23,12 +23,14 @@
 //! - [`dml`]: INSERT (ON CONFLICT), UPDATE, DELETE, TRUNCATE and COMMIT over the change
 //!   store; [`transaction`]: a session's snapshots, own writes and savepoints.
 //! - [`copy`]: `COPY ... FROM STDIN` / `TO STDOUT`.
+//! - [`cursors`]: `DECLARE ... CURSOR`, `FETCH`, `CLOSE`.
 //! - [`ddl`]: `CREATE TABLE` and friends, to storage's `TableDef`.
 //! - [`utility`]: statements the session carries out itself (DDL, SET/SHOW, BEGIN,
 //!   VACUUM...); [`settings`]: `SET`/`SHOW` variables and their defaults.
 
 pub mod column_names;
 pub mod copy;
+pub mod cursors;
 pub mod ddl;
 pub mod dml;
 pub mod limits;

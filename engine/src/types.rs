@@ -42,7 +42,8 @@ pg_types! {
     FLOAT8_ARRAY = 1022, "_float8"; VARCHAR = 1043, "varchar"; DATE = 1082, "date"; TIME = 1083, "time";
     TIMESTAMP = 1114, "timestamp"; TIMESTAMPTZ = 1184, "timestamptz"; INTERVAL = 1186, "interval";
     NUMERIC = 1700, "numeric"; UUID = 2950, "uuid"; JSONB = 3802, "jsonb";
-    VECTOR = VECTOR_OID, "vector"; UNKNOWN = 705, "unknown";
+    VECTOR = VECTOR_OID, "vector"; UNKNOWN = 705, "unknown"; INT2VECTOR = 22, "int2vector";
+    OIDVECTOR = 30, "oidvector";
 }
 
 /// The Postgres type a result column of this field is sent as.
@@ -52,6 +53,8 @@ pub fn pg_type_of(field: &Field) -> PgType {
         Some("json") => return PgType::JSON,
         Some("uuid") => return PgType::UUID,
         Some("varchar") => return PgType::VARCHAR,
+        Some("int2vector") => return PgType::INT2VECTOR,
+        Some("oidvector") => return PgType::OIDVECTOR,
         _ => {}
     }
     pg_type_of_arrow(field.data_type())

@@ -54,21 +54,28 @@ pub fn field_infos(schema: &arrow::datatypes::Schema, binary: impl Fn(usize) -> 
 
 /// Encodes every row of `batch`.
 pub fn encode_batch(batch: &RecordBatch, fields: &[FieldInfo]) -> Result<Vec<DataRow>, String> {
-    // (column, binary, jsonb): the announced type decides jsonb's version byte.
-    let columns: Vec<(ArrayRef, bool, bool)> = batch
+    // (column, binary, jsonb, vector of int2/oid): the announced type decides jsonb's
+    // version byte, and that `int2vector`/`oidvector` text is `1 2`, not `{1,2}`.
+    let columns: Vec<(ArrayRef, bool, bool, bool)> = batch
         .columns()
         .iter()
         .zip(fields)
         .map(|(c, info)| {
             let binary = info.format() == FieldFormat::Binary;
-            (c.clone(), binary, info.datatype().oid() == PgType::JSONB.oid)
+            let oid = info.datatype().oid();
+            (
+                c.clone(),
+                binary,
+                oid == PgType::JSONB.oid,
+                oid == PgType::INT2VECTOR.oid || oid == PgType::OIDVECTOR.oid,
+            )
         })
         .collect();
     let mut rows = Vec::with_capacity(batch.num_rows());
     let mut buf = BytesMut::with_capacity(batch.num_rows() * 16 * columns.len().max(1));
     let mut text = String::new();
     for row in 0..batch.num_rows() {
-        for (column, binary, jsonb) in &columns {
+        for (column, binary, jsonb, spaced) in &columns {
             if column.is_null(row) {
                 buf.put_i32(-1);
                 continue;
@@ -82,7 +89,15 @@ pub fn encode_batch(batch: &RecordBatch, fields: &[FieldInfo]) -> Result<Vec<Dat
                 encode_binary(column, row, &mut buf)?;
             } else {
                 text.clear();
-                encode_text(column, row, &mut text);
+                if *spaced {
+                    let list = column.as_list::<i32>().value(row);
+                    let items: Vec<String> = (0..list.len())
+                        .map(|i| array_value_to_string(&list, i).unwrap_or_default())
+                        .collect();
+                    text.push_str(&items.join(" "));
+                } else {
+                    encode_text(column, row, &mut text);
+                }
                 buf.put_slice(text.as_bytes());
             }
             let len = (buf.len() - at - 4) as i32;

@@ -53,6 +53,8 @@ pub fn client_error(error: &EngineError) -> ClientError {
         EngineError::ActiveTransaction { message } => ClientError::new("25001", message),
         EngineError::NoActiveTransaction { message } => ClientError::new("25P01", message),
         EngineError::UndefinedSavepoint { .. } => ClientError::new("3B001", error.to_string()),
+        EngineError::UndefinedCursor { .. } => ClientError::new("34000", error.to_string()),
+        EngineError::DuplicateCursor { .. } => ClientError::new("42P03", error.to_string()),
         EngineError::UndefinedDatabase { .. } => ClientError::new("3D000", error.to_string()),
         EngineError::OutOfRange { message } => ClientError::new("22003", message),
         EngineError::BadCopyFormat { message } => ClientError::new("22P04", message),

@@ -232,6 +232,7 @@ fn query_response(
         RowsCommand::Update => response.set_command_tag("UPDATE"),
         RowsCommand::Delete => response.set_command_tag("DELETE"),
         RowsCommand::Show => response.set_command_tag("SHOW"),
+        RowsCommand::Fetch => response.set_command_tag("FETCH"),
     }
     response
 }

@@ -12,7 +12,9 @@
 //! - `ARRAY(SELECT x FROM ... ORDER BY y)`: `array_agg(x ORDER BY y)` in a scalar
 //!   subquery, `'{}'` when it has no rows.
 //! - `generate_series` in `FROM`: bounds cast to `bigint`; over columns, an `unnest`.
-//! - `information_schema._pg_expandarray(a)`: `unnest` of its elements and positions.
+//! - `information_schema._pg_expandarray(a)`: `unnest` of its elements and positions;
+//!   `(composite).field`: `get_field`; `generate_subscripts(a, 1)`: `unnest` of
+//!   `1..cardinality(a)`.
 
 use std::ops::ControlFlow;
 
@@ -175,6 +177,58 @@ fn rewrite_expr(expr: &mut SqlExpr) {
                 }
             }
         }
+        // `LIKE 'a/_b' ESCAPE '/'` (SQLAlchemy): the pattern with backslash escapes,
+        // the only ones DataFusion takes.
+        SqlExpr::Like { pattern, escape_char, .. } | SqlExpr::ILike { pattern, escape_char, .. } => {
+            let Some(escape) = escape_char.as_ref().and_then(|e| match &e.value {
+                Value::SingleQuotedString(c) if c.chars().count() == 1 => c.chars().next(),
+                _ => None,
+            }) else {
+                return;
+            };
+            if escape != '\\' {
+                match pattern.as_mut() {
+                    SqlExpr::Value(v) if matches!(v.value, Value::SingleQuotedString(_)) => {
+                        if let Value::SingleQuotedString(text) = &mut v.value {
+                            *text = with_backslash_escapes(text, escape);
+                        }
+                    }
+                    // A parameter (`LIKE $1 ESCAPE '/'`) is rewritten when it has a value.
+                    other => {
+                        let escape = SqlExpr::value(Value::SingleQuotedString(escape.to_string()));
+                        *other = call("tarn_like_escape", vec![take(other), escape]);
+                    }
+                }
+            }
+            *escape_char = None;
+        }
+        // `generate_subscripts(a, 1)` (SQLAlchemy's index columns): a row per position.
+        SqlExpr::Function(f) if f.name.to_string().eq_ignore_ascii_case("generate_subscripts") => {
+            let FunctionArguments::List(list) = &f.args else { return };
+            let Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(array))) = list.args.first() else { return };
+            let length = SqlExpr::Cast {
+                kind: ast::CastKind::DoubleColon,
+                expr: Box::new(call("cardinality", vec![array.clone()])),
+                data_type: SqlType::BigInt(None),
+                array: false,
+                format: None,
+            };
+            let one = SqlExpr::value(Value::Number("1".into(), false));
+            *expr = call("unnest", vec![call("generate_series", vec![one, length])]);
+        }
+        // `(composite).field`: DataFusion's `get_field`.
+        SqlExpr::CompoundFieldAccess { root, access_chain }
+            if access_chain.iter().all(|a| matches!(a, ast::AccessExpr::Dot(SqlExpr::Identifier(_)))) =>
+        {
+            let mut value = take(root);
+            for access in access_chain.iter() {
+                if let ast::AccessExpr::Dot(SqlExpr::Identifier(field)) = access {
+                    let name = SqlExpr::value(Value::SingleQuotedString(field.value.to_ascii_lowercase()));
+                    value = call("get_field", vec![value, name]);
+                }
+            }
+            *expr = value;
+        }
         // `information_schema._pg_expandarray(a)` (pgJDBC's keys): a row per element,
         // `(...).x` the element and `(...).n` its position.
         SqlExpr::Function(f)
@@ -203,6 +257,25 @@ fn has_column(expr: &SqlExpr) -> bool {
         ControlFlow::<()>::Continue(())
     });
     found
+}
+
+/// A LIKE pattern escaped with `escape` as one escaped with a backslash.
+pub(crate) fn with_backslash_escapes(pattern: &str, escape: char) -> String {
+    let mut out = String::with_capacity(pattern.len());
+    let mut chars = pattern.chars();
+    while let Some(c) = chars.next() {
+        if c == escape {
+            out.push('\\');
+            if let Some(escaped) = chars.next() {
+                out.push(escaped);
+            }
+        } else if c == '\\' {
+            out.push_str("\\\\");
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// For a call that turns a name into an OID (`tarn_regclass('t')`), the function
@@ -342,6 +415,10 @@ mod tests {
         assert_eq!(
             rewritten("SELECT c.oid::pg_catalog.regclass, 'items'::regclass, x::pg_catalog.text FROM pg_catalog.unnest(a) x"),
             "SELECT tarn_regclass_name(c.oid), tarn_regclass('items'), x::TEXT FROM UNNEST(a) x (x)"
+        );
+        assert_eq!(
+            rewritten("SELECT 1 WHERE n LIKE 'pg/_%' ESCAPE '/' AND m LIKE 'a\\b'"),
+            "SELECT 1 WHERE n LIKE 'pg\\_%' AND m LIKE 'a\\b'"
         );
         assert_eq!(
             rewritten("SELECT typinput = 'pg_catalog.array_in'::regproc FROM t"),

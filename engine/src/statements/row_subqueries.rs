@@ -170,14 +170,11 @@ impl RowSubquery {
                 };
                 node.map_expressions(|e| {
                     e.transform_up(|e| match e {
-                        Expr::OuterReferenceColumn(_, column) => {
-                            let at = self.outer.iter().position(|(_, c)| c == &column);
-                            match at {
+                        // A reference to a row of a query inside this one stays.
+                        Expr::OuterReferenceColumn(field, column) => {
+                            match self.outer.iter().position(|(_, c)| c == &column) {
                                 Some(i) => Ok(Transformed::yes(Expr::Literal(outer[i].clone(), None))),
-                                None => Ok(Transformed::no(Expr::OuterReferenceColumn(
-                                    self.outer[0].0.clone(),
-                                    column,
-                                ))),
+                                None => Ok(Transformed::no(Expr::OuterReferenceColumn(field, column))),
                             }
                         }
                         e => Ok(Transformed::no(e)),

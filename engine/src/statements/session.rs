@@ -113,6 +113,8 @@ pub enum RowsCommand {
     Delete,
     /// `SHOW`: tag `SHOW`.
     Show,
+    /// `FETCH` from a cursor: tag `FETCH n`.
+    Fetch,
 }
 
 /// A CommandComplete tag: `CREATE TABLE`, `INSERT 0 5` (rows given), ...
@@ -174,10 +176,14 @@ pub struct Session {
     /// Snapshots and uncommitted writes of the open transaction (shared with this
     /// session's catalog).
     pub(crate) txn: Arc<TxState>,
+    /// Open cursors (`DECLARE`).
+    pub(crate) cursors: crate::statements::cursors::Cursors,
 }
 
 impl Session {
     pub(crate) fn new(engine: Arc<Engine>, ctx: SessionContext, user: &str, txn: Arc<TxState>) -> Self {
+        let settings = Settings::new(user);
+        ctx.register_udf(crate::catalog::pg_catalog::functions::current_setting(settings.all()));
         let planning = ctx.state();
         let task = planning.task_ctx();
         Self {
@@ -187,10 +193,11 @@ impl Session {
             task,
             described: TextCache::default(),
             simple: TextCache::default(),
-            settings: Settings::new(user),
+            settings,
             tx: TxStatus::Idle,
             stream_failed: Arc::default(),
             txn,
+            cursors: Default::default(),
         }
     }
 
@@ -363,7 +370,12 @@ impl Session {
             Planned::CreateTableAs { query, .. } => (param_types(query, &declared)?, None),
             Planned::Other => (
                 declared.iter().map(|t| t.clone().unwrap_or(DataType::Utf8)).collect(),
-                show_schema(&statement.statement),
+                match &statement.statement {
+                    Statement::Fetch { name, .. } => {
+                        self.cursors.schema(&crate::statements::ddl::ident(name))
+                    }
+                    other => show_schema(other),
+                },
             ),
         };
         let plans = Arc::new(PlanSlot::default());

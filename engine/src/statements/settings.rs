@@ -78,6 +78,10 @@ fn defaults() -> BTreeMap<String, (String, String)> {
         ("lock_timeout", "0"),
         ("idle_in_transaction_session_timeout", "0"),
         ("max_identifier_length", "63"),
+        ("max_index_keys", "32"),
+        ("max_function_args", "100"),
+        ("block_size", "8192"),
+        ("default_table_access_method", "lance"),
         ("lc_messages", "C.UTF-8"),
         ("lc_collate", "C.UTF-8"),
         ("lc_ctype", "C.UTF-8"),
@@ -103,6 +107,9 @@ const READ_ONLY: &[&str] = &[
     "is_superuser",
     "in_hot_standby",
     "max_identifier_length",
+    "max_index_keys",
+    "max_function_args",
+    "block_size",
 ];
 
 #[derive(Debug, Clone)]
@@ -122,6 +129,11 @@ fn next_generation() -> u64 {
 }
 
 impl Settings {
+    /// Every setting as (name, value), sorted by name: `pg_settings`' rows.
+    pub fn all(&self) -> Vec<(String, String)> {
+        self.values.values().cloned().collect()
+    }
+
     pub fn new(user: &str) -> Self {
         let mut settings = Settings { values: defaults(), generation: next_generation() };
         settings.values.get_mut("session_authorization").expect("default").1 = user.to_string();

@@ -161,6 +161,7 @@ impl Session {
                 let failed = self.tx == TxStatus::Failed;
                 let open = self.tx != TxStatus::Idle;
                 self.tx = TxStatus::Idle;
+                self.cursors.end_transaction();
                 if failed || !open {
                     self.txn.take();
                 } else {
@@ -181,6 +182,7 @@ impl Session {
             }
             Statement::Rollback { .. } => {
                 self.tx = TxStatus::Idle;
+                self.cursors.end_transaction();
                 self.txn.take();
                 CommandTag::new("ROLLBACK")
             }
@@ -244,12 +246,9 @@ impl Session {
                 self.forget_statements();
                 CommandTag::new(&format!("DISCARD {object_type}"))
             }
-            Statement::Close { cursor } => match cursor {
-                ast::CloseCursor::All => CommandTag::new("CLOSE CURSOR ALL"),
-                ast::CloseCursor::Specific { name } => {
-                    return Err(EngineError::unsupported(format!("cursor \"{name}\" does not exist")))
-                }
-            },
+            Statement::Close { cursor } => return self.close_cursor(cursor),
+            Statement::Declare { stmts } => return self.declare(stmts).await,
+            Statement::Fetch { name, direction, into: None, .. } => return self.fetch(name, direction).await,
             Statement::Deallocate { .. } => CommandTag::new("DEALLOCATE"),
             Statement::LISTEN { .. } => CommandTag::new("LISTEN"),
             Statement::UNLISTEN { .. } => CommandTag::new("UNLISTEN"),
@@ -290,7 +289,8 @@ impl Session {
         outcome
     }
 
-    /// Hands the vector-search knobs to the planner (see [`crate::search::knn::SearchSettings`]).
+    /// Hands the vector-search knobs to the planner (see [`crate::search::knn::SearchSettings`])
+    /// and the settings to `current_setting()`.
     pub(crate) fn sync_search_settings(&mut self) {
         let knob = |name: &str, default: usize| {
             self.settings.get(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -300,6 +300,7 @@ impl Session {
             probes: knob("ivfflat.probes", crate::search::knn::DEFAULT_PROBES),
         };
         self.ctx.state_ref().write().config_mut().set_extension(Arc::new(settings));
+        self.ctx.register_udf(crate::catalog::pg_catalog::functions::current_setting(self.settings.all()));
         self.refresh_planning_state();
     }
 

@@ -246,6 +246,22 @@ fn relation_name(warehouse: &Warehouse, oid: u32) -> Option<String> {
     })
 }
 
+/// `current_setting(name [, missing_ok])` over one session's settings, registered on
+/// its context again after every `SET`.
+pub fn current_setting(settings: Vec<(String, String)>) -> ScalarUDF {
+    fallible("current_setting", &[Arg::Text, Arg::Bool], 1, DataType::Utf8, move |v| {
+        let ScalarValue::Utf8(Some(name)) = &v[0] else { return Ok(NULL_TEXT) };
+        let missing_ok = matches!(v.get(1), Some(ScalarValue::Boolean(Some(true))));
+        match settings.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)) {
+            Some((_, value)) => Ok(text(value.clone())),
+            None if missing_ok => Ok(NULL_TEXT),
+            None => {
+                Err(crate::error::EngineError::UndefinedParameter { name: name.clone() }.into_datafusion())
+            }
+        }
+    })
+}
+
 /// Registers the catalog functions on the session template.
 pub fn register(ctx: &SessionContext, warehouse: Weak<Warehouse>) {
     use Arg::*;
@@ -374,6 +390,32 @@ pub fn register(ctx: &SessionContext, warehouse: Weak<Warehouse>) {
         expand_array(&v[0])
             .unwrap_or_else(|| ScalarValue::try_from(&expanded_array_type()).expect("null list"))
     }));
+    // `LIKE $1 ESCAPE '/'`: the pattern with backslash escapes (`statements::pg_syntax`).
+    ctx.register_udf(function("tarn_like_escape", &[Text, Text], 2, utf8.clone(), |v| {
+        match (&v[0], &v[1]) {
+            (ScalarValue::Utf8(Some(pattern)), ScalarValue::Utf8(Some(escape))) => {
+                match escape.chars().next() {
+                    Some(e) => text(crate::statements::pg_syntax::with_backslash_escapes(pattern, e)),
+                    None => text(pattern.clone()),
+                }
+            }
+            _ => NULL_TEXT,
+        }
+    }));
+    // SQLAlchemy reads identity options through it.
+    ctx.register_udf(function("json_build_object", &[Any; 32], 0, utf8.clone(), |v| {
+        let mut object = serde_json::Map::new();
+        for pair in v.chunks(2) {
+            let key = match &pair[0] {
+                ScalarValue::Utf8(Some(k))
+                | ScalarValue::Utf8View(Some(k))
+                | ScalarValue::LargeUtf8(Some(k)) => k.clone(),
+                other => other.to_string(),
+            };
+            object.insert(key, pair.get(1).map_or(serde_json::Value::Null, json_value));
+        }
+        text(serde_json::Value::Object(object).to_string())
+    }));
     ctx.register_udf(function("pg_size_pretty", &[Int], 1, utf8.clone(), |v| {
         int_arg(v.first()).map_or(NULL_TEXT, |bytes| text(size_pretty(bytes)))
     }));
@@ -496,6 +538,27 @@ fn array_length(value: &ScalarValue) -> Option<usize> {
         ScalarValue::LargeList(list) if !list.is_null(0) => Some(list.value(0).len()),
         ScalarValue::FixedSizeList(list) if !list.is_null(0) => Some(list.value(0).len()),
         _ => None,
+    }
+}
+
+/// A value as JSON: numbers, booleans and NULL as themselves, the rest as text.
+fn json_value(value: &ScalarValue) -> serde_json::Value {
+    use serde_json::Value as J;
+    match value {
+        v if v.is_null() => J::Null,
+        ScalarValue::Boolean(Some(b)) => J::Bool(*b),
+        ScalarValue::Int8(Some(i)) => J::from(*i),
+        ScalarValue::Int16(Some(i)) => J::from(*i),
+        ScalarValue::Int32(Some(i)) => J::from(*i),
+        ScalarValue::Int64(Some(i)) => J::from(*i),
+        ScalarValue::UInt32(Some(i)) => J::from(*i),
+        ScalarValue::UInt64(Some(i)) => J::from(*i),
+        ScalarValue::Float32(Some(f)) => J::from(f64::from(*f)),
+        ScalarValue::Float64(Some(f)) => J::from(*f),
+        ScalarValue::Utf8(Some(s)) | ScalarValue::Utf8View(Some(s)) | ScalarValue::LargeUtf8(Some(s)) => {
+            J::from(s.clone())
+        }
+        other => J::from(other.to_string()),
     }
 }
 

@@ -65,6 +65,18 @@ impl Kind {
         }
     }
 
+    /// A column of this kind; `int2vector` and `oidvector` say so in the field's
+    /// metadata (they are lists to Arrow, but their own types on the wire).
+    pub fn field(self, name: &str) -> Field {
+        let field = Field::new(name, self.data_type(), true);
+        let pg_type = match self {
+            Kind::Int2Vector => "int2vector",
+            Kind::OidVector => "oidvector",
+            _ => return field,
+        };
+        field.with_metadata([(crate::types::PG_TYPE_KEY.to_string(), pg_type.to_string())].into())
+    }
+
     /// The column's Postgres type OID, for `pg_attribute.atttypid`.
     pub fn type_oid(self) -> u32 {
         match self {
@@ -100,12 +112,7 @@ pub struct Def {
 
 impl Def {
     pub fn schema(&self) -> SchemaRef {
-        Arc::new(Schema::new(
-            self.columns
-                .iter()
-                .map(|(name, kind)| Field::new(*name, kind.data_type(), true))
-                .collect::<Vec<_>>(),
-        ))
+        Arc::new(Schema::new(self.columns.iter().map(|(name, kind)| kind.field(name)).collect::<Vec<_>>()))
     }
 
     /// The catalog of a feature Tarn does not have: no rows, and known to have none

@@ -42,6 +42,7 @@ pub fn table(name: &str, source: &Source) -> Option<Arc<dyn TableProvider>> {
         "pg_type" => pg_type(),
         "pg_stat_user_tables" | "pg_stat_all_tables" => pg_stat_tables(def, source),
         "pg_tablespace" => pg_tablespace(),
+        "pg_settings" => pg_settings(source),
         _ => def.empty(),
     })
 }
@@ -354,6 +355,23 @@ fn pg_database(source: &Source) -> Arc<dyn TableProvider> {
     rows.table()
 }
 
+/// The settings as a new session has them (a session's own `SET`s show in `SHOW` and
+/// `current_setting`, not here yet).
+fn pg_settings(source: &Source) -> Arc<dyn TableProvider> {
+    let mut rows = Rows::new(&c::PG_SETTINGS);
+    for (name, value) in crate::statements::settings::Settings::new(source.owner).all() {
+        rows.push(&[
+            ("name", text(name)),
+            ("setting", text(value)),
+            ("category", text("Tarn")),
+            ("context", text("user")),
+            ("vartype", text("string")),
+            ("source", text("default")),
+        ]);
+    }
+    rows.table()
+}
+
 fn pg_tablespace() -> Arc<dyn TableProvider> {
     let mut rows = Rows::new(&c::PG_TABLESPACE);
     rows.push(&[("oid", oid(1663)), ("spcname", text("pg_default")), ("spcowner", oid(OWNER_OID))]);
@@ -480,5 +498,9 @@ mod tests {
             assert_eq!(table.schema().fields().len(), def.columns.len(), "{}", def.name);
         }
         assert!(table("pg_nothing", &source).is_none());
+        // `int2vector` columns say so, for the wire.
+        let index = table("pg_index", &source).unwrap().schema();
+        let indkey = index.field_with_name("indkey").unwrap();
+        assert_eq!(crate::types::pg_type_of(indkey), crate::types::PgType::INT2VECTOR);
     }
 }
