@@ -52,5 +52,6 @@ async fn pgjdbc_reads_the_catalog_and_the_rows() {
         assert!(output.contains(expected), "pgJDBC's answers lack {expected:?}:\n{output}");
     }
     assert!(!output.contains("imported|"), "no foreign keys: {output}");
+    assert!(output.contains("function|cosine_distance\n"), "{output}");
     server.stop().await;
 }

@@ -228,7 +228,8 @@ async fn psql_meta_commands_describe_the_warehouse() {
     assert!(describe("\\du").contains(" tarn "), "\\du");
     // Nothing of these kinds yet, and psql says so rather than failing.
     assert!(describe("\\dv").contains("Did not find any relations"), "\\dv");
-    describe("\\df");
+    let functions = describe("\\df");
+    assert!(functions.contains(" public | l2_distance ") && functions.contains("| bm25_score "), "{functions}");
     describe("\\dp items");
     describe("\\dS pg_attribute");
 

@@ -5,6 +5,7 @@
 //! - [`parser`]: SQL text to statements (sqlparser's PostgreSQL dialect plus Tarn's
 //!   words: `USING <format>`, `AS OF VERSION n`, `UNLOGGED`, `<+>`, `@@@`).
 //! - [`literals`]: syntax rewrites for what Arrow cannot cast (vector, bytea, DEFAULT).
+//! - [`pg_casts`]: a float cast to text prints as in PostgreSQL (`1`, not `1.0`).
 //! - [`pg_syntax`]: Postgres syntax of catalog queries DataFusion lacks (`COLLATE`,
 //!   `OPERATOR(pg_catalog.~)`, `::regclass`, `ARRAY(SELECT ...)`).
 //! - [`scalar_subqueries`]: correlated scalar subqueries that are not aggregates;
@@ -38,6 +39,7 @@ pub mod literals;
 pub mod lookup;
 pub mod params;
 pub mod parser;
+pub mod pg_casts;
 pub mod pg_syntax;
 pub(crate) mod plan_cache;
 pub(crate) mod plan_template;

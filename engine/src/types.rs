@@ -60,6 +60,38 @@ pub fn pg_type_of(field: &Field) -> PgType {
     pg_type_of_arrow(field.data_type())
 }
 
+/// A float as PostgreSQL prints it with its default `extra_float_digits` (1): `1`,
+/// `0.1`, `1e+20`, `1.5e-07`, `NaN`, `Infinity`; the shortest text that reads back as
+/// the same value, in exponent form below 1e-4 and from 1e15. `single` prints it as a
+/// `real`.
+pub fn write_float(out: &mut String, value: f64, single: bool) {
+    use std::fmt::Write;
+    if value.is_nan() {
+        out.push_str("NaN");
+    } else if value.is_infinite() {
+        out.push_str(if value > 0.0 { "Infinity" } else { "-Infinity" });
+    } else {
+        let abs = value.abs();
+        let exponent_form = abs != 0.0 && !(1e-4..1e15).contains(&abs);
+        let text = match (exponent_form, single) {
+            (false, true) => format!("{}", value as f32),
+            (false, false) => format!("{value}"),
+            (true, true) => format!("{:e}", value as f32),
+            (true, false) => format!("{value:e}"),
+        };
+        match text.split_once('e') {
+            Some((mantissa, exp)) => {
+                let (sign, digits) = match exp.strip_prefix('-') {
+                    Some(d) => ('-', d),
+                    None => ('+', exp),
+                };
+                let _ = write!(out, "{mantissa}e{sign}{digits:0>2}");
+            }
+            None => out.push_str(&text),
+        }
+    }
+}
+
 /// `atttypmod` of a column of this field, and the type modifier RowDescription
 /// carries: what the declared type said beyond its name (`vector(3)`: 3,
 /// `numeric(10,2)`: `(10 << 16 | 2) + 4`, `timestamp(3)`: 3), -1 for nothing.

@@ -23,7 +23,7 @@ use pgwire::api::Type;
 use pgwire::messages::data::DataRow;
 use tarn_engine::binary::{decode_binary, vector_scalar, PG_EPOCH_DAYS, PG_EPOCH_MICROS};
 use tarn_engine::search::vector::{format_vector, parse_vector_of};
-use tarn_engine::types::{pg_type_of, type_modifier, PgType, DEFAULT_NUMERIC, VECTOR_OID};
+use tarn_engine::types::{pg_type_of, type_modifier, write_float, PgType, DEFAULT_NUMERIC, VECTOR_OID};
 use tarn_engine::EngineError;
 
 /// The pgwire type of a Postgres type.
@@ -191,33 +191,6 @@ fn write_display(out: &mut String, value: impl std::fmt::Display) {
 }
 
 /// Floats as Postgres prints them: shortest exact digits, `e+NN` exponents.
-fn write_float(out: &mut String, value: f64, single: bool) {
-    if value.is_nan() {
-        out.push_str("NaN");
-    } else if value.is_infinite() {
-        out.push_str(if value > 0.0 { "Infinity" } else { "-Infinity" });
-    } else {
-        let abs = value.abs();
-        let exponent_form = abs != 0.0 && !(1e-4..1e15).contains(&abs);
-        let text = match (exponent_form, single) {
-            (false, true) => format!("{}", value as f32),
-            (false, false) => format!("{value}"),
-            (true, true) => format!("{:e}", value as f32),
-            (true, false) => format!("{value:e}"),
-        };
-        match text.split_once('e') {
-            Some((mantissa, exp)) => {
-                let (sign, digits) = match exp.strip_prefix('-') {
-                    Some(d) => ('-', d),
-                    None => ('+', exp),
-                };
-                let _ = write!(out, "{mantissa}e{sign}{digits:0>2}");
-            }
-            None => out.push_str(&text),
-        }
-    }
-}
-
 fn decimal_text(value: i128, scale: i8, trim: bool) -> String {
     let negative = value < 0;
     let digits = value.unsigned_abs().to_string();
@@ -638,17 +611,6 @@ fn parse_timestamp(text: &str) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn floats_print_like_postgres() {
-        let mut s = String::new();
-        for (v, want) in [(0.1, "0.1"), (1e20, "1e+20"), (1.5e-7, "1.5e-07"), (-2.0, "-2"), (f64::NAN, "NaN")]
-        {
-            s.clear();
-            write_float(&mut s, v, false);
-            assert_eq!(s, want);
-        }
-    }
 
     #[test]
     fn array_parameters_in_text_form() {

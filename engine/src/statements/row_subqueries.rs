@@ -45,7 +45,7 @@ impl OptimizerRule for RowSubqueries {
     fn rewrite(&self, plan: LogicalPlan, _: &dyn OptimizerConfig) -> DfResult<Transformed<LogicalPlan>> {
         plan.transform_up_with_subqueries(|node| {
             let names = NamePreserver::new(&node);
-            let transformed = node.map_expressions(|e| {
+            node.map_expressions(|e| {
                 let name = names.save(&e);
                 e.transform_up(|e| match e {
                     Expr::ScalarSubquery(subquery) if !subquery.outer_ref_columns.is_empty() => {
@@ -54,12 +54,8 @@ impl OptimizerRule for RowSubqueries {
                     e => Ok(Transformed::no(e)),
                 })
                 .map(|t| t.update_data(|e| name.restore(e)))
-            })?;
-            if transformed.transformed {
-                transformed.map_data(|plan| plan.recompute_schema())
-            } else {
-                Ok(transformed)
-            }
+            })
+            .and_then(crate::statements::scalar_subqueries::recompute_if_changed)
         })
     }
 

@@ -4,7 +4,10 @@
 //! DataFusion decorrelates only aggregated subqueries (it refuses the others), so
 //! [`ScalarSubqueryRows`], an analyzer rule, makes the subquery an aggregate of
 //! [`SingleValue`]: the one value, which fails on a second row with Postgres' error.
-//! Catalog queries of psql, JDBC and ODBC are full of these.
+//! Conditions DataFusion cannot decorrelate move out of the subquery (see
+//! [`one_value`]); a subquery that reads the outer row inside a derived table of its
+//! own is left to [`row_subqueries`](super::row_subqueries). Catalog queries of psql,
+//! JDBC and ODBC are full of these.
 
 use std::sync::Arc;
 
@@ -28,10 +31,10 @@ use datafusion::optimizer::AnalyzerRule;
 
 use crate::error::EngineError;
 
-/// The rule; `state` is what [`row_subqueries`](super::row_subqueries) plans with.
 /// The name of the one column of a rewritten subquery.
 const VALUE_NAME: &str = "__tarn_subquery_value";
 
+/// The rule; `state` is what [`row_subqueries`](super::row_subqueries) plans with.
 #[derive(Debug)]
 pub struct ScalarSubqueryRows {
     pub state: Arc<std::sync::OnceLock<datafusion::execution::session_state::SessionState>>,
@@ -59,14 +62,24 @@ impl AnalyzerRule for ScalarSubqueryRows {
                     e => Ok(Transformed::no(e)),
                 })
                 .map(|t| t.update_data(|e| name.restore(e)))
-            })?
-            .map_data(|plan| plan.recompute_schema())
+            })
+            .and_then(recompute_if_changed)
         })
         .map(|t| t.data)
     }
 
     fn name(&self) -> &str {
         "tarn_scalar_subquery_rows"
+    }
+}
+
+/// A node whose expressions changed has its schema made again (the types of what it
+/// outputs may have); the others are left as they are.
+pub(crate) fn recompute_if_changed(node: Transformed<LogicalPlan>) -> DfResult<Transformed<LogicalPlan>> {
+    if node.transformed {
+        node.map_data(|plan| plan.recompute_schema())
+    } else {
+        Ok(node)
     }
 }
 

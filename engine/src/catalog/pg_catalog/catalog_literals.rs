@@ -112,8 +112,8 @@ impl AnalyzerRule for CatalogLiterals {
                     Ok(if changed { Transformed::yes(e) } else { Transformed::no(e) })
                 })
                 .map(|t| t.update_data(|e| name.restore(e)))
-            })?
-            .map_data(|plan| plan.recompute_schema())
+            })
+            .and_then(crate::statements::scalar_subqueries::recompute_if_changed)
         })
         .map(|t| t.data)
     }

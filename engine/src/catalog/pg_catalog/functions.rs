@@ -343,14 +343,26 @@ pub fn register(ctx: &SessionContext, warehouse: Weak<Warehouse>) {
     }
     // Defaults and other expressions are kept as SQL text: `pg_get_expr` shows it.
     ctx.register_udf(function("pg_get_expr", &[Text, Oid, Bool], 2, utf8.clone(), |v| v[0].clone()));
-    // No partitions, views, functions or extended statistics to describe yet.
+    // Tarn's functions (`pg_proc`): their arguments and results as `\df` shows them.
+    let tarn_function =
+        |oid: u32| relations::FUNCTIONS.iter().find(|(name, ..)| relations::function_oid(name) == oid);
+    for (name, of_arguments) in [
+        ("pg_get_function_result", false),
+        ("pg_get_function_arguments", true),
+        ("pg_get_function_identity_arguments", true),
+    ] {
+        ctx.register_udf(function(name, &[Oid], 1, utf8.clone(), move |v| {
+            match oid_arg(&v[0]).and_then(tarn_function) {
+                Some((_, arguments, returns)) => text(if of_arguments { *arguments } else { *returns }),
+                None => NULL_TEXT,
+            }
+        }));
+    }
+    // No partitions, views or extended statistics to describe yet.
     for (name, args) in [
         ("pg_get_partkeydef", &[Oid][..]),
         ("pg_get_viewdef", &[Oid, Bool][..]),
         ("pg_get_statisticsobjdef_columns", &[Oid][..]),
-        ("pg_get_function_result", &[Oid][..]),
-        ("pg_get_function_arguments", &[Oid][..]),
-        ("pg_get_function_identity_arguments", &[Oid][..]),
         ("pg_get_triggerdef", &[Oid, Bool][..]),
         ("pg_get_ruledef", &[Oid, Bool][..]),
     ] {

@@ -41,6 +41,38 @@ pub const ACCESS_METHODS: &[(u32, &str, u8)] = &[
     (AM_BM25, "bm25", b'i'),
 ];
 
+/// Tarn's own SQL functions as `pg_proc` and `\df` list them: pgvector's and
+/// ParadeDB's, which users call by name (DataFusion's built-ins are not listed, as
+/// PostgreSQL's own live in `pg_catalog`, which `\df` leaves out).
+/// (name, arguments, result)
+pub const FUNCTIONS: &[(&str, &str, &str)] = &[
+    ("l2_distance", "vector, vector", "double precision"),
+    ("cosine_distance", "vector, vector", "double precision"),
+    ("inner_product", "vector, vector", "double precision"),
+    ("vector_negative_inner_product", "vector, vector", "double precision"),
+    ("l1_distance", "vector, vector", "double precision"),
+    ("vector_dims", "vector", "integer"),
+    ("vector_norm", "vector", "double precision"),
+    ("l2_normalize", "vector", "vector"),
+    ("subvector", "vector, integer, integer", "vector"),
+    ("vector_add", "vector, vector", "vector"),
+    ("vector_sub", "vector, vector", "vector"),
+    ("vector_mul", "vector, vector", "vector"),
+    ("bm25_match", "text, text", "boolean"),
+    ("bm25_score", "text, text", "real"),
+    ("snippet", "text, text, start_tag text, end_tag text, max_chars integer", "text"),
+    (
+        "hybrid_search",
+        "table_name text, query text, vector vector, k integer, rrf_k integer, window integer, fusion text, \
+         text_weight double precision, text_column text, vector_column text",
+        "SETOF record",
+    ),
+];
+
+pub fn function_oid(name: &str) -> u32 {
+    oid_of(&[b"function", name.as_bytes()])
+}
+
 /// A stable OID in the range Postgres gives user objects (16384 up, below 2^31).
 pub fn oid_of(parts: &[&[u8]]) -> u32 {
     // FNV-1a: fixed across builds and platforms, unlike std's hasher.

@@ -43,6 +43,7 @@ pub fn table(name: &str, source: &Source) -> Option<Arc<dyn TableProvider>> {
         "pg_stat_user_tables" | "pg_stat_all_tables" => pg_stat_tables(def, source),
         "pg_tablespace" => pg_tablespace(),
         "pg_settings" => pg_settings(source),
+        "pg_proc" => pg_proc(),
         _ => def.empty(),
     })
 }
@@ -331,6 +332,30 @@ fn pg_type() -> Arc<dyn TableProvider> {
             ("typstorage", ch(t.storage())),
             ("typtypmod", int(-1)),
             ("typcollation", oid(t.collation())),
+        ]);
+    }
+    rows.table()
+}
+
+/// Tarn's own functions, in the default schema (where pgvector puts its own).
+fn pg_proc() -> Arc<dyn TableProvider> {
+    let mut rows = Rows::new(&c::PG_PROC);
+    for (name, arguments, _) in relations::FUNCTIONS {
+        let set = *name == "hybrid_search";
+        rows.push(&[
+            ("oid", oid(relations::function_oid(name))),
+            ("proname", text(*name)),
+            ("pronamespace", oid(super::PUBLIC_OID)),
+            ("proowner", oid(OWNER_OID)),
+            ("prolang", oid(13)),
+            ("procost", Value::Float(1.0)),
+            ("prorows", Value::Float(if set { 1000.0 } else { 0.0 })),
+            ("prokind", ch(b'f')),
+            ("proretset", Value::Bool(set)),
+            ("provolatile", ch(if set { b'v' } else { b'i' })),
+            ("proparallel", ch(b's')),
+            ("pronargs", int(arguments.split(',').count() as i64)),
+            ("prosrc", text(*name)),
         ]);
     }
     rows.table()
