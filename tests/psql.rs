@@ -229,7 +229,10 @@ async fn psql_meta_commands_describe_the_warehouse() {
     // Nothing of these kinds yet, and psql says so rather than failing.
     assert!(describe("\\dv").contains("Did not find any relations"), "\\dv");
     let functions = describe("\\df");
-    assert!(functions.contains(" public | l2_distance ") && functions.contains("| bm25_score "), "{functions}");
+    assert!(
+        functions.contains(" public | l2_distance ") && functions.contains("| bm25_score "),
+        "{functions}"
+    );
     describe("\\dp items");
     describe("\\dS pg_attribute");
 

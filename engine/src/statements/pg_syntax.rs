@@ -52,21 +52,7 @@ impl ast::VisitorMut for Rewriter {
                 name.0.remove(0);
                 // `unnest` in FROM is its own construct to the planner.
                 if name.to_string().eq_ignore_ascii_case("unnest") {
-                    let array_exprs = args
-                        .args
-                        .iter()
-                        .filter_map(|a| match a {
-                            FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e.clone()),
-                            _ => None,
-                        })
-                        .collect();
-                    *factor = ast::TableFactor::UNNEST {
-                        alias: alias.take(),
-                        array_exprs,
-                        with_offset: false,
-                        with_offset_alias: None,
-                        with_ordinality: false,
-                    };
+                    *factor = unnest(plain_args(args), alias.take());
                 }
             }
         }
@@ -81,33 +67,12 @@ impl ast::VisitorMut for Rewriter {
                 for arg in &mut args.args {
                     if let FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) = arg {
                         if !matches!(e, SqlExpr::Value(_)) {
-                            *e = SqlExpr::Cast {
-                                kind: ast::CastKind::DoubleColon,
-                                expr: Box::new(take(e)),
-                                data_type: SqlType::BigInt(None),
-                                array: false,
-                                format: None,
-                            };
+                            *e = bigint(take(e));
                         }
                     }
                 }
             } else if is_series {
-                let bounds = args
-                    .args
-                    .iter()
-                    .filter_map(|a| match a {
-                        FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e.clone()),
-                        _ => None,
-                    })
-                    .collect();
-                let series = call("generate_series", bounds);
-                *factor = ast::TableFactor::UNNEST {
-                    alias: alias.take(),
-                    array_exprs: vec![series],
-                    with_offset: false,
-                    with_offset_alias: None,
-                    with_ordinality: false,
-                };
+                *factor = unnest(vec![call("generate_series", plain_args(args))], alias.take());
             }
         }
         // `unnest(a) x`: `x` names the column too, as in Postgres.
@@ -206,13 +171,7 @@ fn rewrite_expr(expr: &mut SqlExpr) {
         SqlExpr::Function(f) if f.name.to_string().eq_ignore_ascii_case("generate_subscripts") => {
             let FunctionArguments::List(list) = &f.args else { return };
             let Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(array))) = list.args.first() else { return };
-            let length = SqlExpr::Cast {
-                kind: ast::CastKind::DoubleColon,
-                expr: Box::new(call("cardinality", vec![array.clone()])),
-                data_type: SqlType::BigInt(None),
-                array: false,
-                format: None,
-            };
+            let length = bigint(call("cardinality", vec![array.clone()]));
             let one = SqlExpr::value(Value::Number("1".into(), false));
             *expr = call("unnest", vec![call("generate_series", vec![one, length])]);
         }
@@ -245,6 +204,39 @@ fn rewrite_expr(expr: &mut SqlExpr) {
             }
         }
         _ => {}
+    }
+}
+
+/// `FROM unnest(arrays) alias`.
+fn unnest(array_exprs: Vec<SqlExpr>, alias: Option<ast::TableAlias>) -> ast::TableFactor {
+    ast::TableFactor::UNNEST {
+        alias,
+        array_exprs,
+        with_offset: false,
+        with_offset_alias: None,
+        with_ordinality: false,
+    }
+}
+
+/// A call's positional arguments.
+fn plain_args(args: &ast::TableFunctionArgs) -> Vec<SqlExpr> {
+    args.args
+        .iter()
+        .filter_map(|a| match a {
+            FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// `expr::bigint`.
+fn bigint(expr: SqlExpr) -> SqlExpr {
+    SqlExpr::Cast {
+        kind: ast::CastKind::DoubleColon,
+        expr: Box::new(expr),
+        data_type: SqlType::BigInt(None),
+        array: false,
+        format: None,
     }
 }
 

@@ -254,8 +254,12 @@ impl Session {
             return Err(EngineError::syntax("cannot insert multiple commands into a prepared statement"));
         }
         let Some(statement) = statements.pop() else { return Ok(None) };
+        // A FETCH's columns are its cursor's, which a DECLARE may change: not kept.
+        let kept = !matches!(statement.statement, Statement::Fetch { .. });
         let prepared = Arc::new(self.prepare(sql.into(), statement, declared.clone()).await?);
-        self.described.put(sql, (stamp, declared, prepared.clone()));
+        if kept {
+            self.described.put(sql, (stamp, declared, prepared.clone()));
+        }
         Ok(Some(prepared))
     }
 

@@ -447,13 +447,12 @@ pub fn register(ctx: &SessionContext, warehouse: Weak<Warehouse>) {
                 if column == 0 {
                     return text(index.definition(&table));
                 }
-                let key = index.keys.get(column as usize - 1).copied().unwrap_or(0);
-                table
-                    .def
-                    .schema
-                    .fields()
-                    .get((key - 1).max(0) as usize)
-                    .filter(|_| key > 0)
+                // The column-th key's name; '' past the last, as in Postgres.
+                usize::try_from(column - 1)
+                    .ok()
+                    .and_then(|i| index.keys.get(i))
+                    .and_then(|&key| usize::try_from(key - 1).ok())
+                    .and_then(|i| table.def.schema.fields().get(i))
                     .map_or(text(""), |f| text(quote_ident(f.name())))
             },
             NULL_TEXT,

@@ -111,6 +111,7 @@ pub struct TableRel {
     pub name: String,
     pub am: u32,
     pub rows: u64,
+    /// `pg_table_size`: the bytes of its files the manifest lists.
     pub bytes: u64,
     pub def: TableDef,
     pub indexes: Vec<IndexRel>,
@@ -221,7 +222,13 @@ fn describe(table: &Arc<tarn_storage::Table>) -> TableRel {
             tarn_storage::table_def::BaseFormat::Parquet => AM_PARQUET,
         },
         rows: manifest.row_count,
-        bytes: manifest.changes.iter().map(|c| c.bytes).sum(),
+        // What the manifest knows: change files and a Parquet base's files (a Lance
+        // base's size would take a read of its dataset).
+        bytes: manifest.changes.iter().map(|c| c.bytes).sum::<u64>()
+            + match &manifest.base {
+                tarn_storage::manifest::BaseRef::Parquet { files } => files.iter().map(|f| f.bytes).sum(),
+                tarn_storage::manifest::BaseRef::Lance { .. } => 0,
+            },
         def: def.clone(),
         indexes: Vec::new(),
     };

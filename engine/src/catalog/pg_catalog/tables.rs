@@ -185,7 +185,11 @@ fn pg_attribute(source: &Source) -> Arc<dyn TableProvider> {
         }
         for index in &table.indexes {
             for (i, key) in index.keys.iter().enumerate() {
-                let Some(field) = table.def.schema.fields().get(*key as usize - 1) else { continue };
+                let Some(field) =
+                    usize::try_from(key - 1).ok().and_then(|i| table.def.schema.fields().get(i))
+                else {
+                    continue;
+                };
                 let type_oid = crate::types::pg_type_of(field).oid;
                 rows.push(&[
                     ("attrelid", oid(index.oid)),
