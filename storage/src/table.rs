@@ -262,10 +262,6 @@ impl Table {
         Ok(reader)
     }
 
-    pub(crate) fn set_snapshot(&self, snapshot: Snapshot) {
-        *self.current.write().expect("snapshot lock poisoned") = Arc::new(snapshot);
-    }
-
     /// Appends rows as one atomic commit (tables without a primary key).
     ///
     /// The batches must have the table's column types (the SQL layer casts). Identity
@@ -446,8 +442,12 @@ impl Table {
                 None => None,
             },
         };
-        let seq = current.seq.max(manifest.seq);
-        self.set_snapshot(Snapshot { manifest: Arc::new(manifest), base, seq, changes });
+        // The newest snapshot now, not `current`: a commit acknowledged while the base
+        // loaded has advanced it, and a snapshot that went back would hide that commit
+        // from its own client's next transaction (and fail its next update with 40001).
+        let mut slot = self.current.write().expect("snapshot lock poisoned");
+        let seq = slot.seq.max(manifest.seq);
+        *slot = Arc::new(Snapshot { manifest: Arc::new(manifest), base, seq, changes });
         Ok(())
     }
 
