@@ -5,7 +5,9 @@
 //!   transaction reads its pinned snapshots).
 //! - [`provider`]: `TarnTable`, a table merged on read (base, change store, deletion
 //!   vector), point lookups, `tarn_as_of` and `table_changes`.
-//! - [`pg_catalog`]: `pg_type` and friends, for drivers that look types up.
+//! - [`pg_catalog`]: PostgreSQL's system catalogs and views (`pg_class`,
+//!   `pg_attribute`, `pg_index`, `pg_type`...) built from the warehouse, and the
+//!   catalog functions tools call.
 //! - [`system`]: `tarn_tables`, `tarn_indexes`.
 
 pub mod pg_catalog;
