@@ -53,7 +53,9 @@ fn child_server() {
         let config = tarn_server::ServerConfig { data, ..Default::default() };
         let engine = tarn_engine::Engine::open(config.engine_config()).await.expect("engine opens");
         let listener = tokio::net::TcpListener::bind(&listen).await.expect("bind");
-        tarn_server::run(listener, engine, std::future::pending()).await.expect("server runs");
+        tarn_server::run(listener, engine, tarn_server::Frontend::default(), std::future::pending())
+            .await
+            .expect("server runs");
     });
 }
 

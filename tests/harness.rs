@@ -43,13 +43,29 @@ impl TestServer {
         server
     }
 
+    /// A server over a new, empty data folder, with `config`'s users, rules, TLS and
+    /// limits (its address and data folder are the test's).
+    pub async fn start_configured(config: tarn_server::ServerConfig) -> TestServer {
+        let temp = Arc::new(tempfile::tempdir().expect("temp dir"));
+        let mut server = Self::start_with(temp.path(), config).await;
+        server._temp = Some(temp);
+        server
+    }
+
     /// A server over `data` (which may hold tables from an earlier server).
     pub async fn start_in(data: &Path) -> TestServer {
+        Self::start_with(data, tarn_server::ServerConfig::default()).await
+    }
+
+    async fn start_with(data: &Path, server_config: tarn_server::ServerConfig) -> TestServer {
         init_logging();
+        let frontend = tarn_server::Frontend::new(&server_config).expect("a valid server configuration");
         let config = EngineConfig {
             warehouse: data.to_str().expect("utf-8 path").to_string(),
             database: "tarn".into(),
-            memory_limit_bytes: 1 << 30,
+            // The configured memory, at most 1 GiB (the default configuration's 4 GiB
+            // is more than tests running side by side should claim).
+            memory_limit_bytes: server_config.memory_limit_mb.min(1024) << 20,
             query_parallelism: 2,
         };
         let (ready_tx, ready_rx) = oneshot::channel();
@@ -63,7 +79,7 @@ impl TestServer {
                     let engine = Engine::open(config).await.expect("engine opens");
                     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
                     let _ = ready_tx.send(listener.local_addr().expect("address"));
-                    tarn_server::run(listener, engine, async move {
+                    tarn_server::run(listener, engine, frontend, async move {
                         let _ = stop_rx.await;
                     })
                     .await

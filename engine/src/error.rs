@@ -64,6 +64,9 @@ pub enum EngineError {
     /// A statement past another of the engine's limits: its length, its size (54000).
     #[error("{message}")]
     ProgramLimit { message: String },
+    /// A cancel request or `statement_timeout` stopped the statement (57014).
+    #[error("{message}")]
+    QueryCanceled { message: String },
 
     // --- Raised below us: storage (constraints, I/O) and DataFusion (plans, execution). ---
     #[error(transparent)]

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use arrow::array::ArrayRef;
 use arrow::datatypes::DataType;
 use datafusion::common::ScalarValue;
-use datafusion::logical_expr::{create_udf, ColumnarValue, Volatility};
+use datafusion::logical_expr::{create_udf, ColumnarValue, ScalarUDF, Volatility};
 use datafusion::prelude::SessionContext;
 
 use crate::statements::settings::SERVER_VERSION;
@@ -19,17 +19,27 @@ pub fn version_string() -> String {
     )
 }
 
+/// A function of no arguments that returns `value`.
+fn constant(name: &str, value: String) -> ScalarUDF {
+    let value = ScalarValue::Utf8(Some(value));
+    create_udf(
+        name,
+        vec![],
+        DataType::Utf8,
+        Volatility::Stable,
+        Arc::new(move |_| Ok(ColumnarValue::Scalar(value.clone()))),
+    )
+}
+
+/// `current_user`, `session_user`, `current_role` and `user` (bare, as SQL writes them,
+/// or called): the session's user.
+pub fn register_user(ctx: &SessionContext, user: &str) {
+    for name in ["current_user", "session_user", "current_role", "user"] {
+        ctx.register_udf(constant(name, user.to_string()));
+    }
+}
+
 pub fn register(ctx: &SessionContext, database: &str) {
-    let constant = |name: &str, value: String| {
-        let value = ScalarValue::Utf8(Some(value));
-        create_udf(
-            name,
-            vec![],
-            DataType::Utf8,
-            Volatility::Stable,
-            Arc::new(move |_| Ok(ColumnarValue::Scalar(value.clone()))),
-        )
-    };
     ctx.register_udf(constant("version", version_string()));
     ctx.register_udf(constant("current_database", database.to_string()));
     ctx.register_udf(constant("current_schema", crate::statements::ddl::DEFAULT_SCHEMA.to_string()));

@@ -1,9 +1,12 @@
 //! Process configuration: one struct, from a TOML file and flags (flags win).
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+
+use crate::auth::{Hba, HbaRule, Verifier};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -16,16 +19,38 @@ pub struct ServerConfig {
     pub database: String,
     /// Memory for query execution, in MiB.
     pub memory_limit_mb: usize,
-    /// Users allowed to connect with a password. Password authentication is not built
-    /// yet, so any entry here is refused at start rather than silently ignored.
+    /// Sessions open at once; one more is refused with 53300, as PostgreSQL's
+    /// `max_connections`.
+    pub max_connections: usize,
+    /// The largest message a client may send (a query, a Bind, a row of COPY data), in
+    /// MiB. PostgreSQL's own ceiling is 1 GiB; a bigger message ends that connection.
+    pub max_message_mb: usize,
+    /// Users who log in with a password: SCRAM-SHA-256 verifiers, never plain text.
     pub users: Vec<User>,
+    /// Who may connect how, first match wins (PostgreSQL's `pg_hba.conf`). Without
+    /// rules: loopback clients are trusted when there are no users, and every client
+    /// logs in with a password when there are.
+    pub hba: Vec<HbaRule>,
+    /// TLS: certificate chain and key, PEM files.
+    pub tls: Option<Tls>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct User {
     pub name: String,
+    /// `SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>`, as `tarn passwd`
+    /// prints it (and PostgreSQL keeps it in `pg_authid.rolpassword`).
     pub password: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tls {
+    /// The server's certificate, then its chain, PEM.
+    pub cert: PathBuf,
+    /// Its private key, PEM (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
 }
 
 impl Default for ServerConfig {
@@ -35,7 +60,11 @@ impl Default for ServerConfig {
             data: "./tarn-data".into(),
             database: "tarn".into(),
             memory_limit_mb: 4096,
+            max_connections: 100,
+            max_message_mb: 64,
             users: vec![],
+            hba: vec![],
+            tls: None,
         }
     }
 }
@@ -46,24 +75,56 @@ impl ServerConfig {
         toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
     }
 
-    /// Refuses configurations that would expose data: without users every loopback
-    /// client is trusted, so listening anywhere else needs users (and, until password
-    /// authentication exists, is refused).
+    /// Refuses configurations that would expose data: without users or TLS every
+    /// client would be trusted or refused, so listening beyond loopback needs one of
+    /// them; `trust` rules cover loopback addresses only; passwords are verifiers.
     pub fn validate(&self) -> Result<(), String> {
-        if !self.users.is_empty() {
-            return Err(
-                "password authentication is not built yet: remove [[users]] and listen on a loopback address"
-                    .into(),
-            );
+        for user in &self.users {
+            Verifier::parse(&user.password)
+                .map_err(|e| format!("the password of user \"{}\" {e}", user.name))?;
         }
-        if !self.listen.ip().is_loopback() {
+        for rule in &self.hba {
+            rule.validate()?;
+        }
+        if self.max_connections == 0 {
+            return Err("max_connections must be at least 1".into());
+        }
+        if self.max_message_mb == 0 || self.max_message_mb > 1023 {
+            return Err("max_message_mb must be between 1 and 1023".into());
+        }
+        if !self.listen.ip().is_loopback() && self.users.is_empty() && self.tls.is_none() {
             return Err(format!(
-                "refusing to listen on {} without users configured: every client would be trusted. \
-                 Listen on 127.0.0.1 or ::1",
+                "refusing to listen on {} without users or TLS configured: every client would be trusted. \
+                 Listen on 127.0.0.1 or ::1, or add [[users]] (see `tarn passwd`)",
                 self.listen
             ));
         }
         Ok(())
+    }
+
+    /// The rules in force: the configured ones, or the defaults described at `hba`.
+    pub fn hba(&self) -> Hba {
+        if !self.hba.is_empty() {
+            return Hba(self.hba.clone());
+        }
+        if self.users.is_empty() {
+            Hba(vec![HbaRule::new("127.0.0.0/8", "trust"), HbaRule::new("::1/128", "trust")])
+        } else {
+            Hba(vec![HbaRule::new("all", "scram-sha-256")])
+        }
+    }
+
+    /// The users' verifiers (checked by [`ServerConfig::validate`]).
+    pub fn verifiers(&self) -> Result<HashMap<String, Verifier>, String> {
+        self.users
+            .iter()
+            .map(|u| {
+                Ok((
+                    u.name.clone(),
+                    Verifier::parse(&u.password).map_err(|e| format!("user {}: {e}", u.name))?,
+                ))
+            })
+            .collect()
     }
 
     pub fn engine_config(&self) -> tarn_engine::EngineConfig {
@@ -81,11 +142,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn non_loopback_without_users_is_refused() {
+    fn non_loopback_without_users_or_tls_is_refused() {
         let mut config = ServerConfig::default();
         assert!(config.validate().is_ok());
         config.listen = "0.0.0.0:5433".parse().unwrap();
         assert!(config.validate().unwrap_err().contains("refusing"));
+        config.users = vec![User { name: "a".into(), password: crate::auth::scram_verifier("pw") }];
+        assert!(config.validate().is_ok());
+        assert_eq!(config.hba().0.len(), 1);
+        config.users[0].password = "pw".into();
+        assert!(config.validate().unwrap_err().contains("tarn passwd"));
     }
 
     #[test]

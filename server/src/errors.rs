@@ -50,6 +50,7 @@ pub fn client_error(error: &EngineError) -> ClientError {
         EngineError::InvalidOnConflict => ClientError::new("42P10", error.to_string()),
         EngineError::StackDepth { message } => ClientError::new("54001", message),
         EngineError::ProgramLimit { message } => ClientError::new("54000", message),
+        EngineError::QueryCanceled { message } => ClientError::new("57014", message),
         EngineError::ActiveTransaction { message } => ClientError::new("25001", message),
         EngineError::NoActiveTransaction { message } => ClientError::new("25P01", message),
         EngineError::UndefinedSavepoint { .. } => ClientError::new("3B001", error.to_string()),

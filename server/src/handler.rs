@@ -13,16 +13,18 @@ use std::sync::Arc;
 use arrow::datatypes::DataType;
 use async_trait::async_trait;
 use futures::{FutureExt, Sink, SinkExt, StreamExt};
-use pgwire::api::auth::{protocol_negotiation, save_startup_parameters_to_metadata, StartupHandler};
-use pgwire::api::cancel::DefaultCancelHandler;
+use pgwire::api::auth::mechanism::AuthMechanismFactory;
+use pgwire::api::auth::{
+    protocol_negotiation, save_startup_parameters_to_metadata, AuthOutcome, StartupHandler,
+};
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{send_describe_response, ExtendedQueryHandler, SimpleQueryHandler};
 use pgwire::api::results::{DescribePortalResponse, FieldInfo, QueryResponse, Response, Tag};
 use pgwire::api::stmt::QueryParser;
 use pgwire::api::store::PortalStore;
 use pgwire::api::{
-    ClientInfo, ClientPortalStore, ConnectionManager, PgWireConnectionState, PgWireServerHandlers,
-    PidSecretKeyGenerator, RandomPidSecretKeyGenerator, Type, DEFAULT_NAME,
+    ClientInfo, ClientPortalStore, PgWireConnectionState, PgWireServerHandlers, PidSecretKeyGenerator,
+    RandomPidSecretKeyGenerator, Type, DEFAULT_NAME,
 };
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::data::ParameterDescription;
@@ -39,11 +41,14 @@ use tracing::{debug, info_span, Instrument};
 use crate::copy::start_copy;
 use crate::encode::{decode_param, encode_batch, field_infos, wire_type};
 use crate::errors::{client_error, error_context, ClientError};
+use crate::frontend::Frontend;
+use crate::interrupt::{Canceller, Interrupt, Registration};
+use crate::socket::IdleTimeout;
 
 /// What every connection shares.
 pub struct Shared {
     pub engine: Arc<Engine>,
-    pub connections: Arc<ConnectionManager>,
+    pub frontend: Arc<Frontend>,
     pub pids: RandomPidSecretKeyGenerator,
 }
 
@@ -52,6 +57,12 @@ pub struct Connection {
     shared: Arc<Shared>,
     /// Created by the startup handler; `None` before.
     session: Mutex<Option<Session>>,
+    /// Once started: the session's slot among `max_connections` and its place among
+    /// the sessions a cancel request can reach. Both go with the connection.
+    started: std::sync::Mutex<Option<(tokio::sync::OwnedSemaphorePermit, Registration)>>,
+    /// The reported settings as the client last heard them (ParameterStatus), and the
+    /// settings' generation then.
+    reported: std::sync::Mutex<(u64, Vec<(String, String)>)>,
     /// The `COPY ... FROM STDIN` taking the client's data, from its statement to CopyDone
     /// or CopyFail (see `crate::copy`).
     pub(crate) copy_in: std::sync::Mutex<Option<CopyIn>>,
@@ -62,6 +73,49 @@ impl Connection {
         let mut guard = self.session.lock().await;
         let session = guard.as_mut().ok_or(PgWireError::NotReadyForQuery)?;
         Ok(f(session).await)
+    }
+
+    /// The reported settings (`application_name`, `DateStyle`, ...) whose values
+    /// changed since the client last heard them.
+    fn changed_parameters(&self, session: &Session) -> Vec<(String, String)> {
+        let settings = session.settings();
+        let mut reported = self.reported.lock().expect("connection");
+        if reported.0 == settings.generation() {
+            return vec![];
+        }
+        let now = settings.reported();
+        let changed = now.iter().filter(|pair| !reported.1.contains(pair)).cloned().collect();
+        *reported = (settings.generation(), now);
+        changed
+    }
+
+    /// What stops the statement the session starts now: a cancel request, or its
+    /// `statement_timeout`.
+    fn interrupt(&self, session: &Session) -> Option<Interrupt> {
+        let timeout = session.settings().duration("statement_timeout");
+        let started = self.started.lock().expect("connection");
+        started.as_ref().map(|(_, registration)| registration.statement(timeout))
+    }
+}
+
+/// Runs one statement's work under its [`Interrupt`] (none before startup ends).
+async fn interruptible<T>(
+    interrupt: &mut Option<Interrupt>,
+    work: impl Future<Output = Result<T, EngineError>>,
+) -> Result<T, EngineError> {
+    match interrupt {
+        Some(interrupt) => interrupt.run(work).await,
+        None => work.await,
+    }
+}
+
+/// A result's rows under the statement's [`Interrupt`].
+fn interruptible_rows(output: Output, interrupt: Option<Interrupt>) -> Output {
+    match (output, interrupt) {
+        (Output::Rows { schema, stream, command }, Some(interrupt)) => {
+            Output::Rows { schema, stream: interrupt.rows(stream), command }
+        }
+        (output, _) => output,
     }
 }
 
@@ -76,8 +130,31 @@ impl ConnectionHandlers {
             connection: Arc::new(Connection {
                 shared,
                 session: Mutex::new(None),
+                started: Default::default(),
+                reported: Default::default(),
                 copy_in: Default::default(),
             }),
+        }
+    }
+
+    /// How long the session may sit idle before it is closed: its
+    /// `idle_in_transaction_session_timeout` inside a transaction block, its
+    /// `idle_session_timeout` outside one.
+    pub async fn idle_timeout(&self) -> Option<IdleTimeout> {
+        let guard = self.connection.session.lock().await;
+        let session = guard.as_ref()?;
+        if session.tx_status() == TxStatus::Idle {
+            Some(IdleTimeout {
+                after: session.settings().duration("idle_session_timeout")?,
+                code: "57P05",
+                message: "terminating connection due to idle-session timeout",
+            })
+        } else {
+            Some(IdleTimeout {
+                after: session.settings().duration("idle_in_transaction_session_timeout")?,
+                code: "25P03",
+                message: "terminating connection due to idle-in-transaction timeout",
+            })
         }
     }
 }
@@ -102,7 +179,7 @@ impl PgWireServerHandlers for ConnectionHandlers {
     }
 
     fn cancel_handler(&self) -> Arc<impl pgwire::api::cancel::CancelHandler> {
-        Arc::new(DefaultCancelHandler::new(self.connection.shared.connections.clone()))
+        Arc::new(Canceller(self.connection.shared.frontend.interrupts.clone()))
     }
 }
 
@@ -143,36 +220,100 @@ fn panicked(panic: Box<dyn std::any::Any + Send>, sql: &(dyn std::fmt::Display +
 
 #[async_trait]
 impl StartupHandler for Handler {
+    /// Startup: the `[[hba]]` rule for the client decides between trust, SCRAM and a
+    /// refusal; then the session starts ([`Handler::start_session`]).
     async fn on_startup<C>(&self, client: &mut C, message: PgWireFrontendMessage) -> PgWireResult<()>
     where
         C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let PgWireFrontendMessage::Startup(ref startup) = message else { return Ok(()) };
-        protocol_negotiation(client, startup).await?;
-        save_startup_parameters_to_metadata(client, startup);
-        let params = &startup.parameters;
-        let user = params.get("user").cloned().unwrap_or_default();
-        if user.is_empty() {
-            return Err(ClientError::fatal("28000", "no PostgreSQL user name specified in startup packet"));
+        let frontend = &self.0.shared.frontend;
+        let outcome = match message {
+            PgWireFrontendMessage::Startup(ref startup) => {
+                protocol_negotiation(client, startup).await?;
+                save_startup_parameters_to_metadata(client, startup);
+                let user = startup.parameters.get("user").cloned().unwrap_or_default();
+                if user.is_empty() {
+                    return Err(ClientError::fatal(
+                        "28000",
+                        "no PostgreSQL user name specified in startup packet",
+                    ));
+                }
+                // pg8000 sends no database: Postgres then uses the user name.
+                let database = startup.parameters.get("database").unwrap_or(&user);
+                let peer = client.socket_addr().ip();
+                match frontend.hba.method(peer, &user, database, client.is_secure()) {
+                    Err(refused) => return Err(ClientError::fatal("28000", refused)),
+                    Ok(crate::auth::Method::Trust) => {
+                        AuthOutcome::Authenticated { identity: None, final_message: None }
+                    }
+                    Ok(_) => {
+                        let scram = frontend.scram.for_connection(client.is_secure()).create();
+                        frontend.auth.begin_authentication(client, scram).await?
+                    }
+                }
+            }
+            PgWireFrontendMessage::PasswordMessageFamily(message) => {
+                match frontend.auth.advance_authentication(client, message).await {
+                    Err(PgWireError::InvalidPassword(_)) => {
+                        let user = client.metadata().get("user").cloned().unwrap_or_default();
+                        tracing::info!(user, peer = %client.socket_addr(), "password authentication failed");
+                        return Err(ClientError::fatal(
+                            "28P01",
+                            format!("password authentication failed for user \"{user}\""),
+                        ));
+                    }
+                    outcome => outcome?,
+                }
+            }
+            _ => return Ok(()),
+        };
+        match outcome {
+            AuthOutcome::InProgress => Ok(()),
+            AuthOutcome::Authenticated { final_message, .. } => {
+                if let Some(message) = final_message {
+                    client.feed(PgWireBackendMessage::Authentication(message)).await?;
+                }
+                self.start_session(client).await
+            }
         }
-        // pg8000 sends no database: Postgres then uses the user name; so do we, but a
-        // user name that is not our database still lands on it, as clients expect.
-        let database = params.get("database").cloned();
+    }
+}
+
+impl Handler {
+    /// After authentication: the database check, a slot among `max_connections`, the
+    /// session with the client's startup settings, then AuthenticationOk,
+    /// ParameterStatus, BackendKeyData and ReadyForQuery.
+    async fn start_session<C>(&self, client: &mut C) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let params = client.metadata().clone();
+        let user = params.get("user").cloned().unwrap_or_default();
+        // A user name that is not our database still lands on it, as clients expect
+        // when they send no database.
         let shared = &self.0.shared;
-        if let Some(database) = &database {
+        if let Some(database) = params.get("database") {
             if database != shared.engine.database() {
                 return Err(ClientError::fatal("3D000", format!("database \"{database}\" does not exist")));
             }
         }
+        let Ok(slot) = shared.frontend.sessions.clone().try_acquire_owned() else {
+            tracing::warn!(
+                max_connections = shared.frontend.max_connections,
+                "a connection was refused: too many clients"
+            );
+            return Err(ClientError::fatal("53300", "sorry, too many clients already"));
+        };
 
         let mut session = shared.engine.session(&user);
-        for (name, value) in params {
+        for (name, value) in &params {
             let name = match name.as_str() {
                 "application_name" | "client_encoding" | "DateStyle" | "TimeZone" | "extra_float_digits"
                 | "search_path" => name.as_str(),
-                "options" | "user" | "database" | "replication" => continue,
                 _ => continue,
             };
             if let Err(error) = session.settings_mut().set(name, value) {
@@ -183,19 +324,20 @@ impl StartupHandler for Handler {
 
         let (pid, secret) = shared.pids.generate(client);
         client.set_pid_and_secret_key(pid, secret.clone());
-        let (handle, guard) = shared.connections.register(pid, secret.clone());
-        client.session_extensions().insert(handle);
-        client.session_extensions().insert(guard);
+        session.set_backend_pid(pid);
+        let registration = shared.frontend.interrupts.register(pid, secret.to_bytes().to_vec());
+        *self.0.started.lock().expect("connection") = Some((slot, registration));
 
         client.feed(PgWireBackendMessage::Authentication(Authentication::Ok)).await?;
-        for (name, value) in session.settings().reported() {
+        // Nothing reported yet (generation 0 is no session's): every reported setting.
+        for (name, value) in self.0.changed_parameters(&session) {
             client.feed(PgWireBackendMessage::ParameterStatus(ParameterStatus::new(name, value))).await?;
         }
         client.feed(PgWireBackendMessage::BackendKeyData(BackendKeyData::new(pid, secret))).await?;
         client.send(PgWireBackendMessage::ReadyForQuery(ReadyForQuery::new(TransactionStatus::Idle))).await?;
         client.set_state(PgWireConnectionState::ReadyForQuery);
         *self.0.session.lock().await = Some(session);
-        tracing::info!(user, pid, peer = %client.socket_addr(), "connection started");
+        tracing::info!(user, pid, peer = %client.socket_addr(), tls = client.is_secure(), "connection started");
         Ok(())
     }
 }
@@ -288,7 +430,8 @@ impl SimpleQueryHandler for Handler {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let span = info_span!("query", sql = %truncate(query, 200));
-        self.0
+        let responses = self
+            .0
             .with_session(async |session| {
                 let statements = match guarded(&query, async { session.simple_statements(query) }).await {
                     Ok(s) => s,
@@ -316,7 +459,8 @@ impl SimpleQueryHandler for Handler {
                         }
                         continue;
                     }
-                    let outcome = guarded(&query, async {
+                    let mut interrupt = self.0.interrupt(session);
+                    let work = async {
                         let output = prefetch(session.execute(prepared, vec![]).await?).await?;
                         // With several statements in one message, a result is read before
                         // the next statement runs, as Postgres does.
@@ -332,10 +476,13 @@ impl SimpleQueryHandler for Handler {
                             }
                         }
                         Ok::<_, EngineError>(output)
-                    })
-                    .await;
+                    };
+                    let outcome = guarded(&query, interruptible(&mut interrupt, work)).await;
                     match outcome {
-                        Ok(output) => responses.push(response(output, None, session.tx_status())),
+                        Ok(output) => {
+                            let output = interruptible_rows(output, interrupt);
+                            responses.push(response(output, None, session.tx_status()))
+                        }
                         Err(e) => {
                             session.note_error();
                             responses.push(error_response(engine_error(e)));
@@ -346,7 +493,25 @@ impl SimpleQueryHandler for Handler {
                 responses
             })
             .instrument(span)
-            .await
+            .await?;
+        self.report_changed_settings(client).await?;
+        Ok(responses)
+    }
+}
+
+impl Handler {
+    /// ParameterStatus for each reported setting the statement changed (`SET
+    /// application_name`, `RESET ALL`, ...), as PostgreSQL sends it.
+    async fn report_changed_settings<C>(&self, client: &mut C) -> PgWireResult<()>
+    where
+        C: Sink<PgWireBackendMessage> + Unpin + Send,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let changed = self.0.with_session(async |session| self.0.changed_parameters(session)).await?;
+        for (name, value) in changed {
+            client.feed(PgWireBackendMessage::ParameterStatus(ParameterStatus::new(name, value))).await?;
+        }
+        Ok(())
     }
 }
 
@@ -519,15 +684,23 @@ impl ExtendedQueryHandler for Handler {
             }
         }
         let span = info_span!("execute", sql = %truncate(&prepared.sql, 200));
-        self.0
+        let response = self
+            .0
             .with_session(async |session| {
                 let sql = &prepared.sql;
-                let output =
-                    guarded(sql, async { prefetch(session.execute(&prepared, params).await?).await }).await;
+                let mut interrupt = self.0.interrupt(session);
+                let work = async { prefetch(session.execute(&prepared, params).await?).await };
+                let output = guarded(sql, interruptible(&mut interrupt, work)).await;
                 let output = output.inspect_err(|_| session.note_error()).map_err(engine_error)?;
-                Ok(response(output, fields, session.tx_status()))
+                Ok::<_, PgWireError>(response(
+                    interruptible_rows(output, interrupt),
+                    fields,
+                    session.tx_status(),
+                ))
             })
             .instrument(span)
-            .await?
+            .await??;
+        self.report_changed_settings(client).await?;
+        Ok(response)
     }
 }

@@ -5,8 +5,15 @@
 //! - [`runtime`]: the Tokio runtime statements run on (deep stacks).
 //! - [`run`]: the server as a function of a bound listener, an engine and a shutdown
 //!   signal, so tests start one on `127.0.0.1:0`.
-//! - [`handler`]: one connection: startup (database check, ParameterStatus, cancel
-//!   keys), simple and extended query protocol over an engine `Session`.
+//! - [`frontend`]: what a client meets before its first statement, from the
+//!   configuration: TLS, [`auth`] (`[[hba]]` rules, SCRAM users), connection and
+//!   message-size limits.
+//! - [`socket`]: one client socket: TLS negotiation and the message loop, with the
+//!   message-size limit and idle timeouts.
+//! - [`handler`]: one connection: startup (authentication, database check,
+//!   ParameterStatus, cancel keys), simple and extended query protocol over an engine
+//!   `Session`.
+//! - [`interrupt`]: cancel requests and `statement_timeout`.
 //! - [`flush`]: one write to the socket per Sync (pgwire flushes per message).
 //! - [`copy`]: `COPY ... FROM STDIN` / `TO STDOUT` over the wire: copy mode around the
 //!   engine's `Session::copy`.
@@ -17,19 +24,24 @@
 // The write path's futures (statement, transaction, commit) nest deeply.
 #![recursion_limit = "256"]
 
+pub mod auth;
 pub mod config;
 pub mod copy;
 pub mod encode;
 pub mod errors;
 pub mod flush;
+pub mod frontend;
 pub mod handler;
+pub mod interrupt;
+pub mod socket;
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 pub use config::ServerConfig;
-use pgwire::api::{ConnectionManager, RandomPidSecretKeyGenerator};
+pub use frontend::Frontend;
+use pgwire::api::RandomPidSecretKeyGenerator;
 use tarn_engine::Engine;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
@@ -48,19 +60,18 @@ pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
         .build()
 }
 
-/// Serves connections from `listener` until `shutdown` completes, then closes every
+/// Serves connections from `listener`, as `frontend` admits them, until `shutdown` completes, then closes every
 /// connection. A statement cut off by shutdown either committed (and was durable before
 /// it was acknowledged) or did not: storage keeps no half-written state.
 pub async fn run(
     listener: TcpListener,
     engine: Arc<Engine>,
+    frontend: Frontend,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let shared = Arc::new(Shared {
-        engine,
-        connections: Arc::new(ConnectionManager::new()),
-        pids: RandomPidSecretKeyGenerator::default(),
-    });
+    let frontend = Arc::new(frontend);
+    let shared =
+        Arc::new(Shared { engine, frontend: frontend.clone(), pids: RandomPidSecretKeyGenerator::default() });
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
     loop {
@@ -71,8 +82,9 @@ pub async fn run(
                     let _ = stream.set_nodelay(true);
                     let handlers = ConnectionHandlers::new(shared.clone());
                     let span = tracing::info_span!("connection", %peer);
+                    let frontend = frontend.clone();
                     connections.spawn(async move {
-                        if let Err(e) = pgwire::tokio::process_socket(stream, None, handlers).await {
+                        if let Err(e) = socket::serve(stream, frontend, handlers).await {
                             tracing::debug!(error = %e, "connection ended with an error");
                         }
                     }.instrument(span));

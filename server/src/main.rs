@@ -22,6 +22,18 @@ struct Args {
     /// TOML file with the same keys as the flags (flags win).
     #[arg(long)]
     config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Reads a password from standard input (its first line) and prints a `[[users]]`
+    /// entry for the config file, with the password's SCRAM-SHA-256 verifier.
+    Passwd {
+        /// The user's name.
+        name: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -32,6 +44,9 @@ fn main() -> ExitCode {
         )
         .init();
     let args = Args::parse();
+    if let Some(Command::Passwd { name }) = &args.command {
+        return passwd(name);
+    }
     let mut config = match &args.config {
         Some(path) => match ServerConfig::from_file(path) {
             Ok(c) => c,
@@ -48,10 +63,13 @@ fn main() -> ExitCode {
     if let Some(data) = args.data {
         config.data = data;
     }
-    if let Err(e) = config.validate() {
-        error!("{e}");
-        return ExitCode::FAILURE;
-    }
+    let frontend = match tarn_server::Frontend::new(&config) {
+        Ok(frontend) => frontend,
+        Err(e) => {
+            error!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let runtime = match tarn_server::runtime() {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -59,7 +77,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(serve(config)) {
+    match runtime.block_on(serve(config, frontend)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             error!("{e}");
@@ -68,16 +86,35 @@ fn main() -> ExitCode {
     }
 }
 
-async fn serve(config: ServerConfig) -> Result<(), String> {
+async fn serve(config: ServerConfig, frontend: tarn_server::Frontend) -> Result<(), String> {
     let engine =
         Engine::open(config.engine_config()).await.map_err(|e| format!("opening {}: {e}", config.data))?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| format!("listening on {}: {e}", config.listen))?;
-    info!(listen = %config.listen, data = %engine.warehouse().url(), database = engine.database(), "tarn is ready");
-    tarn_server::run(listener, engine, shutdown_signal()).await.map_err(|e| e.to_string())?;
+    info!(
+        listen = %config.listen, data = %engine.warehouse().url(), database = engine.database(),
+        tls = config.tls.is_some(), users = config.users.len(), "tarn is ready"
+    );
+    tarn_server::run(listener, engine, frontend, shutdown_signal()).await.map_err(|e| e.to_string())?;
     info!("stopped");
     Ok(())
+}
+
+fn passwd(name: &str) -> ExitCode {
+    let mut password = String::new();
+    if let Err(e) = std::io::stdin().read_line(&mut password) {
+        eprintln!("reading the password: {e}");
+        return ExitCode::FAILURE;
+    }
+    let password = password.trim_end_matches(['\n', '\r']);
+    if password.is_empty() {
+        eprintln!("the password is empty: give it on standard input");
+        return ExitCode::FAILURE;
+    }
+    let name = name.replace('\\', "\\\\").replace('"', "\\\"");
+    println!("[[users]]\nname = \"{name}\"\npassword = \"{}\"", tarn_server::auth::scram_verifier(password));
+    ExitCode::SUCCESS
 }
 
 async fn shutdown_signal() {

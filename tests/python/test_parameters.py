@@ -127,5 +127,22 @@ def prepared_statements_reused():
             assert len(rows) == n, (n, rows)
 
 
+@check
+def set_of_a_reported_setting_sends_parameter_status():
+    # libpq keeps what the server reports (ParameterStatus); PostgreSQL reports a change
+    # of application_name, DateStyle, ... when it happens, and after RESET ALL.
+    with conn() as c:
+        assert c.info.parameter_status("application_name") == ""
+        c.execute("SET application_name = 'reporting'")
+        assert c.info.parameter_status("application_name") == "reporting"
+        c.execute("SET DateStyle = 'ISO, DMY'")
+        assert c.info.parameter_status("DateStyle") == "ISO, DMY"
+        c.execute("RESET ALL")
+        assert c.info.parameter_status("application_name") == ""
+        assert c.info.parameter_status("DateStyle") == "ISO, MDY"
+        # The session's pid is the one BackendKeyData gave libpq (its cancel key).
+        assert c.execute("SELECT pg_backend_pid()").fetchone() == (c.info.backend_pid,)
+
+
 if __name__ == "__main__":
     tarn_checks.run()

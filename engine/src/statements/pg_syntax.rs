@@ -87,6 +87,13 @@ impl ast::VisitorMut for Rewriter {
 
 fn rewrite_expr(expr: &mut SqlExpr) {
     match expr {
+        // A reserved word in PostgreSQL (no column has that name unquoted) that the
+        // parser takes for a column, unlike `current_user`.
+        SqlExpr::Identifier(ident)
+            if ident.quote_style.is_none() && ident.value.eq_ignore_ascii_case("current_role") =>
+        {
+            *expr = call("current_role", vec![]);
+        }
         SqlExpr::Collate { expr: inner, collation } if is_byte_collation(collation) => {
             *expr = take(inner);
         }

@@ -184,6 +184,7 @@ impl Session {
     pub(crate) fn new(engine: Arc<Engine>, ctx: SessionContext, user: &str, txn: Arc<TxState>) -> Self {
         let settings = Settings::new(user);
         ctx.register_udf(crate::catalog::pg_catalog::functions::current_setting(settings.all()));
+        crate::functions::register_user(&ctx, user);
         let planning = ctx.state();
         let task = planning.task_ctx();
         Self {

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use datafusion::sql::sqlparser::ast::{Expr as SqlExpr, ObjectName, Value};
 
@@ -28,6 +29,10 @@ const INTEGER_RANGES: &[(&str, i64, i64)] = &[
     ("hnsw.scan_mem_multiplier", 1, 1000),
     ("ivfflat.max_probes", 1, 32_768),
 ];
+
+/// Settings that are durations in milliseconds (`0` is none), as PostgreSQL's.
+const DURATIONS: &[&str] =
+    &["statement_timeout", "lock_timeout", "idle_in_transaction_session_timeout", "idle_session_timeout"];
 
 /// Settings that take one of a few words (pgvector's).
 const ENUMS: &[(&str, &[&str])] = &[
@@ -77,6 +82,7 @@ fn defaults() -> BTreeMap<String, (String, String)> {
         ("statement_timeout", "0"),
         ("lock_timeout", "0"),
         ("idle_in_transaction_session_timeout", "0"),
+        ("idle_session_timeout", "0"),
         ("max_identifier_length", "63"),
         ("max_index_keys", "32"),
         ("max_function_args", "100"),
@@ -185,6 +191,7 @@ impl Settings {
                     })
                 }
             },
+            _ if DURATIONS.contains(&key.as_str()) => format_millis(parse_millis(name, value)?),
             _ if ENUMS.iter().any(|(n, _)| *n == key) => {
                 let (_, allowed) = ENUMS.iter().find(|(n, _)| *n == key).expect("checked");
                 let text = value.trim_matches('\'').to_ascii_lowercase();
@@ -222,6 +229,13 @@ impl Settings {
         Ok(())
     }
 
+    /// A duration setting (`statement_timeout`, `idle_session_timeout`, ...); `None`
+    /// when it is 0, that is off.
+    pub fn duration(&self, name: &str) -> Option<Duration> {
+        let millis = parse_millis(name, self.get(name).ok()?).ok()?;
+        (millis > 0).then(|| Duration::from_millis(millis as u64))
+    }
+
     pub fn reset(&mut self, name: &str) {
         self.generation = next_generation();
         let key = name.to_lowercase();
@@ -244,6 +258,49 @@ impl Settings {
     pub fn reset_all(&mut self) {
         let user = self.values.get("session_authorization").map(|(_, v)| v.clone()).unwrap_or_default();
         *self = Settings::new(&user);
+    }
+}
+
+/// Milliseconds from a duration setting's text: a number of milliseconds, or a number
+/// with one of PostgreSQL's units (`us`, `ms`, `s`, `min`, `h`, `d`), rounded to a
+/// millisecond.
+fn parse_millis(name: &str, value: &str) -> Result<i64> {
+    let text = value.trim().trim_matches('\'').trim();
+    let invalid = || EngineError::InvalidParameter {
+        message: format!("invalid value for parameter \"{name}\": \"{text}\""),
+    };
+    let split = text.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(text.len());
+    let (number, unit) = (text[..split].trim(), text[split..].trim());
+    let number: f64 = number.parse().map_err(|_| invalid())?;
+    let scale = match unit {
+        "" | "ms" => 1.0,
+        "us" => 0.001,
+        "s" => 1_000.0,
+        "min" => 60_000.0,
+        "h" => 3_600_000.0,
+        "d" => 86_400_000.0,
+        _ => return Err(invalid()),
+    };
+    let millis = (number * scale).round();
+    if !(0.0..=i32::MAX as f64).contains(&millis) {
+        return Err(EngineError::InvalidParameter {
+            message: format!(
+                "{millis} ms is outside the valid range for parameter \"{name}\" (0 .. 2147483647)"
+            ),
+        });
+    }
+    Ok(millis as i64)
+}
+
+/// A duration as PostgreSQL shows it: in the largest unit that divides it.
+fn format_millis(millis: i64) -> String {
+    if millis == 0 {
+        return "0".into();
+    }
+    let units = [(86_400_000, "d"), (3_600_000, "h"), (60_000, "min"), (1_000, "s")];
+    match units.iter().find(|(size, _)| millis % size == 0) {
+        Some((size, unit)) => format!("{}{unit}", millis / size),
+        None => format!("{millis}ms"),
     }
 }
 
@@ -288,6 +345,17 @@ mod tests {
         assert!(s.set("server_version", "1").is_err());
         assert!(s.set("datafusion.execution.batch_size", "1").is_err());
         assert!(matches!(s.get("nope"), Err(EngineError::UndefinedParameter { .. })));
+        s.set("statement_timeout", "5000").unwrap();
+        assert_eq!(s.get("statement_timeout").unwrap(), "5s");
+        assert_eq!(s.duration("statement_timeout"), Some(Duration::from_secs(5)));
+        s.set("statement_timeout", "'1500ms'").unwrap();
+        assert_eq!(s.get("statement_timeout").unwrap(), "1500ms");
+        s.set("statement_timeout", "2 min").unwrap();
+        assert_eq!(s.get("statement_timeout").unwrap(), "2min");
+        assert!(s.set("statement_timeout", "-1").is_err());
+        assert!(s.set("statement_timeout", "5 parsecs").is_err());
+        s.set("statement_timeout", "0").unwrap();
+        assert_eq!(s.duration("statement_timeout"), None);
         s.reset_all();
         assert_eq!(s.get("application_name").unwrap(), "");
         assert_eq!(s.get("session_authorization").unwrap(), "alice");

@@ -304,6 +304,12 @@ impl Session {
         self.refresh_planning_state();
     }
 
+    /// Tells the session the process id its client knows it by (`pg_backend_pid()`).
+    pub fn set_backend_pid(&mut self, pid: i32) {
+        self.ctx.register_udf(crate::catalog::pg_catalog::functions::pg_backend_pid(pid));
+        self.refresh_planning_state();
+    }
+
     fn apply_set(&mut self, set: &Set) -> Result<()> {
         match set {
             Set::SingleAssignment { variable, values, .. } => {

@@ -262,6 +262,12 @@ pub fn current_setting(settings: Vec<(String, String)>) -> ScalarUDF {
     })
 }
 
+/// `pg_backend_pid()`: the process id the session's client was given (BackendKeyData),
+/// which its cancel requests name.
+pub fn pg_backend_pid(pid: i32) -> ScalarUDF {
+    function("pg_backend_pid", &[], 0, DataType::Int32, move |_| ScalarValue::Int32(Some(pid)))
+}
+
 /// Registers the catalog functions on the session template.
 pub fn register(ctx: &SessionContext, warehouse: Weak<Warehouse>) {
     use Arg::*;
