@@ -226,8 +226,19 @@ async fn psql_meta_commands_describe_the_warehouse() {
     assert!(describe("\\dT").contains(" vector "), "\\dT");
     assert!(describe("\\dx").contains(" vector | 0.8.0 "), "\\dx");
     assert!(describe("\\du").contains(" tarn "), "\\du");
-    // Nothing of these kinds yet, and psql says so rather than failing.
+    // No views yet, and psql says so rather than failing; then one, and its definition.
     assert!(describe("\\dv").contains("Did not find any relations"), "\\dv");
+    let out = psql(&server, "CREATE VIEW lake.cheap AS SELECT id, title FROM items WHERE id < 10");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(describe("\\dv lake.*").contains(" lake   | cheap | view "), "\\dv");
+    let view = describe("\\d+ lake.cheap");
+    for expected in [
+        "View \"lake.cheap\"",
+        " id     | bigint |",
+        "View definition:\n SELECT id, title FROM items WHERE id < 10;",
+    ] {
+        assert!(view.contains(expected), "\\d+ lake.cheap lacks {expected:?}:\n{view}");
+    }
     let functions = describe("\\df");
     assert!(
         functions.contains(" public | l2_distance ") && functions.contains("| bm25_score "),

@@ -17,6 +17,7 @@ async fn tables_and_rows_survive_a_restart() {
                  INSERT INTO logs (line) VALUES ('first'), ('second');
                  CREATE SCHEMA archive;
                  CREATE TABLE archive.old AS SELECT id, title FROM items;
+                 CREATE VIEW archive.recent AS SELECT * FROM items WHERE id > 1;
                  CREATE TABLE dropped (x INT);
                  DROP TABLE dropped;
                  ALTER TABLE items ADD COLUMN note TEXT;
@@ -50,6 +51,13 @@ async fn tables_and_rows_survive_a_restart() {
     assert_eq!(lines, vec![(1, "first".into()), (2, "second".into())]);
     let n: i64 = client.query_one("SELECT count(*) FROM archive.old", &[]).await.unwrap().get(0);
     assert_eq!(n, 2);
+    // A view survives too, with the columns its `*` had when it was made.
+    let recent = client.query("SELECT * FROM archive.recent ORDER BY id", &[]).await.unwrap();
+    assert_eq!(recent.len(), 2);
+    assert_eq!(
+        recent[0].columns().iter().map(|c| c.name()).collect::<Vec<_>>(),
+        ["id", "title", "embedding"]
+    );
     let err = client.query("SELECT * FROM dropped", &[]).await.unwrap_err();
     assert_eq!(err.code(), Some(&SqlState::UNDEFINED_TABLE));
 

@@ -8,9 +8,11 @@
 //! - [`pg_catalog`]: PostgreSQL's system catalogs and views (`pg_class`,
 //!   `pg_attribute`, `pg_index`, `pg_type`...) built from the warehouse, and the
 //!   catalog functions tools call.
+//! - [`views`]: `TarnView`, a view whose query is planned at each read.
 //! - [`system`]: `tarn_tables`, `tarn_indexes`.
 
 pub mod pg_catalog;
 pub mod provider;
 pub mod system;
+pub mod views;
 pub mod warehouse;

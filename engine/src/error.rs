@@ -64,6 +64,15 @@ pub enum EngineError {
     /// A statement past another of the engine's limits: its length, its size (54000).
     #[error("{message}")]
     ProgramLimit { message: String },
+    /// A relation of the wrong kind: `DROP VIEW` of a table, a write to a view (42809).
+    #[error("{message}")]
+    WrongObjectType { message: String },
+    /// A view that would read itself (42P17).
+    #[error("{message}")]
+    InfiniteRecursion { message: String },
+    /// A DROP of what others depend on, without CASCADE (2BP01).
+    #[error("{message}")]
+    DependentObjects { message: String, detail: String },
     /// A cancel request or `statement_timeout` stopped the statement (57014).
     #[error("{message}")]
     QueryCanceled { message: String },

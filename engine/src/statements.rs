@@ -25,7 +25,8 @@
 //!   store; [`transaction`]: a session's snapshots, own writes and savepoints.
 //! - [`copy`]: `COPY ... FROM STDIN` / `TO STDOUT`.
 //! - [`cursors`]: `DECLARE ... CURSOR`, `FETCH`, `CLOSE`.
-//! - [`ddl`]: `CREATE TABLE` and friends, to storage's `TableDef`.
+//! - [`ddl`]: `CREATE TABLE` and friends, to storage's `TableDef`; [`views`]: `CREATE
+//!   VIEW`, `DROP VIEW`, and DROPs of what views read (CASCADE).
 //! - [`utility`]: statements the session carries out itself (DDL, SET/SHOW, BEGIN,
 //!   VACUUM...); [`settings`]: `SET`/`SHOW` variables and their defaults.
 
@@ -49,3 +50,4 @@ pub mod session;
 pub mod settings;
 pub mod transaction;
 pub mod utility;
+pub mod views;

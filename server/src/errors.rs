@@ -51,6 +51,11 @@ pub fn client_error(error: &EngineError) -> ClientError {
         EngineError::StackDepth { message } => ClientError::new("54001", message),
         EngineError::ProgramLimit { message } => ClientError::new("54000", message),
         EngineError::QueryCanceled { message } => ClientError::new("57014", message),
+        EngineError::WrongObjectType { message } => ClientError::new("42809", message),
+        EngineError::InfiniteRecursion { message } => ClientError::new("42P17", message),
+        EngineError::DependentObjects { message, detail } => {
+            ClientError { code: "2BP01", message: message.clone(), detail: Some(detail.clone()) }
+        }
         EngineError::ActiveTransaction { message } => ClientError::new("25001", message),
         EngineError::NoActiveTransaction { message } => ClientError::new("25P01", message),
         EngineError::UndefinedSavepoint { .. } => ClientError::new("3B001", error.to_string()),
@@ -104,6 +109,7 @@ fn storage_error(error: &StorageError) -> ClientError {
         }
         StorageError::VersionNotFound { .. } => ClientError::new("22023", error.to_string()),
         StorageError::InvalidOption { message } => ClientError::new("22023", message),
+        StorageError::InvalidDefinition { message } => ClientError::new("42P16", message),
         StorageError::Io { .. } | StorageError::ObjectStore { .. } => {
             tracing::error!(error = %error, "storage i/o failed");
             ClientError::new("58030", "storage i/o failed; the server log has the details")

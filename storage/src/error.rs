@@ -29,6 +29,9 @@ pub enum StorageError {
     Unsupported { message: String },
     #[error("{message}")]
     InvalidOption { message: String },
+    /// A definition that cannot replace the one it names (a view losing a column).
+    #[error("{message}")]
+    InvalidDefinition { message: String },
 
     #[error("version {version} of table {table} does not exist or is no longer retained")]
     VersionNotFound { table: TableName, version: u64 },

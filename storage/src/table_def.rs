@@ -83,6 +83,19 @@ pub struct TableDef {
     pub options: BTreeMap<String, String>,
 }
 
+/// A view: a named query, planned anew each time it is read. Its columns are fixed when
+/// it is created, as PostgreSQL fixes them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ViewDef {
+    pub name: TableName,
+    /// The query, as SQL text the SQL layer can parse again.
+    pub query: String,
+    /// Its columns: names (the view's own, if it named them) and types.
+    pub schema: SchemaRef,
+    /// The tables and views the query reads (a DROP of one of them needs CASCADE).
+    pub depends_on: Vec<TableName>,
+}
+
 /// Options `WITH (...)` accepts, besides `bucket_count`. Anything else is an error so a
 /// typo never silently does nothing.
 pub const TABLE_OPTIONS: &[&str] =

@@ -6,6 +6,7 @@
 //! <root>/<schema>/<table>/base/           Lance dataset, or Parquet files
 //! <root>/<schema>/<table>/changes/<bucket>/ change files (primary-key tables)
 //! <root>/_tarn/wal/                       the write-ahead log of every table
+//! <root>/_tarn/views/<schema>/<view>.json   a view's definition
 //! ```
 //!
 //! The warehouse owns the write-ahead log: a commit to primary-key tables is one record
@@ -33,7 +34,7 @@ use crate::error::{Result, StorageError};
 use crate::io::{lance_store_registry, Location};
 use crate::manifest::ManifestStore;
 use crate::table::{delete_prefix, Table};
-use crate::table_def::{TableDef, TableName};
+use crate::table_def::{TableDef, TableName, ViewDef};
 use crate::wal::Wal;
 
 const SCHEMA_MARKER: &str = "_tarn_schema";
@@ -66,6 +67,18 @@ const MAINTENANCE_TICK: Duration = Duration::from_millis(200);
 struct Catalog {
     schemas: BTreeSet<String>,
     tables: BTreeMap<TableName, Arc<Table>>,
+    views: BTreeMap<TableName, Arc<ViewDef>>,
+}
+
+impl Catalog {
+    fn relation_exists(&self, name: &TableName) -> bool {
+        self.tables.contains_key(name) || self.views.contains_key(name)
+    }
+}
+
+/// Where a view's definition is kept.
+fn view_path(name: &TableName) -> Path {
+    Path::from("_tarn").join("views").join(name.schema.as_str()).join(format!("{}.json", name.table))
 }
 
 impl std::fmt::Debug for Warehouse {
@@ -104,6 +117,14 @@ impl Warehouse {
                 catalog.schemas.insert(name.schema.clone());
                 catalog.tables.insert(name, Arc::new(table));
             }
+        }
+        let views = store.list(Some(&Path::from("_tarn").join("views"))).try_collect::<Vec<_>>().await?;
+        for object in views {
+            let bytes = store.get(&object.location).await?.bytes().await?;
+            let view: ViewDef = serde_json::from_slice(&bytes)
+                .map_err(|e| StorageError::internal(format!("view definition {}: {e}", object.location)))?;
+            catalog.schemas.insert(view.name.schema.clone());
+            catalog.views.insert(view.name.clone(), Arc::new(view));
         }
         let root = location
             .url()
@@ -217,6 +238,66 @@ impl Warehouse {
         self.catalog.read().expect("catalog lock").tables.get(name).cloned()
     }
 
+    /// The views of a schema, by name.
+    pub fn views(&self, schema: &str) -> Vec<String> {
+        let catalog = self.catalog.read().expect("catalog lock");
+        catalog.views.keys().filter(|n| n.schema == schema).map(|n| n.table.clone()).collect()
+    }
+
+    pub fn all_views(&self) -> Vec<Arc<ViewDef>> {
+        self.catalog.read().expect("catalog lock").views.values().cloned().collect()
+    }
+
+    pub fn view(&self, name: &TableName) -> Option<Arc<ViewDef>> {
+        self.catalog.read().expect("catalog lock").views.get(name).cloned()
+    }
+
+    /// `CREATE [OR REPLACE] VIEW`: durable when it returns. `check` sees the view it
+    /// replaces (if any) and may refuse the new definition. Returns false when the view
+    /// existed and `if_not_exists` was given.
+    pub async fn create_view(
+        &self,
+        def: ViewDef,
+        or_replace: bool,
+        if_not_exists: bool,
+        check: impl FnOnce(Option<&ViewDef>) -> Result<()>,
+    ) -> Result<bool> {
+        let _ddl = self.ddl.lock().await;
+        let name = def.name.clone();
+        if !self.schema_exists(&name.schema) {
+            return Err(StorageError::SchemaNotFound { name: name.schema.clone() });
+        }
+        let old = {
+            let catalog = self.catalog.read().expect("catalog lock");
+            if catalog.tables.contains_key(&name) || (catalog.views.contains_key(&name) && !or_replace) {
+                return if if_not_exists { Ok(false) } else { Err(StorageError::TableExists { name }) };
+            }
+            catalog.views.get(&name).cloned()
+        };
+        check(old.as_deref())?;
+        let json = serde_json::to_vec_pretty(&def).map_err(|e| StorageError::internal(e.to_string()))?;
+        self.location.store().put(&view_path(&name), PutPayload::from(json)).await?;
+        self.catalog.write().expect("catalog lock").views.insert(name.clone(), Arc::new(def));
+        info!(view = %name, "created view");
+        Ok(true)
+    }
+
+    /// `DROP VIEW`. Returns false when it did not exist and `if_exists` was given.
+    pub async fn drop_view(&self, name: &TableName, if_exists: bool) -> Result<bool> {
+        let _ddl = self.ddl.lock().await;
+        if self.view(name).is_none() {
+            return if if_exists {
+                Ok(false)
+            } else {
+                Err(StorageError::TableNotFound { name: name.clone() })
+            };
+        }
+        self.location.store().delete(&view_path(name)).await?;
+        self.catalog.write().expect("catalog lock").views.remove(name);
+        info!(view = %name, "dropped view");
+        Ok(true)
+    }
+
     /// `CREATE SCHEMA`. Returns false when it existed and `if_not_exists` was given.
     pub async fn create_schema(&self, schema: &str, if_not_exists: bool) -> Result<bool> {
         let _ddl = self.ddl.lock().await;
@@ -240,7 +321,7 @@ impl Warehouse {
         if !self.schema_exists(&name.schema) {
             return Err(StorageError::SchemaNotFound { name: name.schema.clone() });
         }
-        if self.table(&name).is_some() {
+        if self.catalog.read().expect("catalog lock").relation_exists(&name) {
             return if if_not_exists { Ok(None) } else { Err(StorageError::TableExists { name }) };
         }
         let dir = Path::from(name.schema.as_str()).join(name.table.as_str());

@@ -24,6 +24,7 @@ def setup():
         conn.execute(text("CREATE INDEX reflected_embedding ON reflected USING hnsw (embedding vector_l2_ops)"))
         conn.execute(text("INSERT INTO reflected VALUES (1, 'lamp', 19.5, '2026-01-02 03:04:05', '[1,2,3]'), "
                           "(2, 'desk', 120, NULL, NULL)"))
+        conn.execute(text("CREATE VIEW reflected_cheap AS SELECT id, title FROM reflected WHERE price < 50"))
 
 
 @check
@@ -32,7 +33,11 @@ def inspector_reflects_tables_columns_keys_and_indexes():
         inspector = inspect(engine(driver))
         assert "public" in inspector.get_schema_names(), driver
         assert "reflected" in inspector.get_table_names(), driver
-        assert inspector.get_view_names() == [], driver
+        assert inspector.get_view_names() == ["reflected_cheap"], driver
+        assert "reflected_cheap" not in inspector.get_table_names(), driver
+        assert "SELECT id, title FROM reflected" in inspector.get_view_definition("reflected_cheap"), driver
+        view_columns = [(c["name"], str(c["type"])) for c in inspector.get_columns("reflected_cheap")]
+        assert view_columns == [("id", "BIGINT"), ("title", "TEXT")], view_columns
         assert inspector.has_table("reflected") and not inspector.has_table("nothing"), driver
         columns = {c["name"]: c for c in inspector.get_columns("reflected")}
         assert list(columns) == ["id", "title", "price", "created", "embedding"], columns

@@ -1,5 +1,5 @@
 //! The warehouse as DataFusion sees it: catalog `tarn`, one schema per warehouse schema,
-//! one [`TarnTable`] per table. Nothing is cached here: each lookup reads the
+//! one [`TarnTable`] per table and one [`TarnView`] per view. Nothing is cached here: each lookup reads the
 //! warehouse, so DDL from any session is visible to the next statement of every other.
 //! Each session has its own catalog: inside a transaction a table is read at the
 //! snapshot the transaction pinned, with its own writes on top. `tarn_tables` (the
@@ -14,6 +14,7 @@ use tarn_storage::{TableName, Warehouse};
 
 use crate::catalog::pg_catalog;
 use crate::catalog::provider::{DefaultParser, TarnTable};
+use crate::catalog::views::TarnView;
 use crate::statements::transaction::TxState;
 
 pub const CATALOG_NAME: &str = "tarn";
@@ -73,7 +74,9 @@ pub struct TarnSchema {
 #[async_trait]
 impl SchemaProvider for TarnSchema {
     fn table_names(&self) -> Vec<String> {
-        self.warehouse.tables(&self.name)
+        let mut names = self.warehouse.tables(&self.name);
+        names.extend(self.warehouse.views(&self.name));
+        names
     }
 
     async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
@@ -91,6 +94,9 @@ impl SchemaProvider for TarnSchema {
             return Ok(Some(crate::catalog::system::tarn_indexes(&self.warehouse)?));
         }
         let name = TableName::new(&self.name, name);
+        if let Some(view) = self.warehouse.view(&name) {
+            return Ok(Some(Arc::new(TarnView::new(view))));
+        }
         let Some(table) = self.warehouse.table(&name) else { return Ok(None) };
         let pinned = self.tx.pinned(&table).map_err(|e| e.into_datafusion())?;
         let provider = match pinned {
@@ -101,6 +107,7 @@ impl SchemaProvider for TarnSchema {
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        self.warehouse.table(&TableName::new(&self.name, name)).is_some()
+        let name = TableName::new(&self.name, name);
+        self.warehouse.table(&name).is_some() || self.warehouse.view(&name).is_some()
     }
 }

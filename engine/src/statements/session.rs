@@ -161,7 +161,7 @@ pub struct Session {
     pub(crate) ctx: SessionContext,
     /// `ctx`'s state, copied once (a copy per statement costs more than a small
     /// statement) and again when a setting changes it; its clock is set per statement.
-    planning: SessionState,
+    pub(crate) planning: SessionState,
     /// The execution context made from `planning`.
     task: Arc<TaskContext>,
     /// Statements by SQL text: the extended protocol's (with the stamp they were
@@ -824,10 +824,16 @@ impl Session {
     }
 
     pub(crate) fn table(&self, name: &TableName) -> Result<Arc<Table>> {
-        self.engine
-            .warehouse()
-            .table(name)
-            .ok_or_else(|| StorageError::TableNotFound { name: name.clone() }.into())
+        let warehouse = self.engine.warehouse();
+        if let Some(table) = warehouse.table(name) {
+            return Ok(table);
+        }
+        if warehouse.view(name).is_some() {
+            return Err(EngineError::WrongObjectType {
+                message: format!("\"{}\" is a view, not a table: views are read-only", name.table),
+            });
+        }
+        Err(StorageError::TableNotFound { name: name.clone() }.into())
     }
 
     /// Runs a `RETURNING` plan over `rows` (the rows written, or removed).

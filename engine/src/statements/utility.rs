@@ -33,18 +33,13 @@ impl Session {
                 warehouse.create_table(def, create.if_not_exists).await?;
                 CommandTag::new("CREATE TABLE")
             }
-            Statement::Drop { object_type: ObjectType::Table, if_exists, names, .. } => {
-                let names = names.iter().map(ddl::table_name).collect::<Result<Vec<_>>>()?;
-                if !if_exists {
-                    if let Some(missing) = names.iter().find(|n| warehouse.table(n).is_none()) {
-                        return Err(StorageError::TableNotFound { name: missing.clone() }.into());
-                    }
-                }
-                for name in &names {
-                    warehouse.drop_table(name, *if_exists).await?;
-                }
-                CommandTag::new("DROP TABLE")
+            Statement::Drop { object_type: ObjectType::Table, if_exists, names, cascade, .. } => {
+                self.drop_relations(false, names, *if_exists, *cascade).await?
             }
+            Statement::Drop { object_type: ObjectType::View, if_exists, names, cascade, .. } => {
+                self.drop_relations(true, names, *if_exists, *cascade).await?
+            }
+            Statement::CreateView(create) => self.create_view(create).await?,
             Statement::Drop { object_type: ObjectType::Index, if_exists, names, .. } => {
                 for name in names {
                     let name = ddl::table_name(name)?;

@@ -222,6 +222,11 @@ fn relation_by_name(warehouse: &Warehouse, name: &str) -> Option<u32> {
         }
     }
     let schema = schema.unwrap_or_else(|| crate::statements::ddl::DEFAULT_SCHEMA.to_string());
+    if let Some(view) =
+        relations::views(warehouse).into_iter().find(|v| v.schema == schema && v.name == relation)
+    {
+        return Some(view.oid);
+    }
     relations::tables(warehouse).into_iter().filter(|t| t.schema == schema).find_map(|t| {
         if t.name == relation {
             return Some(t.oid);
@@ -235,14 +240,20 @@ fn relation_name(warehouse: &Warehouse, oid: u32) -> Option<String> {
     if let Some(def) = super::columns::ALL.iter().find(|d| d.oid == oid) {
         return Some(def.name.to_string());
     }
+    let qualified = |schema: &str, name: &str| {
+        if schema == crate::statements::ddl::DEFAULT_SCHEMA {
+            quote_ident(name)
+        } else {
+            format!("{}.{}", quote_ident(schema), quote_ident(name))
+        }
+    };
+    if let Some(view) = relations::views(warehouse).into_iter().find(|v| v.oid == oid) {
+        return Some(qualified(&view.schema, &view.name));
+    }
     relations::tables(warehouse).into_iter().find_map(|t| {
         let name =
             if t.oid == oid { t.name.clone() } else { t.indexes.iter().find(|i| i.oid == oid)?.name.clone() };
-        Some(if t.schema == crate::statements::ddl::DEFAULT_SCHEMA {
-            quote_ident(&name)
-        } else {
-            format!("{}.{}", quote_ident(&t.schema), quote_ident(&name))
-        })
+        Some(qualified(&t.schema, &name))
     })
 }
 
@@ -270,6 +281,9 @@ pub fn pg_backend_pid(pid: i32) -> ScalarUDF {
 
 /// Registers the catalog functions on the session template.
 pub fn register(ctx: &SessionContext, warehouse: Weak<Warehouse>) {
+    // Tarn takes no advisory locks, so a session holds none to release (connection
+    // pools such as asyncpg's call this when a connection goes back to the pool).
+    ctx.register_udf(function("pg_advisory_unlock_all", &[], 0, DataType::Utf8, |_| NULL_TEXT));
     use Arg::*;
     let utf8 = DataType::Utf8;
     let with = move |f: &dyn Fn(&Warehouse) -> ScalarValue, null: ScalarValue| match warehouse.upgrade() {
@@ -442,6 +456,17 @@ pub fn register(ctx: &SessionContext, warehouse: Weak<Warehouse>) {
         _ => NULL_TEXT,
     }));
 
+    let w = with.clone();
+    ctx.register_udf(function("pg_get_viewdef", &[Oid, Bool], 1, utf8.clone(), move |v| {
+        let Some(oid) = oid_arg(&v[0]) else { return NULL_TEXT };
+        w(
+            &|warehouse| match relations::views(warehouse).into_iter().find(|view| view.oid == oid) {
+                Some(view) => text(view.definition()),
+                None => NULL_TEXT,
+            },
+            NULL_TEXT,
+        )
+    }));
     let w = with.clone();
     ctx.register_udf(function("pg_get_indexdef", &[Oid, Int, Bool], 1, utf8.clone(), move |v| {
         let Some(oid) = oid_arg(&v[0]) else { return NULL_TEXT };

@@ -202,6 +202,46 @@ impl IndexRel {
     }
 }
 
+/// A view as the catalogs show it.
+pub struct ViewRel {
+    pub oid: u32,
+    pub schema: String,
+    pub namespace: u32,
+    pub name: String,
+    pub def: Arc<tarn_storage::ViewDef>,
+}
+
+impl ViewRel {
+    pub fn columns(&self) -> impl Iterator<Item = Column<'_>> {
+        self.def.schema.fields().iter().enumerate().map(|(i, field)| Column {
+            attnum: i as i16 + 1,
+            field,
+            default: None,
+            identity: false,
+        })
+    }
+
+    /// `pg_get_viewdef`: the query, as PostgreSQL prints it (a leading space, a `;`).
+    pub fn definition(&self) -> String {
+        format!(" {};", self.def.query)
+    }
+}
+
+/// Every view of the warehouse.
+pub fn views(warehouse: &Warehouse) -> Vec<ViewRel> {
+    warehouse
+        .all_views()
+        .into_iter()
+        .map(|def| ViewRel {
+            oid: oid_of(&[b"view", def.name.schema.as_bytes(), b".", def.name.table.as_bytes()]),
+            schema: def.name.schema.clone(),
+            namespace: namespace_oid(&def.name.schema),
+            name: def.name.table.clone(),
+            def,
+        })
+        .collect()
+}
+
 /// Every table of the warehouse, with its indexes.
 pub fn tables(warehouse: &Warehouse) -> Vec<TableRel> {
     warehouse.all_tables().into_iter().map(|table| describe(&table)).collect()

@@ -39,6 +39,7 @@ pub fn table(name: &str, source: &Source) -> Option<Arc<dyn TableProvider>> {
         "pg_namespace" => pg_namespace(source),
         "pg_roles" | "pg_authid" | "pg_user" => pg_roles(def, source),
         "pg_tables" => pg_tables(source),
+        "pg_views" => pg_views(source),
         "pg_type" => pg_type(),
         "pg_stat_user_tables" | "pg_stat_all_tables" => pg_stat_tables(def, source),
         "pg_tablespace" => pg_tablespace(),
@@ -139,6 +140,22 @@ fn pg_class(source: &Source) -> Arc<dyn TableProvider> {
             ]);
         }
     }
+    for view in relations::views(source.warehouse) {
+        rows.push(&[
+            ("oid", oid(view.oid)),
+            ("relname", text(&view.name)),
+            ("relnamespace", oid(view.namespace)),
+            ("relowner", oid(OWNER_OID)),
+            ("relam", oid(0)),
+            ("relpersistence", ch(b'p')),
+            ("relkind", ch(b'v')),
+            ("relnatts", int(view.def.schema.fields().len() as i64)),
+            ("relreplident", ch(b'n')),
+            ("relispopulated", Value::Bool(true)),
+            ("relfrozenxid", text("0")),
+            ("relminmxid", text("0")),
+        ]);
+    }
     for def in ALL {
         rows.push(&[
             ("oid", oid(def.oid)),
@@ -156,15 +173,21 @@ fn pg_class(source: &Source) -> Arc<dyn TableProvider> {
     rows.table()
 }
 
-/// Columns of tables and catalogs; indexes' columns too, as Postgres lists them.
+/// Columns of tables, views and catalogs; indexes' columns too, as Postgres lists them.
 fn pg_attribute(source: &Source) -> Arc<dyn TableProvider> {
     let mut rows = Rows::new(&c::PG_ATTRIBUTE);
-    for table in relations::tables(source.warehouse) {
-        for column in table.columns() {
+    let tables = relations::tables(source.warehouse);
+    let views = relations::views(source.warehouse);
+    let relations = tables
+        .iter()
+        .map(|t| (t.oid, t.columns().collect::<Vec<_>>()))
+        .chain(views.iter().map(|v| (v.oid, v.columns().collect::<Vec<_>>())));
+    for (relation, columns) in relations {
+        for column in columns {
             let type_oid = column.type_oid();
             let row = super::types::by_oid(type_oid);
             rows.push(&[
-                ("attrelid", oid(table.oid)),
+                ("attrelid", oid(relation)),
                 ("attname", text(column.field.name())),
                 ("atttypid", oid(type_oid)),
                 ("attlen", int(row.map_or(-1, |t| t.len))),
@@ -183,6 +206,8 @@ fn pg_attribute(source: &Source) -> Arc<dyn TableProvider> {
                 ("attstattarget", int(-1)),
             ]);
         }
+    }
+    for table in &tables {
         for index in &table.indexes {
             for (i, key) in index.keys.iter().enumerate() {
                 let Some(field) =
@@ -458,6 +483,20 @@ fn pg_extension() -> Arc<dyn TableProvider> {
 
 fn user_tables(source: &Source) -> impl Iterator<Item = TableRel> {
     relations::tables(source.warehouse).into_iter()
+}
+
+/// Views and their queries.
+fn pg_views(source: &Source) -> Arc<dyn TableProvider> {
+    let mut rows = Rows::new(&c::PG_VIEWS);
+    for view in relations::views(source.warehouse) {
+        rows.push(&[
+            ("schemaname", text(&view.schema)),
+            ("viewname", text(&view.name)),
+            ("viewowner", text(source.owner)),
+            ("definition", text(view.definition())),
+        ]);
+    }
+    rows.table()
 }
 
 fn pg_tables(source: &Source) -> Arc<dyn TableProvider> {

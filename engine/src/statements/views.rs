@@ -1,0 +1,209 @@
+//! Views: `CREATE [OR REPLACE] VIEW`, `DROP VIEW`, and `DROP TABLE` of what views read.
+//!
+//! A view keeps its query as SQL text, its columns (fixed at creation, as in
+//! PostgreSQL) and the relations it reads. Reading it plans the query anew
+//! ([`plan_view_query`], from `catalog::views::TarnView`). `CREATE OR REPLACE` may add
+//! columns at the end but not drop, rename or retype one (42P16), nor make a view read
+//! itself (42P17). A DROP of a relation others read needs `CASCADE` (2BP01), which drops
+//! those views too.
+
+use std::collections::BTreeSet;
+
+use arrow::datatypes::{Field, Schema};
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::execution::session_state::SessionState;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::sql::parser::Statement as DfStatement;
+use datafusion::sql::sqlparser::ast::{self, ObjectName, Statement};
+use std::sync::Arc;
+use tarn_storage::{StorageError, TableName, ViewDef, Warehouse};
+
+use crate::error::{EngineError, Result};
+use crate::statements::column_names::{name_output_columns, result_schema};
+use crate::statements::ddl;
+use crate::statements::literals::rewrite_typed_casts;
+use crate::statements::parser::parse_sql;
+use crate::statements::session::Session;
+use crate::CommandTag;
+
+/// A view's query as a logical plan, planned with `state`: the reading session's, so
+/// the view's tables are read at that session's snapshots.
+pub(crate) async fn plan_view_query(state: &SessionState, sql: &str) -> Result<LogicalPlan> {
+    let mut parsed = parse_sql(sql)?;
+    let statement = match (parsed.pop(), parsed.is_empty()) {
+        (Some(parsed), true) => parsed.statement,
+        _ => {
+            return Err(EngineError::Internal { message: format!("a view's query is one statement: {sql}") })
+        }
+    };
+    let Statement::Query(mut query) = statement else {
+        return Err(EngineError::Internal { message: format!("a view's query is a query: {sql}") });
+    };
+    name_output_columns(&mut query);
+    let mut statement = Statement::Query(query);
+    crate::statements::pg_syntax::rewrite(&mut statement);
+    rewrite_typed_casts(&mut statement);
+    Ok(state.statement_to_plan(DfStatement::Statement(Box::new(statement))).await?)
+}
+
+/// The warehouse relations a plan reads (its scans, in subqueries too).
+fn relations_read(plan: &LogicalPlan, warehouse: &Warehouse, default_schema: &str) -> Vec<TableName> {
+    let mut names = BTreeSet::new();
+    let _ = plan.apply_with_subqueries(|node| {
+        if let LogicalPlan::TableScan(scan) = node {
+            let reference = &scan.table_name;
+            let name = TableName::new(reference.schema().unwrap_or(default_schema), reference.table());
+            if warehouse.table(&name).is_some() || warehouse.view(&name).is_some() {
+                names.insert(name);
+            }
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    names.into_iter().collect()
+}
+
+/// The views that read any of `names`, directly or through other views.
+fn dependents(warehouse: &Warehouse, names: &[TableName]) -> Vec<Arc<ViewDef>> {
+    let mut found: Vec<Arc<ViewDef>> = Vec::new();
+    let mut frontier: Vec<TableName> = names.to_vec();
+    while let Some(name) = frontier.pop() {
+        for view in warehouse.all_views() {
+            if view.depends_on.contains(&name) && !found.iter().any(|f| f.name == view.name) {
+                frontier.push(view.name.clone());
+                found.push(view);
+            }
+        }
+    }
+    found
+}
+
+impl Session {
+    pub(crate) async fn create_view(&mut self, create: &ast::CreateView) -> Result<CommandTag> {
+        if create.materialized || create.temporary {
+            return Err(EngineError::unsupported("materialized and temporary views are not supported yet"));
+        }
+        let name = ddl::table_name(&create.name)?;
+        let query = create.query.as_ref().clone();
+        let sql = query.to_string();
+        let plan = crate::statements::views::plan_view_query(&self.planning, &sql).await?;
+        // Column names as PostgreSQL gives them (`?column?`, a function's name...).
+        let planned = result_schema(&plan);
+        if create.columns.len() > planned.fields().len() {
+            return Err(EngineError::syntax("CREATE VIEW specifies more column names than columns"));
+        }
+        let fields: Vec<Field> = planned
+            .fields()
+            .iter()
+            .enumerate()
+            .map(|(i, f)| {
+                let name =
+                    create.columns.get(i).map(|c| ddl::ident(&c.name)).unwrap_or_else(|| f.name().clone());
+                Field::new(name, f.data_type().clone(), true)
+            })
+            .collect();
+        let warehouse = self.engine.warehouse().clone();
+        let default_schema = self.planning.config().options().catalog.default_schema.clone();
+        let def = ViewDef {
+            name: name.clone(),
+            query: sql,
+            schema: Arc::new(Schema::new(fields)),
+            depends_on: relations_read(&plan, &warehouse, &default_schema),
+        };
+        if dependents(&warehouse, &[name.clone()]).iter().any(|v| def.depends_on.contains(&v.name))
+            || def.depends_on.contains(&name)
+        {
+            return Err(EngineError::InfiniteRecursion {
+                message: format!("infinite recursion detected in rules for relation \"{}\"", name.table),
+            });
+        }
+        let new_schema = def.schema.clone();
+        let check = |old: Option<&ViewDef>| -> tarn_storage::Result<()> {
+            let Some(old) = old else { return Ok(()) };
+            replace_check(&old.schema, &new_schema)
+                .map_err(|message| StorageError::InvalidDefinition { message })
+        };
+        warehouse.create_view(def, create.or_replace, create.if_not_exists, check).await?;
+        Ok(CommandTag::new("CREATE VIEW"))
+    }
+
+    /// `DROP TABLE` (`views` false) or `DROP VIEW`: each name must be of that kind; the
+    /// views that read them go too with `cascade`, else the DROP is refused.
+    pub(crate) async fn drop_relations(
+        &mut self,
+        views: bool,
+        names: &[ObjectName],
+        if_exists: bool,
+        cascade: bool,
+    ) -> Result<CommandTag> {
+        let warehouse = self.engine.warehouse().clone();
+        let (kind, other, other_kind) =
+            if views { ("view", "table", "TABLE") } else { ("table", "view", "VIEW") };
+        let mut dropping = Vec::new();
+        for name in names {
+            let name = ddl::table_name(name)?;
+            let (is_table, is_view) = (warehouse.table(&name).is_some(), warehouse.view(&name).is_some());
+            if (views && is_table) || (!views && is_view) {
+                return Err(EngineError::WrongObjectType {
+                    message: format!(
+                        "\"{}\" is not a {kind}; use DROP {other_kind} to drop a {other}",
+                        name.table
+                    ),
+                });
+            }
+            if is_table || is_view {
+                dropping.push(name);
+            } else if !if_exists {
+                return Err(StorageError::TableNotFound { name }.into());
+            }
+        }
+        let readers: Vec<Arc<ViewDef>> =
+            dependents(&warehouse, &dropping).into_iter().filter(|v| !dropping.contains(&v.name)).collect();
+        if let Some(reader) = readers.first() {
+            if !cascade {
+                let read = reader.depends_on.iter().find(|n| dropping.contains(n)).unwrap_or(&dropping[0]);
+                return Err(EngineError::DependentObjects {
+                    message: format!("cannot drop {kind} {} because other objects depend on it", read.table),
+                    detail: format!("view {} depends on {kind} {}", reader.name.table, read.table),
+                });
+            }
+        }
+        for reader in &readers {
+            tracing::info!(view = %reader.name, "drop cascades to view");
+            warehouse.drop_view(&reader.name, true).await?;
+        }
+        for name in &dropping {
+            if views {
+                warehouse.drop_view(name, true).await?;
+            } else {
+                warehouse.drop_table(name, true).await?;
+            }
+        }
+        Ok(CommandTag::new(if views { "DROP VIEW" } else { "DROP TABLE" }))
+    }
+}
+
+/// `CREATE OR REPLACE VIEW` keeps the old columns, in order, with their names and
+/// types; it may add columns after them (PostgreSQL's rule).
+fn replace_check(old: &Schema, new: &Schema) -> std::result::Result<(), String> {
+    if new.fields().len() < old.fields().len() {
+        return Err("cannot drop columns from view".into());
+    }
+    for (old, new) in old.fields().iter().zip(new.fields()) {
+        if old.name() != new.name() {
+            return Err(format!(
+                "cannot change name of view column \"{}\" to \"{}\"",
+                old.name(),
+                new.name()
+            ));
+        }
+        if old.data_type() != new.data_type() {
+            return Err(format!(
+                "cannot change data type of view column \"{}\" from {} to {}",
+                old.name(),
+                crate::types::pg_type_of_arrow(old.data_type()).name,
+                crate::types::pg_type_of_arrow(new.data_type()).name
+            ));
+        }
+    }
+    Ok(())
+}
