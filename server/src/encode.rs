@@ -544,6 +544,8 @@ fn decode_text(text: &str, data_type: &DataType) -> Result<ScalarValue, String> 
             "f" | "false" | "0" | "no" | "n" | "off" => false,
             _ => return Err(invalid(text, "boolean")),
         })),
+        // `"char"` (`relkind = ANY($1)` with `{r,v}`): the byte of its text, as charin reads it.
+        DataType::Int8 => ScalarValue::Int8(Some(text.as_bytes().first().copied().unwrap_or(0) as i8)),
         DataType::Int16 => ScalarValue::Int16(Some(t.parse().map_err(|_| invalid(text, "smallint"))?)),
         DataType::UInt32 => ScalarValue::UInt32(Some(t.parse().map_err(|_| invalid(text, "oid"))?)),
         DataType::Int32 => ScalarValue::Int32(Some(t.parse().map_err(|_| invalid(text, "integer"))?)),

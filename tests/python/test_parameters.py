@@ -144,5 +144,24 @@ def set_of_a_reported_setting_sends_parameter_status():
         assert c.execute("SELECT pg_backend_pid()").fetchone() == (c.info.backend_pid,)
 
 
+@check
+def char_arrays_and_regproc_in_catalog_queries():
+    # ADBC's type and object queries: `relkind = ANY($1)` with a text array of letters,
+    # and a regproc compared with the OID 0.
+    with conn() as c:
+        table(c, "kinds")
+        c.execute("CREATE VIEW kinds_view AS SELECT id FROM kinds")
+        rows = c.execute(
+            "SELECT relname FROM pg_class WHERE relkind = ANY(%s) AND relname LIKE 'kinds%%' ORDER BY relname",
+            (["r", "v"],),
+        ).fetchall()
+        assert rows == [("kinds",), ("kinds_view",)], rows
+        n = c.execute(
+            "SELECT count(*) FROM pg_type WHERE (typreceive != 0 OR typsend != 0) AND typreceive::TEXT != 'array_recv'"
+        ).fetchone()[0]
+        assert n > 20, n
+        c.execute("DROP VIEW kinds_view")
+
+
 if __name__ == "__main__":
     tarn_checks.run()

@@ -11,6 +11,8 @@
 //!   [`CharText`].
 //! - An array column compared with array text (`polroles = '{0}'`): the text becomes
 //!   an array of the column's element type.
+//! - A `regproc` column (a function's name) compared with the OID 0 (`typreceive != 0`,
+//!   ADBC's type query): 0 is no function, which a `regproc` shows as `-`.
 
 use std::sync::Arc;
 
@@ -55,6 +57,11 @@ impl AnalyzerRule for CatalogLiterals {
                 }
                 text
             };
+            let is_regproc = |e: &Expr| {
+                e.to_field(&schema).is_ok_and(|(_, f)| {
+                    f.metadata().get(crate::types::PG_TYPE_KEY).is_some_and(|t| t == "regproc")
+                })
+            };
             let element = |e: &Expr| match e.get_type(&schema) {
                 Ok(DataType::List(item)) => Some(item.data_type().clone()),
                 _ => None,
@@ -71,6 +78,8 @@ impl AnalyzerRule for CatalogLiterals {
                         Expr::BinaryExpr(b) if element(&b.right).is_some() => {
                             to_array(&mut b.left, &element(&b.right).expect("checked"))
                         }
+                        Expr::BinaryExpr(b) if is_regproc(&b.left) => no_function(&mut b.right),
+                        Expr::BinaryExpr(b) if is_regproc(&b.right) => no_function(&mut b.left),
                         Expr::BinaryExpr(b) if is_char(&b.left) => to_byte(&mut b.right),
                         Expr::BinaryExpr(b) if is_char(&b.right) => to_byte(&mut b.left),
                         Expr::InList(list) if is_char(&list.expr) => {
@@ -121,6 +130,23 @@ impl AnalyzerRule for CatalogLiterals {
     fn name(&self) -> &str {
         "tarn_catalog_literals"
     }
+}
+
+/// Turns the OID 0 compared with a `regproc` into `-`, its name; says whether it did.
+fn no_function(e: &mut Expr) -> bool {
+    let zero = match e {
+        Expr::Literal(v, _) => {
+            matches!(
+                v,
+                ScalarValue::Int64(Some(0)) | ScalarValue::Int32(Some(0)) | ScalarValue::UInt32(Some(0))
+            ) || matches!(v, ScalarValue::Utf8(Some(s)) if s == "0")
+        }
+        _ => false,
+    };
+    if zero {
+        *e = Expr::Literal(ScalarValue::Utf8(Some("-".into())), None);
+    }
+    zero
 }
 
 /// Turns a text literal of at most one byte into that byte; says whether it did.

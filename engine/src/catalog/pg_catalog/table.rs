@@ -66,12 +66,15 @@ impl Kind {
     }
 
     /// A column of this kind; `int2vector` and `oidvector` say so in the field's
-    /// metadata (they are lists to Arrow, but their own types on the wire).
+    /// metadata (they are lists to Arrow, but their own types on the wire), and so does
+    /// `regproc` (a function's name, or `-` for none: the OID 0).
     pub fn field(self, name: &str) -> Field {
         let field = Field::new(name, self.data_type(), true);
         let pg_type = match self {
             Kind::Int2Vector => "int2vector",
             Kind::OidVector => "oidvector",
+            // Text to Arrow and on the wire; the catalog rules know it by this.
+            Kind::RegProc => "regproc",
             _ => return field,
         };
         field.with_metadata([(crate::types::PG_TYPE_KEY.to_string(), pg_type.to_string())].into())
