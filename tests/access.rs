@@ -337,6 +337,22 @@ async fn statement_timeout_stops_the_statement_with_57014() {
     assert_eq!(e.code(), Some(&SqlState::QUERY_CANCELED), "{e}");
     assert_eq!(e.as_db_error().unwrap().message(), "canceling statement due to statement timeout");
     assert!(started.elapsed() < Duration::from_secs(20), "{:?}", started.elapsed());
+    // A COPY TO STDOUT, stopped while its rows go out.
+    let copy = client.copy_out("COPY (SELECT value FROM range(0, 100000000000)) TO STDOUT").await;
+    let e = match copy {
+        Err(e) => e,
+        Ok(stream) => {
+            futures::pin_mut!(stream);
+            loop {
+                match futures::StreamExt::next(&mut stream).await {
+                    Some(Ok(_)) => continue,
+                    Some(Err(e)) => break e,
+                    None => panic!("the copy ended without its timeout"),
+                }
+            }
+        }
+    };
+    assert_eq!(e.code(), Some(&SqlState::QUERY_CANCELED), "{e}");
     // Prepared statements too, and the session goes on.
     let e = client.query(SLOW, &[]).await.expect_err("timed out");
     assert_eq!(e.code(), Some(&SqlState::QUERY_CANCELED), "{e}");

@@ -104,6 +104,10 @@ where
     let mut rows = 0;
     let mut data = std::pin::pin!(copy_out_data(copy));
     while let Some(chunk) = data.next().await {
+        // Sending never waits while the socket takes it (or the extended protocol
+        // buffers it): give the runtime its turn, so a cancel or statement_timeout
+        // waiting beside this copy can fire.
+        tokio::task::consume_budget().await;
         let (chunk, is_row) = chunk.map_err(engine_error)?;
         client.feed(PgWireBackendMessage::CopyData(CopyData::new(chunk))).await?;
         rows += usize::from(is_row);

@@ -109,6 +109,16 @@ async fn interruptible<T>(
     }
 }
 
+/// `start_copy` under the statement's [`Interrupt`]: a `COPY ... TO STDOUT` sends its
+/// rows inside it.
+async fn copy_interruptible(
+    interrupt: &mut Option<Interrupt>,
+    copy: impl Future<Output = PgWireResult<Response>>,
+) -> PgWireResult<Response> {
+    let copy = async { Ok::<_, EngineError>(copy.await) };
+    interruptible(interrupt, copy).await.map_err(engine_error)?
+}
+
 /// A result's rows under the statement's [`Interrupt`].
 fn interruptible_rows(output: Output, interrupt: Option<Interrupt>) -> Output {
     match (output, interrupt) {
@@ -447,9 +457,10 @@ impl SimpleQueryHandler for Handler {
                         // COPY FROM STDIN ends the query string (the parser reads what
                         // follows as its data); COPY TO streams now if nothing waits.
                         let send_now = responses.is_empty();
-                        match start_copy(session, &prepared.statement, client, &self.0.copy_in, send_now)
-                            .await
-                        {
+                        let mut interrupt = self.0.interrupt(session);
+                        let copy =
+                            start_copy(session, &prepared.statement, client, &self.0.copy_in, send_now);
+                        match copy_interruptible(&mut interrupt, copy).await {
                             Ok(response) => responses.push(response),
                             Err(e) => {
                                 session.note_error();
@@ -655,7 +666,13 @@ impl ExtendedQueryHandler for Handler {
             return self
                 .0
                 .with_session(async |session| {
-                    start_copy(session, &prepared.statement, client, copy_in, true).await
+                    let mut interrupt = self.0.interrupt(session);
+                    let copy = start_copy(session, &prepared.statement, client, copy_in, true);
+                    let outcome = copy_interruptible(&mut interrupt, copy).await;
+                    if outcome.is_err() {
+                        session.note_error();
+                    }
+                    outcome
                 })
                 .await?;
         }

@@ -123,10 +123,12 @@ impl Interrupt {
         &mut self,
         work: impl Future<Output = Result<T, EngineError>>,
     ) -> Result<T, EngineError> {
+        // The interrupt is polled first: work that spends the task's whole cooperative
+        // budget before it yields would otherwise leave none for the timer every time.
         tokio::select! {
             biased;
-            outcome = work => outcome,
             error = self.fired() => Err(error),
+            outcome = work => outcome,
         }
     }
 
@@ -138,8 +140,8 @@ impl Interrupt {
             let (mut stream, mut interrupt) = state?;
             let next = tokio::select! {
                 biased;
-                batch = stream.next() => Ok(batch),
                 error = interrupt.fired() => Err(error),
+                batch = stream.next() => Ok(batch),
             };
             match next {
                 Ok(batch) => batch.map(|batch| (batch, Some((stream, interrupt)))),
