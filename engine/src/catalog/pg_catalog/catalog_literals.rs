@@ -57,10 +57,13 @@ impl AnalyzerRule for CatalogLiterals {
                 }
                 text
             };
-            let is_regproc = |e: &Expr| {
-                e.to_field(&schema).is_ok_and(|(_, f)| {
+            // A column, looked up (not typed: typing every node of a deep expression
+            // again at each node above it costs the square of its depth).
+            let is_regproc = |e: &Expr| match e {
+                Expr::Column(column) => schema.qualified_field_from_column(column).is_ok_and(|(_, f)| {
                     f.metadata().get(crate::types::PG_TYPE_KEY).is_some_and(|t| t == "regproc")
-                })
+                }),
+                _ => false,
             };
             let element = |e: &Expr| match e.get_type(&schema) {
                 Ok(DataType::List(item)) => Some(item.data_type().clone()),
