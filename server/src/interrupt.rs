@@ -68,10 +68,6 @@ pub struct Registration {
 }
 
 impl Registration {
-    pub fn pid(&self) -> i32 {
-        self.pid
-    }
-
     /// What stops the statement starting now: the next cancel, or `timeout` from now.
     pub fn statement(&self, timeout: Option<Duration>) -> Interrupt {
         Interrupt {

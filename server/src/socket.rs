@@ -48,7 +48,7 @@ pub async fn serve(tcp: TcpStream, frontend: Arc<Frontend>, handlers: Connection
 
     let parts = socket.into_parts();
     let mut limit = FrameLimit::new(parts.io, frontend.max_message_bytes);
-    limit.scan(&parts.read_buf).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    limit.frames.scan(&parts.read_buf).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
     let mut framed = FramedParts::new(limit, parts.codec);
     framed.read_buf = parts.read_buf;
     framed.write_buf = parts.write_buf;
@@ -178,10 +178,6 @@ struct FrameLimit {
 impl FrameLimit {
     fn new(io: MaybeTls, limit: usize) -> FrameLimit {
         FrameLimit { io, frames: Frames::new(limit) }
-    }
-
-    fn scan(&mut self, bytes: &[u8]) -> Result<(), TooLarge> {
-        self.frames.scan(bytes)
     }
 }
 

@@ -83,9 +83,8 @@ impl Session {
             return Err(EngineError::unsupported("materialized and temporary views are not supported yet"));
         }
         let name = ddl::table_name(&create.name)?;
-        let query = create.query.as_ref().clone();
-        let sql = query.to_string();
-        let plan = crate::statements::views::plan_view_query(&self.planning, &sql).await?;
+        let sql = create.query.to_string();
+        let plan = plan_view_query(&self.planning, &sql).await?;
         // Column names as PostgreSQL gives them (`?column?`, a function's name...).
         let planned = result_schema(&plan);
         if create.columns.len() > planned.fields().len() {
