@@ -216,3 +216,49 @@ pub fn run(command: &mut std::process::Command) -> Result<String, String> {
         Err(format!("{shown} failed ({}):\n{text}", output.status))
     }
 }
+
+/// FNV-1a: a hash that, unlike std's `DefaultHasher`, is the same in every Rust release,
+/// so a toolchain update does not rebuild a venv.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, b| (hash ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
+}
+
+/// The python of the venv `base/name` with the pinned packages of `requirements`,
+/// made once and made again only when the requirements or the interpreter change (a
+/// marker file in the venv holds a hash of both). A machine without `python3` or a
+/// failed `pip install` gives an error with pip's output; nothing is skipped.
+///
+/// Cargo runs test binaries one after another, but two `cargo test`s (two developers, or
+/// CI beside a developer) may share a target folder: a lock file next to the venv keeps
+/// one of them from using a venv the other is half-way through installing.
+pub fn python_venv(base: &Path, name: &str, requirements: &Path) -> Result<PathBuf, String> {
+    let venv = base.join(name);
+    let python = venv.join("bin").join("python");
+    let wanted = std::fs::read(requirements).map_err(|e| format!("{}: {e}", requirements.display()))?;
+    let version = run(std::process::Command::new("python3").arg("--version")).map_err(|e| {
+        format!("python3 is needed for the Python client tests (apt-get install python3-venv): {e}")
+    })?;
+    let marker_text = format!("{:016x} {}", fnv1a(&wanted), version.trim());
+
+    std::fs::create_dir_all(base).map_err(|e| format!("{}: {e}", base.display()))?;
+    let lock =
+        std::fs::File::create(base.join(format!("{name}.lock"))).map_err(|e| format!("venv lock: {e}"))?;
+    lock.lock().map_err(|e| format!("venv lock: {e}"))?;
+    let marker = venv.join("tarn-requirements");
+    if std::fs::read_to_string(&marker).ok().as_deref() == Some(marker_text.as_str()) && python.exists() {
+        return Ok(python);
+    }
+    eprintln!("creating {} (pip install -r {})", venv.display(), requirements.display());
+    let started = std::time::Instant::now();
+    if venv.exists() {
+        std::fs::remove_dir_all(&venv).map_err(|e| format!("{}: {e}", venv.display()))?;
+    }
+    run(std::process::Command::new("python3").args(["-m", "venv"]).arg(&venv))
+        .map_err(|e| format!("{e}\n(on Debian the venv module is in python3-venv)"))?;
+    run(std::process::Command::new(&python)
+        .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--timeout", "60", "-r"])
+        .arg(requirements))?;
+    std::fs::write(&marker, marker_text).map_err(|e| format!("{}: {e}", marker.display()))?;
+    eprintln!("{name} ready in {:.0?}", started.elapsed());
+    Ok(python)
+}

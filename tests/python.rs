@@ -18,54 +18,15 @@ use std::process::{Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use tarn_tests::{run, TestServer};
+use tarn_tests::{python_venv, TestServer};
 
 fn scripts() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("python")
 }
 
-/// FNV-1a: a hash that, unlike std's `DefaultHasher`, is the same in every Rust release,
-/// so a toolchain update does not rebuild the venv.
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, b| (hash ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
-}
-
-/// The venv's python, creating or refreshing the venv if its marker is stale.
-///
-/// Cargo runs test binaries one after another, but two `cargo test`s (two developers, or
-/// CI beside a developer) may share a target folder: a lock file next to the venv keeps
-/// one of them from using a venv the other is half-way through installing.
+/// The venv's python, creating or refreshing the venv if its requirements changed.
 fn make_venv() -> Result<PathBuf, String> {
-    let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
-    let venv = base.join("tarn-pyenv");
-    let python = venv.join("bin").join("python");
-    let requirements = scripts().join("requirements.txt");
-    let wanted = std::fs::read(&requirements).map_err(|e| format!("{}: {e}", requirements.display()))?;
-    let version = run(Command::new("python3").arg("--version")).map_err(|e| {
-        format!("python3 is needed for the Python client tests (apt-get install python3-venv): {e}")
-    })?;
-    let marker_text = format!("{:016x} {}", fnv1a(&wanted), version.trim());
-
-    std::fs::create_dir_all(&base).map_err(|e| format!("{}: {e}", base.display()))?;
-    let lock = std::fs::File::create(base.join("tarn-pyenv.lock")).map_err(|e| format!("venv lock: {e}"))?;
-    lock.lock().map_err(|e| format!("venv lock: {e}"))?;
-    let marker = venv.join("tarn-requirements");
-    if std::fs::read_to_string(&marker).ok().as_deref() == Some(marker_text.as_str()) && python.exists() {
-        return Ok(python);
-    }
-    eprintln!("python tests: creating {} (pip install -r {})", venv.display(), requirements.display());
-    let started = Instant::now();
-    if venv.exists() {
-        std::fs::remove_dir_all(&venv).map_err(|e| format!("{}: {e}", venv.display()))?;
-    }
-    run(Command::new("python3").args(["-m", "venv"]).arg(&venv))
-        .map_err(|e| format!("{e}\n(on Debian the venv module is in python3-venv)"))?;
-    run(Command::new(&python)
-        .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--timeout", "60", "-r"])
-        .arg(&requirements))?;
-    std::fs::write(&marker, marker_text).map_err(|e| format!("{}: {e}", marker.display()))?;
-    eprintln!("python tests: venv ready in {:.0?}", started.elapsed());
-    Ok(python)
+    python_venv(Path::new(env!("CARGO_TARGET_TMPDIR")), "tarn-pyenv", &scripts().join("requirements.txt"))
 }
 
 /// The venv, made at most once per test binary even when tests run in parallel.

@@ -84,7 +84,8 @@ struct Prepared {
 /// Commits `writes` atomically: one log record, visible together once durable.
 pub async fn commit(wal: &Wal, writes: Vec<TableWrite>) -> Result<Vec<Applied>> {
     let mut order: Vec<usize> = (0..writes.len()).collect();
-    order.sort_by(|&a, &b| writes[a].table.name().cmp(writes[b].table.name()));
+    // One order of locking for every commit (ids, not names: a rename changes a name).
+    order.sort_by_key(|&i| writes[i].table.id);
     let mut guards = Vec::with_capacity(writes.len());
     for &i in &order {
         guards.push((i, writes[i].table.writer.lock().await));

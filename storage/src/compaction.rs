@@ -235,7 +235,7 @@ impl Table {
             Action::Nothing => Ok(()),
             Action::Flush => self.flush().await,
             Action::Compact { buckets } => {
-                debug!(table = %self.name, ?buckets, "buckets due for compaction");
+                debug!(table = %self.name(), ?buckets, "buckets due for compaction");
                 self.compact().await.map(|_| ())
             }
         }
@@ -270,7 +270,7 @@ impl Table {
         for (bucket, count) in flushed {
             epoch.mark_flushed(bucket, count);
         }
-        debug!(table = %self.name, upto, "flushed changes");
+        debug!(table = %self.name(), upto, "flushed changes");
         self.publish(manifest, &writer, None).await
     }
 
@@ -358,7 +358,7 @@ impl Table {
         let indexes = if snapshot.manifest.indexes.is_empty() {
             Vec::new()
         } else {
-            let name = self.name.to_string();
+            let name = self.name().to_string();
             match vector_index::refresh(
                 &mut new_base,
                 &snapshot.manifest.indexes,
@@ -416,7 +416,7 @@ impl Table {
         );
         writer.head = Some(new_base);
         self.publish(manifest, &writer, Some(next)).await?;
-        info!(table = %self.name, upto, folded_rows, duration_ms, "compacted");
+        info!(table = %self.name(), upto, folded_rows, duration_ms, "compacted");
         Ok(true)
     }
 

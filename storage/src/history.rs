@@ -25,7 +25,7 @@ impl Table {
     /// The table as it was at version `seq`.
     pub async fn snapshot_at(&self, seq: u64) -> Result<Arc<Snapshot>> {
         let current = self.snapshot();
-        let not_found = || StorageError::VersionNotFound { table: self.name.clone(), version: seq };
+        let not_found = || StorageError::VersionNotFound { table: self.name(), version: seq };
         if seq == 0 || seq > current.seq {
             return Err(not_found());
         }
@@ -75,7 +75,7 @@ impl Table {
     pub async fn changes_between(&self, from: u64, to: u64) -> Result<Vec<RecordBatch>> {
         let Some(codec) = &self.codec else {
             return Err(StorageError::Unsupported {
-                message: format!("table {} has no primary key, so it keeps no change feed", self.name),
+                message: format!("table {} has no primary key, so it keeps no change feed", self.name()),
             });
         };
         let snapshot = self.snapshot();

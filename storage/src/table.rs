@@ -77,7 +77,8 @@ impl Snapshot {
 }
 
 pub struct Table {
-    pub(crate) name: TableName,
+    /// The table's folder. Named after the table when it was created; a rename
+    /// leaves it where it is (the name is the manifest's).
     pub(crate) dir: Path,
     pub(crate) location: Location,
     pub(crate) manifests: ManifestStore,
@@ -112,7 +113,7 @@ pub(crate) struct Writer {
 
 impl std::fmt::Debug for Table {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Table").field("name", &self.name).finish_non_exhaustive()
+        f.debug_struct("Table").field("name", &self.name()).finish_non_exhaustive()
     }
 }
 
@@ -168,14 +169,12 @@ impl Table {
         manifest: Manifest,
     ) -> Result<Table> {
         let manifests = ManifestStore::new(location.store().clone(), &dir);
-        let name = manifest.table.name.clone();
         let codec =
             if manifest.table.primary_key.is_empty() { None } else { Some(KeyCodec::new(&manifest.table)?) };
         let policy = Policy::from_options(&manifest.table.options)?;
         let writer = Writer { head: None, next_seq: manifest.seq + 1, sequences: manifest.sequences.clone() };
         let snapshot = load_snapshot(location, session, &dir, manifest, codec.as_ref()).await?;
         Ok(Table {
-            name,
             dir,
             location: location.clone(),
             manifests,
@@ -191,8 +190,14 @@ impl Table {
         })
     }
 
-    pub fn name(&self) -> &TableName {
-        &self.name
+    /// The table's id: its own for its whole life, never another table's.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The table's name now (a rename commits a manifest with the new one).
+    pub fn name(&self) -> TableName {
+        self.snapshot().manifest.table.name.clone()
     }
 
     pub(crate) fn dir(&self) -> &Path {
@@ -347,7 +352,7 @@ impl Table {
         writer.next_seq += 1;
         writer.sequences = manifest.sequences.clone();
         self.publish(manifest, &writer, None).await?;
-        debug!(table = %self.name, rows, overwrite, "wrote base");
+        debug!(table = %self.name(), rows, overwrite, "wrote base");
         Ok(batches)
     }
 
@@ -414,6 +419,17 @@ impl Table {
             return Err(e);
         }
         // The base is new: so is its key index (same keys, same addresses).
+        self.publish(manifest, &writer, None).await
+    }
+
+    /// `ALTER TABLE ... RENAME TO`: the next manifest carries the new name; the folder,
+    /// the base, the change files and the indexes stay as they are. The warehouse's
+    /// catalog follows ([`crate::Warehouse::rename_table`]).
+    pub(crate) async fn rename(&self, to: TableName) -> Result<()> {
+        let writer = self.writer.lock().await;
+        let mut manifest = self.snapshot().manifest.successor();
+        manifest.table.name = to;
+        self.manifests.commit(&manifest).await?;
         self.publish(manifest, &writer, None).await
     }
 
@@ -513,7 +529,7 @@ impl Table {
             latest
         } else {
             warn!(
-                table = %self.name, committed = version, found = latest.version().version,
+                table = %self.name(), committed = version, found = latest.version().version,
                 "base has versions no manifest committed (a write crashed); restoring"
             );
             let mut restored = latest.checkout_version(version).await?;

@@ -504,7 +504,7 @@ pub(crate) async fn build_segment(
         return Ok(None);
     }
     let started = Instant::now();
-    let report = BuildReport::new(&table.name, &def.name, &table.builds);
+    let report = BuildReport::new(&table.name(), &def.name, &table.builds);
     let Indexed { index, dir, runs, docs } =
         index_fragments_reporting(ds, def, fragments, Some(&report)).await?;
     let id = index
@@ -515,7 +515,7 @@ pub(crate) async fn build_segment(
     report.stage("write_files", None, "files");
     let bytes = write_segment_files(table, &def.name, &id, &index, &dir).await?;
     info!(
-        table = %table.name, index = %def.name, segment = %id, docs, fragments = runs.len(), bytes,
+        table = %table.name(), index = %def.name, segment = %id, docs, fragments = runs.len(), bytes,
         ms = started.elapsed().as_millis() as u64, "text index segment built"
     );
     Ok(Some(TextSegment { id, runs, docs }))
@@ -689,7 +689,7 @@ fn merge_candidates(segments: &[TextSegment]) -> Option<Vec<usize>> {
 /// are those of the segments merged.
 async fn merge_segments(table: &Table, def: &TextIndexDef, group: &[usize]) -> Result<TextSegment> {
     let started = Instant::now();
-    BuildReport::new(&table.name, &def.name, &table.builds).stage(
+    BuildReport::new(&table.name(), &def.name, &table.builds).stage(
         "merge_segments",
         Some(group.len() as u64),
         "segments",
@@ -715,7 +715,7 @@ async fn merge_segments(table: &Table, def: &TextIndexDef, group: &[usize]) -> R
         .ok_or_else(|| StorageError::internal("a text index merge made no segment"))?;
     let bytes = write_segment_files(table, &def.name, &id, &index, &dir).await?;
     info!(
-        table = %table.name, index = %def.name, segment = %id, docs, merged = group.len(), bytes,
+        table = %table.name(), index = %def.name, segment = %id, docs, merged = group.len(), bytes,
         ms = started.elapsed().as_millis() as u64, "text index segments merged"
     );
     Ok(TextSegment { id, runs, docs })
@@ -800,7 +800,7 @@ impl Table {
         manifest.text_indexes.retain(|d| d.name != name);
         self.manifests.commit(&manifest).await?;
         self.publish(manifest, &writer, snapshot.changes.clone()).await?;
-        info!(table = %self.name, index = name, "text index dropped");
+        info!(table = %self.name(), index = name, "text index dropped");
         Ok(())
     }
 

@@ -382,7 +382,7 @@ impl Table {
         };
         vector_dims(base, &def.column)?;
         let rows = snapshot.manifest.row_count;
-        let table = self.name.to_string();
+        let table = self.name().to_string();
         // A primary-key table's base changes only under `compacting` (held): the build
         // runs without the writer lock, and writes go on meanwhile. Other tables write
         // their base directly, so they wait for the build.
@@ -430,7 +430,7 @@ impl Table {
         self.manifests.commit(&manifest).await?;
         writer.head = Some(head);
         self.publish(manifest, &writer, snapshot.changes.clone()).await?;
-        info!(table = %self.name, index = name, "vector index dropped");
+        info!(table = %self.name(), index = name, "vector index dropped");
         Ok(())
     }
 
@@ -456,7 +456,7 @@ impl Table {
         let mut manifest = snapshot.manifest.successor();
         let mut head = self.head(&mut writer, &snapshot).await?;
         manifest.indexes =
-            refresh(&mut head, &manifest.indexes, manifest.row_count, &self.name.to_string(), &self.builds)
+            refresh(&mut head, &manifest.indexes, manifest.row_count, &self.name().to_string(), &self.builds)
                 .await?;
         manifest.base = BaseRef::Lance { version: head.version().version };
         self.manifests.commit(&manifest).await?;
@@ -474,7 +474,7 @@ impl Table {
             def.built = false;
         }
         manifest.indexes =
-            refresh(&mut head, &manifest.indexes, manifest.row_count, &self.name.to_string(), &self.builds)
+            refresh(&mut head, &manifest.indexes, manifest.row_count, &self.name().to_string(), &self.builds)
                 .await?;
         manifest.base = BaseRef::Lance { version: head.version().version };
         writer.head = Some(head);

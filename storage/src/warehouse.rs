@@ -275,8 +275,7 @@ impl Warehouse {
             catalog.views.get(&name).cloned()
         };
         check(old.as_deref())?;
-        let json = serde_json::to_vec_pretty(&def).map_err(|e| StorageError::internal(e.to_string()))?;
-        self.location.store().put(&view_path(&name), PutPayload::from(json)).await?;
+        self.put_view(&def).await?;
         self.catalog.write().expect("catalog lock").views.insert(name.clone(), Arc::new(def));
         info!(view = %name, "created view");
         Ok(true)
@@ -324,10 +323,68 @@ impl Warehouse {
         if self.catalog.read().expect("catalog lock").relation_exists(&name) {
             return if if_not_exists { Ok(None) } else { Err(StorageError::TableExists { name }) };
         }
-        let dir = Path::from(name.schema.as_str()).join(name.table.as_str());
+        let dir = self.free_folder(&name);
         let table = Arc::new(Table::create(&self.location, &self.session, dir, def).await?);
         self.catalog.write().expect("catalog lock").tables.insert(name, table.clone());
         Ok(Some(table))
+    }
+
+    /// A folder for a new table: named after it, unless a renamed table still lives in
+    /// that folder; then the name with the first free `_<n>` after it.
+    fn free_folder(&self, name: &TableName) -> Path {
+        let catalog = self.catalog.read().expect("catalog lock");
+        let taken: BTreeSet<&Path> = catalog.tables.values().map(|t| t.dir()).collect();
+        let schema = Path::from(name.schema.as_str());
+        std::iter::once(name.table.clone())
+            .chain((1..).map(|n| format!("{}_{n}", name.table)))
+            .map(|folder| schema.clone().join(folder.as_str()))
+            .find(|dir| !taken.contains(dir))
+            .expect("an unbounded list has a free name")
+    }
+
+    /// `ALTER TABLE|VIEW ... RENAME TO`: the table or view `from` takes the name `to`
+    /// (in its schema). `readers` are the views that read it, with their queries
+    /// already naming it anew; they are written after it. A crash between the two
+    /// leaves those views naming the old name (they fail when read; nothing else is
+    /// lost).
+    pub async fn rename_relation(
+        &self,
+        from: &TableName,
+        to: TableName,
+        readers: Vec<ViewDef>,
+    ) -> Result<()> {
+        let _ddl = self.ddl.lock().await;
+        if self.catalog.read().expect("catalog lock").relation_exists(&to) {
+            return Err(StorageError::TableExists { name: to });
+        }
+        if let Some(table) = self.table(from) {
+            table.rename(to.clone()).await?;
+            let mut catalog = self.catalog.write().expect("catalog lock");
+            catalog.tables.remove(from);
+            catalog.tables.insert(to.clone(), table);
+        } else if let Some(view) = self.view(from) {
+            let renamed = ViewDef { name: to.clone(), ..view.as_ref().clone() };
+            self.put_view(&renamed).await?;
+            self.location.store().delete(&view_path(from)).await?;
+            let mut catalog = self.catalog.write().expect("catalog lock");
+            catalog.views.remove(from);
+            catalog.views.insert(to.clone(), Arc::new(renamed));
+        } else {
+            return Err(StorageError::TableNotFound { name: from.clone() });
+        }
+        for reader in readers {
+            self.put_view(&reader).await?;
+            self.catalog.write().expect("catalog lock").views.insert(reader.name.clone(), Arc::new(reader));
+        }
+        info!(from = %from, to = %to, "renamed");
+        Ok(())
+    }
+
+    /// Writes a view's definition (durable when it returns).
+    async fn put_view(&self, def: &ViewDef) -> Result<()> {
+        let json = serde_json::to_vec_pretty(def).map_err(|e| StorageError::internal(e.to_string()))?;
+        self.location.store().put(&view_path(&def.name), PutPayload::from(json)).await?;
+        Ok(())
     }
 
     /// `DROP TABLE`. Returns false when it did not exist and `if_exists` was given.

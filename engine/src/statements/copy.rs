@@ -139,9 +139,7 @@ impl Session {
 
     async fn start_copy_out(&mut self, source: &CopySource, options: CopyOptions) -> Result<CopyOut> {
         let query = match source {
-            CopySource::Query(query) => {
-                ParsedStatement { statement: Statement::Query(query.clone()), table_format: None }
-            }
+            CopySource::Query(query) => ParsedStatement::of(Statement::Query(query.clone())),
             CopySource::Table { table_name, columns } => {
                 let list = if columns.is_empty() {
                     "*".to_string()

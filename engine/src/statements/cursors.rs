@@ -76,7 +76,7 @@ impl Session {
         if self.cursors.open.contains_key(&name) {
             return Err(EngineError::DuplicateCursor { name });
         }
-        let statement = ParsedStatement { statement: Statement::Query(query.clone()), table_format: None };
+        let statement = ParsedStatement::of(Statement::Query(query.clone()));
         let Output::Rows { schema, stream, .. } = Box::pin(self.execute_now(statement)).await? else {
             return Err(EngineError::unsupported("a cursor's query must return rows"));
         };

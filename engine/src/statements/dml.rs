@@ -361,7 +361,16 @@ impl Session {
         let tables = self.txn.take();
         let mut writes = Vec::new();
         let mut appends = Vec::new();
+        let warehouse = self.engine.warehouse();
         for (_, t) in tables {
+            let written = !t.writes.is_empty() || !t.appends.is_empty();
+            let current = warehouse.table(&t.table.name()).is_some_and(|now| Arc::ptr_eq(&now, &t.table));
+            if written && !current {
+                return Err(StorageError::SerializationFailure {
+                    detail: format!("table {} was dropped while the transaction wrote to it", t.table.name()),
+                }
+                .into());
+            }
             if !t.writes.is_empty() {
                 writes.push(TableWrite {
                     table: t.table.clone(),

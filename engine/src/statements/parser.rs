@@ -10,6 +10,8 @@
 //!   becomes `CREATE INDEX [name] ON t USING method (col [opclass]) [WITH (...)]`
 //!   (method `hnsw` unless named).
 //! - `CREATE UNLOGGED TABLE` is `CREATE TABLE` (Tarn's tables are all durable).
+//! - `ALTER VIEW` is `ALTER TABLE` marked as naming a view (sqlparser knows only
+//!   `ALTER VIEW ... AS query`, which PostgreSQL does not have).
 //! - pgvector's `<+>` and ParadeDB's `@@@` operators are glued from the tokens sqlparser
 //!   splits them into (`<`,`+`,`>` and `@@`,`@`) into one custom operator.
 
@@ -28,6 +30,22 @@ pub struct ParsedStatement {
     pub statement: Statement,
     /// `USING <format>` of a `CREATE TABLE`.
     pub table_format: Option<String>,
+    /// An `ALTER TABLE` that was written `ALTER VIEW`.
+    pub alter_view: bool,
+}
+
+impl ParsedStatement {
+    /// A statement made here, not parsed from text.
+    pub fn of(statement: Statement) -> Self {
+        Self { statement, table_format: None, alter_view: false }
+    }
+}
+
+/// What the token pass took out of one statement.
+#[derive(Debug, Clone, Default)]
+struct Taken {
+    table_format: Option<String>,
+    alter_view: bool,
 }
 
 /// Parses one or more `;`-separated statements.
@@ -39,7 +57,7 @@ pub fn parse_sql(sql: &str) -> Result<Vec<ParsedStatement>> {
     let tokens = Tokenizer::new(&dialect, sql).with_unescape(true).tokenize_with_location()?;
     limits::check_depth(&tokens)?;
     let tokens = rewrite_add_vector_index(tokens)?;
-    let (tokens, formats) = rewrite_tokens(rewrite_as_of(tokens));
+    let (tokens, taken) = rewrite_tokens(rewrite_as_of(tokens));
     let statements = Parser::new(&dialect)
         .with_recursion_limit(limits::PARSER_RECURSION_LIMIT)
         .with_tokens_with_locations(tokens)
@@ -47,7 +65,10 @@ pub fn parse_sql(sql: &str) -> Result<Vec<ParsedStatement>> {
     Ok(statements
         .into_iter()
         .enumerate()
-        .map(|(i, statement)| ParsedStatement { statement, table_format: formats.get(i).cloned().flatten() })
+        .map(|(i, statement)| {
+            let taken = taken.get(i).cloned().unwrap_or_default();
+            ParsedStatement { statement, table_format: taken.table_format, alter_view: taken.alter_view }
+        })
         .collect())
 }
 
@@ -58,15 +79,15 @@ impl From<datafusion::sql::sqlparser::tokenizer::TokenizerError> for crate::Engi
 }
 
 /// Applies the rewrites above; returns the tokens and, for each non-empty statement in
-/// order, the table format its `USING` named.
-fn rewrite_tokens(tokens: Vec<TokenWithSpan>) -> (Vec<TokenWithSpan>, Vec<Option<String>>) {
+/// order, what was taken out of it.
+fn rewrite_tokens(tokens: Vec<TokenWithSpan>) -> (Vec<TokenWithSpan>, Vec<Taken>) {
     let mut out: Vec<TokenWithSpan> = Vec::with_capacity(tokens.len());
-    let mut formats = Vec::new();
+    let mut all_taken = Vec::new();
     // State of the statement being read.
     let mut words_seen = 0usize;
     let mut is_create_table = false;
     let mut depth = 0i32;
-    let mut format: Option<String> = None;
+    let mut taken = Taken::default();
     let mut pending_using: Option<usize> = None;
 
     let mut iter = tokens.into_iter().peekable();
@@ -79,14 +100,14 @@ fn rewrite_tokens(tokens: Vec<TokenWithSpan>) -> (Vec<TokenWithSpan>, Vec<Option
         if let Some(at) = pending_using.take() {
             if let Token::Word(w) = &token.token {
                 out.truncate(at);
-                format = Some(w.value.to_ascii_lowercase());
+                taken.table_format = Some(w.value.to_ascii_lowercase());
                 continue;
             }
         }
         match &token.token {
             Token::SemiColon if depth == 0 => {
                 if words_seen > 0 {
-                    formats.push(format.take());
+                    all_taken.push(std::mem::take(&mut taken));
                 }
                 words_seen = 0;
                 is_create_table = false;
@@ -100,13 +121,21 @@ fn rewrite_tokens(tokens: Vec<TokenWithSpan>) -> (Vec<TokenWithSpan>, Vec<Option
             Token::Word(w)
                 if words_seen == 1
                     && w.value.eq_ignore_ascii_case("unlogged")
-                    && first_word_is_create(&out) =>
+                    && first_word_is(&out, Keyword::CREATE) =>
             {
+                continue;
+            }
+            Token::Word(w)
+                if words_seen == 1 && w.keyword == Keyword::VIEW && first_word_is(&out, Keyword::ALTER) =>
+            {
+                words_seen += 1;
+                taken.alter_view = true;
+                out.push(TokenWithSpan { token: Token::make_keyword("TABLE"), span: token.span });
                 continue;
             }
             Token::Word(w) => {
                 words_seen += 1;
-                if words_seen <= 4 && w.keyword == Keyword::TABLE && first_word_is_create(&out) {
+                if words_seen <= 4 && w.keyword == Keyword::TABLE && first_word_is(&out, Keyword::CREATE) {
                     is_create_table = true;
                 }
                 if is_create_table && depth == 0 && w.keyword == Keyword::USING {
@@ -140,9 +169,9 @@ fn rewrite_tokens(tokens: Vec<TokenWithSpan>) -> (Vec<TokenWithSpan>, Vec<Option
         }
     }
     if words_seen > 0 {
-        formats.push(format.take());
+        all_taken.push(taken);
     }
-    (out, formats)
+    (out, all_taken)
 }
 
 /// `name AS OF VERSION n [alias]` to `tarn_as_of('name', n) AS alias` (the alias
@@ -297,18 +326,33 @@ fn next_is(iter: &mut std::iter::Peekable<impl Iterator<Item = TokenWithSpan>>, 
     iter.peek().is_some_and(|t| &t.token == expected)
 }
 
-/// Whether the current statement (tokens after the last `;`) begins with CREATE.
-fn first_word_is_create(out: &[TokenWithSpan]) -> bool {
+/// Whether the current statement (tokens after the last `;`) begins with `keyword`.
+fn first_word_is(out: &[TokenWithSpan], keyword: Keyword) -> bool {
     let start = out.iter().rposition(|t| t.token == Token::SemiColon).map_or(0, |p| p + 1);
     out[start..]
         .iter()
         .find(|t| !matches!(t.token, Token::Whitespace(_)))
-        .is_some_and(|t| matches!(&t.token, Token::Word(w) if w.keyword == Keyword::CREATE))
+        .is_some_and(|t| matches!(&t.token, Token::Word(w) if w.keyword == keyword))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn alter_view_is_alter_table_marked_as_a_view() {
+        let parsed = parse_sql(
+            "/* {\"app\": \"dbt\"} */ alter view \"db\".\"public\".\"v__dbt_tmp\" rename to \"v\"; \
+             ALTER TABLE t RENAME TO u",
+        )
+        .unwrap();
+        assert!(parsed[0].alter_view);
+        assert_eq!(
+            parsed[0].statement.to_string(),
+            "ALTER TABLE \"db\".\"public\".\"v__dbt_tmp\" RENAME TO \"v\""
+        );
+        assert!(!parsed[1].alter_view);
+    }
 
     #[test]
     fn using_format_is_taken_out_of_create_table_only() {

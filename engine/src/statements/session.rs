@@ -504,7 +504,7 @@ impl Session {
                 }
             }
             KeptPlan::Lookup(lookup) => {
-                let same = self.engine.warehouse().table(lookup.table.name());
+                let same = self.engine.warehouse().table(&lookup.table.name());
                 same.is_some_and(|t| Arc::ptr_eq(&t, &lookup.table)).then(|| Planned::Lookup(lookup.clone()))
             }
         })
@@ -515,7 +515,7 @@ impl Session {
     /// it came or went since `old` was planned.
     fn current_table(&self, old: &TarnTable) -> Result<Option<TarnTable>> {
         let table = old.table();
-        match self.engine.warehouse().table(table.name()) {
+        match self.engine.warehouse().table(&table.name()) {
             Some(now) if Arc::ptr_eq(&now, table) => {}
             _ => return Ok(None),
         }

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use arrow::array::RecordBatch;
 use arrow::compute::interleave_record_batch;
 use tarn_storage::key::Key;
-use tarn_storage::{Snapshot, Table, TableName, Write, WriteKind};
+use tarn_storage::{Snapshot, Table, Write, WriteKind};
 
 use crate::catalog::provider::Overlay;
 use crate::error::{EngineError, Result};
@@ -66,9 +66,10 @@ pub struct TxState {
 #[derive(Debug, Default)]
 struct Inner {
     active: bool,
-    tables: BTreeMap<TableName, TxTable>,
+    /// By table id (a name may change, or be given to a new table, meanwhile).
+    tables: BTreeMap<u64, TxTable>,
     /// Savepoints, oldest first: how many writes and appends each table had then.
-    savepoints: Vec<(String, BTreeMap<TableName, (usize, usize)>)>,
+    savepoints: Vec<(String, BTreeMap<u64, (usize, usize)>)>,
 }
 
 impl TxState {
@@ -89,8 +90,7 @@ impl TxState {
     /// `SAVEPOINT name`: remembers how far each table's writes go.
     pub fn savepoint(&self, name: &str) {
         let mut inner = self.lock();
-        let marks =
-            inner.tables.iter().map(|(n, t)| (n.clone(), (t.writes.len(), t.appends.len()))).collect();
+        let marks = inner.tables.iter().map(|(id, t)| (*id, (t.writes.len(), t.appends.len()))).collect();
         inner.savepoints.push((name.to_string(), marks));
     }
 
@@ -100,8 +100,8 @@ impl TxState {
         let at = inner.savepoint_at(name)?;
         inner.savepoints.truncate(at + 1);
         let marks = inner.savepoints[at].1.clone();
-        for (table_name, table) in inner.tables.iter_mut() {
-            let (writes, appends) = marks.get(table_name).copied().unwrap_or((0, 0));
+        for (id, table) in inner.tables.iter_mut() {
+            let (writes, appends) = marks.get(id).copied().unwrap_or((0, 0));
             if table.writes.len() > writes {
                 table.writes.truncate(writes);
                 table.overlay_stale = true;
@@ -124,7 +124,7 @@ impl TxState {
     }
 
     /// Ends the transaction, returning its tables.
-    pub fn take(&self) -> BTreeMap<TableName, TxTable> {
+    pub fn take(&self) -> BTreeMap<u64, TxTable> {
         let mut inner = self.lock();
         inner.active = false;
         inner.savepoints.clear();
@@ -138,11 +138,7 @@ impl TxState {
         if !inner.active {
             return Ok(None);
         }
-        let entry = inner.tables.entry(table.name().clone()).or_insert_with(|| TxTable::pin(table));
-        if !Arc::ptr_eq(&entry.table, table) {
-            // The table was dropped and created again since the transaction first read it.
-            *entry = TxTable::pin(table);
-        }
+        let entry = inner.tables.entry(table.id()).or_insert_with(|| TxTable::pin(table));
         if entry.overlay_stale {
             entry.overlay = Some(Arc::new(overlay_of(table, &entry.writes)?));
             entry.overlay_stale = false;
@@ -153,7 +149,7 @@ impl TxState {
     /// Adds writes to a primary-key table (its snapshot must be pinned).
     pub fn add_writes(&self, table: &Arc<Table>, writes: Vec<Write>) -> Result<()> {
         let mut inner = self.lock();
-        let entry = inner.tables.get_mut(table.name()).ok_or_else(|| EngineError::Internal {
+        let entry = inner.tables.get_mut(&table.id()).ok_or_else(|| EngineError::Internal {
             message: "write to a table the transaction did not pin".into(),
         })?;
         entry.writes.extend(writes);
@@ -163,7 +159,7 @@ impl TxState {
 
     pub fn add_appends(&self, table: &Arc<Table>, rows: Vec<RecordBatch>) -> Result<()> {
         let mut inner = self.lock();
-        let entry = inner.tables.get_mut(table.name()).ok_or_else(|| EngineError::Internal {
+        let entry = inner.tables.get_mut(&table.id()).ok_or_else(|| EngineError::Internal {
             message: "write to a table the transaction did not pin".into(),
         })?;
         entry.appends.extend(rows);

@@ -97,13 +97,30 @@ impl Session {
                 CommandTag::new("CREATE INDEX")
             }
             Statement::AlterTable(alter) => {
+                if let [ast::AlterTableOperation::RenameTable { table_name }] = alter.operations.as_slice() {
+                    let (ast::RenameTableNameKind::To(to) | ast::RenameTableNameKind::As(to)) = table_name;
+                    let tag =
+                        self.rename_relation(&alter.name, to, alter.if_exists, parsed.alter_view).await?;
+                    return Ok(Output::Command(tag));
+                }
                 let name = ddl::table_name(&alter.name)?;
                 let Some(table) = warehouse.table(&name) else {
+                    if warehouse.view(&name).is_some() {
+                        return Err(EngineError::unsupported(format!(
+                            "ALTER {} of a view is not supported yet (only RENAME TO)",
+                            if parsed.alter_view { "VIEW" } else { "TABLE" }
+                        )));
+                    }
                     if alter.if_exists {
                         return Ok(Output::Command(CommandTag::new("ALTER TABLE")));
                     }
                     return Err(StorageError::TableNotFound { name }.into());
                 };
+                if parsed.alter_view {
+                    return Err(EngineError::WrongObjectType {
+                        message: format!("\"{}\" is not a view", name.table),
+                    });
+                }
                 for operation in &alter.operations {
                     match operation {
                         ast::AlterTableOperation::AddColumn { if_not_exists, column_def, .. } => {

@@ -1,20 +1,23 @@
-//! Views: `CREATE [OR REPLACE] VIEW`, `DROP VIEW`, and `DROP TABLE` of what views read.
+//! Views: `CREATE [OR REPLACE] VIEW`, `DROP VIEW`, and what views change of other
+//! relations' DDL: `DROP TABLE` of what views read, and `ALTER TABLE|VIEW ... RENAME TO`.
 //!
 //! A view keeps its query as SQL text, its columns (fixed at creation, as in
 //! PostgreSQL) and the relations it reads. Reading it plans the query anew
 //! ([`plan_view_query`], from `catalog::views::TarnView`). `CREATE OR REPLACE` may add
 //! columns at the end but not drop, rename or retype one (42P16), nor make a view read
 //! itself (42P17). A DROP of a relation others read needs `CASCADE` (2BP01), which drops
-//! those views too.
+//! those views too. A rename takes the views that read the relation along, as
+//! PostgreSQL's (which hold OIDs) do: their queries are rewritten to the new name.
 
 use std::collections::BTreeSet;
+use std::ops::ControlFlow;
 
 use arrow::datatypes::{Field, Schema};
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::execution::session_state::SessionState;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::sql::parser::Statement as DfStatement;
-use datafusion::sql::sqlparser::ast::{self, ObjectName, Statement};
+use datafusion::sql::sqlparser::ast::{self, Ident, ObjectName, ObjectNamePart, Statement, VisitorMut};
 use std::sync::Arc;
 use tarn_storage::{StorageError, TableName, ViewDef, Warehouse};
 
@@ -178,6 +181,111 @@ impl Session {
             }
         }
         Ok(CommandTag::new(if views { "DROP VIEW" } else { "DROP TABLE" }))
+    }
+
+    /// `ALTER TABLE|VIEW [IF EXISTS] name RENAME TO new`: a table or a view (`ALTER
+    /// TABLE` may name a view, as in PostgreSQL; `ALTER VIEW` only a view). The views
+    /// that read it read it under the new name.
+    pub(crate) async fn rename_relation(
+        &mut self,
+        name: &ObjectName,
+        to: &ObjectName,
+        if_exists: bool,
+        view_only: bool,
+    ) -> Result<CommandTag> {
+        let warehouse = self.engine.warehouse().clone();
+        let tag = CommandTag::new(if view_only { "ALTER VIEW" } else { "ALTER TABLE" });
+        let from = ddl::table_name(name)?;
+        let to = match to.0.as_slice() {
+            [ObjectNamePart::Identifier(to)] => TableName::new(from.schema.clone(), ddl::ident(to)),
+            _ => {
+                return Err(EngineError::syntax(format!(
+                    "syntax error at or near \"{to}\": a new name has no schema"
+                )))
+            }
+        };
+        let is_table = warehouse.table(&from).is_some();
+        if !is_table && warehouse.view(&from).is_none() {
+            if if_exists {
+                return Ok(tag);
+            }
+            return Err(StorageError::TableNotFound { name: from }.into());
+        }
+        if view_only && is_table {
+            return Err(EngineError::WrongObjectType {
+                message: format!("\"{}\" is not a view", from.table),
+            });
+        }
+        let readers = warehouse
+            .all_views()
+            .iter()
+            .filter(|v| v.depends_on.contains(&from))
+            .map(|v| renamed_reads(v, &from, &to))
+            .collect::<Result<Vec<_>>>()?;
+        warehouse.rename_relation(&from, to, readers).await?;
+        Ok(tag)
+    }
+}
+
+/// `view`'s query reading `to` where it read `from` (one name of one schema).
+fn renamed_reads(view: &ViewDef, from: &TableName, to: &TableName) -> Result<ViewDef> {
+    let mut parsed = parse_sql(&view.query)?;
+    let Some(Statement::Query(mut query)) = parsed.pop().map(|p| p.statement) else {
+        return Err(EngineError::Internal { message: format!("a view's query is a query: {}", view.query) });
+    };
+    let mut rename = Rename { from, to, ctes: BTreeSet::new(), failed: None };
+    let _ = ast::VisitMut::visit(&mut query, &mut rename);
+    if let Some(error) = rename.failed {
+        return Err(error);
+    }
+    let depends_on = view.depends_on.iter().map(|n| if n == from { to.clone() } else { n.clone() }).collect();
+    Ok(ViewDef { query: query.to_string(), depends_on, ..view.clone() })
+}
+
+/// Renames the references to one relation in a query. A CTE of the same name shadows
+/// it where it is not schema-qualified (CTE names are gathered as queries are entered,
+/// before the relations inside them).
+struct Rename<'a> {
+    from: &'a TableName,
+    to: &'a TableName,
+    ctes: BTreeSet<String>,
+    failed: Option<EngineError>,
+}
+
+impl VisitorMut for Rename<'_> {
+    type Break = ();
+
+    fn pre_visit_query(&mut self, query: &mut ast::Query) -> ControlFlow<()> {
+        if let Some(with) = &query.with {
+            self.ctes.extend(with.cte_tables.iter().map(|cte| ddl::ident(&cte.alias.name)));
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_table_factor(&mut self, factor: &mut ast::TableFactor) -> ControlFlow<()> {
+        let ast::TableFactor::Table { name: relation, alias, .. } = factor else {
+            return ControlFlow::Continue(());
+        };
+        let name = match ddl::table_name(relation) {
+            Ok(name) => name,
+            Err(e) => {
+                self.failed = Some(e);
+                return ControlFlow::Break(());
+            }
+        };
+        let shadowed = relation.0.len() == 1 && self.ctes.contains(&name.table);
+        if &name != self.from || shadowed {
+            return ControlFlow::Continue(());
+        }
+        // Columns the query qualified with the old name still find it under an alias.
+        let old = relation.0.pop();
+        if alias.is_none() {
+            if let Some(ObjectNamePart::Identifier(old)) = old {
+                *alias = Some(ast::TableAlias { explicit: true, name: old, columns: Vec::new(), at: None });
+            }
+        }
+        relation.0.push(ObjectNamePart::Identifier(Ident::with_quote('"', self.to.table.as_str())));
+        ControlFlow::Continue(())
     }
 }
 
