@@ -1,5 +1,6 @@
 //! Python clients against the server: the scripts in `tests/python/` run with psycopg 3,
-//! psycopg2, asyncpg, SQLAlchemy, pandas and pgvector-python, as their users do.
+//! psycopg2, asyncpg, SQLAlchemy, pandas, pgvector-python and pyodbc over psqlODBC, as
+//! their users do.
 //!
 //! The packages, pinned in `tests/python/requirements.txt`, go into a venv under Cargo's
 //! target folder (`target/tmp/tarn-pyenv`). It is made once and made again only when the
@@ -127,6 +128,14 @@ async fn bm25_agrees_with_tantivy() {
 async fn sqlalchemy_inspector_and_pandas() {
     let server = TestServer::start().await;
     run_script(&server, "test_sqlalchemy_pandas.py", Duration::from_secs(180));
+    server.stop().await;
+}
+
+/// psqlODBC's catalog functions, parameters and transactions, through pyodbc.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psqlodbc_through_pyodbc() {
+    let server = TestServer::start().await;
+    run_script(&server, "test_odbc.py", Duration::from_secs(120));
     server.stop().await;
 }
 

@@ -12,6 +12,8 @@
 //! - `ARRAY(SELECT x FROM ... ORDER BY y)`: `array_agg(x ORDER BY y)` in a scalar
 //!   subquery, `'{}'` when it has no rows.
 //! - `generate_series` in `FROM`: bounds cast to `bigint`; over columns, an `unnest`.
+//!   In a select list (a set-returning function there, psqlODBC's foreign keys): an
+//!   `unnest` of the series, a row per value.
 //! - `information_schema._pg_expandarray(a)`: `unnest` of its elements and positions;
 //!   `(composite).field`: `get_field`; `generate_subscripts(a, 1)`: `unnest` of
 //!   `1..cardinality(a)`.
@@ -42,6 +44,11 @@ impl ast::VisitorMut for Rewriter {
 
     fn post_visit_expr(&mut self, expr: &mut SqlExpr) -> ControlFlow<()> {
         rewrite_expr(expr);
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_query(&mut self, query: &mut ast::Query) -> ControlFlow<()> {
+        series_rows(query.body.as_mut());
         ControlFlow::Continue(())
     }
 
@@ -82,6 +89,29 @@ impl ast::VisitorMut for Rewriter {
             }
         }
         ControlFlow::Continue(())
+    }
+}
+
+/// `SELECT generate_series(a, b) [AS x]`: a row per value, as the set-returning
+/// function gives them in PostgreSQL (DataFusion's `generate_series` is an array).
+fn series_rows(body: &mut SetExpr) {
+    match body {
+        SetExpr::Select(select) => {
+            for item in &mut select.projection {
+                let (SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. }) = item else {
+                    continue;
+                };
+                if matches!(e, SqlExpr::Function(f) if f.name.to_string().eq_ignore_ascii_case("generate_series"))
+                {
+                    *e = call("unnest", vec![take(e)]);
+                }
+            }
+        }
+        SetExpr::SetOperation { left, right, .. } => {
+            series_rows(left);
+            series_rows(right);
+        }
+        _ => {}
     }
 }
 

@@ -13,6 +13,10 @@
 //!   an array of the column's element type.
 //! - A `regproc` column (a function's name) compared with the OID 0 (`typreceive != 0`,
 //!   ADBC's type query): 0 is no function, which a `regproc` shows as `-`.
+//! - A boolean column compared with text (`indisprimary = 't'`, psqlODBC): the text is
+//!   read as PostgreSQL reads a boolean (`t`, `true`, `yes`, `on`, `1`, ...).
+//! - Subscripts of `int2vector` and `oidvector` columns count from 0, as in
+//!   PostgreSQL (`i.indkey[ia.attnum - 1]`, psqlODBC's primary keys): [`VectorElement`].
 
 use std::sync::Arc;
 
@@ -37,6 +41,7 @@ impl AnalyzerRule for CatalogLiterals {
     fn analyze(&self, plan: LogicalPlan, _: &ConfigOptions) -> DfResult<LogicalPlan> {
         let char_text = Arc::new(ScalarUDF::from(CharText::default()));
         let text_char = Arc::new(ScalarUDF::from(TextChar::default()));
+        let vector_element = Arc::new(ScalarUDF::from(VectorElement::default()));
         plan.transform_up_with_subqueries(|node| {
             let mut schema = DFSchema::empty();
             for input in node.inputs() {
@@ -65,6 +70,20 @@ impl AnalyzerRule for CatalogLiterals {
                 }),
                 _ => false,
             };
+            let is_bool = |e: &Expr| match e {
+                Expr::Column(column) => schema
+                    .qualified_field_from_column(column)
+                    .is_ok_and(|(_, f)| f.data_type() == &DataType::Boolean),
+                _ => false,
+            };
+            let zero_based = |e: &Expr| match e {
+                Expr::Column(column) => schema.qualified_field_from_column(column).is_ok_and(|(_, f)| {
+                    f.metadata()
+                        .get(crate::types::PG_TYPE_KEY)
+                        .is_some_and(|t| t == "int2vector" || t == "oidvector")
+                }),
+                _ => false,
+            };
             let element = |e: &Expr| match e.get_type(&schema) {
                 Ok(DataType::List(item)) => Some(item.data_type().clone()),
                 _ => None,
@@ -83,6 +102,15 @@ impl AnalyzerRule for CatalogLiterals {
                         }
                         Expr::BinaryExpr(b) if is_regproc(&b.left) => no_function(&mut b.right),
                         Expr::BinaryExpr(b) if is_regproc(&b.right) => no_function(&mut b.left),
+                        Expr::BinaryExpr(b) if is_bool(&b.left) => to_bool(&mut b.right),
+                        Expr::BinaryExpr(b) if is_bool(&b.right) => to_bool(&mut b.left),
+                        Expr::ScalarFunction(f)
+                            if f.name() == "array_element" && f.args.len() == 2 && zero_based(&f.args[0]) =>
+                        {
+                            let args = std::mem::take(&mut f.args);
+                            e = Expr::ScalarFunction(ScalarFunction::new_udf(vector_element.clone(), args));
+                            true
+                        }
                         Expr::BinaryExpr(b) if is_char(&b.left) => to_byte(&mut b.right),
                         Expr::BinaryExpr(b) if is_char(&b.right) => to_byte(&mut b.left),
                         Expr::InList(list) if is_char(&list.expr) => {
@@ -150,6 +178,30 @@ fn no_function(e: &mut Expr) -> bool {
         *e = Expr::Literal(ScalarValue::Utf8(Some("-".into())), None);
     }
     zero
+}
+
+/// Turns text PostgreSQL reads as a boolean into that boolean; says whether it did.
+fn to_bool(e: &mut Expr) -> bool {
+    let Expr::Literal(ScalarValue::Utf8(Some(s)) | ScalarValue::Utf8View(Some(s)), _) = e else {
+        return false;
+    };
+    let Some(value) = parse_bool(s) else { return false };
+    *e = Expr::Literal(ScalarValue::Boolean(Some(value)), None);
+    true
+}
+
+/// PostgreSQL's `boolin`: any prefix of `true`, `false`, `yes`, `no`, at least two
+/// letters of `on` and `off`, and `1`, `0`; case and surrounding spaces aside.
+fn parse_bool(text: &str) -> Option<bool> {
+    let text = text.trim().to_ascii_lowercase();
+    let prefix_of = |word: &str| !text.is_empty() && word.starts_with(text.as_str());
+    match text.as_str() {
+        "1" | "on" => Some(true),
+        "0" | "of" | "off" => Some(false),
+        _ if prefix_of("true") || prefix_of("yes") => Some(true),
+        _ if prefix_of("false") || prefix_of("no") => Some(false),
+        _ => None,
+    }
 }
 
 /// Turns a text literal of at most one byte into that byte; says whether it did.
@@ -269,5 +321,59 @@ impl ScalarUDFImpl for CharText {
             .map(|b| b.map(|b| if b == 0 { String::new() } else { (b as u8 as char).to_string() }))
             .collect();
         crate::functions::like_input(&args.args[0], Arc::new(text) as Arc<dyn Array>)
+    }
+}
+
+/// `v[i]` of an `int2vector` or `oidvector`: subscripts from 0, NULL outside.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct VectorElement {
+    signature: Signature,
+}
+
+impl Default for VectorElement {
+    fn default() -> Self {
+        Self { signature: Signature::user_defined(Volatility::Immutable) }
+    }
+}
+
+impl ScalarUDFImpl for VectorElement {
+    fn name(&self) -> &str {
+        "tarn_vector_element"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn coerce_types(&self, types: &[DataType]) -> DfResult<Vec<DataType>> {
+        Ok(vec![types[0].clone(), DataType::Int64])
+    }
+
+    fn return_type(&self, types: &[DataType]) -> DfResult<DataType> {
+        match &types[0] {
+            DataType::List(item) => Ok(item.data_type().clone()),
+            other => datafusion::common::plan_err!("a subscript of {other}"),
+        }
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let lists = args.args[0].to_array(args.number_rows)?;
+        let lists = lists.as_any().downcast_ref::<arrow::array::ListArray>().expect("return_type checked");
+        let at = args.args[1].to_array(args.number_rows)?;
+        let at = at.as_any().downcast_ref::<arrow::array::Int64Array>().expect("coerced to Int64");
+        let offsets = lists.value_offsets();
+        let positions: arrow::array::UInt64Array = (0..lists.len())
+            .map(|row| {
+                let (start, end) = (offsets[row] as i64, offsets[row + 1] as i64);
+                let i = at.is_valid(row).then(|| at.value(row))?;
+                (lists.is_valid(row) && i >= 0 && start + i < end).then(|| (start + i) as u64)
+            })
+            .collect();
+        let values = arrow::compute::take(lists.values(), &positions, None)?;
+        Ok(if args.args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_))) {
+            ColumnarValue::Scalar(ScalarValue::try_from_array(&values, 0)?)
+        } else {
+            ColumnarValue::Array(values)
+        })
     }
 }
