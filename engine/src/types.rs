@@ -320,6 +320,9 @@ impl datafusion::logical_expr::planner::TypePlanner for TarnTypePlanner {
     fn plan_type_field(&self, sql: &SqlType) -> datafusion::error::Result<Option<FieldRef>> {
         let planned = match sql {
             SqlType::Custom(..) | SqlType::JSON | SqlType::JSONB | SqlType::Uuid => column_type(sql),
+            // A `timestamptz` is UTC microseconds, as Tarn stores it (DataFusion's own is
+            // zoneless unless a session time zone is set, and prints without a zone).
+            SqlType::Timestamp(_, TimezoneInfo::Tz | TimezoneInfo::WithTimeZone) => column_type(sql),
             _ => return Ok(None),
         };
         match planned {

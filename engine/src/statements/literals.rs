@@ -4,7 +4,11 @@
 //! - `oid::regtype` becomes `tarn_regtype_name(oid)`, the type's name;
 //! - `'\xdead'::bytea` becomes `bytea_in('\xdead')` (Postgres' hex and escape forms);
 //! - in `INSERT ... VALUES`, a string literal aimed at a vector or bytea column gets the
-//!   same treatment, and `DEFAULT` becomes the column's default (or NULL).
+//!   same treatment, and `DEFAULT` becomes the column's default (or NULL);
+//! - a timestamp written without seconds (`'2024-01-01 10:00'::timestamp`, or inserted
+//!   into a timestamp column) gets `:00`: PostgreSQL takes it, Arrow's parser does not
+//!   ([`timestamp_with_seconds`]; comparisons with a timestamp column get the same in
+//!   `CatalogLiterals`).
 
 use std::ops::ControlFlow;
 use std::sync::Arc;
@@ -90,6 +94,15 @@ pub fn rewrite_typed_casts(statement: &mut Statement) {
     let _ = visit_expressions_mut(statement, |expr| {
         strip_pg_catalog(expr);
         distance_call_as_operator(expr);
+        if let SqlExpr::TypedString(typed) = expr {
+            if let (SqlType::Timestamp(..) | SqlType::TimestampNtz(_), Value::SingleQuotedString(text)) =
+                (&typed.data_type, &mut typed.value.value)
+            {
+                if let Some(with) = timestamp_with_seconds(text) {
+                    *text = with;
+                }
+            }
+        }
         if let SqlExpr::Cast { expr: inner, data_type, .. } = expr {
             if let (Some(None), false) = (vector_cast_dims(data_type), is_string_literal(inner)) {
                 match under_array_casts(inner) {
@@ -126,6 +139,8 @@ pub fn rewrite_typed_casts(statement: &mut Statement) {
                 }
             } else if matches!(data_type, SqlType::Bytea) && is_string_literal(inner) {
                 *expr = call("bytea_in", vec![take(inner)]);
+            } else if matches!(data_type, SqlType::Timestamp(..) | SqlType::TimestampNtz(_)) {
+                add_seconds(inner);
             }
         }
         ControlFlow::<()>::Continue(())
@@ -189,6 +204,41 @@ fn distance_call_as_operator(expr: &mut SqlExpr) {
     };
 }
 
+/// A string literal of a timestamp without seconds, given them.
+fn add_seconds(expr: &mut SqlExpr) {
+    if let SqlExpr::Value(v) = expr {
+        if let Value::SingleQuotedString(text) = &mut v.value {
+            if let Some(with) = timestamp_with_seconds(text) {
+                *text = with;
+            }
+        }
+    }
+}
+
+/// `YYYY-MM-DD HH:MM` (or with `T`), perhaps followed by a zone, with `:00` seconds;
+/// `None` for any other text.
+pub(crate) fn timestamp_with_seconds(text: &str) -> Option<String> {
+    let text = text.trim();
+    let b = text.as_bytes();
+    let digits =
+        |range: std::ops::Range<usize>| b.get(range).is_some_and(|d| d.iter().all(u8::is_ascii_digit));
+    let shape = b.len() >= 16
+        && digits(0..4)
+        && b[4] == b'-'
+        && digits(5..7)
+        && b[7] == b'-'
+        && digits(8..10)
+        && matches!(b[10], b' ' | b'T')
+        && digits(11..13)
+        && b[13] == b':'
+        && digits(14..16);
+    match b.get(16) {
+        _ if !shape => None,
+        None | Some(b'+' | b'-' | b'Z' | b'z' | b' ') => Some(format!("{}:00{}", &text[..16], &text[16..])),
+        Some(_) => None,
+    }
+}
+
 fn is_string_literal(expr: &SqlExpr) -> bool {
     matches!(expr, SqlExpr::Value(v) if matches!(v.value, Value::SingleQuotedString(_) | Value::EscapedStringLiteral(_)))
 }
@@ -218,6 +268,7 @@ pub fn rewrite_insert_values(source: &mut ast::Query, targets: &[InsertTarget]) 
                     *value = call("to_vector", vec![take(value), number(dims)]);
                 }
                 Some(DataType::Binary) => *value = call("bytea_in", vec![take(value)]),
+                Some(DataType::Timestamp(..)) => add_seconds(value),
                 _ => {}
             }
         }
@@ -304,6 +355,22 @@ impl ScalarUDFImpl for ByteaIn {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timestamps_without_seconds_get_them() {
+        assert_eq!(timestamp_with_seconds("2024-01-01 10:00").as_deref(), Some("2024-01-01 10:00:00"));
+        assert_eq!(
+            timestamp_with_seconds(" 2024-01-01T10:00+02 ").as_deref(),
+            Some("2024-01-01T10:00:00+02")
+        );
+        assert_eq!(
+            timestamp_with_seconds("2024-01-01 10:00 UTC").as_deref(),
+            Some("2024-01-01 10:00:00 UTC")
+        );
+        for unchanged in ["2024-01-01 10:00:05", "2024-01-01", "10:00", "2024-01-01 1:00", "soon"] {
+            assert_eq!(timestamp_with_seconds(unchanged), None, "{unchanged}");
+        }
+    }
 
     #[test]
     fn bytea_input_forms() {

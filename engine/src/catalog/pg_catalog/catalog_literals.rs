@@ -14,7 +14,9 @@
 //! - A `regproc` column (a function's name) compared with the OID 0 (`typreceive != 0`,
 //!   ADBC's type query): 0 is no function, which a `regproc` shows as `-`.
 //! - A boolean column compared with text (`indisprimary = 't'`, psqlODBC): the text is
-//!   read as PostgreSQL reads a boolean (`t`, `true`, `yes`, `on`, `1`, ...).
+//!   read as PostgreSQL reads a boolean (`t`, `true`, `yes`, `on`, `1`, ...). A
+//!   timestamp column compared with a timestamp written without seconds
+//!   (`made > '2024-01-01 10:00'`): the text gets `:00`, which Arrow's parser needs.
 //! - Subscripts of `int2vector` and `oidvector` columns count from 0, as in
 //!   PostgreSQL (`i.indkey[ia.attnum - 1]`, psqlODBC's primary keys): [`VectorElement`].
 
@@ -76,6 +78,12 @@ impl AnalyzerRule for CatalogLiterals {
                     .is_ok_and(|(_, f)| f.data_type() == &DataType::Boolean),
                 _ => false,
             };
+            let is_timestamp = |e: &Expr| match e {
+                Expr::Column(column) => schema
+                    .qualified_field_from_column(column)
+                    .is_ok_and(|(_, f)| matches!(f.data_type(), DataType::Timestamp(..))),
+                _ => false,
+            };
             let zero_based = |e: &Expr| match e {
                 Expr::Column(column) => schema.qualified_field_from_column(column).is_ok_and(|(_, f)| {
                     f.metadata()
@@ -104,6 +112,8 @@ impl AnalyzerRule for CatalogLiterals {
                         Expr::BinaryExpr(b) if is_regproc(&b.right) => no_function(&mut b.left),
                         Expr::BinaryExpr(b) if is_bool(&b.left) => to_bool(&mut b.right),
                         Expr::BinaryExpr(b) if is_bool(&b.right) => to_bool(&mut b.left),
+                        Expr::BinaryExpr(b) if is_timestamp(&b.left) => add_seconds(&mut b.right),
+                        Expr::BinaryExpr(b) if is_timestamp(&b.right) => add_seconds(&mut b.left),
                         Expr::ScalarFunction(f)
                             if f.name() == "array_element" && f.args.len() == 2 && zero_based(&f.args[0]) =>
                         {
@@ -188,6 +198,20 @@ fn to_bool(e: &mut Expr) -> bool {
     let Some(value) = parse_bool(s) else { return false };
     *e = Expr::Literal(ScalarValue::Boolean(Some(value)), None);
     true
+}
+
+/// Gives seconds to a timestamp literal written without them; says whether it did.
+fn add_seconds(e: &mut Expr) -> bool {
+    let Expr::Literal(ScalarValue::Utf8(Some(s)) | ScalarValue::Utf8View(Some(s)), _) = e else {
+        return false;
+    };
+    match crate::statements::literals::timestamp_with_seconds(s) {
+        Some(with) => {
+            *s = with;
+            true
+        }
+        None => false,
+    }
 }
 
 /// PostgreSQL's `boolin`: any prefix of `true`, `false`, `yes`, `no`, at least two
