@@ -1,7 +1,8 @@
 //! dbt-postgres, as an analytics engineer runs it: `dbt debug`, `seed`, `run` (a view
 //! model and a table model, built beside the old ones and swapped in by `ALTER ...
 //! RENAME`, all inside transactions), `test`, `docs generate`, `show` and a
-//! `run-operation`, on the project in `tests/dbt/project`.
+//! `run-operation`, on the project in `tests/dbt/project` (whose `persist_docs` puts
+//! its descriptions in by `COMMENT ON`).
 //!
 //! dbt goes into a venv of its own under Cargo's target folder (its pins in
 //! `tests/dbt/requirements.txt`), made once like the Python tests' venv.
@@ -113,6 +114,10 @@ async fn dbt_builds_tests_and_documents_a_project() {
     let node = |name: &str| &catalog["nodes"][name];
     assert_eq!(node("model.tarn_check.recent_orders")["metadata"]["type"], "VIEW");
     assert_eq!(node("model.tarn_check.customer_totals")["metadata"]["type"], "BASE TABLE");
+    // persist_docs: the descriptions went in by COMMENT ON and come back from the catalog.
+    let recent = node("model.tarn_check.recent_orders");
+    assert_eq!(recent["metadata"]["comment"], "Orders from January 2nd on.");
+    assert_eq!(recent["columns"]["id"]["comment"], "The order.");
     let columns = &node("seed.tarn_check.orders")["columns"];
     for (column, data_type) in [
         ("id", "integer"),

@@ -27,6 +27,8 @@ async fn tables_and_rows_survive_a_restart() {
                  CREATE VIEW kept_values AS SELECT v FROM renamed;
                  ALTER TABLE renamed RENAME TO kept;
                  ALTER VIEW kept_values RENAME TO kv;
+                 COMMENT ON TABLE kept IS 'kept';
+                 COMMENT ON COLUMN kv.v IS 'a value';
                  CREATE TABLE renamed (x INT);
                  INSERT INTO renamed VALUES (9);
                  INSERT INTO kept VALUES (2, 'two');",
@@ -71,6 +73,15 @@ async fn tables_and_rows_survive_a_restart() {
     let kept: Vec<String> =
         client.query("SELECT v FROM kv ORDER BY v", &[]).await.unwrap().iter().map(|r| r.get(0)).collect();
     assert_eq!(kept, ["one", "two"]);
+    let comments: (String, String) = client
+        .query_one(
+            "SELECT obj_description('kept'::regclass, 'pg_class'), col_description('kv'::regclass, 1)",
+            &[],
+        )
+        .await
+        .map(|r| (r.get(0), r.get(1)))
+        .unwrap();
+    assert_eq!(comments, ("kept".to_string(), "a value".to_string()));
     let x: i32 = client.query_one("SELECT x FROM renamed", &[]).await.unwrap().get(0);
     assert_eq!(x, 9);
     let err = client.query("SELECT * FROM dropped", &[]).await.unwrap_err();

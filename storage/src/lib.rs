@@ -55,5 +55,5 @@ pub use commit::{Applied, TableWrite, Write, WriteKind};
 pub use error::{Result, StorageError};
 pub use manifest::{Manifest, Version};
 pub use table::{Snapshot, Table};
-pub use table_def::{BaseFormat, ColumnMeta, Identity, TableDef, TableName, ViewDef};
+pub use table_def::{BaseFormat, ColumnMeta, Comments, Identity, TableDef, TableName, ViewDef};
 pub use warehouse::Warehouse;

@@ -426,9 +426,20 @@ impl Table {
     /// the base, the change files and the indexes stay as they are. The warehouse's
     /// catalog follows ([`crate::Warehouse::rename_table`]).
     pub(crate) async fn rename(&self, to: TableName) -> Result<()> {
+        self.alter_def(|def| def.name = to).await
+    }
+
+    /// `COMMENT ON TABLE | COLUMN`: the next manifest carries the comment (`None`
+    /// removes it).
+    pub async fn set_comment(&self, column: Option<&str>, comment: Option<String>) -> Result<()> {
+        self.alter_def(|def| def.comments.set(column, comment)).await
+    }
+
+    /// Commits a manifest whose table definition `change` altered; the data stays.
+    async fn alter_def(&self, change: impl FnOnce(&mut TableDef)) -> Result<()> {
         let writer = self.writer.lock().await;
         let mut manifest = self.snapshot().manifest.successor();
-        manifest.table.name = to;
+        change(&mut manifest.table);
         self.manifests.commit(&manifest).await?;
         self.publish(manifest, &writer, None).await
     }

@@ -81,6 +81,38 @@ pub struct TableDef {
     pub bucket_count: u32,
     /// Validated `WITH (...)` options other than `bucket_count`, as given.
     pub options: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Comments::is_empty")]
+    pub comments: Comments,
+}
+
+/// `COMMENT ON TABLE | VIEW | COLUMN`: the relation's comment and its columns', by
+/// column name.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Comments {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relation: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub columns: BTreeMap<String, String>,
+}
+
+impl Comments {
+    pub fn is_empty(&self) -> bool {
+        self.relation.is_none() && self.columns.is_empty()
+    }
+
+    /// Sets (or with `None`, removes) the comment of the relation (`column` `None`) or
+    /// of one column.
+    pub fn set(&mut self, column: Option<&str>, comment: Option<String>) {
+        match (column, comment) {
+            (None, comment) => self.relation = comment,
+            (Some(column), Some(comment)) => {
+                self.columns.insert(column.to_string(), comment);
+            }
+            (Some(column), None) => {
+                self.columns.remove(column);
+            }
+        }
+    }
 }
 
 /// A view: a named query, planned anew each time it is read. Its columns are fixed when
@@ -94,6 +126,8 @@ pub struct ViewDef {
     pub schema: SchemaRef,
     /// The tables and views the query reads (a DROP of one of them needs CASCADE).
     pub depends_on: Vec<TableName>,
+    #[serde(default, skip_serializing_if = "Comments::is_empty")]
+    pub comments: Comments,
 }
 
 /// Options `WITH (...)` accepts, besides `bucket_count`. Anything else is an error so a

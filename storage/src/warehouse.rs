@@ -275,6 +275,11 @@ impl Warehouse {
             catalog.views.get(&name).cloned()
         };
         check(old.as_deref())?;
+        // A replaced view is the same view: its comments stay.
+        let def = match &old {
+            Some(old) => ViewDef { comments: old.comments.clone(), ..def },
+            None => def,
+        };
         self.put_view(&def).await?;
         self.catalog.write().expect("catalog lock").views.insert(name.clone(), Arc::new(def));
         info!(view = %name, "created view");
@@ -380,6 +385,25 @@ impl Warehouse {
         Ok(())
     }
 
+    /// `COMMENT ON VIEW | COLUMN` of a view: its definition is written again with the
+    /// comment (`None` removes it).
+    pub async fn comment_on_view(
+        &self,
+        name: &TableName,
+        column: Option<&str>,
+        comment: Option<String>,
+    ) -> Result<()> {
+        let _ddl = self.ddl.lock().await;
+        let Some(view) = self.view(name) else {
+            return Err(StorageError::TableNotFound { name: name.clone() });
+        };
+        let mut def = view.as_ref().clone();
+        def.comments.set(column, comment);
+        self.put_view(&def).await?;
+        self.catalog.write().expect("catalog lock").views.insert(name.clone(), Arc::new(def));
+        Ok(())
+    }
+
     /// Writes a view's definition (durable when it returns).
     async fn put_view(&self, def: &ViewDef) -> Result<()> {
         let json = serde_json::to_vec_pretty(def).map_err(|e| StorageError::internal(e.to_string()))?;
@@ -442,6 +466,7 @@ mod tests {
             format,
             bucket_count: 4,
             options: BTreeMap::new(),
+            comments: Default::default(),
         }
     }
 

@@ -115,6 +115,7 @@ pub fn table_def(create: &CreateTable, format: Option<&str>) -> Result<TableDef>
         format,
         bucket_count,
         options,
+        comments: Default::default(),
     })
 }
 
@@ -257,5 +258,6 @@ pub fn table_def_from_schema(
         format,
         bucket_count,
         options,
+        comments: Default::default(),
     })
 }

@@ -12,6 +12,8 @@
 //! - `CREATE UNLOGGED TABLE` is `CREATE TABLE` (Tarn's tables are all durable).
 //! - `ALTER VIEW` is `ALTER TABLE` marked as naming a view (sqlparser knows only
 //!   `ALTER VIEW ... AS query`, which PostgreSQL does not have).
+//! - `COMMENT ON ... IS $$text$$` (dbt's `persist_docs`): the dollar-quoted text is a
+//!   plain string, the only kind sqlparser takes there.
 //! - pgvector's `<+>` and ParadeDB's `@@@` operators are glued from the tokens sqlparser
 //!   splits them into (`<`,`+`,`>` and `@@`,`@`) into one custom operator.
 
@@ -131,6 +133,14 @@ fn rewrite_tokens(tokens: Vec<TokenWithSpan>) -> (Vec<TokenWithSpan>, Vec<Taken>
                 words_seen += 1;
                 taken.alter_view = true;
                 out.push(TokenWithSpan { token: Token::make_keyword("TABLE"), span: token.span });
+                continue;
+            }
+            Token::DollarQuotedString(text) if first_word_is(&out, Keyword::COMMENT) => {
+                words_seen += 1;
+                out.push(TokenWithSpan {
+                    token: Token::SingleQuotedString(text.value.clone()),
+                    span: token.span,
+                });
                 continue;
             }
             Token::Word(w) => {
@@ -352,6 +362,13 @@ mod tests {
             "ALTER TABLE \"db\".\"public\".\"v__dbt_tmp\" RENAME TO \"v\""
         );
         assert!(!parsed[1].alter_view);
+    }
+
+    #[test]
+    fn a_comment_may_be_dollar_quoted() {
+        let parsed = parse_sql("COMMENT ON TABLE t IS $tag$it's $$ here$tag$").unwrap();
+        let Statement::Comment { comment, .. } = &parsed[0].statement else { panic!("{parsed:?}") };
+        assert_eq!(comment.as_deref(), Some("it's $$ here"));
     }
 
     #[test]

@@ -40,6 +40,9 @@ impl Session {
                 self.drop_relations(true, names, *if_exists, *cascade).await?
             }
             Statement::CreateView(create) => self.create_view(create).await?,
+            Statement::Comment { object_type, object_name, comment, .. } => {
+                self.comment_on(object_type, object_name, comment.as_deref()).await?
+            }
             Statement::Drop { object_type: ObjectType::Index, if_exists, names, .. } => {
                 for name in names {
                     let name = ddl::table_name(name)?;
@@ -371,6 +374,7 @@ pub(crate) fn changes_catalog(statement: &Statement) -> bool {
             | Statement::AlterIndex { .. }
             | Statement::CreateSchema { .. }
             | Statement::CreateView(_)
+            | Statement::Comment { .. }
     )
 }
 

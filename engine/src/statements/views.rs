@@ -1,5 +1,6 @@
 //! Views: `CREATE [OR REPLACE] VIEW`, `DROP VIEW`, and what views change of other
-//! relations' DDL: `DROP TABLE` of what views read, and `ALTER TABLE|VIEW ... RENAME TO`.
+//! relations' DDL: `DROP TABLE` of what views read, and `ALTER TABLE|VIEW ... RENAME TO`;
+//! `COMMENT ON TABLE | VIEW | COLUMN` of either kind.
 //!
 //! A view keeps its query as SQL text, its columns (fixed at creation, as in
 //! PostgreSQL) and the relations it reads. Reading it plans the query anew
@@ -110,6 +111,7 @@ impl Session {
             query: sql,
             schema: Arc::new(Schema::new(fields)),
             depends_on: relations_read(&plan, &warehouse, &default_schema),
+            comments: Default::default(),
         };
         if dependents(&warehouse, &[name.clone()]).iter().any(|v| def.depends_on.contains(&v.name))
             || def.depends_on.contains(&name)
@@ -181,6 +183,57 @@ impl Session {
             }
         }
         Ok(CommandTag::new(if views { "DROP VIEW" } else { "DROP TABLE" }))
+    }
+
+    /// `COMMENT ON TABLE | VIEW | COLUMN name IS 'text' | NULL` (`''` removes it too, as
+    /// in PostgreSQL).
+    pub(crate) async fn comment_on(
+        &mut self,
+        kind: &ast::CommentObject,
+        name: &ObjectName,
+        comment: Option<&str>,
+    ) -> Result<CommandTag> {
+        let warehouse = self.engine.warehouse().clone();
+        let comment = comment.filter(|c| !c.is_empty()).map(str::to_string);
+        let (relation, column) = match kind {
+            ast::CommentObject::Table | ast::CommentObject::View => (ddl::table_name(name)?, None),
+            ast::CommentObject::Column => {
+                let mut parts = name.0.clone();
+                let column = match parts.pop() {
+                    Some(ObjectNamePart::Identifier(column)) if !parts.is_empty() => ddl::ident(&column),
+                    _ => return Err(EngineError::syntax(format!("column name must be qualified: {name}"))),
+                };
+                (ddl::table_name(&ObjectName(parts))?, Some(column))
+            }
+            other => return Err(EngineError::unsupported(format!("COMMENT ON {other} is not supported"))),
+        };
+        let (table, view) = (warehouse.table(&relation), warehouse.view(&relation));
+        let wrong_kind = match kind {
+            ast::CommentObject::Table => view.is_some().then_some("table"),
+            ast::CommentObject::View => table.is_some().then_some("view"),
+            _ => None,
+        };
+        if let Some(kind) = wrong_kind {
+            return Err(EngineError::WrongObjectType {
+                message: format!("\"{}\" is not a {kind}", relation.table),
+            });
+        }
+        if let Some(column) = &column {
+            let schema = match (&table, &view) {
+                (Some(table), _) => table.snapshot().schema(),
+                (_, Some(view)) => view.schema.clone(),
+                _ => return Err(StorageError::TableNotFound { name: relation }.into()),
+            };
+            if schema.field_with_name(column).is_err() {
+                return Err(EngineError::UndefinedColumn { column: column.clone() });
+            }
+        }
+        match (table, view) {
+            (Some(table), _) => table.set_comment(column.as_deref(), comment).await?,
+            (_, Some(_)) => warehouse.comment_on_view(&relation, column.as_deref(), comment).await?,
+            _ => return Err(StorageError::TableNotFound { name: relation }.into()),
+        }
+        Ok(CommandTag::new("COMMENT"))
     }
 
     /// `ALTER TABLE|VIEW [IF EXISTS] name RENAME TO new`: a table or a view (`ALTER

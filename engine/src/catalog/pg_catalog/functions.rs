@@ -353,14 +353,31 @@ pub fn register(ctx: &SessionContext, warehouse: Weak<Warehouse>) {
             ScalarValue::Boolean((!v.iter().any(ScalarValue::is_null)).then_some(true))
         }));
     }
-    // Tarn keeps no comments yet (COMMENT ON is not supported): every description is NULL.
-    for (name, args) in [
-        ("obj_description", &[Oid, Text][..]),
-        ("col_description", &[Oid, Int][..]),
-        ("shobj_description", &[Oid, Text][..]),
-    ] {
-        ctx.register_udf(function(name, args, 1, utf8.clone(), |_| NULL_TEXT));
+    // Comments (`COMMENT ON`) of relations (`obj_description(oid, 'pg_class')`) and
+    // their columns; Tarn keeps none of shared objects (databases, roles).
+    for (name, args, of_column) in
+        [("obj_description", &[Oid, Text][..], false), ("col_description", &[Oid, Int], true)]
+    {
+        let w = with.clone();
+        ctx.register_udf(function(name, args, 1, utf8.clone(), move |v| {
+            let Some(objoid) = oid_arg(&v[0]) else { return NULL_TEXT };
+            let objsubid = if of_column { int_arg(v.get(1)) } else { Some(0) };
+            let catalog = if of_column { None } else { v.get(1) };
+            if catalog.is_some_and(|c| !matches!(c, ScalarValue::Utf8(Some(c)) if c == "pg_class")) {
+                return NULL_TEXT;
+            }
+            w(
+                &|warehouse| {
+                    let found = relations::descriptions(warehouse)
+                        .into_iter()
+                        .find(|d| d.objoid == objoid && Some(i64::from(d.objsubid)) == objsubid);
+                    found.map_or(NULL_TEXT, |d| text(d.text))
+                },
+                NULL_TEXT,
+            )
+        }));
     }
+    ctx.register_udf(function("shobj_description", &[Oid, Text], 1, utf8.clone(), |_| NULL_TEXT));
     // Defaults and other expressions are kept as SQL text: `pg_get_expr` shows it.
     ctx.register_udf(function("pg_get_expr", &[Text, Oid, Bool], 2, utf8.clone(), |v| v[0].clone()));
     // Tarn's functions (`pg_proc`): their arguments and results as `\df` shows them.

@@ -227,6 +227,37 @@ impl ViewRel {
     }
 }
 
+/// A comment (`COMMENT ON`) as `pg_description` holds it.
+pub struct Description {
+    /// The relation's OID.
+    pub objoid: u32,
+    /// The column's number; 0 for the relation itself.
+    pub objsubid: i32,
+    pub text: String,
+}
+
+/// The comments of every table and view, with the OIDs and column numbers they
+/// describe.
+pub fn descriptions(warehouse: &Warehouse) -> Vec<Description> {
+    let of = |objoid: u32, comments: &tarn_storage::Comments, schema: &arrow::datatypes::Schema| {
+        let relation =
+            comments.relation.iter().map(move |text| Description { objoid, objsubid: 0, text: text.clone() });
+        let columns = comments.columns.iter().filter_map(move |(column, text)| {
+            let at = schema.index_of(column).ok()?;
+            Some(Description { objoid, objsubid: at as i32 + 1, text: text.clone() })
+        });
+        relation.chain(columns).collect::<Vec<_>>()
+    };
+    let mut found = Vec::new();
+    for table in tables(warehouse) {
+        found.extend(of(table.oid, &table.def.comments, &table.def.schema));
+    }
+    for view in views(warehouse) {
+        found.extend(of(view.oid, &view.def.comments, &view.def.schema));
+    }
+    found
+}
+
 /// Every view of the warehouse.
 pub fn views(warehouse: &Warehouse) -> Vec<ViewRel> {
     warehouse

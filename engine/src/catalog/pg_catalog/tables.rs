@@ -40,6 +40,7 @@ pub fn table(name: &str, source: &Source) -> Option<Arc<dyn TableProvider>> {
         "pg_roles" | "pg_authid" | "pg_user" => pg_roles(def, source),
         "pg_tables" => pg_tables(source),
         "pg_views" => pg_views(source),
+        "pg_description" => pg_description(source),
         "pg_type" => pg_type(),
         "pg_stat_user_tables" | "pg_stat_all_tables" => pg_stat_tables(def, source),
         "pg_tablespace" => pg_tablespace(),
@@ -486,6 +487,20 @@ fn user_tables(source: &Source) -> impl Iterator<Item = TableRel> {
 }
 
 /// Views and their queries.
+/// Comments of tables, views and their columns (`COMMENT ON`).
+fn pg_description(source: &Source) -> Arc<dyn TableProvider> {
+    let mut rows = Rows::new(&c::PG_DESCRIPTION);
+    for description in relations::descriptions(source.warehouse) {
+        rows.push(&[
+            ("objoid", oid(description.objoid)),
+            ("classoid", oid(c::PG_CLASS.oid)),
+            ("objsubid", int(description.objsubid)),
+            ("description", text(description.text)),
+        ]);
+    }
+    rows.table()
+}
+
 fn pg_views(source: &Source) -> Arc<dyn TableProvider> {
     let mut rows = Rows::new(&c::PG_VIEWS);
     for view in relations::views(source.warehouse) {
