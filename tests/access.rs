@@ -6,6 +6,7 @@
 
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tarn_server::auth::scram_verifier;
@@ -400,6 +401,84 @@ async fn a_cancel_request_stops_a_prepared_statement_and_needs_the_right_key() {
     let e = client.simple_query(SLOW).await.expect_err("timed out");
     assert_eq!(e.as_db_error().unwrap().message(), "canceling statement due to statement timeout");
     wrong_key.await.unwrap();
+    server.stop().await;
+}
+
+/// `pg_stat_activity` shows every session as it is now; `pg_cancel_backend` stops one's
+/// statement and `pg_terminate_backend` ends one, busy or idle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_stat_activity_and_the_backend_signals() {
+    let server = TestServer::start().await;
+    let admin = server.client().await;
+    let busy = Arc::new(server.client().await);
+    busy.batch_execute("SET application_name = 'busy'").await.unwrap();
+    let idle = server.client().await;
+    idle.batch_execute("SET application_name = 'waiting'; BEGIN; SELECT 1").await.unwrap();
+    let running = {
+        let busy = busy.clone();
+        tokio::spawn(async move { busy.simple_query(SLOW).await })
+    };
+    // The busy session is seen running its statement.
+    let started = Instant::now();
+    let busy_pid = loop {
+        let row = admin
+            .query_opt(
+                "SELECT pid FROM pg_stat_activity WHERE application_name = 'busy' AND state = 'active'",
+                &[],
+            )
+            .await
+            .unwrap();
+        if let Some(row) = row {
+            break row.get::<_, i32>(0);
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "the busy session never showed as active");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let rows = admin
+        .query(
+            "SELECT application_name, state, query, usename, client_addr, backend_type, xact_start IS NOT NULL
+             FROM pg_stat_activity ORDER BY pid",
+            &[],
+        )
+        .await
+        .unwrap();
+    let seen: Vec<(String, String, String)> = rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect();
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    assert!(seen.contains(&("busy".into(), "active".into(), SLOW.into())), "{seen:?}");
+    // A simple query's whole text, as in PostgreSQL.
+    let last = "SET application_name = 'waiting'; BEGIN; SELECT 1";
+    assert!(seen.contains(&("waiting".into(), "idle in transaction".into(), last.into())), "{seen:?}");
+    for row in &rows {
+        assert_eq!(row.get::<_, String>(3), "tarn");
+        assert_eq!(row.get::<_, String>(4), "127.0.0.1");
+        assert_eq!(row.get::<_, String>(5), "client backend");
+    }
+
+    let cancelled: bool =
+        admin.query_one("SELECT pg_cancel_backend($1::int4)", &[&busy_pid]).await.unwrap().get(0);
+    assert!(cancelled);
+    let e = running.await.unwrap().expect_err("cancelled");
+    assert_eq!(e.code(), Some(&SqlState::QUERY_CANCELED), "{e}");
+    busy.simple_query("SELECT 1").await.expect("a cancelled session goes on");
+
+    let idle_pid: i32 = admin
+        .query_one("SELECT pid FROM pg_stat_activity WHERE application_name = 'waiting'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let terminated: bool =
+        admin.query_one("SELECT pg_terminate_backend($1::int4)", &[&idle_pid]).await.unwrap().get(0);
+    assert!(terminated);
+    let e = idle.simple_query("SELECT 1").await.expect_err("the session was ended");
+    assert!(idle.is_closed() || e.code() == Some(&SqlState::ADMIN_SHUTDOWN), "{e}");
+    let started = Instant::now();
+    while admin.query_one("SELECT count(*) FROM pg_stat_activity", &[]).await.unwrap().get::<_, i64>(0) != 2 {
+        assert!(started.elapsed() < Duration::from_secs(10), "the ended session stayed in pg_stat_activity");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // No session has that pid: false, as in PostgreSQL.
+    let none: bool = admin.query_one("SELECT pg_terminate_backend(1)", &[]).await.unwrap().get(0);
+    assert!(!none);
     server.stop().await;
 }
 

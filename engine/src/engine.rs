@@ -13,6 +13,7 @@ use datafusion::logical_expr::ScalarUDF;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use tarn_storage::{TableName, Warehouse};
 
+use crate::activity::Activity;
 use crate::catalog::provider::DefaultParser;
 use crate::catalog::warehouse::{TarnCatalog, CATALOG_NAME};
 use crate::error::Result;
@@ -55,6 +56,8 @@ pub struct Engine {
     /// Bumped by every statement that changes the catalog (tables, columns, indexes,
     /// schemas): plans kept from before are made again (see `statements::plan_cache`).
     catalog_epoch: AtomicU64,
+    /// The server's sessions, as the server registers them.
+    activity: Arc<Activity>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -67,6 +70,7 @@ impl Engine {
     pub async fn open(config: EngineConfig) -> Result<Arc<Engine>> {
         let warehouse = Arc::new(Warehouse::open(&config.warehouse).await?);
         let template = build_context(&config);
+        let activity = Arc::new(Activity::default());
         // Defaults are parsed with a context that knows the functions but no tables.
         let parser_ctx = build_context(&config);
         let parse_default = DefaultParser::new(move |sql: &str| {
@@ -86,10 +90,15 @@ impl Engine {
                 config.database.as_str().into(),
                 parse_default.clone(),
                 Arc::default(),
+                activity.clone(),
             )),
         );
         crate::functions::register(&template, &config.database);
-        crate::catalog::pg_catalog::functions::register(&template, Arc::downgrade(&warehouse));
+        crate::catalog::pg_catalog::functions::register(
+            &template,
+            Arc::downgrade(&warehouse),
+            Arc::downgrade(&activity),
+        );
         let resolve: crate::catalog::provider::TableResolver = {
             let warehouse = Arc::downgrade(&warehouse);
             Arc::new(move |name: &str| {
@@ -120,6 +129,7 @@ impl Engine {
             maintenance,
             template,
             catalog_epoch: AtomicU64::new(0),
+            activity,
         }))
     }
 
@@ -131,6 +141,11 @@ impl Engine {
 
     pub fn warehouse(&self) -> &Arc<Warehouse> {
         &self.warehouse
+    }
+
+    /// The sessions, for the server to register each (see [`crate::activity`]).
+    pub fn activity(&self) -> &Arc<Activity> {
+        &self.activity
     }
 
     /// Changes with every change to the catalog (see the field).
@@ -162,6 +177,7 @@ impl Engine {
                 self.config.database.as_str().into(),
                 self.parse_default.clone(),
                 tx.clone(),
+                self.activity.clone(),
             )),
         );
         Session::new(self.clone(), ctx, user, tx)

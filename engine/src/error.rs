@@ -76,6 +76,9 @@ pub enum EngineError {
     /// A cancel request or `statement_timeout` stopped the statement (57014).
     #[error("{message}")]
     QueryCanceled { message: String },
+    /// `pg_terminate_backend` stopped the statement; the connection ends next (57P01).
+    #[error("terminating connection due to administrator command")]
+    AdminShutdown,
 
     // --- Raised below us: storage (constraints, I/O) and DataFusion (plans, execution). ---
     #[error(transparent)]

@@ -6,6 +6,8 @@
 //!
 //! - [`engine`]: [`Engine`], the warehouse plus the session template; the one place that
 //!   registers every extension (catalog, types, functions, configuration).
+//! - [`activity`]: what every session is doing (`pg_stat_activity`) and the signals
+//!   `pg_cancel_backend` / `pg_terminate_backend` send.
 //! - [`statements`]: a statement's way from text to result: limits, parsing and
 //!   rewrites, the session (prepare, execute), parameters, result-column names, key
 //!   lookups, writes and transactions, COPY, DDL, SET/SHOW.
@@ -17,6 +19,7 @@
 //! - [`functions`]: `version()`, `current_database()` and other client-facing functions.
 //! - [`error`]: [`EngineError`].
 
+pub mod activity;
 pub mod binary;
 pub mod catalog;
 pub mod engine;

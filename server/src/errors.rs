@@ -51,6 +51,7 @@ pub fn client_error(error: &EngineError) -> ClientError {
         EngineError::StackDepth { message } => ClientError::new("54001", message),
         EngineError::ProgramLimit { message } => ClientError::new("54000", message),
         EngineError::QueryCanceled { message } => ClientError::new("57014", message),
+        EngineError::AdminShutdown => ClientError::new("57P01", error.to_string()),
         EngineError::WrongObjectType { message } => ClientError::new("42809", message),
         EngineError::InfiniteRecursion { message } => ClientError::new("42P17", message),
         EngineError::DependentObjects { message, detail } => {

@@ -32,6 +32,7 @@ use pgwire::messages::extendedquery::{Describe, TARGET_TYPE_BYTE_PORTAL, TARGET_
 use pgwire::messages::response::{ReadyForQuery, TransactionStatus};
 use pgwire::messages::startup::{Authentication, BackendKeyData, ParameterStatus};
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
+use tarn_engine::activity::{Idle, Registered};
 use tarn_engine::statements::copy::CopyIn;
 use tarn_engine::types::{arrow_type_of_oid, pg_type_of_arrow};
 use tarn_engine::{CommandTag, Engine, EngineError, Output, Prepared, RowsCommand, Session, TxStatus};
@@ -42,7 +43,7 @@ use crate::copy::start_copy;
 use crate::encode::{decode_param, encode_batch, field_infos, wire_type};
 use crate::errors::{client_error, error_context, ClientError};
 use crate::frontend::Frontend;
-use crate::interrupt::{Canceller, Interrupt, Registration};
+use crate::interrupt::{Canceller, Interrupt, Registration, Terminated};
 use crate::socket::IdleTimeout;
 
 /// What every connection shares.
@@ -52,14 +53,22 @@ pub struct Shared {
     pub pids: RandomPidSecretKeyGenerator,
 }
 
+/// What a started session holds until its connection ends.
+struct Started {
+    _slot: tokio::sync::OwnedSemaphorePermit,
+    registration: Registration,
+    activity: Registered,
+}
+
 /// The state of one connection.
 pub struct Connection {
     shared: Arc<Shared>,
     /// Created by the startup handler; `None` before.
     session: Mutex<Option<Session>>,
-    /// Once started: the session's slot among `max_connections` and its place among
-    /// the sessions a cancel request can reach. Both go with the connection.
-    started: std::sync::Mutex<Option<(tokio::sync::OwnedSemaphorePermit, Registration)>>,
+    /// Once started: the session's slot among `max_connections`, its place among the
+    /// sessions a cancel request can reach, and its entry in `pg_stat_activity`. All
+    /// go with the connection.
+    started: std::sync::Mutex<Option<Started>>,
     /// The reported settings as the client last heard them (ParameterStatus), and the
     /// settings' generation then.
     reported: std::sync::Mutex<(u64, Vec<(String, String)>)>,
@@ -89,12 +98,33 @@ impl Connection {
         changed
     }
 
-    /// What stops the statement the session starts now: a cancel request, or its
-    /// `statement_timeout`.
-    fn interrupt(&self, session: &Session) -> Option<Interrupt> {
+    /// A statement (`sql`) starts: `pg_stat_activity` shows it, and what stops it is
+    /// returned: a cancel request, or its `statement_timeout`.
+    fn statement_starts(&self, session: &Session, sql: &str) -> Option<Interrupt> {
         let timeout = session.settings().duration("statement_timeout");
         let started = self.started.lock().expect("connection");
-        started.as_ref().map(|(_, registration)| registration.statement(timeout))
+        started.as_ref().map(|started| {
+            started.activity.started(sql);
+            started.registration.statement(timeout)
+        })
+    }
+
+    /// The session waits for its client again (`pg_stat_activity`'s state).
+    fn now_idle(&self, session: &Session) {
+        let idle = match session.tx_status() {
+            TxStatus::Idle => Idle::Idle,
+            TxStatus::InBlock => Idle::InTransaction,
+            TxStatus::Failed => Idle::Aborted,
+        };
+        let application_name = session.settings().get("application_name").unwrap_or_default();
+        if let Some(started) = self.started.lock().expect("connection").as_ref() {
+            started.activity.idle(idle, application_name);
+        }
+    }
+
+    /// Set once `pg_terminate_backend` named this session.
+    pub(crate) fn terminated(&self) -> Option<Arc<Terminated>> {
+        self.started.lock().expect("connection").as_ref().map(|s| s.registration.terminated())
     }
 }
 
@@ -145,6 +175,11 @@ impl ConnectionHandlers {
                 copy_in: Default::default(),
             }),
         }
+    }
+
+    /// Set once `pg_terminate_backend` named this session (`None` before startup).
+    pub fn terminated(&self) -> Option<Arc<Terminated>> {
+        self.connection.terminated()
     }
 
     /// How long the session may sit idle before it is closed: its
@@ -336,7 +371,15 @@ impl Handler {
         client.set_pid_and_secret_key(pid, secret.clone());
         session.set_backend_pid(pid);
         let registration = shared.frontend.interrupts.register(pid, secret.to_bytes().to_vec());
-        *self.0.started.lock().expect("connection") = Some((slot, registration));
+        let application_name = session.settings().get("application_name").unwrap_or_default();
+        let activity = shared.engine.activity().register(
+            pid,
+            &user,
+            Some(client.socket_addr()),
+            application_name,
+            registration.signals(),
+        );
+        *self.0.started.lock().expect("connection") = Some(Started { _slot: slot, registration, activity });
 
         client.feed(PgWireBackendMessage::Authentication(Authentication::Ok)).await?;
         // Nothing reported yet (generation 0 is no session's): every reported setting.
@@ -457,7 +500,7 @@ impl SimpleQueryHandler for Handler {
                         // COPY FROM STDIN ends the query string (the parser reads what
                         // follows as its data); COPY TO streams now if nothing waits.
                         let send_now = responses.is_empty();
-                        let mut interrupt = self.0.interrupt(session);
+                        let mut interrupt = self.0.statement_starts(session, &prepared.sql);
                         let copy =
                             start_copy(session, &prepared.statement, client, &self.0.copy_in, send_now);
                         match copy_interruptible(&mut interrupt, copy).await {
@@ -470,7 +513,7 @@ impl SimpleQueryHandler for Handler {
                         }
                         continue;
                     }
-                    let mut interrupt = self.0.interrupt(session);
+                    let mut interrupt = self.0.statement_starts(session, &prepared.sql);
                     let work = async {
                         let output = prefetch(session.execute(prepared, vec![]).await?).await?;
                         // With several statements in one message, a result is read before
@@ -505,20 +548,27 @@ impl SimpleQueryHandler for Handler {
             })
             .instrument(span)
             .await?;
-        self.report_changed_settings(client).await?;
+        self.after_statement(client).await?;
         Ok(responses)
     }
 }
 
 impl Handler {
-    /// ParameterStatus for each reported setting the statement changed (`SET
-    /// application_name`, `RESET ALL`, ...), as PostgreSQL sends it.
-    async fn report_changed_settings<C>(&self, client: &mut C) -> PgWireResult<()>
+    /// After a statement: the session is idle again, and ParameterStatus goes out for
+    /// each reported setting the statement changed (`SET application_name`, `RESET
+    /// ALL`, ...), as PostgreSQL sends it.
+    async fn after_statement<C>(&self, client: &mut C) -> PgWireResult<()>
     where
         C: Sink<PgWireBackendMessage> + Unpin + Send,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let changed = self.0.with_session(async |session| self.0.changed_parameters(session)).await?;
+        let changed = self
+            .0
+            .with_session(async |session| {
+                self.0.now_idle(session);
+                self.0.changed_parameters(session)
+            })
+            .await?;
         for (name, value) in changed {
             client.feed(PgWireBackendMessage::ParameterStatus(ParameterStatus::new(name, value))).await?;
         }
@@ -666,7 +716,7 @@ impl ExtendedQueryHandler for Handler {
             return self
                 .0
                 .with_session(async |session| {
-                    let mut interrupt = self.0.interrupt(session);
+                    let mut interrupt = self.0.statement_starts(session, &prepared.sql);
                     let copy = start_copy(session, &prepared.statement, client, copy_in, true);
                     let outcome = copy_interruptible(&mut interrupt, copy).await;
                     if outcome.is_err() {
@@ -705,7 +755,7 @@ impl ExtendedQueryHandler for Handler {
             .0
             .with_session(async |session| {
                 let sql = &prepared.sql;
-                let mut interrupt = self.0.interrupt(session);
+                let mut interrupt = self.0.statement_starts(session, &prepared.sql);
                 let work = async { prefetch(session.execute(&prepared, params).await?).await };
                 let output = guarded(sql, interruptible(&mut interrupt, work)).await;
                 let output = output.inspect_err(|_| session.note_error()).map_err(engine_error)?;
@@ -717,7 +767,7 @@ impl ExtendedQueryHandler for Handler {
             })
             .instrument(span)
             .await??;
-        self.report_changed_settings(client).await?;
+        self.after_statement(client).await?;
         Ok(response)
     }
 }

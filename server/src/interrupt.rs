@@ -39,7 +39,7 @@ impl Interrupts {
     pub fn register(self: &Arc<Self>, pid: i32, secret: Vec<u8>) -> Registration {
         let notify = Arc::new(Notify::new());
         self.sessions.lock().expect("interrupts").insert(pid, (secret, notify.clone()));
-        Registration { interrupts: self.clone(), pid, notify }
+        Registration { interrupts: self.clone(), pid, notify, terminated: Arc::default() }
     }
 
     /// Stops the statement that session `pid` runs, if the secret is its own; `false`
@@ -65,14 +65,65 @@ pub struct Registration {
     interrupts: Arc<Interrupts>,
     pid: i32,
     notify: Arc<Notify>,
+    terminated: Arc<Terminated>,
+}
+
+/// `pg_terminate_backend` of a session: its connection is to end.
+#[derive(Default)]
+pub struct Terminated {
+    set: std::sync::atomic::AtomicBool,
+    notify: Notify,
+}
+
+impl Terminated {
+    pub fn is_set(&self) -> bool {
+        self.set.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Returns once the session is to end (at once if it already is).
+    pub async fn wait(&self) {
+        let notified = self.notify.notified();
+        if !self.is_set() {
+            notified.await;
+        }
+    }
+}
+
+/// What `pg_cancel_backend` and `pg_terminate_backend` do to a session.
+struct SessionSignals {
+    notify: Arc<Notify>,
+    terminated: Arc<Terminated>,
+}
+
+impl tarn_engine::activity::Signals for SessionSignals {
+    fn cancel(&self) {
+        self.notify.notify_waiters();
+    }
+
+    fn terminate(&self) {
+        self.terminated.set.store(true, std::sync::atomic::Ordering::Release);
+        self.terminated.notify.notify_waiters();
+        self.notify.notify_waiters();
+    }
 }
 
 impl Registration {
+    /// The signals other sessions send this one (see `tarn_engine::activity`).
+    pub fn signals(&self) -> Box<dyn tarn_engine::activity::Signals> {
+        Box::new(SessionSignals { notify: self.notify.clone(), terminated: self.terminated.clone() })
+    }
+
+    /// Set when the session is to end.
+    pub fn terminated(&self) -> Arc<Terminated> {
+        self.terminated.clone()
+    }
+
     /// What stops the statement starting now: the next cancel, or `timeout` from now.
     pub fn statement(&self, timeout: Option<Duration>) -> Interrupt {
         Interrupt {
             cancelled: Box::pin(self.notify.clone().notified_owned()),
             deadline: timeout.map(|t| Instant::now() + t),
+            terminated: self.terminated.clone(),
         }
     }
 }
@@ -91,6 +142,7 @@ impl Drop for Registration {
 pub struct Interrupt {
     cancelled: Pin<Box<OwnedNotified>>,
     deadline: Option<Instant>,
+    terminated: Arc<Terminated>,
 }
 
 impl Interrupt {
@@ -104,8 +156,9 @@ impl Interrupt {
             }
         };
         tokio::select! {
-            _ = self.cancelled.as_mut() => EngineError::QueryCanceled {
-                message: "canceling statement due to user request".into(),
+            _ = self.cancelled.as_mut() => match self.terminated.is_set() {
+                true => EngineError::AdminShutdown,
+                false => EngineError::QueryCanceled { message: "canceling statement due to user request".into() },
             },
             _ = timed_out => EngineError::QueryCanceled {
                 message: "canceling statement due to statement timeout".into(),

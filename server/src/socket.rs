@@ -5,7 +5,8 @@
 //! - a limit on the size of any one message ([`FrameLimit`]), checked on the length
 //!   prefix before the message is buffered (pgwire alone buffers up to 1 GiB);
 //! - `idle_session_timeout` and `idle_in_transaction_session_timeout`, which close a
-//!   session that sits idle (57P05, 25P03).
+//!   session that sits idle (57P05, 25P03);
+//! - `pg_terminate_backend`, which closes a session, idle or busy (57P01).
 //!
 //! The loop is otherwise pgwire's: a startup that does not finish in a minute ends the
 //! connection, a Terminate ends it, a FATAL error ends it, and any other error is
@@ -21,7 +22,7 @@ use std::time::Duration;
 use futures::{SinkExt, StreamExt};
 use pgwire::api::{ClientInfo, PgWireConnectionState, PgWireServerHandlers};
 use pgwire::error::PgWireError;
-use pgwire::messages::PgWireFrontendMessage;
+use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use pgwire::tokio::server::{negotiate_tls, process_error, process_message, MaybeTls};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -68,16 +69,22 @@ pub async fn serve(tcp: TcpStream, frontend: Arc<Frontend>, handlers: Connection
             PgWireConnectionState::ReadyForQuery => handlers.idle_timeout().await,
             _ => None,
         };
+        let terminated = handlers.terminated();
         let next = tokio::select! {
             message = socket.next() => Next::Message(message),
             _ = &mut startup_deadline, if starting => Next::Message(None),
             _ = idle_for(idle.as_ref().map(|t| t.after)) => Next::Idle,
+            _ = until_terminated(terminated.as_deref()) => Next::Terminated,
         };
         let message = match next {
             Next::Message(message) => message,
             Next::Idle => {
                 let timeout = idle.expect("the branch waits only with a timeout");
-                process_error(&mut socket, ClientError::fatal(timeout.code, timeout.message), false).await?;
+                fatal(&mut socket, ClientError::fatal(timeout.code, timeout.message)).await?;
+                break;
+            }
+            Next::Terminated => {
+                fatal(&mut socket, terminating()).await?;
                 break;
             }
         };
@@ -124,6 +131,11 @@ pub async fn serve(tcp: TcpStream, frontend: Arc<Frontend>, handlers: Connection
         if is_cancel {
             break;
         }
+        // Terminated while it ran a statement (or by that statement itself).
+        if handlers.terminated().is_some_and(|t| t.is_set()) {
+            fatal(&mut socket, terminating()).await?;
+            break;
+        }
     }
     let _ = socket.close().await;
     Ok(())
@@ -133,6 +145,30 @@ pub async fn serve(tcp: TcpStream, frontend: Arc<Frontend>, handlers: Connection
 enum Next<M> {
     Message(Option<M>),
     Idle,
+    Terminated,
+}
+
+async fn until_terminated(terminated: Option<&crate::interrupt::Terminated>) {
+    match terminated {
+        Some(terminated) => terminated.wait().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Sends a FATAL error and closes: unlike pgwire's `process_error`, no ReadyForQuery
+/// follows it (psql reports one that comes after a FATAL as a protocol error).
+async fn fatal<S>(socket: &mut S, error: PgWireError) -> io::Result<()>
+where
+    S: futures::Sink<PgWireBackendMessage, Error = io::Error> + Unpin,
+{
+    let info: pgwire::error::ErrorInfo = error.into();
+    socket.send(PgWireBackendMessage::ErrorResponse(info.into())).await?;
+    socket.close().await
+}
+
+/// PostgreSQL's error for a session `pg_terminate_backend` ended.
+fn terminating() -> PgWireError {
+    ClientError::fatal("57P01", "terminating connection due to administrator command")
 }
 
 async fn idle_for(after: Option<Duration>) {

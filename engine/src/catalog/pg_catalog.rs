@@ -20,6 +20,7 @@ pub mod table;
 pub mod tables;
 pub mod types;
 
+use crate::activity::Activity;
 use std::sync::Arc;
 
 use datafusion::catalog::{SchemaProvider, TableProvider};
@@ -42,14 +43,19 @@ pub const VECTOR_EXTENSION_OID: u32 = 16_386;
 pub const PGVECTOR_VERSION: &str = "0.8.0";
 
 /// The `pg_catalog` schema of a database.
-pub fn schema(warehouse: Arc<Warehouse>, database: Arc<str>) -> Arc<dyn SchemaProvider> {
-    Arc::new(PgCatalog { warehouse, database })
+pub fn schema(
+    warehouse: Arc<Warehouse>,
+    database: Arc<str>,
+    activity: Arc<Activity>,
+) -> Arc<dyn SchemaProvider> {
+    Arc::new(PgCatalog { warehouse, database, activity })
 }
 
 #[derive(Debug)]
 struct PgCatalog {
     warehouse: Arc<Warehouse>,
     database: Arc<str>,
+    activity: Arc<Activity>,
 }
 
 #[async_trait::async_trait]
@@ -59,7 +65,12 @@ impl SchemaProvider for PgCatalog {
     }
 
     async fn table(&self, name: &str) -> datafusion::error::Result<Option<Arc<dyn TableProvider>>> {
-        let source = tables::Source { warehouse: &self.warehouse, database: &self.database, owner: OWNER };
+        let source = tables::Source {
+            warehouse: &self.warehouse,
+            database: &self.database,
+            owner: OWNER,
+            activity: &self.activity,
+        };
         Ok(tables::table(name, &source))
     }
 

@@ -33,8 +33,14 @@ impl TarnCatalog {
         database: Arc<str>,
         defaults: DefaultParser,
         tx: Arc<TxState>,
+        activity: Arc<crate::activity::Activity>,
     ) -> Self {
-        Self { pg_catalog: pg_catalog::schema(warehouse.clone(), database), warehouse, defaults, tx }
+        Self {
+            pg_catalog: pg_catalog::schema(warehouse.clone(), database, activity),
+            warehouse,
+            defaults,
+            tx,
+        }
     }
 }
 

@@ -280,7 +280,31 @@ pub fn pg_backend_pid(pid: i32) -> ScalarUDF {
 }
 
 /// Registers the catalog functions on the session template.
-pub fn register(ctx: &SessionContext, warehouse: Weak<Warehouse>) {
+pub fn register(ctx: &SessionContext, warehouse: Weak<Warehouse>, activity: Weak<crate::activity::Activity>) {
+    // Signals to other sessions (any session may signal any: roles come with governance).
+    for (name, terminate) in [("pg_cancel_backend", false), ("pg_terminate_backend", true)] {
+        let activity = activity.clone();
+        let signal = move |v: &[ScalarValue]| {
+            let (Some(pid), Some(activity)) = (int_arg(v.first()), activity.upgrade()) else {
+                return Ok(ScalarValue::Boolean(None));
+            };
+            let pid = i32::try_from(pid).unwrap_or(0);
+            let found = if terminate { activity.terminate(pid) } else { activity.cancel(pid) };
+            if !found {
+                tracing::warn!(pid, "PID {pid} is not a PostgreSQL backend process");
+            }
+            Ok(ScalarValue::Boolean(Some(found)))
+        };
+        // Volatile: a signal is sent each time the statement runs, never while planning.
+        ctx.register_udf(ScalarUDF::from(CatalogFunction {
+            name,
+            args: vec![Arg::Int, Arg::Int],
+            required: 1,
+            returns: DataType::Boolean,
+            signature: Signature::user_defined(Volatility::Volatile),
+            row: Box::new(signal),
+        }));
+    }
     // Tarn takes no advisory locks, so a session holds none to release (connection
     // pools such as asyncpg's call this when a connection goes back to the pool).
     ctx.register_udf(function("pg_advisory_unlock_all", &[], 0, DataType::Utf8, |_| NULL_TEXT));

@@ -21,6 +21,7 @@ pub struct Source<'a> {
     pub warehouse: &'a Warehouse,
     pub database: &'a str,
     pub owner: &'a str,
+    pub activity: &'a crate::activity::Activity,
 }
 
 /// The catalog `name` (`pg_class`, `pg_tables`...), if Tarn has it.
@@ -41,6 +42,7 @@ pub fn table(name: &str, source: &Source) -> Option<Arc<dyn TableProvider>> {
         "pg_tables" => pg_tables(source),
         "pg_views" => pg_views(source),
         "pg_description" => pg_description(source),
+        "pg_stat_activity" => pg_stat_activity(source),
         "pg_type" => pg_type(),
         "pg_stat_user_tables" | "pg_stat_all_tables" => pg_stat_tables(def, source),
         "pg_tablespace" => pg_tablespace(),
@@ -487,6 +489,39 @@ fn user_tables(source: &Source) -> impl Iterator<Item = TableRel> {
 }
 
 /// Views and their queries.
+/// The server's sessions, as each last told its entry (see `crate::activity`).
+fn pg_stat_activity(source: &Source) -> Arc<dyn TableProvider> {
+    let micros = |t: std::time::SystemTime| {
+        t.duration_since(std::time::UNIX_EPOCH).map_or(Value::Null, |d| Value::Time(d.as_micros() as i64))
+    };
+    let mut rows = Rows::new(&c::PG_STAT_ACTIVITY);
+    for backend in source.activity.sessions() {
+        let live = backend.live();
+        let (addr, port) = match backend.client {
+            Some(client) => (text(client.ip().to_string()), int(client.port())),
+            None => (Value::Null, Value::Null),
+        };
+        rows.push(&[
+            ("datid", oid(super::DATABASE_OID)),
+            ("datname", text(source.database)),
+            ("pid", int(backend.pid)),
+            ("usesysid", oid(super::OWNER_OID)),
+            ("usename", text(&backend.user)),
+            ("application_name", text(live.application_name)),
+            ("client_addr", addr),
+            ("client_port", port),
+            ("backend_start", micros(backend.backend_start)),
+            ("xact_start", live.xact_start.map_or(Value::Null, micros)),
+            ("query_start", live.query_start.map_or(Value::Null, micros)),
+            ("state_change", micros(live.state_change)),
+            ("state", text(live.state)),
+            ("query", text(live.query)),
+            ("backend_type", text("client backend")),
+        ]);
+    }
+    rows.table()
+}
+
 /// Comments of tables, views and their columns (`COMMENT ON`).
 fn pg_description(source: &Source) -> Arc<dyn TableProvider> {
     let mut rows = Rows::new(&c::PG_DESCRIPTION);
@@ -575,7 +610,8 @@ mod tests {
     async fn every_catalog_builds() {
         let dir = tempfile::tempdir().unwrap();
         let warehouse = Warehouse::open(dir.path().to_str().unwrap()).await.unwrap();
-        let source = Source { warehouse: &warehouse, database: "tarn", owner: "tarn" };
+        let activity = crate::activity::Activity::default();
+        let source = Source { warehouse: &warehouse, database: "tarn", owner: "tarn", activity: &activity };
         for def in ALL {
             let table = table(def.name, &source).expect("listed");
             assert_eq!(table.schema().fields().len(), def.columns.len(), "{}", def.name);
