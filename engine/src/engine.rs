@@ -222,7 +222,7 @@ fn build_context(config: &EngineConfig) -> SessionContext {
             .into_iter()
             .chain(datafusion::optimizer::Analyzer::new().rules)
             // After type coercion, which adds casts of its own (`'a' || 1.5`).
-            .chain([Arc::new(crate::statements::pg_casts::FloatText) as _])
+            .chain([Arc::new(crate::statements::pg_casts::TextCasts) as _])
             .collect(),
         )
         .build();

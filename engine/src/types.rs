@@ -61,6 +61,25 @@ pub fn pg_type_of(field: &Field) -> PgType {
 }
 
 /// A float as PostgreSQL prints it with its default `extra_float_digits` (1): `1`,
+/// A timestamp (microseconds since the epoch) as PostgreSQL prints it: `2024-01-01
+/// 10:00:00`, `...:00.5` with a fraction, and `+00` after a `timestamptz` (Tarn's
+/// sessions are in UTC). `false` (nothing written) outside the range it can print.
+pub fn write_timestamp(out: &mut String, micros: i64, with_zone: bool) -> bool {
+    use std::fmt::Write;
+    let Some(ts) = arrow::temporal_conversions::timestamp_us_to_datetime(micros) else { return false };
+    let _ = write!(out, "{}", ts.format("%Y-%m-%d %H:%M:%S"));
+    let fraction = micros.rem_euclid(1_000_000);
+    if fraction > 0 {
+        let digits = format!("{fraction:06}");
+        out.push('.');
+        out.push_str(digits.trim_end_matches('0'));
+    }
+    if with_zone {
+        out.push_str("+00");
+    }
+    true
+}
+
 /// `0.1`, `1e+20`, `1.5e-07`, `NaN`, `Infinity`; the shortest text that reads back as
 /// the same value, in exponent form below 1e-4 and from 1e15. `single` prints it as a
 /// `real`.

@@ -23,7 +23,9 @@ use pgwire::api::Type;
 use pgwire::messages::data::DataRow;
 use tarn_engine::binary::{decode_binary, vector_scalar, PG_EPOCH_DAYS, PG_EPOCH_MICROS};
 use tarn_engine::search::vector::{format_vector, parse_vector_of};
-use tarn_engine::types::{pg_type_of, type_modifier, write_float, PgType, DEFAULT_NUMERIC, VECTOR_OID};
+use tarn_engine::types::{
+    pg_type_of, type_modifier, write_float, write_timestamp, PgType, DEFAULT_NUMERIC, VECTOR_OID,
+};
 use tarn_engine::EngineError;
 
 /// The pgwire type of a Postgres type.
@@ -151,14 +153,8 @@ pub fn encode_text(column: &ArrayRef, row: usize, out: &mut String) {
         }
         DataType::Timestamp(unit, tz) => {
             let micros = timestamp_micros(column, unit, row);
-            match DateTime::from_timestamp_micros(micros) {
-                Some(ts) => {
-                    write_datetime(out, ts.naive_utc());
-                    if tz.is_some() {
-                        out.push_str("+00");
-                    }
-                }
-                None => write_display(out, micros),
+            if !write_timestamp(out, micros, tz.is_some()) {
+                write_display(out, micros);
             }
         }
         DataType::Time64(TimeUnit::Microsecond) => {
@@ -209,11 +205,6 @@ fn decimal_text(value: i128, scale: i8, trim: bool) -> String {
         text.insert(0, '-');
     }
     text
-}
-
-fn write_datetime(out: &mut String, ts: NaiveDateTime) {
-    let _ = write!(out, "{}", ts.format("%Y-%m-%d "));
-    write_time(out, ts.time());
 }
 
 fn write_time(out: &mut String, time: NaiveTime) {

@@ -1,7 +1,10 @@
-//! Casts whose text Arrow writes differently from PostgreSQL: a float cast to text
-//! (`x::text`, and the casts type coercion adds for `'a' || x`) is `1`, not `1.0`,
-//! and `1e+20`, not `100000000000000000000`. [`FloatText`], an analyzer rule that runs
-//! after type coercion, makes each such cast [`FloatToText`].
+//! Casts whose text Arrow writes differently from PostgreSQL. [`TextCasts`], an
+//! analyzer rule that runs after type coercion, replaces each cast to text (`x::text`,
+//! and the casts type coercion adds for `'a' || x`) of:
+//!
+//! - a float with [`FloatToText`]: `1`, not `1.0`; `1e+20`, not `100000000000000000000`;
+//! - a timestamp with [`TimestampToText`]: `2024-01-01 10:00:00+00`, not
+//!   `2024-01-01T10:00:00Z`.
 
 use std::sync::Arc;
 
@@ -19,14 +22,20 @@ use datafusion::logical_expr::{
 };
 use datafusion::optimizer::AnalyzerRule;
 
-use crate::types::write_float;
+use crate::types::{write_float, write_timestamp};
 
 #[derive(Debug)]
-pub struct FloatText;
+pub struct TextCasts;
 
-impl AnalyzerRule for FloatText {
+impl AnalyzerRule for TextCasts {
     fn analyze(&self, plan: LogicalPlan, _: &ConfigOptions) -> DfResult<LogicalPlan> {
-        let to_text = Arc::new(ScalarUDF::from(FloatToText::default()));
+        let float_text = Arc::new(ScalarUDF::from(FloatToText::default()));
+        let timestamp_text = Arc::new(ScalarUDF::from(TimestampToText::default()));
+        let text_of = |t: &DataType| match t {
+            DataType::Float32 | DataType::Float64 => Some(float_text.clone()),
+            DataType::Timestamp(..) => Some(timestamp_text.clone()),
+            _ => None,
+        };
         plan.transform_up_with_subqueries(|node| {
             let mut schema = DFSchema::empty();
             for input in node.inputs() {
@@ -40,14 +49,11 @@ impl AnalyzerRule for FloatText {
                         if matches!(
                             cast.field.data_type(),
                             DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8
-                        ) && cast
-                            .expr
-                            .get_type(&schema)
-                            .is_ok_and(|t| matches!(t, DataType::Float32 | DataType::Float64)) =>
+                        ) && cast.expr.get_type(&schema).is_ok_and(|t| text_of(&t).is_some()) =>
                     {
                         let target = cast.field.data_type().clone();
-                        let text =
-                            Expr::ScalarFunction(ScalarFunction::new_udf(to_text.clone(), vec![*cast.expr]));
+                        let to_text = text_of(&cast.expr.get_type(&schema)?).expect("checked");
+                        let text = Expr::ScalarFunction(ScalarFunction::new_udf(to_text, vec![*cast.expr]));
                         // Utf8View or LargeUtf8 where coercion asked for them.
                         Ok(Transformed::yes(if target == DataType::Utf8 {
                             text
@@ -65,7 +71,63 @@ impl AnalyzerRule for FloatText {
     }
 
     fn name(&self) -> &str {
-        "tarn_float_text"
+        "tarn_text_casts"
+    }
+}
+
+/// `timestamp` and `timestamptz` to text as PostgreSQL prints them.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct TimestampToText {
+    signature: Signature,
+}
+
+impl Default for TimestampToText {
+    fn default() -> Self {
+        Self { signature: Signature::any(1, Volatility::Immutable) }
+    }
+}
+
+impl ScalarUDFImpl for TimestampToText {
+    fn name(&self) -> &str {
+        "tarn_timestamp_text"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let input = args.args[0].to_array(args.number_rows)?;
+        let DataType::Timestamp(_, zone) = input.data_type() else {
+            return datafusion::common::exec_err!(
+                "tarn_timestamp_text takes a timestamp, not {}",
+                input.data_type()
+            );
+        };
+        let with_zone = zone.is_some();
+        let micros = arrow::compute::cast(
+            &input,
+            &DataType::Timestamp(arrow::datatypes::TimeUnit::Microsecond, None),
+        )?;
+        let micros = micros.as_any().downcast_ref::<arrow::array::TimestampMicrosecondArray>().expect("cast");
+        let mut text = String::new();
+        let out: StringArray = micros
+            .iter()
+            .map(|v| {
+                v.map(|v| {
+                    text.clear();
+                    if !write_timestamp(&mut text, v, with_zone) {
+                        text.push_str(&v.to_string());
+                    }
+                    text.clone()
+                })
+            })
+            .collect();
+        crate::functions::like_input(&args.args[0], Arc::new(out) as Arc<dyn Array>)
     }
 }
 
