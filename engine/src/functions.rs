@@ -1,12 +1,15 @@
 //! Functions clients call to learn who they talk to: `version()`, `current_database()`,
-//! `current_schema()`. The catalog functions are `catalog::pg_catalog::functions`.
+//! `current_schema()`; and `pg_typeof(x)`. The catalog functions are
+//! `catalog::pg_catalog::functions`.
 
 use std::sync::Arc;
 
 use arrow::array::ArrayRef;
 use arrow::datatypes::DataType;
 use datafusion::common::ScalarValue;
-use datafusion::logical_expr::{create_udf, ColumnarValue, ScalarUDF, Volatility};
+use datafusion::logical_expr::{
+    create_udf, ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+};
 use datafusion::prelude::SessionContext;
 
 use crate::statements::settings::SERVER_VERSION;
@@ -43,6 +46,40 @@ pub fn register(ctx: &SessionContext, database: &str) {
     ctx.register_udf(constant("version", version_string()));
     ctx.register_udf(constant("current_database", database.to_string()));
     ctx.register_udf(constant("current_schema", crate::statements::ddl::DEFAULT_SCHEMA.to_string()));
+    ctx.register_udf(ScalarUDF::from(PgTypeof::default()));
+}
+
+/// `pg_typeof(x)`: the name of `x`'s PostgreSQL type (`integer`, `jsonb`, `vector`).
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct PgTypeof {
+    signature: Signature,
+}
+
+impl Default for PgTypeof {
+    fn default() -> Self {
+        Self { signature: Signature::any(1, Volatility::Immutable) }
+    }
+}
+
+impl ScalarUDFImpl for PgTypeof {
+    fn name(&self) -> &str {
+        "pg_typeof"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _: &[DataType]) -> datafusion::error::Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> datafusion::error::Result<ColumnarValue> {
+        let pg_type = crate::types::pg_type_of(&args.arg_fields[0]);
+        let name =
+            crate::catalog::pg_catalog::type_name(pg_type.oid).unwrap_or_else(|| pg_type.name.to_string());
+        Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(name))))
+    }
 }
 
 /// A UDF's result shaped like its input: a scalar for a scalar argument (so constants
