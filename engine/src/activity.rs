@@ -11,6 +11,10 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
+/// PostgreSQL's `track_activity_query_size` default: how much of a statement's text
+/// `pg_stat_activity` shows (and what each statement copies).
+pub const TRACK_ACTIVITY_QUERY_SIZE: usize = 1024;
+
 /// How a session is stopped from another (or from itself).
 pub trait Signals: Send + Sync {
     /// Stops the statement it runs, as a cancel request does (57014).
@@ -46,7 +50,8 @@ pub struct Backend {
 pub struct Live {
     /// `active`, `idle`, `idle in transaction` or `idle in transaction (aborted)`.
     pub state: &'static str,
-    /// The statement running, or the last one run.
+    /// The statement running, or the last one run: its first
+    /// [`TRACK_ACTIVITY_QUERY_SIZE`] bytes, as PostgreSQL keeps them.
     pub query: String,
     pub query_start: Option<SystemTime>,
     pub xact_start: Option<SystemTime>,
@@ -136,7 +141,12 @@ impl Registered {
         let now = SystemTime::now();
         let mut live = self.backend.lock();
         live.state = "active";
-        live.query = query.to_string();
+        let mut end = query.len().min(TRACK_ACTIVITY_QUERY_SIZE);
+        while !query.is_char_boundary(end) {
+            end -= 1;
+        }
+        live.query.clear();
+        live.query.push_str(&query[..end]);
         live.query_start = Some(now);
         live.state_change = now;
         live.xact_start.get_or_insert(now);

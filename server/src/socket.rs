@@ -92,7 +92,7 @@ pub async fn serve(tcp: TcpStream, frontend: Arc<Frontend>, handlers: Connection
             Some(Ok(message)) => message,
             Some(Err(PgWireError::IoError(e))) if e.get_ref().is_some_and(|e| e.is::<TooLarge>()) => {
                 let message = e.into_inner().map(|e| e.to_string()).unwrap_or_default();
-                process_error(&mut socket, ClientError::fatal("54000", message), false).await?;
+                fatal(&mut socket, ClientError::fatal("54000", message)).await?;
                 break;
             }
             Some(Err(e)) => {
@@ -122,11 +122,11 @@ pub async fn serve(tcp: TcpStream, frontend: Arc<Frontend>, handlers: Connection
         )
         .await;
         if let Err(error) = outcome {
-            let fatal = error.is_fatal();
-            process_error(&mut socket, error, wait_for_sync).await?;
-            if fatal {
+            if error.is_fatal() {
+                fatal(&mut socket, error).await?;
                 break;
             }
+            process_error(&mut socket, error, wait_for_sync).await?;
         }
         if is_cancel {
             break;

@@ -424,7 +424,7 @@ impl Table {
 
     /// `ALTER TABLE ... RENAME TO`: the next manifest carries the new name; the folder,
     /// the base, the change files and the indexes stay as they are. The warehouse's
-    /// catalog follows ([`crate::Warehouse::rename_table`]).
+    /// catalog follows ([`crate::Warehouse::rename_relation`]).
     pub(crate) async fn rename(&self, to: TableName) -> Result<()> {
         self.alter_def(|def| def.name = to).await
     }

@@ -351,7 +351,8 @@ impl Warehouse {
     /// (in its schema). `readers` are the views that read it, with their queries
     /// already naming it anew; they are written after it. A crash between the two
     /// leaves those views naming the old name (they fail when read; nothing else is
-    /// lost).
+    /// lost); one inside a view's rename (its new file written, the old not yet
+    /// deleted) leaves it under both names.
     pub async fn rename_relation(
         &self,
         from: &TableName,
