@@ -454,8 +454,7 @@ async fn pg_stat_activity_and_the_backend_signals() {
         assert_eq!(row.get::<_, String>(5), "client backend");
     }
 
-    let cancelled: bool =
-        admin.query_one("SELECT pg_cancel_backend($1::int4)", &[&busy_pid]).await.unwrap().get(0);
+    let cancelled: bool = admin.query_one("SELECT pg_cancel_backend($1)", &[&busy_pid]).await.unwrap().get(0);
     assert!(cancelled);
     let e = running.await.unwrap().expect_err("cancelled");
     assert_eq!(e.code(), Some(&SqlState::QUERY_CANCELED), "{e}");
@@ -467,7 +466,7 @@ async fn pg_stat_activity_and_the_backend_signals() {
         .unwrap()
         .get(0);
     let terminated: bool =
-        admin.query_one("SELECT pg_terminate_backend($1::int4)", &[&idle_pid]).await.unwrap().get(0);
+        admin.query_one("SELECT pg_terminate_backend($1)", &[&idle_pid]).await.unwrap().get(0);
     assert!(terminated);
     let e = idle.simple_query("SELECT 1").await.expect_err("the session was ended");
     assert!(idle.is_closed() || e.code() == Some(&SqlState::ADMIN_SHUTDOWN), "{e}");

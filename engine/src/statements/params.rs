@@ -12,7 +12,8 @@
 //!   (an array of the other side's type), `CASE WHEN $1` and `AND`/`OR`/`NOT` operands
 //!   (boolean), `CASE x WHEN $1` (x's type), `THEN $2` (the type of the other branches),
 //!   the other side of a comparison or of arithmetic on numbers wherever it stands
-//!   (`HAVING`, join conditions: DataFusion does it for `WHERE` only).
+//!   (`HAVING`, join conditions: DataFusion does it for `WHERE` only), and a function's
+//!   argument the function takes as a number or boolean (`pg_cancel_backend($1)`).
 //!   Placeholders no rule reaches stay text, as PostgreSQL's unknown does.
 
 use std::collections::BTreeMap;
@@ -323,6 +324,22 @@ fn type_in_context(mut expr: Expr, schema: &DFSchema) -> datafusion::error::Resu
                 Some(element) if func.name() == "array_has" => {
                     let list = DataType::List(Arc::new(Field::new_list_field(element, true)));
                     type_placeholder(&mut args[0], &list)
+                }
+                _ => false,
+            }
+        }
+        // A function's argument takes the number or boolean type the function coerces
+        // an unknown to (`pg_cancel_backend($1)`: an integer); text stays text anyway.
+        Expr::ScalarFunction(ScalarFunction { func, args })
+            if args.iter().any(|a| matches!(a, Expr::Placeholder(_)) && type_of(a).is_none()) =>
+        {
+            let given: Vec<DataType> = args.iter().map(|a| type_of(a).unwrap_or(DataType::Null)).collect();
+            match func.coerce_types(&given) {
+                Ok(wanted) if wanted.len() == args.len() => {
+                    args.iter_mut().zip(wanted).fold(false, |changed, (arg, t)| {
+                        let concrete = t.is_integer() || t == DataType::Boolean;
+                        changed | (concrete && type_placeholder(arg, &t))
+                    })
                 }
                 _ => false,
             }

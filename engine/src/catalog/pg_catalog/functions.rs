@@ -26,6 +26,8 @@ use super::{OWNER, OWNER_OID};
 enum Arg {
     Oid,
     Int,
+    /// An `integer` (a backend pid).
+    Int4,
     Bool,
     Text,
     /// Taken as it comes (`has_table_privilege`'s many forms).
@@ -37,6 +39,7 @@ impl Arg {
         match self {
             Arg::Oid => DataType::UInt32,
             Arg::Int => DataType::Int64,
+            Arg::Int4 => DataType::Int32,
             Arg::Bool => DataType::Boolean,
             Arg::Text => DataType::Utf8,
             Arg::Any => given.clone(),
@@ -285,10 +288,11 @@ pub fn register(ctx: &SessionContext, warehouse: Weak<Warehouse>, activity: Weak
     for (name, terminate) in [("pg_cancel_backend", false), ("pg_terminate_backend", true)] {
         let activity = activity.clone();
         let signal = move |v: &[ScalarValue]| {
-            let (Some(pid), Some(activity)) = (int_arg(v.first()), activity.upgrade()) else {
+            let (Some(ScalarValue::Int32(Some(pid))), Some(activity)) = (v.first(), activity.upgrade())
+            else {
                 return Ok(ScalarValue::Boolean(None));
             };
-            let pid = i32::try_from(pid).unwrap_or(0);
+            let pid = *pid;
             let found = if terminate { activity.terminate(pid) } else { activity.cancel(pid) };
             if !found {
                 tracing::warn!(pid, "PID {pid} is not a PostgreSQL backend process");
@@ -298,7 +302,7 @@ pub fn register(ctx: &SessionContext, warehouse: Weak<Warehouse>, activity: Weak
         // Volatile: a signal is sent each time the statement runs, never while planning.
         ctx.register_udf(ScalarUDF::from(CatalogFunction {
             name,
-            args: vec![Arg::Int, Arg::Int],
+            args: vec![Arg::Int4, Arg::Int],
             required: 1,
             returns: DataType::Boolean,
             signature: Signature::user_defined(Volatility::Volatile),
