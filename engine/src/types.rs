@@ -60,7 +60,6 @@ pub fn pg_type_of(field: &Field) -> PgType {
     pg_type_of_arrow(field.data_type())
 }
 
-/// A float as PostgreSQL prints it with its default `extra_float_digits` (1): `1`,
 /// A timestamp (microseconds since the epoch) as PostgreSQL prints it: `2024-01-01
 /// 10:00:00`, `...:00.5` with a fraction, and `+00` after a `timestamptz` (Tarn's
 /// sessions are in UTC). `false` (nothing written) outside the range it can print.
@@ -80,6 +79,7 @@ pub fn write_timestamp(out: &mut String, micros: i64, with_zone: bool) -> bool {
     true
 }
 
+/// A float as PostgreSQL prints it with its default `extra_float_digits` (1): `1`,
 /// `0.1`, `1e+20`, `1.5e-07`, `NaN`, `Infinity`; the shortest text that reads back as
 /// the same value, in exponent form below 1e-4 and from 1e15. `single` prints it as a
 /// `real`.

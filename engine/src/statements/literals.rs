@@ -95,12 +95,8 @@ pub fn rewrite_typed_casts(statement: &mut Statement) {
         strip_pg_catalog(expr);
         distance_call_as_operator(expr);
         if let SqlExpr::TypedString(typed) = expr {
-            if let (SqlType::Timestamp(..) | SqlType::TimestampNtz(_), Value::SingleQuotedString(text)) =
-                (&typed.data_type, &mut typed.value.value)
-            {
-                if let Some(with) = timestamp_with_seconds(text) {
-                    *text = with;
-                }
+            if matches!(typed.data_type, SqlType::Timestamp(..) | SqlType::TimestampNtz(_)) {
+                add_seconds_to(&mut typed.value.value);
             }
         }
         if let SqlExpr::Cast { expr: inner, data_type, .. } = expr {
@@ -207,10 +203,14 @@ fn distance_call_as_operator(expr: &mut SqlExpr) {
 /// A string literal of a timestamp without seconds, given them.
 fn add_seconds(expr: &mut SqlExpr) {
     if let SqlExpr::Value(v) = expr {
-        if let Value::SingleQuotedString(text) = &mut v.value {
-            if let Some(with) = timestamp_with_seconds(text) {
-                *text = with;
-            }
+        add_seconds_to(&mut v.value);
+    }
+}
+
+fn add_seconds_to(value: &mut Value) {
+    if let Value::SingleQuotedString(text) = value {
+        if let Some(with) = timestamp_with_seconds(text) {
+            *text = with;
         }
     }
 }

@@ -1,15 +1,15 @@
 //! Casts whose text Arrow writes differently from PostgreSQL. [`TextCasts`], an
 //! analyzer rule that runs after type coercion, replaces each cast to text (`x::text`,
-//! and the casts type coercion adds for `'a' || x`) of:
+//! and the casts type coercion adds for `'a' || x`) of a float or a timestamp with
+//! [`PgText`]:
 //!
-//! - a float with [`FloatToText`]: `1`, not `1.0`; `1e+20`, not `100000000000000000000`;
-//! - a timestamp with [`TimestampToText`]: `2024-01-01 10:00:00+00`, not
-//!   `2024-01-01T10:00:00Z`.
+//! - a float: `1`, not `1.0`; `1e+20`, not `100000000000000000000`;
+//! - a timestamp: `2024-01-01 10:00:00+00`, not `2024-01-01T10:00:00Z`.
 
 use std::sync::Arc;
 
-use arrow::array::{Array, Float32Array, Float64Array, StringArray};
-use arrow::datatypes::DataType;
+use arrow::array::{Array, Float32Array, Float64Array, StringArray, TimestampMicrosecondArray};
+use arrow::datatypes::{DataType, TimeUnit};
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::DFSchema;
 use datafusion::config::ConfigOptions;
@@ -27,15 +27,14 @@ use crate::types::{write_float, write_timestamp};
 #[derive(Debug)]
 pub struct TextCasts;
 
+/// Whether [`PgText`] prints values of this type.
+fn printed_by_us(t: &DataType) -> bool {
+    matches!(t, DataType::Float32 | DataType::Float64 | DataType::Timestamp(..))
+}
+
 impl AnalyzerRule for TextCasts {
     fn analyze(&self, plan: LogicalPlan, _: &ConfigOptions) -> DfResult<LogicalPlan> {
-        let float_text = Arc::new(ScalarUDF::from(FloatToText::default()));
-        let timestamp_text = Arc::new(ScalarUDF::from(TimestampToText::default()));
-        let text_of = |t: &DataType| match t {
-            DataType::Float32 | DataType::Float64 => Some(float_text.clone()),
-            DataType::Timestamp(..) => Some(timestamp_text.clone()),
-            _ => None,
-        };
+        let to_text = Arc::new(ScalarUDF::from(PgText::default()));
         plan.transform_up_with_subqueries(|node| {
             let mut schema = DFSchema::empty();
             for input in node.inputs() {
@@ -49,11 +48,11 @@ impl AnalyzerRule for TextCasts {
                         if matches!(
                             cast.field.data_type(),
                             DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8
-                        ) && cast.expr.get_type(&schema).is_ok_and(|t| text_of(&t).is_some()) =>
+                        ) && cast.expr.get_type(&schema).is_ok_and(|t| printed_by_us(&t)) =>
                     {
                         let target = cast.field.data_type().clone();
-                        let to_text = text_of(&cast.expr.get_type(&schema)?).expect("checked");
-                        let text = Expr::ScalarFunction(ScalarFunction::new_udf(to_text, vec![*cast.expr]));
+                        let text =
+                            Expr::ScalarFunction(ScalarFunction::new_udf(to_text.clone(), vec![*cast.expr]));
                         // Utf8View or LargeUtf8 where coercion asked for them.
                         Ok(Transformed::yes(if target == DataType::Utf8 {
                             text
@@ -75,77 +74,22 @@ impl AnalyzerRule for TextCasts {
     }
 }
 
-/// `timestamp` and `timestamptz` to text as PostgreSQL prints them.
+/// Floats (`real`, `double precision`) and timestamps (`timestamp`, `timestamptz`) to
+/// text as PostgreSQL prints them.
 #[derive(Debug, PartialEq, Eq, Hash)]
-pub struct TimestampToText {
+pub struct PgText {
     signature: Signature,
 }
 
-impl Default for TimestampToText {
+impl Default for PgText {
     fn default() -> Self {
         Self { signature: Signature::any(1, Volatility::Immutable) }
     }
 }
 
-impl ScalarUDFImpl for TimestampToText {
+impl ScalarUDFImpl for PgText {
     fn name(&self) -> &str {
-        "tarn_timestamp_text"
-    }
-
-    fn signature(&self) -> &Signature {
-        &self.signature
-    }
-
-    fn return_type(&self, _: &[DataType]) -> DfResult<DataType> {
-        Ok(DataType::Utf8)
-    }
-
-    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
-        let input = args.args[0].to_array(args.number_rows)?;
-        let DataType::Timestamp(_, zone) = input.data_type() else {
-            return datafusion::common::exec_err!(
-                "tarn_timestamp_text takes a timestamp, not {}",
-                input.data_type()
-            );
-        };
-        let with_zone = zone.is_some();
-        let micros = arrow::compute::cast(
-            &input,
-            &DataType::Timestamp(arrow::datatypes::TimeUnit::Microsecond, None),
-        )?;
-        let micros = micros.as_any().downcast_ref::<arrow::array::TimestampMicrosecondArray>().expect("cast");
-        let mut text = String::new();
-        let out: StringArray = micros
-            .iter()
-            .map(|v| {
-                v.map(|v| {
-                    text.clear();
-                    if !write_timestamp(&mut text, v, with_zone) {
-                        text.push_str(&v.to_string());
-                    }
-                    text.clone()
-                })
-            })
-            .collect();
-        crate::functions::like_input(&args.args[0], Arc::new(out) as Arc<dyn Array>)
-    }
-}
-
-/// `real` and `double precision` to text as PostgreSQL prints them.
-#[derive(Debug, PartialEq, Eq, Hash)]
-pub struct FloatToText {
-    signature: Signature,
-}
-
-impl Default for FloatToText {
-    fn default() -> Self {
-        Self { signature: Signature::any(1, Volatility::Immutable) }
-    }
-}
-
-impl ScalarUDFImpl for FloatToText {
-    fn name(&self) -> &str {
-        "tarn_float_text"
+        "tarn_pg_text"
     }
 
     fn signature(&self) -> &Signature {
@@ -159,17 +103,36 @@ impl ScalarUDFImpl for FloatToText {
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
         let input = args.args[0].to_array(args.number_rows)?;
         let mut text = String::new();
-        let mut print = |value: f64, single: bool| {
+        let mut print = |write: &mut dyn FnMut(&mut String)| {
             text.clear();
-            write_float(&mut text, value, single);
+            write(&mut text);
             text.clone()
         };
-        let out: StringArray = if let Some(single) = input.as_any().downcast_ref::<Float32Array>() {
-            single.iter().map(|v| v.map(|v| print(f64::from(v), true))).collect()
-        } else if let Some(double) = input.as_any().downcast_ref::<Float64Array>() {
-            double.iter().map(|v| v.map(|v| print(v, false))).collect()
-        } else {
-            return datafusion::common::exec_err!("tarn_float_text takes a float, not {}", input.data_type());
+        let out: StringArray = match input.data_type() {
+            DataType::Float32 => {
+                let single = input.as_any().downcast_ref::<Float32Array>().expect("Float32");
+                single.iter().map(|v| v.map(|v| print(&mut |t| write_float(t, f64::from(v), true)))).collect()
+            }
+            DataType::Float64 => {
+                let double = input.as_any().downcast_ref::<Float64Array>().expect("Float64");
+                double.iter().map(|v| v.map(|v| print(&mut |t| write_float(t, v, false)))).collect()
+            }
+            DataType::Timestamp(_, zone) => {
+                let with_zone = zone.is_some();
+                let micros = arrow::compute::cast(&input, &DataType::Timestamp(TimeUnit::Microsecond, None))?;
+                let micros = micros.as_any().downcast_ref::<TimestampMicrosecondArray>().expect("cast");
+                let timestamp = |t: &mut String, v: i64| {
+                    if !write_timestamp(t, v, with_zone) {
+                        t.push_str(&v.to_string());
+                    }
+                };
+                micros.iter().map(|v| v.map(|v| print(&mut |t| timestamp(t, v)))).collect()
+            }
+            other => {
+                return datafusion::common::exec_err!(
+                    "tarn_pg_text takes a float or a timestamp, not {other}"
+                )
+            }
         };
         crate::functions::like_input(&args.args[0], Arc::new(out) as Arc<dyn Array>)
     }

@@ -64,34 +64,21 @@ impl AnalyzerRule for CatalogLiterals {
                 }
                 text
             };
-            // A column, looked up (not typed: typing every node of a deep expression
-            // again at each node above it costs the square of its depth).
-            let is_regproc = |e: &Expr| match e {
-                Expr::Column(column) => schema.qualified_field_from_column(column).is_ok_and(|(_, f)| {
-                    f.metadata().get(crate::types::PG_TYPE_KEY).is_some_and(|t| t == "regproc")
-                }),
+            // The field of a column, looked up (not typed: typing every node of a deep
+            // expression again at each node above it costs the square of its depth).
+            let column_is = |e: &Expr, test: &dyn Fn(&arrow::datatypes::Field) -> bool| match e {
+                Expr::Column(column) => {
+                    schema.qualified_field_from_column(column).is_ok_and(|(_, f)| test(f))
+                }
                 _ => false,
             };
-            let is_bool = |e: &Expr| match e {
-                Expr::Column(column) => schema
-                    .qualified_field_from_column(column)
-                    .is_ok_and(|(_, f)| f.data_type() == &DataType::Boolean),
-                _ => false,
+            let pg_type_is = |f: &arrow::datatypes::Field, names: &[&str]| {
+                f.metadata().get(crate::types::PG_TYPE_KEY).is_some_and(|t| names.contains(&t.as_str()))
             };
-            let is_timestamp = |e: &Expr| match e {
-                Expr::Column(column) => schema
-                    .qualified_field_from_column(column)
-                    .is_ok_and(|(_, f)| matches!(f.data_type(), DataType::Timestamp(..))),
-                _ => false,
-            };
-            let zero_based = |e: &Expr| match e {
-                Expr::Column(column) => schema.qualified_field_from_column(column).is_ok_and(|(_, f)| {
-                    f.metadata()
-                        .get(crate::types::PG_TYPE_KEY)
-                        .is_some_and(|t| t == "int2vector" || t == "oidvector")
-                }),
-                _ => false,
-            };
+            let is_regproc = |e: &Expr| column_is(e, &|f| pg_type_is(f, &["regproc"]));
+            let zero_based = |e: &Expr| column_is(e, &|f| pg_type_is(f, &["int2vector", "oidvector"]));
+            let is_bool = |e: &Expr| column_is(e, &|f| f.data_type() == &DataType::Boolean);
+            let is_timestamp = |e: &Expr| column_is(e, &|f| matches!(f.data_type(), DataType::Timestamp(..)));
             let element = |e: &Expr| match e.get_type(&schema) {
                 Ok(DataType::List(item)) => Some(item.data_type().clone()),
                 _ => None,
@@ -190,28 +177,27 @@ fn no_function(e: &mut Expr) -> bool {
     zero
 }
 
+/// The text of a text literal.
+fn text_literal(e: &mut Expr) -> Option<&mut String> {
+    match e {
+        Expr::Literal(ScalarValue::Utf8(Some(s)) | ScalarValue::Utf8View(Some(s)), _) => Some(s),
+        _ => None,
+    }
+}
+
 /// Turns text PostgreSQL reads as a boolean into that boolean; says whether it did.
 fn to_bool(e: &mut Expr) -> bool {
-    let Expr::Literal(ScalarValue::Utf8(Some(s)) | ScalarValue::Utf8View(Some(s)), _) = e else {
-        return false;
-    };
-    let Some(value) = parse_bool(s) else { return false };
+    let Some(value) = text_literal(e).and_then(|s| parse_bool(s)) else { return false };
     *e = Expr::Literal(ScalarValue::Boolean(Some(value)), None);
     true
 }
 
 /// Gives seconds to a timestamp literal written without them; says whether it did.
 fn add_seconds(e: &mut Expr) -> bool {
-    let Expr::Literal(ScalarValue::Utf8(Some(s)) | ScalarValue::Utf8View(Some(s)), _) = e else {
-        return false;
-    };
-    match crate::statements::literals::timestamp_with_seconds(s) {
-        Some(with) => {
-            *s = with;
-            true
-        }
-        None => false,
-    }
+    let Some(text) = text_literal(e) else { return false };
+    let Some(with) = crate::statements::literals::timestamp_with_seconds(text) else { return false };
+    *text = with;
+    true
 }
 
 /// PostgreSQL's `boolin`: any prefix of `true`, `false`, `yes`, `no`, at least two

@@ -249,8 +249,11 @@ pub fn descriptions(warehouse: &Warehouse) -> Vec<Description> {
         relation.chain(columns).collect::<Vec<_>>()
     };
     let mut found = Vec::new();
-    for table in tables(warehouse) {
-        found.extend(of(table.oid, &table.def.comments, &table.def.schema));
+    // Read from the manifests: describing every table (keys, indexes) is not needed.
+    for table in warehouse.all_tables() {
+        let snapshot = table.snapshot();
+        let def = &snapshot.manifest.table;
+        found.extend(of(table_oid(table.id()), &def.comments, &def.schema));
     }
     for view in views(warehouse) {
         found.extend(of(view.oid, &view.def.comments, &view.def.schema));

@@ -488,7 +488,6 @@ fn user_tables(source: &Source) -> impl Iterator<Item = TableRel> {
     relations::tables(source.warehouse).into_iter()
 }
 
-/// Views and their queries.
 /// The server's sessions, as each last told its entry (see `crate::activity`).
 fn pg_stat_activity(source: &Source) -> Arc<dyn TableProvider> {
     let micros = |t: std::time::SystemTime| {
@@ -536,6 +535,7 @@ fn pg_description(source: &Source) -> Arc<dyn TableProvider> {
     rows.table()
 }
 
+/// Views and their queries.
 fn pg_views(source: &Source) -> Arc<dyn TableProvider> {
     let mut rows = Rows::new(&c::PG_VIEWS);
     for view in relations::views(source.warehouse) {
