@@ -22,7 +22,8 @@ pg_rewrite pg_roles pg_seclabel pg_sequence pg_sequences pg_settings pg_shdepend
 pg_shdescription pg_stat_activity pg_stat_all_indexes pg_stat_all_tables pg_stat_database
 pg_stat_gssapi pg_stat_ssl pg_stat_user_indexes pg_stat_user_tables pg_statio_all_tables
 pg_statio_user_tables pg_statistic_ext pg_subscription pg_tables pg_tablespace pg_timezone_names
-pg_transform pg_trigger pg_ts_config pg_type pg_user pg_user_mapping pg_views
+pg_transform pg_trigger pg_ts_config pg_ts_dict pg_ts_parser pg_ts_template pg_type pg_user
+pg_user_mapping pg_views pg_seclabels
 """.split()
 
 KINDS = {

@@ -139,6 +139,15 @@ async fn psqlodbc_through_pyodbc() {
     server.stop().await;
 }
 
+/// ADBC (catalog calls, binary COPY results, ingest in a transaction), pandas over
+/// ADBC, polars through connectorx and ADBC.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn arrow_readers() {
+    let server = TestServer::start().await;
+    run_script(&server, "test_arrow_readers.py", Duration::from_secs(180));
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_side_parameters() {
     let server = TestServer::start().await;

@@ -196,6 +196,13 @@ async fn result_columns_are_named_as_postgres_names_them() {
         .unwrap();
     let names: Vec<&str> = statement.columns().iter().map(|c| c.name()).collect();
     assert_eq!(names, vec!["count", "top", "?column?", "upper", "id", "?column?", "price", "max", "id"]);
+    // An alias is the name, even when it reads like a call (Superset's metric labels).
+    let statement = client
+        .prepare("SELECT sum(price) AS \"SUM(price)\", count(*) AS \"COUNT(*)\", count(*), max(id) AS \"max(id)\" FROM t")
+        .await
+        .unwrap();
+    let names: Vec<&str> = statement.columns().iter().map(|c| c.name()).collect();
+    assert_eq!(names, vec!["SUM(price)", "COUNT(*)", "count", "max(id)"]);
     server.stop().await;
 }
 

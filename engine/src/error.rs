@@ -35,6 +35,12 @@ pub enum EngineError {
     InFailedTransaction,
     #[error("database \"{name}\" does not exist")]
     UndefinedDatabase { name: String },
+    /// Text a date/time template does not describe (22007).
+    #[error("{message}")]
+    InvalidDatetime { message: String },
+    /// A date/time field out of its range: month 13, February 30th (22008).
+    #[error("{message}")]
+    DatetimeOverflow { message: String },
     /// A value outside its type's range (`value "99999" is out of range for type smallint`).
     #[error("{message}")]
     OutOfRange { message: String },

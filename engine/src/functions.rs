@@ -1,6 +1,9 @@
 //! Functions clients call to learn who they talk to: `version()`, `current_database()`,
 //! `current_schema()`; and `pg_typeof(x)`. The catalog functions are
 //! `catalog::pg_catalog::functions`.
+//!
+//! - [`datetime_template`]: `to_char`, `to_timestamp`, `to_date` with PostgreSQL's
+//!   date/time templates (`'YYYY-MM-DD HH24:MI:SS'`).
 
 use std::sync::Arc;
 
@@ -13,6 +16,8 @@ use datafusion::logical_expr::{
 use datafusion::prelude::SessionContext;
 
 use crate::statements::settings::SERVER_VERSION;
+
+pub mod datetime_template;
 
 pub fn version_string() -> String {
     format!(
@@ -47,6 +52,7 @@ pub fn register(ctx: &SessionContext, database: &str) {
     ctx.register_udf(constant("current_database", database.to_string()));
     ctx.register_udf(constant("current_schema", crate::statements::ddl::DEFAULT_SCHEMA.to_string()));
     ctx.register_udf(ScalarUDF::from(PgTypeof::default()));
+    datetime_template::register(ctx);
 }
 
 /// `pg_typeof(x)`: the name of `x`'s PostgreSQL type (`integer`, `jsonb`, `vector`).

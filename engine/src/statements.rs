@@ -8,6 +8,8 @@
 //! - [`pg_casts`]: a float cast to text prints as in PostgreSQL (`1`, not `1.0`).
 //! - [`pg_syntax`]: Postgres syntax of catalog queries DataFusion lacks (`COLLATE`,
 //!   `OPERATOR(pg_catalog.~)`, `::regclass`, `ARRAY(SELECT ...)`).
+//! - [`lateral_unnest`]: `FROM t CROSS JOIN unnest(t.a)`, an unnest reading the rows
+//!   before it, as one plan.
 //! - [`scalar_subqueries`]: correlated scalar subqueries that are not aggregates;
 //!   [`row_subqueries`]: those DataFusion cannot join, run per outer row.
 //! - [`session`]: [`Session`](session::Session), one connection's statements: prepare
@@ -35,6 +37,7 @@ pub mod copy;
 pub mod cursors;
 pub mod ddl;
 pub mod dml;
+pub mod lateral_unnest;
 pub mod limits;
 pub mod literals;
 pub mod lookup;

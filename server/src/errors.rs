@@ -40,6 +40,8 @@ pub fn client_error(error: &EngineError) -> ClientError {
         EngineError::InvalidParameter { message } => ClientError::new("22023", message),
         EngineError::InvalidBinary { message } => ClientError::new("22P03", message),
         EngineError::DataException { message } => ClientError::new("22000", message),
+        EngineError::InvalidDatetime { message } => ClientError::new("22007", message),
+        EngineError::DatetimeOverflow { message } => ClientError::new("22008", message),
         EngineError::UndefinedColumn { .. } => ClientError::new("42703", error.to_string()),
         EngineError::UndefinedObject { message } => ClientError::new("42704", message),
         EngineError::UndefinedType { .. } | EngineError::UndefinedParameter { .. } => {

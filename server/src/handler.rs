@@ -566,6 +566,7 @@ impl Handler {
             .0
             .with_session(async |session| {
                 self.0.now_idle(session);
+                session.apply_set_config();
                 self.0.changed_parameters(session)
             })
             .await?;

@@ -1,7 +1,8 @@
 //! [`TarnTable`]: a table, pinned at one snapshot, as a DataFusion `TableProvider`.
 //!
 //! - A table without a primary key scans its base: Lance's scanner (projection and
-//!   filters pushed down) or DataFusion's Parquet reader.
+//!   filters pushed down) or DataFusion's Parquet reader; a transaction's own appends
+//!   are scanned beside it (and its filters then all `Inexact`).
 //! - A primary-key table merges on read: the base scan, with each row's address, drops
 //!   the rows in the deletion vector ([`MergeFilterExec`]); the newest change rows of
 //!   every bucket are added as one partition per bucket. A transaction's own writes
@@ -97,9 +98,11 @@ pub(crate) fn nullable_schema(schema: &SchemaRef) -> SchemaRef {
 /// A transaction's own, uncommitted writes to one table, as its reads see them.
 #[derive(Debug, Default)]
 pub struct Overlay {
-    /// The newest row of every key the transaction wrote and did not delete.
+    /// The newest row of every key the transaction wrote and did not delete; for a
+    /// table without a primary key, the rows it appended.
     pub rows: Option<RecordBatch>,
-    /// Every key written: `Some(row in rows)`, or `None` when deleted.
+    /// Every key written: `Some(row in rows)`, or `None` when deleted (empty for a
+    /// table without a primary key: its writes only add rows).
     pub keys: HashMap<Key, Option<usize>>,
 }
 
@@ -191,7 +194,8 @@ impl TableProvider for TarnTable {
     }
 
     fn supports_filters_pushdown(&self, filters: &[&Expr]) -> DfResult<Vec<TableProviderFilterPushDown>> {
-        if self.snapshot.changes.is_some() {
+        // The rows a transaction appended are scanned beside the base, unfiltered.
+        if self.snapshot.changes.is_some() || self.overlay.is_some() {
             return Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()]);
         }
         match self.lance() {
@@ -215,16 +219,39 @@ impl TableProvider for TarnTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let columns: Vec<usize> = match projection {
+            Some(p) => p.clone(),
+            None => (0..self.schema.fields().len()).collect(),
+        };
         if self.snapshot.changes.is_some() {
-            let projection: Vec<usize> = match projection {
-                Some(p) => p.clone(),
-                None => (0..self.schema.fields().len()).collect(),
-            };
             if let Some(keys) = self.point_lookup_keys(filters)? {
-                return Ok(Arc::new(PointLookupExec::new(self, keys, projection)));
+                return Ok(Arc::new(PointLookupExec::new(self, keys, columns)));
             }
-            return self.scan_merged(state, projection, filters).await;
+            return self.scan_merged(state, columns, filters).await;
         }
+        let base = self.scan_base(state, projection, filters, limit).await?;
+        match self.overlay.as_ref().and_then(|o| o.rows.as_ref()) {
+            // A transaction's appends to a table without a primary key, beside its base.
+            Some(rows) => {
+                let output = base.schema();
+                let rows = project_batch(&relabel(rows, &self.schema)?, &columns, &output)?;
+                let appended = MemorySourceConfig::try_new_exec(&[vec![rows]], output, None)?;
+                UnionExec::try_new(vec![base, appended])
+            }
+            None => Ok(base),
+        }
+    }
+}
+
+impl TarnTable {
+    /// The base of a table without a primary key, as its format reads it.
+    async fn scan_base(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
         match &self.snapshot.base {
             BaseSnapshot::Lance(_) => {
                 let lance = self.lance().expect("lance base");

@@ -142,14 +142,9 @@ pub(crate) fn result_schema(plan: &LogicalPlan) -> SchemaRef {
 fn pg_column_name(expr: &datafusion::logical_expr::Expr) -> String {
     use datafusion::logical_expr::Expr;
     match expr {
-        // DataFusion itself aliases `count(*)`; users rarely alias to a call's text.
-        Expr::Alias(alias)
-            if alias.name.contains('(')
-                && matches!(
-                    alias.expr.as_ref(),
-                    Expr::AggregateFunction(_) | Expr::ScalarFunction(_) | Expr::Column(_)
-                ) =>
-        {
+        // DataFusion itself aliases `count(*)` (lower case); a user's alias stays as
+        // written, even when it is a call's text (Superset's `AS "SUM(amount)"`).
+        Expr::Alias(alias) if matches!(alias.expr.as_ref(), Expr::AggregateFunction(f) if alias.name == format!("{}(*)", f.func.name())) => {
             pg_column_name(&alias.expr)
         }
         Expr::Alias(alias) => output_alias_name(&alias.name),

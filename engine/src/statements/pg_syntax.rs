@@ -14,6 +14,12 @@
 //! - `generate_series` in `FROM`: bounds cast to `bigint`; over columns, an `unnest`.
 //!   In a select list (a set-returning function there, psqlODBC's foreign keys): an
 //!   `unnest` of the series, a row per value.
+//! - `LATERAL unnest(t.a)`: `unnest(t.a)`, lateral anyway; `substring(s FROM
+//!   'pattern')`: the regular expression's match.
+//! - `pg_show_all_settings()` in `FROM`: `pg_settings`; `aclexplode(acl)` in a select
+//!   list: a row per item of `tarn_aclexplode`'s list; `row_to_json(t)` of a derived
+//!   table: `json_build_object` of its columns; `c.tableoid`: `c`'s table's OID;
+//!   `ARRAY(SELECT generate_series(a, b))`: the series.
 //! - `information_schema._pg_expandarray(a)`: `unnest` of its elements and positions;
 //!   `(composite).field`: `get_field`; `generate_subscripts(a, 1)`: `unnest` of
 //!   `1..cardinality(a)`.
@@ -28,6 +34,7 @@ use datafusion::sql::sqlparser::ast::{
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 
+use crate::statements::ddl;
 use crate::statements::literals::call;
 
 /// Applies the rewrites above to every expression of `statement`, and takes
@@ -49,18 +56,51 @@ impl ast::VisitorMut for Rewriter {
 
     fn pre_visit_query(&mut self, query: &mut ast::Query) -> ControlFlow<()> {
         series_rows(query.body.as_mut());
+        each_select(query.body.as_mut(), &mut |select| {
+            rows_to_json(select);
+            table_oids(select);
+        });
         ControlFlow::Continue(())
     }
 
     fn pre_visit_table_factor(&mut self, factor: &mut ast::TableFactor) -> ControlFlow<()> {
+        // `LATERAL unnest(t.a)`: an unnest in FROM reads the rows before it anyway
+        // (PostgreSQL makes it lateral implicitly; see `lateral_unnest`).
+        if let ast::TableFactor::Function { lateral: true, name, args, alias, with_ordinality: false } =
+            factor
+        {
+            let last = name.0.last().map(|part| part.to_string());
+            if last.is_some_and(|n| n.eq_ignore_ascii_case("unnest")) {
+                *factor = unnest(plain_args(args), alias.take());
+            }
+        }
         if let ast::TableFactor::Table { name, args: Some(args), alias, .. } = factor {
             if matches!(name.0.as_slice(), [ObjectNamePart::Identifier(s), _] if s.value.eq_ignore_ascii_case("pg_catalog"))
             {
                 name.0.remove(0);
                 // `unnest` in FROM is its own construct to the planner.
                 if name.to_string().eq_ignore_ascii_case("unnest") {
-                    *factor = unnest(plain_args(args), alias.take());
+                    *factor = unnest(plain_args(&args.args), alias.take());
                 }
+            }
+        }
+        // `pg_show_all_settings()`: the function behind the `pg_settings` view.
+        if let ast::TableFactor::Table { name, args: Some(_), alias, .. } = factor {
+            if name.to_string().eq_ignore_ascii_case("pg_show_all_settings") {
+                let alias = alias.take().unwrap_or_else(|| table_alias("pg_show_all_settings"));
+                *factor = ast::TableFactor::Table {
+                    name: ObjectName::from(vec![Ident::new("pg_catalog"), Ident::new("pg_settings")]),
+                    alias: Some(alias),
+                    args: None,
+                    with_hints: vec![],
+                    version: None,
+                    with_ordinality: false,
+                    partitions: vec![],
+                    json_path: None,
+                    sample: None,
+                    index_hints: vec![],
+                };
+                return ControlFlow::Continue(());
             }
         }
         // `generate_series(0, array_upper(a, 1)) s` reading columns: the planner wants
@@ -79,7 +119,14 @@ impl ast::VisitorMut for Rewriter {
                     }
                 }
             } else if is_series {
-                *factor = unnest(vec![call("generate_series", plain_args(args))], alias.take());
+                let alias = alias.take().unwrap_or_else(|| table_alias("generate_series"));
+                *factor = unnest(vec![call("generate_series", plain_args(&args.args))], Some(alias));
+            }
+        }
+        // `unnest(a)` alone is named `unnest`, table and column, as in Postgres.
+        if let ast::TableFactor::UNNEST { alias: alias @ None, array_exprs, .. } = factor {
+            if array_exprs.len() == 1 {
+                *alias = Some(table_alias("unnest"));
             }
         }
         // `unnest(a) x`: `x` names the column too, as in Postgres.
@@ -101,8 +148,13 @@ fn series_rows(body: &mut SetExpr) {
                 let (SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. }) = item else {
                     continue;
                 };
-                if matches!(e, SqlExpr::Function(f) if f.name.to_string().eq_ignore_ascii_case("generate_series"))
-                {
+                let SqlExpr::Function(f) = e else { continue };
+                let name = f.name.0.last().map(|p| p.to_string().to_ascii_lowercase()).unwrap_or_default();
+                if name == "generate_series" {
+                    *e = call("unnest", vec![take(e)]);
+                } else if name == "aclexplode" {
+                    // A row per ACL item (`(d).grantee` reads one's field).
+                    f.name = ObjectName::from(vec![Ident::new("tarn_aclexplode")]);
                     *e = call("unnest", vec![take(e)]);
                 }
             }
@@ -115,6 +167,107 @@ fn series_rows(body: &mut SetExpr) {
     }
 }
 
+/// Every select of a set operation (`UNION ALL` of pgAdmin's dashboard charts).
+fn each_select(body: &mut SetExpr, f: &mut impl FnMut(&mut ast::Select)) {
+    match body {
+        SetExpr::Select(select) => f(select),
+        SetExpr::SetOperation { left, right, .. } => {
+            each_select(left, f);
+            each_select(right, f);
+        }
+        SetExpr::Query(query) => each_select(query.body.as_mut(), f),
+        _ => {}
+    }
+}
+
+/// `row_to_json(t)` of a derived table `t` whose columns are all named:
+/// `json_build_object('a', t."a", ...)` (pgAdmin's dashboard charts). A whole-row
+/// reference is otherwise not something DataFusion has.
+fn rows_to_json(select: &mut ast::Select) {
+    let mut derived: Vec<(String, Vec<String>)> = Vec::new();
+    for table in &select.from {
+        for factor in std::iter::once(&table.relation).chain(table.joins.iter().map(|j| &j.relation)) {
+            let ast::TableFactor::Derived { subquery, alias: Some(alias), .. } = factor else { continue };
+            let SetExpr::Select(inner) = subquery.body.as_ref() else { continue };
+            let names: Option<Vec<String>> = inner
+                .projection
+                .iter()
+                .map(|item| match item {
+                    SelectItem::ExprWithAlias { alias, .. } => Some(ddl::ident(alias)),
+                    SelectItem::UnnamedExpr(SqlExpr::Identifier(i)) => Some(ddl::ident(i)),
+                    SelectItem::UnnamedExpr(SqlExpr::CompoundIdentifier(parts)) => {
+                        parts.last().map(ddl::ident)
+                    }
+                    _ => None,
+                })
+                .collect();
+            if let Some(names) = names {
+                derived.push((ddl::ident(&alias.name), names));
+            }
+        }
+    }
+    if derived.is_empty() {
+        return;
+    }
+    let _ = ast::visit_expressions_mut(&mut select.projection, |e| {
+        let SqlExpr::Function(f) = e else { return ControlFlow::<()>::Continue(()) };
+        let is_row_to_json =
+            f.name.0.last().is_some_and(|p| p.to_string().eq_ignore_ascii_case("row_to_json"));
+        let FunctionArguments::List(list) = &f.args else { return ControlFlow::Continue(()) };
+        let [FunctionArg::Unnamed(FunctionArgExpr::Expr(SqlExpr::Identifier(row)))] = list.args.as_slice()
+        else {
+            return ControlFlow::Continue(());
+        };
+        let found = derived.iter().find(|(alias, _)| *alias == ddl::ident(row)).filter(|_| is_row_to_json);
+        if let Some((alias, names)) = found {
+            let mut args = Vec::with_capacity(names.len() * 2);
+            for name in names {
+                args.push(SqlExpr::Value(Value::SingleQuotedString(name.clone()).into()));
+                args.push(SqlExpr::CompoundIdentifier(vec![
+                    Ident::with_quote('"', alias),
+                    Ident::with_quote('"', name),
+                ]));
+            }
+            *e = call("json_build_object", args);
+        }
+        ControlFlow::Continue(())
+    });
+}
+
+/// `c.tableoid` (the system column naming the table a row came from) of a table in
+/// this select's `FROM`: that table's OID, `tarn_regclass('pg_catalog.pg_class')`.
+fn table_oids(select: &mut ast::Select) {
+    let mut tables: Vec<(String, String)> = Vec::new();
+    for table in &select.from {
+        for factor in std::iter::once(&table.relation).chain(table.joins.iter().map(|j| &j.relation)) {
+            let ast::TableFactor::Table { name, alias, args: None, .. } = factor else { continue };
+            let Some(ObjectNamePart::Identifier(last)) = name.0.last() else { continue };
+            let called = ddl::ident(alias.as_ref().map_or(last, |a| &a.name));
+            tables.push((called, name.to_string()));
+        }
+    }
+    if tables.is_empty() {
+        return;
+    }
+    let _ = ast::visit_expressions_mut(select, |e| {
+        if let SqlExpr::CompoundIdentifier(parts) = e {
+            if let [qualifier, column] = parts.as_slice() {
+                if column.value.eq_ignore_ascii_case("tableoid") {
+                    if let Some((_, name)) =
+                        tables.iter().find(|(called, _)| *called == ddl::ident(qualifier))
+                    {
+                        *e = call(
+                            "tarn_regclass",
+                            vec![SqlExpr::Value(Value::SingleQuotedString(name.clone()).into())],
+                        );
+                    }
+                }
+            }
+        }
+        ControlFlow::<()>::Continue(())
+    });
+}
+
 fn rewrite_expr(expr: &mut SqlExpr) {
     match expr {
         // A reserved word in PostgreSQL (no column has that name unquoted) that the
@@ -123,6 +276,19 @@ fn rewrite_expr(expr: &mut SqlExpr) {
             if ident.quote_style.is_none() && ident.value.eq_ignore_ascii_case("current_role") =>
         {
             *expr = call("current_role", vec![]);
+        }
+        // `substring(s FROM 'pattern')`: the part of `s` the POSIX pattern matches (its
+        // first parenthesized group when it has one), as in PostgreSQL; a number after
+        // FROM is a position, as before.
+        SqlExpr::Substring { expr: inner, substring_from: Some(pattern), substring_for: None, .. } if matches!(pattern.as_ref(), SqlExpr::Value(v) if matches!(v.value, Value::SingleQuotedString(_))) =>
+        {
+            let matched = call("regexp_match", vec![take(inner), take(pattern)]);
+            *expr = SqlExpr::CompoundFieldAccess {
+                root: Box::new(matched),
+                access_chain: vec![ast::AccessExpr::Subscript(ast::Subscript::Index {
+                    index: SqlExpr::Value(Value::Number("1".into(), false).into()),
+                })],
+            };
         }
         SqlExpr::Collate { expr: inner, collation } if is_byte_collation(collation) => {
             *expr = take(inner);
@@ -255,10 +421,38 @@ fn unnest(array_exprs: Vec<SqlExpr>, alias: Option<ast::TableAlias>) -> ast::Tab
     }
 }
 
+/// The `generate_series(a, b)` call in `unnest(generate_series(a, b))` (what
+/// [`series_rows`] made of a select item), its bounds as `bigint`.
+fn series_of(expr: &mut SqlExpr) -> Option<SqlExpr> {
+    let SqlExpr::Function(unnest) = expr else { return None };
+    let FunctionArguments::List(list) = &mut unnest.args else { return None };
+    let [FunctionArg::Unnamed(FunctionArgExpr::Expr(SqlExpr::Function(series)))] = list.args.as_mut_slice()
+    else {
+        return None;
+    };
+    let is_series = unnest.name.to_string().eq_ignore_ascii_case("unnest")
+        && series.name.0.last().is_some_and(|p| p.to_string().eq_ignore_ascii_case("generate_series"));
+    if !is_series {
+        return None;
+    }
+    if let FunctionArguments::List(bounds) = &mut series.args {
+        for bound in &mut bounds.args {
+            if let FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) = bound {
+                *e = bigint(take(e));
+            }
+        }
+    }
+    Some(SqlExpr::Function(series.clone()))
+}
+
+/// `AS name`.
+fn table_alias(name: &str) -> ast::TableAlias {
+    ast::TableAlias { explicit: true, name: Ident::new(name), columns: Vec::new(), at: None }
+}
+
 /// A call's positional arguments.
-fn plain_args(args: &ast::TableFunctionArgs) -> Vec<SqlExpr> {
-    args.args
-        .iter()
+fn plain_args(args: &[FunctionArg]) -> Vec<SqlExpr> {
+    args.iter()
         .filter_map(|a| match a {
             FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e.clone()),
             _ => None,
@@ -387,6 +581,16 @@ fn is_array_subquery(f: &ast::Function) -> bool {
 /// FROM ...), '{}')`, for a subquery of one plain select item; `None` for others.
 fn array_of_subquery(query: &mut ast::Query) -> Option<SqlExpr> {
     let SetExpr::Select(select) = query.body.as_mut() else { return None };
+    // `ARRAY(SELECT generate_series(1, n))` is the series itself, an array already.
+    if select.from.is_empty() && select.selection.is_none() && select.projection.len() == 1 {
+        if let SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } =
+            &mut select.projection[0]
+        {
+            if let Some(series) = series_of(e) {
+                return Some(series);
+            }
+        }
+    }
     let plain = select.distinct.is_none()
         && select.having.is_none()
         && matches!(&select.group_by, ast::GroupByExpr::Expressions(e, m) if e.is_empty() && m.is_empty())

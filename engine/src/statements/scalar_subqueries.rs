@@ -123,13 +123,22 @@ fn one_value(subquery: Subquery, single: &Arc<AggregateUDF>) -> DfResult<Expr> {
 }
 
 /// Whether the subquery reads the outer row inside a derived table of its own
-/// (`(SELECT ... FROM unnest(tc.reloptions) x)`): DataFusion then joins it as if it
-/// did not, with the references left inside, and cannot run the result.
+/// (`(SELECT ... FROM unnest(tc.reloptions) x)`) or a recursive CTE: DataFusion then
+/// joins it as if it did not, with the references left inside, and cannot run the
+/// result.
 fn reads_outer_row_in_derived_table(subquery: &Subquery) -> bool {
     let mut found = false;
     let _ = subquery.subquery.apply(|node| {
-        if let LogicalPlan::Subquery(derived) = node {
-            found |= !derived.subquery.all_out_ref_exprs().is_empty();
+        match node {
+            LogicalPlan::Subquery(derived) => found |= !derived.subquery.all_out_ref_exprs().is_empty(),
+            // A recursive CTE that starts from the outer row (pgAdmin's role
+            // memberships): DataFusion's decorrelation would add the correlated column
+            // to its first term only.
+            LogicalPlan::RecursiveQuery(recursive) => {
+                found |= !recursive.static_term.all_out_ref_exprs().is_empty()
+                    || !recursive.recursive_term.all_out_ref_exprs().is_empty()
+            }
+            _ => {}
         }
         Ok(if found { TreeNodeRecursion::Stop } else { TreeNodeRecursion::Continue })
     });
@@ -250,7 +259,7 @@ fn is_correlated_equality(e: &Expr) -> bool {
 }
 
 /// An outer-row condition as the outer plan reads it.
-fn strip_outer_refs(e: Expr) -> DfResult<Expr> {
+pub(crate) fn strip_outer_refs(e: Expr) -> DfResult<Expr> {
     e.transform(|e| match e {
         Expr::OuterReferenceColumn(_, column) => Ok(Transformed::yes(Expr::Column(column))),
         e => Ok(Transformed::no(e)),

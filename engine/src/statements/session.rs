@@ -178,12 +178,16 @@ pub struct Session {
     pub(crate) txn: Arc<TxState>,
     /// Open cursors (`DECLARE`).
     pub(crate) cursors: crate::statements::cursors::Cursors,
+    /// What `set_config()` set during the statement, applied when it ends.
+    set_config: crate::statements::settings::PendingSettings,
 }
 
 impl Session {
     pub(crate) fn new(engine: Arc<Engine>, ctx: SessionContext, user: &str, txn: Arc<TxState>) -> Self {
         let settings = Settings::new(user);
         ctx.register_udf(crate::catalog::pg_catalog::functions::current_setting(settings.all()));
+        let set_config = crate::statements::settings::PendingSettings::default();
+        ctx.register_udf(crate::statements::settings::set_config(set_config.clone()));
         crate::functions::register_user(&ctx, user);
         let planning = ctx.state();
         let task = planning.task_ctx();
@@ -199,11 +203,28 @@ impl Session {
             stream_failed: Arc::default(),
             txn,
             cursors: Default::default(),
+            set_config,
         }
     }
 
     pub fn settings(&self) -> &Settings {
         &self.settings
+    }
+
+    /// Applies what `set_config()` set during the statement that just ended (checked
+    /// already), as `SET` would. The server calls it before it reports changed settings.
+    pub fn apply_set_config(&mut self) {
+        let pending =
+            std::mem::take(&mut *self.set_config.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        if pending.is_empty() {
+            return;
+        }
+        for (name, value) in pending {
+            if let Err(e) = self.settings.set(&name, &value) {
+                tracing::warn!(setting = name, error = %e, "set_config value no longer applies");
+            }
+        }
+        self.sync_search_settings();
     }
 
     pub fn settings_mut(&mut self) -> &mut Settings {
@@ -279,6 +300,8 @@ impl Session {
 
     /// Runs a prepared statement with parameter values (already of `param_types`).
     pub async fn execute(&mut self, prepared: &Prepared, params: Vec<ScalarValue>) -> Result<Output> {
+        // A `set_config()` whose rows were read after the statement returned.
+        self.apply_set_config();
         let outcome = self.run(prepared, params).await;
         self.note(&outcome);
         outcome

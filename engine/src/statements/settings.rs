@@ -1,10 +1,17 @@
-//! Session settings: what `SET` changes and `SHOW` reads, with Postgres' defaults for
-//! the ones clients ask about. Statements answered here never reach DataFusion.
+//! Session settings: what `SET` (and `set_config()`) changes and `SHOW` reads, with
+//! Postgres' defaults for the ones clients ask about. Statements answered here never
+//! reach DataFusion.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use arrow::array::{Array, ArrayRef, StringArray};
+use arrow::datatypes::DataType;
+use datafusion::common::ScalarValue;
+use datafusion::error::Result as DfResult;
+use datafusion::logical_expr::{create_udf, ColumnarValue, ScalarUDF, Volatility};
 use datafusion::sql::sqlparser::ast::{Expr as SqlExpr, ObjectName, Value};
 
 use crate::error::{EngineError, Result};
@@ -88,6 +95,8 @@ fn defaults() -> BTreeMap<String, (String, String)> {
         ("max_function_args", "100"),
         ("block_size", "8192"),
         ("default_table_access_method", "lance"),
+        ("default_tablespace", ""),
+        ("temp_tablespaces", ""),
         ("lc_messages", "C.UTF-8"),
         ("lc_collate", "C.UTF-8"),
         ("lc_ctype", "C.UTF-8"),
@@ -164,6 +173,17 @@ impl Settings {
     }
 
     pub fn set(&mut self, name: &str, value: &str) -> Result<()> {
+        let value = Self::checked(name, value)?;
+        let key = name.to_lowercase();
+        let spelled = self.values.get(&key).map(|(s, _)| s.clone()).unwrap_or_else(|| name.to_string());
+        self.values.insert(key, (spelled, value));
+        self.generation = next_generation();
+        Ok(())
+    }
+
+    /// `value` as `name` keeps it (`'UTF-8'` is `UTF8`, `'5s'` is `5000ms`), or why it
+    /// cannot be that setting's value.
+    pub fn checked(name: &str, value: &str) -> Result<String> {
         let key = name.to_lowercase();
         if READ_ONLY.contains(&key.as_str()) {
             return Err(EngineError::InvalidParameter {
@@ -223,10 +243,7 @@ impl Settings {
                 }
             }
         };
-        let spelled = self.values.get(&key).map(|(s, _)| s.clone()).unwrap_or_else(|| name.to_string());
-        self.values.insert(key, (spelled, value));
-        self.generation = next_generation();
-        Ok(())
+        Ok(value)
     }
 
     /// A duration setting (`statement_timeout`, `idle_session_timeout`, ...); `None`
@@ -360,4 +377,48 @@ mod tests {
         assert_eq!(s.get("application_name").unwrap(), "");
         assert_eq!(s.get("session_authorization").unwrap(), "alice");
     }
+}
+
+/// Settings `set_config()` calls made during a statement, applied by the session when
+/// the statement ends ([`crate::statements::session::Session::apply_set_config`]).
+pub type PendingSettings = Arc<Mutex<Vec<(String, String)>>>;
+
+/// `set_config(name, value, is_local)`: checks the value as `SET` would, records it in
+/// `pending`, and returns it (pgAdmin sets `bytea_output` this way on connect). It
+/// takes effect when its statement ends; `is_local` is taken as `SET LOCAL` is (for the
+/// session).
+pub fn set_config(pending: PendingSettings) -> ScalarUDF {
+    create_udf(
+        "set_config",
+        vec![DataType::Utf8, DataType::Utf8, DataType::Boolean],
+        DataType::Utf8,
+        Volatility::Volatile,
+        Arc::new(move |args: &[ColumnarValue]| {
+            let rows = args.iter().find_map(|a| match a {
+                ColumnarValue::Array(a) => Some(a.len()),
+                ColumnarValue::Scalar(_) => None,
+            });
+            let arrays = args.iter().map(|a| a.to_array(rows.unwrap_or(1))).collect::<DfResult<Vec<_>>>()?;
+            let names = arrays[0].as_any().downcast_ref::<StringArray>().expect("coerced to Utf8");
+            let values = arrays[1].as_any().downcast_ref::<StringArray>().expect("coerced to Utf8");
+            let mut out = Vec::with_capacity(names.len());
+            for (name, value) in names.iter().zip(values.iter()) {
+                let (Some(name), Some(value)) = (name, value) else {
+                    out.push(None);
+                    continue;
+                };
+                let value = Settings::checked(name, value).map_err(EngineError::into_datafusion)?;
+                pending
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .push((name.to_string(), value.clone()));
+                out.push(Some(value));
+            }
+            let out: ArrayRef = Arc::new(StringArray::from(out));
+            Ok(match rows {
+                Some(_) => ColumnarValue::Array(out),
+                None => ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?),
+            })
+        }),
+    )
 }

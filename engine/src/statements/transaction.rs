@@ -4,8 +4,9 @@
 //! Every write statement runs inside one: `BEGIN` opens it explicitly, otherwise the
 //! statement opens and commits its own. The first read of a table pins its snapshot
 //! for the rest of the transaction (snapshot isolation); the catalog asks
-//! [`TxState::pinned`] for it, with an [`Overlay`] of the transaction's own writes so
-//! they read back at once. `COMMIT` hands every table's writes to the warehouse as one
+//! [`TxState::pinned`] for it, with an [`Overlay`] of the transaction's own writes
+//! (newest row per key, or the rows appended to a table without a key) so they read
+//! back at once. `COMMIT` hands every table's writes to the warehouse as one
 //! commit (one log record); a key another transaction committed after our snapshot
 //! makes it fail with 40001.
 
@@ -106,7 +107,10 @@ impl TxState {
                 table.writes.truncate(writes);
                 table.overlay_stale = true;
             }
-            table.appends.truncate(appends);
+            if table.appends.len() > appends {
+                table.appends.truncate(appends);
+                table.overlay_stale = true;
+            }
         }
         Ok(())
     }
@@ -140,7 +144,11 @@ impl TxState {
         }
         let entry = inner.tables.entry(table.id()).or_insert_with(|| TxTable::pin(table));
         if entry.overlay_stale {
-            entry.overlay = Some(Arc::new(overlay_of(table, &entry.writes)?));
+            let overlay = match table.key_codec() {
+                Some(_) => overlay_of(table, &entry.writes)?,
+                None => Overlay { rows: appended(&entry.appends)?, keys: HashMap::new() },
+            };
+            entry.overlay = Some(Arc::new(overlay));
             entry.overlay_stale = false;
         }
         Ok(Some((entry.snapshot.clone(), entry.overlay.clone())))
@@ -163,11 +171,20 @@ impl TxState {
             message: "write to a table the transaction did not pin".into(),
         })?;
         entry.appends.extend(rows);
+        entry.overlay_stale = true;
         Ok(())
     }
 
     pub fn has_writes(&self) -> bool {
         self.lock().tables.values().any(|t| !t.writes.is_empty() || !t.appends.is_empty())
+    }
+}
+
+/// The rows appended to a table without a primary key, as one batch.
+fn appended(appends: &[RecordBatch]) -> Result<Option<RecordBatch>> {
+    match appends.first() {
+        None => Ok(None),
+        Some(first) => Ok(Some(arrow::compute::concat_batches(&first.schema(), appends)?)),
     }
 }
 

@@ -208,16 +208,10 @@ fn schema_names(warehouse: &Warehouse) -> Vec<String> {
 /// A relation's OID by name as `::regclass` reads it: `name` (a catalog, then a table
 /// or index of the default schema) or `schema.name`, either part maybe quoted.
 fn relation_by_name(warehouse: &Warehouse, name: &str) -> Option<u32> {
-    let unquote = |s: &str| {
-        if s.starts_with('"') {
-            s.trim_matches('"').replace("\"\"", "\"")
-        } else {
-            s.to_ascii_lowercase()
-        }
-    };
-    let (schema, relation) = match name.split_once('.') {
-        Some((schema, relation)) => (Some(unquote(schema)), unquote(relation)),
-        None => (None, unquote(name)),
+    let (schema, relation) = match name_parts(name)?.as_mut_slice() {
+        [relation] => (None, std::mem::take(relation)),
+        [.., schema, relation] => (Some(std::mem::take(schema)), std::mem::take(relation)),
+        [] => return None,
     };
     if schema.as_deref().is_none_or(|s| s == super::SCHEMA) {
         if let Some(def) = super::columns::ALL.iter().find(|d| d.name == relation) {
@@ -236,6 +230,45 @@ fn relation_by_name(warehouse: &Warehouse, name: &str) -> Option<u32> {
         }
         t.indexes.iter().find(|i| i.name == relation).map(|i| i.oid)
     })
+}
+
+/// The parts of a qualified name as PostgreSQL's `SplitIdentifierString` reads them:
+/// `a.b`, `"A"."b.c"`, `"public" . "t"` (ADBC's spelling: blanks around the dot);
+/// unquoted parts lower-cased, quoted ones as written (`""` one quote). `None` when
+/// malformed.
+fn name_parts(name: &str) -> Option<Vec<String>> {
+    let mut parts = Vec::new();
+    let mut chars = name.chars().peekable();
+    let skip_blanks = |chars: &mut std::iter::Peekable<std::str::Chars>| {
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+    };
+    loop {
+        skip_blanks(&mut chars);
+        let mut part = String::new();
+        if chars.next_if_eq(&'"').is_some() {
+            loop {
+                match chars.next()? {
+                    '"' if chars.next_if_eq(&'"').is_some() => part.push('"'),
+                    '"' => break,
+                    c => part.push(c),
+                }
+            }
+        } else {
+            while let Some(c) = chars.next_if(|c| *c != '.' && !c.is_whitespace()) {
+                part.push(c.to_ascii_lowercase());
+            }
+            if part.is_empty() {
+                return None;
+            }
+        }
+        parts.push(part);
+        skip_blanks(&mut chars);
+        match chars.next() {
+            None => return Some(parts),
+            Some('.') => continue,
+            Some(_) => return None,
+        }
+    }
 }
 
 /// `oid::regclass` shown: the name, schema-qualified outside the search path.
@@ -361,6 +394,40 @@ pub fn register(ctx: &SessionContext, warehouse: Weak<Warehouse>, activity: Weak
     }));
     ctx.register_udf(function("pg_is_in_recovery", &[], 0, DataType::Boolean, |_| {
         ScalarValue::Boolean(Some(false))
+    }));
+    // No replica, so no replay to pause.
+    ctx.register_udf(function("pg_is_wal_replay_paused", &[], 0, DataType::Boolean, |_| {
+        ScalarValue::Boolean(Some(false))
+    }));
+    // A statement never waits on another session's lock (writers meet at commit).
+    let pids = DataType::List(Arc::new(Field::new_list_field(DataType::Int32, true)));
+    let no_pid = ScalarValue::try_from(&pids).expect("a list type has a typed NULL");
+    ctx.register_udf(function("pg_blocking_pids", &[Int4], 1, pids, move |v| match v[0].is_null() {
+        true => no_pid.clone(),
+        false => ScalarValue::List(ScalarValue::new_list(&[], &DataType::Int32, true)),
+    }));
+    // `aclexplode(acl)`'s rows as a list (`pg_syntax` unnests it where it is called):
+    // Tarn grants nothing yet (roles and grants come with governance), so every ACL
+    // column is NULL and explodes to no rows.
+    let acl_item = DataType::Struct(
+        vec![
+            Field::new("grantor", DataType::UInt32, true),
+            Field::new("grantee", DataType::UInt32, true),
+            Field::new("privilege_type", DataType::Utf8, true),
+            Field::new("is_grantable", DataType::Boolean, true),
+        ]
+        .into(),
+    );
+    let acl_items = DataType::List(Arc::new(Field::new_list_field(acl_item.clone(), true)));
+    ctx.register_udf(fallible("tarn_aclexplode", &[Any], 1, acl_items, move |v| {
+        let empty = matches!(&v[0], ScalarValue::List(list) if list.is_empty() || list.value_length(0) == 0);
+        if !v[0].is_null() && !empty {
+            return Err(crate::error::EngineError::FeatureNotSupported {
+                message: "aclexplode of a non-empty ACL is not supported (Tarn has no grants yet)".into(),
+            }
+            .into_datafusion());
+        }
+        Ok(ScalarValue::List(ScalarValue::new_list(&[], &acl_item, true)))
     }));
     ctx.register_udf(function("pg_relation_is_publishable", &[Oid], 1, DataType::Boolean, |v| {
         ScalarValue::Boolean(oid_arg(&v[0]).map(|_| false))
@@ -702,5 +769,17 @@ mod tests {
         assert_eq!(size_pretty(10240), "10 kB");
         assert_eq!(size_pretty(1_000_000), "977 kB");
         assert_eq!(size_pretty(123_456_789), "118 MB");
+    }
+
+    #[test]
+    fn qualified_names_split_as_postgres_splits_them() {
+        let parts = |s: &str| name_parts(s).map(|p| p.join("|"));
+        assert_eq!(parts("Items").as_deref(), Some("items"));
+        assert_eq!(parts("public.items").as_deref(), Some("public|items"));
+        assert_eq!(parts("\"public\" . \"Acc.T\"").as_deref(), Some("public|Acc.T"));
+        assert_eq!(parts(" \"a\"\"b\" ").as_deref(), Some("a\"b"));
+        assert_eq!(parts("a..b"), None);
+        assert_eq!(parts("a b"), None);
+        assert_eq!(parts("\"open"), None);
     }
 }
