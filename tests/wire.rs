@@ -203,6 +203,15 @@ async fn result_columns_are_named_as_postgres_names_them() {
         .unwrap();
     let names: Vec<&str> = statement.columns().iter().map(|c| c.name()).collect();
     assert_eq!(names, vec!["SUM(price)", "COUNT(*)", "count", "max(id)"]);
+    // A composite's field is named after the field (pgAdmin's `(d).grantee`).
+    let statement = client
+        .prepare(
+            "SELECT (d).grantee, (d).privilege_type FROM (SELECT aclexplode(relacl) AS d FROM pg_class) a",
+        )
+        .await
+        .unwrap();
+    let names: Vec<&str> = statement.columns().iter().map(|c| c.name()).collect();
+    assert_eq!(names, vec!["grantee", "privilege_type"]);
     server.stop().await;
 }
 

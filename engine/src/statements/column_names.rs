@@ -61,6 +61,11 @@ fn pg_name_and_strength(expr: &ast::Expr) -> (String, u8) {
             Some(ast::ObjectNamePart::Identifier(i)) => (ddl::ident(i), 2),
             _ => none(),
         },
+        // `(d).grantee`: the field's name.
+        E::CompoundFieldAccess { access_chain, .. } => match access_chain.last() {
+            Some(ast::AccessExpr::Dot(E::Identifier(field))) => (ddl::ident(field), 2),
+            _ => none(),
+        },
         E::Array(_) => ("array".to_string(), 2),
         E::Exists { .. } => ("exists".to_string(), 2),
         E::Case { .. } => ("case".to_string(), 1),
