@@ -216,7 +216,8 @@ impl Session {
     pub fn apply_set_config(&mut self) {
         let pending =
             std::mem::take(&mut *self.set_config.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
-        if pending.is_empty() {
+        // A statement whose rows failed takes its settings with it (see `note_error`).
+        if pending.is_empty() || self.stream_failed.load(Ordering::Relaxed) {
             return;
         }
         for (name, value) in pending {
@@ -329,6 +330,8 @@ impl Session {
     /// already; not when the statement panicked halfway, which the server turns into an
     /// error too). Also for errors outside `prepare`/`execute` (decoding a parameter).
     pub fn note_error(&mut self) {
+        // The failed statement's `set_config()` calls go with it, as in PostgreSQL.
+        self.set_config.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clear();
         match self.tx {
             TxStatus::InBlock => self.tx = TxStatus::Failed,
             TxStatus::Idle if self.txn.is_active() => {
