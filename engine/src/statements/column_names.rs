@@ -20,6 +20,42 @@ const OUTPUT_ALIAS_PREFIX: &str = "__tarn_";
 /// and carries the name Postgres would show, restored by [`result_schema`].
 pub(crate) fn name_output_columns(query: &mut ast::Query) {
     name_set_expr(query.body.as_mut());
+    order_set_by_output_names(query);
+}
+
+/// `... UNION SELECT b.x ... ORDER BY x`: the `ORDER BY` of a set operation names its
+/// output columns, which now carry our aliases; a bare name there becomes the alias of
+/// the first select's column of that name (DataFusion would look for `x` among the
+/// aliased outputs, or find it ambiguous across the branches).
+fn order_set_by_output_names(query: &mut ast::Query) {
+    let mut first = query.body.as_ref();
+    while let ast::SetExpr::SetOperation { left, .. } = first {
+        first = left.as_ref();
+    }
+    let ast::SetExpr::Select(select) = first else { return };
+    if !matches!(query.body.as_ref(), ast::SetExpr::SetOperation { .. }) {
+        return;
+    }
+    let outputs: Vec<(String, ast::Ident)> = select
+        .projection
+        .iter()
+        .filter_map(|item| match item {
+            SelectItem::ExprWithAlias { alias, .. } => {
+                Some((output_alias_name(&ddl::ident(alias)), alias.clone()))
+            }
+            _ => None,
+        })
+        .collect();
+    let Some(ast::OrderBy { kind: ast::OrderByKind::Expressions(exprs), .. }) = &mut query.order_by else {
+        return;
+    };
+    for order in exprs {
+        if let ast::Expr::Identifier(name) = &order.expr {
+            if let Some((_, alias)) = outputs.iter().find(|(output, _)| *output == ddl::ident(name)) {
+                order.expr = ast::Expr::Identifier(alias.clone());
+            }
+        }
+    }
 }
 
 /// Every select of a `UNION`/`INTERSECT`/`EXCEPT` is named: DataFusion checks each,
