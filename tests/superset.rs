@@ -33,6 +33,7 @@ async fn superset_connects_explores_queries_and_charts() {
             "CREATE TABLE acc_superset (id BIGINT PRIMARY KEY, name TEXT, amount DOUBLE PRECISION, created_at TIMESTAMP);
              INSERT INTO acc_superset VALUES (1, 'a', 1.5, '2023-12-01 10:00:00'), (2, 'b', 2, '2023-12-02 11:00:00'),
                                              (3, 'a', 4, '2024-01-05 00:00:00');
+             CREATE INDEX acc_superset_name ON acc_superset USING bm25 (name);
              CREATE VIEW acc_superset_view AS SELECT name, amount FROM acc_superset;",
         )
         .await

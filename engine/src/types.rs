@@ -53,8 +53,9 @@ pub fn pg_type_of(field: &Field) -> PgType {
         Some("json") => return PgType::JSON,
         Some("uuid") => return PgType::UUID,
         Some("varchar") => return PgType::VARCHAR,
-        Some("int2vector") => return PgType::INT2VECTOR,
-        Some("oidvector") => return PgType::OIDVECTOR,
+        // Still a list: a cast to text keeps the field's metadata, not its type.
+        Some("int2vector") if matches!(field.data_type(), DataType::List(_)) => return PgType::INT2VECTOR,
+        Some("oidvector") if matches!(field.data_type(), DataType::List(_)) => return PgType::OIDVECTOR,
         _ => {}
     }
     pg_type_of_arrow(field.data_type())
@@ -77,6 +78,80 @@ pub fn write_timestamp(out: &mut String, micros: i64, with_zone: bool) -> bool {
         out.push_str("+00");
     }
     true
+}
+
+/// One element of an array's text (`{1,"a b",NULL}`), quoted as PostgreSQL quotes it:
+/// when empty, `NULL`-like, or holding braces, commas, quotes, backslashes or blanks.
+pub fn push_array_element(out: &mut String, element: &str) {
+    let needs_quotes = element.is_empty()
+        || element.eq_ignore_ascii_case("null")
+        || element.chars().any(|c| matches!(c, '{' | '}' | ',' | '"' | '\\') || c.is_whitespace());
+    if !needs_quotes {
+        out.push_str(element);
+        return;
+    }
+    out.push('"');
+    for c in element.chars() {
+        if c == '"' || c == '\\' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+}
+
+/// An array value (one row of a list column) as PostgreSQL prints it: `{1,2}`, or
+/// `1 2` for an `int2vector`/`oidvector` (`spaced`). Its elements print as
+/// [`write_element`] prints them.
+pub fn write_array(out: &mut String, list: &dyn arrow::array::Array, spaced: bool) {
+    let mut element = String::new();
+    if !spaced {
+        out.push('{');
+    }
+    for i in 0..list.len() {
+        if i > 0 {
+            out.push(if spaced { ' ' } else { ',' });
+        }
+        if list.is_null(i) {
+            out.push_str("NULL");
+            continue;
+        }
+        element.clear();
+        write_element(&mut element, list, i);
+        // A nested array's braces are its own, not an element's text to quote.
+        if spaced || matches!(list.data_type(), DataType::List(_)) {
+            out.push_str(&element);
+        } else {
+            push_array_element(out, &element);
+        }
+    }
+    if !spaced {
+        out.push('}');
+    }
+}
+
+/// An array's element as PostgreSQL prints it: booleans `t`/`f`, floats and timestamps
+/// as [`write_float`] and [`write_timestamp`] do, nested arrays in braces, anything else
+/// as Arrow prints it.
+fn write_element(out: &mut String, array: &dyn arrow::array::Array, i: usize) {
+    use arrow::array::AsArray;
+    use arrow::datatypes::{Float32Type, Float64Type};
+    match array.data_type() {
+        DataType::Boolean => out.push(if array.as_boolean().value(i) { 't' } else { 'f' }),
+        DataType::Float32 => write_float(out, f64::from(array.as_primitive::<Float32Type>().value(i)), true),
+        DataType::Float64 => write_float(out, array.as_primitive::<Float64Type>().value(i), false),
+        DataType::Timestamp(_, zone) => {
+            let one = array.slice(i, 1);
+            let micros = arrow::compute::cast(&one, &DataType::Timestamp(TimeUnit::Microsecond, None))
+                .ok()
+                .map(|a| a.as_primitive::<arrow::datatypes::TimestampMicrosecondType>().value(0));
+            if !micros.is_some_and(|m| write_timestamp(out, m, zone.is_some())) {
+                out.push_str(&arrow::util::display::array_value_to_string(array, i).unwrap_or_default());
+            }
+        }
+        DataType::List(_) => write_array(out, array.as_list::<i32>().value(i).as_ref(), false),
+        _ => out.push_str(&arrow::util::display::array_value_to_string(array, i).unwrap_or_default()),
+    }
 }
 
 /// A float as PostgreSQL prints it with its default `extra_float_digits` (1): `1`,

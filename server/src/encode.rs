@@ -69,7 +69,9 @@ pub fn encode_batch(batch: &RecordBatch, fields: &[FieldInfo]) -> Result<Vec<Dat
                 c.clone(),
                 binary,
                 oid == PgType::JSONB.oid,
-                oid == PgType::INT2VECTOR.oid || oid == PgType::OIDVECTOR.oid,
+                // (A list: what a cast left under the field's metadata is not.)
+                (oid == PgType::INT2VECTOR.oid || oid == PgType::OIDVECTOR.oid)
+                    && matches!(c.data_type(), DataType::List(_)),
             )
         })
         .collect();
@@ -230,21 +232,7 @@ fn write_array_text(out: &mut String, list: &ArrayRef) {
         }
         element.clear();
         encode_text(list, i, &mut element);
-        let needs_quotes = element.is_empty()
-            || element.eq_ignore_ascii_case("null")
-            || element.chars().any(|c| matches!(c, '{' | '}' | ',' | '"' | '\\') || c.is_whitespace());
-        if needs_quotes {
-            out.push('"');
-            for c in element.chars() {
-                if c == '"' || c == '\\' {
-                    out.push('\\');
-                }
-                out.push(c);
-            }
-            out.push('"');
-        } else {
-            out.push_str(&element);
-        }
+        tarn_engine::types::push_array_element(out, &element);
     }
     out.push('}');
 }

@@ -85,6 +85,9 @@ def main():
     metadata = call("get", f"/api/v1/database/{database}/table_metadata/?name=acc_superset&schema=public")
     columns = {c["name"]: c["type"] for c in metadata["columns"]}
     assert columns == {"id": "BIGINT", "name": "TEXT", "amount": "DOUBLE_PRECISION", "created_at": "TIMESTAMP"}, columns
+    # SQLAlchemy 1.4 reflects indexes with `ix.indkey::varchar`, an int2vector's text.
+    indexes = [(i["name"], i["column_names"]) for i in metadata["indexes"]]
+    assert indexes == [("acc_superset_name", ["name"])], metadata["indexes"]
     # (Its `primaryKey` is empty for PostgreSQL as well: Superset 6.1 turns the
     # constraint's values into JSON with a function that refuses lists and strings.)
     call("get", f"/api/v1/database/{database}/table_metadata/extra/?name=acc_superset&schema=public")

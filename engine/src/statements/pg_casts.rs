@@ -22,19 +22,20 @@ use datafusion::logical_expr::{
 };
 use datafusion::optimizer::AnalyzerRule;
 
-use crate::types::{write_float, write_timestamp};
+use crate::types::{write_array, write_float, write_timestamp};
 
 #[derive(Debug)]
 pub struct TextCasts;
 
 /// Whether [`PgText`] prints values of this type.
 fn printed_by_us(t: &DataType) -> bool {
-    matches!(t, DataType::Float32 | DataType::Float64 | DataType::Timestamp(..))
+    matches!(t, DataType::Float32 | DataType::Float64 | DataType::Timestamp(..) | DataType::List(_))
 }
 
 impl AnalyzerRule for TextCasts {
     fn analyze(&self, plan: LogicalPlan, _: &ConfigOptions) -> DfResult<LogicalPlan> {
         let to_text = Arc::new(ScalarUDF::from(PgText::default()));
+        let to_spaced_text = Arc::new(ScalarUDF::from(PgText::spaced()));
         plan.transform_up_with_subqueries(|node| {
             let mut schema = DFSchema::empty();
             for input in node.inputs() {
@@ -51,8 +52,13 @@ impl AnalyzerRule for TextCasts {
                         ) && cast.expr.get_type(&schema).is_ok_and(|t| printed_by_us(&t)) =>
                     {
                         let target = cast.field.data_type().clone();
-                        let text =
-                            Expr::ScalarFunction(ScalarFunction::new_udf(to_text.clone(), vec![*cast.expr]));
+                        // `indkey::text` is `1 2`, an `int2vector`'s text.
+                        let spaced = cast.expr.to_field(&schema).is_ok_and(|(_, field)| {
+                            let pg = crate::types::pg_type_of(&field);
+                            pg == crate::types::PgType::INT2VECTOR || pg == crate::types::PgType::OIDVECTOR
+                        });
+                        let function = if spaced { to_spaced_text.clone() } else { to_text.clone() };
+                        let text = Expr::ScalarFunction(ScalarFunction::new_udf(function, vec![*cast.expr]));
                         // Utf8View or LargeUtf8 where coercion asked for them.
                         Ok(Transformed::yes(if target == DataType::Utf8 {
                             text
@@ -74,22 +80,34 @@ impl AnalyzerRule for TextCasts {
     }
 }
 
-/// Floats (`real`, `double precision`) and timestamps (`timestamp`, `timestamptz`) to
-/// text as PostgreSQL prints them.
+/// Floats (`real`, `double precision`), timestamps (`timestamp`, `timestamptz`) and
+/// arrays to text as PostgreSQL prints them; `spaced`, arrays as an `int2vector` or
+/// `oidvector` prints them (`1 2`).
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct PgText {
     signature: Signature,
+    spaced: bool,
 }
 
 impl Default for PgText {
     fn default() -> Self {
-        Self { signature: Signature::any(1, Volatility::Immutable) }
+        Self { signature: Signature::any(1, Volatility::Immutable), spaced: false }
+    }
+}
+
+impl PgText {
+    fn spaced() -> Self {
+        Self { spaced: true, ..Self::default() }
     }
 }
 
 impl ScalarUDFImpl for PgText {
     fn name(&self) -> &str {
-        "tarn_pg_text"
+        if self.spaced {
+            "tarn_pg_vector_text"
+        } else {
+            "tarn_pg_text"
+        }
     }
 
     fn signature(&self) -> &Signature {
@@ -128,9 +146,14 @@ impl ScalarUDFImpl for PgText {
                 };
                 micros.iter().map(|v| v.map(|v| print(&mut |t| timestamp(t, v)))).collect()
             }
+            DataType::List(_) => {
+                let lists = input.as_any().downcast_ref::<arrow::array::ListArray>().expect("List");
+                let spaced = self.spaced;
+                lists.iter().map(|v| v.map(|v| print(&mut |t| write_array(t, v.as_ref(), spaced)))).collect()
+            }
             other => {
                 return datafusion::common::exec_err!(
-                    "tarn_pg_text takes a float or a timestamp, not {other}"
+                    "tarn_pg_text takes a float, a timestamp or an array, not {other}"
                 )
             }
         };
