@@ -5,7 +5,8 @@
 //! - [`parser`]: SQL text to statements (sqlparser's PostgreSQL dialect plus Tarn's
 //!   words: `USING <format>`, `AS OF VERSION n`, `UNLOGGED`, `<+>`, `@@@`).
 //! - [`literals`]: syntax rewrites for what Arrow cannot cast (vector, bytea, DEFAULT).
-//! - [`pg_casts`]: a float cast to text prints as in PostgreSQL (`1`, not `1.0`).
+//! - [`pg_casts`]: a float, timestamp or array cast to text prints as in PostgreSQL
+//!   (`1`, not `1.0`; `{1,2}`, not `[1, 2]`).
 //! - [`pg_syntax`]: Postgres syntax of catalog queries DataFusion lacks (`COLLATE`,
 //!   `OPERATOR(pg_catalog.~)`, `::regclass`, `ARRAY(SELECT ...)`).
 //! - [`lateral_unnest`]: `FROM t CROSS JOIN unnest(t.a)`, an unnest reading the rows

@@ -1,10 +1,12 @@
 //! Casts whose text Arrow writes differently from PostgreSQL. [`TextCasts`], an
 //! analyzer rule that runs after type coercion, replaces each cast to text (`x::text`,
-//! and the casts type coercion adds for `'a' || x`) of a float or a timestamp with
-//! [`PgText`]:
+//! and the casts type coercion adds for `'a' || x`) of a float, a timestamp or an
+//! array with [`PgText`]:
 //!
 //! - a float: `1`, not `1.0`; `1e+20`, not `100000000000000000000`;
-//! - a timestamp: `2024-01-01 10:00:00+00`, not `2024-01-01T10:00:00Z`.
+//! - a timestamp: `2024-01-01 10:00:00+00`, not `2024-01-01T10:00:00Z`;
+//! - an array: `{1,2}`, `{"a b",NULL}`, not `[1, 2]`; an `int2vector` or `oidvector`
+//!   (`indkey::text`, which SQLAlchemy 1.4 reads): `1 2`.
 
 use std::sync::Arc;
 
