@@ -82,7 +82,7 @@ pub fn write_timestamp(out: &mut String, micros: i64, with_zone: bool) -> bool {
 
 /// One element of an array's text (`{1,"a b",NULL}`), quoted as PostgreSQL quotes it:
 /// when empty, `NULL`-like, or holding braces, commas, quotes, backslashes or blanks.
-pub fn push_array_element(out: &mut String, element: &str) {
+fn push_array_element(out: &mut String, element: &str) {
     let needs_quotes = element.is_empty()
         || element.eq_ignore_ascii_case("null")
         || element.chars().any(|c| matches!(c, '{' | '}' | ',' | '"' | '\\') || c.is_whitespace());
@@ -100,11 +100,15 @@ pub fn push_array_element(out: &mut String, element: &str) {
     out.push('"');
 }
 
-/// An array value (one row of a list column) as PostgreSQL prints it: `{1,2}`, or
-/// `1 2` for an `int2vector`/`oidvector` (`spaced`). Its elements print as
-/// [`write_element`] prints them.
-pub fn write_array(out: &mut String, list: &dyn arrow::array::Array, spaced: bool) {
-    let mut element = String::new();
+/// How an array's element (`array`'s value at a position, not NULL) is written.
+pub type ElementWriter<'a> = &'a dyn Fn(&mut String, &arrow::array::ArrayRef, usize);
+
+/// An array value (one row of a list column) as PostgreSQL prints it: `{1,2}`,
+/// `{"a b",NULL}`, `{{1,2},{3,4}}`, or `1 2` for an `int2vector`/`oidvector`
+/// (`spaced`), each element as `element` writes it (the wire's encoder, or
+/// [`write_element`] for a cast to text).
+pub fn write_array(out: &mut String, list: &arrow::array::ArrayRef, spaced: bool, element: ElementWriter) {
+    let mut text = String::new();
     if !spaced {
         out.push('{');
     }
@@ -116,13 +120,13 @@ pub fn write_array(out: &mut String, list: &dyn arrow::array::Array, spaced: boo
             out.push_str("NULL");
             continue;
         }
-        element.clear();
-        write_element(&mut element, list, i);
+        text.clear();
+        element(&mut text, list, i);
         // A nested array's braces are its own, not an element's text to quote.
         if spaced || matches!(list.data_type(), DataType::List(_)) {
-            out.push_str(&element);
+            out.push_str(&text);
         } else {
-            push_array_element(out, &element);
+            push_array_element(out, &text);
         }
     }
     if !spaced {
@@ -133,7 +137,7 @@ pub fn write_array(out: &mut String, list: &dyn arrow::array::Array, spaced: boo
 /// An array's element as PostgreSQL prints it: booleans `t`/`f`, floats and timestamps
 /// as [`write_float`] and [`write_timestamp`] do, nested arrays in braces, anything else
 /// as Arrow prints it.
-fn write_element(out: &mut String, array: &dyn arrow::array::Array, i: usize) {
+pub fn write_element(out: &mut String, array: &arrow::array::ArrayRef, i: usize) {
     use arrow::array::AsArray;
     use arrow::datatypes::{Float32Type, Float64Type};
     match array.data_type() {
@@ -149,7 +153,7 @@ fn write_element(out: &mut String, array: &dyn arrow::array::Array, i: usize) {
                 out.push_str(&arrow::util::display::array_value_to_string(array, i).unwrap_or_default());
             }
         }
-        DataType::List(_) => write_array(out, array.as_list::<i32>().value(i).as_ref(), false),
+        DataType::List(_) => write_array(out, &array.as_list::<i32>().value(i), false, &write_element),
         _ => out.push_str(&arrow::util::display::array_value_to_string(array, i).unwrap_or_default()),
     }
 }

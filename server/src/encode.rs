@@ -24,7 +24,7 @@ use pgwire::messages::data::DataRow;
 use tarn_engine::binary::{decode_binary, vector_scalar, PG_EPOCH_DAYS, PG_EPOCH_MICROS};
 use tarn_engine::search::vector::{format_vector, parse_vector_of};
 use tarn_engine::types::{
-    pg_type_of, type_modifier, write_float, write_timestamp, PgType, DEFAULT_NUMERIC, VECTOR_OID,
+    pg_type_of, type_modifier, write_array, write_float, write_timestamp, PgType, DEFAULT_NUMERIC, VECTOR_OID,
 };
 use tarn_engine::EngineError;
 
@@ -94,11 +94,7 @@ pub fn encode_batch(batch: &RecordBatch, fields: &[FieldInfo]) -> Result<Vec<Dat
             } else {
                 text.clear();
                 if *spaced {
-                    let list = column.as_list::<i32>().value(row);
-                    let items: Vec<String> = (0..list.len())
-                        .map(|i| array_value_to_string(&list, i).unwrap_or_default())
-                        .collect();
-                    text.push_str(&items.join(" "));
+                    write_array(&mut text, &column.as_list::<i32>().value(row), true, &element_text);
                 } else {
                     encode_text(column, row, &mut text);
                 }
@@ -173,12 +169,10 @@ pub fn encode_text(column: &ArrayRef, row: usize, out: &mut String) {
             format_vector(list.as_primitive::<Float32Type>().values().iter().copied(), out);
         }
         DataType::List(_) => {
-            let list = column.as_list::<i32>().value(row);
-            write_array_text(out, &list);
+            write_array(out, &column.as_list::<i32>().value(row), false, &element_text);
         }
         DataType::LargeList(_) => {
-            let list = column.as_list::<i64>().value(row);
-            write_array_text(out, &list);
+            write_array(out, &column.as_list::<i64>().value(row), false, &element_text);
         }
         _ => out.push_str(&array_value_to_string(column, row).unwrap_or_default()),
     }
@@ -219,22 +213,9 @@ fn write_time(out: &mut String, time: NaiveTime) {
     }
 }
 
-fn write_array_text(out: &mut String, list: &ArrayRef) {
-    out.push('{');
-    let mut element = String::new();
-    for i in 0..list.len() {
-        if i > 0 {
-            out.push(',');
-        }
-        if list.is_null(i) {
-            out.push_str("NULL");
-            continue;
-        }
-        element.clear();
-        encode_text(list, i, &mut element);
-        tarn_engine::types::push_array_element(out, &element);
-    }
-    out.push('}');
+/// An array's element as the wire writes it (the text of its own type).
+fn element_text(out: &mut String, array: &ArrayRef, i: usize) {
+    encode_text(array, i, out);
 }
 
 fn binary_value(column: &ArrayRef, row: usize) -> &[u8] {

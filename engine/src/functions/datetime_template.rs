@@ -637,13 +637,19 @@ impl TemplateFunction {
     }
 }
 
-impl ScalarUDFImpl for TemplateFunction {
-    fn name(&self) -> &str {
-        match self.kind {
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
             Kind::ToChar => "to_char",
             Kind::ToTimestamp => "to_timestamp",
             Kind::ToDate => "to_date",
         }
+    }
+}
+
+impl ScalarUDFImpl for TemplateFunction {
+    fn name(&self) -> &str {
+        self.kind.name()
     }
 
     fn signature(&self) -> &Signature {
@@ -787,12 +793,7 @@ const UNIX_EPOCH_FROM_CE: i32 = 719_163;
 /// ones, each keeping DataFusion's for its other calls.
 pub fn register(ctx: &SessionContext) {
     for kind in [Kind::ToChar, Kind::ToTimestamp, Kind::ToDate] {
-        let name = match kind {
-            Kind::ToChar => "to_char",
-            Kind::ToTimestamp => "to_timestamp",
-            Kind::ToDate => "to_date",
-        };
-        if let Ok(fallback) = ctx.udf(name) {
+        if let Ok(fallback) = ctx.udf(kind.name()) {
             ctx.register_udf(ScalarUDF::from(TemplateFunction::new(kind, fallback)));
         }
     }

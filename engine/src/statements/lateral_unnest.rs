@@ -10,8 +10,8 @@
 
 use std::sync::Arc;
 
-use datafusion::common::tree_node::{Transformed, TreeNode};
-use datafusion::common::{Column, DFSchema};
+use datafusion::common::tree_node::Transformed;
+use datafusion::common::Column;
 use datafusion::config::ConfigOptions;
 use datafusion::error::Result as DfResult;
 use datafusion::logical_expr::{Expr, JoinType, LogicalPlan, LogicalPlanBuilder};
@@ -75,7 +75,10 @@ fn unnest_over(left: &Arc<LogicalPlan>, right: &LogicalPlan) -> DfResult<Option<
         }
     }
     let has_unnest = chain.iter().any(|node| matches!(node, LogicalPlan::Unnest(_)));
-    let reads_only_left = subquery.outer_ref_columns.iter().all(|e| expr_columns_in(e, left.schema()));
+    let reads_only_left = subquery
+        .outer_ref_columns
+        .iter()
+        .all(|e| matches!(e, Expr::OuterReferenceColumn(_, c) if left.schema().has_column(c)));
     if !has_unnest || !reads_only_left {
         return Ok(None);
     }
@@ -105,20 +108,4 @@ fn unnest_over(left: &Arc<LogicalPlan>, right: &LogicalPlan) -> DfResult<Option<
         .map(|(e, (qualifier, field))| e.alias_qualified(qualifier.cloned(), field.name()));
     let plan = LogicalPlanBuilder::from(plan).project(carried.iter().cloned().chain(named))?.build()?;
     Ok(Some(plan))
-}
-
-/// Every column `e` reads (outer references included) is one of `schema`'s.
-fn expr_columns_in(e: &Expr, schema: &DFSchema) -> bool {
-    let mut all = true;
-    let _ = e.apply(|e| {
-        let column = match e {
-            Expr::Column(c) | Expr::OuterReferenceColumn(_, c) => Some(c),
-            _ => None,
-        };
-        if let Some(c) = column {
-            all &= schema.has_column(c);
-        }
-        Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
-    });
-    all
 }

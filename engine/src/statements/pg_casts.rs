@@ -24,7 +24,7 @@ use datafusion::logical_expr::{
 };
 use datafusion::optimizer::AnalyzerRule;
 
-use crate::types::{write_array, write_float, write_timestamp};
+use crate::types::{write_array, write_element, write_float, write_timestamp};
 
 #[derive(Debug)]
 pub struct TextCasts;
@@ -151,7 +151,10 @@ impl ScalarUDFImpl for PgText {
             DataType::List(_) => {
                 let lists = input.as_any().downcast_ref::<arrow::array::ListArray>().expect("List");
                 let spaced = self.spaced;
-                lists.iter().map(|v| v.map(|v| print(&mut |t| write_array(t, v.as_ref(), spaced)))).collect()
+                lists
+                    .iter()
+                    .map(|v| v.map(|v| print(&mut |t| write_array(t, &v, spaced, &write_element))))
+                    .collect()
             }
             other => {
                 return datafusion::common::exec_err!(

@@ -180,30 +180,34 @@ fn each_select(body: &mut SetExpr, f: &mut impl FnMut(&mut ast::Select)) {
     }
 }
 
+/// The relations a select's `FROM` names, joined ones included.
+fn from_factors(select: &ast::Select) -> impl Iterator<Item = &ast::TableFactor> {
+    select
+        .from
+        .iter()
+        .flat_map(|table| std::iter::once(&table.relation).chain(table.joins.iter().map(|j| &j.relation)))
+}
+
 /// `row_to_json(t)` of a derived table `t` whose columns are all named:
 /// `json_build_object('a', t."a", ...)` (pgAdmin's dashboard charts). A whole-row
 /// reference is otherwise not something DataFusion has.
 fn rows_to_json(select: &mut ast::Select) {
     let mut derived: Vec<(String, Vec<String>)> = Vec::new();
-    for table in &select.from {
-        for factor in std::iter::once(&table.relation).chain(table.joins.iter().map(|j| &j.relation)) {
-            let ast::TableFactor::Derived { subquery, alias: Some(alias), .. } = factor else { continue };
-            let SetExpr::Select(inner) = subquery.body.as_ref() else { continue };
-            let names: Option<Vec<String>> = inner
-                .projection
-                .iter()
-                .map(|item| match item {
-                    SelectItem::ExprWithAlias { alias, .. } => Some(ddl::ident(alias)),
-                    SelectItem::UnnamedExpr(SqlExpr::Identifier(i)) => Some(ddl::ident(i)),
-                    SelectItem::UnnamedExpr(SqlExpr::CompoundIdentifier(parts)) => {
-                        parts.last().map(ddl::ident)
-                    }
-                    _ => None,
-                })
-                .collect();
-            if let Some(names) = names {
-                derived.push((ddl::ident(&alias.name), names));
-            }
+    for factor in from_factors(select) {
+        let ast::TableFactor::Derived { subquery, alias: Some(alias), .. } = factor else { continue };
+        let SetExpr::Select(inner) = subquery.body.as_ref() else { continue };
+        let names: Option<Vec<String>> = inner
+            .projection
+            .iter()
+            .map(|item| match item {
+                SelectItem::ExprWithAlias { alias, .. } => Some(ddl::ident(alias)),
+                SelectItem::UnnamedExpr(SqlExpr::Identifier(i)) => Some(ddl::ident(i)),
+                SelectItem::UnnamedExpr(SqlExpr::CompoundIdentifier(parts)) => parts.last().map(ddl::ident),
+                _ => None,
+            })
+            .collect();
+        if let Some(names) = names {
+            derived.push((ddl::ident(&alias.name), names));
         }
     }
     if derived.is_empty() {
@@ -238,13 +242,11 @@ fn rows_to_json(select: &mut ast::Select) {
 /// this select's `FROM`: that table's OID, `tarn_regclass('pg_catalog.pg_class')`.
 fn table_oids(select: &mut ast::Select) {
     let mut tables: Vec<(String, String)> = Vec::new();
-    for table in &select.from {
-        for factor in std::iter::once(&table.relation).chain(table.joins.iter().map(|j| &j.relation)) {
-            let ast::TableFactor::Table { name, alias, args: None, .. } = factor else { continue };
-            let Some(ObjectNamePart::Identifier(last)) = name.0.last() else { continue };
-            let called = ddl::ident(alias.as_ref().map_or(last, |a| &a.name));
-            tables.push((called, name.to_string()));
-        }
+    for factor in from_factors(select) {
+        let ast::TableFactor::Table { name, alias, args: None, .. } = factor else { continue };
+        let Some(ObjectNamePart::Identifier(last)) = name.0.last() else { continue };
+        let called = ddl::ident(alias.as_ref().map_or(last, |a| &a.name));
+        tables.push((called, name.to_string()));
     }
     if tables.is_empty() {
         return;
