@@ -102,6 +102,7 @@ fn storage_error(error: &StorageError) -> ClientError {
         }
         StorageError::NotNullViolation { .. } => ClientError::new("23502", error.to_string()),
         StorageError::DuplicateColumn { .. } => ClientError::new("42701", error.to_string()),
+        StorageError::UndefinedColumn { .. } => ClientError::new("42703", error.to_string()),
         StorageError::Unsupported { message } => ClientError::new("0A000", message),
         StorageError::CommitConflict { .. } => ClientError::new(
             "40001",

@@ -21,6 +21,8 @@ pub enum StorageError {
     NotNullViolation { table: String, column: String },
     #[error("column \"{column}\" of relation \"{table}\" already exists")]
     DuplicateColumn { table: String, column: String },
+    #[error("column \"{column}\" of relation \"{table}\" does not exist")]
+    UndefinedColumn { table: String, column: String },
     #[error("relation \"{name}\" already exists")]
     IndexExists { name: String },
     #[error("index \"{name}\" does not exist")]

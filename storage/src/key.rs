@@ -41,13 +41,12 @@ fn splitmix64(mut x: u64) -> u64 {
 pub struct KeyCodec {
     /// Positions of the key columns in the table's schema.
     indices: Vec<usize>,
-    names: Vec<String>,
     rows: Option<RowConverter>,
 }
 
 impl std::fmt::Debug for KeyCodec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KeyCodec").field("names", &self.names).finish()
+        f.debug_struct("KeyCodec").field("indices", &self.indices).finish()
     }
 }
 
@@ -66,8 +65,7 @@ impl KeyCodec {
                 fields.iter().map(|f| SortField::new(f.data_type().clone())).collect(),
             )?),
         };
-        let names = fields.iter().map(|f| f.name().clone()).collect();
-        Ok(Self { indices, names, rows })
+        Ok(Self { indices, rows })
     }
 
     pub fn indices(&self) -> &[usize] {
@@ -121,7 +119,9 @@ impl KeyCodec {
             .iter()
             .map(|&i| array_value_to_string(batch.column(i), row).unwrap_or_default())
             .collect();
-        format!("Key ({})=({})", self.names.join(", "), values.join(", "))
+        let schema = batch.schema();
+        let names: Vec<&str> = self.indices.iter().map(|&i| schema.field(i).name().as_str()).collect();
+        format!("Key ({})=({})", names.join(", "), values.join(", "))
     }
 }
 

@@ -9,6 +9,8 @@
 //!   (replayed on open), commits, the background flush/compaction task.
 //! - [`table`]: one table: its current [`Snapshot`], base writes of tables without a
 //!   primary key, recovery of a base write that crashed half way.
+//! - [`alter`]: `ALTER TABLE`'s column changes (`ADD`, `RENAME`, `DROP COLUMN`) and the
+//!   names that follow a column (key, sequences, comments, indexes).
 //! - The change store of primary-key tables: [`commit`] (a statement or transaction to
 //!   one log record, checked for 23505 and 40001), [`changes`] (the in-memory [`Epoch`]:
 //!   every version of every changed key per bucket, the base's key index and deletion
@@ -34,6 +36,7 @@
 //!    unit tests here.
 //! 3. Flushes and compactions never change what a reader sees (`tests/model.rs`).
 
+pub mod alter;
 pub mod changes;
 pub mod commit;
 pub mod compaction;

@@ -21,7 +21,7 @@ use arrow::datatypes::{Field, Schema, SchemaRef};
 use futures::TryStreamExt;
 use lance::dataset::builder::DatasetBuilder;
 use lance::dataset::fragment::{FragReadConfig, FragmentReader};
-use lance::dataset::{InsertBuilder, NewColumnTransform, WriteDestination, WriteMode, WriteParams};
+use lance::dataset::{InsertBuilder, WriteDestination, WriteMode, WriteParams};
 use lance::session::Session;
 use lance::Dataset;
 use object_store::path::Path;
@@ -34,7 +34,7 @@ use crate::error::{Result, StorageError};
 use crate::io::Location;
 use crate::key::KeyCodec;
 use crate::manifest::{BaseRef, Manifest, ManifestStore, ParquetFile, Version};
-use crate::table_def::{BaseFormat, ColumnMeta, TableDef, TableName};
+use crate::table_def::{BaseFormat, TableDef, TableName};
 
 /// What a reader sees: one committed version of a table.
 #[derive(Debug, Clone)]
@@ -356,72 +356,6 @@ impl Table {
         Ok(batches)
     }
 
-    /// `ALTER TABLE ... ADD COLUMN`: existing rows read NULL in the new column. A table
-    /// with changes waiting is compacted first, so every stored row has the old schema
-    /// and the base takes the new column at once.
-    pub async fn add_column(self: &Arc<Self>, field: Field, meta: ColumnMeta) -> Result<()> {
-        if self.has_primary_key() {
-            self.compact().await?;
-        }
-        let table = self.clone();
-        tokio::spawn(async move { table.add_column_now(field, meta).await })
-            .await
-            .map_err(|e| StorageError::internal(format!("add column task failed: {e}")))?
-    }
-
-    async fn add_column_now(&self, field: Field, meta: ColumnMeta) -> Result<()> {
-        let _compacting = self.compacting.lock().await;
-        let mut writer = self.writer.lock().await;
-        let snapshot = self.snapshot();
-        let def = snapshot.def();
-        if def.column_index(field.name()).is_some() {
-            return Err(StorageError::DuplicateColumn {
-                table: def.name.to_string(),
-                column: field.name().clone(),
-            });
-        }
-        let has_rows = snapshot.manifest.row_count > 0 || snapshot.seq > snapshot.manifest.folded_seq;
-        if has_rows && meta.identity.is_some() {
-            return Err(StorageError::Unsupported {
-                message: "adding an identity or serial column to a table that has rows is not supported yet"
-                    .into(),
-            });
-        }
-        if has_rows && !field.is_nullable() {
-            return Err(StorageError::NotNullViolation {
-                table: def.name.table.clone(),
-                column: field.name().clone(),
-            });
-        }
-        if snapshot.seq > snapshot.manifest.folded_seq {
-            return Err(StorageError::SerializationFailure {
-                detail: "changes arrived while the table was being compacted for ALTER TABLE".into(),
-            });
-        }
-        let mut manifest = snapshot.manifest.successor();
-        let mut fields: Vec<Field> = def.schema.fields().iter().map(|f| f.as_ref().clone()).collect();
-        fields.push(field.clone());
-        manifest.table.schema = Arc::new(Schema::new_with_metadata(fields, def.schema.metadata().clone()));
-        manifest.table.columns.push(meta);
-        if let BaseSnapshot::Lance(_) = snapshot.base {
-            let mut head = self.head(&mut writer, &snapshot).await?;
-            let added = Arc::new(Schema::new(vec![field.with_nullable(true)]));
-            let result = head.add_columns(NewColumnTransform::AllNulls(added), None, None).await;
-            if let Err(e) = result {
-                writer.head = None;
-                return Err(e.into());
-            }
-            manifest.base = BaseRef::Lance { version: head.version().version };
-            writer.head = Some(head);
-        }
-        if let Err(e) = self.manifests.commit(&manifest).await {
-            writer.head = None;
-            return Err(e);
-        }
-        // The base is new: so is its key index (same keys, same addresses).
-        self.publish(manifest, &writer, None).await
-    }
-
     /// `ALTER TABLE ... RENAME TO`: the next manifest carries the new name; the folder,
     /// the base, the change files and the indexes stay as they are. The warehouse's
     /// catalog follows ([`crate::Warehouse::rename_relation`]).
@@ -478,7 +412,7 @@ impl Table {
         Ok(())
     }
 
-    async fn write_base(
+    pub(crate) async fn write_base(
         &self,
         writer: &mut Writer,
         snapshot: &Snapshot,
@@ -513,7 +447,7 @@ impl Table {
                     files.clear();
                 }
                 let name = format!("part-{:020}.parquet", manifest.version.0);
-                let bytes = encode_parquet(&snapshot.schema(), &batches)?;
+                let bytes = encode_parquet(&manifest.table.schema, &batches)?;
                 let rows = batches.iter().map(|b| b.num_rows() as u64).sum();
                 let size = bytes.len() as u64;
                 let path = self.dir.clone().join("base").join(name.as_str());

@@ -69,6 +69,33 @@ pub struct TextIndexDef {
 pub struct TextColumn {
     pub name: String,
     pub tokenizer: Tokenizer,
+    /// The tantivy field holding the column's terms when it is not the column's name:
+    /// the name the column had when the index was made (a rename leaves the segments
+    /// as they are).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+impl TextColumn {
+    pub fn new(name: String, tokenizer: Tokenizer) -> Self {
+        TextColumn { name, tokenizer, field: None }
+    }
+
+    /// The tantivy field of the column.
+    pub fn field(&self) -> &str {
+        self.field.as_deref().unwrap_or(&self.name)
+    }
+
+    /// `ALTER TABLE ... RENAME COLUMN`: the column's new name, over the same field.
+    pub fn rename(&mut self, to: &str) {
+        if self.field.is_none() {
+            self.field = Some(std::mem::take(&mut self.name));
+        }
+        self.name = to.to_string();
+        if self.field.as_deref() == Some(to) {
+            self.field = None;
+        }
+    }
 }
 
 /// How text becomes terms: a tokenizer and the filters after it.
@@ -287,15 +314,15 @@ impl TextIndexDef {
         self.segments.iter().flat_map(|s| s.runs.iter().map(|r| r.fragment)).collect()
     }
 
-    /// The tantivy schema: one text field per column, named as the column, with
-    /// frequencies and positions (phrases), nothing stored.
+    /// The tantivy schema: one text field per column (named as the column was when
+    /// the index was made), with frequencies and positions (phrases), nothing stored.
     pub fn schema(&self) -> Schema {
         let mut schema = Schema::builder();
         for column in &self.columns {
             let indexing = TextFieldIndexing::default()
                 .set_tokenizer(&column.tokenizer.registered_name())
                 .set_index_option(IndexRecordOption::WithFreqsAndPositions);
-            schema.add_text_field(&column.name, TextOptions::default().set_indexing_options(indexing));
+            schema.add_text_field(column.field(), TextOptions::default().set_indexing_options(indexing));
         }
         schema.build()
     }
@@ -337,7 +364,7 @@ impl<'a> SegmentBuilder<'a> {
     fn new(def: &'a TextIndexDef, dir: RamDirectory) -> Result<Self> {
         let schema = def.schema();
         let fields =
-            def.columns.iter().map(|c| schema.get_field(&c.name)).collect::<tantivy::Result<Vec<_>>>()?;
+            def.columns.iter().map(|c| schema.get_field(c.field())).collect::<tantivy::Result<Vec<_>>>()?;
         let writer = Index::builder()
             .schema(schema)
             .tokenizers(def.tokenizer_manager()?)
@@ -899,10 +926,10 @@ mod tests {
         use tantivy::collector::TopDocs;
         let def = TextIndexDef {
             name: "i".into(),
-            columns: vec![TextColumn {
-                name: "body".into(),
-                tokenizer: Tokenizer { stemmer: Some("english".into()), ..Tokenizer::default() },
-            }],
+            columns: vec![TextColumn::new(
+                "body".into(),
+                Tokenizer { stemmer: Some("english".into()), ..Tokenizer::default() },
+            )],
             segments: vec![],
         };
         let schema = Arc::new(arrow::datatypes::Schema::new(vec![arrow::datatypes::Field::new(

@@ -386,6 +386,27 @@ impl Warehouse {
         Ok(())
     }
 
+    /// `ALTER TABLE ... RENAME COLUMN`, with the views that read the table as they
+    /// read it afterwards (`readers`, already rewritten by the SQL layer).
+    pub async fn rename_column(
+        &self,
+        table: &TableName,
+        from: &str,
+        to: &str,
+        readers: Vec<ViewDef>,
+    ) -> Result<()> {
+        let _ddl = self.ddl.lock().await;
+        let Some(found) = self.table(table) else {
+            return Err(StorageError::TableNotFound { name: table.clone() });
+        };
+        found.rename_column(from, to).await?;
+        for reader in readers {
+            self.put_view(&reader).await?;
+            self.catalog.write().expect("catalog lock").views.insert(reader.name.clone(), Arc::new(reader));
+        }
+        Ok(())
+    }
+
     /// `COMMENT ON VIEW | COLUMN` of a view: its definition is written again with the
     /// comment (`None` removes it).
     pub async fn comment_on_view(

@@ -87,7 +87,7 @@ fn text_index_def(create: &CreateIndex, warehouse: &Warehouse) -> Result<(TableN
         options.extend(
             per_column.iter().filter(|(c, _, _)| c == column).map(|(_, k, v)| (k.clone(), v.clone())),
         );
-        defs.push(TextColumn { name: column.clone(), tokenizer: tokenizer(&options)? });
+        defs.push(TextColumn::new(column.clone(), tokenizer(&options)?));
     }
     let name = match &create.name {
         Some(name) => ddl::table_name(name)?.table,

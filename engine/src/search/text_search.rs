@@ -150,6 +150,7 @@ fn index_for(indexes: &[TextIndexDef], matches: &[Term], scores: &[Term]) -> DfR
 #[derive(Clone)]
 struct ParsedIndex {
     index: Index,
+    columns: Vec<tarn_storage::text_index::TextColumn>,
 }
 
 impl fmt::Debug for ParsedIndex {
@@ -165,13 +166,23 @@ impl ParsedIndex {
         if let Some(parsed) = PARSERS.get(&def.columns) {
             return Ok(parsed);
         }
-        let parsed = ParsedIndex { index: def.in_memory().map_err(storage_error)? };
+        let parsed =
+            ParsedIndex { index: def.in_memory().map_err(storage_error)?, columns: def.columns.clone() };
         PARSERS.put(def.columns.clone(), parsed.clone());
         Ok(parsed)
     }
 
+    /// The tantivy field of an indexed column (its name when the index was made).
     fn field(&self, column: &str) -> DfResult<Field> {
-        self.index.schema().get_field(column).map_err(|e| internal(&e.to_string()))
+        self.field_of(column).map_err(|e| internal(&e))
+    }
+
+    fn field_of(&self, column: &str) -> Result<Field, String> {
+        self.index.schema().get_field(self.field_name(column)).map_err(|e| e.to_string())
+    }
+
+    fn field_name<'a>(&'a self, column: &'a str) -> &'a str {
+        self.columns.iter().find(|c| c.name == column).map_or(column, |c| c.field())
     }
 
     /// `term`'s query in tantivy's language, over its column by default (other columns
@@ -196,11 +207,19 @@ impl ParsedIndex {
     fn build(&self, parser: &QueryParser, field: Field, ast: UserInputAst) -> Result<Box<dyn Query>, String> {
         match ast {
             UserInputAst::Leaf(leaf) => match *leaf {
-                UserInputLeaf::Literal(literal) if literal.delimiter == Delimiter::None => {
+                UserInputLeaf::Literal(mut literal) => {
+                    // `column:word`: the column's field.
+                    if let Some(name) = &mut literal.field_name {
+                        *name = self.field_name(name).to_string();
+                    }
                     let field = match &literal.field_name {
                         Some(name) => self.index.schema().get_field(name).map_err(|e| e.to_string())?,
                         None => field,
                     };
+                    if literal.delimiter != Delimiter::None {
+                        let leaf = UserInputAst::Leaf(Box::new(UserInputLeaf::Literal(literal)));
+                        return parser.build_query_from_user_input_ast(leaf).map_err(|e| e.to_string());
+                    }
                     if let Some(word) = literal.phrase.strip_suffix('*').filter(|w| !w.is_empty()) {
                         return self.prefix(field, word);
                     }

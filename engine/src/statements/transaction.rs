@@ -175,6 +175,23 @@ impl TxState {
         Ok(())
     }
 
+    /// Before `ALTER TABLE` changes `table`'s columns (which takes effect at once, not
+    /// at commit): the transaction reads it anew afterwards, at the new definition. A
+    /// transaction that wrote to it cannot (its rows have the old columns): 0A000.
+    pub fn unpin_for_alter(&self, table: &Arc<Table>) -> Result<()> {
+        let mut inner = self.lock();
+        if let Some(entry) = inner.tables.get(&table.id()) {
+            if !entry.writes.is_empty() || !entry.appends.is_empty() {
+                return Err(EngineError::unsupported(format!(
+                    "ALTER TABLE of the columns of {}, which this transaction wrote to, is not supported",
+                    table.name()
+                )));
+            }
+        }
+        inner.tables.remove(&table.id());
+        Ok(())
+    }
+
     pub fn has_writes(&self) -> bool {
         self.lock().tables.values().any(|t| !t.writes.is_empty() || !t.appends.is_empty())
     }

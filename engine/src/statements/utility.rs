@@ -124,6 +124,7 @@ impl Session {
                         message: format!("\"{}\" is not a view", name.table),
                     });
                 }
+                self.txn.unpin_for_alter(&table)?;
                 for operation in &alter.operations {
                     match operation {
                         ast::AlterTableOperation::AddColumn { if_not_exists, column_def, .. } => {
@@ -143,6 +144,21 @@ impl Session {
                                 continue;
                             }
                             table.add_column(field, meta).await?;
+                        }
+                        ast::AlterTableOperation::RenameColumn { old_column_name, new_column_name } => {
+                            let (from, to) = (ddl::ident(old_column_name), ddl::ident(new_column_name));
+                            self.rename_column(&table, &from, &to).await?;
+                        }
+                        ast::AlterTableOperation::DropColumn {
+                            column_names,
+                            if_exists,
+                            drop_behavior,
+                            ..
+                        } => {
+                            let cascade = matches!(drop_behavior, Some(ast::DropBehavior::Cascade));
+                            for column in column_names {
+                                self.drop_column(&table, &ddl::ident(column), *if_exists, cascade).await?;
+                            }
                         }
                         other => {
                             return Err(EngineError::unsupported(format!(

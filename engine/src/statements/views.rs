@@ -1,5 +1,6 @@
 //! Views: `CREATE [OR REPLACE] VIEW`, `DROP VIEW`, and what views change of other
-//! relations' DDL: `DROP TABLE` of what views read, and `ALTER TABLE|VIEW ... RENAME TO`;
+//! relations' DDL: `DROP TABLE` of what views read, `ALTER TABLE|VIEW ... RENAME TO`,
+//! `ALTER TABLE ... RENAME COLUMN | DROP COLUMN`;
 //! `COMMENT ON TABLE | VIEW | COLUMN` of either kind.
 //!
 //! A view keeps its query as SQL text, its columns (fixed at creation, as in
@@ -8,7 +9,10 @@
 //! columns at the end but not drop, rename or retype one (42P16), nor make a view read
 //! itself (42P17). A DROP of a relation others read needs `CASCADE` (2BP01), which drops
 //! those views too. A rename takes the views that read the relation along, as
-//! PostgreSQL's (which hold OIDs) do: their queries are rewritten to the new name.
+//! PostgreSQL's (which hold OIDs) do: their queries are rewritten to the new name. So
+//! does `ALTER TABLE ... RENAME COLUMN` (they read the table through a derived table
+//! that keeps the old name), and `DROP COLUMN` of a column a view may read needs
+//! `CASCADE`, as a `DROP TABLE` does.
 
 use std::collections::BTreeSet;
 use std::ops::ControlFlow;
@@ -20,6 +24,7 @@ use datafusion::logical_expr::LogicalPlan;
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::{self, Ident, ObjectName, ObjectNamePart, Statement, VisitorMut};
 use std::sync::Arc;
+use tarn_storage::table::Table;
 use tarn_storage::{StorageError, TableName, ViewDef, Warehouse};
 
 use crate::error::{EngineError, Result};
@@ -278,34 +283,157 @@ impl Session {
         warehouse.rename_relation(&from, to, readers).await?;
         Ok(tag)
     }
+
+    /// `ALTER TABLE t RENAME COLUMN from TO to`. The views that read `t` keep their
+    /// columns and meaning, as PostgreSQL's (which hold column numbers) do: they read
+    /// `t` through a derived table that gives `to` its old name.
+    pub(crate) async fn rename_column(&mut self, table: &Arc<Table>, from: &str, to: &str) -> Result<()> {
+        let warehouse = self.engine.warehouse().clone();
+        let name = table.name();
+        let columns: Vec<String> =
+            table.snapshot().schema().fields().iter().map(|f| f.name().clone()).collect();
+        if !columns.iter().any(|c| c == from) {
+            return Err(undefined_column(&name, from));
+        }
+        let readers = warehouse
+            .all_views()
+            .iter()
+            .filter(|v| v.depends_on.contains(&name))
+            .map(|v| column_renamed_reads(v, &name, &columns, from, to))
+            .collect::<Result<Vec<_>>>()?;
+        warehouse.rename_column(&name, from, to, readers).await?;
+        Ok(())
+    }
+
+    /// `ALTER TABLE t DROP COLUMN [IF EXISTS] c [CASCADE]`. A view that may read `c`
+    /// (see [`Mentions`]) needs `CASCADE` (2BP01), which drops it and the views that
+    /// read it.
+    pub(crate) async fn drop_column(
+        &mut self,
+        table: &Arc<Table>,
+        column: &str,
+        if_exists: bool,
+        cascade: bool,
+    ) -> Result<()> {
+        let warehouse = self.engine.warehouse().clone();
+        let name = table.name();
+        if table.snapshot().def().column_index(column).is_none() {
+            return if if_exists { Ok(()) } else { Err(undefined_column(&name, column)) };
+        }
+        let mut readers = Vec::new();
+        for view in warehouse.all_views().iter().filter(|v| v.depends_on.contains(&name)) {
+            if mentions(view, column)? {
+                readers.push(view.name.clone());
+            }
+        }
+        if let (Some(reader), false) = (readers.first(), cascade) {
+            return Err(EngineError::DependentObjects {
+                message: format!(
+                    "cannot drop column {column} of table {} because other objects depend on it",
+                    name.table
+                ),
+                detail: format!("view {} depends on column {column} of table {}", reader.table, name.table),
+            });
+        }
+        let mut dropping = dependents(&warehouse, &readers);
+        dropping.extend(readers.iter().filter_map(|r| warehouse.view(r)));
+        for view in &dropping {
+            tracing::info!(view = %view.name, "drop cascades to view");
+            warehouse.drop_view(&view.name, true).await?;
+        }
+        table.drop_column(column).await?;
+        Ok(())
+    }
+}
+
+fn undefined_column(table: &TableName, column: &str) -> EngineError {
+    StorageError::UndefinedColumn { table: table.table.clone(), column: column.to_string() }.into()
 }
 
 /// `view`'s query reading `to` where it read `from` (one name of one schema).
 fn renamed_reads(view: &ViewDef, from: &TableName, to: &TableName) -> Result<ViewDef> {
+    let query = rewrite_reads(view, from, |factor| {
+        let ast::TableFactor::Table { name: relation, alias, .. } = factor else { return Ok(()) };
+        // Columns the query qualified with the old name still find it under an alias.
+        let old = relation.0.pop();
+        if alias.is_none() {
+            if let Some(ObjectNamePart::Identifier(old)) = old {
+                *alias = Some(table_alias(old));
+            }
+        }
+        relation.0.push(ObjectNamePart::Identifier(Ident::with_quote('"', to.table.as_str())));
+        Ok(())
+    })?;
+    let depends_on = view.depends_on.iter().map(|n| if n == from { to.clone() } else { n.clone() }).collect();
+    Ok(ViewDef { query, depends_on, ..view.clone() })
+}
+
+/// `view`'s query reading `table` through a derived table that names its columns as
+/// they were before column `from` became `to` (`columns`: the names before).
+fn column_renamed_reads(
+    view: &ViewDef,
+    table: &TableName,
+    columns: &[String],
+    from: &str,
+    to: &str,
+) -> Result<ViewDef> {
+    let quoted = |name: &str| Ident::with_quote('"', name).to_string();
+    let items: Vec<String> = columns
+        .iter()
+        .map(|c| if c == from { format!("{} AS {}", quoted(to), quoted(from)) } else { quoted(c) })
+        .collect();
+    let query = rewrite_reads(view, table, |factor| {
+        let ast::TableFactor::Table { name: relation, alias, .. } = factor else { return Ok(()) };
+        let sql = format!("SELECT {} FROM {relation}", items.join(", "));
+        let Some(Statement::Query(subquery)) = parse_sql(&sql)?.pop().map(|p| p.statement) else {
+            return Err(EngineError::Internal { message: format!("not a query: {sql}") });
+        };
+        // The derived table answers to the name the query used.
+        let alias = alias.take().or_else(|| match relation.0.last() {
+            Some(ObjectNamePart::Identifier(name)) => Some(table_alias(name.clone())),
+            _ => None,
+        });
+        *factor = ast::TableFactor::Derived { lateral: false, subquery, alias, sample: None };
+        Ok(())
+    })?;
+    Ok(ViewDef { query, ..view.clone() })
+}
+
+fn table_alias(name: Ident) -> ast::TableAlias {
+    ast::TableAlias { explicit: true, name, columns: Vec::new(), at: None }
+}
+
+/// `view`'s query with `rewrite` applied to each of its `FROM` items that reads
+/// `relation`, as SQL text.
+fn rewrite_reads(
+    view: &ViewDef,
+    relation: &TableName,
+    rewrite: impl FnMut(&mut ast::TableFactor) -> Result<()>,
+) -> Result<String> {
     let mut parsed = parse_sql(&view.query)?;
     let Some(Statement::Query(mut query)) = parsed.pop().map(|p| p.statement) else {
         return Err(EngineError::Internal { message: format!("a view's query is a query: {}", view.query) });
     };
-    let mut rename = Rename { from, to, ctes: BTreeSet::new(), failed: None };
-    let _ = ast::VisitMut::visit(&mut query, &mut rename);
-    if let Some(error) = rename.failed {
-        return Err(error);
+    let mut reads = Reads { relation, rewrite, ctes: BTreeSet::new(), failed: None };
+    let _ = ast::VisitMut::visit(&mut query, &mut reads);
+    match reads.failed {
+        Some(error) => Err(error),
+        None => Ok(query.to_string()),
     }
-    let depends_on = view.depends_on.iter().map(|n| if n == from { to.clone() } else { n.clone() }).collect();
-    Ok(ViewDef { query: query.to_string(), depends_on, ..view.clone() })
 }
 
-/// Renames the references to one relation in a query. A CTE of the same name shadows
-/// it where it is not schema-qualified (CTE names are gathered as queries are entered,
-/// before the relations inside them).
-struct Rename<'a> {
-    from: &'a TableName,
-    to: &'a TableName,
+/// Finds the `FROM` items that read one relation. A CTE of the same name shadows it
+/// where it is not schema-qualified (CTE names are gathered as queries are entered,
+/// before the relations inside them). An item is rewritten after its own parts were
+/// visited, so what replaces it is not visited again.
+struct Reads<'a, F> {
+    relation: &'a TableName,
+    rewrite: F,
     ctes: BTreeSet<String>,
     failed: Option<EngineError>,
 }
 
-impl VisitorMut for Rename<'_> {
+impl<F: FnMut(&mut ast::TableFactor) -> Result<()>> VisitorMut for Reads<'_, F> {
     type Break = ();
 
     fn pre_visit_query(&mut self, query: &mut ast::Query) -> ControlFlow<()> {
@@ -315,8 +443,8 @@ impl VisitorMut for Rename<'_> {
         ControlFlow::Continue(())
     }
 
-    fn pre_visit_table_factor(&mut self, factor: &mut ast::TableFactor) -> ControlFlow<()> {
-        let ast::TableFactor::Table { name: relation, alias, .. } = factor else {
+    fn post_visit_table_factor(&mut self, factor: &mut ast::TableFactor) -> ControlFlow<()> {
+        let ast::TableFactor::Table { name: relation, args: None, .. } = factor else {
             return ControlFlow::Continue(());
         };
         let name = match ddl::table_name(relation) {
@@ -327,19 +455,98 @@ impl VisitorMut for Rename<'_> {
             }
         };
         let shadowed = relation.0.len() == 1 && self.ctes.contains(&name.table);
-        if &name != self.from || shadowed {
+        if &name != self.relation || shadowed {
             return ControlFlow::Continue(());
         }
-        // Columns the query qualified with the old name still find it under an alias.
-        let old = relation.0.pop();
-        if alias.is_none() {
-            if let Some(ObjectNamePart::Identifier(old)) = old {
-                *alias = Some(ast::TableAlias { explicit: true, name: old, columns: Vec::new(), at: None });
-            }
+        if let Err(e) = (self.rewrite)(factor) {
+            self.failed = Some(e);
+            return ControlFlow::Break(());
         }
-        relation.0.push(ObjectNamePart::Identifier(Ident::with_quote('"', self.to.table.as_str())));
         ControlFlow::Continue(())
     }
+}
+
+/// Whether a query may read `column`: it names it (alone, qualified, or in a join's
+/// `USING`), joins `NATURAL`ly, or selects `*` (a view's `*` stands for the columns it
+/// had when made). Names are compared without regard to which relation they belong to,
+/// so this errs towards "yes".
+struct Mentions<'a> {
+    column: &'a str,
+    found: bool,
+}
+
+impl Mentions<'_> {
+    fn select_mentions(&self, select: &ast::Select) -> bool {
+        let wildcard = select.projection.iter().any(|item| {
+            matches!(item, ast::SelectItem::Wildcard(_) | ast::SelectItem::QualifiedWildcard(..))
+        });
+        let joined = select.from.iter().flat_map(|t| &t.joins).any(|join| {
+            match join_constraint(join) {
+            Some(ast::JoinConstraint::Natural) => true,
+            Some(ast::JoinConstraint::Using(names)) => names.iter().any(|name| {
+                matches!(name.0.last(), Some(ObjectNamePart::Identifier(i)) if ddl::ident(i) == self.column)
+            }),
+            _ => false,
+        }
+        });
+        wildcard || joined
+    }
+
+    fn body_mentions(&self, body: &ast::SetExpr) -> bool {
+        match body {
+            ast::SetExpr::Select(select) => self.select_mentions(select),
+            ast::SetExpr::SetOperation { left, right, .. } => {
+                self.body_mentions(left) || self.body_mentions(right)
+            }
+            _ => false,
+        }
+    }
+}
+
+impl ast::Visitor for Mentions<'_> {
+    type Break = ();
+
+    fn pre_visit_query(&mut self, query: &ast::Query) -> ControlFlow<()> {
+        self.found |= self.body_mentions(&query.body);
+        if self.found {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    }
+
+    fn pre_visit_expr(&mut self, expr: &ast::Expr) -> ControlFlow<()> {
+        let name = match expr {
+            ast::Expr::Identifier(name) => Some(name),
+            ast::Expr::CompoundIdentifier(parts) => parts.last(),
+            _ => None,
+        };
+        self.found |= name.is_some_and(|name| ddl::ident(name) == self.column);
+        if self.found {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    }
+}
+
+fn join_constraint(join: &ast::Join) -> Option<&ast::JoinConstraint> {
+    use ast::JoinOperator::*;
+    match &join.join_operator {
+        Join(c) | Inner(c) | Left(c) | LeftOuter(c) | Right(c) | RightOuter(c) | FullOuter(c)
+        | CrossJoin(c) | Semi(c) | LeftSemi(c) | RightSemi(c) | Anti(c) | LeftAnti(c) | RightAnti(c)
+        | StraightJoin(c) => Some(c),
+        _ => None,
+    }
+}
+
+/// Whether `view` may read `column` of the relations it reads (see [`Mentions`]).
+fn mentions(view: &ViewDef, column: &str) -> Result<bool> {
+    let mut mentions = Mentions { column, found: false };
+    for parsed in parse_sql(&view.query)? {
+        let _ = ast::Visit::visit(&parsed.statement, &mut mentions);
+    }
+    Ok(mentions.found)
 }
 
 /// `CREATE OR REPLACE VIEW` keeps the old columns, in order, with their names and
