@@ -242,6 +242,42 @@ async fn portals_suspend_and_resume_with_max_rows() {
     server.stop().await;
 }
 
+/// `MOVE` skips a cursor's rows and answers how many; a `BINARY` cursor's rows come in
+/// binary format in the simple protocol (an int4 65 is the bytes 0 0 0 65).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cursors_move_and_binary_cursors_fetch_binary_rows() {
+    let server = TestServer::start().await;
+    let client = server.client().await;
+    let messages = client
+        .simple_query(
+            "BEGIN; DECLARE c CURSOR FOR SELECT CAST(value AS INT) FROM generate_series(1, 10) ORDER BY 1; \
+             MOVE 3 IN c; MOVE FORWARD 2 FROM c; FETCH 1 FROM c; MOVE ALL IN c; FETCH 1 FROM c; \
+             DECLARE b BINARY CURSOR FOR SELECT CAST(65 AS INT) AS n, 'hi' AS t; FETCH ALL FROM b; COMMIT",
+        )
+        .await
+        .unwrap();
+    let completes: Vec<u64> = messages
+        .iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::CommandComplete(n) => Some(*n),
+            _ => None,
+        })
+        .collect();
+    // BEGIN, DECLARE, MOVE 3, MOVE 2, FETCH 1, MOVE 4 (the rest), FETCH 0, DECLARE, FETCH 1, COMMIT.
+    assert_eq!(completes, vec![0, 0, 3, 2, 1, 4, 0, 0, 1, 0]);
+    let rows: Vec<Vec<String>> = messages
+        .iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::Row(r) => {
+                Some((0..r.len()).map(|i| r.get(i).unwrap_or("").to_string()).collect())
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(rows, vec![vec!["6".to_string()], vec!["\0\0\0A".to_string(), "hi".to_string()]]);
+    server.stop().await;
+}
+
 /// A primary-key lookup goes to the key index (no scan of the base); other filters
 /// merge the base, minus its deletion vector, with the change rows.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

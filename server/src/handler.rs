@@ -427,7 +427,7 @@ fn query_response(
         RowsCommand::Update => response.set_command_tag("UPDATE"),
         RowsCommand::Delete => response.set_command_tag("DELETE"),
         RowsCommand::Show => response.set_command_tag("SHOW"),
-        RowsCommand::Fetch => response.set_command_tag("FETCH"),
+        RowsCommand::Fetch { .. } => response.set_command_tag("FETCH"),
     }
     response
 }
@@ -452,7 +452,8 @@ fn command_response(tag: CommandTag) -> Response {
 fn response(output: Output, fields: Option<Vec<FieldInfo>>, tx: TxStatus) -> Response {
     match output {
         Output::Rows { schema, stream, command } => {
-            let fields = fields.unwrap_or_else(|| field_infos(&schema, |_| false));
+            let binary = matches!(command, RowsCommand::Fetch { binary: true });
+            let fields = fields.unwrap_or_else(|| field_infos(&schema, |_| binary));
             Response::Query(query_response(stream, fields, command))
         }
         Output::Command(tag) => {

@@ -1,10 +1,13 @@
-//! SQL cursors: `DECLARE name CURSOR [WITH HOLD] FOR query`, `FETCH [n | NEXT | ALL |
-//! FORWARD n | FORWARD ALL] [FROM | IN] name`, `CLOSE name | ALL`. A cursor holds its
+//! SQL cursors: `DECLARE name [BINARY] [NO SCROLL] CURSOR [WITH HOLD] FOR query`,
+//! `FETCH | MOVE [n | NEXT | ALL | FORWARD n | FORWARD ALL] [FROM | IN] name`, `CLOSE
+//! name | ALL`. A cursor holds its
 //! query's result stream, not its rows: each `FETCH` reads as many rows as it asks for
 //! (psycopg2's named cursors, pandas' `chunksize`, SQLAlchemy's `stream_results`
 //! read big results this way). The query reads the snapshot of its `DECLARE`, so a
 //! `WITH HOLD` cursor reads the same rows after its transaction commits. Cursors are
-//! forward-only (`NO SCROLL`): going back is 0A000.
+//! forward-only (`NO SCROLL`): going back is 0A000. `MOVE` reads the rows it skips
+//! and keeps none. A `BINARY` cursor's rows go in binary format in the simple
+//! protocol (in the extended one the client's Bind chooses, as in PostgreSQL).
 
 use std::collections::HashMap;
 
@@ -34,6 +37,7 @@ struct Cursor {
     /// Rows read from the stream and not fetched yet.
     pending: Option<RecordBatch>,
     hold: bool,
+    binary: bool,
 }
 
 impl Cursors {
@@ -60,9 +64,6 @@ impl Session {
         };
         let name = ddl::ident(name);
         let hold = declare.hold == Some(true);
-        if declare.binary == Some(true) {
-            return Err(EngineError::unsupported("BINARY cursors are not supported"));
-        }
         if declare.scroll == Some(true) {
             return Err(EngineError::unsupported(
                 "SCROLL cursors are not supported (Tarn's cursors go forward)",
@@ -81,15 +82,23 @@ impl Session {
             return Err(EngineError::unsupported("a cursor's query must return rows"));
         };
         let stream = std::sync::Mutex::new(stream);
-        self.cursors.open.insert(name, Cursor { schema, stream, pending: None, hold });
+        let binary = declare.binary == Some(true);
+        self.cursors.open.insert(name, Cursor { schema, stream, pending: None, hold, binary });
         Ok(Output::Command(CommandTag::new("DECLARE CURSOR")))
     }
 
-    pub(crate) async fn fetch(&mut self, name: &ast::Ident, direction: &FetchDirection) -> Result<Output> {
+    /// `FETCH`, or with `moves` `MOVE`: its rows are counted, not returned.
+    pub(crate) async fn fetch(
+        &mut self,
+        name: &ast::Ident,
+        direction: &FetchDirection,
+        moves: bool,
+    ) -> Result<Output> {
         let name = ddl::ident(name);
         let count = rows_asked(direction)?;
         let cursor = self.cursors.open.get_mut(&name).ok_or(EngineError::UndefinedCursor { name })?;
         let mut batches = Vec::new();
+        let mut moved = 0;
         let mut wanted = count;
         while wanted > 0 {
             let batch = match cursor.pending.take() {
@@ -99,19 +108,25 @@ impl Session {
                     None => break,
                 },
             };
-            if batch.num_rows() > wanted {
+            let batch = if batch.num_rows() > wanted {
                 cursor.pending = Some(batch.slice(wanted, batch.num_rows() - wanted));
-                batches.push(batch.slice(0, wanted));
-                wanted = 0;
+                batch.slice(0, wanted)
             } else {
-                wanted -= batch.num_rows();
+                batch
+            };
+            wanted -= batch.num_rows();
+            moved += batch.num_rows();
+            if !moves {
                 batches.push(batch);
             }
+        }
+        if moves {
+            return Ok(Output::Command(CommandTag::with_rows("MOVE", moved as u64)));
         }
         let schema = cursor.schema.clone();
         let rows = futures::stream::iter(batches.into_iter().map(Ok));
         let stream = Box::pin(RecordBatchStreamAdapter::new(schema.clone(), rows));
-        Ok(Output::Rows { schema, stream, command: RowsCommand::Fetch })
+        Ok(Output::Rows { schema, stream, command: RowsCommand::Fetch { binary: cursor.binary } })
     }
 
     pub(crate) fn close_cursor(&mut self, cursor: &ast::CloseCursor) -> Result<Output> {

@@ -12,6 +12,7 @@
 //! - `CREATE UNLOGGED TABLE` is `CREATE TABLE` (Tarn's tables are all durable).
 //! - `ALTER VIEW` is `ALTER TABLE` marked as naming a view (sqlparser knows only
 //!   `ALTER VIEW ... AS query`, which PostgreSQL does not have).
+//! - `MOVE` (of a cursor) is `FETCH` marked as moving only.
 //! - `COMMENT ON ... IS $$text$$` (dbt's `persist_docs`): the dollar-quoted text is a
 //!   plain string, the only kind sqlparser takes there.
 //! - pgvector's `<+>` and ParadeDB's `@@@` operators are glued from the tokens sqlparser
@@ -34,12 +35,14 @@ pub struct ParsedStatement {
     pub table_format: Option<String>,
     /// An `ALTER TABLE` that was written `ALTER VIEW`.
     pub alter_view: bool,
+    /// A `FETCH` that was written `MOVE`: it skips the rows and returns their count.
+    pub moves: bool,
 }
 
 impl ParsedStatement {
     /// A statement made here, not parsed from text.
     pub fn of(statement: Statement) -> Self {
-        Self { statement, table_format: None, alter_view: false }
+        Self { statement, table_format: None, alter_view: false, moves: false }
     }
 }
 
@@ -48,6 +51,7 @@ impl ParsedStatement {
 struct Taken {
     table_format: Option<String>,
     alter_view: bool,
+    moves: bool,
 }
 
 /// Parses one or more `;`-separated statements.
@@ -69,7 +73,12 @@ pub fn parse_sql(sql: &str) -> Result<Vec<ParsedStatement>> {
         .enumerate()
         .map(|(i, statement)| {
             let taken = taken.get(i).cloned().unwrap_or_default();
-            ParsedStatement { statement, table_format: taken.table_format, alter_view: taken.alter_view }
+            ParsedStatement {
+                statement,
+                table_format: taken.table_format,
+                alter_view: taken.alter_view,
+                moves: taken.moves,
+            }
         })
         .collect())
 }
@@ -133,6 +142,14 @@ fn rewrite_tokens(tokens: Vec<TokenWithSpan>) -> (Vec<TokenWithSpan>, Vec<Taken>
                 words_seen += 1;
                 taken.alter_view = true;
                 out.push(TokenWithSpan { token: Token::make_keyword("TABLE"), span: token.span });
+                continue;
+            }
+            Token::Word(w)
+                if words_seen == 0 && w.quote_style.is_none() && w.value.eq_ignore_ascii_case("move") =>
+            {
+                words_seen += 1;
+                taken.moves = true;
+                out.push(TokenWithSpan { token: Token::make_keyword("FETCH"), span: token.span });
                 continue;
             }
             Token::DollarQuotedString(text) if first_word_is(&out, Keyword::COMMENT) => {

@@ -113,8 +113,9 @@ pub enum RowsCommand {
     Delete,
     /// `SHOW`: tag `SHOW`.
     Show,
-    /// `FETCH` from a cursor: tag `FETCH n`.
-    Fetch,
+    /// `FETCH` from a cursor: tag `FETCH n`. Rows of a `BINARY` cursor go in binary
+    /// format where the client did not choose one (the simple protocol).
+    Fetch { binary: bool },
 }
 
 /// A CommandComplete tag: `CREATE TABLE`, `INSERT 0 5` (rows given), ...
@@ -402,6 +403,7 @@ impl Session {
             Planned::Other => (
                 declared.iter().map(|t| t.clone().unwrap_or(DataType::Utf8)).collect(),
                 match &statement.statement {
+                    Statement::Fetch { .. } if statement.moves => None,
                     Statement::Fetch { name, .. } => {
                         self.cursors.schema(&crate::statements::ddl::ident(name))
                     }

@@ -279,7 +279,9 @@ impl Session {
             }
             Statement::Close { cursor } => return self.close_cursor(cursor),
             Statement::Declare { stmts } => return self.declare(stmts).await,
-            Statement::Fetch { name, direction, into: None, .. } => return self.fetch(name, direction).await,
+            Statement::Fetch { name, direction, into: None, .. } => {
+                return self.fetch(name, direction, parsed.moves).await
+            }
             Statement::Deallocate { .. } => CommandTag::new("DEALLOCATE"),
             Statement::LISTEN { .. } => CommandTag::new("LISTEN"),
             Statement::UNLISTEN { .. } => CommandTag::new("UNLISTEN"),
