@@ -73,6 +73,7 @@ impl Engine {
         let activity = Arc::new(Activity::default());
         // Defaults are parsed with a context that knows the functions but no tables.
         let parser_ctx = build_context(&config);
+        crate::functions::sequences::register(&parser_ctx, Arc::downgrade(&warehouse));
         let parse_default = DefaultParser::new(move |sql: &str| {
             let schema = datafusion::common::DFSchema::empty();
             match parser_ctx.state().create_logical_expr(sql, &schema) {

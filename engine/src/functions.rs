@@ -4,6 +4,7 @@
 //!
 //! - [`datetime_template`]: `to_char`, `to_timestamp`, `to_date` with PostgreSQL's
 //!   date/time templates (`'YYYY-MM-DD HH24:MI:SS'`).
+//! - [`sequences`]: `nextval`, `currval`, `setval`, `lastval`.
 
 use std::sync::Arc;
 
@@ -18,6 +19,7 @@ use datafusion::prelude::SessionContext;
 use crate::statements::settings::SERVER_VERSION;
 
 pub mod datetime_template;
+pub mod sequences;
 
 pub fn version_string() -> String {
     format!(

@@ -56,6 +56,7 @@ pub fn client_error(error: &EngineError) -> ClientError {
         EngineError::AdminShutdown => ClientError::new("57P01", error.to_string()),
         EngineError::WrongObjectType { message } => ClientError::new("42809", message),
         EngineError::InfiniteRecursion { message } => ClientError::new("42P17", message),
+        EngineError::ObjectNotInPrerequisiteState { message } => ClientError::new("55000", message),
         EngineError::DependentObjects { message, detail } => {
             ClientError { code: "2BP01", message: message.clone(), detail: Some(detail.clone()) }
         }
@@ -103,6 +104,8 @@ fn storage_error(error: &StorageError) -> ClientError {
         StorageError::NotNullViolation { .. } => ClientError::new("23502", error.to_string()),
         StorageError::DuplicateColumn { .. } => ClientError::new("42701", error.to_string()),
         StorageError::UndefinedColumn { .. } => ClientError::new("42703", error.to_string()),
+        StorageError::SequenceExhausted { message } => ClientError::new("2200H", message),
+        StorageError::SequenceOutOfRange { message } => ClientError::new("22003", message),
         StorageError::Unsupported { message } => ClientError::new("0A000", message),
         StorageError::CommitConflict { .. } => ClientError::new(
             "40001",

@@ -35,6 +35,13 @@ pub enum StorageError {
     #[error("{message}")]
     InvalidDefinition { message: String },
 
+    /// `nextval` past a sequence's bound (2200H).
+    #[error("{message}")]
+    SequenceExhausted { message: String },
+    /// `setval` out of a sequence's bounds (22003).
+    #[error("{message}")]
+    SequenceOutOfRange { message: String },
+
     #[error("version {version} of table {table} does not exist or is no longer retained")]
     VersionNotFound { table: TableName, version: u64 },
 

@@ -20,6 +20,8 @@
 //!   written with put-if-absent so a version number is never reused.
 //! - [`table_def`]: the definition users gave in `CREATE TABLE`: schema, primary key,
 //!   base format, buckets, options.
+//! - [`sequence`]: `CREATE SEQUENCE`'s sequences: definitions, and values handed out
+//!   of memory within a durable reservation.
 //! - [`wal`]: the write-ahead log: group commit, fsync, replay that cuts a torn tail.
 //! - [`failpoint`]: named points where crash tests stop the process.
 //! - [`io`]: object-store access, with fsync for local folders (files and directories).
@@ -46,6 +48,7 @@ pub mod history;
 pub mod io;
 pub mod key;
 pub mod manifest;
+pub mod sequence;
 pub mod table;
 pub mod table_def;
 pub mod text_index;

@@ -7,6 +7,7 @@
 //! <root>/<schema>/<table>/changes/<bucket>/ change files (primary-key tables)
 //! <root>/_tarn/wal/                       the write-ahead log of every table
 //! <root>/_tarn/views/<schema>/<view>.json   a view's definition
+//! <root>/_tarn/sequences/<schema>/<name>.json a sequence (definition and state)
 //! ```
 //!
 //! The warehouse owns the write-ahead log: a commit to primary-key tables is one record
@@ -33,6 +34,7 @@ use crate::commit::{Applied, TableWrite};
 use crate::error::{Result, StorageError};
 use crate::io::{lance_store_registry, Location};
 use crate::manifest::ManifestStore;
+use crate::sequence::{sequence_path, Sequence, SequenceDef};
 use crate::table::{delete_prefix, Table};
 use crate::table_def::{TableDef, TableName, ViewDef};
 use crate::wal::Wal;
@@ -68,11 +70,13 @@ struct Catalog {
     schemas: BTreeSet<String>,
     tables: BTreeMap<TableName, Arc<Table>>,
     views: BTreeMap<TableName, Arc<ViewDef>>,
+    sequences: BTreeMap<TableName, Arc<Sequence>>,
 }
 
 impl Catalog {
+    /// Tables, views and sequences share their schema's names (as in `pg_class`).
     fn relation_exists(&self, name: &TableName) -> bool {
-        self.tables.contains_key(name) || self.views.contains_key(name)
+        self.tables.contains_key(name) || self.views.contains_key(name) || self.sequences.contains_key(name)
     }
 }
 
@@ -125,6 +129,14 @@ impl Warehouse {
                 .map_err(|e| StorageError::internal(format!("view definition {}: {e}", object.location)))?;
             catalog.schemas.insert(view.name.schema.clone());
             catalog.views.insert(view.name.clone(), Arc::new(view));
+        }
+        let sequences =
+            store.list(Some(&Path::from("_tarn").join("sequences"))).try_collect::<Vec<_>>().await?;
+        for object in sequences {
+            let bytes = store.get(&object.location).await?.bytes().await?;
+            let sequence = Sequence::load(store.clone(), &bytes, &object.location)?;
+            catalog.schemas.insert(sequence.def().name.schema.clone());
+            catalog.sequences.insert(sequence.def().name.clone(), Arc::new(sequence));
         }
         let root = location
             .url()
@@ -211,10 +223,16 @@ impl Warehouse {
         Ok(())
     }
 
-    /// Stops background work, waiting for a flush or compaction under way.
+    /// Stops background work, waiting for a flush or compaction under way, and writes
+    /// the sequences' exact state.
     pub async fn close(&self) {
         self.closed.store(true, Ordering::Release);
         let _idle = self.maintenance.lock().await;
+        for sequence in self.all_sequences() {
+            if let Err(e) = sequence.write_exact().await {
+                warn!(sequence = %sequence.def().name, error = %e, "could not write the sequence's state");
+            }
+        }
     }
 
     pub fn url(&self) -> &str {
@@ -269,7 +287,8 @@ impl Warehouse {
         }
         let old = {
             let catalog = self.catalog.read().expect("catalog lock");
-            if catalog.tables.contains_key(&name) || (catalog.views.contains_key(&name) && !or_replace) {
+            let other = catalog.tables.contains_key(&name) || catalog.sequences.contains_key(&name);
+            if other || (catalog.views.contains_key(&name) && !or_replace) {
                 return if if_not_exists { Ok(false) } else { Err(StorageError::TableExists { name }) };
             }
             catalog.views.get(&name).cloned()
@@ -299,6 +318,47 @@ impl Warehouse {
         self.location.store().delete(&view_path(name)).await?;
         self.catalog.write().expect("catalog lock").views.remove(name);
         info!(view = %name, "dropped view");
+        Ok(true)
+    }
+
+    pub fn sequence(&self, name: &TableName) -> Option<Arc<Sequence>> {
+        self.catalog.read().expect("catalog lock").sequences.get(name).cloned()
+    }
+
+    pub fn all_sequences(&self) -> Vec<Arc<Sequence>> {
+        self.catalog.read().expect("catalog lock").sequences.values().cloned().collect()
+    }
+
+    /// `CREATE SEQUENCE`: durable when it returns. Returns false when a relation of
+    /// that name existed and `if_not_exists` was given.
+    pub async fn create_sequence(&self, def: SequenceDef, if_not_exists: bool) -> Result<bool> {
+        let _ddl = self.ddl.lock().await;
+        let name = def.name.clone();
+        if !self.schema_exists(&name.schema) {
+            return Err(StorageError::SchemaNotFound { name: name.schema.clone() });
+        }
+        if self.catalog.read().expect("catalog lock").relation_exists(&name) {
+            return if if_not_exists { Ok(false) } else { Err(StorageError::TableExists { name }) };
+        }
+        let sequence = Sequence::create(self.location.store().clone(), def).await?;
+        self.catalog.write().expect("catalog lock").sequences.insert(name.clone(), Arc::new(sequence));
+        info!(sequence = %name, "created sequence");
+        Ok(true)
+    }
+
+    /// `DROP SEQUENCE`. Returns false when it did not exist and `if_exists` was given.
+    pub async fn drop_sequence(&self, name: &TableName, if_exists: bool) -> Result<bool> {
+        let _ddl = self.ddl.lock().await;
+        if self.sequence(name).is_none() {
+            return if if_exists {
+                Ok(false)
+            } else {
+                Err(StorageError::TableNotFound { name: name.clone() })
+            };
+        }
+        self.location.store().delete(&sequence_path(name)).await?;
+        self.catalog.write().expect("catalog lock").sequences.remove(name);
+        info!(sequence = %name, "dropped sequence");
         Ok(true)
     }
 

@@ -1,6 +1,7 @@
 //! Data definition: `CREATE TABLE` (with `USING`, `WITH`, keys, defaults, identities),
 //! `CREATE TABLE AS`, `DROP TABLE`, `ALTER TABLE ... ADD COLUMN`, `CREATE SCHEMA`, turned
-//! from SQL syntax into storage's [`TableDef`].
+//! from SQL syntax into storage's [`TableDef`]; `CREATE SEQUENCE` into its
+//! [`SequenceDef`].
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -10,6 +11,7 @@ use datafusion::sql::sqlparser::ast::{
     ColumnDef, ColumnOption, CreateTable, CreateTableOptions, Expr as SqlExpr, GeneratedAs, Ident,
     ObjectName, ObjectNamePart, SequenceOptions, SqlOption, TableConstraint, Value,
 };
+use tarn_storage::sequence::{SequenceDef, SequenceOptions as SequenceDefaults, SequenceType};
 use tarn_storage::table_def::{DEFAULT_BUCKET_COUNT, TABLE_OPTIONS};
 use tarn_storage::{BaseFormat, ColumnMeta, Identity, TableDef, TableName};
 
@@ -185,6 +187,40 @@ fn integer_literal(expr: &SqlExpr) -> Result<i64> {
         _ => String::new(),
     };
     text.parse().map_err(|_| EngineError::syntax(format!("expected an integer, found {expr}")))
+}
+
+/// `CREATE SEQUENCE name [AS type] [INCREMENT [BY] n] [MINVALUE n | NO MINVALUE]
+/// [MAXVALUE n | NO MAXVALUE] [START [WITH] n] [CACHE n] [[NO] CYCLE]`.
+pub fn sequence_def(
+    name: &ObjectName,
+    data_type: Option<&datafusion::sql::sqlparser::ast::DataType>,
+    options: &[SequenceOptions],
+) -> Result<SequenceDef> {
+    use datafusion::sql::sqlparser::ast::DataType as SqlType;
+    let data_type = match data_type {
+        None => SequenceType::Bigint,
+        Some(SqlType::SmallInt(_) | SqlType::Int2(_)) => SequenceType::Smallint,
+        Some(SqlType::Int(_) | SqlType::Integer(_) | SqlType::Int4(_)) => SequenceType::Integer,
+        Some(SqlType::BigInt(_) | SqlType::Int8(_)) => SequenceType::Bigint,
+        Some(other) => {
+            return Err(EngineError::InvalidParameter {
+                message: "sequence type must be smallint, integer, or bigint".to_string()
+                    + &format!(" (not {other})"),
+            })
+        }
+    };
+    let mut given = SequenceDefaults::default();
+    for option in options {
+        match option {
+            SequenceOptions::IncrementBy(e, _) => given.increment = Some(integer_literal(e)?),
+            SequenceOptions::MinValue(e) => given.min_value = e.as_ref().map(integer_literal).transpose()?,
+            SequenceOptions::MaxValue(e) => given.max_value = e.as_ref().map(integer_literal).transpose()?,
+            SequenceOptions::StartWith(e, _) => given.start = Some(integer_literal(e)?),
+            SequenceOptions::Cache(e) => given.cache = Some(integer_literal(e)?),
+            SequenceOptions::Cycle(no) => given.cycle = !no,
+        }
+    }
+    Ok(SequenceDef::new(table_name(name)?, data_type, given)?)
 }
 
 /// Splits `WITH (...)` into the bucket count and the other known options.

@@ -13,6 +13,8 @@
 //! - `ALTER VIEW` is `ALTER TABLE` marked as naming a view (sqlparser knows only
 //!   `ALTER VIEW ... AS query`, which PostgreSQL does not have).
 //! - `MOVE` (of a cursor) is `FETCH` marked as moving only.
+//! - `CREATE SEQUENCE`'s options in any order (pg_dump writes `START WITH` first),
+//!   put in the one order sqlparser reads.
 //! - `COMMENT ON ... IS $$text$$` (dbt's `persist_docs`): the dollar-quoted text is a
 //!   plain string, the only kind sqlparser takes there.
 //! - pgvector's `<+>` and ParadeDB's `@@@` operators are glued from the tokens sqlparser
@@ -62,7 +64,7 @@ pub fn parse_sql(sql: &str) -> Result<Vec<ParsedStatement>> {
     let dialect = PostgreSqlDialect {};
     let tokens = Tokenizer::new(&dialect, sql).with_unescape(true).tokenize_with_location()?;
     limits::check_depth(&tokens)?;
-    let tokens = rewrite_add_vector_index(tokens)?;
+    let tokens = order_sequence_options(rewrite_add_vector_index(tokens)?);
     let (tokens, taken) = rewrite_tokens(rewrite_as_of(tokens));
     let statements = Parser::new(&dialect)
         .with_recursion_limit(limits::PARSER_RECURSION_LIMIT)
@@ -199,6 +201,89 @@ fn rewrite_tokens(tokens: Vec<TokenWithSpan>) -> (Vec<TokenWithSpan>, Vec<Taken>
         all_taken.push(taken);
     }
     (out, all_taken)
+}
+
+/// The options of each `CREATE [TEMP] SEQUENCE` in the order sqlparser reads them: `AS`,
+/// `INCREMENT`, `[NO] MINVALUE`, `[NO] MAXVALUE`, `START`, `CACHE`, `[NO] CYCLE`,
+/// `OWNED BY` (PostgreSQL takes any order).
+fn order_sequence_options(tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
+    let mut out = Vec::with_capacity(tokens.len());
+    let mut statement = Vec::new();
+    for token in tokens {
+        let end = token.token == Token::SemiColon;
+        statement.push(token);
+        if end {
+            out.extend(order_options_of(std::mem::take(&mut statement)));
+        }
+    }
+    out.extend(order_options_of(statement));
+    out
+}
+
+fn order_options_of(statement: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
+    let keyword = |t: &TokenWithSpan| match &t.token {
+        Token::Word(w) if w.quote_style.is_none() => Some(w.keyword),
+        _ => None,
+    };
+    let solid: Vec<usize> =
+        (0..statement.len()).filter(|&i| !matches!(statement[i].token, Token::Whitespace(_))).collect();
+    let word_at = |n: usize| solid.get(n).and_then(|&i| keyword(&statement[i]));
+    let mut n = match (word_at(0), word_at(1), word_at(2)) {
+        (Some(Keyword::CREATE), Some(Keyword::SEQUENCE), _) => 2,
+        (Some(Keyword::CREATE), Some(Keyword::TEMP | Keyword::TEMPORARY), Some(Keyword::SEQUENCE)) => 3,
+        _ => return statement,
+    };
+    if word_at(n) == Some(Keyword::IF) {
+        n += 3;
+    }
+    // The name: words joined by dots.
+    n += 1;
+    while solid.get(n).is_some_and(|&i| statement[i].token == Token::Period) {
+        n += 2;
+    }
+    let Some(&options_start) = solid.get(n) else { return statement };
+    let rank = |k: Keyword, next: Option<Keyword>| match (k, next) {
+        (Keyword::AS, _) => Some(0),
+        (Keyword::INCREMENT, _) => Some(1),
+        (Keyword::MINVALUE, _) | (Keyword::NO, Some(Keyword::MINVALUE)) => Some(2),
+        (Keyword::MAXVALUE, _) | (Keyword::NO, Some(Keyword::MAXVALUE)) => Some(3),
+        (Keyword::START, _) => Some(4),
+        (Keyword::CACHE, _) => Some(5),
+        (Keyword::CYCLE, _) | (Keyword::NO, Some(Keyword::CYCLE)) => Some(6),
+        (Keyword::OWNED, _) => Some(7),
+        _ => None,
+    };
+    // Each option: its rank and its tokens (blanks dropped); `;` and anything after
+    // the options stay at the end.
+    let mut options: Vec<(usize, Vec<TokenWithSpan>)> = Vec::new();
+    let mut rest = Vec::new();
+    let mut k = n;
+    while let Some(&i) = solid.get(k) {
+        let next = solid.get(k + 1).and_then(|&j| keyword(&statement[j]));
+        // `NO MINVALUE` is one option.
+        let after_no =
+            options.last().is_some_and(|(_, t)| t.len() == 1 && keyword(&t[0]) == Some(Keyword::NO));
+        match keyword(&statement[i]).and_then(|w| rank(w, next)) {
+            Some(r) if rest.is_empty() && !after_no => options.push((r, vec![statement[i].clone()])),
+            _ if statement[i].token == Token::SemiColon || options.is_empty() => {
+                rest.push(statement[i].clone())
+            }
+            _ if rest.is_empty() => options.last_mut().expect("an option").1.push(statement[i].clone()),
+            _ => rest.push(statement[i].clone()),
+        }
+        k += 1;
+    }
+    if options.windows(2).all(|w| w[0].0 <= w[1].0) {
+        return statement;
+    }
+    options.sort_by_key(|(r, _)| *r);
+    let mut out: Vec<TokenWithSpan> = statement[..options_start].to_vec();
+    for token in options.into_iter().flat_map(|(_, tokens)| tokens).chain(rest) {
+        let span = token.span;
+        out.push(token);
+        out.push(TokenWithSpan { token: Token::Whitespace(Whitespace::Space), span });
+    }
+    out
 }
 
 /// `name AS OF VERSION n [alias]` to `tarn_as_of('name', n) AS alias` (the alias
@@ -365,6 +450,23 @@ fn first_word_is(out: &[TokenWithSpan], keyword: Keyword) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sequence_options_come_in_any_order() {
+        let parsed = parse_sql(
+            "CREATE SEQUENCE s START WITH 5 INCREMENT BY -1 NO MINVALUE MAXVALUE 9 CACHE 1 AS integer; \
+             CREATE SEQUENCE IF NOT EXISTS app.t NO CYCLE MINVALUE 1",
+        )
+        .unwrap();
+        assert_eq!(
+            parsed[0].statement.to_string(),
+            "CREATE SEQUENCE s AS INTEGER INCREMENT BY -1 NO MINVALUE MAXVALUE 9 START WITH 5 CACHE 1"
+        );
+        assert_eq!(
+            parsed[1].statement.to_string(),
+            "CREATE SEQUENCE IF NOT EXISTS app.t MINVALUE 1 NO CYCLE"
+        );
+    }
 
     #[test]
     fn alter_view_is_alter_table_marked_as_a_view() {

@@ -190,6 +190,7 @@ impl Session {
         let set_config = crate::statements::settings::PendingSettings::default();
         ctx.register_udf(crate::statements::settings::set_config(set_config.clone()));
         crate::functions::register_user(&ctx, user);
+        crate::functions::sequences::register(&ctx, Arc::downgrade(engine.warehouse()));
         let planning = ctx.state();
         let task = planning.task_ctx();
         Self {
@@ -743,7 +744,10 @@ impl Session {
                 let LogicalPlan::Dml(DmlStatement { op: WriteOp::Insert(_), input, .. }) = plan else {
                     return Err(EngineError::Internal { message: "INSERT did not plan as an insert".into() });
                 };
-                let input = Arc::unwrap_or_clone(input);
+                let mut input = Arc::unwrap_or_clone(input);
+                if def.columns.iter().any(|c| c.default.as_deref().is_some_and(|d| d.contains("val("))) {
+                    input = self.session_sequence_functions(input)?;
+                }
                 let returning = match returning {
                     Some(items) => Some(self.plan_returning_as(&name, alias.as_deref(), items).await?),
                     None => None,
@@ -805,6 +809,28 @@ impl Session {
             select.projection = items;
         }
         self.datafusion_plan(Statement::Query(query)).await
+    }
+
+    /// `plan` with the sequence functions of column defaults (parsed once per table,
+    /// without a session) made this session's, so `currval` sees their values.
+    fn session_sequence_functions(&self, plan: LogicalPlan) -> Result<LogicalPlan> {
+        use datafusion::execution::FunctionRegistry;
+        use datafusion::logical_expr::expr::ScalarFunction;
+        use datafusion::logical_expr::Expr;
+        let plan = plan.transform_up_with_subqueries(|node| {
+            node.map_expressions(|expr| {
+                expr.transform_up(|e| match e {
+                    Expr::ScalarFunction(ScalarFunction { func, args })
+                        if crate::functions::sequences::NAMES.contains(&func.name()) =>
+                    {
+                        let func = self.ctx.udf(func.name())?;
+                        Ok(Transformed::yes(Expr::ScalarFunction(ScalarFunction { func, args })))
+                    }
+                    other => Ok(Transformed::no(other)),
+                })
+            })
+        })?;
+        Ok(plan.data)
     }
 
     /// Plans SQL text we built (from parts of a parsed statement).

@@ -54,8 +54,39 @@ impl Session {
                 }
                 CommandTag::new("DROP INDEX")
             }
+            Statement::Drop { object_type: ObjectType::Sequence, if_exists, names, .. } => {
+                for name in names {
+                    let name = ddl::table_name(name)?;
+                    if warehouse.sequence(&name).is_none()
+                        && (warehouse.table(&name).is_some() || warehouse.view(&name).is_some())
+                    {
+                        return Err(EngineError::WrongObjectType {
+                            message: format!("\"{}\" is not a sequence", name.table),
+                        });
+                    }
+                    warehouse.drop_sequence(&name, *if_exists).await?;
+                }
+                CommandTag::new("DROP SEQUENCE")
+            }
             Statement::Drop { object_type, .. } => {
                 return Err(EngineError::unsupported(format!("DROP {object_type} is not supported yet")))
+            }
+            Statement::CreateSequence {
+                temporary,
+                if_not_exists,
+                name,
+                data_type,
+                sequence_options,
+                owned_by,
+            } => {
+                if *temporary || owned_by.is_some() {
+                    return Err(EngineError::unsupported(
+                        "temporary sequences and OWNED BY are not supported yet",
+                    ));
+                }
+                let def = ddl::sequence_def(name, data_type.as_ref(), sequence_options)?;
+                warehouse.create_sequence(def, *if_not_exists).await?;
+                CommandTag::new("CREATE SEQUENCE")
             }
             Statement::CreateIndex(create) => {
                 let (name, declared) = index_ddl::index_def(create, &warehouse)?;
@@ -393,6 +424,7 @@ pub(crate) fn changes_catalog(statement: &Statement) -> bool {
             | Statement::CreateSchema { .. }
             | Statement::CreateView(_)
             | Statement::Comment { .. }
+            | Statement::CreateSequence { .. }
     )
 }
 

@@ -224,6 +224,10 @@ fn relation_by_name(warehouse: &Warehouse, name: &str) -> Option<u32> {
     {
         return Some(view.oid);
     }
+    let name = tarn_storage::TableName::new(schema.clone(), relation.clone());
+    if warehouse.sequence(&name).is_some() {
+        return Some(relations::sequence_oid(&name));
+    }
     relations::tables(warehouse).into_iter().filter(|t| t.schema == schema).find_map(|t| {
         if t.name == relation {
             return Some(t.oid);
@@ -236,7 +240,7 @@ fn relation_by_name(warehouse: &Warehouse, name: &str) -> Option<u32> {
 /// `a.b`, `"A"."b.c"`, `"public" . "t"` (ADBC's spelling: blanks around the dot);
 /// unquoted parts lower-cased, quoted ones as written (`""` one quote). `None` when
 /// malformed.
-fn name_parts(name: &str) -> Option<Vec<String>> {
+pub(crate) fn name_parts(name: &str) -> Option<Vec<String>> {
     let mut parts = Vec::new();
     let mut chars = name.chars().peekable();
     let skip_blanks = |chars: &mut std::iter::Peekable<std::str::Chars>| {
@@ -285,6 +289,9 @@ fn relation_name(warehouse: &Warehouse, oid: u32) -> Option<String> {
     };
     if let Some(view) = relations::views(warehouse).into_iter().find(|v| v.oid == oid) {
         return Some(qualified(&view.schema, &view.name));
+    }
+    if let Some(sequence) = relations::sequences(warehouse).into_iter().find(|s| s.oid == oid) {
+        return Some(qualified(&sequence.schema, &sequence.name));
     }
     relations::tables(warehouse).into_iter().find_map(|t| {
         let name =

@@ -276,6 +276,47 @@ pub fn views(warehouse: &Warehouse) -> Vec<ViewRel> {
         .collect()
 }
 
+/// A sequence as the catalogs show it.
+pub struct SequenceRel {
+    pub oid: u32,
+    pub schema: String,
+    pub namespace: u32,
+    pub name: String,
+    pub sequence: Arc<tarn_storage::sequence::Sequence>,
+}
+
+impl SequenceRel {
+    /// The OID of the sequence's value type (`pg_sequence.seqtypid`).
+    pub fn type_oid(&self) -> u32 {
+        match self.sequence.def().data_type {
+            tarn_storage::sequence::SequenceType::Smallint => 21,
+            tarn_storage::sequence::SequenceType::Integer => 23,
+            tarn_storage::sequence::SequenceType::Bigint => 20,
+        }
+    }
+}
+
+pub fn sequence_oid(name: &tarn_storage::TableName) -> u32 {
+    oid_of(&[b"sequence", name.schema.as_bytes(), b".", name.table.as_bytes()])
+}
+
+pub fn sequences(warehouse: &Warehouse) -> Vec<SequenceRel> {
+    warehouse
+        .all_sequences()
+        .into_iter()
+        .map(|sequence| {
+            let name = &sequence.def().name;
+            SequenceRel {
+                oid: sequence_oid(name),
+                schema: name.schema.clone(),
+                namespace: namespace_oid(&name.schema),
+                name: name.table.clone(),
+                sequence: sequence.clone(),
+            }
+        })
+        .collect()
+}
+
 /// Every table of the warehouse, with its indexes.
 pub fn tables(warehouse: &Warehouse) -> Vec<TableRel> {
     warehouse.all_tables().into_iter().map(|table| describe(&table)).collect()

@@ -48,6 +48,8 @@ pub fn table(name: &str, source: &Source) -> Option<Arc<dyn TableProvider>> {
         "pg_tablespace" => pg_tablespace(),
         "pg_settings" => pg_settings(source),
         "pg_proc" => pg_proc(),
+        "pg_sequence" => pg_sequence(source),
+        "pg_sequences" => pg_sequences(source),
         _ => def.empty(),
     })
 }
@@ -153,6 +155,24 @@ fn pg_class(source: &Source) -> Arc<dyn TableProvider> {
             ("relpersistence", ch(b'p')),
             ("relkind", ch(b'v')),
             ("relnatts", int(view.def.schema.fields().len() as i64)),
+            ("relreplident", ch(b'n')),
+            ("relispopulated", Value::Bool(true)),
+            ("relfrozenxid", text("0")),
+            ("relminmxid", text("0")),
+        ]);
+    }
+    for sequence in relations::sequences(source.warehouse) {
+        rows.push(&[
+            ("oid", oid(sequence.oid)),
+            ("relname", text(&sequence.name)),
+            ("relnamespace", oid(sequence.namespace)),
+            ("relowner", oid(OWNER_OID)),
+            ("relam", oid(0)),
+            ("relfilenode", oid(sequence.oid)),
+            ("reltuples", Value::Float(1.0)),
+            ("relpersistence", ch(b'p')),
+            ("relkind", ch(b'S')),
+            ("relnatts", int(3)),
             ("relreplident", ch(b'n')),
             ("relispopulated", Value::Bool(true)),
             ("relfrozenxid", text("0")),
@@ -530,6 +550,47 @@ fn pg_description(source: &Source) -> Arc<dyn TableProvider> {
             ("classoid", oid(c::PG_CLASS.oid)),
             ("objsubid", int(description.objsubid)),
             ("description", text(description.text)),
+        ]);
+    }
+    rows.table()
+}
+
+/// Sequences' definitions, by OID.
+fn pg_sequence(source: &Source) -> Arc<dyn TableProvider> {
+    let mut rows = Rows::new(&c::PG_SEQUENCE);
+    for sequence in relations::sequences(source.warehouse) {
+        let def = sequence.sequence.def();
+        rows.push(&[
+            ("seqrelid", oid(sequence.oid)),
+            ("seqtypid", oid(sequence.type_oid())),
+            ("seqstart", int(def.start)),
+            ("seqincrement", int(def.increment)),
+            ("seqmax", int(def.max_value)),
+            ("seqmin", int(def.min_value)),
+            ("seqcache", int(def.cache)),
+            ("seqcycle", Value::Bool(def.cycle)),
+        ]);
+    }
+    rows.table()
+}
+
+/// Sequences by name, with the last value handed out.
+fn pg_sequences(source: &Source) -> Arc<dyn TableProvider> {
+    let mut rows = Rows::new(&c::PG_SEQUENCES);
+    for sequence in relations::sequences(source.warehouse) {
+        let def = sequence.sequence.def();
+        rows.push(&[
+            ("schemaname", text(&sequence.schema)),
+            ("sequencename", text(&sequence.name)),
+            ("sequenceowner", text(source.owner)),
+            ("data_type", oid(sequence.type_oid())),
+            ("start_value", int(def.start)),
+            ("min_value", int(def.min_value)),
+            ("max_value", int(def.max_value)),
+            ("increment_by", int(def.increment)),
+            ("cycle", Value::Bool(def.cycle)),
+            ("cache_size", int(def.cache)),
+            ("last_value", sequence.sequence.last_value().map_or(Value::Null, int)),
         ]);
     }
     rows.table()
