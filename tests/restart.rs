@@ -40,7 +40,9 @@ async fn tables_and_rows_survive_a_restart() {
                  CREATE SEQUENCE counter START WITH 10;
                  SELECT nextval('counter');
                  CREATE SEQUENCE exact START WITH 5;
-                 SELECT setval('exact', 50);",
+                 SELECT setval('exact', 50);
+                 CREATE TEMP TABLE scratch (v INT);
+                 INSERT INTO scratch VALUES (1);",
             )
             .await
             .unwrap();
@@ -102,6 +104,15 @@ async fn tables_and_rows_survive_a_restart() {
     let seq: i64 =
         client.query_one("INSERT INTO logs (line) VALUES ('third') RETURNING seq", &[]).await.unwrap().get(0);
     assert_eq!(seq, 3);
+    // Temporary tables end with their session, or at the latest with the server.
+    let temp: i64 = client
+        .query_one("SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'pg_temp%'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(temp, 0);
+    let err = client.query("SELECT * FROM scratch", &[]).await.unwrap_err();
+    assert_eq!(err.code(), Some(&SqlState::UNDEFINED_TABLE));
     // Renamed and dropped columns stay so (the last insert replayed from the log).
     let changed = client.simple_query("SELECT * FROM columns_changed ORDER BY id").await.unwrap();
     let changed: Vec<String> = changed

@@ -278,6 +278,43 @@ async fn cursors_move_and_binary_cursors_fetch_binary_rows() {
     server.stop().await;
 }
 
+/// A temporary table is its session's alone, and goes when the session ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn temporary_tables_are_the_sessions_own_and_end_with_it() {
+    let server = TestServer::start().await;
+    let first = server.client().await;
+    let second = server.client().await;
+    first.batch_execute("CREATE TEMP TABLE scratch (v INT); INSERT INTO scratch VALUES (1)").await.unwrap();
+    second
+        .batch_execute("CREATE TEMP TABLE scratch (v INT); INSERT INTO scratch VALUES (2), (3)")
+        .await
+        .unwrap();
+    let n: i64 = first.query_one("SELECT count(*) FROM scratch", &[]).await.unwrap().get(0);
+    assert_eq!(n, 1);
+    let n: i64 = second.query_one("SELECT count(*) FROM scratch", &[]).await.unwrap().get(0);
+    assert_eq!(n, 2);
+    drop(first);
+    // The first session's schema goes soon after it ends; the second's stays.
+    let mut schemas = Vec::new();
+    for _ in 0..100 {
+        schemas = second
+            .query("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'pg_temp%'", &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get::<_, String>(0))
+            .collect();
+        if schemas.len() == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(schemas.len(), 1, "{schemas:?}");
+    let n: i64 = second.query_one("SELECT count(*) FROM scratch", &[]).await.unwrap().get(0);
+    assert_eq!(n, 2);
+    server.stop().await;
+}
+
 /// A primary-key lookup goes to the key index (no scan of the base); other filters
 /// merge the base, minus its deletion vector, with the change rows.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

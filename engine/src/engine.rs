@@ -56,6 +56,8 @@ pub struct Engine {
     /// Bumped by every statement that changes the catalog (tables, columns, indexes,
     /// schemas): plans kept from before are made again (see `statements::plan_cache`).
     catalog_epoch: AtomicU64,
+    /// Sessions made so far (each one's number names its temporary schema).
+    sessions: AtomicU64,
     /// The server's sessions, as the server registers them.
     activity: Arc<Activity>,
 }
@@ -69,6 +71,7 @@ impl std::fmt::Debug for Engine {
 impl Engine {
     pub async fn open(config: EngineConfig) -> Result<Arc<Engine>> {
         let warehouse = Arc::new(Warehouse::open(&config.warehouse).await?);
+        crate::statements::temp::drop_leftovers(&warehouse).await?;
         let template = build_context(&config);
         let activity = Arc::new(Activity::default());
         // Defaults are parsed with a context that knows the functions but no tables.
@@ -130,6 +133,7 @@ impl Engine {
             maintenance,
             template,
             catalog_epoch: AtomicU64::new(0),
+            sessions: AtomicU64::new(0),
             activity,
         }))
     }
@@ -181,7 +185,8 @@ impl Engine {
                 self.activity.clone(),
             )),
         );
-        Session::new(self.clone(), ctx, user, tx)
+        let number = self.sessions.fetch_add(1, Ordering::Relaxed) + 1;
+        Session::new(self.clone(), ctx, user, tx, number)
     }
 }
 

@@ -30,6 +30,8 @@
 //! - [`cursors`]: `DECLARE ... CURSOR`, `FETCH`, `CLOSE`.
 //! - [`ddl`]: `CREATE TABLE` and friends, to storage's `TableDef`; [`views`]: `CREATE
 //!   VIEW`, `DROP VIEW`, and DROPs of what views read (CASCADE).
+//! - [`temp`]: temporary tables and views, in the session's own `pg_temp_<n>` schema,
+//!   which its unqualified names find first.
 //! - [`utility`]: statements the session carries out itself (DDL, SET/SHOW, BEGIN,
 //!   VACUUM...); [`settings`]: `SET`/`SHOW` variables and their defaults.
 
@@ -52,6 +54,7 @@ pub mod row_subqueries;
 pub mod scalar_subqueries;
 pub mod session;
 pub mod settings;
+pub mod temp;
 pub mod transaction;
 pub mod utility;
 pub mod views;

@@ -378,6 +378,28 @@ impl Warehouse {
         Ok(true)
     }
 
+    /// Drops an empty schema (a session's temporary schema when it ends). Refused while
+    /// it holds a table, a view or a sequence.
+    pub async fn drop_schema(&self, schema: &str) -> Result<()> {
+        let _ddl = self.ddl.lock().await;
+        {
+            let catalog = self.catalog.read().expect("catalog lock");
+            let held = catalog.tables.keys().chain(catalog.views.keys()).chain(catalog.sequences.keys());
+            if let Some(name) = held.into_iter().find(|n| n.schema == schema) {
+                return Err(StorageError::Unsupported {
+                    message: format!("cannot drop schema {schema}: it holds {name}"),
+                });
+            }
+        }
+        let marker = Path::from(schema).join(SCHEMA_MARKER);
+        match self.location.store().delete(&marker).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        self.catalog.write().expect("catalog lock").schemas.remove(schema);
+        Ok(())
+    }
+
     /// `CREATE TABLE`. Returns `None` when the table existed and `if_not_exists` was given.
     pub async fn create_table(&self, def: TableDef, if_not_exists: bool) -> Result<Option<Arc<Table>>> {
         let _ddl = self.ddl.lock().await;

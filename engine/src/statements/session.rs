@@ -181,10 +181,36 @@ pub struct Session {
     pub(crate) cursors: crate::statements::cursors::Cursors,
     /// What `set_config()` set during the statement, applied when it ends.
     set_config: crate::statements::settings::PendingSettings,
+    /// The session's temporary tables and views.
+    pub(crate) temp: crate::statements::temp::TempSchema,
+}
+
+impl Drop for Session {
+    /// The session's temporary relations go with it (in the background: a drop cannot
+    /// wait; a server that stops first leaves them to the next one's start).
+    fn drop(&mut self) {
+        if !self.temp.exists() {
+            return;
+        }
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let temp = self.temp.clone();
+            runtime.spawn(async move {
+                if let Err(e) = temp.drop_all().await {
+                    tracing::warn!(error = %e, "could not drop a session's temporary relations");
+                }
+            });
+        }
+    }
 }
 
 impl Session {
-    pub(crate) fn new(engine: Arc<Engine>, ctx: SessionContext, user: &str, txn: Arc<TxState>) -> Self {
+    pub(crate) fn new(
+        engine: Arc<Engine>,
+        ctx: SessionContext,
+        user: &str,
+        txn: Arc<TxState>,
+        number: u64,
+    ) -> Self {
         let settings = Settings::new(user);
         ctx.register_udf(crate::catalog::pg_catalog::functions::current_setting(settings.all()));
         let set_config = crate::statements::settings::PendingSettings::default();
@@ -193,6 +219,7 @@ impl Session {
         crate::functions::sequences::register(&ctx, Arc::downgrade(engine.warehouse()));
         let planning = ctx.state();
         let task = planning.task_ctx();
+        let temp = crate::statements::temp::TempSchema::new(engine.warehouse().clone(), number);
         Self {
             engine,
             ctx,
@@ -206,6 +233,7 @@ impl Session {
             txn,
             cursors: Default::default(),
             set_config,
+            temp,
         }
     }
 
@@ -296,6 +324,10 @@ impl Session {
         declared: Vec<Option<DataType>>,
     ) -> Result<Prepared> {
         self.planning.mark_start_execution();
+        let statement = match self.temp.qualify(&statement.statement) {
+            Some(qualified) => ParsedStatement { statement: qualified, ..statement },
+            None => statement,
+        };
         let outcome = self.describe(sql, statement, declared).await;
         self.note(&outcome);
         outcome
@@ -438,6 +470,16 @@ impl Session {
         self.check_not_failed(&prepared.statement.statement)?;
         self.planning.mark_start_execution();
         let params = bind_params(params, &prepared.param_types);
+        // Names of the session's temporary relations: the statement as it reads them,
+        // planned for this run only.
+        if let Some(statement) = self.temp.qualify(&prepared.statement.statement) {
+            let qualified = Prepared {
+                statement: ParsedStatement { statement, ..prepared.statement.clone() },
+                plans: Arc::default(),
+                ..prepared.clone()
+            };
+            return Box::pin(self.plan_and_run(&qualified, params)).await;
+        }
         Box::pin(self.plan_and_run(prepared, params)).await
     }
 
@@ -762,7 +804,10 @@ impl Session {
                 }))
             }
             Statement::CreateTable(create) if create.query.is_some() => {
-                let name = ddl::table_name(&create.name)?;
+                let name = match create.temporary {
+                    true => self.temp.place(&create.name).await?,
+                    false => ddl::table_name(&create.name)?,
+                };
                 if !create.columns.is_empty() {
                     return Err(EngineError::unsupported(
                         "CREATE TABLE AS with a column list is not supported yet",

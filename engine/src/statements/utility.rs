@@ -24,12 +24,20 @@ impl Session {
         let statement = &parsed.statement;
         let tag = match statement {
             Statement::CreateTable(create) => {
-                if create.temporary || create.or_replace || create.external {
+                if create.or_replace || create.external {
                     return Err(EngineError::unsupported(
-                        "CREATE TEMPORARY, OR REPLACE and EXTERNAL tables are not supported",
+                        "CREATE OR REPLACE and EXTERNAL tables are not supported",
                     ));
                 }
-                let def = ddl::table_def(create, parsed.table_format.as_deref())?;
+                if create.on_commit.is_some() {
+                    return Err(EngineError::unsupported(
+                        "ON COMMIT of temporary tables is not supported yet",
+                    ));
+                }
+                let mut def = ddl::table_def(create, parsed.table_format.as_deref())?;
+                if create.temporary {
+                    def.name = self.temp.place(&create.name).await?;
+                }
                 warehouse.create_table(def, create.if_not_exists).await?;
                 CommandTag::new("CREATE TABLE")
             }

@@ -88,10 +88,13 @@ fn dependents(warehouse: &Warehouse, names: &[TableName]) -> Vec<Arc<ViewDef>> {
 
 impl Session {
     pub(crate) async fn create_view(&mut self, create: &ast::CreateView) -> Result<CommandTag> {
-        if create.materialized || create.temporary {
-            return Err(EngineError::unsupported("materialized and temporary views are not supported yet"));
+        if create.materialized {
+            return Err(EngineError::unsupported("materialized views are not supported yet"));
         }
-        let name = ddl::table_name(&create.name)?;
+        let name = match create.temporary {
+            true => self.temp.place(&create.name).await?,
+            false => ddl::table_name(&create.name)?,
+        };
         let sql = create.query.to_string();
         let plan = plan_view_query(&self.planning, &sql).await?;
         // Column names as PostgreSQL gives them (`?column?`, a function's name...).

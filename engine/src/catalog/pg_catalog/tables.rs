@@ -58,6 +58,11 @@ fn oid(o: u32) -> Value {
     Value::Oid(o)
 }
 
+/// `relpersistence`: `t` in a session's temporary schema, else `p`.
+fn persistence(schema: &str) -> Value {
+    ch(if crate::statements::temp::is_temp_schema(schema) { b't' } else { b'p' })
+}
+
 fn ch(c: u8) -> Value {
     Value::Char(c)
 }
@@ -117,7 +122,7 @@ fn pg_class(source: &Source) -> Arc<dyn TableProvider> {
             ("relpages", int(table.bytes.div_ceil(8192) as i64)),
             ("reltuples", Value::Float(table.rows as f64)),
             ("relhasindex", Value::Bool(!table.indexes.is_empty())),
-            ("relpersistence", ch(b'p')),
+            ("relpersistence", persistence(&table.schema)),
             ("relkind", ch(b'r')),
             ("relnatts", int(table.def.schema.fields().len() as i64)),
             ("relreplident", ch(b'd')),
@@ -135,7 +140,7 @@ fn pg_class(source: &Source) -> Arc<dyn TableProvider> {
                 ("relam", oid(index.am)),
                 ("relfilenode", oid(index.oid)),
                 ("reltuples", Value::Float(table.rows as f64)),
-                ("relpersistence", ch(b'p')),
+                ("relpersistence", persistence(&table.schema)),
                 ("relkind", ch(b'i')),
                 ("relnatts", int(index.keys.len() as i64)),
                 ("relreplident", ch(b'n')),
@@ -152,7 +157,7 @@ fn pg_class(source: &Source) -> Arc<dyn TableProvider> {
             ("relnamespace", oid(view.namespace)),
             ("relowner", oid(OWNER_OID)),
             ("relam", oid(0)),
-            ("relpersistence", ch(b'p')),
+            ("relpersistence", persistence(&view.schema)),
             ("relkind", ch(b'v')),
             ("relnatts", int(view.def.schema.fields().len() as i64)),
             ("relreplident", ch(b'n')),
