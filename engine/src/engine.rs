@@ -222,6 +222,7 @@ fn build_context(config: &EngineConfig) -> SessionContext {
                 Arc::new(crate::search::vector::VectorCasts) as _,
                 Arc::new(crate::catalog::pg_catalog::CatalogLiterals) as _,
                 Arc::new(crate::statements::lateral_unnest::LateralUnnest) as _,
+                Arc::new(crate::statements::distinct_on::DistinctOnSubqueries) as _,
                 Arc::new(crate::statements::scalar_subqueries::ScalarSubqueryRows {
                     state: subquery_state.clone(),
                 }) as _,

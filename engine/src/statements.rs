@@ -11,6 +11,7 @@
 //!   `OPERATOR(pg_catalog.~)`, `::regclass`, `ARRAY(SELECT ...)`).
 //! - [`lateral_unnest`]: `FROM t CROSS JOIN unnest(t.a)`, an unnest reading the rows
 //!   before it, as one plan.
+//! - [`distinct_on`]: `DISTINCT ON` with a correlated subquery in its select list.
 //! - [`scalar_subqueries`]: correlated scalar subqueries that are not aggregates;
 //!   [`row_subqueries`]: those DataFusion cannot join, run per outer row.
 //! - [`session`]: [`Session`](session::Session), one connection's statements: prepare
@@ -39,6 +40,7 @@ pub mod column_names;
 pub mod copy;
 pub mod cursors;
 pub mod ddl;
+pub mod distinct_on;
 pub mod dml;
 pub mod lateral_unnest;
 pub mod limits;

@@ -21,6 +21,41 @@ const OUTPUT_ALIAS_PREFIX: &str = "__tarn_";
 pub(crate) fn name_output_columns(query: &mut ast::Query) {
     name_set_expr(query.body.as_mut());
     order_set_by_output_names(query);
+    alias_apart_from_ordered_columns(query);
+}
+
+/// `SELECT CASE a.kind ... END AS kind ... ORDER BY a.kind`: a qualified name in
+/// `ORDER BY` is the input's column (PostgreSQL's rule), which DataFusion adds to the
+/// select list beside the output column of the same name and then finds ambiguous. The
+/// output column takes one of our aliases instead (its name restored for the client),
+/// unless `ORDER BY` also names it bare (then the bare name means the output column).
+/// Also in a parenthesized query (pgAdmin's default privileges).
+fn alias_apart_from_ordered_columns(query: &mut ast::Query) {
+    if let ast::SetExpr::Query(inner) = query.body.as_mut() {
+        alias_apart_from_ordered_columns(inner);
+    }
+    let Some(ast::OrderBy { kind: ast::OrderByKind::Expressions(exprs), .. }) = &query.order_by else {
+        return;
+    };
+    let (mut qualified, mut bare) = (Vec::new(), Vec::new());
+    for order in exprs {
+        match &order.expr {
+            ast::Expr::CompoundIdentifier(parts) if parts.len() > 1 => {
+                qualified.extend(parts.last().map(ddl::ident));
+            }
+            ast::Expr::Identifier(name) => bare.push(ddl::ident(name)),
+            _ => {}
+        }
+    }
+    let ast::SetExpr::Select(select) = query.body.as_mut() else { return };
+    for (position, item) in select.projection.iter_mut().enumerate() {
+        let SelectItem::ExprWithAlias { expr, alias } = item else { continue };
+        let name = ddl::ident(alias);
+        let is_that_column = matches!(expr, ast::Expr::CompoundIdentifier(p) if p.last().map(ddl::ident).as_ref() == Some(&name));
+        if qualified.contains(&name) && !bare.contains(&name) && !is_that_column {
+            *alias = ast::Ident::with_quote('"', format!("{OUTPUT_ALIAS_PREFIX}{position}_{name}"));
+        }
+    }
 }
 
 /// `... UNION SELECT b.x ... ORDER BY x`: the `ORDER BY` of a set operation names its

@@ -7,7 +7,8 @@
 //! Conditions DataFusion cannot decorrelate move out of the subquery (see
 //! [`one_value`]); a subquery that reads the outer row inside a derived table of its
 //! own is left to [`row_subqueries`](super::row_subqueries). Catalog queries of psql,
-//! JDBC and ODBC are full of these.
+//! JDBC and ODBC are full of these. The rule also makes an `EXISTS` outside a filter
+//! (in a select list) a count of the subquery's rows, which DataFusion can join.
 
 use std::sync::Arc;
 
@@ -46,9 +47,12 @@ impl AnalyzerRule for ScalarSubqueryRows {
         plan.transform_up_with_subqueries(|node| {
             // A rewritten expression keeps its name: the plan above refers to it by name.
             let names = NamePreserver::new(&node);
+            // DataFusion joins an EXISTS of a filter itself (a semi join).
+            let in_filter = matches!(node, LogicalPlan::Filter(_));
             node.map_expressions(|e| {
                 let name = names.save(&e);
                 e.transform_up(|e| match e {
+                    Expr::Exists(exists) if !in_filter => Ok(Transformed::yes(exists_as_count(exists)?)),
                     Expr::ScalarSubquery(subquery) => {
                         if reads_outer_row_in_derived_table(&subquery) {
                             // DataFusion would join it with its references left inside.
@@ -71,6 +75,26 @@ impl AnalyzerRule for ScalarSubqueryRows {
     fn name(&self) -> &str {
         "tarn_scalar_subquery_rows"
     }
+}
+
+/// `EXISTS (subquery)` outside a filter (`SELECT EXISTS(...) AS has_x`, which
+/// DataFusion cannot plan there): whether the subquery's row count is above zero, an
+/// aggregate subquery DataFusion joins (false for an outer row without rows).
+fn exists_as_count(exists: datafusion::logical_expr::expr::Exists) -> DfResult<Expr> {
+    use datafusion::functions::core::expr_fn::coalesce;
+    use datafusion::functions_aggregate::expr_fn::count;
+    let rows = "__tarn_exists_rows";
+    let counted = LogicalPlanBuilder::from(Arc::unwrap_or_clone(exists.subquery.subquery))
+        .aggregate(Vec::<Expr>::new(), vec![count(lit(1)).alias(rows)])?
+        .project(vec![Expr::Column(Column::new_unqualified(rows)).gt(lit(0i64)).alias(VALUE_NAME)])?
+        .build()?;
+    let value = Expr::ScalarSubquery(Subquery {
+        subquery: Arc::new(counted),
+        outer_ref_columns: exists.subquery.outer_ref_columns,
+        spans: exists.subquery.spans,
+    });
+    let value = coalesce(vec![value, lit(false)]);
+    Ok(if exists.negated { !value } else { value })
 }
 
 /// A node whose expressions changed has its schema made again (the types of what it
