@@ -40,7 +40,17 @@ KINDS = {
 }
 
 # Tarn answers as PostgreSQL 16 (`server_version`), whose clients ask for these too.
-PG16_COLUMNS = {"pg_database": [("daticurules", "Text")]}
+_PG16_TABLE_STATS = [("last_seq_scan", "Timestamptz"), ("last_idx_scan", "Timestamptz"),
+                     ("n_tup_newpage_upd", "Int8")]
+PG16_COLUMNS = {
+    "pg_database": [("daticurules", "Text")],
+    # pgAdmin's table statistics read them.
+    "pg_stat_all_tables": _PG16_TABLE_STATS,
+    "pg_stat_user_tables": _PG16_TABLE_STATS,
+    "pg_stat_sys_tables": _PG16_TABLE_STATS,
+    "pg_stat_all_indexes": [("last_idx_scan", "Timestamptz")],
+    "pg_stat_user_indexes": [("last_idx_scan", "Timestamptz")],
+}
 
 
 def main(dsn):

@@ -48,7 +48,8 @@ fn child_server() {
         return;
     };
     tarn_tests::init_logging();
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    // The server's own runtime (its threads have the stacks statements need).
+    let runtime = tarn_server::runtime().expect("server runtime");
     runtime.block_on(async move {
         let config = tarn_server::ServerConfig { data, ..Default::default() };
         let engine = tarn_engine::Engine::open(config.engine_config()).await.expect("engine opens");
@@ -388,7 +389,11 @@ async fn continue_writing(data: &Path, from: &[Progress], rng: &mut Rng, context
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let progress = load.finish().await;
     for (p, f) in progress.iter().zip(from) {
-        assert!(p.acked > f.acked, "{context}: a client made no progress after recovery: {progress:?}");
+        assert!(
+            p.acked > f.acked,
+            "{context}: a client made no progress after recovery: {progress:?}\n{}",
+            server.log_tail()
+        );
     }
     server.kill();
     let heads = restart_and_verify(data, &progress, context).await;

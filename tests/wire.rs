@@ -212,6 +212,20 @@ async fn result_columns_are_named_as_postgres_names_them() {
         .unwrap();
     let names: Vec<&str> = statement.columns().iter().map(|c| c.name()).collect();
     assert_eq!(names, vec!["grantee", "privilege_type"]);
+    // DISTINCT ON's columns, a subquery among them (pgAdmin's index list), and an
+    // output column beside an ORDER BY of the input's column of its name.
+    let statement = client
+        .prepare(
+            "SELECT DISTINCT ON (id) id, price AS cost, (SELECT max(t2.id) FROM t t2 WHERE t2.id = t.id), 1 \
+             FROM t ORDER BY id",
+        )
+        .await
+        .unwrap();
+    let names: Vec<&str> = statement.columns().iter().map(|c| c.name()).collect();
+    assert_eq!(names, vec!["id", "cost", "max", "?column?"]);
+    let statement = client.prepare("SELECT t.price * 2 AS price FROM t ORDER BY t.price").await.unwrap();
+    let names: Vec<&str> = statement.columns().iter().map(|c| c.name()).collect();
+    assert_eq!(names, vec!["price"]);
     server.stop().await;
 }
 

@@ -196,6 +196,10 @@ pub(crate) fn result_schema(plan: &LogicalPlan) -> SchemaRef {
         match node {
             LogicalPlan::Projection(p) => break Some(p.expr.iter().collect()),
             LogicalPlan::Aggregate(a) => break Some(a.group_expr.iter().chain(&a.aggr_expr).collect()),
+            // `DISTINCT ON`'s select list is its own.
+            LogicalPlan::Distinct(datafusion::logical_expr::Distinct::On(on)) => {
+                break Some(on.select_expr.iter().collect())
+            }
             LogicalPlan::Sort(_)
             | LogicalPlan::Limit(_)
             | LogicalPlan::Distinct(_)

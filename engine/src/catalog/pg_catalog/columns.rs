@@ -915,6 +915,7 @@ pub const PG_STAT_ALL_INDEXES: Def = Def {
         ("idx_scan", Int8),
         ("idx_tup_read", Int8),
         ("idx_tup_fetch", Int8),
+        ("last_idx_scan", Timestamptz),
     ],
 };
 
@@ -946,6 +947,9 @@ pub const PG_STAT_ALL_TABLES: Def = Def {
         ("autovacuum_count", Int8),
         ("analyze_count", Int8),
         ("autoanalyze_count", Int8),
+        ("last_seq_scan", Timestamptz),
+        ("last_idx_scan", Timestamptz),
+        ("n_tup_newpage_upd", Int8),
     ],
 };
 
@@ -1021,6 +1025,7 @@ pub const PG_STAT_USER_INDEXES: Def = Def {
         ("idx_scan", Int8),
         ("idx_tup_read", Int8),
         ("idx_tup_fetch", Int8),
+        ("last_idx_scan", Timestamptz),
     ],
 };
 
@@ -1052,6 +1057,9 @@ pub const PG_STAT_USER_TABLES: Def = Def {
         ("autovacuum_count", Int8),
         ("analyze_count", Int8),
         ("autoanalyze_count", Int8),
+        ("last_seq_scan", Timestamptz),
+        ("last_idx_scan", Timestamptz),
+        ("n_tup_newpage_upd", Int8),
     ],
 };
 
