@@ -56,7 +56,8 @@ impl Table {
         Fut: Future<Output = Result<()>> + Send + 'static,
     {
         if self.has_primary_key() {
-            self.compact().await?;
+            // Boxed: a compaction's future is large, and DDL is rare.
+            Box::pin(self.compact()).await?;
         }
         tokio::spawn(alter(self.clone()))
             .await

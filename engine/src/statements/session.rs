@@ -805,7 +805,7 @@ impl Session {
             }
             Statement::CreateTable(create) if create.query.is_some() => {
                 let name = match create.temporary {
-                    true => self.temp.place(&create.name).await?,
+                    true => Box::pin(self.temp.place(&create.name)).await?,
                     false => ddl::table_name(&create.name)?,
                 };
                 if !create.columns.is_empty() {

@@ -36,7 +36,7 @@ impl Session {
                 }
                 let mut def = ddl::table_def(create, parsed.table_format.as_deref())?;
                 if create.temporary {
-                    def.name = self.temp.place(&create.name).await?;
+                    def.name = Box::pin(self.temp.place(&create.name)).await?;
                 }
                 warehouse.create_table(def, create.if_not_exists).await?;
                 CommandTag::new("CREATE TABLE")
@@ -72,7 +72,7 @@ impl Session {
                             message: format!("\"{}\" is not a sequence", name.table),
                         });
                     }
-                    warehouse.drop_sequence(&name, *if_exists).await?;
+                    Box::pin(warehouse.drop_sequence(&name, *if_exists)).await?;
                 }
                 CommandTag::new("DROP SEQUENCE")
             }
@@ -93,7 +93,7 @@ impl Session {
                     ));
                 }
                 let def = ddl::sequence_def(name, data_type.as_ref(), sequence_options)?;
-                warehouse.create_sequence(def, *if_not_exists).await?;
+                Box::pin(warehouse.create_sequence(def, *if_not_exists)).await?;
                 CommandTag::new("CREATE SEQUENCE")
             }
             Statement::CreateIndex(create) => {
@@ -186,7 +186,7 @@ impl Session {
                         }
                         ast::AlterTableOperation::RenameColumn { old_column_name, new_column_name } => {
                             let (from, to) = (ddl::ident(old_column_name), ddl::ident(new_column_name));
-                            self.rename_column(&table, &from, &to).await?;
+                            Box::pin(self.rename_column(&table, &from, &to)).await?;
                         }
                         ast::AlterTableOperation::DropColumn {
                             column_names,
@@ -196,7 +196,8 @@ impl Session {
                         } => {
                             let cascade = matches!(drop_behavior, Some(ast::DropBehavior::Cascade));
                             for column in column_names {
-                                self.drop_column(&table, &ddl::ident(column), *if_exists, cascade).await?;
+                                Box::pin(self.drop_column(&table, &ddl::ident(column), *if_exists, cascade))
+                                    .await?;
                             }
                         }
                         other => {

@@ -114,11 +114,18 @@ impl Session {
             .collect();
         let warehouse = self.engine.warehouse().clone();
         let default_schema = self.planning.config().options().catalog.default_schema.clone();
+        let depends_on = relations_read(&plan, &warehouse, &default_schema);
+        // A view of a temporary relation is temporary itself, as in PostgreSQL.
+        let name = if depends_on.iter().any(|n| crate::statements::temp::is_temp_schema(&n.schema)) {
+            self.temp.place(&create.name).await?
+        } else {
+            name
+        };
         let def = ViewDef {
             name: name.clone(),
             query: sql,
             schema: Arc::new(Schema::new(fields)),
-            depends_on: relations_read(&plan, &warehouse, &default_schema),
+            depends_on,
             comments: Default::default(),
         };
         if dependents(&warehouse, &[name.clone()]).iter().any(|v| def.depends_on.contains(&v.name))
@@ -304,7 +311,7 @@ impl Session {
             .filter(|v| v.depends_on.contains(&name))
             .map(|v| column_renamed_reads(v, &name, &columns, from, to))
             .collect::<Result<Vec<_>>>()?;
-        warehouse.rename_column(&name, from, to, readers).await?;
+        Box::pin(warehouse.rename_column(&name, from, to, readers)).await?;
         Ok(())
     }
 
@@ -344,7 +351,7 @@ impl Session {
             tracing::info!(view = %view.name, "drop cascades to view");
             warehouse.drop_view(&view.name, true).await?;
         }
-        table.drop_column(column).await?;
+        Box::pin(table.drop_column(column)).await?;
         Ok(())
     }
 }
