@@ -157,9 +157,9 @@ impl Table {
             }
             BaseSnapshot::Parquet(_) => self.rewrite_parquet(&mut writer, &snapshot, &mut manifest).await?,
         }
-        let sequence = writer.sequences.remove(from);
         self.commit_altered(&mut writer, manifest).await?;
-        if let Some(last) = sequence {
+        // The writer's counter (ahead of the manifest's by values taken since) follows.
+        if let Some(last) = writer.sequences.remove(from) {
             writer.sequences.insert(to.to_string(), last);
         }
         info!(table = %table, from, to, "column renamed");
@@ -224,8 +224,8 @@ impl Table {
             }
             BaseSnapshot::Parquet(_) => self.rewrite_parquet(&mut writer, &snapshot, &mut manifest).await?,
         }
-        writer.sequences.remove(name);
         self.commit_altered(&mut writer, manifest).await?;
+        writer.sequences.remove(name);
         info!(table = %snapshot.def().name, column = name, "column dropped");
         Ok(())
     }
