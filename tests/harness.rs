@@ -157,6 +157,32 @@ pub fn describe(e: &tokio_postgres::Error) -> String {
     }
 }
 
+/// The rows of a simple query's answers, each as its columns joined by `|` (NULL as
+/// `NULL`).
+pub fn simple_rows(messages: &[tokio_postgres::SimpleQueryMessage]) -> Vec<String> {
+    let text = |row: &tokio_postgres::SimpleQueryRow| {
+        (0..row.len()).map(|i| row.get(i).unwrap_or("NULL")).collect::<Vec<_>>().join("|")
+    };
+    messages
+        .iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(row) => Some(text(row)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The row counts of a simple query's CommandComplete messages, one per statement.
+pub fn simple_counts(messages: &[tokio_postgres::SimpleQueryMessage]) -> Vec<u64> {
+    messages
+        .iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::CommandComplete(n) => Some(*n),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Every row of an `EXPLAIN` of `sql`, its columns joined.
 pub async fn explain(client: &tokio_postgres::Client, sql: &str) -> String {
     let messages = client.simple_query(&format!("EXPLAIN {sql}")).await.unwrap();

@@ -1,7 +1,7 @@
 //! Tables and rows survive a restart: write, stop the server, start a new one on the
 //! same folder, read the same rows; then keep writing.
 
-use tarn_tests::TestServer;
+use tarn_tests::{simple_rows, TestServer};
 use tokio_postgres::error::SqlState;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -51,16 +51,7 @@ async fn tables_and_rows_survive_a_restart() {
     let client = server.client().await;
 
     let rows = client.simple_query("SELECT id, title, embedding, note FROM items ORDER BY id").await.unwrap();
-    let text: Vec<String> = rows
-        .iter()
-        .filter_map(|m| match m {
-            tokio_postgres::SimpleQueryMessage::Row(r) => {
-                Some((0..4).map(|i| r.get(i).unwrap_or("NULL")).collect::<Vec<_>>().join("|"))
-            }
-            _ => None,
-        })
-        .collect();
-    assert_eq!(text, vec!["1|a|[1,2]|NULL", "2|b|[3,4]|NULL", "3|c|[5,6]|noted"]);
+    assert_eq!(simple_rows(&rows), vec!["1|a|[1,2]|NULL", "2|b|[3,4]|NULL", "3|c|[5,6]|noted"]);
 
     let lines: Vec<(i64, String)> = client
         .query("SELECT seq, line FROM logs ORDER BY seq", &[])
@@ -115,16 +106,7 @@ async fn tables_and_rows_survive_a_restart() {
     assert_eq!(err.code(), Some(&SqlState::UNDEFINED_TABLE));
     // Renamed and dropped columns stay so (the last insert replayed from the log).
     let changed = client.simple_query("SELECT * FROM columns_changed ORDER BY id").await.unwrap();
-    let changed: Vec<String> = changed
-        .iter()
-        .filter_map(|m| match m {
-            tokio_postgres::SimpleQueryMessage::Row(r) => {
-                Some((0..r.len()).map(|i| r.get(i).unwrap_or("NULL")).collect::<Vec<_>>().join("|"))
-            }
-            _ => None,
-        })
-        .collect();
-    assert_eq!(changed, ["1|a1|c1", "2|a2|c2"]);
+    assert_eq!(simple_rows(&changed), ["1|a1|c1", "2|a2|c2"]);
     // A sequence goes on from where a clean stop left it (after a crash, from the 32
     // values it reserved: tests/crash.rs).
     let next: (i64, i64) = client

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use tarn_tests::TestServer;
+use tarn_tests::{simple_counts, simple_rows, TestServer};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::Type;
 use tokio_postgres::SimpleQueryMessage;
@@ -112,22 +112,8 @@ async fn simple_query_runs_several_statements_in_order() {
         .simple_query("CREATE TABLE s (x INT); INSERT INTO s VALUES (1), (2); SELECT sum(x) FROM s; SELECT x FROM s ORDER BY x")
         .await
         .unwrap();
-    let completes: Vec<u64> = messages
-        .iter()
-        .filter_map(|m| match m {
-            SimpleQueryMessage::CommandComplete(n) => Some(*n),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(completes, vec![0, 2, 1, 2]);
-    let values: Vec<String> = messages
-        .iter()
-        .filter_map(|m| match m {
-            SimpleQueryMessage::Row(r) => Some(r.get(0).unwrap().to_string()),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(values, vec!["3", "1", "2"]);
+    assert_eq!(simple_counts(&messages), vec![0, 2, 1, 2]);
+    assert_eq!(simple_rows(&messages), vec!["3", "1", "2"]);
     // An empty query is answered, not refused.
     client.simple_query("").await.unwrap();
     client.simple_query(" ; ").await.unwrap();
@@ -270,25 +256,9 @@ async fn cursors_move_and_binary_cursors_fetch_binary_rows() {
         )
         .await
         .unwrap();
-    let completes: Vec<u64> = messages
-        .iter()
-        .filter_map(|m| match m {
-            SimpleQueryMessage::CommandComplete(n) => Some(*n),
-            _ => None,
-        })
-        .collect();
     // BEGIN, DECLARE, MOVE 3, MOVE 2, FETCH 1, MOVE 4 (the rest), FETCH 0, DECLARE, FETCH 1, COMMIT.
-    assert_eq!(completes, vec![0, 0, 3, 2, 1, 4, 0, 0, 1, 0]);
-    let rows: Vec<Vec<String>> = messages
-        .iter()
-        .filter_map(|m| match m {
-            SimpleQueryMessage::Row(r) => {
-                Some((0..r.len()).map(|i| r.get(i).unwrap_or("").to_string()).collect())
-            }
-            _ => None,
-        })
-        .collect();
-    assert_eq!(rows, vec![vec!["6".to_string()], vec!["\0\0\0A".to_string(), "hi".to_string()]]);
+    assert_eq!(simple_counts(&messages), vec![0, 0, 3, 2, 1, 4, 0, 0, 1, 0]);
+    assert_eq!(simple_rows(&messages), vec!["6", "\0\0\0A|hi"]);
     server.stop().await;
 }
 

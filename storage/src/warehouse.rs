@@ -80,6 +80,15 @@ impl Catalog {
     }
 }
 
+/// A DROP of `name`, which does not exist: nothing to do with `IF EXISTS`, else 42P01.
+fn absent(name: &TableName, if_exists: bool) -> Result<bool> {
+    if if_exists {
+        Ok(false)
+    } else {
+        Err(StorageError::TableNotFound { name: name.clone() })
+    }
+}
+
 /// Where a view's definition is kept.
 fn view_path(name: &TableName) -> Path {
     Path::from("_tarn").join("views").join(name.schema.as_str()).join(format!("{}.json", name.table))
@@ -309,11 +318,7 @@ impl Warehouse {
     pub async fn drop_view(&self, name: &TableName, if_exists: bool) -> Result<bool> {
         let _ddl = self.ddl.lock().await;
         if self.view(name).is_none() {
-            return if if_exists {
-                Ok(false)
-            } else {
-                Err(StorageError::TableNotFound { name: name.clone() })
-            };
+            return absent(name, if_exists);
         }
         self.location.store().delete(&view_path(name)).await?;
         self.catalog.write().expect("catalog lock").views.remove(name);
@@ -350,11 +355,7 @@ impl Warehouse {
     pub async fn drop_sequence(&self, name: &TableName, if_exists: bool) -> Result<bool> {
         let _ddl = self.ddl.lock().await;
         if self.sequence(name).is_none() {
-            return if if_exists {
-                Ok(false)
-            } else {
-                Err(StorageError::TableNotFound { name: name.clone() })
-            };
+            return absent(name, if_exists);
         }
         self.location.store().delete(&sequence_path(name)).await?;
         self.catalog.write().expect("catalog lock").sequences.remove(name);
@@ -519,11 +520,7 @@ impl Warehouse {
     pub async fn drop_table(&self, name: &TableName, if_exists: bool) -> Result<bool> {
         let _ddl = self.ddl.lock().await;
         let Some(table) = self.table(name) else {
-            return if if_exists {
-                Ok(false)
-            } else {
-                Err(StorageError::TableNotFound { name: name.clone() })
-            };
+            return absent(name, if_exists);
         };
         // Manifests first: once they are gone the folder is no table, whatever remains.
         table.manifests().delete_all().await?;

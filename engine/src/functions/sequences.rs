@@ -17,13 +17,14 @@ use datafusion::prelude::SessionContext;
 use tarn_storage::sequence::Sequence;
 use tarn_storage::{StorageError, TableName, Warehouse};
 
-use crate::catalog::pg_catalog::functions::name_parts;
+use crate::catalog::pg_catalog::functions::relation_parts;
 use crate::catalog::pg_catalog::relations::sequence_oid;
 use crate::error::EngineError;
+use crate::statements::ddl::DEFAULT_SCHEMA;
 
 /// What this session's calls returned last: per sequence, and of any sequence.
 #[derive(Debug, Default)]
-pub struct Used {
+struct Used {
     by_sequence: HashMap<TableName, i64>,
     last: Option<i64>,
 }
@@ -35,12 +36,10 @@ pub const NAMES: [&str; 4] = ["nextval", "currval", "setval", "lastval"];
 /// defaults are parsed with, whose calls each session swaps for its own).
 pub fn register(ctx: &SessionContext, warehouse: Weak<Warehouse>) {
     let used = Arc::new(Mutex::new(Used::default()));
-    for kind in [Kind::NextVal, Kind::CurrVal, Kind::SetVal, Kind::LastVal] {
+    for kind in [Kind::Next, Kind::Curr, Kind::Set, Kind::Last] {
         let signature = match kind {
-            Kind::NextVal | Kind::CurrVal => {
-                Signature::one_of(vec![named(&[]), oid(&[])], Volatility::Volatile)
-            }
-            Kind::SetVal => Signature::one_of(
+            Kind::Next | Kind::Curr => Signature::one_of(vec![named(&[]), oid(&[])], Volatility::Volatile),
+            Kind::Set => Signature::one_of(
                 vec![
                     named(&[DataType::Int64]),
                     oid(&[DataType::Int64]),
@@ -49,7 +48,7 @@ pub fn register(ctx: &SessionContext, warehouse: Weak<Warehouse>) {
                 ],
                 Volatility::Volatile,
             ),
-            Kind::LastVal => Signature::exact(vec![], Volatility::Volatile),
+            Kind::Last => Signature::exact(vec![], Volatility::Volatile),
         };
         ctx.register_udf(ScalarUDF::from(SequenceFunction {
             kind,
@@ -70,19 +69,19 @@ fn oid(rest: &[DataType]) -> TypeSignature {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Kind {
-    NextVal,
-    CurrVal,
-    SetVal,
-    LastVal,
+    Next,
+    Curr,
+    Set,
+    Last,
 }
 
 impl Kind {
     fn name(self) -> &'static str {
         match self {
-            Kind::NextVal => "nextval",
-            Kind::CurrVal => "currval",
-            Kind::SetVal => "setval",
-            Kind::LastVal => "lastval",
+            Kind::Next => "nextval",
+            Kind::Curr => "currval",
+            Kind::Set => "setval",
+            Kind::Last => "lastval",
         }
     }
 }
@@ -124,14 +123,14 @@ impl ScalarUDFImpl for SequenceFunction {
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
         let rows = args.number_rows;
-        if self.kind == Kind::LastVal {
+        if self.kind == Kind::Last {
             let last = self.used().last.ok_or_else(|| {
                 not_yet("lastval is not yet defined in this session".to_string()).into_datafusion()
             })?;
             return Ok(ColumnarValue::Scalar(ScalarValue::Int64(Some(last))));
         }
         // `nextval('s')` over many rows: one call for them all.
-        if let (Kind::NextVal, [ColumnarValue::Scalar(name)]) = (self.kind, args.args.as_slice()) {
+        if let (Kind::Next, [ColumnarValue::Scalar(name)]) = (self.kind, args.args.as_slice()) {
             if name.is_null() {
                 return Ok(ColumnarValue::Scalar(ScalarValue::Int64(None)));
             }
@@ -164,12 +163,12 @@ impl SequenceFunction {
         let sequence = self.sequence(&values[0])?;
         let name = &sequence.def().name;
         let value = match self.kind {
-            Kind::NextVal => sequence.next_values(1).map_err(storage)?.pop(),
-            Kind::CurrVal => Some(self.used().by_sequence.get(name).copied().ok_or_else(|| {
+            Kind::Next => sequence.next_values(1).map_err(storage)?.pop(),
+            Kind::Curr => Some(self.used().by_sequence.get(name).copied().ok_or_else(|| {
                 not_yet(format!("currval of sequence \"{}\" is not yet defined in this session", name.table))
                     .into_datafusion()
             })?),
-            Kind::SetVal => {
+            Kind::Set => {
                 let Some(ScalarValue::Int64(Some(value))) = values.get(1) else {
                     return exec_err!("setval takes a bigint value");
                 };
@@ -181,9 +180,9 @@ impl SequenceFunction {
                 }
                 return Ok(Some(*value));
             }
-            Kind::LastVal => unreachable!("lastval takes no sequence"),
+            Kind::Last => unreachable!("lastval takes no sequence"),
         };
-        if self.kind == Kind::NextVal {
+        if self.kind == Kind::Next {
             self.note(&sequence, value);
         }
         Ok(value)
@@ -208,21 +207,16 @@ impl SequenceFunction {
         };
         let found = match name {
             ScalarValue::Utf8(Some(text)) => {
-                let parts = name_parts(text).unwrap_or_default();
-                let name = match parts.as_slice() {
-                    [table] => TableName::new(crate::statements::ddl::DEFAULT_SCHEMA, table.clone()),
-                    [.., schema, table] => TableName::new(schema.clone(), table.clone()),
-                    [] => TableName::new(crate::statements::ddl::DEFAULT_SCHEMA, text.clone()),
-                };
-                match warehouse.sequence(&name) {
-                    Some(sequence) => Ok(sequence),
-                    None if warehouse.table(&name).is_some() || warehouse.view(&name).is_some() => {
-                        Err(EngineError::WrongObjectType {
-                            message: format!("\"{}\" is not a sequence", name.table),
-                        })
+                let name = match relation_parts(text) {
+                    Some((schema, relation)) => {
+                        TableName::new(schema.as_deref().unwrap_or(DEFAULT_SCHEMA), relation)
                     }
-                    None => Err(StorageError::TableNotFound { name }.into()),
-                }
+                    None => TableName::new(DEFAULT_SCHEMA, text.clone()),
+                };
+                warehouse.sequence(&name).ok_or_else(|| {
+                    not_a_sequence(&warehouse, &name)
+                        .unwrap_or_else(|| StorageError::TableNotFound { name: name.clone() }.into())
+                })
             }
             ScalarValue::UInt32(Some(oid)) => warehouse
                 .all_sequences()
@@ -235,6 +229,14 @@ impl SequenceFunction {
         };
         found.map_err(EngineError::into_datafusion)
     }
+}
+
+/// 42809 when `name` is a table or view, not a sequence (`None` when it is a sequence
+/// or nothing).
+pub(crate) fn not_a_sequence(warehouse: &Warehouse, name: &TableName) -> Option<EngineError> {
+    let other = warehouse.sequence(name).is_none()
+        && (warehouse.table(name).is_some() || warehouse.view(name).is_some());
+    other.then(|| EngineError::WrongObjectType { message: format!("\"{}\" is not a sequence", name.table) })
 }
 
 fn storage(error: StorageError) -> datafusion::error::DataFusionError {

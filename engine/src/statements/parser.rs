@@ -208,16 +208,21 @@ fn rewrite_tokens(tokens: Vec<TokenWithSpan>) -> (Vec<TokenWithSpan>, Vec<Taken>
 /// `OWNED BY` (PostgreSQL takes any order).
 fn order_sequence_options(tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
     let mut out = Vec::with_capacity(tokens.len());
+    for_each_statement(tokens, |statement| out.extend(order_options_of(statement)));
+    out
+}
+
+/// Calls `each` with each statement's tokens (its `;` included), in order.
+fn for_each_statement(tokens: Vec<TokenWithSpan>, mut each: impl FnMut(Vec<TokenWithSpan>)) {
     let mut statement = Vec::new();
     for token in tokens {
         let end = token.token == Token::SemiColon;
         statement.push(token);
         if end {
-            out.extend(order_options_of(std::mem::take(&mut statement)));
+            each(std::mem::take(&mut statement));
         }
     }
-    out.extend(order_options_of(statement));
-    out
+    each(statement);
 }
 
 fn order_options_of(statement: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
@@ -253,32 +258,32 @@ fn order_options_of(statement: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
         (Keyword::OWNED, _) => Some(7),
         _ => None,
     };
-    // Each option: its rank and its tokens (blanks dropped); `;` and anything after
-    // the options stay at the end.
+    // Each option: its rank and its tokens (blanks dropped); the `;` stays at the end.
+    // Anything else is left for sqlparser to refuse.
     let mut options: Vec<(usize, Vec<TokenWithSpan>)> = Vec::new();
-    let mut rest = Vec::new();
-    let mut k = n;
-    while let Some(&i) = solid.get(k) {
+    let mut end = Vec::new();
+    for (k, &i) in solid.iter().enumerate().skip(n) {
+        let token = statement[i].clone();
+        if token.token == Token::SemiColon {
+            end.push(token);
+            continue;
+        }
         let next = solid.get(k + 1).and_then(|&j| keyword(&statement[j]));
         // `NO MINVALUE` is one option.
         let after_no =
             options.last().is_some_and(|(_, t)| t.len() == 1 && keyword(&t[0]) == Some(Keyword::NO));
-        match keyword(&statement[i]).and_then(|w| rank(w, next)) {
-            Some(r) if rest.is_empty() && !after_no => options.push((r, vec![statement[i].clone()])),
-            _ if statement[i].token == Token::SemiColon || options.is_empty() => {
-                rest.push(statement[i].clone())
-            }
-            _ if rest.is_empty() => options.last_mut().expect("an option").1.push(statement[i].clone()),
-            _ => rest.push(statement[i].clone()),
+        match (keyword(&token).and_then(|w| rank(w, next)), options.last_mut()) {
+            (Some(r), _) if !after_no => options.push((r, vec![token])),
+            (_, Some((_, tokens))) => tokens.push(token),
+            (_, None) => return statement,
         }
-        k += 1;
     }
     if options.windows(2).all(|w| w[0].0 <= w[1].0) {
         return statement;
     }
     options.sort_by_key(|(r, _)| *r);
     let mut out: Vec<TokenWithSpan> = statement[..options_start].to_vec();
-    for token in options.into_iter().flat_map(|(_, tokens)| tokens).chain(rest) {
+    for token in options.into_iter().flat_map(|(_, tokens)| tokens).chain(end) {
         let span = token.span;
         out.push(token);
         out.push(TokenWithSpan { token: Token::Whitespace(Whitespace::Space), span });
@@ -367,16 +372,14 @@ fn rewrite_as_of(tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
 /// Tarn's short form of a vector index (see the module docs), statement by statement.
 fn rewrite_add_vector_index(tokens: Vec<TokenWithSpan>) -> Result<Vec<TokenWithSpan>> {
     let mut out = Vec::with_capacity(tokens.len());
-    let mut statement = Vec::new();
-    for token in tokens {
-        let end = token.token == Token::SemiColon;
-        statement.push(token);
-        if end {
-            out.extend(add_vector_index(std::mem::take(&mut statement))?);
+    let mut failed = None;
+    for_each_statement(tokens, |statement| match add_vector_index(statement) {
+        Ok(tokens) => out.extend(tokens),
+        Err(e) => {
+            failed.get_or_insert(e);
         }
-    }
-    out.extend(add_vector_index(statement)?);
-    Ok(out)
+    });
+    failed.map_or(Ok(out), Err)
 }
 
 fn add_vector_index(statement: Vec<TokenWithSpan>) -> Result<Vec<TokenWithSpan>> {

@@ -787,7 +787,9 @@ impl Session {
                     return Err(EngineError::Internal { message: "INSERT did not plan as an insert".into() });
                 };
                 let mut input = Arc::unwrap_or_clone(input);
-                if def.columns.iter().any(|c| c.default.as_deref().is_some_and(|d| d.contains("val("))) {
+                let calls_sequence =
+                    |d: &str| crate::functions::sequences::NAMES.iter().any(|f| d.contains(f));
+                if def.columns.iter().any(|c| c.default.as_deref().is_some_and(calls_sequence)) {
                     input = self.session_sequence_functions(input)?;
                 }
                 let returning = match returning {

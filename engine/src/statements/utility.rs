@@ -65,12 +65,8 @@ impl Session {
             Statement::Drop { object_type: ObjectType::Sequence, if_exists, names, .. } => {
                 for name in names {
                     let name = ddl::table_name(name)?;
-                    if warehouse.sequence(&name).is_none()
-                        && (warehouse.table(&name).is_some() || warehouse.view(&name).is_some())
-                    {
-                        return Err(EngineError::WrongObjectType {
-                            message: format!("\"{}\" is not a sequence", name.table),
-                        });
+                    if let Some(e) = crate::functions::sequences::not_a_sequence(&warehouse, &name) {
+                        return Err(e);
                     }
                     Box::pin(warehouse.drop_sequence(&name, *if_exists)).await?;
                 }

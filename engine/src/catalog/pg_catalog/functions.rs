@@ -208,11 +208,7 @@ fn schema_names(warehouse: &Warehouse) -> Vec<String> {
 /// A relation's OID by name as `::regclass` reads it: `name` (a catalog, then a table
 /// or index of the default schema) or `schema.name`, either part maybe quoted.
 fn relation_by_name(warehouse: &Warehouse, name: &str) -> Option<u32> {
-    let (schema, relation) = match name_parts(name)?.as_mut_slice() {
-        [relation] => (None, std::mem::take(relation)),
-        [.., schema, relation] => (Some(std::mem::take(schema)), std::mem::take(relation)),
-        [] => return None,
-    };
+    let (schema, relation) = relation_parts(name)?;
     if schema.as_deref().is_none_or(|s| s == super::SCHEMA) {
         if let Some(def) = super::columns::ALL.iter().find(|d| d.name == relation) {
             return Some(def.oid);
@@ -236,11 +232,21 @@ fn relation_by_name(warehouse: &Warehouse, name: &str) -> Option<u32> {
     })
 }
 
+/// A relation's name as `::regclass` and `nextval` read it: its schema, if given, and
+/// its own name (see [`name_parts`]). `None` when malformed.
+pub(crate) fn relation_parts(name: &str) -> Option<(Option<String>, String)> {
+    match name_parts(name)?.as_mut_slice() {
+        [relation] => Some((None, std::mem::take(relation))),
+        [.., schema, relation] => Some((Some(std::mem::take(schema)), std::mem::take(relation))),
+        [] => None,
+    }
+}
+
 /// The parts of a qualified name as PostgreSQL's `SplitIdentifierString` reads them:
 /// `a.b`, `"A"."b.c"`, `"public" . "t"` (ADBC's spelling: blanks around the dot);
 /// unquoted parts lower-cased, quoted ones as written (`""` one quote). `None` when
 /// malformed.
-pub(crate) fn name_parts(name: &str) -> Option<Vec<String>> {
+fn name_parts(name: &str) -> Option<Vec<String>> {
     let mut parts = Vec::new();
     let mut chars = name.chars().peekable();
     let skip_blanks = |chars: &mut std::iter::Peekable<std::str::Chars>| {
