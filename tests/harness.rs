@@ -67,6 +67,7 @@ impl TestServer {
             // is more than tests running side by side should claim).
             memory_limit_bytes: server_config.memory_limit_mb.min(1024) << 20,
             query_parallelism: 2,
+            models_dir: Some(server_config.models_dir.clone()),
         };
         let (ready_tx, ready_rx) = oneshot::channel();
         let (stop_tx, stop_rx) = oneshot::channel::<()>();

@@ -33,6 +33,9 @@ pub struct EngineConfig {
     pub memory_limit_bytes: usize,
     /// Threads per query (DataFusion's target partitions).
     pub query_parallelism: usize,
+    /// The folder of embedding models `embed()` loads by name; without one, `embed()`
+    /// fails with an error that names this setting.
+    pub models_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for EngineConfig {
@@ -42,6 +45,7 @@ impl Default for EngineConfig {
             database: "tarn".into(),
             memory_limit_bytes: 4 << 30,
             query_parallelism: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            models_dir: None,
         }
     }
 }
@@ -72,10 +76,11 @@ impl Engine {
     pub async fn open(config: EngineConfig) -> Result<Arc<Engine>> {
         let warehouse = Arc::new(Warehouse::open(&config.warehouse).await?);
         crate::statements::temp::drop_leftovers(&warehouse).await?;
-        let template = build_context(&config);
+        let models = Arc::new(tarn_models::Models::new(config.models_dir.clone()));
+        let template = build_context(&config, &models);
         let activity = Arc::new(Activity::default());
         // Defaults are parsed with a context that knows the functions but no tables.
-        let parser_ctx = build_context(&config);
+        let parser_ctx = build_context(&config, &models);
         crate::functions::sequences::register(&parser_ctx, Arc::downgrade(&warehouse));
         let parse_default = DefaultParser::new(move |sql: &str| {
             let schema = datafusion::common::DFSchema::empty();
@@ -190,7 +195,7 @@ impl Engine {
     }
 }
 
-fn build_context(config: &EngineConfig) -> SessionContext {
+fn build_context(config: &EngineConfig, models: &Arc<tarn_models::Models>) -> SessionContext {
     let mut session_config = SessionConfig::new()
         .with_default_catalog_and_schema(CATALOG_NAME, DEFAULT_SCHEMA)
         .with_create_default_catalog_and_schema(false)
@@ -259,5 +264,6 @@ fn build_context(config: &EngineConfig) -> SessionContext {
     ctx.register_udaf(crate::search::vector_aggregates::VectorAware::sum());
     ctx.register_udf(ScalarUDF::from(ToVector::default()));
     ctx.register_udf(ScalarUDF::from(crate::statements::literals::ByteaIn::default()));
+    crate::functions::embed::register(&ctx, models);
     ctx
 }

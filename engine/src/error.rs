@@ -76,6 +76,16 @@ pub enum EngineError {
     /// Something asked before its time: `currval` before `nextval` (55000).
     #[error("{message}")]
     ObjectNotInPrerequisiteState { message: String },
+    /// A definition that cannot stand: a generation expression that reads a generated
+    /// column or is not immutable (42P17).
+    #[error("{message}")]
+    InvalidObjectDefinition { message: String },
+    /// An expression of another type than its place needs (42804).
+    #[error("{message}")]
+    DatatypeMismatch { message: String },
+    /// A value given to a generated column (428C9).
+    #[error("{message}")]
+    GeneratedAlways { message: String, detail: String },
     /// A view that would read itself (42P17).
     #[error("{message}")]
     InfiniteRecursion { message: String },
@@ -94,6 +104,9 @@ pub enum EngineError {
     Storage(#[from] StorageError),
     #[error(transparent)]
     DataFusion(#[from] DataFusionError),
+    /// An embedding model that is missing, unloadable or failed (`embed()`).
+    #[error(transparent)]
+    Model(#[from] tarn_models::ModelError),
 
     #[error("internal error: {message}")]
     Internal { message: String },

@@ -5,6 +5,7 @@
 //! - [`datetime_template`]: `to_char`, `to_timestamp`, `to_date` with PostgreSQL's
 //!   date/time templates (`'YYYY-MM-DD HH24:MI:SS'`).
 //! - [`sequences`]: `nextval`, `currval`, `setval`, `lastval`.
+//! - [`embed`]: `embed(text [, model])`, sentence embeddings by a local model.
 
 use std::sync::Arc;
 
@@ -19,6 +20,7 @@ use datafusion::prelude::SessionContext;
 use crate::statements::settings::SERVER_VERSION;
 
 pub mod datetime_template;
+pub mod embed;
 pub mod sequences;
 
 pub fn version_string() -> String {

@@ -27,6 +27,7 @@
 //! - [`lookup`]: `SELECT ... WHERE pk = $1` without DataFusion planning.
 //! - [`dml`]: INSERT (ON CONFLICT), UPDATE, DELETE, TRUNCATE and COMMIT over the change
 //!   store; [`transaction`]: a session's snapshots, own writes and savepoints.
+//!   [`generated`]: stored generated columns, checked and computed per written batch.
 //! - [`copy`]: `COPY ... FROM STDIN` / `TO STDOUT`.
 //! - [`cursors`]: `DECLARE ... CURSOR`, `FETCH`, `CLOSE`.
 //! - [`ddl`]: `CREATE TABLE` and friends, to storage's `TableDef`; [`views`]: `CREATE
@@ -42,6 +43,7 @@ pub mod cursors;
 pub mod ddl;
 pub mod distinct_on;
 pub mod dml;
+pub(crate) mod generated;
 pub mod lateral_unnest;
 pub mod limits;
 pub mod literals;

@@ -33,6 +33,8 @@ pub struct ServerConfig {
     pub hba: Vec<HbaRule>,
     /// TLS: certificate chain and key, PEM files.
     pub tls: Option<Tls>,
+    /// The folder `embed()` loads models from (`tarn models fetch` fills it).
+    pub models_dir: PathBuf,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -65,6 +67,7 @@ impl Default for ServerConfig {
             users: vec![],
             hba: vec![],
             tls: None,
+            models_dir: "./tarn-models".into(),
         }
     }
 }
@@ -132,6 +135,7 @@ impl ServerConfig {
             warehouse: self.data.clone(),
             database: self.database.clone(),
             memory_limit_bytes: self.memory_limit_mb << 20,
+            models_dir: Some(self.models_dir.clone()),
             ..Default::default()
         }
     }

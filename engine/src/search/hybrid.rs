@@ -1,4 +1,4 @@
-//! `hybrid_search(table, text, vector, k [, option => value ...])`: keyword relevance and
+//! `hybrid_search(table, text, [vector,] k [, option => value ...])`: keyword relevance and
 //! vector similarity fused in one statement.
 //!
 //! The call is a macro over the plain-SQL form users write for PostgreSQL: in the syntax
@@ -14,7 +14,13 @@
 //! the branch did not return), the best `k` by score. Options: `rrf_k` (60), `window`
 //! (rows per branch, at least k; 60), `fusion` (`'rrf'`, or `'weighted'`: min-max
 //! normalized BM25 score and similarity, `text_weight` (0.5) and its complement),
-//! `text_column`, `vector_column` (found from the table's indexes otherwise).
+//! `text_column`, `vector_column` (found from the table's indexes otherwise, or the one
+//! vector column of a table without a vector index), `model`.
+//!
+//! `hybrid_search(table, text, k [, ...])`, without a vector, embeds the text
+//! (`embed(text)`, with the model of the vector column's generation expression unless
+//! `model` names one), so a table with a generated embedding column is searched by
+//! text alone.
 
 use std::ops::ControlFlow;
 use std::sync::Arc;
@@ -100,7 +106,8 @@ fn names_own_columns(expr: &SqlExpr) -> bool {
 struct Call {
     table: TableName,
     text: Query,
-    vector: Query,
+    /// `None`: the text's embedding.
+    vector: Option<Query>,
     k: u64,
     rrf_k: f64,
     window: u64,
@@ -108,6 +115,9 @@ struct Call {
     text_weight: f64,
     text_column: Option<String>,
     vector_column: Option<String>,
+    /// The model that embeds the text when no vector is given: this option, else the
+    /// model of the vector column's generation expression, else `embed()`'s default.
+    model: Option<String>,
 }
 
 /// The text or the vector searched for.
@@ -170,11 +180,16 @@ fn call_of(factor: &TableFactor) -> Result<(Call, Option<ast::TableAlias>)> {
             other => return Err(invalid(format!("{NAME}: unexpected argument {other}"))),
         }
     }
-    let [table, text, vector, k] = positional.as_slice() else {
-        return Err(invalid(format!(
-            "{NAME} takes (table, text query, query vector, k [, option => value ...]), given {} positional arguments",
-            positional.len()
-        )));
+    // Without a query vector, the text's embedding is the vector searched for.
+    let (table, text, vector, k) = match positional.as_slice() {
+        [table, text, vector, k] => (table, text, Some(vector), k),
+        [table, text, k] => (table, text, None, k),
+        _ => {
+            return Err(invalid(format!(
+                "{NAME} takes (table, text query, [query vector,] k [, option => value ...]), given {} positional arguments",
+                positional.len()
+            )))
+        }
     };
     let table = constant(table)?.ok_or_else(|| invalid(format!("{NAME}: the table must not be NULL")))?;
     let table =
@@ -193,7 +208,7 @@ fn call_of(factor: &TableFactor) -> Result<(Call, Option<ast::TableAlias>)> {
     let mut call = Call {
         table,
         text: Query::of(text)?,
-        vector: Query::of(vector)?,
+        vector: vector.map(|v| Query::of(v)).transpose()?,
         k: k as u64,
         rrf_k: 60.0,
         window: 60,
@@ -201,6 +216,7 @@ fn call_of(factor: &TableFactor) -> Result<(Call, Option<ast::TableAlias>)> {
         text_weight: 0.5,
         text_column: None,
         vector_column: None,
+        model: None,
     };
     for (name, value) in &named {
         match name.as_str() {
@@ -216,14 +232,45 @@ fn call_of(factor: &TableFactor) -> Result<(Call, Option<ast::TableAlias>)> {
             }
             "text_column" => call.text_column = value.clone(),
             "vector_column" => call.vector_column = value.clone(),
+            "model" => call.model = value.clone(),
             other => {
                 return Err(invalid(format!(
-                    "{NAME}: unknown option \"{other}\" (rrf_k, window, fusion, text_weight, text_column, vector_column)"
+                    "{NAME}: unknown option \"{other}\" (rrf_k, window, fusion, text_weight, text_column, vector_column, model)"
                 )))
             }
         }
     }
     Ok((call, alias.clone()))
+}
+
+/// The names of the vector columns of a table.
+fn vector_columns(schema: &arrow::datatypes::Schema) -> Vec<String> {
+    schema
+        .fields()
+        .iter()
+        .filter(|f| crate::search::vector::vector_dims(f.data_type()).is_some())
+        .map(|f| f.name().clone())
+        .collect()
+}
+
+/// The model a generation expression embeds with: `embed(..., 'model')`'s constant.
+fn generation_model(sql: &str) -> Option<String> {
+    use datafusion::sql::sqlparser::{dialect::PostgreSqlDialect, parser::Parser};
+    let expr = Parser::new(&PostgreSqlDialect {}).try_with_sql(sql).ok()?.parse_expr().ok()?;
+    let mut model = None;
+    let _ = ast::visit_expressions(&expr, |e| {
+        if let SqlExpr::Function(f) = e {
+            if f.name.to_string().eq_ignore_ascii_case("embed") {
+                if let ast::FunctionArguments::List(list) = &f.args {
+                    if let Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(arg))) = list.args.get(1) {
+                        model = constant(arg).ok().flatten();
+                    }
+                }
+            }
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    model
 }
 
 /// A SQL string literal.
@@ -273,6 +320,10 @@ fn derived(
             (c.clone(), metric)
         }
         (None, Some(index)) => (index.column.clone(), index.metric),
+        // Without a vector index, the table's one vector column, searched exactly.
+        (None, None) if vector_columns(&snapshot.schema()).len() == 1 => {
+            (vector_columns(&snapshot.schema()).remove(0), Metric::Cosine)
+        }
         (None, None) => {
             return Err(EngineError::UndefinedObject {
                 message: format!(
@@ -298,13 +349,29 @@ fn derived(
         Query::Param(n) => format!("${n}"),
         Query::Null => quoted(""),
     };
+    let zeros = || quoted(&format!("[{}]", vec!["0"; dims as usize].join(",")));
     let v = match &call.vector {
         // A constant is read as a vector where it meets the column.
-        Query::Constant(vector) => quoted(vector),
+        Some(Query::Constant(vector)) => quoted(vector),
         // A parameter is text, as the other arguments.
-        Query::Param(n) => format!("to_vector(${n}, {dims})"),
+        Some(Query::Param(n)) => format!("to_vector(${n}, {dims})"),
         // Any vector of the right size.
-        Query::Null => quoted(&format!("[{}]", vec!["0"; dims as usize].join(","))),
+        Some(Query::Null) => zeros(),
+        None => {
+            let model = call
+                .model
+                .clone()
+                .or_else(|| {
+                    let column = &def.columns[def.column_index(&vector_column)?];
+                    generation_model(column.generated.as_deref()?)
+                })
+                .map(|m| format!(", {}", quoted(&m)))
+                .unwrap_or_default();
+            match &call.text {
+                Query::Null => zeros(),
+                _ => format!("embed({q}{model})"),
+            }
+        }
     };
     let alias_name = alias.as_ref().map_or(NAME.to_string(), |a| a.name.value.clone());
     let from = format!("{} AS {}", call.table, ident(&alias_name));

@@ -8,8 +8,9 @@ use std::sync::Arc;
 
 use arrow::datatypes::{Field, Schema};
 use datafusion::sql::sqlparser::ast::{
-    ColumnDef, ColumnOption, CreateTable, CreateTableOptions, Expr as SqlExpr, GeneratedAs, Ident,
-    ObjectName, ObjectNamePart, SequenceOptions, SqlOption, TableConstraint, Value,
+    ColumnDef, ColumnOption, CreateTable, CreateTableOptions, Expr as SqlExpr, GeneratedAs,
+    GeneratedExpressionMode, Ident, ObjectName, ObjectNamePart, SequenceOptions, SqlOption, TableConstraint,
+    Value,
 };
 use tarn_storage::sequence::{SequenceDef, SequenceOptions as SequenceDefaults, SequenceType};
 use tarn_storage::table_def::{DEFAULT_BUCKET_COUNT, TABLE_OPTIONS};
@@ -146,6 +147,19 @@ pub fn column_def(column: &ColumnDef) -> Result<(Field, ColumnMeta, bool)> {
             ColumnOption::PrimaryKey(_) => {
                 is_key = true;
                 nullable = false;
+            }
+            ColumnOption::Generated {
+                generation_expr: Some(expr),
+                generation_expr_mode,
+                generated_as: GeneratedAs::ExpStored,
+                ..
+            } => {
+                if generation_expr_mode != &Some(GeneratedExpressionMode::Stored) {
+                    return Err(EngineError::unsupported(
+                        "virtual generated columns are not supported: use GENERATED ALWAYS AS (...) STORED",
+                    ));
+                }
+                meta.generated = Some(expr.to_string());
             }
             ColumnOption::Generated { generated_as, sequence_options, generation_expr: None, .. }
                 if matches!(generated_as, GeneratedAs::Always | GeneratedAs::ByDefault) =>

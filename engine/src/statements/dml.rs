@@ -100,6 +100,7 @@ impl Session {
             if assigned[index].is_some() {
                 return Err(EngineError::syntax(format!("multiple assignments to same column \"{column}\"")));
             }
+            crate::statements::generated::check_update(&def, index, &assignment.value)?;
             let column_type = def.schema.field(index).data_type();
             if let Some(n) = crate::statements::params::placeholder_number(&assignment.value) {
                 param_hints.push((n, column_type.clone()));
@@ -425,7 +426,7 @@ impl Session {
         let mut returned = Vec::new();
         match &planned.kind {
             DmlKind::Insert { on_conflict } => {
-                let rows = table.prepare_rows(batches).await?;
+                let rows = table.prepare_rows(self.generate(table, batches, None)?).await?;
                 let Some(rows) = concat(&schema, rows)? else { return Ok(Done { rows: 0, returned }) };
                 let keys = codec.keys(&rows)?;
                 match on_conflict {
@@ -489,7 +490,8 @@ impl Session {
                                 &excluded,
                                 params,
                             )?;
-                            let updated = table.prepare_rows(vec![updated]).await?.remove(0);
+                            let updated = self.generate(table, vec![updated], Some(&existing))?;
+                            let updated = table.prepare_rows(updated).await?.remove(0);
                             writes.push(Write { kind: WriteKind::Update, rows: updated.clone() });
                             returned.push(updated);
                         }
@@ -501,7 +503,8 @@ impl Session {
                 let Some(both) = concat_any(batches)? else { return Ok(Done { rows: 0, returned }) };
                 let new = with_schema(&schema, both.columns()[..width].to_vec(), both.num_rows())?;
                 let old = with_schema(&schema, both.columns()[width..].to_vec(), both.num_rows())?;
-                let new = table.prepare_rows(vec![new]).await?.remove(0);
+                let new = self.generate(table, vec![new], Some(&old))?;
+                let new = table.prepare_rows(new).await?.remove(0);
                 let old = table.prepare_rows(vec![old]).await?.remove(0);
                 let (new_keys, old_keys) = (codec.keys(&new)?, codec.keys(&old)?);
                 // A join in UPDATE ... FROM can meet a row twice: it is updated once.
@@ -563,7 +566,7 @@ impl Session {
             return Err(EngineError::InvalidOnConflict);
         }
         if let DmlKind::Insert { .. } = planned.kind {
-            let rows = table.prepare_rows(batches).await?;
+            let rows = table.prepare_rows(self.generate(table, batches, None)?).await?;
             let count = rows.iter().map(|b| b.num_rows() as u64).sum();
             self.txn.add_appends(table, rows.clone())?;
             return Ok(Done { rows: count, returned: rows });
@@ -588,7 +591,9 @@ impl Session {
             DmlKind::Update => {
                 let Some(both) = concat_any(batches)? else { return Ok(Done { rows: 0, returned: vec![] }) };
                 let new = with_schema(&schema, both.columns()[..width].to_vec(), both.num_rows())?;
-                (vec![new.clone()], vec![new])
+                let old = with_schema(&schema, both.columns()[width..].to_vec(), both.num_rows())?;
+                let new = self.generate(table, vec![new], Some(&old))?;
+                (new.clone(), new)
             }
             _ => (Vec::new(), batches),
         };
@@ -597,6 +602,29 @@ impl Session {
         table.overwrite(all).await?;
         let rows = returned.iter().map(|b| b.num_rows() as u64).sum();
         Ok(Done { rows, returned })
+    }
+
+    /// `rows` with the table's generated columns computed (`old`: the rows before an
+    /// update, in the same order).
+    fn generate(
+        &self,
+        table: &Table,
+        rows: Vec<RecordBatch>,
+        old: Option<&RecordBatch>,
+    ) -> Result<Vec<RecordBatch>> {
+        let snapshot = table.snapshot();
+        let def = snapshot.def();
+        if !def.columns.iter().any(|c| c.generated.is_some()) {
+            return Ok(rows);
+        }
+        let state = self.ctx.state();
+        let schema = nullable_schema(&def.schema);
+        rows.into_iter()
+            .map(|batch| {
+                let batch = relabel(&schema, &batch)?;
+                crate::statements::generated::fill(&state, def, batch, old)
+            })
+            .collect()
     }
 
     /// The rows `ON CONFLICT DO UPDATE` writes for conflicting rows: the existing row

@@ -712,6 +712,12 @@ impl Session {
         params: &[ScalarValue],
     ) -> Result<(Planned, ParamHints)> {
         if let Statement::Insert(insert) = &parsed.statement {
+            if let TableObject::TableName(name) = &insert.table {
+                let table = self.table(&ddl::table_name(name)?)?;
+                let def = table.snapshot().def().clone();
+                let positions = insert_positions(&def, insert);
+                crate::statements::generated::check_insert(&def, &positions, insert.source.as_deref())?;
+            }
             if let Some(write) = self.plan_literal_insert(insert).await? {
                 return Ok((Planned::Write(write), ParamHints::new()));
             }

@@ -35,6 +35,7 @@ impl Session {
                     ));
                 }
                 let mut def = ddl::table_def(create, parsed.table_format.as_deref())?;
+                crate::statements::generated::check_definition(&self.ctx.state(), &def)?;
                 if create.temporary {
                     def.name = Box::pin(self.temp.place(&create.name)).await?;
                 }
@@ -167,6 +168,11 @@ impl Session {
                             if is_key {
                                 return Err(EngineError::unsupported(
                                     "adding a primary key column is not supported",
+                                ));
+                            }
+                            if meta.generated.is_some() {
+                                return Err(EngineError::unsupported(
+                                    "ADD COLUMN ... GENERATED ALWAYS AS is not supported yet: create the table with it",
                                 ));
                             }
                             if meta.default.is_some() && table.snapshot().manifest.row_count > 0 {

@@ -297,6 +297,23 @@ impl Session {
     /// `ALTER TABLE t RENAME COLUMN from TO to`. The views that read `t` keep their
     /// columns and meaning, as PostgreSQL's (which hold column numbers) do: they read
     /// `t` through a derived table that gives `to` its old name.
+    /// A column a generation expression reads keeps its name and stays (the
+    /// expression is kept as text).
+    fn refuse_if_generated_reads(&self, table: &Table, column: &str, what: &str) -> Result<()> {
+        let snapshot = table.snapshot();
+        let readers = crate::statements::generated::readers_of(&self.ctx.state(), snapshot.def(), column)?;
+        match readers.first() {
+            None => Ok(()),
+            Some(reader) => Err(EngineError::DependentObjects {
+                message: format!(
+                    "cannot {what} column \"{column}\" of table \"{}\" because other objects depend on it",
+                    table.name().table
+                ),
+                detail: format!("column {reader} of table {} depends on column {column}", table.name().table),
+            }),
+        }
+    }
+
     pub(crate) async fn rename_column(&mut self, table: &Arc<Table>, from: &str, to: &str) -> Result<()> {
         let warehouse = self.engine.warehouse().clone();
         let name = table.name();
@@ -305,6 +322,7 @@ impl Session {
         if !columns.iter().any(|c| c == from) {
             return Err(undefined_column(&name, from));
         }
+        self.refuse_if_generated_reads(table, from, "rename")?;
         let readers = warehouse
             .all_views()
             .iter()
@@ -330,6 +348,7 @@ impl Session {
         if table.snapshot().def().column_index(column).is_none() {
             return if if_exists { Ok(()) } else { Err(undefined_column(&name, column)) };
         }
+        self.refuse_if_generated_reads(table, column, "drop")?;
         let mut readers = Vec::new();
         for view in warehouse.all_views().iter().filter(|v| v.depends_on.contains(&name)) {
             if mentions(view, column)? {

