@@ -130,6 +130,12 @@ impl Engine {
             "table_changes",
             Arc::new(crate::catalog::provider::TableChangesFunction { resolve }),
         );
+        template.register_udtf(
+            "tarn_find_tables",
+            Arc::new(crate::search::find_tables::FindTablesFunction(Arc::new(
+                crate::search::find_tables::FindTables::new(Arc::downgrade(&warehouse), models.clone()),
+            ))),
+        );
         let maintenance = warehouse.start_maintenance();
         Ok(Arc::new(Engine {
             warehouse,

@@ -86,6 +86,9 @@ pub enum EngineError {
     /// A value given to a generated column (428C9).
     #[error("{message}")]
     GeneratedAlways { message: String, detail: String },
+    /// A write in a read-only transaction (25006).
+    #[error("cannot execute {command} in a read-only transaction")]
+    ReadOnlyTransaction { command: String },
     /// A view that would read itself (42P17).
     #[error("{message}")]
     InfiniteRecursion { message: String },

@@ -11,12 +11,15 @@
 //!   bm25 index; [`text_search`] runs it over the index, unindexed fragments and
 //!   change rows.
 //! - [`hybrid`]: `hybrid_search(...)`, fused from a BM25 and a kNN search.
+//! - [`find_tables`]: `tarn_find_tables(question)`, the relations a question is about,
+//!   by hybrid search over catalog documents.
 //! - [`one_batch`]: the physical plan node both searches run as.
 //! - [`query_value`]: a search's query given as a statement parameter.
 
 pub mod base_cache;
 pub mod bm25;
 pub mod distance;
+pub mod find_tables;
 pub mod hybrid;
 pub mod index_ddl;
 pub mod knn;

@@ -57,6 +57,7 @@ pub fn client_error(error: &EngineError) -> ClientError {
         EngineError::WrongObjectType { message } => ClientError::new("42809", message),
         EngineError::InfiniteRecursion { message } => ClientError::new("42P17", message),
         EngineError::InvalidObjectDefinition { message } => ClientError::new("42P17", message),
+        EngineError::ReadOnlyTransaction { .. } => ClientError::new("25006", error.to_string()),
         EngineError::DatatypeMismatch { message } => ClientError::new("42804", message),
         EngineError::GeneratedAlways { message, detail } => {
             ClientError { code: "428C9", message: message.clone(), detail: Some(detail.clone()) }

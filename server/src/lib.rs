@@ -20,6 +20,8 @@
 //! - [`encode`]: Arrow values to Postgres text and binary wire values; parameters back.
 //! - [`errors`]: the one mapping from errors to SQLSTATE and client messages.
 //! - [`config`]: [`ServerConfig`], from flags and a TOML file.
+//! - [`mcp`]: `tarn mcp`, a Model Context Protocol server on stdio whose tools explore and
+//!   query a running Tarn server, read-only, as a client of it over the wire protocol.
 
 // The write path's futures (statement, transaction, commit) nest deeply.
 #![recursion_limit = "256"]
@@ -33,6 +35,7 @@ pub mod flush;
 pub mod frontend;
 pub mod handler;
 pub mod interrupt;
+pub mod mcp;
 pub mod socket;
 
 use std::future::Future;

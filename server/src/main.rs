@@ -42,6 +42,20 @@ enum Command {
         #[command(subcommand)]
         command: ModelsCommand,
     },
+    /// Serves the Model Context Protocol on standard input and output: tools with which an
+    /// AI assistant lists, describes and queries the tables of a running Tarn server,
+    /// read-only, as a client of it.
+    Mcp {
+        /// libpq-style connection string of the Tarn server; name a read-only user.
+        #[arg(long, default_value = "host=127.0.0.1 port=5433 user=tarn dbname=tarn")]
+        connect: String,
+        /// The most rows a query returns.
+        #[arg(long, default_value_t = 100)]
+        row_limit: usize,
+        /// The session's statement_timeout, in milliseconds.
+        #[arg(long, default_value_t = 10_000)]
+        timeout_ms: u64,
+    },
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -52,15 +66,26 @@ enum ModelsCommand {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,lance=warn,datafusion=warn".into()),
-        )
-        .init();
     let args = Args::parse();
+    let log = tracing_subscriber::fmt().with_env_filter(
+        tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| "info,lance=warn,datafusion=warn".into()),
+    );
+    match &args.command {
+        // Standard output carries the protocol.
+        Some(Command::Mcp { .. }) => log.with_writer(std::io::stderr).with_ansi(false).init(),
+        _ => log.init(),
+    }
     if let Some(Command::Passwd { name }) = &args.command {
         return passwd(name);
+    }
+    if let Some(Command::Mcp { connect, row_limit, timeout_ms }) = &args.command {
+        let config = tarn_server::mcp::McpConfig {
+            connect: connect.clone(),
+            row_limit: *row_limit,
+            timeout: std::time::Duration::from_millis(*timeout_ms),
+        };
+        return mcp(config);
     }
     let mut config = match &args.config {
         Some(path) => match ServerConfig::from_file(path) {
@@ -129,6 +154,26 @@ async fn serve(config: ServerConfig, frontend: tarn_server::Frontend) -> Result<
     tarn_server::run(listener, engine, frontend, shutdown_signal()).await.map_err(|e| e.to_string())?;
     info!("stopped");
     Ok(())
+}
+
+fn mcp(config: tarn_server::mcp::McpConfig) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            error!("starting the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = runtime.block_on(tarn_server::mcp::serve_stdio(config));
+    // A blocking read of standard input (a terminal's) cannot be cancelled: do not wait for it.
+    runtime.shutdown_background();
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn passwd(name: &str) -> ExitCode {

@@ -52,8 +52,17 @@ pub fn bind_table_function_args(statement: &mut ast::Statement, params: &[Scalar
             // hybrid_search(table, text, vector, k, ...): its first three are text; a
             // bare parameter as its text or vector stays one (the call expands to SQL
             // that searches for it, planned as any statement's parameter).
-            let hybrid = name.to_string().eq_ignore_ascii_case("hybrid_search");
-            let texts = if hybrid { 3 } else { 0 };
+            // hybrid_search(table, text, k, ...) (no vector) has two, and
+            // tarn_find_tables(question, k) one.
+            let name = name.to_string();
+            let hybrid = name.eq_ignore_ascii_case("hybrid_search");
+            let positional = args.args.iter().filter(|a| matches!(a, ast::FunctionArg::Unnamed(_))).count();
+            let texts = match () {
+                _ if hybrid && positional == 3 => 2,
+                _ if hybrid => 3,
+                _ if name.eq_ignore_ascii_case("tarn_find_tables") => 1,
+                _ => 0,
+            };
             for (position, arg) in args.args.iter_mut().enumerate() {
                 let unnamed = matches!(arg, ast::FunctionArg::Unnamed(_));
                 let expr = match arg {
@@ -63,7 +72,7 @@ pub fn bind_table_function_args(statement: &mut ast::Statement, params: &[Scalar
                     _ => continue,
                 };
                 let bare = placeholder_number(expr).is_some();
-                if hybrid && bare && unnamed && (position == 1 || position == 2) {
+                if hybrid && bare && unnamed && position >= 1 && position < texts {
                     continue;
                 }
                 let mut found = Vec::new();

@@ -183,6 +183,9 @@ pub struct Session {
     set_config: crate::statements::settings::PendingSettings,
     /// The session's temporary tables and views.
     pub(crate) temp: crate::statements::temp::TempSchema,
+    /// The open transaction block is `READ ONLY` (`BEGIN READ ONLY`, `SET TRANSACTION
+    /// READ ONLY`, or `default_transaction_read_only` when it began).
+    pub(crate) block_read_only: bool,
 }
 
 impl Drop for Session {
@@ -234,6 +237,7 @@ impl Session {
             cursors: Default::default(),
             set_config,
             temp,
+            block_read_only: false,
         }
     }
 
@@ -392,6 +396,27 @@ impl Session {
         Ok(())
     }
 
+    /// Whether the statement about to run is in a read-only transaction: the open
+    /// block's mode, or for a statement outside one, `default_transaction_read_only`.
+    pub(crate) fn read_only(&self) -> bool {
+        match self.tx {
+            TxStatus::Idle => self.settings.get("default_transaction_read_only").is_ok_and(|v| v == "on"),
+            _ => self.block_read_only,
+        }
+    }
+
+    /// A read-only transaction reads: writes and DDL other than of temporary relations
+    /// are 25006, as in PostgreSQL.
+    fn check_read_only(&self, statement: &Statement) -> Result<()> {
+        if !self.read_only() {
+            return Ok(());
+        }
+        match crate::statements::transaction::write_command(statement) {
+            Some(command) => Err(EngineError::ReadOnlyTransaction { command: command.to_string() }),
+            None => Ok(()),
+        }
+    }
+
     async fn describe(
         &mut self,
         sql: Arc<str>,
@@ -468,6 +493,7 @@ impl Session {
     async fn run(&mut self, prepared: &Prepared, params: Vec<ScalarValue>) -> Result<Output> {
         tarn_storage::failpoint::failpoint("statement");
         self.check_not_failed(&prepared.statement.statement)?;
+        self.check_read_only(&prepared.statement.statement)?;
         self.planning.mark_start_execution();
         let params = bind_params(params, &prepared.param_types);
         // Names of the session's temporary relations: the statement as it reads them,

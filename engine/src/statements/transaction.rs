@@ -241,3 +241,40 @@ fn overlay_of(table: &Table, writes: &[Write]) -> Result<Overlay> {
     };
     Ok(Overlay { rows, keys })
 }
+
+/// The command PostgreSQL names when a read-only transaction refuses `statement`
+/// (`cannot execute INSERT in a read-only transaction`); `None` for what a read-only
+/// transaction may run: queries, `SET`, transaction control, cursors, `EXPLAIN`
+/// without `ANALYZE`, and temporary tables.
+pub(crate) fn write_command(statement: &datafusion::sql::sqlparser::ast::Statement) -> Option<&'static str> {
+    use datafusion::sql::sqlparser::ast::{ObjectType, Statement};
+    Some(match statement {
+        Statement::Insert(_) => "INSERT",
+        Statement::Update(_) => "UPDATE",
+        Statement::Delete(_) => "DELETE",
+        Statement::Merge { .. } => "MERGE",
+        Statement::Truncate(_) => "TRUNCATE TABLE",
+        Statement::Copy { to: false, .. } => "COPY FROM",
+        Statement::CreateTable(create) if !create.temporary => match create.query {
+            Some(_) => "CREATE TABLE AS",
+            None => "CREATE TABLE",
+        },
+        Statement::CreateView(create) if !create.temporary => "CREATE VIEW",
+        Statement::CreateIndex(_) => "CREATE INDEX",
+        Statement::CreateSchema { .. } => "CREATE SCHEMA",
+        Statement::CreateSequence { temporary: false, .. } => "CREATE SEQUENCE",
+        Statement::AlterTable(_) => "ALTER TABLE",
+        Statement::AlterView { .. } => "ALTER VIEW",
+        Statement::Comment { .. } => "COMMENT",
+        Statement::Drop { object_type, temporary: false, .. } => match object_type {
+            ObjectType::Table => "DROP TABLE",
+            ObjectType::View => "DROP VIEW",
+            ObjectType::Index => "DROP INDEX",
+            ObjectType::Schema => "DROP SCHEMA",
+            ObjectType::Sequence => "DROP SEQUENCE",
+            _ => "DROP",
+        },
+        Statement::Explain { analyze: true, statement, .. } => return write_command(statement),
+        _ => return None,
+    })
+}

@@ -223,8 +223,12 @@ impl Session {
                 warehouse.create_schema(&name, *if_not_exists).await?;
                 CommandTag::new("CREATE SCHEMA")
             }
-            Statement::StartTransaction { .. } => {
+            Statement::StartTransaction { modes, .. } => {
                 if self.tx == TxStatus::Idle {
+                    self.block_read_only = match access_mode(modes) {
+                        Some(read_only) => read_only,
+                        None => self.read_only(),
+                    };
                     self.tx = TxStatus::InBlock;
                     self.txn.begin();
                 }
@@ -405,7 +409,25 @@ impl Session {
                 self.settings.set("client_encoding", &charset_name.to_string())
             }
             Set::SetNamesDefault {} => Ok(()),
-            Set::SetTransaction { .. } | Set::SetSessionParam(_) | Set::SetRole { .. } => Ok(()),
+            Set::SetTransaction { modes, session, .. } => {
+                match (access_mode(modes), session) {
+                    (Some(read_only), true) => self
+                        .settings
+                        .set("default_transaction_read_only", if read_only { "on" } else { "off" })?,
+                    (Some(read_only), false) if self.tx != TxStatus::Idle => {
+                        // PostgreSQL: a read-only transaction cannot become read-write.
+                        if self.block_read_only && !read_only {
+                            return Err(EngineError::ReadOnlyTransaction {
+                                command: "SET TRANSACTION READ WRITE".into(),
+                            });
+                        }
+                        self.block_read_only = read_only;
+                    }
+                    _ => {}
+                }
+                Ok(())
+            }
+            Set::SetSessionParam(_) | Set::SetRole { .. } => Ok(()),
             Set::SetSessionAuthorization(_) => {
                 Err(EngineError::unsupported("SET SESSION AUTHORIZATION is not supported"))
             }
@@ -448,4 +470,13 @@ pub(crate) fn show_schema(statement: &Statement) -> Option<SchemaRef> {
     let dotted = words.len() == 2 && matches!(words[0].as_str(), "hnsw" | "ivfflat");
     let name = words.join(if dotted { "." } else { "_" });
     Some(Arc::new(Schema::new(vec![Field::new(name, DataType::Utf8, true)])))
+}
+
+/// `READ ONLY` (true) or `READ WRITE` (false) among a transaction's modes.
+fn access_mode(modes: &[ast::TransactionMode]) -> Option<bool> {
+    modes.iter().rev().find_map(|mode| match mode {
+        ast::TransactionMode::AccessMode(ast::TransactionAccessMode::ReadOnly) => Some(true),
+        ast::TransactionMode::AccessMode(ast::TransactionAccessMode::ReadWrite) => Some(false),
+        _ => None,
+    })
 }
