@@ -286,3 +286,113 @@ SELECT title FROM hybrid_search('articles', 'baking with yeast', 1);
     assert!(out.status.success(), "psql failed: {}\n{stdout}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(stdout.lines().collect::<Vec<_>>(), ["Tides", "Sourdough"], "{stdout}");
 }
+
+/// A small PNG, made here with the `image` crate's encoder.
+fn png(width: u32, height: u32) -> Vec<u8> {
+    let pixels = image::RgbImage::from_fn(width, height, |x, y| image::Rgb([x as u8, y as u8, 90]));
+    let mut out = std::io::Cursor::new(Vec::new());
+    image::DynamicImage::ImageRgb8(pixels).write_to(&mut out, image::ImageFormat::Png).expect("encodes");
+    out.into_inner()
+}
+
+/// Preprocessing next to the data: text normalized and chunked into rows (then
+/// embedded), images in `bytea` read and scaled down, and `bytea` itself through
+/// `length`, `substring` and COPY in text, CSV and binary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn preprocessing_text_and_images() {
+    let server = server_with_model().await;
+    let client = server.client().await;
+    assert_eq!(
+        simple_rows(
+            &client.simple_query("SELECT normalize_text('  \u{FB01}ne\tＡＢＣ\n end  ')").await.unwrap()
+        ),
+        ["fine ABC end"]
+    );
+    client
+        .batch_execute(
+            "CREATE TABLE pages (id bigint PRIMARY KEY, body text);
+             INSERT INTO pages VALUES
+               (1, 'Tarn keeps a change store. It merges it on read. Compaction folds it into the base later on.'),
+               (2, 'Short page.');
+             CREATE TABLE chunks (page bigint, chunk text, embedding vector(384));
+             INSERT INTO chunks SELECT id, c, embed(c) FROM (SELECT id, chunk_text(body, 8, 2) AS c FROM pages) t;",
+        )
+        .await
+        .map_err(|e| describe(&e))
+        .expect("chunks made and embedded");
+    let chunks = client.query("SELECT page, chunk FROM chunks", &[]).await.unwrap();
+    let mut texts: Vec<(i64, String)> = chunks.iter().map(|r| (r.get(0), r.get(1))).collect();
+    texts.sort();
+    let mut expected = vec![
+        (1, "Tarn keeps a change store.".to_string()),
+        (1, "change store. It merges it on read.".to_string()),
+        (1, "on read. Compaction folds it into the base".to_string()),
+        (1, "the base later on.".to_string()),
+        (2, "Short page.".to_string()),
+    ];
+    expected.sort();
+    assert_eq!(texts, expected);
+    let embedded =
+        client.query_one("SELECT count(*) FROM chunks WHERE embedding = embed(chunk)", &[]).await.unwrap();
+    assert_eq!(embedded.get::<_, i64>(0), 5);
+    let named = client.query("SELECT chunk_text('a b c', 2, 0)", &[]).await.unwrap();
+    assert_eq!(named.len(), 2);
+    assert_eq!(named[0].columns()[0].name(), "chunk_text");
+    let e = client.query("SELECT chunk_text('a b', 2, 2)", &[]).await.unwrap_err();
+    assert_eq!(e.code().map(|c| c.code()), Some("22023"), "{}", describe(&e));
+
+    // Images as bytea.
+    client.batch_execute("CREATE TABLE photos (id bigint PRIMARY KEY, img bytea)").await.unwrap();
+    let big = png(320, 200);
+    client.execute("INSERT INTO photos VALUES (1, $1), (2, NULL)", &[&big]).await.unwrap();
+    let row = client
+        .query_one(
+            "SELECT image_info(img), length(img), image_info(image_thumbnail(img, 64)), substring(img from 2 for 3) \
+             FROM photos WHERE id = 1",
+            &[],
+        )
+        .await
+        .map_err(|e| describe(&e))
+        .expect("image functions");
+    assert_eq!(row.get::<_, String>(0), r#"{"format":"png","height":200,"width":320}"#);
+    assert_eq!(row.get::<_, i32>(1) as usize, big.len());
+    assert_eq!(row.get::<_, String>(2), r#"{"format":"png","height":40,"width":64}"#);
+    assert_eq!(row.get::<_, Vec<u8>>(3), big[1..4].to_vec());
+    assert_eq!(
+        simple_rows(
+            &client.simple_query("SELECT image_info(img) IS NULL FROM photos WHERE id = 2").await.unwrap()
+        ),
+        ["t"]
+    );
+    let e = client.query("SELECT image_info('\\x00010203'::bytea)", &[]).await.unwrap_err();
+    assert_eq!(e.code().map(|c| c.code()), Some("22023"), "{}", describe(&e));
+    let e = client.query("SELECT image_embed(img) FROM photos", &[]).await.unwrap_err();
+    assert_eq!(e.code().map(|c| c.code()), Some("0A000"), "{}", describe(&e));
+
+    // bytea through COPY, each format, back into a table and compared.
+    for format in ["text", "csv", "binary"] {
+        let out = format!("COPY photos TO STDOUT (FORMAT {format})");
+        let stream = client.copy_out(out.as_str()).await.unwrap();
+        use futures::TryStreamExt;
+        let data: Vec<bytes::Bytes> = stream.try_collect().await.unwrap();
+        client
+            .batch_execute(&format!(
+                "DROP TABLE IF EXISTS photos2; CREATE TABLE photos2 (id bigint PRIMARY KEY, img bytea)"
+            ))
+            .await
+            .unwrap();
+        let sink =
+            client.copy_in(format!("COPY photos2 FROM STDIN (FORMAT {format})").as_str()).await.unwrap();
+        use futures::SinkExt;
+        let mut sink = std::pin::pin!(sink);
+        for chunk in data {
+            sink.send(chunk).await.unwrap();
+        }
+        sink.as_mut().finish().await.map_err(|e| describe(&e)).expect("copy in");
+        let same = client
+            .query_one("SELECT count(*) FROM photos p JOIN photos2 q USING (id) WHERE p.img = q.img OR (p.img IS NULL AND q.img IS NULL)", &[])
+            .await
+            .unwrap();
+        assert_eq!(same.get::<_, i64>(0), 2, "bytea through COPY {format}");
+    }
+}

@@ -58,8 +58,13 @@ class Tarn:
             raise RuntimeError(f"port {self.port} is taken (pick another with --tarn-port)")
         log(f"starting {self.binary} --data {self.data} --listen 127.0.0.1:{self.port}")
         out = open(self.logfile, "ab")
+        # The embedding model (the embed suite): fetched once into TARN_MODELS.
+        models = os.environ.get("TARN_MODELS", "/var/tmp/tarn-bench-models")
+        subprocess.run([str(self.binary), "--models", models, "models", "fetch"], stdout=out,
+                       stderr=subprocess.STDOUT, check=False)
         self.proc = subprocess.Popen([str(self.binary), "--data", str(self.data), "--listen",
-                                      f"127.0.0.1:{self.port}"], stdout=out, stderr=subprocess.STDOUT)
+                                      f"127.0.0.1:{self.port}", "--models", models],
+                                     stdout=out, stderr=subprocess.STDOUT)
         wait_ready(self.port, self.alive)
 
     def alive(self) -> bool:

@@ -6,6 +6,9 @@
 //!   date/time templates (`'YYYY-MM-DD HH24:MI:SS'`).
 //! - [`sequences`]: `nextval`, `currval`, `setval`, `lastval`.
 //! - [`embed`]: `embed(text [, model])`, sentence embeddings by a local model.
+//! - [`text_prep`]: `normalize_text`, `chunk_text` (RAG chunking).
+//! - [`images`]: `image_info`, `image_thumbnail` over `bytea`.
+//! - [`bytea`]: `substring` of `bytea`.
 
 use std::sync::Arc;
 
@@ -19,9 +22,12 @@ use datafusion::prelude::SessionContext;
 
 use crate::statements::settings::SERVER_VERSION;
 
+pub mod bytea;
 pub mod datetime_template;
 pub mod embed;
+pub mod images;
 pub mod sequences;
+pub mod text_prep;
 
 pub fn version_string() -> String {
     format!(
@@ -57,6 +63,9 @@ pub fn register(ctx: &SessionContext, database: &str) {
     ctx.register_udf(constant("current_schema", crate::statements::ddl::DEFAULT_SCHEMA.to_string()));
     ctx.register_udf(ScalarUDF::from(PgTypeof::default()));
     datetime_template::register(ctx);
+    text_prep::register(ctx);
+    images::register(ctx);
+    bytea::register(ctx);
 }
 
 /// `pg_typeof(x)`: the name of `x`'s PostgreSQL type (`integer`, `jsonb`, `vector`).

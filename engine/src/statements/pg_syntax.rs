@@ -23,6 +23,9 @@
 //! - `information_schema._pg_expandarray(a)`: `unnest` of its elements and positions;
 //!   `(composite).field`: `get_field`; `generate_subscripts(a, 1)`: `unnest` of
 //!   `1..cardinality(a)`.
+//! - `substring(x FROM a FOR b)`: `substr(x, a, b)`, which takes `bytea` too;
+//!   `length(x)`: `tarn_length(x)`, the same.
+//! - `chunk_text(...)` in a select list: `unnest(tarn_chunk_text(...))`, a row per chunk.
 
 use std::ops::ControlFlow;
 
@@ -151,6 +154,10 @@ fn series_rows(body: &mut SetExpr) {
                 let SqlExpr::Function(f) = e else { continue };
                 let name = f.name.0.last().map(|p| p.to_string().to_ascii_lowercase()).unwrap_or_default();
                 if name == "generate_series" {
+                    *e = call("unnest", vec![take(e)]);
+                } else if name == "chunk_text" {
+                    // A row per chunk (functions::text_prep).
+                    f.name = ObjectName::from(vec![Ident::new("tarn_chunk_text")]);
                     *e = call("unnest", vec![take(e)]);
                 } else if name == "aclexplode" {
                     // A row per ACL item (`(d).grantee` reads one's field).
@@ -291,6 +298,25 @@ fn rewrite_expr(expr: &mut SqlExpr) {
                     index: SqlExpr::Value(Value::Number("1".into(), false).into()),
                 })],
             };
+        }
+        // `length(x)`: DataFusion's planner makes it `character_length` whatever the
+        // registry holds; `tarn_length` counts a `bytea`'s bytes too (`functions::bytea`).
+        SqlExpr::Function(f) if f.name.0.len() == 1 && f.name.to_string().eq_ignore_ascii_case("length") => {
+            f.name = ObjectName::from(vec![Ident::new("tarn_length")]);
+        }
+        // `substring(x FROM a [FOR b])` with a position: the `substr` function by name,
+        // which takes `bytea` too (`functions::bytea`; DataFusion's planner would call
+        // its text-only one directly).
+        SqlExpr::Substring { expr: inner, substring_from: Some(from), substring_for, .. } => {
+            let mut args = vec![take(inner), take(from)];
+            if let Some(count) = substring_for {
+                args.push(take(count));
+            }
+            *expr = call("substr", args);
+        }
+        SqlExpr::Substring { expr: inner, substring_from: None, substring_for: Some(count), .. } => {
+            let one = SqlExpr::Value(Value::Number("1".into(), false).into());
+            *expr = call("substr", vec![take(inner), one, take(count)]);
         }
         SqlExpr::Collate { expr: inner, collation } if is_byte_collation(collation) => {
             *expr = take(inner);

@@ -122,8 +122,10 @@ impl TableRel {
         self.def.schema.fields().iter().enumerate().map(|(i, field)| Column {
             attnum: i as i16 + 1,
             field,
-            default: self.def.columns.get(i).and_then(|c| c.default.clone()),
+            // A generated column's expression is its pg_attrdef entry, as in PostgreSQL.
+            default: self.def.columns.get(i).and_then(|c| c.generated.clone().or_else(|| c.default.clone())),
             identity: self.def.columns.get(i).is_some_and(|c| c.identity.is_some()),
+            generated: self.def.columns.get(i).is_some_and(|c| c.generated.is_some()),
         })
     }
 
@@ -143,6 +145,8 @@ pub struct Column<'a> {
     pub field: &'a Field,
     pub default: Option<String>,
     pub identity: bool,
+    /// `GENERATED ALWAYS AS (...) STORED` (`default` is the expression).
+    pub generated: bool,
 }
 
 impl Column<'_> {
@@ -218,6 +222,7 @@ impl ViewRel {
             field,
             default: None,
             identity: false,
+            generated: false,
         })
     }
 

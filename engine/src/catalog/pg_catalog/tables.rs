@@ -229,6 +229,7 @@ fn pg_attribute(source: &Source) -> Arc<dyn TableProvider> {
                 ("attnotnull", Value::Bool(!column.field.is_nullable())),
                 ("atthasdef", Value::Bool(column.default.is_some())),
                 ("attidentity", if column.identity { ch(b'd') } else { ch(0) }),
+                ("attgenerated", if column.generated { ch(b's') } else { ch(0) }),
                 ("attislocal", Value::Bool(true)),
                 ("attcollation", oid(row.map_or(0, |t| t.collation()))),
                 ("attstattarget", int(-1)),
