@@ -107,6 +107,7 @@ async fn tools_explore_and_query_read_only() {
          CREATE SCHEMA sales;
          CREATE TABLE sales.orders (order_id INT PRIMARY KEY, amount DOUBLE PRECISION);
          COMMENT ON TABLE sales.orders IS 'One row per order';
+         CREATE TABLE sales.docs (id INT);
          INSERT INTO docs VALUES {};",
         rows.join(", ")
     ))
@@ -115,7 +116,7 @@ async fn tools_explore_and_query_read_only() {
     let client = start_mcp(&server).await;
 
     let info = client.peer_info().expect("the server's initialize result");
-    assert_eq!(info.server_info.name, "tarn");
+    assert_eq!(info.server_info.as_ref().map(|server| server.name.as_str()), Some("tarn"));
     let mut tools: Vec<String> =
         client.list_all_tools().await.expect("tools/list").into_iter().map(|t| t.name.to_string()).collect();
     tools.sort();
@@ -129,12 +130,14 @@ async fn tools_explore_and_query_read_only() {
         tables,
         json!([
             { "schema": "public", "name": "docs", "kind": "table", "comment": "Documents and their titles" },
+            { "schema": "sales", "name": "docs", "kind": "table" },
             { "schema": "sales", "name": "orders", "kind": "table", "comment": "One row per order" },
         ])
     );
     let sales = call_json(&client, "list_tables", json!({ "schema": "sales" })).await;
-    assert_eq!(sales.as_array().map(Vec::len), Some(1), "{sales}");
+    assert_eq!(sales.as_array().map(Vec::len), Some(2), "{sales}");
 
+    // Unqualified, a name in several schemas is public's, as the default search_path has it.
     let docs = call_json(&client, "describe_table", json!({ "table": "docs" })).await;
     assert_eq!(docs["schema"], "public");
     assert_eq!(docs["comment"], "Documents and their titles");
@@ -205,6 +208,11 @@ async fn tools_explore_and_query_read_only() {
     let write =
         call_error(&client, "query", json!({ "sql": "INSERT INTO docs VALUES (1000, 'new', NULL)" })).await;
     assert!(write.starts_with("25006:"), "{write}");
+    assert_eq!(doc_count(&pg).await, 150);
+    // One the local check lets through (a data-modifying WITH) runs in a READ ONLY
+    // transaction that is rolled back: whatever the server answers, nothing changes.
+    let sneaky = "WITH w AS (INSERT INTO docs VALUES (1001, 'new', NULL) RETURNING id) SELECT id FROM w";
+    let _ = call(&client, "query", json!({ "sql": sneaky })).await;
     assert_eq!(doc_count(&pg).await, 150);
 
     client.cancel().await.expect("closing the MCP session");

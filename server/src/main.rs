@@ -47,13 +47,13 @@ enum Command {
     /// read-only, as a client of it.
     Mcp {
         /// libpq-style connection string of the Tarn server; name a read-only user.
-        #[arg(long, default_value = "host=127.0.0.1 port=5433 user=tarn dbname=tarn")]
+        #[arg(long, default_value = tarn_server::mcp::DEFAULT_CONNECT)]
         connect: String,
         /// The most rows a query returns.
-        #[arg(long, default_value_t = 100)]
+        #[arg(long, default_value_t = tarn_server::mcp::DEFAULT_ROW_LIMIT)]
         row_limit: usize,
         /// The session's statement_timeout, in milliseconds.
-        #[arg(long, default_value_t = 10_000)]
+        #[arg(long, default_value_t = tarn_server::mcp::DEFAULT_TIMEOUT_MS)]
         timeout_ms: u64,
     },
 }

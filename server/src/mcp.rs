@@ -51,12 +51,17 @@ pub struct McpConfig {
     pub timeout: Duration,
 }
 
+/// The defaults of `tarn mcp`'s flags.
+pub const DEFAULT_CONNECT: &str = "host=127.0.0.1 port=5433 user=tarn dbname=tarn";
+pub const DEFAULT_ROW_LIMIT: usize = 100;
+pub const DEFAULT_TIMEOUT_MS: u64 = 10_000;
+
 impl Default for McpConfig {
     fn default() -> Self {
         Self {
-            connect: "host=127.0.0.1 port=5433 user=tarn dbname=tarn".into(),
-            row_limit: 100,
-            timeout: Duration::from_secs(10),
+            connect: DEFAULT_CONNECT.into(),
+            row_limit: DEFAULT_ROW_LIMIT,
+            timeout: Duration::from_millis(DEFAULT_TIMEOUT_MS),
         }
     }
 }
@@ -101,8 +106,9 @@ struct Connection {
     client: Mutex<Client>,
 }
 
-/// A tool's failure as the assistant reads it: `SQLSTATE: message`, DETAIL and HINT on
-/// their own lines.
+/// A tool's answer: JSON (or plan) text, or an error as the assistant reads it,
+/// `SQLSTATE: message` with DETAIL and HINT on their own lines (rmcp sends it with
+/// `is_error`).
 type ToolResult = Result<String, String>;
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -281,14 +287,17 @@ impl TarnTools {
         let relation = match relations.as_slice() {
             [] => return Err(format!("42P01: relation \"{}\" does not exist", input.table)),
             [relation] => relation,
-            several => {
-                let schemas: Vec<String> =
-                    several.iter().map(|r| format!("{}.{name}", text(r, "schema"))).collect();
-                return Err(format!(
-                    "42P09: \"{name}\" is in several schemas ({}): name one, as schema.table",
-                    schemas.join(", ")
-                ));
-            }
+            // As PostgreSQL's default search_path would; elsewhere the name is ambiguous.
+            several => match several.iter().find(|r| text(r, "schema") == "public") {
+                Some(public) => public,
+                None => {
+                    let schemas: Vec<&str> = several.iter().map(|r| text(r, "schema")).collect();
+                    return Err(format!(
+                        "42P01: relation \"{name}\" is in several schemas ({}): name one, as schema.table",
+                        schemas.join(", ")
+                    ));
+                }
+            },
         };
         let schema = text(relation, "schema");
         let description = TableDescription::new(schema, &name, relation, &columns, &keys);
