@@ -10,6 +10,9 @@ use sqllogictest::{DBOutput, DefaultColumnType};
 use tokio_postgres::types::{FromSql, Type};
 use tokio_postgres::{Client, SimpleQueryMessage};
 
+/// How long one statement of a file may take (the slowest take about a second).
+const STATEMENT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protocol {
     Simple,
@@ -48,10 +51,20 @@ impl sqllogictest::AsyncDB for Wire {
     type ColumnType = DefaultColumnType;
 
     async fn run(&mut self, sql: &str) -> Result<DBOutput<DefaultColumnType>, WireError> {
-        match self.protocol {
-            Protocol::Simple => run_simple(&self.client, sql).await,
-            Protocol::Extended => run_extended(&self.client, sql).await,
-        }
+        let run = async {
+            match self.protocol {
+                Protocol::Simple => run_simple(&self.client, sql).await,
+                Protocol::Extended => run_extended(&self.client, sql).await,
+            }
+        };
+        // A statement that hangs fails its file, named, instead of the whole run.
+        tokio::time::timeout(STATEMENT_TIMEOUT, run).await.unwrap_or_else(|_| {
+            Err(WireError(format!(
+                "no answer in {} s ({:?} protocol)",
+                STATEMENT_TIMEOUT.as_secs(),
+                self.protocol
+            )))
+        })
     }
 
     async fn shutdown(&mut self) {}

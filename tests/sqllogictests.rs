@@ -60,7 +60,10 @@ async fn run_all(protocol: Protocol) {
         } else if let Err(e) = runner.run_file_async(&file).await {
             failures.push(format!("{} ({protocol:?}):\n{}", file.display(), e.display(false)));
         }
-        server.stop().await;
+        // A server that does not stop fails the run, named, instead of hanging it.
+        if tokio::time::timeout(std::time::Duration::from_secs(60), server.stop()).await.is_err() {
+            failures.push(format!("{} ({protocol:?}): the server did not stop within 60 s", file.display()));
+        }
     }
     assert!(failures.is_empty(), "{} slt failures:\n{}", failures.len(), failures.join("\n\n"));
 }

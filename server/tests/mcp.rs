@@ -1,65 +1,89 @@
-//! `tarn mcp` end to end: the real `tarn` binary as a child process speaking the Model
-//! Context Protocol on its standard input and output, driven by rmcp's own client, and
-//! reaching a test server over the wire protocol as any other client does.
+//! `tarn mcp` end to end: the real `tarn` binary serving a warehouse, and the same binary
+//! as a child process speaking the Model Context Protocol on its standard input and
+//! output, driven by rmcp's own client and reaching the server over the wire protocol as
+//! any other client does.
 //!
-//! The binary is built by the test itself (`cargo build --bin tarn` into the target folder
-//! the test runs from; quick once it is up to date): `cargo test` builds only the binaries
-//! of the package under test, and a `target/debug/tarn` left by an earlier build would
-//! test old code. Set `TARN_BIN` to a `tarn` binary to run that instead.
+//! The test lives in the server's package so that `cargo test` builds the `tarn` binary
+//! for it (`CARGO_BIN_EXE_tarn`) with the dependencies it builds for every other test.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::OnceLock;
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use rmcp::model::CallToolRequestParams;
 use rmcp::service::RunningService;
 use rmcp::transport::{ConfigureCommandExt, TokioChildProcess};
 use rmcp::{RoleClient, ServiceExt};
 use serde_json::{json, Value};
-use tarn_tests::TestServer;
 
-/// The `tarn` binary under test (see the module docs).
-fn tarn_binary() -> PathBuf {
-    static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY
-        .get_or_init(|| {
-            if let Some(bin) = std::env::var_os("TARN_BIN") {
-                return bin.into();
+const TARN: &str = env!("CARGO_BIN_EXE_tarn");
+
+/// A port nothing listens on now (the kernel's pick, released).
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("address").port()
+}
+
+/// `tarn` serving a new warehouse in a temporary folder; stopped when dropped.
+struct TarnServer {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl TarnServer {
+    async fn start() -> TarnServer {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = free_port();
+        let child = Command::new(TARN)
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--data")
+            .arg(dir.path().join("data"))
+            .arg("--models")
+            .arg(dir.path().join("models"))
+            .current_dir(dir.path())
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("starting tarn");
+        let mut server = TarnServer { child, port, _dir: dir };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while tokio_postgres::connect(&server.connection_string(), tokio_postgres::NoTls).await.is_err() {
+            if let Some(status) = server.child.try_wait().expect("tarn's status") {
+                panic!("tarn exited at start: {status}");
             }
-            // This test runs from <target>/<profile>/deps/; the binary goes to <target>/<profile>/.
-            let exe = std::env::current_exe().expect("the test executable");
-            let profile_dir = exe.parent().and_then(Path::parent).expect("<target>/<profile>/deps/<test>");
-            let target_dir = profile_dir.parent().expect("<target>/<profile>");
-            // With this package selected too, the dependencies are resolved with the features
-            // this test was built with, so their builds are reused (`-p tarn-server` alone
-            // would build another set of them).
-            let mut cargo = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-            cargo.args(["build", "--quiet", "-p", "tarn-server", "-p", "tarn-tests", "--bin", "tarn"]);
-            cargo.arg("--target-dir").arg(target_dir);
-            match profile_dir.file_name().and_then(|name| name.to_str()) {
-                Some("debug") => {}
-                Some("release") => {
-                    cargo.arg("--release");
-                }
-                Some(profile) => {
-                    cargo.args(["--profile", profile]);
-                }
-                None => panic!("no profile folder in {}", exe.display()),
-            }
-            let built = tarn_tests::run(cargo.current_dir(env!("CARGO_MANIFEST_DIR")));
-            if let Err(e) = built {
-                panic!("building the tarn binary: {e}");
-            }
-            profile_dir.join("tarn")
-        })
-        .clone()
+            assert!(Instant::now() < deadline, "tarn did not accept connections within a minute");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        server
+    }
+
+    fn connection_string(&self) -> String {
+        format!("host=127.0.0.1 port={} user=tarn dbname=tarn", self.port)
+    }
+
+    async fn client(&self) -> tokio_postgres::Client {
+        let (client, connection) = tokio_postgres::connect(&self.connection_string(), tokio_postgres::NoTls)
+            .await
+            .expect("connects");
+        tokio::spawn(connection);
+        client
+    }
+}
+
+impl Drop for TarnServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 type McpClient = RunningService<RoleClient, ()>;
 
 /// Starts `tarn mcp` against `server` and completes the MCP handshake.
-async fn start_mcp(server: &TestServer) -> McpClient {
-    let command = tokio::process::Command::new(tarn_binary()).configure(|command| {
+async fn start_mcp(server: &TarnServer) -> McpClient {
+    let command = tokio::process::Command::new(TARN).configure(|command| {
         command.arg("mcp").arg("--connect").arg(server.connection_string()).env("RUST_LOG", "warn");
     });
     let transport = TokioChildProcess::new(command).expect("starting tarn mcp");
@@ -97,7 +121,7 @@ async fn doc_count(pg: &tokio_postgres::Client) -> i64 {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn tools_explore_and_query_read_only() {
-    let server = TestServer::start().await;
+    let server = TarnServer::start().await;
     let pg = server.client().await;
     let rows: Vec<String> = (1..=150).map(|i| format!("({i}, 'title {i}', NULL)")).collect();
     pg.batch_execute(&format!(
@@ -222,10 +246,8 @@ async fn tools_explore_and_query_read_only() {
 /// standard error and nothing on standard output (which belongs to the protocol).
 #[test]
 fn unreachable_server_is_an_error_at_start() {
-    let unused = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = unused.local_addr().expect("address").port();
-    drop(unused);
-    let output = Command::new(tarn_binary())
+    let port = free_port();
+    let output = Command::new(TARN)
         .args(["mcp", "--connect", &format!("host=127.0.0.1 port={port} user=tarn dbname=tarn")])
         .stdin(Stdio::null())
         .output()
