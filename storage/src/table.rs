@@ -602,7 +602,9 @@ pub(crate) async fn build_epoch(
 }
 
 /// Gives `batch` exactly the table's schema: casts where the types differ, fills NULL
-/// identity values from their sequences, and checks NOT NULL columns.
+/// identity values from their sequences, and checks NOT NULL columns (generated ones
+/// are the engine's to compute and check: until then they may be NULL, and the batch
+/// has them nullable).
 pub(crate) fn conform(
     def: &TableDef,
     batch: RecordBatch,
@@ -619,6 +621,9 @@ pub(crate) fn conform(
     }
     let rows = batch.num_rows();
     let mut columns = Vec::with_capacity(schema.fields().len());
+    // Whether a NOT NULL generated column is still NULL: the batch is then returned with
+    // the generated columns nullable.
+    let mut not_yet_generated = false;
     for ((field, meta), column) in schema.fields().iter().zip(&def.columns).zip(batch.columns()) {
         let mut column = if column.data_type() == field.data_type() {
             column.clone()
@@ -631,12 +636,28 @@ pub(crate) fn conform(
             }
         }
         if !field.is_nullable() && column.null_count() > 0 {
-            return Err(StorageError::NotNullViolation {
-                table: def.name.table.clone(),
-                column: field.name().clone(),
-            });
+            // A generated column is computed after this (it may read an identity) and
+            // checked then.
+            if meta.generated.is_none() {
+                return Err(StorageError::NotNullViolation {
+                    table: def.name.table.clone(),
+                    column: field.name().clone(),
+                });
+            }
+            not_yet_generated = true;
         }
         columns.push(column);
+    }
+    if not_yet_generated {
+        let fields = schema.fields().iter().zip(&def.columns).map(|(field, meta)| {
+            let nullable = field.is_nullable() || meta.generated.is_some();
+            field.as_ref().clone().with_nullable(nullable)
+        });
+        let schema = Arc::new(Schema::new_with_metadata(
+            fields.collect::<Vec<_>>(),
+            schema.metadata().clone(),
+        ));
+        return Ok(RecordBatch::try_new(schema, columns)?);
     }
     if columns.is_empty() {
         return Ok(RecordBatch::try_new_with_options(

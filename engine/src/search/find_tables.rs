@@ -7,9 +7,11 @@
 //! English stemming and stop words) and by the cosine of their embedding with the
 //! question's (`embed()`'s default model), and the two rankings are fused by reciprocal
 //! rank, as `hybrid_search` fuses its branches, together with a ranking by each
-//! relation's best-matching column (its own embedding). Last, a relation that joins two of the best
-//! ones which do not join each other (`order_lines` between `refunds` and `products`)
-//! is moved up beside them: the query needs it too. Documents and their embeddings are
+//! relation's best-matching column (its own embedding). Last, the ranking is completed
+//! along keys, as text-to-SQL schema linking does: a relation that joins two of the
+//! best ones which do not join each other (`order_lines` between `refunds` and
+//! `products`) is moved up beside them, and so are up to two fairly relevant relations
+//! that share a key with the best two (`players` for trophies unlocked by players). Documents and their embeddings are
 //! cached by relation and kept while its definition (columns, types, comments) is
 //! unchanged, so a call after DDL sees the new catalog and embeds only what changed.
 //!
@@ -164,7 +166,7 @@ impl TableProvider for Ranking {
             .ok_or_else(|| DataFusionError::Internal("tarn_find_tables needs a session state".into()))?;
         let documents = self.owner.documents(state).await?;
         let ranked = self.owner.rank(&documents, &self.question, self.k)?;
-        let words = question_words(&self.question);
+        let words = analyzed(&self.question);
         let batch = RecordBatch::try_new(
             output_schema(),
             vec![
@@ -314,6 +316,7 @@ impl FindTables {
             }
         }
         complete_join_paths(documents, &mut scores);
+        add_key_neighbours(documents, &mut scores);
         let mut order: Vec<usize> = (0..documents.len()).collect();
         order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
         Ok(order.into_iter().take(k).map(|i| (documents[i].clone(), scores[i])).collect())
@@ -360,6 +363,47 @@ fn complete_join_paths(documents: &[Arc<Document>], scores: &mut [f64]) {
     for (candidate, score) in raised {
         scores[candidate] = scores[candidate].max(score);
     }
+}
+
+/// How many of the best relations lend their key neighbours a place beside them.
+const NEIGHBOUR_TOP: usize = 2;
+/// How far down the ranking a key neighbour may come from.
+const NEIGHBOUR_DEPTH: usize = 15;
+/// The most neighbours raised.
+const NEIGHBOURS: usize = 2;
+
+/// Key-neighbour completion, the other half of schema linking: a question names the
+/// facts and leaves a dimension implied ("which players" of the trophies unlocked, the
+/// products of the items returned), or the reverse (a header's lines). A relation
+/// relevant on its own (among the best [`NEIGHBOUR_DEPTH`]) that shares a key with one
+/// of the best [`NEIGHBOUR_TOP`] (one of them has a column naming the other's
+/// single-column primary key, or ending in it: `reward_item_id` for `item_id`) is
+/// raised to just under them, at most [`NEIGHBOURS`] of them, in their own order.
+fn add_key_neighbours(documents: &[Arc<Document>], scores: &mut [f64]) {
+    let mut order: Vec<usize> = (0..documents.len()).collect();
+    order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
+    let best = &order[..NEIGHBOUR_TOP.min(order.len())];
+    let Some(floor) = best.iter().map(|&b| scores[b]).reduce(f64::min) else { return };
+    let linked = |a: &Document, b: &Document| references(a, b) || references(b, a);
+    let neighbours: Vec<usize> = order
+        .iter()
+        .copied()
+        .take(NEIGHBOUR_DEPTH)
+        .skip(NEIGHBOUR_TOP)
+        .filter(|&c| best.iter().any(|&b| linked(&documents[b], &documents[c])))
+        .take(NEIGHBOURS)
+        .collect();
+    for (i, c) in neighbours.into_iter().enumerate() {
+        scores[c] = scores[c].max(floor * (0.998 - 0.0001 * i as f64));
+    }
+}
+
+/// Whether `a` has a column naming `b`'s single-column primary key (`player_id`) or
+/// ending in it (`reward_item_id` for `item_id`).
+fn references(a: &Document, b: &Document) -> bool {
+    let [key] = b.primary_key.as_slice() else { return false };
+    let suffix = format!("_{key}");
+    a.name != b.name && a.columns.iter().any(|c| c.name == *key || c.name.ends_with(&suffix))
 }
 
 /// A text per column for its embedding: the relation's and the column's name in
@@ -424,11 +468,8 @@ fn query_words(question: &str) -> String {
     question.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).collect::<Vec<_>>().join(" ")
 }
 
-/// The question's analyzed terms, to pick the columns a long DDL keeps.
-fn question_words(question: &str) -> HashSet<String> {
-    analyzed(question)
-}
-
+/// `text`'s terms as the catalog's text index analyzes them (a question's pick the
+/// columns a long DDL keeps).
 fn analyzed(text: &str) -> HashSet<String> {
     let mut words = HashSet::new();
     if let Ok(mut analyzer) = analyzer_spec().analyzer() {

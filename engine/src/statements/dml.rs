@@ -24,6 +24,7 @@ use tarn_storage::{Lookup, StorageError, Table, TableName, TableWrite, Write, Wr
 use crate::catalog::provider::nullable_schema;
 use crate::error::{EngineError, Result};
 use crate::statements::ddl;
+use crate::statements::generated::Generated;
 use crate::statements::parser::ParsedStatement;
 use crate::statements::session::{CommandTag, Output, RowsCommand, Session, TxStatus};
 
@@ -426,7 +427,7 @@ impl Session {
         let mut returned = Vec::new();
         match &planned.kind {
             DmlKind::Insert { on_conflict } => {
-                let rows = table.prepare_rows(self.generate(table, batches, None)?).await?;
+                let rows = self.generate(table, table.prepare_rows(batches).await?, None)?;
                 let Some(rows) = concat(&schema, rows)? else { return Ok(Done { rows: 0, returned }) };
                 let keys = codec.keys(&rows)?;
                 match on_conflict {
@@ -566,7 +567,7 @@ impl Session {
             return Err(EngineError::InvalidOnConflict);
         }
         if let DmlKind::Insert { .. } = planned.kind {
-            let rows = table.prepare_rows(self.generate(table, batches, None)?).await?;
+            let rows = self.generate(table, table.prepare_rows(batches).await?, None)?;
             let count = rows.iter().map(|b| b.num_rows() as u64).sum();
             self.txn.add_appends(table, rows.clone())?;
             return Ok(Done { rows: count, returned: rows });
@@ -604,8 +605,8 @@ impl Session {
         Ok(Done { rows, returned })
     }
 
-    /// `rows` with the table's generated columns computed (`old`: the rows before an
-    /// update, in the same order).
+    /// `rows` (identities filled) with the table's generated columns computed, in the
+    /// table's schema (`old`: the rows before an update, in the same order).
     fn generate(
         &self,
         table: &Table,
@@ -614,17 +615,11 @@ impl Session {
     ) -> Result<Vec<RecordBatch>> {
         let snapshot = table.snapshot();
         let def = snapshot.def();
-        if !def.columns.iter().any(|c| c.generated.is_some()) {
-            return Ok(rows);
-        }
         let state = self.ctx.state();
-        let schema = nullable_schema(&def.schema);
-        rows.into_iter()
-            .map(|batch| {
-                let batch = relabel(&schema, &batch)?;
-                crate::statements::generated::fill(&state, def, batch, old)
-            })
-            .collect()
+        let Some(generated) = Generated::plan(&state, def, nullable_schema(&def.schema))? else {
+            return Ok(rows);
+        };
+        rows.iter().map(|batch| generated.fill(batch, old)).collect()
     }
 
     /// The rows `ON CONFLICT DO UPDATE` writes for conflicting rows: the existing row

@@ -6,15 +6,18 @@
 //! batched forward passes, and an `UPDATE` that leaves the columns an expression reads
 //! alone keeps the stored value without computing it again.
 
+use std::sync::Arc;
+
 use arrow::array::{ArrayRef, RecordBatch};
 use arrow::compute::{can_cast_types, cast};
+use arrow::datatypes::SchemaRef;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::common::DFSchema;
 use datafusion::execution::context::SessionState;
 use datafusion::logical_expr::{Expr, ExprSchemable, Volatility};
-use datafusion::physical_expr::execution_props::ExecutionProps;
+use datafusion::physical_expr::PhysicalExpr;
 use datafusion::sql::sqlparser::ast;
-use tarn_storage::TableDef;
+use tarn_storage::{StorageError, TableDef};
 
 use crate::error::{EngineError, Result};
 
@@ -124,38 +127,70 @@ pub(crate) fn check_update(def: &TableDef, index: usize, value: &ast::Expr) -> R
     }
 }
 
-/// `rows` (the table's columns) with every generated column computed. `old`, for an
-/// update, is the rows before it: a column none of whose inputs changed keeps its
-/// value.
-pub(crate) fn fill(
-    state: &SessionState,
-    def: &TableDef,
-    rows: RecordBatch,
-    old: Option<&RecordBatch>,
-) -> Result<RecordBatch> {
-    if rows.num_rows() == 0 || !def.columns.iter().any(|c| c.generated.is_some()) {
-        return Ok(rows);
+/// A table's generation expressions, planned once for all the batches a statement
+/// writes.
+pub(crate) struct Generated<'a> {
+    def: &'a TableDef,
+    /// The table's columns, all nullable: the rows before their columns are computed.
+    schema: SchemaRef,
+    columns: Vec<GeneratedColumn>,
+}
+
+struct GeneratedColumn {
+    index: usize,
+    expr: Arc<dyn PhysicalExpr>,
+    /// The columns the expression reads.
+    inputs: Vec<usize>,
+}
+
+impl<'a> Generated<'a> {
+    /// The generation expressions of `def` over rows of `schema` (the table's columns,
+    /// nullable); `None` when the table has no generated column.
+    pub(crate) fn plan(state: &SessionState, def: &'a TableDef, schema: SchemaRef) -> Result<Option<Self>> {
+        if !def.columns.iter().any(|c| c.generated.is_some()) {
+            return Ok(None);
+        }
+        let df_schema = DFSchema::try_from(schema.as_ref().clone())?;
+        let mut columns = Vec::new();
+        for index in 0..def.columns.len() {
+            let Some(expr) = expression(state, def, &df_schema, index)? else { continue };
+            let inputs = expr.column_refs().iter().filter_map(|c| schema.index_of(&c.name).ok()).collect();
+            // The session's planning: types coerced (`name || '#' || id`), functions rewritten.
+            let expr = state.create_physical_expr(expr, &df_schema)?;
+            columns.push(GeneratedColumn { index, expr, inputs });
+        }
+        Ok(Some(Generated { def, schema, columns }))
     }
-    let schema = DFSchema::try_from(rows.schema().as_ref().clone())?;
-    let props = ExecutionProps::new();
-    let mut columns: Vec<ArrayRef> = rows.columns().to_vec();
-    for index in 0..def.columns.len() {
-        let Some(expr) = expression(state, def, &schema, index)? else { continue };
-        if let Some(old) = old {
-            let unchanged = expr.column_refs().iter().all(|c| {
-                rows.schema()
-                    .index_of(&c.name)
-                    .is_ok_and(|i| rows.column(i).to_data() == old.column(i).to_data())
-            });
-            if unchanged {
-                continue;
+
+    /// `rows` (the table's columns, identities filled) with every generated column
+    /// computed, in the table's schema; a NULL in a `NOT NULL` generated column is
+    /// 23502. `old`, for an update, is the rows before it: a column none of whose
+    /// inputs changed keeps its value.
+    pub(crate) fn fill(&self, rows: &RecordBatch, old: Option<&RecordBatch>) -> Result<RecordBatch> {
+        let rows = RecordBatch::try_new(self.schema.clone(), rows.columns().to_vec())?;
+        let mut columns: Vec<ArrayRef> = rows.columns().to_vec();
+        if rows.num_rows() > 0 {
+            for column in &self.columns {
+                let unchanged = old.is_some_and(|old| {
+                    column.inputs.iter().all(|&i| rows.column(i).to_data() == old.column(i).to_data())
+                });
+                if unchanged {
+                    continue;
+                }
+                let value = column.expr.evaluate(&rows)?.into_array(rows.num_rows())?;
+                let field = self.def.schema.field(column.index);
+                if !field.is_nullable() && value.null_count() > 0 {
+                    return Err(StorageError::NotNullViolation {
+                        table: self.def.name.table.clone(),
+                        column: field.name().clone(),
+                    }
+                    .into());
+                }
+                columns[column.index] = cast(&value, field.data_type())?;
             }
         }
-        let physical = datafusion::physical_expr::create_physical_expr(&expr, &schema, &props)?;
-        let value = physical.evaluate(&rows)?.into_array(rows.num_rows())?;
-        columns[index] = cast(&value, def.schema.field(index).data_type())?;
+        Ok(RecordBatch::try_new(self.def.schema.clone(), columns)?)
     }
-    Ok(RecordBatch::try_new(rows.schema(), columns)?)
 }
 
 /// The generated columns that read `column`, by name.
