@@ -14,6 +14,15 @@ use crate::ModelError;
 /// Texts per forward pass. Texts are ordered by length first, so a batch pads little.
 const BATCH: usize = 32;
 
+/// The CPU, or with the `cuda` feature the first CUDA GPU when one answers (candle's
+/// `cuda_if_available` is the CPU in a build without the feature).
+fn device() -> Device {
+    Device::cuda_if_available(0).unwrap_or_else(|e| {
+        tracing::warn!("no CUDA device ({e}): embedding on the CPU");
+        Device::Cpu
+    })
+}
+
 /// How token vectors become one sentence vector (`1_Pooling/config.json`).
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Pooling {
@@ -29,6 +38,8 @@ pub struct SentenceEmbedder {
     pooling: Pooling,
     normalize: bool,
     dimensions: usize,
+    /// Where the weights live and the forward passes run.
+    device: Device,
 }
 
 impl std::fmt::Debug for SentenceEmbedder {
@@ -117,7 +128,8 @@ impl SentenceEmbedder {
         tokenizer.with_padding(None);
         let weights = std::fs::read(folder.join("model.safetensors"))
             .map_err(|e| load_error(format!("model.safetensors: {e}")))?;
-        let vars = VarBuilder::from_buffered_safetensors(weights, DType::F32, &Device::Cpu)
+        let device = device();
+        let vars = VarBuilder::from_buffered_safetensors(weights, DType::F32, &device)
             .map_err(|e| load_error(format!("model.safetensors: {e}")))?;
         let model =
             BertModel::load(vars, &config).map_err(|e| load_error(format!("model.safetensors: {e}")))?;
@@ -128,6 +140,7 @@ impl SentenceEmbedder {
             pooling,
             normalize,
             dimensions: config.hidden_size,
+            device,
         })
     }
 
@@ -179,9 +192,8 @@ impl SentenceEmbedder {
                 mask[row * width + column] = 1;
             }
         }
-        let device = Device::Cpu;
-        let ids = Tensor::from_vec(ids, (rows, width), &device)?;
-        let mask = Tensor::from_vec(mask, (rows, width), &device)?;
+        let ids = Tensor::from_vec(ids, (rows, width), &self.device)?;
+        let mask = Tensor::from_vec(mask, (rows, width), &self.device)?;
         let token_types = ids.zeros_like()?;
         let hidden = self.model.forward(&ids, &token_types, Some(&mask))?;
         let pooled = match self.pooling {

@@ -653,10 +653,8 @@ pub(crate) fn conform(
             let nullable = field.is_nullable() || meta.generated.is_some();
             field.as_ref().clone().with_nullable(nullable)
         });
-        let schema = Arc::new(Schema::new_with_metadata(
-            fields.collect::<Vec<_>>(),
-            schema.metadata().clone(),
-        ));
+        let schema =
+            Arc::new(Schema::new_with_metadata(fields.collect::<Vec<_>>(), schema.metadata().clone()));
         return Ok(RecordBatch::try_new(schema, columns)?);
     }
     if columns.is_empty() {
