@@ -1,7 +1,9 @@
 //! One sentence-embedding model: tokenizer, BERT encoder, pooling, normalization,
 //! configured from the model's own files the way sentence-transformers reads them.
 
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
@@ -10,6 +12,11 @@ use serde::Deserialize;
 use tokenizers::{Tokenizer, TruncationParams};
 
 use crate::ModelError;
+
+/// Calls with at most this many texts have them remembered (see `SentenceEmbedder::embed`).
+const REMEMBER_CALLS_UP_TO: usize = 4;
+/// The most texts remembered; all are forgotten when full.
+const REMEMBERED: usize = 256;
 
 /// Texts per forward pass. Texts are ordered by length first, so a batch pads little.
 const BATCH: usize = 32;
@@ -40,6 +47,8 @@ pub struct SentenceEmbedder {
     dimensions: usize,
     /// Where the weights live and the forward passes run.
     device: Device,
+    /// The vectors of the texts of recent small calls (see `embed`).
+    recent: Mutex<HashMap<String, Arc<[f32]>>>,
 }
 
 impl std::fmt::Debug for SentenceEmbedder {
@@ -141,6 +150,7 @@ impl SentenceEmbedder {
             normalize,
             dimensions: config.hidden_size,
             device,
+            recent: Mutex::default(),
         })
     }
 
@@ -155,8 +165,32 @@ impl SentenceEmbedder {
 
     /// Embeds `texts`: one vector of `dimensions()` values per text, row after row in
     /// one flat vector. Texts go through the encoder in batches of similar length; the
-    /// matrix products use every core.
+    /// matrix products use every core. The texts of small calls (a query's question)
+    /// are remembered: a plan that evaluates `embed($1)` more than once (binding, the
+    /// search, its exact rerank) and a question asked again run the model once.
     pub fn embed(&self, texts: &[&str]) -> Result<Vec<f32>, ModelError> {
+        let remember = texts.len() <= REMEMBER_CALLS_UP_TO;
+        if remember {
+            let recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+            let known: Option<Vec<&Arc<[f32]>>> = texts.iter().map(|t| recent.get(*t)).collect();
+            if let Some(known) = known {
+                return Ok(known.into_iter().flat_map(|v| v.iter().copied()).collect());
+            }
+        }
+        let vectors = self.compute(texts)?;
+        if remember {
+            let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+            if recent.len() + texts.len() > REMEMBERED {
+                recent.clear();
+            }
+            for (text, vector) in texts.iter().zip(vectors.chunks(self.dimensions)) {
+                recent.insert(text.to_string(), vector.into());
+            }
+        }
+        Ok(vectors)
+    }
+
+    fn compute(&self, texts: &[&str]) -> Result<Vec<f32>, ModelError> {
         let run_error = |reason: String| ModelError::Run { model: self.name.clone(), reason };
         let encodings = self
             .tokenizer
