@@ -166,8 +166,9 @@ impl SentenceEmbedder {
     /// Embeds `texts`: one vector of `dimensions()` values per text, row after row in
     /// one flat vector. Texts go through the encoder in batches of similar length; the
     /// matrix products use every core. The texts of small calls (a query's question)
-    /// are remembered: a plan that evaluates `embed($1)` more than once (binding, the
-    /// search, its exact rerank) and a question asked again run the model once.
+    /// are remembered: a prepared kNN plan evaluates `embed($1)` about three times per
+    /// execute (measured, not traced), and a question may be asked again; either way
+    /// the model runs once.
     pub fn embed(&self, texts: &[&str]) -> Result<Vec<f32>, ModelError> {
         let remember = texts.len() <= REMEMBER_CALLS_UP_TO;
         if remember {
