@@ -11,9 +11,10 @@
 //! along keys, as text-to-SQL schema linking does: a relation that joins two of the
 //! best ones which do not join each other (`order_lines` between `refunds` and
 //! `products`) is moved up beside them, and so are up to two fairly relevant relations
-//! that share a key with the best two (`players` for trophies unlocked by players). Documents and their embeddings are
-//! cached by relation and kept while its definition (columns, types, comments) is
-//! unchanged, so a call after DDL sees the new catalog and embeds only what changed.
+//! that share a key with the best two (`players` for trophies unlocked by players).
+//! Documents and their embeddings are cached by relation and kept while its definition
+//! (columns, types, comments) is unchanged, so a call after DDL sees the new catalog
+//! and embeds only what changed.
 //!
 //! Output: `schema_name`, `table_name`, `score`, `ddl` (the columns that matter for
 //! the question when a relation has many, with sample values as comments).
@@ -317,10 +318,16 @@ impl FindTables {
         }
         complete_join_paths(documents, &mut scores);
         add_key_neighbours(documents, &mut scores);
-        let mut order: Vec<usize> = (0..documents.len()).collect();
-        order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
+        let order = best_first(&scores);
         Ok(order.into_iter().take(k).map(|i| (documents[i].clone(), scores[i])).collect())
     }
+}
+
+/// Indexes of `scores`, highest score first.
+fn best_first(scores: &[f64]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..scores.len()).collect();
+    order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
+    order
 }
 
 /// How many of the best relations a join path is completed between.
@@ -332,8 +339,7 @@ const JOIN_PATH_TOP: usize = 3;
 /// two of the best [`JOIN_PATH_TOP`] (a column that is one side's primary key, or an
 /// `_id` column both have) is raised to just under the weaker of them.
 fn complete_join_paths(documents: &[Arc<Document>], scores: &mut [f64]) {
-    let mut order: Vec<usize> = (0..documents.len()).collect();
-    order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
+    let order = best_first(scores);
     let best: Vec<usize> = order.iter().copied().take(JOIN_PATH_TOP).collect();
     let joins = |a: &Document, b: &Document| {
         a.columns.iter().any(|c| {
@@ -380,8 +386,7 @@ const NEIGHBOURS: usize = 2;
 /// single-column primary key, or ending in it: `reward_item_id` for `item_id`) is
 /// raised to just under them, at most [`NEIGHBOURS`] of them, in their own order.
 fn add_key_neighbours(documents: &[Arc<Document>], scores: &mut [f64]) {
-    let mut order: Vec<usize> = (0..documents.len()).collect();
-    order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
+    let order = best_first(scores);
     let best = &order[..NEIGHBOUR_TOP.min(order.len())];
     let Some(floor) = best.iter().map(|&b| scores[b]).reduce(f64::min) else { return };
     let linked = |a: &Document, b: &Document| references(a, b) || references(b, a);
@@ -468,8 +473,8 @@ fn query_words(question: &str) -> String {
     question.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).collect::<Vec<_>>().join(" ")
 }
 
-/// `text`'s terms as the catalog's text index analyzes them (a question's pick the
-/// columns a long DDL keeps).
+/// `text`'s terms as the catalog's text index analyzes them (a question's terms pick
+/// the columns a long DDL keeps).
 fn analyzed(text: &str) -> HashSet<String> {
     let mut words = HashSet::new();
     if let Ok(mut analyzer) = analyzer_spec().analyzer() {

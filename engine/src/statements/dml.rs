@@ -616,7 +616,7 @@ impl Session {
         let snapshot = table.snapshot();
         let def = snapshot.def();
         let state = self.ctx.state();
-        let Some(generated) = Generated::plan(&state, def, nullable_schema(&def.schema))? else {
+        let Some(generated) = Generated::plan(&state, def)? else {
             return Ok(rows);
         };
         rows.iter().map(|batch| generated.fill(batch, old)).collect()

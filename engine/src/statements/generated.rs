@@ -19,6 +19,7 @@ use datafusion::physical_expr::PhysicalExpr;
 use datafusion::sql::sqlparser::ast;
 use tarn_storage::{StorageError, TableDef};
 
+use crate::catalog::provider::nullable_schema;
 use crate::error::{EngineError, Result};
 
 /// The generation expression of column `index` planned over the table's row.
@@ -144,12 +145,13 @@ struct GeneratedColumn {
 }
 
 impl<'a> Generated<'a> {
-    /// The generation expressions of `def` over rows of `schema` (the table's columns,
-    /// nullable); `None` when the table has no generated column.
-    pub(crate) fn plan(state: &SessionState, def: &'a TableDef, schema: SchemaRef) -> Result<Option<Self>> {
+    /// The generation expressions of `def` over rows of its columns; `None` when the
+    /// table has no generated column.
+    pub(crate) fn plan(state: &SessionState, def: &'a TableDef) -> Result<Option<Self>> {
         if !def.columns.iter().any(|c| c.generated.is_some()) {
             return Ok(None);
         }
+        let schema = nullable_schema(&def.schema);
         let df_schema = DFSchema::try_from(schema.as_ref().clone())?;
         let mut columns = Vec::new();
         for index in 0..def.columns.len() {
