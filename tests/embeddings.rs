@@ -385,3 +385,117 @@ async fn preprocessing_text_and_images() {
         assert_eq!(same.get::<_, i64>(0), 2, "bytea through COPY {format}");
     }
 }
+
+/// Sizes of all Lance data files (`*.lance`) below `dir`, and of all Lance blob files
+/// (`*.blob`).
+fn lance_file_bytes(dir: &Path) -> (u64, u64) {
+    let (mut data, mut blobs) = (0, 0);
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        let path = entry.path();
+        if path.is_dir() {
+            let (d, b) = lance_file_bytes(&path);
+            data += d;
+            blobs += b;
+        } else if path.extension().is_some_and(|x| x == "lance") {
+            data += entry.metadata().unwrap().len();
+        } else if path.extension().is_some_and(|x| x == "blob") {
+            blobs += entry.metadata().unwrap().len();
+        }
+    }
+    (data, blobs)
+}
+
+/// `bytea` values of every size (inline, packed, a file of their own) in a table with
+/// a primary key (folded into the Lance base by VACUUM) and in one without: read back
+/// whole by scans, point lookups, a filter and after an UPDATE; the base's data files
+/// hold descriptors, not the values.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bytea_lives_in_lance_blobs() {
+    let server = TestServer::start().await;
+    let client = server.client().await;
+    let value = |i: i64, size: usize| -> Vec<u8> { (0..size).map(|j| (j as i64 * 31 + i) as u8).collect() };
+    let sizes: [(i64, Option<usize>); 5] =
+        [(1, Some(10)), (2, Some(100 << 10)), (3, Some(5 << 20)), (4, None), (5, Some(0))];
+    client
+        .batch_execute(
+            "CREATE TABLE docs (id bigint PRIMARY KEY, name text, body bytea, v vector(2));
+             CREATE TABLE files (id bigint, body bytea, name text)",
+        )
+        .await
+        .unwrap();
+    for (id, size) in sizes {
+        let body = size.map(|s| value(id, s));
+        for table in ["docs", "files"] {
+            let sql = if table == "docs" {
+                "INSERT INTO docs VALUES ($1, 'doc ' || $1::text, $2, ('[' || $1::text || ', 1]')::vector(2))"
+            } else {
+                "INSERT INTO files VALUES ($1, $2, 'file ' || $1::text)"
+            };
+            client.execute(sql, &[&id, &body]).await.map_err(|e| describe(&e)).expect("insert bytea");
+        }
+    }
+    client.batch_execute("VACUUM docs").await.map_err(|e| describe(&e)).expect("vacuum");
+
+    for table in ["docs", "files"] {
+        let all = client
+            .query(&format!("SELECT id, body, length(body) FROM {table} ORDER BY id"), &[])
+            .await
+            .map_err(|e| describe(&e))
+            .expect("scan");
+        assert_eq!(all.len(), sizes.len());
+        for (row, (id, size)) in all.iter().zip(sizes) {
+            assert_eq!(row.get::<_, i64>(0), id);
+            assert_eq!(row.get::<_, Option<Vec<u8>>>(1), size.map(|s| value(id, s)), "{table} row {id}");
+            assert_eq!(row.get::<_, Option<i32>>(2), size.map(|s| s as i32));
+        }
+        for (id, size) in sizes {
+            let one = client
+                .query_one(&format!("SELECT body FROM {table} WHERE id = $1"), &[&id])
+                .await
+                .map_err(|e| describe(&e))
+                .expect("lookup");
+            assert_eq!(one.get::<_, Option<Vec<u8>>>(0), size.map(|s| value(id, s)), "{table} lookup {id}");
+        }
+        let names = client
+            .query(&format!("SELECT name FROM {table} WHERE length(body) > 1000 ORDER BY id"), &[])
+            .await
+            .unwrap();
+        let names: Vec<String> = names.iter().map(|r| r.get(0)).collect();
+        let kind = &table[..table.len() - 1];
+        assert_eq!(names, [format!("{kind} 2"), format!("{kind} 3")]);
+    }
+    // Nearest neighbours with their blobs: an exact search, then one in an index.
+    for index in ["", "CREATE INDEX ON docs USING hnsw (v vector_l2_ops)"] {
+        client.batch_execute(index).await.unwrap();
+        let near = client
+            .query("SELECT id, body FROM docs ORDER BY v <-> '[3.2, 1]' LIMIT 2", &[])
+            .await
+            .map_err(|e| describe(&e))
+            .expect("knn");
+        assert_eq!(near[0].get::<_, i64>(0), 3);
+        assert_eq!(near[0].get::<_, Option<Vec<u8>>>(1), Some(value(3, 5 << 20)), "{index}");
+        assert_eq!(near[1].get::<_, Option<Vec<u8>>>(1), None, "row 4's NULL");
+    }
+    // An UPDATE: a change row over a base row (docs), the whole base rewritten (files).
+    for table in ["docs", "files"] {
+        client
+            .execute(&format!("UPDATE {table} SET body = substring(body from 1 for 5) WHERE id = 3"), &[])
+            .await
+            .map_err(|e| describe(&e))
+            .expect("update");
+        let row = client.query_one(&format!("SELECT body FROM {table} WHERE id = 3"), &[]).await.unwrap();
+        assert_eq!(row.get::<_, Vec<u8>>(0), value(3, 5));
+        let row = client.query_one(&format!("SELECT body FROM {table} WHERE id = 2"), &[]).await.unwrap();
+        assert_eq!(row.get::<_, Vec<u8>>(0), value(2, 100 << 10));
+    }
+    client.batch_execute("VACUUM docs").await.unwrap();
+    let row = client.query_one("SELECT sum(length(body)) FROM docs", &[]).await.unwrap();
+    assert_eq!(row.get::<_, i64>(0), 10 + (100 << 10) + 5);
+
+    // The 5 MiB value was written to both bases; their data files hold less than one
+    // copy: the values are in blob files beside them.
+    let (data, blobs) = lance_file_bytes(&server.data);
+    assert!(data < 1 << 20, "data files: {data} bytes");
+    assert!(blobs > 2 * (5 << 20), "blob files: {blobs} bytes");
+}

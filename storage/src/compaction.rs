@@ -455,6 +455,8 @@ impl Table {
             max_rows_per_file: MAX_ROWS_PER_FILE,
             ..Default::default()
         };
+        let rows =
+            rows.into_iter().map(|b| crate::blob::to_lance(head.schema(), b)).collect::<Result<Vec<_>>>()?;
         let head = InsertBuilder::new(WriteDestination::Dataset(Arc::new(head)))
             .with_params(&params)
             .execute(rows)

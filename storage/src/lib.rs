@@ -9,6 +9,8 @@
 //!   (replayed on open), commits, the background flush/compaction task.
 //! - [`table`]: one table: its current [`Snapshot`], base writes of tables without a
 //!   primary key, recovery of a base write that crashed half way.
+//! - [`blob`]: `bytea` columns of a Lance base in Lance's blob encoding, converted at
+//!   the base's boundary.
 //! - [`alter`]: `ALTER TABLE`'s column changes (`ADD`, `RENAME`, `DROP COLUMN`) and the
 //!   names that follow a column (key, sequences, comments, indexes).
 //! - The change store of primary-key tables: [`commit`] (a statement or transaction to
@@ -39,6 +41,7 @@
 //! 3. Flushes and compactions never change what a reader sees (`tests/model.rs`).
 
 pub mod alter;
+pub mod blob;
 pub mod changes;
 pub mod commit;
 pub mod compaction;

@@ -141,8 +141,10 @@ impl Table {
         let base = match def.format {
             BaseFormat::Lance => {
                 let uri = location.uri_of(&dir.clone().join("base"));
-                let empty =
-                    RecordBatchIterator::new(Vec::<Result<RecordBatch, _>>::new(), def.schema.clone());
+                let empty = RecordBatchIterator::new(
+                    Vec::<Result<RecordBatch, _>>::new(),
+                    crate::blob::lance_schema(&def.schema),
+                );
                 let params = WriteParams {
                     mode: WriteMode::Create,
                     session: Some(session.clone()),
@@ -242,8 +244,10 @@ impl Table {
             batches.push(reader.take_as_batch(&offsets, None).await?);
             start = end;
         }
-        let schema = Arc::new(Schema::from(ds.schema()));
-        Ok(arrow::compute::concat_batches(&schema, &batches)?)
+        // The readers read every column but the blobs; those are read by address.
+        let read = crate::blob::without_blobs(ds.schema());
+        let rows = arrow::compute::concat_batches(&Arc::new(Schema::from(&read)), &batches)?;
+        crate::blob::take_blobs(ds, rows, &sorted).await
     }
 
     async fn base_reader(&self, ds: &Dataset, version: u64, fragment: u64) -> Result<Arc<FragmentReader>> {
@@ -258,7 +262,8 @@ impl Table {
         let file = ds
             .get_fragment(fragment as usize)
             .ok_or_else(|| StorageError::internal(format!("the base has no fragment {fragment}")))?;
-        let reader = Arc::new(file.open(ds.schema(), FragReadConfig::default()).await?);
+        let read = crate::blob::without_blobs(ds.schema());
+        let reader = Arc::new(file.open(&read, FragReadConfig::default()).await?);
         let mut cache = self.base_readers.lock().expect("reader cache poisoned");
         if cache.0 != version {
             *cache = (version, HashMap::new());
@@ -434,6 +439,10 @@ impl Table {
                     head.truncate_table().await?;
                     head
                 } else {
+                    let batches = batches
+                        .into_iter()
+                        .map(|b| crate::blob::to_lance(head.schema(), b))
+                        .collect::<Result<Vec<_>>>()?;
                     InsertBuilder::new(WriteDestination::Dataset(Arc::new(head)))
                         .with_params(&params)
                         .execute(batches)
@@ -495,11 +504,12 @@ pub(crate) async fn read_columns(
     match base {
         BaseSnapshot::Lance(ds) => {
             let mut scanner = ds.scan();
-            scanner.project(columns)?;
+            crate::blob::read_binary(&mut scanner).project(columns)?;
             if with_address {
                 scanner.with_row_address();
             }
-            Ok(scanner.try_into_stream().await?.try_collect().await?)
+            let batches: Vec<RecordBatch> = scanner.try_into_stream().await?.try_collect().await?;
+            batches.into_iter().map(|b| crate::blob::from_lance(ds.schema(), b)).collect()
         }
         BaseSnapshot::Parquet(files) => {
             let mut out = Vec::new();

@@ -169,6 +169,32 @@ impl TarnTable {
         self.overlay.as_ref()
     }
 
+    /// How far each filter can go into the scan, blobs aside.
+    fn pushdown(&self, filters: &[&Expr]) -> DfResult<Vec<TableProviderFilterPushDown>> {
+        // The rows a transaction appended are scanned beside the base, unfiltered.
+        if self.snapshot.changes.is_some() || self.overlay.is_some() {
+            return Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()]);
+        }
+        match self.lance() {
+            // A prepared statement's plan is made before its parameters have values:
+            // whether Lance takes a filter depends on its shape, the same with a constant.
+            Some(lance) => {
+                let shaped: Vec<Expr> =
+                    filters.iter().map(|f| crate::search::query_value::with_typed_nulls(f)).collect();
+                lance.supports_filters_pushdown(&shaped.iter().collect::<Vec<_>>())
+            }
+            // Parquet: the filters prune row groups and pages; DataFusion applies them
+            // to the rows that remain.
+            None => Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()]),
+        }
+    }
+
+    /// Whether `filter` reads a column the Lance base stores as a blob.
+    pub(crate) fn reads_blob(&self, filter: &Expr) -> bool {
+        let BaseSnapshot::Lance(ds) = &self.snapshot.base else { return false };
+        filter.column_refs().iter().any(|c| ds.schema().field(&c.name).is_some_and(|f| f.is_blob()))
+    }
+
     fn lance(&self) -> Option<LanceTableProvider> {
         match &self.snapshot.base {
             BaseSnapshot::Lance(ds) => Some(LanceTableProvider::new(ds.clone(), false, false)),
@@ -194,22 +220,14 @@ impl TableProvider for TarnTable {
     }
 
     fn supports_filters_pushdown(&self, filters: &[&Expr]) -> DfResult<Vec<TableProviderFilterPushDown>> {
-        // The rows a transaction appended are scanned beside the base, unfiltered.
-        if self.snapshot.changes.is_some() || self.overlay.is_some() {
-            return Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()]);
-        }
-        match self.lance() {
-            // A prepared statement's plan is made before its parameters have values:
-            // whether Lance takes a filter depends on its shape, the same with a constant.
-            Some(lance) => {
-                let shaped: Vec<Expr> =
-                    filters.iter().map(|f| crate::search::query_value::with_typed_nulls(f)).collect();
-                lance.supports_filters_pushdown(&shaped.iter().collect::<Vec<_>>())
-            }
-            // Parquet: the filters prune row groups and pages; DataFusion applies them
-            // to the rows that remain.
-            None => Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()]),
-        }
+        let pushdown = self.pushdown(filters)?;
+        // Lance would filter a blob column by its descriptors, not its bytes: a filter
+        // that reads one stays above the scan.
+        Ok(pushdown
+            .into_iter()
+            .zip(filters)
+            .map(|(p, f)| if self.reads_blob(f) { TableProviderFilterPushDown::Unsupported } else { p })
+            .collect())
     }
 
     async fn scan(
@@ -253,10 +271,7 @@ impl TarnTable {
         limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
         match &self.snapshot.base {
-            BaseSnapshot::Lance(_) => {
-                let lance = self.lance().expect("lance base");
-                lance.scan(state, projection, filters, limit).await
-            }
+            BaseSnapshot::Lance(ds) => lance_scan(ds, false, state, projection, filters, limit).await,
             BaseSnapshot::Parquet(files) => {
                 let schema = self.schema();
                 if files.is_empty() {
@@ -388,11 +403,10 @@ impl TarnTable {
             deleted |= &view.deleted;
         }
 
-        let lance = LanceTableProvider::new(ds.clone(), false, true);
         let address_column = self.snapshot.schema().fields().len();
         let mut base_projection = read.clone();
         base_projection.push(address_column);
-        let base = lance.scan(state, Some(&base_projection), filters, None).await?;
+        let base = lance_scan(ds, true, state, Some(&base_projection), filters, None).await?;
         let hidden = self.overlay.as_ref().map(|o| o.keys.keys().cloned().collect::<HashSet<Key>>());
         let hide = match hidden.clone() {
             Some(keys) => {
@@ -429,6 +443,44 @@ impl TarnTable {
         let changes = MemorySourceConfig::try_new_exec(&partitions, output, None)?;
         UnionExec::try_new(vec![base, changes])
     }
+}
+
+/// Lance's scan of a base (with each row's address last when `with_address`), its blob
+/// columns read as their bytes and cast back to the table's `Binary` by a projection
+/// above the scan (none when no blob column is read).
+async fn lance_scan(
+    ds: &Arc<lance::Dataset>,
+    with_address: bool,
+    state: &dyn Session,
+    projection: Option<&Vec<usize>>,
+    filters: &[Expr],
+    limit: Option<usize>,
+) -> DfResult<Arc<dyn ExecutionPlan>> {
+    use datafusion::physical_expr::expressions::{CastExpr, Column};
+    use datafusion::physical_plan::projection::{ProjectionExec, ProjectionExpr};
+    let lance = LanceTableProvider::new(ds.clone(), false, with_address)
+        .with_blob_handling(lance::datatypes::BlobHandling::AllBinary);
+    let scan = lance.scan(state, projection, filters, limit).await?;
+    let is_blob = |name: &str| ds.schema().field(name).is_some_and(|f| f.is_blob());
+    let schema = scan.schema();
+    if !schema.fields().iter().any(|f| is_blob(f.name())) {
+        return Ok(scan);
+    }
+    let exprs: Vec<ProjectionExpr> = schema
+        .fields()
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            let column: Arc<dyn datafusion::physical_expr::PhysicalExpr> = Arc::new(Column::new(f.name(), i));
+            let expr = if is_blob(f.name()) {
+                Arc::new(CastExpr::new(column, arrow::datatypes::DataType::Binary, None))
+            } else {
+                column
+            };
+            ProjectionExpr { expr, alias: f.name().clone() }
+        })
+        .collect();
+    Ok(Arc::new(ProjectionExec::try_new(exprs, scan)?))
 }
 
 /// `batch` under `schema` (same types; the table's nullable view of them).

@@ -139,7 +139,7 @@ pub async fn base_rows(table_id: u64, ds: &Dataset, schema: &SchemaRef) -> DfRes
     }
     let mut scanner = ds.scan();
     let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
-    scanner.project(&names).map_err(external)?;
+    tarn_storage::blob::read_binary(&mut scanner).project(&names).map_err(external)?;
     scanner.with_row_address();
     let batches: Vec<RecordBatch> =
         scanner.try_into_stream().await.map_err(external)?.try_collect().await.map_err(external)?;

@@ -53,6 +53,7 @@ use futures::TryStreamExt;
 use lance::dataset::scanner::MaterializationStyle;
 use lance::Dataset;
 use roaring::RoaringTreemap;
+use tarn_storage::blob;
 use tarn_storage::table::BaseSnapshot;
 use tarn_storage::vector_index::{IndexDef, IndexMethod, Metric};
 
@@ -280,6 +281,7 @@ fn lance_can_filter(table: &TarnTable, filter: &Expr) -> bool {
     let unqualified = unqualify(crate::search::query_value::with_typed_nulls(filter));
     let has_udf = unqualified.exists(|e| Ok(matches!(e, Expr::ScalarFunction(_)))).unwrap_or(true);
     !has_udf
+        && !table.reads_blob(filter)
         && matches!(
             TableProvider::supports_filters_pushdown(&lance, &[&unqualified]).as_deref(),
             Ok([P::Exact | P::Inexact])
@@ -602,8 +604,9 @@ async fn estimate_selectivity(
     Ok((kept.max(0.5)) / sample.num_rows() as f64)
 }
 
-/// Up to [`SAMPLE_ROWS`] rows spread evenly over the base, every column but the vector
-/// ones read as NULL (the filters of a kNN never need them: Lance cannot filter on them).
+/// Up to [`SAMPLE_ROWS`] rows spread evenly over the base, the vector and blob columns
+/// read as NULL (a kNN's filters never need the vectors: Lance cannot filter on them;
+/// blobs are not worth reading for an estimate).
 async fn take_sample(ds: &Dataset, schema: &SchemaRef) -> DfResult<RecordBatch> {
     let rows = ds.count_rows(None).await.map_err(lance_error)? as u64;
     let step = (rows / SAMPLE_ROWS as u64).max(1);
@@ -612,6 +615,7 @@ async fn take_sample(ds: &Dataset, schema: &SchemaRef) -> DfResult<RecordBatch> 
         .fields()
         .iter()
         .filter(|f| crate::search::vector::vector_dims(f.data_type()).is_none())
+        .filter(|f| !ds.schema().field(f.name()).is_some_and(|l| l.is_blob()))
         .map(|f| f.name().as_str())
         .collect();
     let taken = if offsets.is_empty() || scalar.is_empty() {
@@ -879,7 +883,7 @@ impl KnnSearch {
         let names: Vec<&str> = read_schema.fields().iter().map(|f| f.name().as_str()).collect();
         let column = self.tarn().schema().field(self.column).name().clone();
         let mut scanner = ds.scan();
-        scanner.project(&names).map_err(lance_error)?;
+        blob::read_binary(&mut scanner).project(&names).map_err(lance_error)?;
         scanner.disable_scoring_autoprojection();
         if with_address {
             scanner.with_row_address();
@@ -913,7 +917,7 @@ impl KnnSearch {
     ) -> DfResult<RecordBatch> {
         let names: Vec<&str> = read_schema.fields().iter().map(|f| f.name().as_str()).collect();
         let mut scanner = ds.scan();
-        scanner.project(&names).map_err(lance_error)?;
+        blob::read_binary(&mut scanner).project(&names).map_err(lance_error)?;
         scanner.with_row_address();
         if let Some(filter) = &self.filter {
             scanner.filter_expr(filter.clone());
@@ -1052,12 +1056,16 @@ fn drop_deleted(
 
 /// `batch` (Lance's output: the read columns, maybe more) in the read schema.
 fn in_schema(batch: &RecordBatch, read_schema: &SchemaRef) -> DfResult<RecordBatch> {
+    // Blobs come back as `LargeBinary`: cast to the table's `Binary`.
     let columns: Vec<ArrayRef> = read_schema
         .fields()
         .iter()
-        .map(|f| batch.column_by_name(f.name()).cloned())
-        .collect::<Option<_>>()
-        .ok_or_else(|| DataFusionError::Internal("kNN: a column is missing from Lance's result".into()))?;
+        .map(|f| match batch.column_by_name(f.name()) {
+            Some(c) if c.data_type() == f.data_type() => Ok(c.clone()),
+            Some(c) => Ok(arrow::compute::cast(c, f.data_type())?),
+            None => Err(DataFusionError::Internal("kNN: a column is missing from Lance's result".into())),
+        })
+        .collect::<DfResult<_>>()?;
     Ok(RecordBatch::try_new_with_options(
         read_schema.clone(),
         columns,

@@ -685,7 +685,7 @@ impl TextSearch {
             let names: Vec<&str> =
                 self.filter_columns.iter().map(|&c| schema.field(c).name().as_str()).collect();
             let mut scanner = ds.scan();
-            scanner.project(&names).map_err(lance_error)?;
+            tarn_storage::blob::read_binary(&mut scanner).project(&names).map_err(lance_error)?;
             scanner.with_row_address();
             let mut stream = scanner.try_into_stream().await.map_err(lance_error)?;
             while let Some(batch) = stream.try_next().await.map_err(lance_error)? {
