@@ -1,6 +1,5 @@
 //! The physical form of a search node: a plan with no inputs that yields one batch, the
-//! search's result (the kNN and BM25 nodes run this way), started as soon as the plan
-//! is executed.
+//! search's result (the kNN and BM25 nodes run this way).
 
 use std::fmt;
 use std::future::Future;
@@ -8,14 +7,12 @@ use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
-use datafusion::common::runtime::SpawnedTask;
-use datafusion::common::{DataFusionError, Result as DfResult};
+use datafusion::common::Result as DfResult;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::EquivalenceProperties;
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties};
-use futures::StreamExt;
 
 /// A search that computes its whole result at once.
 pub trait Search: fmt::Debug + Clone + Send + Sync + 'static {
@@ -82,22 +79,8 @@ impl<S: Search> ExecutionPlan for OneBatchExec<S> {
         Ok(self)
     }
 
-    /// The search starts at once, as a task of its own, not when the stream is first
-    /// polled: a plan with two searches (a hybrid's branches, under a join that reads
-    /// its build side before it polls the other) runs them at the same time, on both
-    /// cores. Dropping the stream stops the task.
     fn execute(&self, _partition: usize, _context: Arc<TaskContext>) -> DfResult<SendableRecordBatchStream> {
-        let search = self.search.clone().run();
-        let stream = match tokio::runtime::Handle::try_current() {
-            Ok(_) => {
-                let task = SpawnedTask::spawn(search);
-                futures::stream::once(async move {
-                    task.join_unwind().await.map_err(|e| DataFusionError::ExecutionJoin(Box::new(e)))?
-                })
-                .boxed()
-            }
-            Err(_) => futures::stream::once(search).boxed(),
-        };
+        let stream = futures::stream::once(self.search.clone().run());
         Ok(Box::pin(RecordBatchStreamAdapter::new(self.search.schema(), stream)))
     }
 }
