@@ -493,6 +493,19 @@ async fn bytea_lives_in_lance_blobs() {
     let row = client.query_one("SELECT sum(length(body)) FROM docs", &[]).await.unwrap();
     assert_eq!(row.get::<_, i64>(0), 10 + (100 << 10) + 5);
 
+    // A bytea column added later is a plain binary column in the base, beside the blob.
+    client
+        .batch_execute(
+            "ALTER TABLE files ADD COLUMN thumb bytea;
+             INSERT INTO files VALUES (6, '\\x0102', 'file 6', '\\x0a0b0c')",
+        )
+        .await
+        .map_err(|e| describe(&e))
+        .expect("add a bytea column");
+    let row = client.query_one("SELECT body, thumb FROM files WHERE id = 6", &[]).await.unwrap();
+    assert_eq!(row.get::<_, Vec<u8>>(0), [1, 2]);
+    assert_eq!(row.get::<_, Vec<u8>>(1), [10, 11, 12]);
+
     // The 5 MiB value was written to both bases; their data files hold less than one
     // copy: the values are in blob files beside them.
     let (data, blobs) = lance_file_bytes(&server.data);

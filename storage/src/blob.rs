@@ -240,4 +240,28 @@ mod tests {
             .sum();
         assert!(data_bytes < 4 << 20, "data files hold {data_bytes} bytes");
     }
+
+    /// A base written without blobs (as before this encoding) is written and read as it
+    /// was: nothing is converted.
+    #[tokio::test]
+    async fn plain_binary_bases_pass_unchanged() {
+        let dir = tempfile::tempdir().unwrap();
+        let uri = format!("file://{}", dir.path().join("base").display());
+        let schema: SchemaRef = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("img", DataType::Binary, true),
+        ]));
+        let batch = rows(&schema, 0..4, |_| 10);
+        let source = RecordBatchIterator::new(vec![Ok(batch.clone())], schema.clone());
+        let ds = Arc::new(Dataset::write(source, uri.as_str(), None).await.unwrap());
+        assert!(!ds.schema().field("img").unwrap().is_blob());
+        assert_eq!(to_lance(ds.schema(), batch.clone()).unwrap(), batch);
+        assert_eq!(without_blobs(ds.schema()), ds.schema().clone());
+        let read = read_all(&ds).await;
+        assert_eq!(read[0].columns(), batch.columns());
+        let fragment = ds.get_fragment(0).unwrap();
+        let reader = fragment.open(&without_blobs(ds.schema()), Default::default()).await.unwrap();
+        let taken = reader.take_as_batch(&[1, 3], None).await.unwrap();
+        assert_eq!(take_blobs(&ds, taken.clone(), &[1, 3]).await.unwrap(), taken);
+    }
 }
