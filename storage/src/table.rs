@@ -246,7 +246,7 @@ impl Table {
         }
         // The readers read every column but the blobs; those are read by address.
         let read = crate::blob::without_blobs(ds.schema());
-        let rows = arrow::compute::concat_batches(&Arc::new(Schema::from(&read)), &batches)?;
+        let rows = arrow::compute::concat_batches(&Arc::new(Schema::from(read.as_ref())), &batches)?;
         crate::blob::take_blobs(ds, rows, &sorted).await
     }
 

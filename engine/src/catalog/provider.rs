@@ -192,7 +192,7 @@ impl TarnTable {
     /// Whether `filter` reads a column the Lance base stores as a blob.
     pub(crate) fn reads_blob(&self, filter: &Expr) -> bool {
         let BaseSnapshot::Lance(ds) = &self.snapshot.base else { return false };
-        filter.column_refs().iter().any(|c| ds.schema().field(&c.name).is_some_and(|f| f.is_blob()))
+        filter.column_refs().iter().any(|c| tarn_storage::blob::is_blob(ds.schema(), &c.name))
     }
 
     fn lance(&self) -> Option<LanceTableProvider> {
@@ -461,7 +461,7 @@ async fn lance_scan(
     let lance = LanceTableProvider::new(ds.clone(), false, with_address)
         .with_blob_handling(lance::datatypes::BlobHandling::AllBinary);
     let scan = lance.scan(state, projection, filters, limit).await?;
-    let is_blob = |name: &str| ds.schema().field(name).is_some_and(|f| f.is_blob());
+    let is_blob = |name: &str| tarn_storage::blob::is_blob(ds.schema(), name);
     let schema = scan.schema();
     if !schema.fields().iter().any(|f| is_blob(f.name())) {
         return Ok(scan);

@@ -615,7 +615,7 @@ async fn take_sample(ds: &Dataset, schema: &SchemaRef) -> DfResult<RecordBatch> 
         .fields()
         .iter()
         .filter(|f| crate::search::vector::vector_dims(f.data_type()).is_none())
-        .filter(|f| !ds.schema().field(f.name()).is_some_and(|l| l.is_blob()))
+        .filter(|f| !blob::is_blob(ds.schema(), f.name()))
         .map(|f| f.name().as_str())
         .collect();
     let taken = if offsets.is_empty() || scalar.is_empty() {
