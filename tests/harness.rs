@@ -68,6 +68,7 @@ impl TestServer {
             memory_limit_bytes: server_config.memory_limit_mb.min(1024) << 20,
             query_parallelism: 2,
             models_dir: Some(server_config.models_dir.clone()),
+            history_retention: server_config.history_retention.clone(),
         };
         let (ready_tx, ready_rx) = oneshot::channel();
         let (stop_tx, stop_rx) = oneshot::channel::<()>();

@@ -36,6 +36,8 @@ pub struct EngineConfig {
     /// The folder of embedding models `embed()` loads by name; without one, `embed()`
     /// fails with an error that names this setting.
     pub models_dir: Option<std::path::PathBuf>,
+    /// History retention of tables that set none (`'7 days'`, `'12h'`, `0`).
+    pub history_retention: String,
 }
 
 impl Default for EngineConfig {
@@ -46,6 +48,7 @@ impl Default for EngineConfig {
             memory_limit_bytes: 4 << 30,
             query_parallelism: std::thread::available_parallelism().map_or(2, |n| n.get()),
             models_dir: None,
+            history_retention: "7 days".into(),
         }
     }
 }
@@ -74,7 +77,17 @@ impl std::fmt::Debug for Engine {
 
 impl Engine {
     pub async fn open(config: EngineConfig) -> Result<Arc<Engine>> {
+        let retention =
+            tarn_storage::compaction::parse_retention(&config.history_retention).ok_or_else(|| {
+                crate::error::EngineError::InvalidParameter {
+                    message: format!(
+                        "invalid history_retention \"{}\" (expected a duration like '7 days')",
+                        config.history_retention
+                    ),
+                }
+            })?;
         let warehouse = Arc::new(Warehouse::open(&config.warehouse).await?);
+        warehouse.set_history_retention(retention);
         crate::statements::temp::drop_leftovers(&warehouse).await?;
         let models = Arc::new(tarn_models::Models::new(config.models_dir.clone()));
         let template = build_context(&config, &models);

@@ -35,6 +35,9 @@ pub struct ServerConfig {
     pub tls: Option<Tls>,
     /// The folder `embed()` loads models from (`tarn models fetch` fills it).
     pub models_dir: PathBuf,
+    /// How far back time travel reaches in tables that set no `history_retention`
+    /// (`'7 days'`, `'12h'`, `0`); older versions' files are deleted.
+    pub history_retention: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -68,6 +71,7 @@ impl Default for ServerConfig {
             hba: vec![],
             tls: None,
             models_dir: "./tarn-models".into(),
+            history_retention: "7 days".into(),
         }
     }
 }
@@ -136,6 +140,7 @@ impl ServerConfig {
             database: self.database.clone(),
             memory_limit_bytes: self.memory_limit_mb << 20,
             models_dir: Some(self.models_dir.clone()),
+            history_retention: self.history_retention.clone(),
             ..Default::default()
         }
     }

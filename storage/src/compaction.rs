@@ -55,6 +55,9 @@ pub struct Policy {
     pub flush_rows: u64,
     /// `flush_interval`: flush changes that have been only in the log this long.
     pub flush_interval: Duration,
+    /// `history_retention`: how far back time travel reaches (`None`: the
+    /// warehouse's default). See [`crate::retention`].
+    pub history_retention: Option<Duration>,
 }
 
 impl Default for Policy {
@@ -65,6 +68,7 @@ impl Default for Policy {
             compaction_threshold: 100_000,
             flush_rows: 50_000,
             flush_interval: Duration::from_secs(10),
+            history_retention: None,
         }
     }
 }
@@ -96,6 +100,11 @@ impl Policy {
                 "flush_interval" => {
                     policy.flush_interval =
                         parse_duration(&v).ok_or_else(|| invalid(key, value, "a duration like '5s'"))?
+                }
+                "history_retention" => {
+                    policy.history_retention = Some(
+                        parse_retention(&v).ok_or_else(|| invalid(key, value, "a duration like '7 days'"))?,
+                    )
                 }
                 "compaction_threshold" => {
                     policy.compaction_threshold = v
@@ -133,6 +142,14 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
         _ => return None,
     };
     (seconds.is_finite() && seconds > 0.0).then(|| Duration::from_secs_f64(seconds))
+}
+
+/// A retention: a duration, or `0` (keep only the newest version).
+pub fn parse_retention(text: &str) -> Option<Duration> {
+    match text.trim().trim_end_matches(|c: char| c.is_ascii_alphabetic() || c == ' ') {
+        "0" => Some(Duration::ZERO),
+        _ => parse_duration(text),
+    }
 }
 
 /// What the policy looks at.
@@ -400,6 +417,14 @@ impl Table {
         manifest.deletes = Some(deletes);
         manifest.base = BaseRef::Lance { version: new_base.version().version };
         manifest.folded_seq = upto;
+        // The manifest keeps the live change files; the folded ones go to the history.
+        let (folded, live): (Vec<ChangeFile>, Vec<ChangeFile>) =
+            std::mem::take(&mut manifest.changes).into_iter().partition(|f| f.max_seq <= upto);
+        manifest.changes = live;
+        if let Err(e) = self.write_history(&folded).await {
+            writer.head = None;
+            return Err(e);
+        }
         manifest.row_count = row_count;
         manifest.indexes = indexes;
         manifest.text_indexes = text_indexes;
@@ -615,6 +640,7 @@ mod tests {
             compaction_threshold: 1000,
             flush_rows: 100,
             flush_interval: Duration::from_secs(5),
+            history_retention: None,
         }
     }
 

@@ -1,10 +1,11 @@
 //! Time travel and the change feed.
 //!
-//! Nothing is ever rewritten in place: old Lance versions and change files stay, and
-//! every manifest names the base it read plus every change file written so far. A
-//! version older than the current base is read from the newest manifest whose base is
-//! at or below it (the flush before each compaction guarantees its change files reach
-//! that version).
+//! Nothing is rewritten in place: old Lance versions, manifests and change files stay
+//! until history retention lets them go ([`crate::retention`]). A version older than
+//! the current base is read from the newest manifest whose base is at or below it
+//! (the flush before each compaction guarantees its change files reach that version),
+//! found by a binary search over the manifests. The change feed reads the manifest's
+//! live change files and the history records of folded ones.
 
 use std::sync::Arc;
 
@@ -14,6 +15,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use crate::changes::Chunk;
 use crate::compaction::{load_change_files, read_change_file};
 use crate::error::{Result, StorageError};
+use crate::manifest::Version;
 use crate::table::{build_epoch, load_base, Snapshot, Table};
 
 /// Column of [`Table::changes_between`] naming the operation: insert, update, delete.
@@ -36,27 +38,29 @@ impl Table {
             None if seq >= current.manifest.seq => return Ok(current),
             _ => {}
         }
-        for version in self.manifests.versions().await?.into_iter().rev() {
-            let manifest = self.manifests.read(version).await?;
-            let reaches = match self.codec {
-                Some(_) => manifest.folded_seq <= seq && manifest.seq >= seq,
-                None => manifest.seq <= seq,
-            };
-            if !reaches {
-                continue;
+        // Held while the snapshot is made, so a vacuum cannot delete its files meanwhile.
+        let floor = self.history_floor.read().await;
+        let versions: Vec<_> =
+            self.manifests.versions().await?.into_iter().filter(|v| *v >= *floor).collect();
+        let manifest = match self.codec {
+            Some(_) => self.manifests.newest_where(&versions, |m| m.folded_seq <= seq).await?,
+            None => self.manifests.newest_where(&versions, |m| m.seq <= seq).await?,
+        };
+        let Some(manifest) = manifest.filter(|m| m.seq >= seq || self.codec.is_none()) else {
+            return Err(not_found());
+        };
+        let base = load_base(&self.location, &self.session, &self.dir, &manifest).await?;
+        let changes = match &self.codec {
+            Some(codec) => {
+                let epoch = build_epoch(&self.location, &self.dir, &manifest, &base, codec).await?;
+                load_change_files(&self.location, &self.dir, &manifest, &epoch, codec, seq)?;
+                Some(Arc::new(epoch))
             }
-            let base = load_base(&self.location, &self.session, &self.dir, &manifest).await?;
-            let changes = match &self.codec {
-                Some(codec) => {
-                    let epoch = build_epoch(&self.location, &self.dir, &manifest, &base, codec).await?;
-                    load_change_files(&self.location, &self.dir, &manifest, &epoch, codec, seq)?;
-                    Some(Arc::new(epoch))
-                }
-                None => None,
-            };
-            return Ok(Arc::new(Snapshot { manifest: Arc::new(manifest), base, seq, changes }));
-        }
-        Err(not_found())
+            None => None,
+        };
+        let manifest = Arc::new(manifest);
+        self.pins.add(&manifest);
+        Ok(Arc::new(Snapshot { manifest, base, seq, changes }))
     }
 
     /// The schema of [`Table::changes_between`]: the table's columns, the operation and
@@ -81,8 +85,21 @@ impl Table {
         let snapshot = self.snapshot();
         let to = to.min(snapshot.seq);
         let schema = snapshot.schema();
+        let mut files = snapshot.manifest.changes.clone();
+        if from <= snapshot.manifest.folded_seq {
+            // Folded changes: the history records, back to the oldest version kept
+            // (whose own folded changes went with the older versions).
+            let kept = self.oldest_manifest().await?;
+            if kept.is_some_and(|m| m.version > Version(1) && from <= m.folded_seq) {
+                return Err(StorageError::VersionNotFound { table: self.name(), version: from });
+            }
+            files.extend(self.history_files(from).await?);
+        }
+        // A record a crashed compaction left names files the next one names again.
+        let mut seen = std::collections::HashSet::new();
+        files.retain(|f| seen.insert((f.bucket, f.name.clone())));
         let mut chunks: Vec<Arc<Chunk>> = Vec::new();
-        for file in snapshot.manifest.changes.iter().filter(|f| f.max_seq >= from && f.min_seq <= to) {
+        for file in files.iter().filter(|f| f.max_seq >= from && f.min_seq <= to) {
             let read = read_change_file(&self.location, &self.dir, file, &schema, codec)?;
             chunks.extend(read.into_iter().map(Arc::new));
         }

@@ -18,6 +18,8 @@
 //!   every version of every changed key per bucket, the base's key index and deletion
 //!   vector), [`compaction`] (flush to change files, fold into the base, the policy),
 //!   [`history`] (time travel, change feed), [`key`] (keys and buckets).
+//! - [`retention`]: history retention and the vacuum that deletes what no kept
+//!   version and no reader needs; history records of folded change files.
 //! - [`manifest`]: the table manifest, one immutable file per committed [`Version`],
 //!   written with put-if-absent so a version number is never reused.
 //! - [`table_def`]: the definition users gave in `CREATE TABLE`: schema, primary key,
@@ -51,6 +53,7 @@ pub mod history;
 pub mod io;
 pub mod key;
 pub mod manifest;
+pub mod retention;
 pub mod sequence;
 pub mod table;
 pub mod table_def;

@@ -4,7 +4,7 @@
 //! the next version's file: two writers racing for a version cannot both win, and a
 //! version number is never reused. The newest file is the table's state.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::Arc;
 
@@ -77,8 +77,9 @@ pub struct Manifest {
     /// Every change up to this table version is folded into the base.
     #[serde(default)]
     pub folded_seq: u64,
-    /// Change files, oldest first, kept for time travel and the change feed; those
-    /// with `max_seq > folded_seq` hold changes not yet in the base.
+    /// The change files with changes not yet in the base (`max_seq > folded_seq`),
+    /// oldest first. A compaction moves the ones it folds to the table's history
+    /// ([`crate::retention`]); manifests written before that kept every one here.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub changes: Vec<ChangeFile>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -146,6 +147,38 @@ impl Manifest {
     /// The manifest of the next version: same content, to be changed by the caller.
     pub fn successor(&self) -> Self {
         Manifest { version: self.version.next(), committed_at_ms: now_ms(), ..self.clone() }
+    }
+
+    /// What this version reads below the table's folder besides the Lance base (Lance
+    /// keeps its own versions): change files, the deletion vector, Parquet base files
+    /// and BM25 segments (folders).
+    pub(crate) fn files(&self) -> BTreeSet<Path> {
+        let mut files = BTreeSet::new();
+        for file in &self.changes {
+            files.insert(Path::from("changes").join(file.bucket.to_string()).join(file.name.as_str()));
+        }
+        if let Some(deletes) = &self.deletes {
+            files.insert(Path::from("deletes").join(deletes.name.as_str()));
+        }
+        if let BaseRef::Parquet { files: parts } = &self.base {
+            files.extend(parts.iter().map(|f| Path::from("base").join(f.name.as_str())));
+        }
+        for index in &self.text_indexes {
+            for segment in &index.segments {
+                files.insert(Path::from("text").join(index.name.as_str()).join(segment.id.as_str()));
+            }
+        }
+        files
+    }
+
+    /// The oldest table version this manifest can show: its base's for a primary-key
+    /// table (changes after it are in its change files), its own otherwise.
+    pub(crate) fn reaches_back_to(&self) -> u64 {
+        if self.table.primary_key.is_empty() {
+            self.seq
+        } else {
+            self.folded_seq
+        }
     }
 }
 
@@ -245,6 +278,37 @@ impl ManifestStore {
             }),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Deletes one version's manifest (history retention: the oldest go first).
+    pub(crate) async fn delete(&self, version: Version) -> Result<()> {
+        match self.store.delete(&self.path_of(version)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The newest of `versions` (oldest first) whose manifest satisfies `holds`, a
+    /// condition true for every version up to some point and false after it; reads
+    /// O(log n) manifests.
+    pub(crate) async fn newest_where(
+        &self,
+        versions: &[Version],
+        holds: impl Fn(&Manifest) -> bool,
+    ) -> Result<Option<Manifest>> {
+        let (mut low, mut high) = (0, versions.len());
+        let mut found = None;
+        while low < high {
+            let mid = low + (high - low) / 2;
+            let manifest = self.read(versions[mid]).await?;
+            if holds(&manifest) {
+                found = Some(manifest);
+                low = mid + 1;
+            } else {
+                high = mid;
+            }
+        }
+        Ok(found)
     }
 
     /// Deletes every manifest, oldest first, so that until the last one goes the folder

@@ -99,6 +99,13 @@ pub struct Table {
     base_readers: std::sync::Mutex<(u64, HashMap<u64, Arc<FragmentReader>>)>,
     /// Vector index builds under way.
     pub(crate) builds: Arc<crate::vector_index::Builds>,
+    /// The manifests readers took snapshots of ([`crate::retention`]).
+    pub(crate) pins: crate::retention::Pins,
+    /// The oldest manifest version time travel may read; a vacuum holds it while it
+    /// chooses what to delete.
+    pub(crate) history_floor: tokio::sync::RwLock<Version>,
+    /// When the background task last vacuumed the table's history.
+    pub(crate) last_vacuum_ms: std::sync::atomic::AtomicU64,
 }
 
 pub(crate) struct Writer {
@@ -189,6 +196,9 @@ impl Table {
             compacting: tokio::sync::Mutex::new(()),
             base_readers: std::sync::Mutex::new((0, HashMap::new())),
             builds: Arc::default(),
+            pins: Default::default(),
+            history_floor: tokio::sync::RwLock::new(Version(0)),
+            last_vacuum_ms: std::sync::atomic::AtomicU64::new(crate::manifest::now_ms()),
         })
     }
 
@@ -217,6 +227,15 @@ impl Table {
 
     pub fn key_codec(&self) -> Option<&KeyCodec> {
         self.codec.as_ref()
+    }
+
+    /// Whether no one but the caller holds the table or a snapshot of it.
+    pub(crate) fn unread(self: &Arc<Self>) -> bool {
+        let current = self.current.read().expect("snapshot lock poisoned");
+        Arc::strong_count(self) == 1
+            && Arc::strong_count(&current) == 1
+            && Arc::strong_count(&current.manifest) == 1
+            && self.pins.oldest().is_none()
     }
 
     /// The newest committed version.
@@ -413,6 +432,7 @@ impl Table {
         // from its own client's next transaction (and fail its next update with 40001).
         let mut slot = self.current.write().expect("snapshot lock poisoned");
         let seq = slot.seq.max(manifest.seq);
+        self.pins.add(&slot.manifest);
         *slot = Arc::new(Snapshot { manifest: Arc::new(manifest), base, seq, changes });
         Ok(())
     }

@@ -136,8 +136,14 @@ pub struct ViewDef {
 
 /// Options `WITH (...)` accepts, besides `bucket_count`. Anything else is an error so a
 /// typo never silently does nothing.
-pub const TABLE_OPTIONS: &[&str] =
-    &["compaction_interval", "compaction_threshold", "auto_compaction", "flush_rows", "flush_interval"];
+pub const TABLE_OPTIONS: &[&str] = &[
+    "compaction_interval",
+    "compaction_threshold",
+    "auto_compaction",
+    "flush_rows",
+    "flush_interval",
+    "history_retention",
+];
 
 pub const DEFAULT_BUCKET_COUNT: u32 = 4;
 

@@ -58,6 +58,11 @@ pub struct Warehouse {
     closed: AtomicBool,
     /// Log bytes written when the last checkpoint began.
     checkpointed_bytes: AtomicU64,
+    /// History retention of tables that do not name their own.
+    history_retention: RwLock<Duration>,
+    /// Folders of dropped tables that readers still read: deleted once they let go,
+    /// and no new table's meanwhile.
+    dropping: Arc<std::sync::Mutex<BTreeSet<Path>>>,
 }
 
 /// Start a checkpoint once the log has grown by this much since the last one.
@@ -122,7 +127,13 @@ impl Warehouse {
             }
             for table_dir in listing.common_prefixes {
                 let manifests = ManifestStore::new(store.clone(), &table_dir);
-                let Some(manifest) = manifests.latest().await? else { continue };
+                let Some(manifest) = manifests.latest().await? else {
+                    // No table: what a crashed CREATE, or a DROP whose readers outlived
+                    // the process, left behind.
+                    info!(folder = %table_dir, "removing the files of a table that is gone");
+                    delete_prefix(&store, &table_dir).await?;
+                    continue;
+                };
                 let name = manifest.table.name.clone();
                 let version = manifest.version;
                 let table = Table::open(&location, &session, table_dir, manifest).await?;
@@ -176,6 +187,8 @@ impl Warehouse {
             maintenance: tokio::sync::Mutex::new(()),
             closed: AtomicBool::new(false),
             checkpointed_bytes: AtomicU64::new(0),
+            history_retention: RwLock::new(crate::retention::DEFAULT_RETENTION),
+            dropping: Arc::default(),
         })
     }
 
@@ -207,6 +220,14 @@ impl Warehouse {
                     if let Err(e) = table.maintain().await {
                         warn!(table = %table.name(), error = %e, "background maintenance failed");
                     }
+                    let last = table.last_vacuum_ms.load(Ordering::Relaxed);
+                    let now = crate::manifest::now_ms();
+                    if now.saturating_sub(last) >= crate::retention::VACUUM_INTERVAL.as_millis() as u64 {
+                        table.last_vacuum_ms.store(now, Ordering::Relaxed);
+                        if let Err(e) = warehouse.vacuum(&table).await {
+                            warn!(table = %table.name(), error = %e, "vacuuming history failed");
+                        }
+                    }
                 }
                 let written = warehouse.wal.stats().bytes.load(Ordering::Relaxed);
                 if written.saturating_sub(warehouse.checkpointed_bytes.load(Ordering::Relaxed))
@@ -218,6 +239,25 @@ impl Warehouse {
                 }
             }
         })
+    }
+
+    /// The history retention of tables that name none (`history_retention` in the
+    /// server's configuration).
+    pub fn set_history_retention(&self, retention: Duration) {
+        *self.history_retention.write().expect("retention lock") = retention;
+    }
+
+    /// The history `table` keeps: its `history_retention`, or the warehouse's.
+    pub fn history_retention_of(&self, table: &Table) -> Duration {
+        table
+            .policy()
+            .history_retention
+            .unwrap_or_else(|| *self.history_retention.read().expect("retention lock"))
+    }
+
+    /// Deletes the history `table` keeps no longer.
+    pub async fn vacuum(&self, table: &Table) -> Result<crate::retention::Vacuumed> {
+        table.vacuum_history(self.history_retention_of(table)).await
     }
 
     /// Flushes every table so the log can drop its older segments.
@@ -421,7 +461,9 @@ impl Warehouse {
     /// that folder; then the name with the first free `_<n>` after it.
     fn free_folder(&self, name: &TableName) -> Path {
         let catalog = self.catalog.read().expect("catalog lock");
-        let taken: BTreeSet<&Path> = catalog.tables.values().map(|t| t.dir()).collect();
+        let dropping = self.dropping.lock().expect("dropping lock");
+        let taken: BTreeSet<&Path> =
+            catalog.tables.values().map(|t| t.dir()).chain(dropping.iter()).collect();
         let schema = Path::from(name.schema.as_str());
         std::iter::once(name.table.clone())
             .chain((1..).map(|n| format!("{}_{n}", name.table)))
@@ -525,8 +567,25 @@ impl Warehouse {
         // Manifests first: once they are gone the folder is no table, whatever remains.
         table.manifests().delete_all().await?;
         self.catalog.write().expect("catalog lock").tables.remove(name);
-        delete_prefix(self.location.store(), table.dir()).await?;
         info!(table = %name, "dropped table");
+        let dir = table.dir().clone();
+        if table.unread() {
+            delete_prefix(self.location.store(), &dir).await?;
+            return Ok(true);
+        }
+        // Queries still read it: its files go when they are done.
+        self.dropping.lock().expect("dropping lock").insert(dir.clone());
+        let (store, dropping) = (self.location.store().clone(), self.dropping.clone());
+        tokio::spawn(async move {
+            while !table.unread() {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            drop(table);
+            if let Err(e) = delete_prefix(&store, &dir).await {
+                warn!(folder = %dir, error = %e, "could not remove a dropped table's files");
+            }
+            dropping.lock().expect("dropping lock").remove(&dir);
+        });
         Ok(true)
     }
 
@@ -650,6 +709,7 @@ mod tests {
             assert_eq!(table.snapshot().manifest.row_count, 4);
             assert_eq!(table.snapshot_at(2).await.unwrap().manifest.row_count, 3, "time travel");
 
+            drop(table);
             assert!(wh.drop_table(&d.name, false).await.unwrap());
             let left: Vec<String> =
                 wh.list_objects().await.unwrap().into_iter().filter(|o| !o.starts_with("_tarn/")).collect();
@@ -736,6 +796,116 @@ mod tests {
             })
             .collect();
         assert_eq!(ops, vec!["update", "delete", "insert"]);
+    }
+
+    /// Objects below a table's folder, relative to it, whose path starts with `under`.
+    async fn objects(wh: &Warehouse, table: &str, under: &str) -> Vec<String> {
+        let prefix = format!("public/{table}/{under}");
+        let mut found: Vec<String> = wh
+            .list_objects()
+            .await
+            .unwrap()
+            .into_iter()
+            .filter_map(|o| o.strip_prefix(&prefix).map(|rest| format!("{under}{rest}")))
+            .collect();
+        found.sort();
+        found
+    }
+
+    #[tokio::test]
+    async fn vacuum_deletes_history_past_retention_but_not_what_readers_hold() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_str().unwrap();
+        let mut d = def(BaseFormat::Lance);
+        d.options.insert("history_retention".into(), "0".into());
+        let wh = Warehouse::open(root).await.unwrap();
+        let table = wh.create_table(d.clone(), false).await.unwrap().unwrap();
+        wh.commit(vec![commit_of(&table, WriteKind::Insert, batch(&d, vec![1, 2, 3]))]).await.unwrap();
+        table.compact().await.unwrap();
+        let first = table.snapshot().seq;
+        wh.commit(vec![commit_of(&table, WriteKind::Update, batch(&d, vec![2]))]).await.unwrap();
+        wh.commit(vec![commit_of(&table, WriteKind::Delete, batch(&d, vec![3]))]).await.unwrap();
+        table.compact().await.unwrap();
+        wh.commit(vec![commit_of(&table, WriteKind::Insert, batch(&d, vec![4]))]).await.unwrap();
+        table.flush().await.unwrap();
+        let live = rows_of(&table);
+        assert!(table.snapshot().manifest.changes.iter().all(|f| f.max_seq > first + 2), "only live files");
+        assert!(!objects(&wh, "items", "_tarn/history/").await.is_empty(), "folded files are in history");
+
+        // A reader holding the first compaction's version keeps it.
+        let usage = table.storage_usage().await.unwrap();
+        assert!(usage.live_bytes < usage.bytes, "{usage:?}");
+        let held = table.snapshot_at(first).await.unwrap();
+        let manifests_before = objects(&wh, "items", "_tarn/manifest/").await.len();
+        wh.vacuum(&table).await.unwrap();
+        assert_eq!(table.snapshot_at(first).await.unwrap().manifest.row_count, 3);
+        assert!(objects(&wh, "items", "_tarn/manifest/").await.len() < manifests_before);
+        let feed = table.changes_between(first + 1, first + 2).await.unwrap();
+        assert_eq!(feed.iter().map(|b| b.num_rows()).sum::<usize>(), 2, "the held version's feed");
+        drop(held);
+
+        let done = wh.vacuum(&table).await.unwrap();
+        assert!(done.versions > 0 && done.files > 0 && done.lance_versions > 0, "{done:?}");
+        assert_eq!(objects(&wh, "items", "_tarn/manifest/").await.len(), 1, "only the newest");
+        assert!(objects(&wh, "items", "_tarn/history/").await.is_empty());
+        assert_eq!(objects(&wh, "items", "deletes/").await.len(), 1, "the current deletion vector");
+        let change_files = objects(&wh, "items", "changes/").await;
+        assert_eq!(change_files.len(), table.snapshot().manifest.changes.len(), "{change_files:?}");
+        assert!(objects(&wh, "items", "_tarn/vacuum.json").await.is_empty(), "the plan is gone");
+        let err = table.snapshot_at(first).await.unwrap_err();
+        assert!(matches!(err, StorageError::VersionNotFound { .. }), "{err}");
+        let err = table.changes_between(first, first + 2).await.unwrap_err();
+        assert!(matches!(err, StorageError::VersionNotFound { .. }), "{err}");
+        let (oldest, kept) = table.history_extent().await.unwrap();
+        assert_eq!(kept, 1);
+        assert_eq!(oldest, table.snapshot().manifest.folded_seq);
+        assert_eq!(rows_of(&table), live);
+        assert_eq!(wh.vacuum(&table).await.unwrap(), Default::default(), "nothing left to do");
+        let after = table.storage_usage().await.unwrap();
+        assert_eq!(after.live_bytes, after.bytes, "{after:?}: {:?}", objects(&wh, "items", "").await);
+        assert!(after.bytes < usage.bytes, "{after:?} after, {usage:?} before");
+        assert_eq!((after.versions, after.oldest_version), (kept, oldest));
+
+        drop(table);
+        drop(wh);
+        let wh = Warehouse::open(root).await.unwrap();
+        let table = wh.table(&d.name).unwrap();
+        assert_eq!(rows_of(&table), live, "reopened after the vacuum");
+        table.compact().await.unwrap();
+        assert_eq!(rows_of(&table).len(), live.len());
+    }
+
+    #[tokio::test]
+    async fn vacuum_drops_replaced_parquet_files_and_a_dropped_table_waits_for_its_readers() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_str().unwrap();
+        let mut d = TableDef { primary_key: vec![], ..def(BaseFormat::Parquet) };
+        d.options.insert("history_retention".into(), "0s".into());
+        let wh = Warehouse::open(root).await.unwrap();
+        let table = wh.create_table(d.clone(), false).await.unwrap().unwrap();
+        table.append(vec![batch(&d, vec![1, 2])]).await.unwrap();
+        table.append(vec![batch(&d, vec![3])]).await.unwrap();
+        table.overwrite(vec![batch(&d, vec![9])]).await.unwrap();
+        assert_eq!(objects(&wh, "items", "base/").await.len(), 3);
+        wh.vacuum(&table).await.unwrap();
+        assert_eq!(objects(&wh, "items", "base/").await.len(), 1, "the overwritten parts are gone");
+        assert_eq!(table.snapshot().manifest.row_count, 1);
+
+        let reader = table.snapshot();
+        drop(table);
+        assert!(wh.drop_table(&d.name, false).await.unwrap());
+        assert!(!objects(&wh, "items", "base/").await.is_empty(), "a reader still reads it");
+        // A new table of the name gets a folder of its own meanwhile.
+        let again = wh.create_table(d.clone(), false).await.unwrap().unwrap();
+        assert_eq!(again.dir().as_ref(), "public/items_1");
+        drop(reader);
+        for _ in 0..50 {
+            if objects(&wh, "items", "").await.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(objects(&wh, "items", "").await.is_empty(), "deleted once the reader let go");
     }
 
     #[tokio::test]

@@ -1,5 +1,6 @@
 //! System views: `tarn_tables`, the state of every table and bucket; `tarn_indexes`,
-//! every vector and bm25 index and the progress of a vector index's build.
+//! every vector and bm25 index and the progress of a vector index's build;
+//! `tarn_storage`, what each table takes on storage and how much history it keeps.
 
 use std::sync::Arc;
 
@@ -16,6 +17,7 @@ use tarn_storage::Warehouse;
 
 pub const TARN_TABLES: &str = "tarn_tables";
 pub const TARN_INDEXES: &str = "tarn_indexes";
+pub const TARN_STORAGE: &str = "tarn_storage";
 
 /// One row per table and bucket (one row with a NULL bucket for a table without a
 /// primary key): versions, base rows, change rows waiting, the base rows the bucket's
@@ -96,6 +98,66 @@ pub fn tarn_tables(warehouse: &Warehouse) -> DfResult<Arc<dyn TableProvider>> {
     ];
     let batch = RecordBatch::try_new(schema.clone(), columns)?;
     Ok(Arc::new(MemTable::try_new(schema, vec![vec![batch]])?))
+}
+
+/// One row per table: bytes on storage, those its newest version reads (`live_bytes`)
+/// and the rest (`history_bytes`: older versions kept for time travel, and files the
+/// next vacuum deletes), the versions kept, the oldest one `AS OF VERSION` reaches,
+/// and the table's history retention.
+pub async fn tarn_storage(warehouse: &Warehouse) -> DfResult<Arc<dyn TableProvider>> {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("schema_name", DataType::Utf8, false),
+        Field::new("table_name", DataType::Utf8, false),
+        Field::new("bytes", DataType::Int64, false),
+        Field::new("live_bytes", DataType::Int64, false),
+        Field::new("history_bytes", DataType::Int64, false),
+        Field::new("versions", DataType::Int64, false),
+        Field::new("oldest_version", DataType::Int64, false),
+        Field::new("history_retention", DataType::Utf8, false),
+    ]));
+    let (mut schemas, mut tables, mut bytes, mut live, mut history, mut versions, mut oldest, mut retention) =
+        (vec![], vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
+    for table in warehouse.all_tables() {
+        let usage = match table.storage_usage().await {
+            Ok(usage) => usage,
+            // Dropped while it was measured.
+            Err(_) if warehouse.table(&table.name()).is_none() => continue,
+            Err(e) => return Err(crate::error::EngineError::from(e).into_datafusion()),
+        };
+        let name = table.name();
+        schemas.push(name.schema);
+        tables.push(name.table);
+        bytes.push(usage.bytes as i64);
+        live.push(usage.live_bytes as i64);
+        history.push(usage.bytes.saturating_sub(usage.live_bytes) as i64);
+        versions.push(usage.versions as i64);
+        oldest.push(usage.oldest_version as i64);
+        retention.push(duration_text(warehouse.history_retention_of(&table)));
+    }
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from(schemas)),
+        Arc::new(StringArray::from(tables)),
+        Arc::new(Int64Array::from(bytes)),
+        Arc::new(Int64Array::from(live)),
+        Arc::new(Int64Array::from(history)),
+        Arc::new(Int64Array::from(versions)),
+        Arc::new(Int64Array::from(oldest)),
+        Arc::new(StringArray::from(retention)),
+    ];
+    let batch = RecordBatch::try_new(schema.clone(), columns)?;
+    Ok(Arc::new(MemTable::try_new(schema, vec![vec![batch]])?))
+}
+
+/// `7 days`, `12 hours`, `90 seconds`.
+fn duration_text(duration: std::time::Duration) -> String {
+    let seconds = duration.as_secs();
+    let plural = |n: u64, unit: &str| format!("{n} {unit}{}", if n == 1 { "" } else { "s" });
+    match seconds {
+        s if s > 0 && s % 86_400 == 0 => plural(s / 86_400, "day"),
+        s if s > 0 && s % 3_600 == 0 => plural(s / 3_600, "hour"),
+        s if s > 0 && s % 60 == 0 => plural(s / 60, "minute"),
+        s => plural(s, "second"),
+    }
 }
 
 /// One row per index. A vector index: what was declared, which Lance index serves it,

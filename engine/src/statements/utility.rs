@@ -348,6 +348,7 @@ impl Session {
                 for table in tables {
                     table.compact().await?;
                     table.extend_indexes().await?;
+                    warehouse.vacuum(&table).await?;
                 }
                 CommandTag::new("VACUUM")
             }
