@@ -32,7 +32,8 @@ use tokio_postgres::{Client, NoTls};
 
 const CLIENTS: usize = 3;
 const DDL: &str = "CREATE TABLE kv (k BIGINT PRIMARY KEY, client INT NOT NULL, txn BIGINT NOT NULL, part INT NOT NULL) \
-                   WITH (bucket_count = 4, flush_rows = 20, compaction_threshold = 50, compaction_interval = '1s')";
+                   WITH (bucket_count = 4, flush_rows = 20, compaction_threshold = 50, compaction_interval = '1s', \
+                   history_retention = '0')";
 /// The `part` of a row of transaction `t-1` after transaction `t` updated it.
 const MARKED: i32 = 11;
 /// The `part` of a client's head row.
@@ -250,7 +251,8 @@ async fn writer(
     Ok(progress)
 }
 
-/// `VACUUM kv` now and then, so compactions run while the load runs.
+/// `VACUUM kv` now and then, so compactions, and vacuums of all history (the table
+/// keeps none), run while the load runs.
 async fn vacuumer(conn: String, stop: Arc<AtomicBool>) -> Result<u32, String> {
     let Ok(db) = connect(&conn).await else { return Ok(0) };
     let mut done = 0;
@@ -491,6 +493,16 @@ async fn crash_before_a_compaction_commits() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crash_after_a_compaction_commits() {
     crash_at("compaction-after-commit", 1..3).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_after_a_vacuum_wrote_its_plan() {
+    crash_at("vacuum-after-plan", 1..4).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_after_a_vacuum_deleted_manifests_before_files() {
+    crash_at("vacuum-after-manifests", 1..4).await;
 }
 
 /// A BM25 index through crashes: rows `(i, 'common w<i>')` are inserted one per
