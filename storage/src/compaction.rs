@@ -12,6 +12,10 @@
 //!   files would turn every gap between deleted rows into a read range: a scan of a
 //!   base with 10% scattered deletes read 100k ranges and took twice as long.) It holds the writer lock
 //!   only for that commit; readers keep their pinned snapshot (old Lance versions stay).
+//! - **Base rewrite**: a compaction after which the deletion vector would hide more
+//!   rows than the base holds live writes the live rows and the changes as a new base
+//!   (a Lance overwrite; readers of older versions keep theirs until retention lets
+//!   them go), with an empty deletion vector and its indexes built anew.
 //! - **Checkpoint**: a new log segment is started, every table flushes, the older
 //!   segments are deleted (everything in them is in change files now).
 //!
@@ -163,6 +167,9 @@ pub struct TableStats {
     /// whose rows are all changes is not built until they are in the base.
     pub indexed: bool,
 }
+
+/// Bases smaller than this are never rewritten (their garbage costs little).
+pub const REWRITE_MIN_ROWS: u64 = 1024;
 
 /// Change rows (all buckets) past which a table with vector indexes is compacted, so
 /// its indexes cover them: searching this many exactly costs a kNN query about what
@@ -354,7 +361,20 @@ impl Table {
             let mut writer = self.writer.lock().await;
             self.head(&mut writer, &snapshot).await?
         };
-        let result = self.append_to_base(head, rows, codec, &snapshot.manifest.table).await;
+        let mut all_deleted = epoch.base_keys.deleted.as_ref().clone();
+        all_deleted |= &deleted;
+        let appended: u64 = rows.iter().map(|b| b.num_rows() as u64).sum();
+        let physical = head.count_rows(None).await? as u64 + appended;
+        // Once most of the base is rows the deletion vector hides, the live rows are
+        // written anew instead: a table updated for days scans, opens and takes space
+        // as a fresh one. Each row is rewritten once per doubling of the garbage.
+        let rewrite = physical >= REWRITE_MIN_ROWS && all_deleted.len() * 2 > physical;
+        let def = &snapshot.manifest.table;
+        let result = if rewrite {
+            self.rewrite_base(head, &snapshot.base, &all_deleted, rows, codec, def).await
+        } else {
+            self.append_to_base(head, rows, codec, def).await
+        };
         let (mut new_base, added_keys) = match result {
             Ok(done) => done,
             Err(e) => {
@@ -363,28 +383,31 @@ impl Table {
             }
         };
 
-        let mut keys = epoch.base_keys.map.clone();
-        for key in &changed_keys {
-            keys.remove(key);
-        }
-        keys.extend(added_keys);
-        let mut all_deleted = epoch.base_keys.deleted.as_ref().clone();
-        all_deleted |= &deleted;
+        let keys = if rewrite {
+            all_deleted = RoaringTreemap::new();
+            added_keys.into_iter().collect()
+        } else {
+            let mut keys = epoch.base_keys.map.clone();
+            for key in &changed_keys {
+                keys.remove(key);
+            }
+            keys.extend(added_keys);
+            keys
+        };
         let row_count = new_base.count_rows(None).await? as u64 - all_deleted.len();
-        // Vector indexes take the appended rows (a delta, not a rebuild).
-        let indexes = if snapshot.manifest.indexes.is_empty() {
+        // Vector indexes take the appended rows (a delta, not a rebuild); a rewritten
+        // base's are trained anew (Lance drops the indexes of a dataset it overwrites).
+        let mut index_defs = snapshot.manifest.indexes.clone();
+        let mut text_defs = snapshot.manifest.text_indexes.clone();
+        if rewrite {
+            index_defs.iter_mut().for_each(|d| d.built = false);
+            text_defs.iter_mut().for_each(|d| d.segments.clear());
+        }
+        let indexes = if index_defs.is_empty() {
             Vec::new()
         } else {
             let name = self.name().to_string();
-            match vector_index::refresh(
-                &mut new_base,
-                &snapshot.manifest.indexes,
-                row_count,
-                &name,
-                &self.builds,
-            )
-            .await
-            {
+            match vector_index::refresh(&mut new_base, &index_defs, row_count, &name, &self.builds).await {
                 Ok(indexes) => indexes,
                 Err(e) => {
                     self.writer.lock().await.head = None;
@@ -393,14 +416,13 @@ impl Table {
             }
         };
         // Text indexes take a segment over the appended fragments.
-        let text_indexes =
-            match crate::text_index::refresh(self, &new_base, &snapshot.manifest.text_indexes).await {
-                Ok(defs) => defs,
-                Err(e) => {
-                    self.writer.lock().await.head = None;
-                    return Err(e);
-                }
-            };
+        let text_indexes = match crate::text_index::refresh(self, &new_base, &text_defs).await {
+            Ok(defs) => defs,
+            Err(e) => {
+                self.writer.lock().await.head = None;
+                return Err(e);
+            }
+        };
         failpoint("compaction-before-commit");
 
         let mut writer = self.writer.lock().await;
@@ -455,6 +477,56 @@ impl Table {
         let path = self.dir.clone().join("deletes").join(name.as_str());
         self.location.store().put(&path, PutPayload::from(bytes)).await?;
         Ok(DeleteFile { name, rows: deleted.len() })
+    }
+
+    /// Writes the base anew: its rows outside `deleted`, then `rows`. Returns the new
+    /// base and every key with its address.
+    async fn rewrite_base(
+        &self,
+        head: Dataset,
+        base: &BaseSnapshot,
+        deleted: &RoaringTreemap,
+        rows: Vec<RecordBatch>,
+        codec: &KeyCodec,
+        def: &TableDef,
+    ) -> Result<(Dataset, Vec<(Key, u64)>)> {
+        let columns: Vec<String> = def.schema.fields().iter().map(|f| f.name().clone()).collect();
+        let mut live = Vec::new();
+        for batch in read_columns(base, &columns, true).await? {
+            let addresses = batch
+                .column(batch.num_columns() - 1)
+                .as_any()
+                .downcast_ref::<UInt64Array>()
+                .ok_or_else(|| StorageError::internal("row address column is not u64"))?
+                .clone();
+            let keep: arrow::array::BooleanArray =
+                addresses.values().iter().map(|a| Some(!deleted.contains(*a))).collect();
+            let mut batch = arrow::compute::filter_record_batch(&batch, &keep)?;
+            batch.remove_column(batch.num_columns() - 1);
+            live.push(align_to_schema(&batch, &def.schema)?);
+        }
+        info!(table = %def.name, live = live.iter().map(|b| b.num_rows()).sum::<usize>(), "rewriting the base");
+        live.extend(rows.iter().map(|b| align_to_schema(b, &def.schema)).collect::<Result<Vec<_>>>()?);
+        let params = WriteParams {
+            mode: WriteMode::Overwrite,
+            session: Some(self.session.clone()),
+            max_rows_per_file: MAX_ROWS_PER_FILE,
+            ..Default::default()
+        };
+        let batches =
+            live.into_iter().map(|b| crate::blob::to_lance(head.schema(), b)).collect::<Result<Vec<_>>>()?;
+        let head = InsertBuilder::new(WriteDestination::Dataset(Arc::new(head)))
+            .with_params(&params)
+            .execute(batches)
+            .await?;
+        let mut scanner = head.scan();
+        scanner.project(&def.primary_key)?.with_row_address();
+        let mut keys = Vec::new();
+        for batch in scanner.try_into_stream().await?.try_collect::<Vec<RecordBatch>>().await? {
+            let (batch_keys, addresses) = keys_and_addresses(&batch, codec, def.primary_key.len())?;
+            keys.extend(batch_keys.into_iter().zip(addresses));
+        }
+        Ok((head, keys))
     }
 
     /// Appends `rows` to the base. Returns the new base and the keys of the appended

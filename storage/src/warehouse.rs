@@ -876,6 +876,62 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_base_mostly_replaced_is_rewritten_and_vacuum_frees_the_old_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_str().unwrap();
+        let mut d = def(BaseFormat::Lance);
+        d.options.insert("history_retention".into(), "0".into());
+        let wh = Warehouse::open(root).await.unwrap();
+        let table = wh.create_table(d.clone(), false).await.unwrap().unwrap();
+        let physical = |table: &Table| match &table.snapshot().base {
+            BaseSnapshot::Lance(ds) => ds.clone(),
+            BaseSnapshot::Parquet(_) => unreachable!(),
+        };
+        wh.commit(vec![commit_of(&table, WriteKind::Insert, batch(&d, (0..2000).collect()))]).await.unwrap();
+        table.compact().await.unwrap();
+        let before = table.snapshot().seq;
+        // 900 of 2000 replaced: appended, the old rows hidden by the deletion vector.
+        wh.commit(vec![commit_of(&table, WriteKind::Update, batch(&d, (0..900).collect()))]).await.unwrap();
+        table.compact().await.unwrap();
+        assert_eq!(physical(&table).count_rows(None).await.unwrap(), 2900);
+        assert_eq!(table.snapshot().manifest.deletes.as_ref().unwrap().rows, 900);
+        // 1000 more, and 100 deleted: 2000 of 3900 would be hidden; the base is rewritten.
+        wh.commit(vec![commit_of(&table, WriteKind::Update, batch(&d, (900..1900).collect()))])
+            .await
+            .unwrap();
+        wh.commit(vec![commit_of(&table, WriteKind::Delete, batch(&d, (1900..2000).collect()))])
+            .await
+            .unwrap();
+        table.compact().await.unwrap();
+        assert_eq!(physical(&table).count_rows(None).await.unwrap(), 1900, "only live rows");
+        assert_eq!(table.snapshot().manifest.deletes.as_ref().unwrap().rows, 0);
+        assert_eq!(table.snapshot().manifest.row_count, 1900);
+        let rows = rows_of(&table);
+        assert_eq!(rows.len(), 1900);
+        assert!(rows.iter().all(|(k, v)| v == "base" && *k < 1900), "every row in the base");
+        let epoch = table.snapshot().changes.clone().unwrap();
+        let Lookup::InBase(address) = epoch.lookup(&Key::Int(1500), table.snapshot().seq) else {
+            panic!("1500 is in the base")
+        };
+        let row = table.take_base_rows(&table.snapshot(), &[address]).await.unwrap();
+        assert_eq!(row.column(0).as_any().downcast_ref::<Int64Array>().unwrap().value(0), 1500);
+        // Time travel reads the base from before the rewrite.
+        let old = table.snapshot_at(before).await.unwrap();
+        assert_eq!(old.manifest.row_count, 2000);
+        drop(old);
+
+        let usage = table.storage_usage().await.unwrap();
+        wh.vacuum(&table).await.unwrap();
+        let after = table.storage_usage().await.unwrap();
+        assert!(after.bytes < usage.bytes, "{after:?} after, {usage:?} before");
+        assert_eq!(after.live_bytes, after.bytes, "{after:?}");
+        drop(table);
+        drop(wh);
+        let wh = Warehouse::open(root).await.unwrap();
+        assert_eq!(rows_of(&wh.table(&d.name).unwrap()).len(), 1900, "reopened");
+    }
+
+    #[tokio::test]
     async fn vacuum_drops_replaced_parquet_files_and_a_dropped_table_waits_for_its_readers() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().to_str().unwrap();
