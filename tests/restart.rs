@@ -117,3 +117,131 @@ async fn tables_and_rows_survive_a_restart() {
     assert_eq!(next, (11, 51));
     server.stop().await;
 }
+
+/// What the soak measures at the end of each tenth of its run.
+#[derive(Debug, Clone, Copy)]
+struct Soaked {
+    storage_bytes: i64,
+    manifest_bytes: u64,
+    versions: i64,
+    open: std::time::Duration,
+    lookup: std::time::Duration,
+    scan: std::time::Duration,
+}
+
+/// The median of `runs` timings of `work`.
+async fn median<F: std::future::Future<Output = ()>>(
+    runs: usize,
+    mut work: impl FnMut() -> F,
+) -> std::time::Duration {
+    let mut times = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let started = std::time::Instant::now();
+        work().await;
+        times.push(started.elapsed());
+    }
+    times.sort();
+    times[runs / 2]
+}
+
+/// Soak, run only with `TARN_SOAK=1` (`TARN_SOAK_COMMITS`, default 20,000, sets its
+/// length): one upsert of a random key (of 2,000) per commit into a table with
+/// compaction and a one-second history retention. At each tenth of the run the table
+/// is vacuumed and checked against a model, then measured: bytes on storage, the newest
+/// manifest's size, versions kept, point lookup and full scan latency (medians), and
+/// the time a restarted server takes to open the warehouse. Each stays within 1.5x of
+/// its value at the first tenth (latencies with 2 ms of slack for a noisy machine).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_running_table_stays_small_and_fast() {
+    if std::env::var("TARN_SOAK").is_err() {
+        println!("skipped: set TARN_SOAK=1 to run the soak");
+        return;
+    }
+    let commits: u64 = std::env::var("TARN_SOAK_COMMITS").ok().and_then(|v| v.parse().ok()).unwrap_or(20_000);
+    const KEYS: i64 = 2_000;
+    let data = tempfile::tempdir().unwrap();
+    let manifests = data.path().join("public").join("soak").join("_tarn").join("manifest");
+    let mut server = TestServer::start_in(data.path()).await;
+    let mut client = server.client().await;
+    client
+        .batch_execute(
+            "CREATE TABLE soak (id BIGINT PRIMARY KEY, v BIGINT NOT NULL, pad TEXT) \
+             WITH (history_retention = '1s', flush_rows = 1000, compaction_threshold = 5000, compaction_interval = '10s')",
+        )
+        .await
+        .unwrap();
+    let mut rng = tarn_tests::rng::Rng::new(0x50A4);
+    let mut model = std::collections::BTreeMap::new();
+    let pad = "x".repeat(200);
+    let mut figures: Vec<Soaked> = Vec::new();
+    let started = std::time::Instant::now();
+    for tenth in 1..=10u64 {
+        let upsert = client
+            .prepare(
+                "INSERT INTO soak VALUES ($1, $2, $3) ON CONFLICT (id) DO UPDATE SET v = excluded.v, pad = excluded.pad",
+            )
+            .await
+            .unwrap();
+        for i in 0..commits / 10 {
+            let (key, value) = (rng.range(0, KEYS), (tenth * commits + i) as i64);
+            client.execute(&upsert, &[&key, &value, &pad]).await.unwrap();
+            model.insert(key, value);
+        }
+        // Past the retention, so the vacuum keeps only the newest version.
+        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+        client.batch_execute("VACUUM soak").await.unwrap();
+        let rows: Vec<(i64, i64)> = client
+            .query("SELECT id, v FROM soak ORDER BY id", &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        assert_eq!(rows, model.iter().map(|(k, v)| (*k, *v)).collect::<Vec<_>>(), "tenth {tenth}: the model");
+
+        let storage = client
+            .query_one("SELECT bytes, versions FROM tarn_storage WHERE table_name = 'soak'", &[])
+            .await
+            .unwrap();
+        let newest = std::fs::read_dir(&manifests).unwrap().map(|e| e.unwrap().path()).max().unwrap();
+        let lookup_stmt = client.prepare("SELECT v FROM soak WHERE id = $1").await.unwrap();
+        let lookup = median(200, || {
+            let (client, stmt, key) = (&client, &lookup_stmt, rng.range(0, KEYS));
+            async move {
+                client.query_opt(stmt, &[&key]).await.unwrap();
+            }
+        })
+        .await;
+        let scan = median(11, || async {
+            client.query_one("SELECT count(*), sum(v) FROM soak", &[]).await.unwrap();
+        })
+        .await;
+        drop(client);
+        server.stop().await;
+        let opening = std::time::Instant::now();
+        server = TestServer::start_in(data.path()).await;
+        let open = opening.elapsed();
+        client = server.client().await;
+        let soaked = Soaked {
+            storage_bytes: storage.get(0),
+            manifest_bytes: std::fs::metadata(&newest).unwrap().len(),
+            versions: storage.get(1),
+            open,
+            lookup,
+            scan,
+        };
+        println!("soak: {} commits in {:?}: {soaked:?}", tenth * commits / 10, started.elapsed());
+        figures.push(soaked);
+    }
+    let first = figures[0];
+    let slack = std::time::Duration::from_millis(2);
+    for (i, f) in figures.iter().enumerate() {
+        let at = format!("at tenth {} ({f:?}; first {first:?})", i + 1);
+        assert!(f.storage_bytes * 2 <= first.storage_bytes * 3, "storage grew {at}");
+        assert!(f.manifest_bytes * 2 <= first.manifest_bytes * 3, "the manifest grew {at}");
+        assert!(f.versions <= first.versions.max(2), "versions piled up {at}");
+        assert!(f.lookup <= first.lookup.mul_f64(1.5) + slack, "point lookups slowed {at}");
+        assert!(f.scan <= first.scan.mul_f64(1.5) + slack, "scans slowed {at}");
+        assert!(f.open <= first.open.mul_f64(1.5) + slack * 10, "opening slowed {at}");
+    }
+}

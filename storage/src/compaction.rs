@@ -12,8 +12,8 @@
 //!   files would turn every gap between deleted rows into a read range: a scan of a
 //!   base with 10% scattered deletes read 100k ranges and took twice as long.) It holds the writer lock
 //!   only for that commit; readers keep their pinned snapshot (old Lance versions stay).
-//! - **Base rewrite**: a compaction after which the deletion vector would hide more
-//!   rows than the base holds live writes the live rows and the changes as a new base
+//! - **Base rewrite**: a compaction after which the deletion vector would hide a third
+//!   of the base's rows writes the live rows and the changes as a new base
 //!   (a Lance overwrite; readers of older versions keep theirs until retention lets
 //!   them go), with an empty deletion vector and its indexes built anew.
 //! - **Checkpoint**: a new log segment is started, every table flushes, the older
@@ -365,10 +365,11 @@ impl Table {
         all_deleted |= &deleted;
         let appended: u64 = rows.iter().map(|b| b.num_rows() as u64).sum();
         let physical = head.count_rows(None).await? as u64 + appended;
-        // Once most of the base is rows the deletion vector hides, the live rows are
+        // Once a third of the base is rows the deletion vector hides, the live rows are
         // written anew instead: a table updated for days scans, opens and takes space
-        // as a fresh one. Each row is rewritten once per doubling of the garbage.
-        let rewrite = physical >= REWRITE_MIN_ROWS && all_deleted.len() * 2 > physical;
+        // as a fresh one (within 1.5x). A row is rewritten once per half its table's
+        // live rows replaced.
+        let rewrite = physical >= REWRITE_MIN_ROWS && all_deleted.len() * 3 > physical;
         let def = &snapshot.manifest.table;
         let result = if rewrite {
             self.rewrite_base(head, &snapshot.base, &all_deleted, rows, codec, def).await

@@ -890,12 +890,14 @@ mod tests {
         wh.commit(vec![commit_of(&table, WriteKind::Insert, batch(&d, (0..2000).collect()))]).await.unwrap();
         table.compact().await.unwrap();
         let before = table.snapshot().seq;
-        // 900 of 2000 replaced: appended, the old rows hidden by the deletion vector.
+        // 900 of 2000 replaced (900 of 2900 hidden, under a third): appended, the old rows
+        // hidden by the deletion vector.
         wh.commit(vec![commit_of(&table, WriteKind::Update, batch(&d, (0..900).collect()))]).await.unwrap();
         table.compact().await.unwrap();
         assert_eq!(physical(&table).count_rows(None).await.unwrap(), 2900);
         assert_eq!(table.snapshot().manifest.deletes.as_ref().unwrap().rows, 900);
-        // 1000 more, and 100 deleted: 2000 of 3900 would be hidden; the base is rewritten.
+        // 1000 more, and 100 deleted: 2000 of 3900 would be hidden (over a third); the
+        // base is rewritten.
         wh.commit(vec![commit_of(&table, WriteKind::Update, batch(&d, (900..1900).collect()))])
             .await
             .unwrap();
