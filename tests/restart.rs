@@ -145,7 +145,7 @@ async fn median<F: std::future::Future<Output = ()>>(
 }
 
 /// Soak, run only with `TARN_SOAK=1` (`TARN_SOAK_COMMITS`, default 20,000, sets its
-/// length): one upsert of a random key (of 2,000) per commit into a table with
+/// length): 2,000 rows, then one upsert of a random key per commit into the table, with
 /// compaction and a one-second history retention. At each tenth of the run the table
 /// is vacuumed and checked against a model, then measured: bytes on storage, the newest
 /// manifest's size, versions kept, point lookup and full scan latency (medians), and
@@ -170,9 +170,16 @@ async fn a_long_running_table_stays_small_and_fast() {
         )
         .await
         .unwrap();
+    // Every key from the start, so the table's live size is what it will stay.
+    client
+        .batch_execute(
+            "INSERT INTO soak SELECT value, 0, repeat(md5(value::text), 5) FROM generate_series(0, 1999) AS g(value); \
+             VACUUM soak",
+        )
+        .await
+        .unwrap();
     let mut rng = tarn_tests::rng::Rng::new(0x50A4);
-    let mut model = std::collections::BTreeMap::new();
-    let pad = "x".repeat(200);
+    let mut model: std::collections::BTreeMap<i64, i64> = (0..KEYS).map(|k| (k, 0)).collect();
     let mut figures: Vec<Soaked> = Vec::new();
     let started = std::time::Instant::now();
     for tenth in 1..=10u64 {
@@ -184,12 +191,17 @@ async fn a_long_running_table_stays_small_and_fast() {
             .unwrap();
         for i in 0..commits / 10 {
             let (key, value) = (rng.range(0, KEYS), (tenth * commits + i) as i64);
+            // 160 bytes that do not compress away.
+            let pad: String = (0..10).map(|_| format!("{:016x}", rng.next_u64())).collect();
             client.execute(&upsert, &[&key, &value, &pad]).await.unwrap();
             model.insert(key, value);
         }
-        // Past the retention, so the vacuum keeps only the newest version.
-        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
-        client.batch_execute("VACUUM soak").await.unwrap();
+        // The first vacuum compacts (its commits are within the retention); past the
+        // retention again, the second keeps only the newest version.
+        for _ in 0..2 {
+            tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+            client.batch_execute("VACUUM soak").await.unwrap();
+        }
         let rows: Vec<(i64, i64)> = client
             .query("SELECT id, v FROM soak ORDER BY id", &[])
             .await
