@@ -52,7 +52,13 @@ fn child_server() {
     // The server's own runtime (its threads have the stacks statements need).
     let runtime = tarn_server::runtime().expect("server runtime");
     runtime.block_on(async move {
-        let config = tarn_server::ServerConfig { data, ..Default::default() };
+        // A warehouse on S3 comes with a configuration file (see `on_s3`).
+        let config = match std::env::var("TARN_CRASH_CHILD_CONFIG") {
+            Ok(file) => {
+                tarn_server::ServerConfig::from_file(Path::new(&file)).expect("the child's configuration")
+            }
+            Err(_) => tarn_server::ServerConfig { data, ..Default::default() },
+        };
         let engine = tarn_engine::Engine::open(config.engine_config()).await.expect("engine opens");
         let listener = tokio::net::TcpListener::bind(&listen).await.expect("bind");
         tarn_server::run(listener, engine, tarn_server::Frontend::default(), std::future::pending())
@@ -117,6 +123,10 @@ impl Server {
                 let mut c = Command::new(std::env::current_exe().expect("test executable"));
                 c.args(["child_server", "--exact", "--ignored", "--nocapture", "--test-threads", "1"]);
                 c.env("TARN_CRASH_CHILD_DATA", data).env("TARN_CRASH_CHILD_LISTEN", addr.to_string());
+                let config = data.with_extension("toml");
+                if config.exists() {
+                    c.env("TARN_CRASH_CHILD_CONFIG", config);
+                }
                 c
             }
         };
@@ -404,14 +414,48 @@ async fn continue_writing(data: &Path, from: &[Progress], rng: &mut Rng, context
     assert_eq!(heads, acked, "{context}: after a graceful end, exactly the acknowledged transactions");
 }
 
+/// A warehouse on an S3 server for the crash tests: the child servers read the
+/// configuration written beside `data` (which keeps only their logs and the
+/// write-ahead log's folder).
+struct OnS3 {
+    _moto: tarn_tests::moto::Moto,
+}
+
+fn on_s3(data: &Path, prefix: &str) -> OnS3 {
+    let moto = tarn_tests::moto::Moto::start(std::path::Path::new(env!("CARGO_TARGET_TMPDIR")));
+    std::fs::create_dir_all(data).unwrap();
+    let (url, config) = moto.config(prefix, &data.join("wal"));
+    let toml = format!(
+        "data = '{url}'\nwal_dir = '{}'\n[s3]\nendpoint = '{}'\nregion = 'us-east-1'\n\
+         access_key_id = 'testing'\nsecret_access_key = 'testing'\nallow_http = true\n",
+        config.wal_dir.unwrap().display(),
+        moto.endpoint
+    );
+    std::fs::write(data.with_extension("toml"), toml).unwrap();
+    OnS3 { _moto: moto }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_commits_survive_sigkill_at_random_moments() {
-    let seed = env_u64("TARN_CRASH_SEED", 0xC0FFEE);
-    let rounds = env_u64("TARN_CRASH_ROUNDS", 6);
-    println!("TARN_CRASH_SEED={seed} TARN_CRASH_ROUNDS={rounds}");
-    let mut rng = Rng::new(seed);
+    let temp = tempfile::tempdir().unwrap();
+    sigkill_rounds(&temp.path().join("data"), 6).await;
+}
+
+/// The same on a warehouse in an S3 server, the log on local disk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_commits_on_s3_survive_sigkill_at_random_moments() {
     let temp = tempfile::tempdir().unwrap();
     let data = temp.path().join("data");
+    let _s3 = on_s3(&data, "sigkill");
+    sigkill_rounds(&data, 3).await;
+}
+
+async fn sigkill_rounds(data: &Path, default_rounds: u64) {
+    let seed = env_u64("TARN_CRASH_SEED", 0xC0FFEE);
+    let rounds = env_u64("TARN_CRASH_ROUNDS", default_rounds);
+    println!("TARN_CRASH_SEED={seed} TARN_CRASH_ROUNDS={rounds}");
+    let mut rng = Rng::new(seed);
+    let data = data.to_path_buf();
     let mut progress = setup(&data, &mut rng).await;
     for round in 0..rounds {
         let mut server = Server::spawn(&data, None);
@@ -439,12 +483,16 @@ async fn acknowledged_commits_survive_sigkill_at_random_moments() {
 /// Dies at `failpoint` (`name@n`: the n-th time the point is hit) under load, then
 /// recovers, verifies and writes on.
 async fn crash_at(name: &str, hits: std::ops::Range<i64>) {
+    let temp = tempfile::tempdir().unwrap();
+    crash_in(&temp.path().join("data"), name, hits).await;
+}
+
+async fn crash_in(data: &Path, name: &str, hits: std::ops::Range<i64>) {
     let seed = name
         .bytes()
         .fold(env_u64("TARN_CRASH_SEED", 0xC0FFEE), |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01B3));
     let mut rng = Rng::new(seed);
-    let temp = tempfile::tempdir().unwrap();
-    let data = temp.path().join("data");
+    let data = data.to_path_buf();
     let progress = setup(&data, &mut rng).await;
 
     let failpoint = format!("{name}@{}", rng.range(hits.start, hits.end));
@@ -493,6 +541,14 @@ async fn crash_before_a_compaction_commits() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crash_after_a_compaction_commits() {
     crash_at("compaction-after-commit", 1..3).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_on_s3_after_a_compaction_commits() {
+    let temp = tempfile::tempdir().unwrap();
+    let data = temp.path().join("data");
+    let _s3 = on_s3(&data, "compaction");
+    crash_in(&data, "compaction-after-commit", 1..3).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

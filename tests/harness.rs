@@ -9,6 +9,7 @@ use tarn_engine::{Engine, EngineConfig};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
+pub mod moto;
 pub mod rng;
 pub mod slt;
 
@@ -17,7 +18,9 @@ pub mod slt;
 /// test itself runs on. Dropping it stops the server; [`TestServer::stop`] waits for it.
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// The warehouse: a folder, or an `s3://` URL ([`TestServer::start_at`]).
     pub data: PathBuf,
+    config: tarn_server::ServerConfig,
     /// Keeps the folder of a server started by [`TestServer::start`] alive.
     _temp: Option<Arc<tempfile::TempDir>>,
     shutdown: Option<oneshot::Sender<()>>,
@@ -28,7 +31,8 @@ pub struct TestServer {
 pub fn init_logging() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "warn,lance_io::object_store=error".into()),
         )
         .with_test_writer()
         .try_init();
@@ -57,9 +61,16 @@ impl TestServer {
         Self::start_with(data, tarn_server::ServerConfig::default()).await
     }
 
+    /// A server over `warehouse` (a folder or an `s3://` URL) with `config`'s settings
+    /// (its address and warehouse are the test's).
+    pub async fn start_at(warehouse: &str, config: tarn_server::ServerConfig) -> TestServer {
+        Self::start_with(Path::new(warehouse), config).await
+    }
+
     async fn start_with(data: &Path, server_config: tarn_server::ServerConfig) -> TestServer {
         init_logging();
         let frontend = tarn_server::Frontend::new(&server_config).expect("a valid server configuration");
+        let kept_config = server_config.clone();
         let config = EngineConfig {
             warehouse: data.to_str().expect("utf-8 path").to_string(),
             database: "tarn".into(),
@@ -69,6 +80,10 @@ impl TestServer {
             query_parallelism: 2,
             models_dir: Some(server_config.models_dir.clone()),
             history_retention: server_config.history_retention.clone(),
+            storage: tarn_storage::OpenOptions {
+                s3: server_config.s3.clone(),
+                wal_dir: server_config.wal_dir.clone(),
+            },
         };
         let (ready_tx, ready_rx) = oneshot::channel();
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
@@ -94,6 +109,7 @@ impl TestServer {
         TestServer {
             addr,
             data: data.to_path_buf(),
+            config: kept_config,
             _temp: None,
             shutdown: Some(stop_tx),
             done: Some(done_rx),
@@ -118,7 +134,7 @@ impl TestServer {
     pub async fn restart(mut self) -> TestServer {
         self.shutdown_now().await;
         let temp = self._temp.take();
-        let mut server = Self::start_in(&self.data).await;
+        let mut server = Self::start_with(&self.data, self.config.clone()).await;
         server._temp = temp;
         server
     }

@@ -1,5 +1,6 @@
 //! Runs every `tests/slt/*.slt` file against a fresh server (one data folder per file),
-//! once over the simple query protocol and once over the extended protocol.
+//! once over the simple query protocol and once over the extended protocol, and once
+//! more (simple protocol) on a warehouse in an S3 server ([`tarn_tests::moto`]).
 //!
 //! Regenerate expected output after an intended change with
 //! `TARN_SLT_COMPLETE=1 cargo test -p tarn-tests --test sqllogictests` (simple protocol),
@@ -22,11 +23,30 @@ fn slt_files() -> Vec<PathBuf> {
     files
 }
 
+/// Where each file's server keeps its warehouse.
+enum Warehouse<'a> {
+    Folder,
+    /// A prefix of its own in the S3 server's bucket, the log in a local folder.
+    S3(&'a tarn_tests::moto::Moto, &'a std::path::Path),
+}
+
 async fn run_all(protocol: Protocol) {
-    let complete = std::env::var_os("TARN_SLT_COMPLETE").is_some() && protocol == Protocol::Simple;
+    run_on(protocol, Warehouse::Folder).await
+}
+
+async fn run_on(protocol: Protocol, warehouse: Warehouse<'_>) {
+    let complete = std::env::var_os("TARN_SLT_COMPLETE").is_some()
+        && protocol == Protocol::Simple
+        && matches!(warehouse, Warehouse::Folder);
     let mut failures = Vec::new();
-    for file in slt_files() {
-        let server = TestServer::start().await;
+    for (n, file) in slt_files().into_iter().enumerate() {
+        let server = match &warehouse {
+            Warehouse::Folder => TestServer::start().await,
+            Warehouse::S3(moto, wal) => {
+                let (url, config) = moto.config(&format!("slt-{n}"), &wal.join(format!("slt-{n}")));
+                TestServer::start_at(&url, config).await
+            }
+        };
         let conn = server.connection_string();
         let mut runner = sqllogictest::Runner::new(move || {
             let conn = conn.clone();
@@ -58,7 +78,8 @@ async fn run_all(protocol: Protocol) {
                 .await
                 .unwrap_or_else(|e| panic!("completing {}: {e}", file.display()));
         } else if let Err(e) = runner.run_file_async(&file).await {
-            failures.push(format!("{} ({protocol:?}):\n{}", file.display(), e.display(false)));
+            let on = if matches!(warehouse, Warehouse::Folder) { "" } else { ", on S3" };
+            failures.push(format!("{} ({protocol:?}{on}):\n{}", file.display(), e.display(false)));
         }
         // A server that does not stop fails the run, named, instead of hanging it.
         if tokio::time::timeout(std::time::Duration::from_secs(60), server.stop()).await.is_err() {
@@ -76,4 +97,11 @@ async fn slt_simple_protocol() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slt_extended_protocol() {
     run_all(Protocol::Extended).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slt_on_object_storage() {
+    let moto = tarn_tests::moto::Moto::start(std::path::Path::new(env!("CARGO_TARGET_TMPDIR")));
+    let wal = tempfile::tempdir().unwrap();
+    run_on(Protocol::Simple, Warehouse::S3(&moto, wal.path())).await;
 }

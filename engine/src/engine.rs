@@ -38,6 +38,8 @@ pub struct EngineConfig {
     pub models_dir: Option<std::path::PathBuf>,
     /// History retention of tables that set none (`'7 days'`, `'12h'`, `0`).
     pub history_retention: String,
+    /// An `s3://` warehouse's settings, and where the write-ahead log lives.
+    pub storage: tarn_storage::OpenOptions,
 }
 
 impl Default for EngineConfig {
@@ -49,6 +51,7 @@ impl Default for EngineConfig {
             query_parallelism: std::thread::available_parallelism().map_or(2, |n| n.get()),
             models_dir: None,
             history_retention: "7 days".into(),
+            storage: Default::default(),
         }
     }
 }
@@ -86,7 +89,7 @@ impl Engine {
                     ),
                 }
             })?;
-        let warehouse = Arc::new(Warehouse::open(&config.warehouse).await?);
+        let warehouse = Arc::new(Warehouse::open_with(&config.warehouse, &config.storage).await?);
         warehouse.set_history_retention(retention);
         crate::statements::temp::drop_leftovers(&warehouse).await?;
         let models = Arc::new(tarn_models::Models::new(config.models_dir.clone()));

@@ -13,7 +13,7 @@ use crate::auth::{Hba, HbaRule, Verifier};
 pub struct ServerConfig {
     /// Address to listen on.
     pub listen: SocketAddr,
-    /// Warehouse: a folder path or `file://` URL.
+    /// Warehouse: a folder path, `file://` or `s3://bucket/prefix` URL.
     pub data: String,
     /// The database name clients connect to.
     pub database: String,
@@ -38,6 +38,11 @@ pub struct ServerConfig {
     /// How far back time travel reaches in tables that set no `history_retention`
     /// (`'7 days'`, `'12h'`, `0`); older versions' files are deleted.
     pub history_retention: String,
+    /// An `s3://` warehouse's endpoint, region, credentials, `allow_http`...
+    pub s3: tarn_storage::S3Options,
+    /// The write-ahead log's folder: `<data>/_tarn/wal` for a local warehouse,
+    /// `./tarn-wal` for an object-store one, unless set.
+    pub wal_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -72,6 +77,8 @@ impl Default for ServerConfig {
             tls: None,
             models_dir: "./tarn-models".into(),
             history_retention: "7 days".into(),
+            s3: Default::default(),
+            wal_dir: None,
         }
     }
 }
@@ -141,6 +148,7 @@ impl ServerConfig {
             memory_limit_bytes: self.memory_limit_mb << 20,
             models_dir: Some(self.models_dir.clone()),
             history_retention: self.history_retention.clone(),
+            storage: tarn_storage::OpenOptions { s3: self.s3.clone(), wal_dir: self.wal_dir.clone() },
             ..Default::default()
         }
     }

@@ -69,7 +69,9 @@ fn main() -> ExitCode {
     let args = Args::parse();
     let log = tracing_subscriber::fmt().with_env_filter(
         tracing_subscriber::EnvFilter::try_from_default_env()
-            .unwrap_or_else(|_| "info,lance=warn,datafusion=warn".into()),
+            // Lance warns at every open of a dataset on S3 that it guesses the store's
+            // metrics prefix (its own registry lacks `s3` without its `aws` feature).
+            .unwrap_or_else(|_| "info,lance=warn,datafusion=warn,lance_io::object_store=error".into()),
     );
     match &args.command {
         // Standard output carries the protocol.

@@ -257,7 +257,7 @@ impl Table {
         let old = snapshot.def();
         let names: Vec<String> = old.schema.fields().iter().map(|f| f.name().clone()).collect();
         let new = manifest.table.schema.clone();
-        let batches = read_columns(&snapshot.base, &names, false)
+        let batches = read_columns(&self.location, &snapshot.base, &names, false)
             .await?
             .into_iter()
             .map(|batch| {

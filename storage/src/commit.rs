@@ -424,8 +424,9 @@ impl Table {
 /// `batch` with exactly `schema`'s columns, by name: columns added since it was written
 /// read NULL.
 pub(crate) fn align_to_schema(batch: &RecordBatch, schema: &Arc<Schema>) -> Result<RecordBatch> {
+    let options = arrow::array::RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
     if batch.schema().fields() == schema.fields() {
-        return Ok(RecordBatch::try_new(schema.clone(), batch.columns().to_vec())?);
+        return Ok(RecordBatch::try_new_with_options(schema.clone(), batch.columns().to_vec(), &options)?);
     }
     let columns = schema
         .fields()
@@ -436,6 +437,5 @@ pub(crate) fn align_to_schema(batch: &RecordBatch, schema: &Arc<Schema>) -> Resu
             None => Ok(arrow::array::new_null_array(field.data_type(), batch.num_rows())),
         })
         .collect::<Result<Vec<ArrayRef>>>()?;
-    let options = arrow::array::RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
     Ok(RecordBatch::try_new_with_options(schema.clone(), columns, &options)?)
 }

@@ -42,7 +42,7 @@ use crate::failpoint::failpoint;
 use crate::io::Location;
 use crate::key::{Key, KeyCodec};
 use crate::manifest::{now_ms, BaseRef, ChangeFile, CompactionInfo, DeleteFile, Manifest};
-use crate::table::{encode_parquet, read_columns, read_parquet_file, BaseSnapshot, Table, MAX_ROWS_PER_FILE};
+use crate::table::{encode_parquet, read_columns, read_parquet, BaseSnapshot, Table, MAX_ROWS_PER_FILE};
 use crate::table_def::TableDef;
 use crate::vector_index;
 
@@ -493,7 +493,7 @@ impl Table {
     ) -> Result<(Dataset, Vec<(Key, u64)>)> {
         let columns: Vec<String> = def.schema.fields().iter().map(|f| f.name().clone()).collect();
         let mut live = Vec::new();
-        for batch in read_columns(base, &columns, true).await? {
+        for batch in read_columns(&self.location, base, &columns, true).await? {
             let addresses = batch
                 .column(batch.num_columns() - 1)
                 .as_any()
@@ -600,7 +600,7 @@ pub(crate) async fn base_keys(
     let mut map = std::collections::HashMap::new();
     if let BaseSnapshot::Lance(ds) = base {
         if ds.count_rows(None).await? > 0 {
-            for batch in read_columns(base, &def.primary_key, true).await? {
+            for batch in read_columns(location, base, &def.primary_key, true).await? {
                 let (keys, addresses) = keys_and_addresses(&batch, codec, def.primary_key.len())?;
                 map.extend(keys.into_iter().zip(addresses).filter(|(_, a)| !deleted.contains(*a)));
             }
@@ -628,7 +628,7 @@ fn keys_and_addresses(
 
 /// Loads the changes of `manifest`'s live change files (newer than its base) into
 /// `epoch`, up to version `upto`.
-pub(crate) fn load_change_files(
+pub(crate) async fn load_change_files(
     location: &Location,
     dir: &Path,
     manifest: &Manifest,
@@ -638,7 +638,7 @@ pub(crate) fn load_change_files(
 ) -> Result<()> {
     let schema = manifest.table.schema.clone();
     for file in manifest.changes.iter().filter(|f| f.max_seq > manifest.folded_seq) {
-        let chunks = read_change_file(location, dir, file, &schema, codec)?;
+        let chunks = read_change_file(location, dir, file, &schema, codec).await?;
         let mut applied = 0;
         for chunk in chunks.into_iter().filter(|c| c.seq > manifest.folded_seq && c.seq <= upto) {
             epoch.apply(file.bucket as usize, Arc::new(chunk));
@@ -654,7 +654,7 @@ fn change_file_path(table_dir: &Path, bucket: u32, name: &str) -> Path {
 }
 
 /// A change file's chunks, oldest first, with rows in today's schema.
-pub(crate) fn read_change_file(
+pub(crate) async fn read_change_file(
     location: &Location,
     dir: &Path,
     file: &ChangeFile,
@@ -663,7 +663,7 @@ pub(crate) fn read_change_file(
 ) -> Result<Vec<Chunk>> {
     let path = change_file_path(dir, file.bucket, &file.name);
     let mut chunks = Vec::new();
-    for batch in read_parquet_file(&location.file_url_of(&path), None)? {
+    for batch in read_parquet(location, &path, None).await? {
         let seq_index = batch.schema().index_of(SEQ_COLUMN)?;
         let seqs = batch
             .column(seq_index)

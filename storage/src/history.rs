@@ -53,7 +53,7 @@ impl Table {
         let changes = match &self.codec {
             Some(codec) => {
                 let epoch = build_epoch(&self.location, &self.dir, &manifest, &base, codec).await?;
-                load_change_files(&self.location, &self.dir, &manifest, &epoch, codec, seq)?;
+                load_change_files(&self.location, &self.dir, &manifest, &epoch, codec, seq).await?;
                 Some(Arc::new(epoch))
             }
             None => None,
@@ -100,7 +100,7 @@ impl Table {
         files.retain(|f| seen.insert((f.bucket, f.name.clone())));
         let mut chunks: Vec<Arc<Chunk>> = Vec::new();
         for file in files.iter().filter(|f| f.max_seq >= from && f.min_seq <= to) {
-            let read = read_change_file(&self.location, &self.dir, file, &schema, codec)?;
+            let read = read_change_file(&self.location, &self.dir, file, &schema, codec).await?;
             chunks.extend(read.into_iter().map(Arc::new));
         }
         if let Some(epoch) = &snapshot.changes {

@@ -5,6 +5,12 @@
 //! entry are on stable storage, as a put to S3 does. Lance writes through the same kind
 //! of store ([`DurableFileStoreProvider`]), so its data files and its manifests are
 //! durable before a commit is acknowledged.
+//!
+//! An `s3://bucket/prefix` warehouse is an `AmazonS3` store (object_store's S3 client
+//! over reqwest and rustls, signing with ring, which the server's TLS already uses),
+//! below the prefix for Tarn's own files; Lance reaches the same bucket through a
+//! provider registered for `s3` ([`S3StoreProvider`]). Commits stay put-if-absent: a
+//! `PUT` with `If-None-Match: *`.
 
 use std::path::Path as FsPath;
 use std::sync::Arc;
@@ -13,12 +19,33 @@ use lance_io::object_store::{
     providers::local::FileStoreProvider, ObjectStore as LanceObjectStore, ObjectStoreParams,
     ObjectStoreProvider, ObjectStoreRegistry,
 };
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
+use object_store::prefix::PrefixStore;
 use object_store::ObjectStore;
 use url::Url;
 
 use crate::error::{Result, StorageError};
+
+/// How Tarn reaches an S3-compatible store (the `[s3]` section of the server's
+/// configuration); what it leaves unset comes from the usual `AWS_*` environment
+/// variables (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`,
+/// `AWS_ENDPOINT`, ...).
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct S3Options {
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    pub session_token: Option<String>,
+    /// Plain HTTP to the endpoint (a test server on loopback); real S3 takes TLS.
+    pub allow_http: bool,
+    /// `bucket.endpoint/key` addressing; by default path style (`endpoint/bucket/key`),
+    /// which S3-compatible servers expect.
+    pub virtual_hosted_style: bool,
+}
 
 /// The root of a warehouse: a URL, the store behind it, and the path of the root in
 /// that store.
@@ -26,14 +53,23 @@ use crate::error::{Result, StorageError};
 pub struct Location {
     url: Url,
     store: Arc<dyn ObjectStore>,
+    /// An object-store warehouse's whole bucket (Lance and DataFusion address objects
+    /// by their key in it); `None` for a local folder.
+    bucket: Option<Arc<dyn ObjectStore>>,
 }
 
 impl Location {
     /// Accepts a folder path (relative or absolute; created if missing) or a `file://`
     /// URL.
     pub fn parse(location: &str) -> Result<Self> {
+        Self::open(location, &S3Options::default())
+    }
+
+    /// As [`Location::parse`], and `s3://bucket[/prefix]` with `s3`'s settings.
+    pub fn open(location: &str, s3: &S3Options) -> Result<Self> {
         let invalid = |message: String| StorageError::InvalidWarehouse { url: location.to_string(), message };
         let url = match Url::parse(location) {
+            Ok(url) if url.scheme() == "s3" => return Self::s3(url, s3).map_err(invalid),
             Ok(url) if url.scheme() == "file" => url,
             Ok(url) if url.scheme().len() > 1 => {
                 return Err(invalid(format!(
@@ -56,11 +92,50 @@ impl Location {
             .with_fsync(true)
             .with_automatic_cleanup(true);
         let url = Url::from_directory_path(&root).map_err(|()| invalid("bad path".into()))?;
-        Ok(Self { url, store: Arc::new(store) })
+        Ok(Self { url, store: Arc::new(store), bucket: None })
+    }
+
+    fn s3(mut url: Url, options: &S3Options) -> std::result::Result<Self, String> {
+        // reqwest's TLS takes the process's provider (ring; a second install is a no-op).
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let bucket_name = url.host_str().filter(|b| !b.is_empty()).ok_or("no bucket in the URL")?.to_string();
+        let mut builder = AmazonS3Builder::from_env()
+            .with_bucket_name(&bucket_name)
+            .with_allow_http(options.allow_http)
+            .with_virtual_hosted_style_request(options.virtual_hosted_style);
+        let settings = [
+            (AmazonS3ConfigKey::Endpoint, &options.endpoint),
+            (AmazonS3ConfigKey::Region, &options.region),
+            (AmazonS3ConfigKey::AccessKeyId, &options.access_key_id),
+            (AmazonS3ConfigKey::SecretAccessKey, &options.secret_access_key),
+            (AmazonS3ConfigKey::Token, &options.session_token),
+        ];
+        for (key, value) in settings {
+            if let Some(value) = value {
+                builder = builder.with_config(key, value);
+            }
+        }
+        let bucket: Arc<dyn ObjectStore> = Arc::new(builder.build().map_err(|e| e.to_string())?);
+        if !url.path().ends_with('/') {
+            url.set_path(&format!("{}/", url.path()));
+        }
+        let prefix = Path::from_url_path(url.path()).map_err(|e| e.to_string())?;
+        let store: Arc<dyn ObjectStore> = Arc::new(PrefixStore::new(bucket.clone(), prefix));
+        Ok(Self { url, store, bucket: Some(bucket) })
     }
 
     pub fn store(&self) -> &Arc<dyn ObjectStore> {
         &self.store
+    }
+
+    /// Whether the warehouse is a local folder (else an object store).
+    pub fn is_local(&self) -> bool {
+        self.bucket.is_none()
+    }
+
+    /// The local folder of a folder warehouse.
+    pub fn local_root(&self) -> Option<std::path::PathBuf> {
+        self.bucket.is_none().then(|| self.url.to_file_path().ok()).flatten()
     }
 
     pub fn url(&self) -> &Url {
@@ -71,18 +146,28 @@ impl Location {
     /// `file-object-store` scheme, which sends every write through the object store
     /// (Lance's plain `file` scheme writes data files itself, without fsync).
     pub fn uri_of(&self, path: &Path) -> String {
-        format!("{LANCE_DURABLE_SCHEME}://{}", self.url_of(path).path())
+        match self.bucket {
+            None => format!("{LANCE_DURABLE_SCHEME}://{}", self.url_of(path).path()),
+            Some(_) => self.url_of(path).to_string(),
+        }
     }
 
-    /// The `file://` URL of a path below the root, for readers outside Lance.
-    pub fn file_url_of(&self, path: &Path) -> String {
+    /// The URL of a path below the root for readers (`file://` for a local folder, so
+    /// Lance reads with its own file handles; `s3://` otherwise).
+    pub fn read_url_of(&self, path: &Path) -> String {
         self.url_of(path).to_string()
+    }
+
+    /// The path below the root of a URL [`Location::read_url_of`] gave.
+    pub fn path_of_url(&self, url: &str) -> Option<Path> {
+        let rest = url.strip_prefix(self.url.as_str())?;
+        Path::from_url_path(rest).ok()
     }
 
     fn url_of(&self, path: &Path) -> Url {
         let mut url = self.url.clone();
         {
-            let mut segments = url.path_segments_mut().expect("file URLs have segments");
+            let mut segments = url.path_segments_mut().expect("warehouse URLs have segments");
             segments.pop_if_empty();
             for part in path.parts() {
                 segments.push(part.as_ref());
@@ -95,11 +180,43 @@ impl Location {
 /// The scheme under which Lance reaches local folders through [`DurableFileStoreProvider`].
 const LANCE_DURABLE_SCHEME: &str = "file-object-store";
 
-/// Lance's registry of object stores, with local folders served by a fsync-ing store.
-pub fn lance_store_registry() -> Arc<ObjectStoreRegistry> {
+/// Lance's registry of object stores, with local folders served by a fsync-ing store
+/// and an object-store warehouse's bucket by the store Tarn opened.
+pub fn lance_store_registry(location: &Location) -> Arc<ObjectStoreRegistry> {
     let registry = ObjectStoreRegistry::default();
     registry.insert(LANCE_DURABLE_SCHEME, Arc::new(DurableFileStoreProvider));
+    if let Some(bucket) = &location.bucket {
+        registry.insert(location.url.scheme(), Arc::new(S3StoreProvider { bucket: bucket.clone() }));
+    }
     Arc::new(registry)
+}
+
+/// Lance's datasets in an object-store warehouse, through the bucket's store.
+#[derive(Debug)]
+pub struct S3StoreProvider {
+    bucket: Arc<dyn ObjectStore>,
+}
+
+/// Concurrent requests per Lance read, as Lance uses for cloud stores.
+const CLOUD_IO_PARALLELISM: usize = 64;
+/// Lance's read size for cloud stores.
+const CLOUD_BLOCK_SIZE: usize = 64 << 10;
+
+#[async_trait::async_trait]
+impl ObjectStoreProvider for S3StoreProvider {
+    async fn new_store(&self, base_path: Url, params: &ObjectStoreParams) -> lance::Result<LanceObjectStore> {
+        Ok(LanceObjectStore::new(
+            self.bucket.clone(),
+            base_path,
+            Some(params.block_size.unwrap_or(CLOUD_BLOCK_SIZE)),
+            None,
+            false,
+            true,
+            CLOUD_IO_PARALLELISM,
+            3,
+            params.storage_options(),
+        ))
+    }
 }
 
 /// Lance's local-file provider, with fsync on: Lance's defaults write local files without

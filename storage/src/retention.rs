@@ -6,15 +6,16 @@
 //!   first hour and its thousandth. The change feed reads the records it needs.
 //! - **Retention** (`history_retention`, per table or the warehouse's default): the
 //!   oldest version kept is the one that was current at `now - retention` (time travel
-//!   reaches every moment of the window), or an older one a reader still holds: every
-//!   manifest a snapshot was made of is [`Pins`]'d by a weak reference, so a query
-//!   that took a snapshot keeps its files until it lets go.
-//! - **Vacuum** ([`Table::vacuum_history`]): the files that versions older than the
-//!   oldest kept one read and it does not (files are immutable, and once a version
-//!   stops reading a file no later one reads it again), the history records of
-//!   changes it has folded, those manifests, and the Lance versions before its base
-//!   (Lance's `cleanup_old_versions`, which also drops data and index files no kept
-//!   version reads). Its plan is written first (`_tarn/vacuum.json`), manifests go
+//!   reaches every moment of the window); older ones go unless a reader still holds
+//!   them: every manifest a snapshot was made of is [`Pins`]'d by a weak reference, so
+//!   a query that took a snapshot keeps its version's files until it lets go (and only
+//!   that version's: a session idle on an old snapshot holds back nothing else).
+//! - **Vacuum** ([`Table::vacuum_history`]): the files that the versions it deletes
+//!   read and the kept ones do not (files are immutable, and once a version stops
+//!   reading a file no later one reads it again), the history records of changes the
+//!   oldest kept version has folded, those manifests, and the Lance versions before its
+//!   base but those of held versions (Lance's `cleanup_old_versions`, which also drops
+//!   data and index files no kept version reads). Its plan is written first (`_tarn/vacuum.json`), manifests go
 //!   before files, and a vacuum that died half way is finished by the next one: a
 //!   manifest never outlives the files it names.
 
@@ -59,11 +60,11 @@ impl Pins {
         held.push(Arc::downgrade(manifest));
     }
 
-    /// The oldest version a reader still holds.
-    pub(crate) fn oldest(&self) -> Option<Version> {
+    /// The versions readers still hold.
+    pub(crate) fn held(&self) -> BTreeSet<Version> {
         let mut held = self.held.lock().expect("pins lock");
         held.retain(|weak| weak.strong_count() > 0);
-        held.iter().filter_map(|weak| weak.upgrade()).map(|m| m.version).min()
+        held.iter().filter_map(|weak| weak.upgrade()).map(|m| m.version).collect()
     }
 }
 
@@ -129,8 +130,11 @@ struct Plan {
     manifests: Vec<Version>,
     /// Paths below the table's folder; each a file or a folder (BM25 segments).
     files: Vec<String>,
-    /// Lance versions before this one go.
+    /// Lance versions before this one go,
     lance_before: Option<u64>,
+    /// but these (readers hold them).
+    #[serde(default)]
+    lance_held: Vec<u64>,
 }
 
 fn plan_path(dir: &Path) -> Path {
@@ -263,17 +267,21 @@ impl Table {
             let current = self.snapshot().manifest.version;
             let by_time = self.manifests.newest_where(&versions, |m| m.committed_at_ms <= horizon).await?;
             let Some(by_time) = by_time else { return Ok(done) };
-            let mut kept = by_time.version.min(current);
-            if let Some(pinned) = self.pins.oldest() {
-                kept = kept.min(pinned);
-            }
-            let old: Vec<Version> = versions.iter().copied().filter(|v| *v < kept).collect();
+            let kept = by_time.version.min(current);
+            // Older versions a reader holds stay (only those: an idle session's
+            // snapshot does not hold back the versions after it).
+            let pinned: BTreeSet<Version> = self.pins.held().into_iter().filter(|v| *v < kept).collect();
+            let old: Vec<Version> =
+                versions.iter().copied().filter(|v| *v < kept && !pinned.contains(v)).collect();
             if old.is_empty() {
                 return Ok(done);
             }
-            let kept = self.manifests.read(kept).await?;
-            let plan = self.plan(&old, &kept).await?;
-            *floor = kept.version;
+            let mut held = vec![self.manifests.read(kept).await?];
+            for &version in &pinned {
+                held.push(self.manifests.read(version).await?);
+            }
+            let plan = self.plan(&old, &held).await?;
+            *floor = kept;
             plan
         };
         let json =
@@ -289,9 +297,11 @@ impl Table {
         Ok(done)
     }
 
-    /// What deleting versions `old` leaves `kept` (the oldest kept) without.
-    async fn plan(&self, old: &[Version], kept: &Manifest) -> Result<Plan> {
-        let keep = kept.files();
+    /// What deleting versions `old` leaves the versions `held` without: the oldest one
+    /// kept, then those readers hold.
+    async fn plan(&self, old: &[Version], held: &[Manifest]) -> Result<Plan> {
+        let kept = &held[0];
+        let keep: BTreeSet<Path> = held.iter().flat_map(Manifest::files).collect();
         let mut garbage = BTreeSet::new();
         for &version in old {
             let manifest = self.manifests.read(version).await?;
@@ -314,14 +324,15 @@ impl Table {
                 }
             }
         }
-        let lance_before = match kept.base {
+        let lance_version = |m: &Manifest| match m.base {
             BaseRef::Lance { version } => Some(version),
             BaseRef::Parquet { .. } => None,
         };
         Ok(Plan {
             manifests: old.to_vec(),
             files: garbage.into_iter().map(|p| p.to_string()).collect(),
-            lance_before,
+            lance_before: lance_version(kept),
+            lance_held: held.iter().filter_map(lance_version).collect(),
         })
     }
 
@@ -368,12 +379,25 @@ impl Table {
         if let Some(before) = plan.lance_before {
             let uri = self.location.uri_of(&self.dir.clone().join("base"));
             let dataset = DatasetBuilder::from_uri(uri).with_session(self.session.clone()).load().await?;
-            // Files written but not yet committed (a write under way) are Lance's
-            // "unverified" ones: it keeps them.
-            let policy = CleanupPolicy { before_version: Some(before), ..CleanupPolicy::default() };
-            let removed = cleanup_old_versions(&dataset, policy).await?;
-            done.lance_versions = removed.old_versions;
-            done.lance_bytes = removed.bytes_removed;
+            let gone: std::collections::HashSet<u64> = dataset
+                .versions()
+                .await?
+                .into_iter()
+                .map(|v| v.version)
+                .filter(|v| *v < before && !plan.lance_held.contains(v))
+                .collect();
+            if !gone.is_empty() {
+                // Files written but not yet committed (a write under way) are Lance's
+                // "unverified" ones: it keeps them.
+                let policy = CleanupPolicy {
+                    before_version: Some(before),
+                    versions: Some(gone),
+                    ..CleanupPolicy::default()
+                };
+                let removed = cleanup_old_versions(&dataset, policy).await?;
+                done.lance_versions = removed.old_versions;
+                done.lance_bytes = removed.bytes_removed;
+            }
         }
         store.delete(&plan_path(&self.dir)).await.or_else(|e| match e {
             object_store::Error::NotFound { .. } => Ok(()),
@@ -405,11 +429,11 @@ mod tests {
         let second = Arc::new(first.successor());
         pins.add(&first);
         pins.add(&second);
-        assert_eq!(pins.oldest(), Some(Version(1)));
+        assert_eq!(pins.held(), BTreeSet::from([Version(1), Version(2)]));
         drop(first);
-        assert_eq!(pins.oldest(), Some(Version(2)));
+        assert_eq!(pins.held(), BTreeSet::from([Version(2)]));
         drop(second);
-        assert_eq!(pins.oldest(), None);
+        assert!(pins.held().is_empty());
     }
 
     #[test]

@@ -276,10 +276,18 @@ impl Sequence {
     }
 
     /// Writes the file from a function's (synchronous) call: the store's put runs to
-    /// its end on this thread (a local store's own blocking work goes to the runtime's
-    /// blocking threads).
+    /// its end on this thread. On a worker of a multi-threaded runtime the worker is
+    /// handed over first (`block_in_place`), so the runtime keeps driving the I/O an
+    /// object store's HTTP client needs; a local store's blocking work goes to the
+    /// runtime's blocking threads.
     fn write(&self, last_value: i64, is_called: bool) -> Result<()> {
-        futures::executor::block_on(self.write_async(last_value, is_called))
+        let write = self.write_async(last_value, is_called);
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(|| handle.block_on(write))
+            }
+            _ => futures::executor::block_on(write),
+        }
     }
 
     async fn write_async(&self, last_value: i64, is_called: bool) -> Result<()> {

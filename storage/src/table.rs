@@ -235,7 +235,22 @@ impl Table {
         Arc::strong_count(self) == 1
             && Arc::strong_count(&current) == 1
             && Arc::strong_count(&current.manifest) == 1
-            && self.pins.oldest().is_none()
+            && self.pins.held().is_empty()
+    }
+
+    /// The rows of a snapshot's Parquet base with `schema`'s columns (a projection of
+    /// the table's), read through the warehouse's store.
+    pub async fn read_parquet_base(
+        &self,
+        snapshot: &Snapshot,
+        schema: &SchemaRef,
+    ) -> Result<Vec<RecordBatch>> {
+        let columns: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
+        read_columns(&self.location, &snapshot.base, &columns, false)
+            .await?
+            .iter()
+            .map(|batch| crate::commit::align_to_schema(batch, schema))
+            .collect()
     }
 
     /// The newest committed version.
@@ -517,6 +532,7 @@ impl Table {
 /// Reads the named columns of every row of a base, with the Lance row address last
 /// when `with_address` (Lance bases only).
 pub(crate) async fn read_columns(
+    location: &Location,
     base: &BaseSnapshot,
     columns: &[String],
     with_address: bool,
@@ -534,23 +550,25 @@ pub(crate) async fn read_columns(
         BaseSnapshot::Parquet(files) => {
             let mut out = Vec::new();
             for (url, _) in files {
-                out.extend(read_parquet_file(url, Some(columns))?);
+                let path = location
+                    .path_of_url(url)
+                    .ok_or_else(|| StorageError::internal(format!("{url} is outside the warehouse")))?;
+                out.extend(read_parquet(location, &path, Some(columns)).await?);
             }
             Ok(out)
         }
     }
 }
 
-/// Reads a local Parquet file (`file://` URL), optionally only some columns.
-pub(crate) fn read_parquet_file(url: &str, columns: Option<&[String]>) -> Result<Vec<RecordBatch>> {
-    let path = url::Url::parse(url)
-        .ok()
-        .and_then(|u| u.to_file_path().ok())
-        .ok_or_else(|| StorageError::internal(format!("not a local file: {url}")))?;
-    let file = std::fs::File::open(&path)
-        .map_err(|source| StorageError::Io { path: path.display().to_string(), source })?;
-    let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
-        .map_err(|e| StorageError::internal(format!("reading {url}: {e}")))?;
+/// Reads a Parquet file below the warehouse's root, optionally only some columns.
+pub(crate) async fn read_parquet(
+    location: &Location,
+    path: &Path,
+    columns: Option<&[String]>,
+) -> Result<Vec<RecordBatch>> {
+    let bytes = location.store().get(path).await?.bytes().await?;
+    let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
+        .map_err(|e| StorageError::internal(format!("reading {path}: {e}")))?;
     let builder = match columns {
         Some(columns) => {
             let mask = parquet::arrow::ProjectionMask::columns(
@@ -562,7 +580,7 @@ pub(crate) fn read_parquet_file(url: &str, columns: Option<&[String]>) -> Result
         None => builder,
     };
     let mut out = Vec::new();
-    for batch in builder.build().map_err(|e| StorageError::internal(format!("reading {url}: {e}")))? {
+    for batch in builder.build().map_err(|e| StorageError::internal(format!("reading {path}: {e}")))? {
         out.push(batch?);
     }
     Ok(out)
@@ -578,7 +596,7 @@ pub(crate) async fn load_base(
         BaseRef::Lance { version } => {
             // Readers open the base through Lance's own local files (file handles kept
             // open per reader); only writers need the fsync-ing store.
-            let uri = location.file_url_of(&dir.clone().join("base"));
+            let uri = location.read_url_of(&dir.clone().join("base"));
             let ds = DatasetBuilder::from_uri(uri)
                 .with_session(session.clone())
                 .with_version(*version)
@@ -591,7 +609,7 @@ pub(crate) async fn load_base(
                 .iter()
                 .map(|f| {
                     let path = dir.clone().join("base").join(f.name.as_str());
-                    (location.file_url_of(&path), f.bytes)
+                    (location.read_url_of(&path), f.bytes)
                 })
                 .collect(),
         ),
@@ -611,7 +629,7 @@ pub(crate) async fn load_snapshot(
     let changes = match codec {
         Some(codec) => {
             let epoch = build_epoch(location, dir, &manifest, &base, codec).await?;
-            crate::compaction::load_change_files(location, dir, &manifest, &epoch, codec, u64::MAX)?;
+            crate::compaction::load_change_files(location, dir, &manifest, &epoch, codec, u64::MAX).await?;
             Some(Arc::new(epoch))
         }
         None => None,

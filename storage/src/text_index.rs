@@ -606,13 +606,32 @@ fn segment_path(table_dir: &Path, index: &str, segment: &str) -> Path {
     table_dir.clone().join("text").join(index).join(segment)
 }
 
-/// Opens one segment of an index for searching (memory-mapped, read-only).
-pub fn open_segment(table: &Table, def: &TextIndexDef, segment: &TextSegment) -> Result<Index> {
-    let folder = table.local_path(&segment_path(table.dir(), &def.name, &segment.id))?;
-    let dir = tantivy::directory::MmapDirectory::open(&folder).map_err(|e| {
-        StorageError::internal(format!("opening text index segment {}: {e}", folder.display()))
-    })?;
-    let mut index = Index::open(dir)?;
+/// Opens one segment of an index for searching, read-only: memory-mapped in a local
+/// warehouse; read into memory once from an object store (segments are immutable, and
+/// callers cache what they open).
+pub async fn open_segment(table: &Table, def: &TextIndexDef, segment: &TextSegment) -> Result<Index> {
+    let path = segment_path(table.dir(), &def.name, &segment.id);
+    let mut index = match table.location.local_root() {
+        Some(_) => {
+            let folder = table.local_path(&path)?;
+            let dir = tantivy::directory::MmapDirectory::open(&folder).map_err(|e| {
+                StorageError::internal(format!("opening text index segment {}: {e}", folder.display()))
+            })?;
+            Index::open(dir)?
+        }
+        None => {
+            let store = table.location.store();
+            let dir = RamDirectory::create();
+            let files: Vec<object_store::ObjectMeta> = store.list(Some(&path)).try_collect().await?;
+            for file in files {
+                let Some(name) = file.location.filename() else { continue };
+                let bytes = store.get(&file.location).await?.bytes().await?;
+                dir.atomic_write(std::path::Path::new(name), &bytes)
+                    .map_err(|e| StorageError::internal(format!("text index segment {path}: {e}")))?;
+            }
+            Index::open(dir)?
+        }
+    };
     index.set_tokenizers(def.tokenizer_manager()?);
     Ok(index)
 }
@@ -726,7 +745,7 @@ async fn merge_segments(table: &Table, def: &TextIndexDef, group: &[usize]) -> R
     let mut docs = 0;
     for &i in group {
         let segment = &def.segments[i];
-        indexes.push(open_segment(table, def, segment)?);
+        indexes.push(open_segment(table, def, segment).await?);
         runs.extend(segment.runs.iter().map(|r| FragmentRun { doc_base: docs + r.doc_base, ..*r }));
         docs += segment.docs;
     }
@@ -751,7 +770,7 @@ async fn merge_segments(table: &Table, def: &TextIndexDef, group: &[usize]) -> R
 impl Table {
     /// The local folder of a path in the warehouse (text segments are memory-mapped).
     pub(crate) fn local_path(&self, path: &Path) -> Result<PathBuf> {
-        let url = url::Url::parse(&self.location.file_url_of(path))
+        let url = url::Url::parse(&self.location.read_url_of(path))
             .map_err(|e| StorageError::internal(format!("bad path {path}: {e}")))?;
         url.to_file_path().map_err(|()| StorageError::internal(format!("{path} is not a local path")))
     }

@@ -286,6 +286,21 @@ impl TarnTable {
                     source = source.with_predicate(predicate);
                 }
                 let source = Arc::new(source);
+                if !files[0].0.starts_with("file:") {
+                    // An object-store warehouse. DataFusion's S3 client is another
+                    // object_store release than Lance's and Tarn's: the files are read
+                    // through Tarn's store (the projected columns, whole files).
+                    let projected = match projection {
+                        Some(p) => Arc::new(schema.project(p)?),
+                        None => schema,
+                    };
+                    let batches = self
+                        .table
+                        .read_parquet_base(&self.snapshot, &projected)
+                        .await
+                        .map_err(|e| crate::EngineError::from(e).into_datafusion())?;
+                    return Ok(MemorySourceConfig::try_new_exec(&[batches], projected, None)?);
+                }
                 let mut builder = FileScanConfigBuilder::new(ObjectStoreUrl::local_filesystem(), source)
                     .with_limit(limit)
                     .with_projection_indices(projection.cloned())?;

@@ -422,6 +422,7 @@ impl TextSearch {
                 Some(searcher) => searcher,
                 None => {
                     let index = text_index::open_segment(table.table(), &self.index, segment)
+                        .await
                         .map_err(storage_error)?;
                     let searcher = searcher_of(&index)?;
                     SEGMENTS.put(key, searcher.clone());
