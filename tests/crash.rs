@@ -513,6 +513,25 @@ async fn crash_in(data: &Path, name: &str, hits: std::ops::Range<i64>) {
     continue_writing(&data, &progress, &mut rng, &context).await;
 }
 
+/// Two processes on one warehouse: the second refuses to start (the write-ahead log is
+/// the first's), and the first goes on serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_process_on_a_warehouse_refuses_to_start() {
+    let temp = tempfile::tempdir().unwrap();
+    let data = temp.path().join("data");
+    let mut first = Server::spawn(&data, None);
+    let db = first.ready().await;
+    db.batch_execute(DDL).await.unwrap();
+    let mut second = Server::spawn(&data, None);
+    let status = second.exited(Duration::from_secs(60)).await.expect("the second process stops");
+    assert!(!status.success(), "the second process ran: {status}");
+    let log = std::fs::read_to_string(&second.log).unwrap_or_default();
+    assert!(log.contains("in use by another Tarn process"), "{}", second.log_tail());
+    db.batch_execute("INSERT INTO kv VALUES (1, 0, 1, 0)").await.unwrap();
+    let count: i64 = db.query_one("SELECT count(*) FROM kv", &[]).await.unwrap().get(0);
+    assert_eq!(count, 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crash_before_a_wal_append() {
     crash_at("wal-before-append", 2..20).await;

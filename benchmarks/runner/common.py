@@ -24,6 +24,8 @@ A suite is a module `benchmarks/runner/suites/<name>.py` (a `-` in the suite's n
     ctx.work       pathlib.Path: a temporary folder for the suite's data (removed after)
     ctx.seed       int: seed every random generator with it (or with a fixed offset of it)
     ctx.tarn_data  pathlib.Path of Tarn's data folder (for sizes on disk)
+    ctx.tarn_bin   pathlib.Path of the Tarn binary (None when Tarn is left out), for suites
+                   that start servers of their own
     ctx.out        pathlib.Path: the results folder; plots go there
     ctx.note(s)    adds a line to the report's notes and skips (say what was skipped and why)
 
@@ -76,6 +78,7 @@ class Ctx:
     tarn_data: pathlib.Path
     out: pathlib.Path
     lance: bool = True
+    tarn_bin: pathlib.Path | None = None
     notes: list = dataclasses.field(default_factory=list)
 
     def note(self, text: str) -> None:

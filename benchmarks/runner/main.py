@@ -31,7 +31,7 @@ import traceback
 
 HERE = pathlib.Path(__file__).resolve().parent
 REPO = HERE.parent.parent
-SUITES = ["wire", "lookup", "ingest", "knn", "filtered-knn", "fulltext", "analytics", "embed"]
+SUITES = ["wire", "lookup", "ingest", "knn", "filtered-knn", "fulltext", "analytics", "embed", "object-storage"]
 BASE_REQUIREMENTS = ["psycopg[binary]>=3.1,<4", "numpy", "matplotlib"]
 
 
@@ -171,6 +171,7 @@ class Runner:
         except Exception as e:
             raise SystemExit(f"Tarn did not start: {e}\n{self.tarn.log_tail()}")
         self.ctx.tarn_dsn = self.tarn.dsn
+        self.ctx.tarn_bin = binary
 
     def check_lance(self):
         if "lance" not in self.args.engines:

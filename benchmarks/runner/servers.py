@@ -48,8 +48,10 @@ def wait_ready(port: int, alive, seconds: float = 60) -> None:
 
 
 class Tarn:
-    def __init__(self, binary: pathlib.Path, data: pathlib.Path, port: int, logfile: pathlib.Path):
+    def __init__(self, binary: pathlib.Path, data, port: int, logfile: pathlib.Path, extra=()):
+        """`data` is a folder or a warehouse URL; `extra` more arguments (`--config FILE`)."""
         self.binary, self.data, self.port, self.logfile = binary, data, port, logfile
+        self.extra = list(extra)
         self.proc = None
         self.dsn = dsn(port)
 
@@ -63,7 +65,7 @@ class Tarn:
         subprocess.run([str(self.binary), "--models", models, "models", "fetch"], stdout=out,
                        stderr=subprocess.STDOUT, check=False)
         self.proc = subprocess.Popen([str(self.binary), "--data", str(self.data), "--listen",
-                                      f"127.0.0.1:{self.port}", "--models", models],
+                                      f"127.0.0.1:{self.port}", "--models", models, *self.extra],
                                      stdout=out, stderr=subprocess.STDOUT)
         wait_ready(self.port, self.alive)
 

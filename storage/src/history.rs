@@ -46,7 +46,15 @@ impl Table {
             Some(_) => self.manifests.newest_where(&versions, |m| m.folded_seq <= seq).await?,
             None => self.manifests.newest_where(&versions, |m| m.seq <= seq).await?,
         };
-        let Some(manifest) = manifest.filter(|m| m.seq >= seq || self.codec.is_none()) else {
+        // A primary-key table's manifest shows every version from its base to its own
+        // through its change files. A keyless table's shows its own, and the versions
+        // up to the next manifest's, which must still be there to say where they end (a
+        // vacuum that kept a version a reader held deleted the ones after it).
+        let reaches = |m: &crate::manifest::Manifest| match self.codec {
+            Some(_) => m.seq >= seq,
+            None => m.seq == seq || versions.contains(&m.version.next()),
+        };
+        let Some(manifest) = manifest.filter(reaches) else {
             return Err(not_found());
         };
         let base = load_base(&self.location, &self.session, &self.dir, &manifest).await?;

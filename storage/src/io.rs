@@ -53,8 +53,8 @@ pub struct S3Options {
 pub struct Location {
     url: Url,
     store: Arc<dyn ObjectStore>,
-    /// An object-store warehouse's whole bucket (Lance and DataFusion address objects
-    /// by their key in it); `None` for a local folder.
+    /// An object-store warehouse's whole bucket (Lance addresses objects by their key
+    /// in it); `None` for a local folder.
     bucket: Option<Arc<dyn ObjectStore>>,
 }
 
@@ -126,11 +126,6 @@ impl Location {
 
     pub fn store(&self) -> &Arc<dyn ObjectStore> {
         &self.store
-    }
-
-    /// Whether the warehouse is a local folder (else an object store).
-    pub fn is_local(&self) -> bool {
-        self.bucket.is_none()
     }
 
     /// The local folder of a folder warehouse.

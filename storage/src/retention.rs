@@ -185,8 +185,8 @@ impl Table {
         Ok(files)
     }
 
-    /// The oldest manifest kept (`None` when a vacuum is deleting the last one there
-    /// was, which cannot be: the current one is always kept).
+    /// The oldest manifest time travel may read (`None` only when none is left: the
+    /// table was dropped).
     pub(crate) async fn oldest_manifest(&self) -> Result<Option<Manifest>> {
         let floor = *self.history_floor.read().await;
         match self.manifests.versions().await?.into_iter().find(|v| *v >= floor) {
@@ -242,7 +242,8 @@ impl Table {
             let reads = match path.strip_prefix("base/") {
                 Some(base) if matches!(snapshot.base, BaseSnapshot::Lance(_)) => lance.reads(base),
                 _ => {
-                    live.contains(path) || live.iter().any(|l| l.starts_with("text/") && path.starts_with(l))
+                    live.contains(path)
+                        || live.iter().any(|l| l.starts_with("text/") && path.starts_with(&format!("{l}/")))
                 }
             };
             if reads {

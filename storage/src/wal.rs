@@ -55,6 +55,9 @@ pub struct WalStats {
 
 pub struct Wal {
     dir: PathBuf,
+    /// `LOCK` in the log's folder, locked while this process writes the log: a second
+    /// process on the same warehouse (or log folder) refuses to start.
+    lock: std::fs::File,
     /// `None` once closing; the writer thread ends when every sender is gone.
     requests: Option<mpsc::Sender<Request>>,
     writer: Option<JoinHandle<()>>,
@@ -67,11 +70,45 @@ impl std::fmt::Debug for Wal {
     }
 }
 
+/// Locks `dir/LOCK` for this process (released when the file closes, or the process
+/// dies). A process that stopped a moment ago may still hold it: up to five seconds
+/// are given to it.
+fn lock_folder(dir: &Path) -> Result<std::fs::File> {
+    let path = dir.join("LOCK");
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| io_error(&path, e))?;
+    let started = std::time::Instant::now();
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(std::fs::TryLockError::WouldBlock)
+                if started.elapsed() < std::time::Duration::from_secs(5) =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(StorageError::InvalidWarehouse {
+                    url: dir.display().to_string(),
+                    message:
+                        "its write-ahead log is in use by another Tarn process (one writer per warehouse)"
+                            .into(),
+                })
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(io_error(&path, e)),
+        }
+    }
+}
+
 impl Wal {
     /// Opens (creating if needed) the log in `dir`. Returns it with the payloads of every
     /// intact record, oldest first.
     pub fn open(dir: &Path) -> Result<(Wal, Vec<Vec<u8>>)> {
         std::fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
+        let lock = lock_folder(dir)?;
         let segments = list_segments(dir)?;
         let mut records = Vec::new();
         for (i, (_, path)) in segments.iter().enumerate() {
@@ -94,7 +131,12 @@ impl Wal {
                 .spawn(move || write_loop(dir_owned, file, id, rx, stats))
                 .map_err(|e| io_error(dir, e))?
         };
-        Ok((Wal { dir: dir.to_path_buf(), requests: Some(tx), writer: Some(writer), stats }, records))
+        Ok((Wal { dir: dir.to_path_buf(), lock, requests: Some(tx), writer: Some(writer), stats }, records))
+    }
+
+    /// Lets another process open the log (at a clean close, after the last write).
+    pub fn unlock(&self) {
+        let _ = self.lock.unlock();
     }
 
     pub fn stats(&self) -> &WalStats {

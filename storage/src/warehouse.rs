@@ -290,9 +290,10 @@ impl Warehouse {
         Ok(())
     }
 
-    /// Stops background work, waiting for a flush or compaction under way, writes
-    /// the sequences' exact state and checkpoints the log (so the next open replays
-    /// nothing: opening costs the same after a day of commits as after a minute).
+    /// Stops background work, waiting for a flush or compaction under way, checkpoints
+    /// the log (so the next open replays nothing: opening costs the same after a day of
+    /// commits as after a minute), writes the sequences' exact state and unlocks the
+    /// log for the next process.
     pub async fn close(&self) {
         self.closed.store(true, Ordering::Release);
         let _idle = self.maintenance.lock().await;
@@ -304,6 +305,8 @@ impl Warehouse {
                 warn!(sequence = %sequence.def().name, error = %e, "could not write the sequence's state");
             }
         }
+        // The next process may open the log now, even while this one winds down.
+        self.wal.unlock();
     }
 
     pub fn url(&self) -> &str {
@@ -736,6 +739,7 @@ mod tests {
             let left: Vec<String> =
                 wh.list_objects().await.unwrap().into_iter().filter(|o| !o.starts_with("_tarn/")).collect();
             assert!(left.is_empty(), "{left:?}");
+            drop(wh);
             let wh = Warehouse::open(root).await.unwrap();
             assert!(wh.table(&d.name).is_none());
         }
@@ -994,6 +998,17 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         assert!(objects(&wh, "items", "").await.is_empty(), "deleted once the reader let go");
+    }
+
+    #[tokio::test]
+    async fn a_second_writer_of_a_warehouse_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_str().unwrap();
+        let first = Warehouse::open(root).await.unwrap();
+        let err = Warehouse::open(root).await.unwrap_err();
+        assert!(err.to_string().contains("in use by another Tarn process"), "{err}");
+        drop(first);
+        Warehouse::open(root).await.expect("free again once the first has closed");
     }
 
     #[tokio::test]
