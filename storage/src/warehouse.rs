@@ -126,6 +126,14 @@ impl Warehouse {
     /// Opens the warehouse at a folder path, `file://` or `s3://` URL.
     pub async fn open_with(location: &str, options: &OpenOptions) -> Result<Self> {
         let location = Location::open(location, &options.s3)?;
+        // The log first: its lock keeps a second process from touching the warehouse
+        // (below, folders without a manifest are deleted).
+        let wal_dir = match (&options.wal_dir, location.local_root()) {
+            (Some(dir), _) => dir.clone(),
+            (None, Some(root)) => root.join("_tarn").join("wal"),
+            (None, None) => std::path::PathBuf::from("tarn-wal"),
+        };
+        let (wal, records) = Wal::open(&wal_dir)?;
         let registry = lance_store_registry(&location);
         let session = Arc::new(Session::new(INDEX_CACHE_BYTES, METADATA_CACHE_BYTES, registry));
         let mut catalog = Catalog::default();
@@ -175,12 +183,6 @@ impl Warehouse {
             catalog.schemas.insert(sequence.def().name.schema.clone());
             catalog.sequences.insert(sequence.def().name.clone(), Arc::new(sequence));
         }
-        let wal_dir = match (&options.wal_dir, location.local_root()) {
-            (Some(dir), _) => dir.clone(),
-            (None, Some(root)) => root.join("_tarn").join("wal"),
-            (None, None) => std::path::PathBuf::from("tarn-wal"),
-        };
-        let (wal, records) = Wal::open(&wal_dir)?;
         let by_id: BTreeMap<u64, Arc<Table>> =
             catalog.tables.values().filter(|t| t.has_primary_key()).map(|t| (t.id, t.clone())).collect();
         let mut replayed = 0;
