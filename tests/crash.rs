@@ -416,23 +416,12 @@ async fn continue_writing(data: &Path, from: &[Progress], rng: &mut Rng, context
 
 /// A warehouse on an S3 server for the crash tests: the child servers read the
 /// configuration written beside `data` (which keeps only their logs and the
-/// write-ahead log's folder).
-struct OnS3 {
-    _moto: tarn_tests::moto::Moto,
-}
-
-fn on_s3(data: &Path, prefix: &str) -> OnS3 {
+/// write-ahead log's folder). The server runs while the returned value lives.
+fn on_s3(data: &Path, prefix: &str) -> tarn_tests::moto::Moto {
     let moto = tarn_tests::moto::Moto::start(std::path::Path::new(env!("CARGO_TARGET_TMPDIR")));
     std::fs::create_dir_all(data).unwrap();
-    let (url, config) = moto.config(prefix, &data.join("wal"));
-    let toml = format!(
-        "data = '{url}'\nwal_dir = '{}'\n[s3]\nendpoint = '{}'\nregion = 'us-east-1'\n\
-         access_key_id = 'testing'\nsecret_access_key = 'testing'\nallow_http = true\n",
-        config.wal_dir.unwrap().display(),
-        moto.endpoint
-    );
-    std::fs::write(data.with_extension("toml"), toml).unwrap();
-    OnS3 { _moto: moto }
+    std::fs::write(data.with_extension("toml"), moto.config_toml(prefix, &data.join("wal"))).unwrap();
+    moto
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

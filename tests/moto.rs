@@ -49,22 +49,22 @@ impl Moto {
         moto
     }
 
-    /// A server configuration whose warehouse is `s3://tarn/<prefix>` on this server,
-    /// with the write-ahead log in `wal_dir`. Returns the warehouse URL too.
+    /// The configuration file (TOML) of a server whose warehouse is
+    /// `s3://tarn/<prefix>` on this server, with the write-ahead log in `wal_dir`.
+    pub fn config_toml(&self, prefix: &str, wal_dir: &Path) -> String {
+        format!(
+            "data = 's3://{BUCKET}/{prefix}'\nwal_dir = '{}'\n[s3]\nendpoint = '{}'\nregion = 'us-east-1'\n\
+             access_key_id = 'testing'\nsecret_access_key = 'testing'\nallow_http = true\n",
+            wal_dir.display(),
+            self.endpoint
+        )
+    }
+
+    /// That configuration, and the warehouse URL it names.
     pub fn config(&self, prefix: &str, wal_dir: &Path) -> (String, tarn_server::ServerConfig) {
-        let config = tarn_server::ServerConfig {
-            s3: tarn_storage::S3Options {
-                endpoint: Some(self.endpoint.clone()),
-                region: Some("us-east-1".into()),
-                access_key_id: Some("testing".into()),
-                secret_access_key: Some("testing".into()),
-                allow_http: true,
-                ..Default::default()
-            },
-            wal_dir: Some(wal_dir.to_path_buf()),
-            ..Default::default()
-        };
-        (format!("s3://{BUCKET}/{prefix}"), config)
+        let config: tarn_server::ServerConfig =
+            toml::from_str(&self.config_toml(prefix, wal_dir)).expect("the test configuration parses");
+        (config.data.clone(), config)
     }
 }
 

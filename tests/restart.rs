@@ -172,10 +172,11 @@ async fn a_long_running_table_stays_small_and_fast() {
         .unwrap();
     // Every key from the start, so the table's live size is what it will stay.
     client
-        .batch_execute(
-            "INSERT INTO soak SELECT value, 0, repeat(md5(value::text), 5) FROM generate_series(0, 1999) AS g(value); \
-             VACUUM soak",
-        )
+        .batch_execute(&format!(
+            "INSERT INTO soak SELECT value, 0, repeat(md5(value::text), 5) \
+                 FROM generate_series(0, {}) AS g(value); VACUUM soak",
+            KEYS - 1
+        ))
         .await
         .unwrap();
     let mut rng = tarn_tests::rng::Rng::new(0x50A4);

@@ -493,40 +493,16 @@ impl Table {
     ) -> Result<(Dataset, Vec<(Key, u64)>)> {
         let columns: Vec<String> = def.schema.fields().iter().map(|f| f.name().clone()).collect();
         let mut live = Vec::new();
-        for batch in read_columns(&self.location, base, &columns, true).await? {
-            let addresses = batch
-                .column(batch.num_columns() - 1)
-                .as_any()
-                .downcast_ref::<UInt64Array>()
-                .ok_or_else(|| StorageError::internal("row address column is not u64"))?
-                .clone();
+        for mut batch in read_columns(&self.location, base, &columns, true).await? {
             let keep: arrow::array::BooleanArray =
-                addresses.values().iter().map(|a| Some(!deleted.contains(*a))).collect();
-            let mut batch = arrow::compute::filter_record_batch(&batch, &keep)?;
+                row_addresses(&batch)?.values().iter().map(|a| Some(!deleted.contains(*a))).collect();
             batch.remove_column(batch.num_columns() - 1);
-            live.push(align_to_schema(&batch, &def.schema)?);
+            live.push(arrow::compute::filter_record_batch(&batch, &keep)?);
         }
         info!(table = %def.name, live = live.iter().map(|b| b.num_rows()).sum::<usize>(), "rewriting the base");
-        live.extend(rows.iter().map(|b| align_to_schema(b, &def.schema)).collect::<Result<Vec<_>>>()?);
-        let params = WriteParams {
-            mode: WriteMode::Overwrite,
-            session: Some(self.session.clone()),
-            max_rows_per_file: MAX_ROWS_PER_FILE,
-            ..Default::default()
-        };
-        let batches =
-            live.into_iter().map(|b| crate::blob::to_lance(head.schema(), b)).collect::<Result<Vec<_>>>()?;
-        let head = InsertBuilder::new(WriteDestination::Dataset(Arc::new(head)))
-            .with_params(&params)
-            .execute(batches)
-            .await?;
-        let mut scanner = head.scan();
-        scanner.project(&def.primary_key)?.with_row_address();
-        let mut keys = Vec::new();
-        for batch in scanner.try_into_stream().await?.try_collect::<Vec<RecordBatch>>().await? {
-            let (batch_keys, addresses) = keys_and_addresses(&batch, codec, def.primary_key.len())?;
-            keys.extend(batch_keys.into_iter().zip(addresses));
-        }
+        live.extend(rows);
+        let head = self.write_rows(head, live, def, WriteMode::Overwrite).await?;
+        let keys = keys_in(&head, None, codec, def).await?;
         Ok((head, keys))
     }
 
@@ -539,42 +515,65 @@ impl Table {
         codec: &KeyCodec,
         def: &TableDef,
     ) -> Result<(Dataset, Vec<(Key, u64)>)> {
-        let schema = def.schema.clone();
-        let rows: Vec<RecordBatch> =
-            rows.iter().map(|b| align_to_schema(b, &schema)).collect::<Result<_>>()?;
         if rows.iter().all(|b| b.num_rows() == 0) {
             return Ok((head, Vec::new()));
         }
         let before: std::collections::HashSet<u64> =
             head.get_fragments().iter().map(|f| f.id() as u64).collect();
-        let params = WriteParams {
-            mode: WriteMode::Append,
-            session: Some(self.session.clone()),
-            max_rows_per_file: MAX_ROWS_PER_FILE,
-            ..Default::default()
-        };
-        let rows =
-            rows.into_iter().map(|b| crate::blob::to_lance(head.schema(), b)).collect::<Result<Vec<_>>>()?;
-        let head = InsertBuilder::new(WriteDestination::Dataset(Arc::new(head)))
-            .with_params(&params)
-            .execute(rows)
-            .await?;
+        let head = self.write_rows(head, rows, def, WriteMode::Append).await?;
         let new_fragments: Vec<_> = head
             .get_fragments()
             .into_iter()
             .filter(|f| !before.contains(&(f.id() as u64)))
             .map(|f| f.metadata().clone())
             .collect();
-        let mut scanner = head.scan();
-        scanner.with_fragments(new_fragments).project(&def.primary_key)?.with_row_address();
-        let batches: Vec<RecordBatch> = scanner.try_into_stream().await?.try_collect().await?;
-        let mut added = Vec::new();
-        for batch in batches {
-            let (keys, addresses) = keys_and_addresses(&batch, codec, def.primary_key.len())?;
-            added.extend(keys.into_iter().zip(addresses));
-        }
+        let added = keys_in(&head, Some(new_fragments), codec, def).await?;
         Ok((head, added))
     }
+
+    /// Writes `rows` (in the table's schema, as the base stores it) to `head` in `mode`.
+    async fn write_rows(
+        &self,
+        head: Dataset,
+        rows: Vec<RecordBatch>,
+        def: &TableDef,
+        mode: WriteMode,
+    ) -> Result<Dataset> {
+        let params = WriteParams {
+            mode,
+            session: Some(self.session.clone()),
+            max_rows_per_file: MAX_ROWS_PER_FILE,
+            ..Default::default()
+        };
+        let rows = rows
+            .iter()
+            .map(|b| crate::blob::to_lance(head.schema(), align_to_schema(b, &def.schema)?))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(InsertBuilder::new(WriteDestination::Dataset(Arc::new(head)))
+            .with_params(&params)
+            .execute(rows)
+            .await?)
+    }
+}
+
+/// The keys of `head`'s rows (of `fragments`, or all) with their addresses.
+async fn keys_in(
+    head: &Dataset,
+    fragments: Option<Vec<lance::table::format::Fragment>>,
+    codec: &KeyCodec,
+    def: &TableDef,
+) -> Result<Vec<(Key, u64)>> {
+    let mut scanner = head.scan();
+    if let Some(fragments) = fragments {
+        scanner.with_fragments(fragments);
+    }
+    scanner.project(&def.primary_key)?.with_row_address();
+    let mut keys = Vec::new();
+    for batch in scanner.try_into_stream().await?.try_collect::<Vec<RecordBatch>>().await? {
+        let (batch_keys, addresses) = keys_and_addresses(&batch, codec, def.primary_key.len())?;
+        keys.extend(batch_keys.into_iter().zip(addresses));
+    }
+    Ok(keys)
 }
 
 /// The base's primary-key index of `manifest`: every live key with its row address,
@@ -618,12 +617,16 @@ fn keys_and_addresses(
 ) -> Result<(Vec<Key>, Vec<u64>)> {
     let columns: Vec<ArrayRef> = batch.columns()[..key_columns].to_vec();
     let keys = codec.keys_of(&columns)?;
-    let addresses = batch
+    Ok((keys, row_addresses(batch)?.values().to_vec()))
+}
+
+/// The row addresses of a batch read with them (its last column).
+fn row_addresses(batch: &RecordBatch) -> Result<&UInt64Array> {
+    batch
         .column(batch.num_columns() - 1)
         .as_any()
         .downcast_ref::<UInt64Array>()
-        .ok_or_else(|| StorageError::internal("row address column is not u64"))?;
-    Ok((keys, addresses.values().to_vec()))
+        .ok_or_else(|| StorageError::internal("row address column is not u64"))
 }
 
 /// Loads the changes of `manifest`'s live change files (newer than its base) into

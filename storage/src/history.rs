@@ -15,7 +15,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use crate::changes::Chunk;
 use crate::compaction::{load_change_files, read_change_file};
 use crate::error::{Result, StorageError};
-use crate::manifest::Version;
+use crate::manifest::{Manifest, Version};
 use crate::table::{build_epoch, load_base, Snapshot, Table};
 
 /// Column of [`Table::changes_between`] naming the operation: insert, update, delete.
@@ -50,7 +50,7 @@ impl Table {
         // through its change files. A keyless table's shows its own, and the versions
         // up to the next manifest's, which must still be there to say where they end (a
         // vacuum that kept a version a reader held deleted the ones after it).
-        let reaches = |m: &crate::manifest::Manifest| match self.codec {
+        let reaches = |m: &Manifest| match self.codec {
             Some(_) => m.seq >= seq,
             None => m.seq == seq || versions.contains(&m.version.next()),
         };

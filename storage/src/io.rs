@@ -15,6 +15,7 @@
 use std::path::Path as FsPath;
 use std::sync::Arc;
 
+use futures::TryStreamExt;
 use lance_io::object_store::{
     providers::local::FileStoreProvider, ObjectStore as LanceObjectStore, ObjectStoreParams,
     ObjectStoreProvider, ObjectStoreRegistry,
@@ -23,7 +24,7 @@ use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::prefix::PrefixStore;
-use object_store::ObjectStore;
+use object_store::{ObjectStore, ObjectStoreExt};
 use url::Url;
 
 use crate::error::{Result, StorageError};
@@ -170,6 +171,24 @@ impl Location {
         }
         url
     }
+}
+
+/// Deletes the object at `path`; one already gone is no error (a delete repeated after
+/// a crash, or raced by another).
+pub(crate) async fn delete_if_present(store: &Arc<dyn ObjectStore>, path: &Path) -> Result<()> {
+    match store.delete(path).await {
+        Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Deletes every object below `prefix`.
+pub(crate) async fn delete_prefix(store: &Arc<dyn ObjectStore>, prefix: &Path) -> Result<()> {
+    let paths: Vec<Path> = store.list(Some(prefix)).map_ok(|m| m.location).try_collect().await?;
+    for path in paths {
+        delete_if_present(store, &path).await?;
+    }
+    Ok(())
 }
 
 /// The scheme under which Lance reaches local folders through [`DurableFileStoreProvider`].

@@ -282,10 +282,7 @@ impl ManifestStore {
 
     /// Deletes one version's manifest (history retention: the oldest go first).
     pub(crate) async fn delete(&self, version: Version) -> Result<()> {
-        match self.store.delete(&self.path_of(version)).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(e) => Err(e.into()),
-        }
+        crate::io::delete_if_present(&self.store, &self.path_of(version)).await
     }
 
     /// The newest of `versions` (oldest first) whose manifest satisfies `holds`, a

@@ -35,8 +35,9 @@ use tracing::{debug, info};
 
 use crate::error::{Result, StorageError};
 use crate::failpoint::failpoint;
+use crate::io::{delete_if_present, delete_prefix};
 use crate::manifest::{now_ms, BaseRef, ChangeFile, Manifest, Version};
-use crate::table::{delete_prefix, BaseSnapshot, Table};
+use crate::table::{BaseSnapshot, Table};
 
 /// History retention when neither the table nor the warehouse names one.
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 86_400);
@@ -79,6 +80,15 @@ pub struct Vacuumed {
     /// Lance versions deleted, and the bytes Lance freed.
     pub lance_versions: u64,
     pub lance_bytes: u64,
+}
+
+impl std::ops::AddAssign for Vacuumed {
+    fn add_assign(&mut self, other: Vacuumed) {
+        self.versions += other.versions;
+        self.files += other.files;
+        self.lance_versions += other.lance_versions;
+        self.lance_bytes += other.lance_bytes;
+    }
 }
 
 /// What [`Table::storage_usage`] found.
@@ -167,15 +177,25 @@ impl Table {
         Ok(())
     }
 
+    /// The table's history records, with the range of versions each holds.
+    async fn history_records(&self) -> Result<Vec<(Path, (u64, u64))>> {
+        let records: Vec<Path> = self
+            .location
+            .store()
+            .list(Some(&history_dir(&self.dir)))
+            .map_ok(|m| m.location)
+            .try_collect()
+            .await?;
+        Ok(records.into_iter().filter_map(|path| Some((path.clone(), record_range(&path)?))).collect())
+    }
+
     /// The folded change files that hold changes of versions `from` and later (those
     /// still live are the manifest's).
     pub(crate) async fn history_files(&self, from: u64) -> Result<Vec<ChangeFile>> {
         let store = self.location.store();
-        let records: Vec<Path> =
-            store.list(Some(&history_dir(&self.dir))).map_ok(|m| m.location).try_collect().await?;
         let mut files = Vec::new();
-        for path in records {
-            if record_range(&path).is_some_and(|(_, max)| max >= from) {
+        for (path, (_, max)) in self.history_records().await? {
+            if max >= from {
                 let bytes = store.get(&path).await?.bytes().await?;
                 let record: Vec<ChangeFile> = serde_json::from_slice(&bytes)
                     .map_err(|e| StorageError::internal(format!("history record {path}: {e}")))?;
@@ -185,12 +205,17 @@ impl Table {
         Ok(files)
     }
 
+    /// The manifest versions time travel may read, oldest first.
+    async fn kept_versions(&self) -> Result<Vec<Version>> {
+        let floor = *self.history_floor.read().await;
+        Ok(self.manifests.versions().await?.into_iter().filter(|v| *v >= floor).collect())
+    }
+
     /// The oldest manifest time travel may read (`None` only when none is left: the
     /// table was dropped).
     pub(crate) async fn oldest_manifest(&self) -> Result<Option<Manifest>> {
-        let floor = *self.history_floor.read().await;
-        match self.manifests.versions().await?.into_iter().find(|v| *v >= floor) {
-            Some(oldest) => Ok(Some(self.manifests.read(oldest).await?)),
+        match self.kept_versions().await?.first() {
+            Some(&oldest) => Ok(Some(self.manifests.read(oldest).await?)),
             None => Ok(None),
         }
     }
@@ -198,9 +223,7 @@ impl Table {
     /// The oldest table version time travel can still reach, and how many manifest
     /// versions are kept.
     pub async fn history_extent(&self) -> Result<(u64, u64)> {
-        let floor = *self.history_floor.read().await;
-        let versions: Vec<Version> =
-            self.manifests.versions().await?.into_iter().filter(|v| *v >= floor).collect();
+        let versions = self.kept_versions().await?;
         let oldest = match versions.first() {
             Some(&oldest) => self.manifests.read(oldest).await?.reaches_back_to().max(1),
             None => self.snapshot().seq,
@@ -289,11 +312,7 @@ impl Table {
             serde_json::to_vec(&plan).map_err(|e| StorageError::internal(format!("vacuum plan: {e}")))?;
         self.location.store().put(&plan_path(&self.dir), PutPayload::from(Bytes::from(json))).await?;
         failpoint("vacuum-after-plan");
-        let this = self.carry_out(plan).await?;
-        done.versions += this.versions;
-        done.files += this.files;
-        done.lance_versions += this.lance_versions;
-        done.lance_bytes += this.lance_bytes;
+        done += self.carry_out(plan).await?;
         info!(table = %self.name(), ?done, "vacuumed history");
         Ok(done)
     }
@@ -310,16 +329,9 @@ impl Table {
         }
         // History records of changes the kept version has folded: no kept version reads
         // them, and the change feed reaches no further back than the kept version.
-        let records: Vec<Path> = self
-            .location
-            .store()
-            .list(Some(&history_dir(&self.dir)))
-            .map_ok(|m| m.location)
-            .try_collect()
-            .await?;
         let table_prefix = format!("{}/", self.dir);
-        for record in records {
-            if record_range(&record).is_some_and(|(_, max)| max <= kept.folded_seq) {
+        for (record, (_, max)) in self.history_records().await? {
+            if max <= kept.folded_seq {
                 if let Some(relative) = record.as_ref().strip_prefix(&table_prefix) {
                     garbage.insert(Path::from(relative));
                 }
@@ -370,10 +382,7 @@ impl Table {
             if file.starts_with("text/") {
                 delete_prefix(store, &path).await?;
             } else {
-                match store.delete(&path).await {
-                    Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                    Err(e) => return Err(e.into()),
-                }
+                delete_if_present(store, &path).await?;
             }
             done.files += 1;
         }
@@ -400,10 +409,7 @@ impl Table {
                 done.lance_bytes = removed.bytes_removed;
             }
         }
-        store.delete(&plan_path(&self.dir)).await.or_else(|e| match e {
-            object_store::Error::NotFound { .. } => Ok(()),
-            e => Err(e),
-        })?;
+        delete_if_present(store, &plan_path(&self.dir)).await?;
         debug!(table = %self.name(), ?done, "vacuum carried out");
         Ok(done)
     }

@@ -25,13 +25,13 @@ use lance::dataset::{InsertBuilder, WriteDestination, WriteMode, WriteParams};
 use lance::session::Session;
 use lance::Dataset;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::{ObjectStoreExt, PutPayload};
 use tracing::{debug, info, warn};
 
 use crate::changes::Epoch;
 use crate::compaction::Policy;
 use crate::error::{Result, StorageError};
-use crate::io::Location;
+use crate::io::{delete_prefix, Location};
 use crate::key::KeyCodec;
 use crate::manifest::{BaseRef, Manifest, ManifestStore, ParquetFile, Version};
 use crate::table_def::{BaseFormat, TableDef, TableName};
@@ -749,16 +749,4 @@ pub(crate) fn encode_parquet(schema: &SchemaRef, batches: &[RecordBatch]) -> Res
     }
     writer.close().map_err(|e| StorageError::internal(format!("parquet close: {e}")))?;
     Ok(bytes::Bytes::from(buffer))
-}
-
-/// Deletes every object below `prefix`.
-pub(crate) async fn delete_prefix(store: &Arc<dyn ObjectStore>, prefix: &Path) -> Result<()> {
-    let paths: Vec<Path> = store.list(Some(prefix)).map_ok(|m| m.location).try_collect().await?;
-    for path in paths {
-        match store.delete(&path).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(())
 }

@@ -612,8 +612,8 @@ fn segment_path(table_dir: &Path, index: &str, segment: &str) -> Path {
 pub async fn open_segment(table: &Table, def: &TextIndexDef, segment: &TextSegment) -> Result<Index> {
     let path = segment_path(table.dir(), &def.name, &segment.id);
     let mut index = match table.location.local_root() {
-        Some(_) => {
-            let folder = table.local_path(&path)?;
+        Some(root) => {
+            let folder: PathBuf = path.parts().fold(root, |folder, part| folder.join(part.as_ref()));
             let dir = tantivy::directory::MmapDirectory::open(&folder).map_err(|e| {
                 StorageError::internal(format!("opening text index segment {}: {e}", folder.display()))
             })?;
@@ -768,13 +768,6 @@ async fn merge_segments(table: &Table, def: &TextIndexDef, group: &[usize]) -> R
 }
 
 impl Table {
-    /// The local folder of a path in the warehouse (text segments are memory-mapped).
-    pub(crate) fn local_path(&self, path: &Path) -> Result<PathBuf> {
-        let url = url::Url::parse(&self.location.read_url_of(path))
-            .map_err(|e| StorageError::internal(format!("bad path {path}: {e}")))?;
-        url.to_file_path().map_err(|()| StorageError::internal(format!("{path} is not a local path")))
-    }
-
     /// `CREATE INDEX ... USING bm25`: declares `def` and indexes every base row. A
     /// primary-key table is compacted first, so the index covers every row committed
     /// before the statement; writes go on meanwhile (their rows are indexed in memory

@@ -32,10 +32,10 @@ use tracing::{info, warn};
 
 use crate::commit::{Applied, TableWrite};
 use crate::error::{Result, StorageError};
-use crate::io::{lance_store_registry, Location, S3Options};
+use crate::io::{delete_if_present, delete_prefix, lance_store_registry, Location, S3Options};
 use crate::manifest::ManifestStore;
 use crate::sequence::{sequence_path, Sequence, SequenceDef};
-use crate::table::{delete_prefix, Table};
+use crate::table::Table;
 use crate::table_def::{TableDef, TableName, ViewDef};
 use crate::wal::Wal;
 
@@ -460,10 +460,7 @@ impl Warehouse {
             }
         }
         let marker = Path::from(schema).join(SCHEMA_MARKER);
-        match self.location.store().delete(&marker).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-            Err(e) => return Err(e.into()),
-        }
+        delete_if_present(self.location.store(), &marker).await?;
         self.catalog.write().expect("catalog lock").schemas.remove(schema);
         Ok(())
     }
@@ -840,14 +837,19 @@ mod tests {
         found
     }
 
+    /// A warehouse in `dir` with a primary-key table that keeps no history.
+    async fn keeping_no_history(dir: &tempfile::TempDir) -> (Warehouse, Arc<Table>, TableDef) {
+        let mut d = def(BaseFormat::Lance);
+        d.options.insert("history_retention".into(), "0".into());
+        let wh = Warehouse::open(dir.path().to_str().unwrap()).await.unwrap();
+        let table = wh.create_table(d.clone(), false).await.unwrap().unwrap();
+        (wh, table, d)
+    }
+
     #[tokio::test]
     async fn vacuum_deletes_history_past_retention_but_not_what_readers_hold() {
         let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().to_str().unwrap();
-        let mut d = def(BaseFormat::Lance);
-        d.options.insert("history_retention".into(), "0".into());
-        let wh = Warehouse::open(root).await.unwrap();
-        let table = wh.create_table(d.clone(), false).await.unwrap().unwrap();
+        let (wh, table, d) = keeping_no_history(&dir).await;
         wh.commit(vec![commit_of(&table, WriteKind::Insert, batch(&d, vec![1, 2, 3]))]).await.unwrap();
         table.compact().await.unwrap();
         let first = table.snapshot().seq;
@@ -904,7 +906,7 @@ mod tests {
 
         drop(table);
         drop(wh);
-        let wh = Warehouse::open(root).await.unwrap();
+        let wh = Warehouse::open(dir.path().to_str().unwrap()).await.unwrap();
         let table = wh.table(&d.name).unwrap();
         assert_eq!(rows_of(&table), live, "reopened after the vacuum");
         table.compact().await.unwrap();
@@ -914,11 +916,7 @@ mod tests {
     #[tokio::test]
     async fn a_base_mostly_replaced_is_rewritten_and_vacuum_frees_the_old_one() {
         let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().to_str().unwrap();
-        let mut d = def(BaseFormat::Lance);
-        d.options.insert("history_retention".into(), "0".into());
-        let wh = Warehouse::open(root).await.unwrap();
-        let table = wh.create_table(d.clone(), false).await.unwrap().unwrap();
+        let (wh, table, d) = keeping_no_history(&dir).await;
         let physical = |table: &Table| match &table.snapshot().base {
             BaseSnapshot::Lance(ds) => ds.clone(),
             BaseSnapshot::Parquet(_) => unreachable!(),
@@ -965,7 +963,7 @@ mod tests {
         assert_eq!(after.live_bytes, after.bytes, "{after:?}");
         drop(table);
         drop(wh);
-        let wh = Warehouse::open(root).await.unwrap();
+        let wh = Warehouse::open(dir.path().to_str().unwrap()).await.unwrap();
         assert_eq!(rows_of(&wh.table(&d.name).unwrap()).len(), 1900, "reopened");
     }
 
