@@ -107,6 +107,13 @@ struct Server {
 
 impl Server {
     fn spawn(data: &Path, failpoint: Option<&str>) -> Server {
+        let config = data.with_extension("toml");
+        Self::spawn_configured(data, config.exists().then_some(&config), failpoint)
+    }
+
+    /// A server of `data` with the configuration file `config` (this test executable
+    /// only, not `TARN_BIN`).
+    fn spawn_configured(data: &Path, config: Option<&Path>, failpoint: Option<&str>) -> Server {
         let addr = {
             let probe = TcpListener::bind("127.0.0.1:0").expect("bind a probe");
             probe.local_addr().unwrap()
@@ -123,8 +130,7 @@ impl Server {
                 let mut c = Command::new(std::env::current_exe().expect("test executable"));
                 c.args(["child_server", "--exact", "--ignored", "--nocapture", "--test-threads", "1"]);
                 c.env("TARN_CRASH_CHILD_DATA", data).env("TARN_CRASH_CHILD_LISTEN", addr.to_string());
-                let config = data.with_extension("toml");
-                if config.exists() {
+                if let Some(config) = config {
                     c.env("TARN_CRASH_CHILD_CONFIG", config);
                 }
                 c
@@ -519,6 +525,85 @@ async fn a_second_process_on_a_warehouse_refuses_to_start() {
     db.batch_execute("INSERT INTO kv VALUES (1, 0, 1, 0)").await.unwrap();
     let count: i64 = db.query_one("SELECT count(*) FROM kv", &[]).await.unwrap().get(0);
     assert_eq!(count, 1);
+}
+
+/// The writer's lease, with two processes whose logs are apart (as on two machines): a
+/// second writer refuses to start while the first renews its lease; when the first
+/// stops renewing (SIGSTOP: a machine cut off, or a long pause) the second takes over,
+/// and the first, woken up, refuses every write with 25006 and serves the second's
+/// commits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_that_stops_renewing_its_lease_is_fenced_and_another_takes_over() {
+    let temp = tempfile::tempdir().unwrap();
+    let data = temp.path().join("data");
+    let config = |name: &str| {
+        let path = temp.path().join(format!("{name}.toml"));
+        let toml = format!(
+            "data = '{}'\nwal_dir = '{}'\nwriter_lease_ttl = '2s'\nfollow_interval = '200ms'\n",
+            data.display(),
+            temp.path().join(format!("{name}-wal")).display()
+        );
+        std::fs::write(&path, toml).unwrap();
+        path
+    };
+    let (first_config, second_config) = (config("first"), config("second"));
+    let mut first = Server::spawn_configured(&data, Some(&first_config), None);
+    let db = first.ready().await;
+    db.batch_execute(DDL).await.unwrap();
+    db.batch_execute("INSERT INTO kv VALUES (1, 0, 1, 0)").await.unwrap();
+
+    let mut second = Server::spawn_configured(&data, Some(&second_config), None);
+    let status = second.exited(Duration::from_secs(60)).await.expect("the second writer stops");
+    assert!(!status.success(), "the second writer ran: {status}");
+    let log = std::fs::read_to_string(&second.log).unwrap_or_default();
+    assert!(log.contains("another Tarn writes it"), "{}", second.log_tail());
+    // Flushed to the warehouse (a takeover cannot see what is only in the first's log).
+    db.batch_execute("INSERT INTO kv VALUES (2, 0, 1, 0); VACUUM kv").await.unwrap();
+
+    let signal = |sig: &str| {
+        let pid = first.child.id().to_string();
+        let status = Command::new("kill").args([sig, &pid]).status().expect("kill runs");
+        assert!(status.success(), "kill {sig} {pid}");
+    };
+    signal("-STOP");
+    let mut second = Server::spawn_configured(&data, Some(&second_config), None);
+    let taken = Instant::now();
+    let other = second.ready().await;
+    println!("the second writer took over after {:?}", taken.elapsed());
+    other.batch_execute("INSERT INTO kv VALUES (3, 0, 1, 0)").await.unwrap();
+    signal("-CONT");
+
+    let e =
+        db.batch_execute("INSERT INTO kv VALUES (4, 0, 1, 0)").await.expect_err("the first writes no more");
+    assert_eq!(
+        e.code(),
+        Some(&tokio_postgres::error::SqlState::READ_ONLY_SQL_TRANSACTION),
+        "{}",
+        describe(&e)
+    );
+    // Acknowledged by the first before it was cut off, by the second after: all there.
+    let started = Instant::now();
+    loop {
+        let seen: Vec<i64> =
+            db.query("SELECT k FROM kv ORDER BY k", &[]).await.unwrap().iter().map(|r| r.get(0)).collect();
+        if seen == [1, 2, 3] {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "the fenced writer does not follow: {seen:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let seen: Vec<i64> =
+        other.query("SELECT k FROM kv ORDER BY k", &[]).await.unwrap().iter().map(|r| r.get(0)).collect();
+    assert_eq!(seen, [1, 2, 3]);
+
+    // The first's log holds commits the second never saw: it refuses to write again.
+    first.kill();
+    second.kill();
+    let mut again = Server::spawn_configured(&data, Some(&first_config), None);
+    let status = again.exited(Duration::from_secs(60)).await.expect("the first writer stops");
+    assert!(!status.success(), "the first writer ran again: {status}");
+    let log = std::fs::read_to_string(&again.log).unwrap_or_default();
+    assert!(log.contains("cannot be applied"), "{}", again.log_tail());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -80,10 +80,7 @@ impl TestServer {
             query_parallelism: 2,
             models_dir: Some(server_config.models_dir.clone()),
             history_retention: server_config.history_retention.clone(),
-            storage: tarn_storage::OpenOptions {
-                s3: server_config.s3.clone(),
-                wal_dir: server_config.wal_dir.clone(),
-            },
+            storage: server_config.engine_config().storage,
         };
         let (ready_tx, ready_rx) = oneshot::channel();
         let (stop_tx, stop_rx) = oneshot::channel::<()>();

@@ -82,6 +82,22 @@ async fn a_warehouse_on_s3_survives_restarts_and_lives_in_its_bucket() {
     let server = TestServer::start_at(&url, config).await;
     let client = check(server.client().await).await;
     assert_eq!(rows(&client, "SELECT count(*) FROM logs").await, vec!["3"]);
+    // A warm query reads what it read before from the local cache of object ranges.
+    let queries = "SELECT id, body, v, raw FROM docs ORDER BY id;
+                   SELECT id FROM docs ORDER BY v <-> '[8,8]' LIMIT 1;
+                   SELECT id FROM docs WHERE body @@@ 'turtle';
+                   SELECT count(*) FROM logs";
+    client.batch_execute(queries).await.unwrap();
+    let cold = rows(&client, "SELECT hits, misses FROM tarn_object_cache").await;
+    client.batch_execute(queries).await.unwrap();
+    let warm = rows(&client, "SELECT hits, misses FROM tarn_object_cache").await;
+    let parse = |row: &[String]| -> (i64, i64) {
+        let (h, m) = row[0].split_once('|').unwrap();
+        (h.parse().unwrap(), m.parse().unwrap())
+    };
+    let ((cold_hits, cold_misses), (warm_hits, warm_misses)) = (parse(&cold), parse(&warm));
+    assert_eq!(warm_misses, cold_misses, "a warm query went back to the store: {cold:?} then {warm:?}");
+    assert!(warm_hits > cold_hits, "{cold:?} then {warm:?}");
     client.batch_execute("INSERT INTO docs VALUES (4, 'red kite', '[2,2]', NULL)").await.unwrap();
     assert_eq!(
         rows(&client, "SELECT id FROM docs WHERE body @@@ 'red' ORDER BY id").await,
@@ -117,8 +133,7 @@ async fn two_writers_racing_for_a_version_on_s3_never_both_win() {
     let one = Location::open(&url, &config.s3).unwrap();
     let two = Location::open(&url, &config.s3).unwrap();
     let dir = Path::from("public/race");
-    let stores =
-        [ManifestStore::new(one.store().clone(), &dir), ManifestStore::new(two.store().clone(), &dir)];
+    let stores = [ManifestStore::new(&one, &dir), ManifestStore::new(&two, &dir)];
     let mut manifest = Manifest::first(race_def(), BaseRef::Parquet { files: vec![] });
     for round in 1..=20u64 {
         manifest.version = Version(round);

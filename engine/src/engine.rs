@@ -182,7 +182,8 @@ impl Engine {
 
     /// Changes with every change to the catalog (see the field).
     pub fn catalog_epoch(&self) -> u64 {
-        self.catalog_epoch.load(Ordering::Acquire)
+        // A replica's catalog also changes when the writer's DDL reaches it.
+        self.catalog_epoch.load(Ordering::Acquire) + self.warehouse.catalog_generation()
     }
 
     /// Notes a change to the catalog (after the statement made it, failed or not).

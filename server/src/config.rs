@@ -43,6 +43,14 @@ pub struct ServerConfig {
     /// The write-ahead log's folder: `<data>/_tarn/wal` for a local warehouse,
     /// `./tarn-wal` for an object-store one, unless set.
     pub wal_dir: Option<PathBuf>,
+    /// Serve a warehouse another Tarn writes, read-only (`--read-only`): follow its
+    /// manifests, refuse writes with 25006.
+    pub read_only: bool,
+    /// How often a read-only server reads the writer's manifests (`'1s'`, `'500ms'`).
+    pub follow_interval: String,
+    /// How long the writer's lease on the warehouse lasts without a renewal; a writer
+    /// starting after one that died waits this long (`'10s'`).
+    pub writer_lease_ttl: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -79,6 +87,9 @@ impl Default for ServerConfig {
             history_retention: "7 days".into(),
             s3: Default::default(),
             wal_dir: None,
+            read_only: false,
+            follow_interval: "1s".into(),
+            writer_lease_ttl: "10s".into(),
         }
     }
 }
@@ -105,6 +116,14 @@ impl ServerConfig {
         }
         if self.max_message_mb == 0 || self.max_message_mb > 1023 {
             return Err("max_message_mb must be between 1 and 1023".into());
+        }
+        for (key, value) in
+            [("follow_interval", &self.follow_interval), ("writer_lease_ttl", &self.writer_lease_ttl)]
+        {
+            match tarn_storage::compaction::parse_duration(value) {
+                Some(d) if !d.is_zero() => {}
+                _ => return Err(format!("{key} must be a duration like '1s' or '500ms', not \"{value}\"")),
+            }
         }
         if !self.listen.ip().is_loopback() && self.users.is_empty() && self.tls.is_none() {
             return Err(format!(
@@ -148,7 +167,13 @@ impl ServerConfig {
             memory_limit_bytes: self.memory_limit_mb << 20,
             models_dir: Some(self.models_dir.clone()),
             history_retention: self.history_retention.clone(),
-            storage: tarn_storage::OpenOptions { s3: self.s3.clone(), wal_dir: self.wal_dir.clone() },
+            storage: tarn_storage::OpenOptions {
+                s3: self.s3.clone(),
+                wal_dir: self.wal_dir.clone(),
+                read_only: self.read_only,
+                follow_interval: tarn_storage::compaction::parse_duration(&self.follow_interval),
+                lease_ttl: tarn_storage::compaction::parse_duration(&self.writer_lease_ttl),
+            },
             ..Default::default()
         }
     }

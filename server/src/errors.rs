@@ -127,6 +127,7 @@ fn storage_error(error: &StorageError) -> ClientError {
         StorageError::SequenceExhausted { message } => ClientError::new("2200H", message),
         StorageError::SequenceOutOfRange { message } => ClientError::new("22003", message),
         StorageError::Unsupported { message } => ClientError::new("0A000", message),
+        StorageError::ReadOnly { message } => ClientError::new("25006", message),
         StorageError::CommitConflict { .. } => ClientError::new(
             "40001",
             "could not serialize access due to a concurrent write; retry the statement",

@@ -16,9 +16,12 @@ struct Args {
     /// Address to listen on [default: 127.0.0.1:5433].
     #[arg(long)]
     listen: Option<SocketAddr>,
-    /// Warehouse folder or file:// URL [default: ./tarn-data].
+    /// Warehouse: a folder, file:// or s3://bucket/prefix URL [default: ./tarn-data].
     #[arg(long)]
     data: Option<String>,
+    /// Serve a warehouse another Tarn writes: follow its commits, refuse writes (25006).
+    #[arg(long)]
+    read_only: bool,
     /// TOML file with the same keys as the flags (flags win).
     #[arg(long)]
     config: Option<PathBuf>,
@@ -120,6 +123,7 @@ fn main() -> ExitCode {
     if let Some(data) = args.data {
         config.data = data;
     }
+    config.read_only |= args.read_only;
     let frontend = match tarn_server::Frontend::new(&config) {
         Ok(frontend) => frontend,
         Err(e) => {
@@ -151,7 +155,8 @@ async fn serve(config: ServerConfig, frontend: tarn_server::Frontend) -> Result<
         .map_err(|e| format!("listening on {}: {e}", config.listen))?;
     info!(
         listen = %config.listen, data = %engine.warehouse().url(), database = engine.database(),
-        models = %config.models_dir.display(), tls = config.tls.is_some(), users = config.users.len(), "tarn is ready"
+        models = %config.models_dir.display(), tls = config.tls.is_some(), users = config.users.len(),
+        read_only = config.read_only, "tarn is ready"
     );
     tarn_server::run(listener, engine, frontend, shutdown_signal()).await.map_err(|e| e.to_string())?;
     info!("stopped");

@@ -268,6 +268,7 @@ impl Table {
     /// Writes the changes that are only in the log to change files and commits a
     /// manifest naming them.
     pub async fn flush(&self) -> Result<()> {
+        self.location.fence().check()?;
         let writer = self.writer.lock().await;
         let snapshot = self.snapshot();
         let Some(epoch) = snapshot.changes.clone() else { return Ok(()) };
@@ -328,6 +329,7 @@ impl Table {
 
     /// Folds every change into the base. Returns false when there was nothing to fold.
     pub async fn compact(&self) -> Result<bool> {
+        self.location.fence().check()?;
         let _one = self.compacting.lock().await;
         self.flush().await?;
         let started = Instant::now();

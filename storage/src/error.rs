@@ -42,6 +42,10 @@ pub enum StorageError {
     #[error("{message}")]
     SequenceOutOfRange { message: String },
 
+    /// A write on a read-only replica, or on a writer that lost its lease (25006).
+    #[error("{message}")]
+    ReadOnly { message: String },
+
     #[error("version {version} of table {table} does not exist or is no longer retained")]
     VersionNotFound { table: TableName, version: u64 },
 

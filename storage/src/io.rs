@@ -10,7 +10,8 @@
 //! over reqwest and rustls, signing with ring, which the server's TLS already uses),
 //! below the prefix for Tarn's own files; Lance reaches the same bucket through a
 //! provider registered for `s3` ([`S3StoreProvider`]). Commits stay put-if-absent: a
-//! `PUT` with `If-None-Match: *`.
+//! `PUT` with `If-None-Match: *`. Both read through one cache of object ranges
+//! ([`crate::cache`]).
 
 use std::path::Path as FsPath;
 use std::sync::Arc;
@@ -27,7 +28,9 @@ use object_store::prefix::PrefixStore;
 use object_store::{ObjectStore, ObjectStoreExt};
 use url::Url;
 
+use crate::cache::{CachedStore, DEFAULT_CACHE_BYTES};
 use crate::error::{Result, StorageError};
+use crate::lease::Fence;
 
 /// How Tarn reaches an S3-compatible store (the `[s3]` section of the server's
 /// configuration); what it leaves unset comes from the usual `AWS_*` environment
@@ -46,6 +49,9 @@ pub struct S3Options {
     /// `bucket.endpoint/key` addressing; by default path style (`endpoint/bucket/key`),
     /// which S3-compatible servers expect.
     pub virtual_hosted_style: bool,
+    /// The local cache of object ranges, in MiB ([`crate::cache`]; 512 unless set, 0
+    /// for none).
+    pub cache_mb: Option<u64>,
 }
 
 /// The root of a warehouse: a URL, the store behind it, and the path of the root in
@@ -57,6 +63,10 @@ pub struct Location {
     /// An object-store warehouse's whole bucket (Lance addresses objects by their key
     /// in it); `None` for a local folder.
     bucket: Option<Arc<dyn ObjectStore>>,
+    /// What may commit through this process ([`crate::lease`]).
+    fence: Arc<Fence>,
+    /// An object-store warehouse's range cache, below Tarn's and Lance's reads.
+    cache: Option<Arc<CachedStore>>,
 }
 
 impl Location {
@@ -93,7 +103,7 @@ impl Location {
             .with_fsync(true)
             .with_automatic_cleanup(true);
         let url = Url::from_directory_path(&root).map_err(|()| invalid("bad path".into()))?;
-        Ok(Self { url, store: Arc::new(store), bucket: None })
+        Ok(Self { url, store: Arc::new(store), bucket: None, fence: Arc::default(), cache: None })
     }
 
     fn s3(mut url: Url, options: &S3Options) -> std::result::Result<Self, String> {
@@ -116,17 +126,33 @@ impl Location {
                 builder = builder.with_config(key, value);
             }
         }
-        let bucket: Arc<dyn ObjectStore> = Arc::new(builder.build().map_err(|e| e.to_string())?);
+        let mut bucket: Arc<dyn ObjectStore> = Arc::new(builder.build().map_err(|e| e.to_string())?);
+        let cache_bytes = options.cache_mb.map_or(DEFAULT_CACHE_BYTES, |mb| mb << 20);
+        let cache = (cache_bytes > 0).then(|| Arc::new(CachedStore::new(bucket.clone(), cache_bytes)));
+        if let Some(cache) = &cache {
+            bucket = cache.clone();
+        }
         if !url.path().ends_with('/') {
             url.set_path(&format!("{}/", url.path()));
         }
         let prefix = Path::from_url_path(url.path()).map_err(|e| e.to_string())?;
         let store: Arc<dyn ObjectStore> = Arc::new(PrefixStore::new(bucket.clone(), prefix));
-        Ok(Self { url, store, bucket: Some(bucket) })
+        Ok(Self { url, store, bucket: Some(bucket), fence: Arc::default(), cache })
     }
 
     pub fn store(&self) -> &Arc<dyn ObjectStore> {
         &self.store
+    }
+
+    /// What may commit to the warehouse through this process: every manifest commit
+    /// and every acknowledged log record passes it.
+    pub fn fence(&self) -> &Arc<Fence> {
+        &self.fence
+    }
+
+    /// The object-range cache (object-store warehouses).
+    pub fn cache(&self) -> Option<&Arc<CachedStore>> {
+        self.cache.as_ref()
     }
 
     /// The local folder of a folder warehouse.

@@ -20,6 +20,10 @@
 //!   [`history`] (time travel, change feed), [`key`] (keys and buckets).
 //! - [`retention`]: history retention and the vacuum that deletes what no kept
 //!   version and no reader needs; history records of folded change files.
+//! - [`lease`]: one writer per warehouse: the writer's lease in the warehouse, and the
+//!   fence every manifest commit and acknowledged log record passes (read-only replicas
+//!   pass none); [`follow`]: a replica's catalog and tables following the writer's
+//!   manifests.
 //! - [`manifest`]: the table manifest, one immutable file per committed [`Version`],
 //!   written with put-if-absent so a version number is never reused.
 //! - [`table_def`]: the definition users gave in `CREATE TABLE`: schema, primary key,
@@ -28,7 +32,8 @@
 //!   of memory within a durable reservation.
 //! - [`wal`]: the write-ahead log: group commit, fsync, replay that cuts a torn tail.
 //! - [`failpoint`]: named points where crash tests stop the process.
-//! - [`io`]: object-store access, with fsync for local folders (files and directories).
+//! - [`io`]: object-store access, with fsync for local folders (files and directories);
+//!   [`cache`]: the object-range cache of an object-store warehouse.
 //! - [`error`]: [`StorageError`], grouped by who is at fault.
 //!
 //! # Invariants
@@ -44,14 +49,17 @@
 
 pub mod alter;
 pub mod blob;
+pub mod cache;
 pub mod changes;
 pub mod commit;
 pub mod compaction;
 pub mod error;
 pub mod failpoint;
+pub mod follow;
 pub mod history;
 pub mod io;
 pub mod key;
+pub mod lease;
 pub mod manifest;
 pub mod retention;
 pub mod sequence;

@@ -205,11 +205,17 @@ pub fn now_ms() -> u64 {
 pub struct ManifestStore {
     store: Arc<dyn ObjectStore>,
     dir: Path,
+    /// Passed by every commit: only the lease's holder commits ([`crate::lease`]).
+    fence: Arc<crate::lease::Fence>,
 }
 
 impl ManifestStore {
-    pub fn new(store: Arc<dyn ObjectStore>, table_dir: &Path) -> Self {
-        Self { store, dir: table_dir.clone().join("_tarn").join("manifest") }
+    pub fn new(location: &crate::io::Location, table_dir: &Path) -> Self {
+        Self {
+            store: location.store().clone(),
+            dir: table_dir.clone().join("_tarn").join("manifest"),
+            fence: location.fence().clone(),
+        }
     }
 
     fn path_of(&self, version: Version) -> Path {
@@ -265,6 +271,7 @@ impl ManifestStore {
     pub async fn commit(&self, manifest: &Manifest) -> Result<()> {
         let json = serde_json::to_vec_pretty(manifest)
             .map_err(|e| StorageError::internal(format!("serializing manifest: {e}")))?;
+        self.fence.check()?;
         let options = PutOptions { mode: PutMode::Create, ..Default::default() };
         match self
             .store

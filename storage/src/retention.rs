@@ -280,6 +280,7 @@ impl Table {
     /// Deletes what no version within `retention` and no reader needs (see the
     /// module's comment). Runs with compactions held off.
     pub async fn vacuum_history(&self, retention: Duration) -> Result<Vacuumed> {
+        self.location.fence().check()?;
         let _one = self.compacting.lock().await;
         let mut done = self.finish_vacuum().await?;
         let versions = self.manifests.versions().await?;

@@ -19,6 +19,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, StorageError};
+use crate::lease::Fence;
 use crate::table_def::TableName;
 
 /// Values reserved per write of the sequence's file.
@@ -135,6 +136,8 @@ pub(crate) fn sequence_path(name: &TableName) -> Path {
 pub struct Sequence {
     def: SequenceDef,
     store: Arc<dyn ObjectStore>,
+    /// Passed by every write of the file: a replica hands out no values.
+    fence: Arc<Fence>,
     state: std::sync::Mutex<State>,
 }
 
@@ -150,24 +153,38 @@ struct State {
 
 impl Sequence {
     /// A new sequence, its file written.
-    pub(crate) async fn create(store: Arc<dyn ObjectStore>, def: SequenceDef) -> Result<Sequence> {
+    pub(crate) async fn create(
+        store: Arc<dyn ObjectStore>,
+        fence: Arc<Fence>,
+        def: SequenceDef,
+    ) -> Result<Sequence> {
         let stored = Stored { last_value: def.start, is_called: false, def };
-        let sequence = Sequence::from_stored(store, stored);
+        let sequence = Sequence::from_stored(store, fence, stored);
         sequence.write_async(sequence.def.start, false).await?;
         Ok(sequence)
     }
 
     /// A sequence read back from its file: it goes on after the values it reserved.
-    pub(crate) fn load(store: Arc<dyn ObjectStore>, bytes: &[u8], path: &Path) -> Result<Sequence> {
+    pub(crate) fn load(
+        store: Arc<dyn ObjectStore>,
+        fence: Arc<Fence>,
+        bytes: &[u8],
+        path: &Path,
+    ) -> Result<Sequence> {
         let stored: Stored = serde_json::from_slice(bytes)
             .map_err(|e| StorageError::internal(format!("sequence definition {path}: {e}")))?;
-        Ok(Sequence::from_stored(store, stored))
+        Ok(Sequence::from_stored(store, fence, stored))
     }
 
-    fn from_stored(store: Arc<dyn ObjectStore>, stored: Stored) -> Sequence {
+    fn from_stored(store: Arc<dyn ObjectStore>, fence: Arc<Fence>, stored: Stored) -> Sequence {
         let Stored { def, last_value, is_called } = stored;
         let reserved = is_called.then_some(last_value);
-        Sequence { def, store, state: std::sync::Mutex::new(State { last_value, is_called, reserved }) }
+        Sequence {
+            def,
+            store,
+            fence,
+            state: std::sync::Mutex::new(State { last_value, is_called, reserved }),
+        }
     }
 
     pub fn def(&self) -> &SequenceDef {
@@ -291,6 +308,7 @@ impl Sequence {
     }
 
     async fn write_async(&self, last_value: i64, is_called: bool) -> Result<()> {
+        self.fence.check()?;
         let stored = Stored { def: self.def.clone(), last_value, is_called };
         let bytes = serde_json::to_vec_pretty(&stored)
             .map_err(|e| StorageError::internal(format!("sequence {}: {e}", self.def.name)))?;
@@ -319,13 +337,13 @@ mod tests {
     async fn reopen(store: &Arc<dyn ObjectStore>) -> Sequence {
         let path = sequence_path(&TableName::new("public", "s"));
         let bytes = store.get(&path).await.unwrap().bytes().await.unwrap();
-        Sequence::load(store.clone(), &bytes, &path).unwrap()
+        Sequence::load(store.clone(), Arc::default(), &bytes, &path).unwrap()
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn values_go_on_after_a_reopen_and_never_repeat() {
         let (_dir, store) = folder();
-        let s = Sequence::create(store.clone(), def(1, None, false)).await.unwrap();
+        let s = Sequence::create(store.clone(), Arc::default(), def(1, None, false)).await.unwrap();
         assert_eq!(s.last_value(), None);
         assert_eq!(s.next_values(3).unwrap(), vec![1, 2, 3]);
         // A crash now: the file reserved 32 values from 3.
@@ -341,13 +359,13 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn bounds_stop_or_cycle() {
         let (_dir, store) = folder();
-        let s = Sequence::create(store.clone(), def(2, Some(5), false)).await.unwrap();
+        let s = Sequence::create(store.clone(), Arc::default(), def(2, Some(5), false)).await.unwrap();
         assert_eq!(s.next_values(3).unwrap(), vec![1, 3, 5]);
         let err = s.next_values(1).unwrap_err();
         assert!(err.to_string().contains("reached maximum value of sequence \"s\" (5)"), "{err}");
         assert!(s.set_value(6, true).is_err());
         let (_dir, store) = folder();
-        let s = Sequence::create(store.clone(), def(2, Some(5), true)).await.unwrap();
+        let s = Sequence::create(store.clone(), Arc::default(), def(2, Some(5), true)).await.unwrap();
         assert_eq!(s.next_values(5).unwrap(), vec![1, 3, 5, 1, 3]);
         // A cycling sequence reserves to its bound: a reopen starts the next cycle.
         let s = reopen(&store).await;
@@ -356,7 +374,7 @@ mod tests {
         let options = SequenceOptions { increment: Some(-1), ..Default::default() };
         let down = SequenceDef::new(TableName::new("public", "s"), SequenceType::Integer, options).unwrap();
         assert_eq!((down.min_value, down.max_value, down.start), (i32::MIN as i64, -1, -1));
-        let s = Sequence::create(store.clone(), down).await.unwrap();
+        let s = Sequence::create(store.clone(), Arc::default(), down).await.unwrap();
         assert_eq!(s.next_values(2).unwrap(), vec![-1, -2]);
     }
 }

@@ -135,7 +135,7 @@ impl Table {
         dir: Path,
         def: TableDef,
     ) -> Result<Table> {
-        let manifests = ManifestStore::new(location.store().clone(), &dir);
+        let manifests = ManifestStore::new(location, &dir);
         // A folder without a manifest is debris of a crashed CREATE or DROP: clear it.
         delete_prefix(location.store(), &dir).await?;
         if !def.primary_key.is_empty() && def.format == BaseFormat::Parquet {
@@ -177,7 +177,7 @@ impl Table {
         dir: Path,
         manifest: Manifest,
     ) -> Result<Table> {
-        let manifests = ManifestStore::new(location.store().clone(), &dir);
+        let manifests = ManifestStore::new(location, &dir);
         let codec =
             if manifest.table.primary_key.is_empty() { None } else { Some(KeyCodec::new(&manifest.table)?) };
         let policy = Policy::from_options(&manifest.table.options)?;
@@ -347,6 +347,8 @@ impl Table {
     }
 
     async fn write_base_now(&self, batches: Vec<RecordBatch>, overwrite: bool) -> Result<Vec<RecordBatch>> {
+        // Before any file is written: a replica (or a writer that lost its lease) writes none.
+        self.location.fence().check()?;
         let mut writer = self.writer.lock().await;
         let snapshot = self.snapshot();
         let def = snapshot.def();

@@ -5,7 +5,8 @@
 //! <root>/<schema>/<table>/_tarn/manifest/ one file per committed version
 //! <root>/<schema>/<table>/base/           Lance dataset, or Parquet files
 //! <root>/<schema>/<table>/changes/<bucket>/ change files (primary-key tables)
-//! <root>/_tarn/wal/                       the write-ahead log of every table
+//! <root>/_tarn/wal/                       the write-ahead log of every table (folders)
+//! <root>/_tarn/lease/<epoch>.json          the writer's lease ([`crate::lease`])
 //! <root>/_tarn/views/<schema>/<view>.json   a view's definition
 //! <root>/_tarn/sequences/<schema>/<name>.json a sequence (definition and state)
 //! ```
@@ -13,7 +14,9 @@
 //! The warehouse owns the write-ahead log: a commit to primary-key tables is one record
 //! however many tables it writes ([`Warehouse::commit`]). Opening replays the records
 //! newer than each table's manifest. A background task flushes and compacts tables
-//! as their policy says and checkpoints the log.
+//! as their policy says and checkpoints the log. The writer holds the warehouse's lease
+//! ([`crate::lease`]); a read-only replica opens without log or lease and follows the
+//! writer's manifests instead ([`crate::follow`]).
 //!
 //! The catalog is what the folders say: opening a warehouse lists them, so tables
 //! survive a restart with nothing kept elsewhere. A folder without a manifest is not a
@@ -33,7 +36,8 @@ use tracing::{info, warn};
 use crate::commit::{Applied, TableWrite};
 use crate::error::{Result, StorageError};
 use crate::io::{delete_if_present, delete_prefix, lance_store_registry, Location, S3Options};
-use crate::manifest::ManifestStore;
+use crate::lease::{Predecessor, WriterLease, DEFAULT_LEASE_TTL};
+use crate::manifest::{ManifestStore, Version};
 use crate::sequence::{sequence_path, Sequence, SequenceDef};
 use crate::table::Table;
 use crate::table_def::{TableDef, TableName, ViewDef};
@@ -52,7 +56,16 @@ pub struct Warehouse {
     catalog: RwLock<Catalog>,
     /// Serializes CREATE/DROP so two sessions cannot create one table twice.
     ddl: tokio::sync::Mutex<()>,
-    wal: Wal,
+    /// The writer's log; a read-only replica has none.
+    wal: Option<Wal>,
+    /// The writer's lease on the warehouse ([`crate::lease`]); a replica has none.
+    lease: Option<Arc<WriterLease>>,
+    /// A replica's poll interval ([`crate::follow`]).
+    follow_interval: Duration,
+    /// When a replica last read the writer's manifests (ms since the epoch).
+    followed_at_ms: AtomicU64,
+    /// Bumped when a replica sees the writer's DDL ([`Warehouse::catalog_generation`]).
+    pub(crate) catalog_generation: AtomicU64,
     /// Held by the background task while it works; [`Warehouse::close`] waits for it.
     maintenance: tokio::sync::Mutex<()>,
     closed: AtomicBool,
@@ -69,9 +82,11 @@ pub struct Warehouse {
 const CHECKPOINT_BYTES: u64 = 64 << 20;
 /// How often the background task looks at the tables.
 const MAINTENANCE_TICK: Duration = Duration::from_millis(200);
+/// How often a replica reads the writer's manifests, unless configured.
+pub const DEFAULT_FOLLOW_INTERVAL: Duration = Duration::from_secs(1);
 
 #[derive(Default)]
-struct Catalog {
+pub(crate) struct Catalog {
     schemas: BTreeSet<String>,
     tables: BTreeMap<TableName, Arc<Table>>,
     views: BTreeMap<TableName, Arc<ViewDef>>,
@@ -114,6 +129,14 @@ pub struct OpenOptions {
     /// `<warehouse>/_tarn/wal` unless told otherwise; an object-store warehouse needs a
     /// local disk for it (low-latency durable appends): `./tarn-wal` unless told.
     pub wal_dir: Option<std::path::PathBuf>,
+    /// A read-only replica: no log, no lease, no writes; it follows the writer's
+    /// manifests every `follow_interval` ([`crate::follow`]).
+    pub read_only: bool,
+    /// How often a replica reads the writer's manifests (1 s unless set).
+    pub follow_interval: Option<Duration>,
+    /// How long the writer's lease lasts without a beat ([`crate::lease`]; 10 s
+    /// unless set).
+    pub lease_ttl: Option<Duration>,
 }
 
 impl Warehouse {
@@ -123,23 +146,100 @@ impl Warehouse {
         Self::open_with(location, &OpenOptions::default()).await
     }
 
-    /// Opens the warehouse at a folder path, `file://` or `s3://` URL.
+    /// Opens the warehouse at a folder path, `file://` or `s3://` URL: as its writer
+    /// (taking the lease, replaying the log), or as a read-only replica.
     pub async fn open_with(location: &str, options: &OpenOptions) -> Result<Self> {
         let location = Location::open(location, &options.s3)?;
-        // The log first: its lock keeps a second process from touching the warehouse
-        // (below, folders without a manifest are deleted).
-        let wal_dir = match (&options.wal_dir, location.local_root()) {
+        let registry = lance_store_registry(&location);
+        let session = Arc::new(Session::new(INDEX_CACHE_BYTES, METADATA_CACHE_BYTES, registry));
+        let mut warehouse = Self {
+            location,
+            session,
+            catalog: RwLock::default(),
+            ddl: tokio::sync::Mutex::new(()),
+            wal: None,
+            lease: None,
+            follow_interval: options.follow_interval.unwrap_or(DEFAULT_FOLLOW_INTERVAL),
+            followed_at_ms: AtomicU64::new(0),
+            catalog_generation: AtomicU64::new(0),
+            maintenance: tokio::sync::Mutex::new(()),
+            closed: AtomicBool::new(false),
+            checkpointed_bytes: AtomicU64::new(0),
+            history_retention: RwLock::new(crate::retention::DEFAULT_RETENTION),
+            dropping: Arc::default(),
+        };
+        if options.read_only {
+            warehouse.location.fence().set_read_only();
+            warehouse.follow().await?;
+            info!(url = %warehouse.url(), "opened the warehouse read-only");
+            return Ok(warehouse);
+        }
+        // The log first: its lock keeps a second process on this machine from touching
+        // the warehouse; then the lease, which keeps out writers elsewhere (below,
+        // folders without a manifest are deleted).
+        let wal_dir = match (&options.wal_dir, warehouse.location.local_root()) {
             (Some(dir), _) => dir.clone(),
             (None, Some(root)) => root.join("_tarn").join("wal"),
             (None, None) => std::path::PathBuf::from("tarn-wal"),
         };
         let (wal, records) = Wal::open(&wal_dir)?;
-        let registry = lance_store_registry(&location);
-        let session = Arc::new(Session::new(INDEX_CACHE_BYTES, METADATA_CACHE_BYTES, registry));
+        let (lease, predecessor) = WriterLease::acquire(
+            warehouse.location.store().clone(),
+            warehouse.location.fence().clone(),
+            &wal_dir,
+            options.lease_ttl.unwrap_or(DEFAULT_LEASE_TTL),
+            warehouse.url(),
+        )
+        .await?;
+        if let (Predecessor::Other(holder), false) = (&predecessor, records.is_empty()) {
+            // Another writer wrote the warehouse after this log's commits: replaying
+            // them would put them on top of versions they never saw.
+            lease.release().await;
+            return Err(StorageError::InvalidWarehouse {
+                url: warehouse.url().to_string(),
+                message: format!(
+                    "the write-ahead log in {} holds commits, but {holder} wrote the warehouse since; \
+                     those commits cannot be applied. Move the folder away to start (its commits that \
+                     were never flushed are lost)",
+                    wal_dir.display()
+                ),
+            });
+        }
+        lease.keep();
+        warehouse.wal = Some(wal);
+        warehouse.lease = Some(lease);
+        let catalog = warehouse.read_catalog(&[], true).await?;
+        warehouse.replace_catalog(catalog);
+        let by_id: BTreeMap<u64, Arc<Table>> =
+            warehouse.all_tables().into_iter().filter(|t| t.has_primary_key()).map(|t| (t.id, t)).collect();
+        let mut replayed = 0;
+        for record in records {
+            for logged in crate::commit::decode_record(&record)? {
+                // Entries of dropped tables (or of an earlier table of the same name) are skipped.
+                if let Some(table) = by_id.get(&logged.table_id) {
+                    table.replay(logged).await?;
+                    replayed += 1;
+                }
+            }
+        }
+        if replayed > 0 {
+            info!(replayed, "replayed commits from the write-ahead log");
+        }
+        Ok(warehouse)
+    }
+
+    /// What the warehouse's folders say: schemas, tables at their newest manifests,
+    /// views and sequences. Tables of `known` (by folder) are moved to their newest
+    /// manifest rather than opened again. The writer (`writer`) deletes folders without
+    /// a manifest (what a crashed CREATE, or a DROP whose readers outlived the process,
+    /// left behind); a replica skips them (a CREATE under way), and keeps a table it
+    /// cannot read now as it was.
+    pub(crate) async fn read_catalog(&self, known: &[Arc<Table>], writer: bool) -> Result<Catalog> {
+        let known: BTreeMap<&Path, &Arc<Table>> = known.iter().map(|t| (t.dir(), t)).collect();
+        let location = &self.location;
+        let store = location.store().clone();
         let mut catalog = Catalog::default();
         catalog.schemas.insert(DEFAULT_SCHEMA.to_string());
-        let store = location.store().clone();
-
         let top = store.list_with_delimiter(None).await?;
         for schema_dir in top.common_prefixes {
             let Some(schema) = schema_dir.filename().map(str::to_string) else { continue };
@@ -151,20 +251,29 @@ impl Warehouse {
                 catalog.schemas.insert(schema.clone());
             }
             for table_dir in listing.common_prefixes {
-                let manifests = ManifestStore::new(store.clone(), &table_dir);
-                let Some(manifest) = manifests.latest().await? else {
-                    // No table: what a crashed CREATE, or a DROP whose readers outlived
-                    // the process, left behind.
-                    info!(folder = %table_dir, "removing the files of a table that is gone");
-                    delete_prefix(&store, &table_dir).await?;
+                let manifests = ManifestStore::new(location, &table_dir);
+                let Some(&newest) = manifests.versions().await?.last() else {
+                    if writer {
+                        info!(folder = %table_dir, "removing the files of a table that is gone");
+                        delete_prefix(&store, &table_dir).await?;
+                    }
                     continue;
                 };
-                let name = manifest.table.name.clone();
-                let version = manifest.version;
-                let table = Table::open(&location, &session, table_dir, manifest).await?;
-                info!(table = %name, %version, "opened table");
+                let previous = known.get(&table_dir).copied();
+                let table = match self.table_at(previous, &table_dir, newest).await {
+                    Ok(table) => table,
+                    Err(e) if !writer => {
+                        warn!(folder = %table_dir, error = %e, "could not follow a table; it stays as it was");
+                        match previous {
+                            Some(table) => table.clone(),
+                            None => continue,
+                        }
+                    }
+                    Err(e) => return Err(e),
+                };
+                let name = table.name();
                 catalog.schemas.insert(name.schema.clone());
-                catalog.tables.insert(name, Arc::new(table));
+                catalog.tables.insert(name, table);
             }
         }
         let views = store.list(Some(&Path::from("_tarn").join("views"))).try_collect::<Vec<_>>().await?;
@@ -179,42 +288,89 @@ impl Warehouse {
             store.list(Some(&Path::from("_tarn").join("sequences"))).try_collect::<Vec<_>>().await?;
         for object in sequences {
             let bytes = store.get(&object.location).await?.bytes().await?;
-            let sequence = Sequence::load(store.clone(), &bytes, &object.location)?;
+            let sequence = Sequence::load(store.clone(), location.fence().clone(), &bytes, &object.location)?;
             catalog.schemas.insert(sequence.def().name.schema.clone());
             catalog.sequences.insert(sequence.def().name.clone(), Arc::new(sequence));
         }
-        let by_id: BTreeMap<u64, Arc<Table>> =
-            catalog.tables.values().filter(|t| t.has_primary_key()).map(|t| (t.id, t.clone())).collect();
-        let mut replayed = 0;
-        for record in records {
-            for logged in crate::commit::decode_record(&record)? {
-                // Entries of dropped tables (or of an earlier table of the same name) are skipped.
-                if let Some(table) = by_id.get(&logged.table_id) {
-                    table.replay(logged).await?;
-                    replayed += 1;
-                }
+        if !writer {
+            self.followed_at_ms.store(crate::manifest::now_ms(), Ordering::Relaxed);
+        }
+        Ok(catalog)
+    }
+
+    /// The table in `dir` at manifest `newest`: `previous` (the same table, as this
+    /// process knew it) moved there, or opened anew.
+    async fn table_at(
+        &self,
+        previous: Option<&Arc<Table>>,
+        dir: &Path,
+        newest: Version,
+    ) -> Result<Arc<Table>> {
+        if let Some(table) = previous {
+            if table.snapshot().manifest.version == newest {
+                return Ok(table.clone());
             }
         }
-        if replayed > 0 {
-            info!(replayed, "replayed commits from the write-ahead log");
+        let manifest = ManifestStore::new(&self.location, dir).read(newest).await?;
+        match previous {
+            // The same table with the same key: only its snapshot moves.
+            Some(table)
+                if table.id == manifest.table_id
+                    && table.snapshot().def().primary_key == manifest.table.primary_key =>
+            {
+                table.follow(manifest).await?;
+                Ok(table.clone())
+            }
+            _ => {
+                let (name, version) = (manifest.table.name.clone(), manifest.version);
+                let table = Table::open(&self.location, &self.session, dir.clone(), manifest).await?;
+                info!(table = %name, %version, "opened table");
+                Ok(Arc::new(table))
+            }
         }
-        Ok(Self {
-            location,
-            session,
-            catalog: RwLock::new(catalog),
-            ddl: tokio::sync::Mutex::new(()),
-            wal,
-            maintenance: tokio::sync::Mutex::new(()),
-            closed: AtomicBool::new(false),
-            checkpointed_bytes: AtomicU64::new(0),
-            history_retention: RwLock::new(crate::retention::DEFAULT_RETENTION),
-            dropping: Arc::default(),
-        })
+    }
+
+    pub(crate) fn replace_catalog(&self, catalog: Catalog) {
+        *self.catalog.write().expect("catalog lock") = catalog;
+    }
+
+    /// Waits for the DDL lock, unless this server may not write.
+    async fn ddl_lock(&self) -> Result<tokio::sync::MutexGuard<'_, ()>> {
+        self.location.fence().check()?;
+        Ok(self.ddl.lock().await)
+    }
+
+    /// The object-range cache of an object-store warehouse.
+    pub fn object_cache(&self) -> Option<&Arc<crate::cache::CachedStore>> {
+        self.location.cache()
+    }
+
+    /// Whether this server is a read-only replica.
+    pub fn is_read_only(&self) -> bool {
+        self.wal.is_none()
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// How stale this server's view of `table` may be: on the writer, the age of its
+    /// oldest change that is only in the log (a replica cannot see it yet); on a
+    /// replica, the time since it last read the writer's manifests.
+    pub fn visible_lag_ms(&self, table: &Table) -> u64 {
+        let now = crate::manifest::now_ms();
+        if self.is_read_only() {
+            return now.saturating_sub(self.followed_at_ms.load(Ordering::Relaxed));
+        }
+        let oldest = table.stats().buckets.iter().filter_map(|b| b.oldest_unflushed_ms).min();
+        oldest.map_or(0, |t| now.saturating_sub(t))
     }
 
     /// Commits changes to primary-key tables atomically (see [`crate::commit`]).
     pub async fn commit(&self, writes: Vec<TableWrite>) -> Result<Vec<Applied>> {
-        crate::commit::commit(&self.wal, writes).await
+        self.location.fence().check()?;
+        let Some(wal) = &self.wal else { return Err(StorageError::internal("a replica has no log")) };
+        crate::commit::commit(wal, writes).await
     }
 
     pub fn all_tables(&self) -> Vec<Arc<Table>> {
@@ -224,6 +380,9 @@ impl Warehouse {
     /// Starts the background task that flushes, compacts and checkpoints. It stops at
     /// [`Warehouse::close`] or when the warehouse is dropped.
     pub fn start_maintenance(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        if self.is_read_only() {
+            return self.start_following(self.follow_interval);
+        }
         let weak: Weak<Warehouse> = Arc::downgrade(self);
         tokio::spawn(async move {
             loop {
@@ -235,6 +394,18 @@ impl Warehouse {
                 let _working = warehouse.maintenance.lock().await;
                 if warehouse.closed.load(Ordering::Acquire) {
                     return;
+                }
+                if warehouse.location.fence().check().is_err() {
+                    // It lost its lease: it serves what the new writer commits, as a
+                    // replica does (its own commits are refused).
+                    let since = crate::manifest::now_ms()
+                        .saturating_sub(warehouse.followed_at_ms.load(Ordering::Relaxed));
+                    if since >= warehouse.follow_interval.as_millis() as u64 {
+                        if let Err(e) = warehouse.follow().await {
+                            warn!(error = %e, "could not follow the new writer's manifests");
+                        }
+                    }
+                    continue;
                 }
                 for table in warehouse.all_tables() {
                     if let Err(e) = table.maintain().await {
@@ -249,7 +420,8 @@ impl Warehouse {
                         }
                     }
                 }
-                let written = warehouse.wal.stats().bytes.load(Ordering::Relaxed);
+                let Some(wal) = &warehouse.wal else { return };
+                let written = wal.stats().bytes.load(Ordering::Relaxed);
                 if written.saturating_sub(warehouse.checkpointed_bytes.load(Ordering::Relaxed))
                     > CHECKPOINT_BYTES
                 {
@@ -282,12 +454,13 @@ impl Warehouse {
 
     /// Flushes every table so the log can drop its older segments.
     pub async fn checkpoint(&self) -> Result<()> {
-        self.checkpointed_bytes.store(self.wal.stats().bytes.load(Ordering::Relaxed), Ordering::Relaxed);
-        let segment = self.wal.rotate().await?;
+        let Some(wal) = &self.wal else { return Ok(()) };
+        self.checkpointed_bytes.store(wal.stats().bytes.load(Ordering::Relaxed), Ordering::Relaxed);
+        let segment = wal.rotate().await?;
         for table in self.all_tables() {
             table.flush().await?;
         }
-        self.wal.remove_segments_before(segment)?;
+        wal.remove_segments_before(segment)?;
         info!("checkpoint: the log's older segments are in change files now");
         Ok(())
     }
@@ -299,6 +472,7 @@ impl Warehouse {
     pub async fn close(&self) {
         self.closed.store(true, Ordering::Release);
         let _idle = self.maintenance.lock().await;
+        let (Some(wal), Some(lease)) = (&self.wal, &self.lease) else { return };
         if let Err(e) = self.checkpoint().await {
             warn!(error = %e, "could not checkpoint the log at close");
         }
@@ -307,8 +481,9 @@ impl Warehouse {
                 warn!(sequence = %sequence.def().name, error = %e, "could not write the sequence's state");
             }
         }
-        // The next process may open the log now, even while this one winds down.
-        self.wal.unlock();
+        // The next writer may take over now, even while this one winds down.
+        lease.release().await;
+        wal.unlock();
     }
 
     pub fn url(&self) -> &str {
@@ -356,7 +531,7 @@ impl Warehouse {
         if_not_exists: bool,
         check: impl FnOnce(Option<&ViewDef>) -> Result<()>,
     ) -> Result<bool> {
-        let _ddl = self.ddl.lock().await;
+        let _ddl = self.ddl_lock().await?;
         let name = def.name.clone();
         if !self.schema_exists(&name.schema) {
             return Err(StorageError::SchemaNotFound { name: name.schema.clone() });
@@ -383,7 +558,7 @@ impl Warehouse {
 
     /// `DROP VIEW`. Returns false when it did not exist and `if_exists` was given.
     pub async fn drop_view(&self, name: &TableName, if_exists: bool) -> Result<bool> {
-        let _ddl = self.ddl.lock().await;
+        let _ddl = self.ddl_lock().await?;
         if self.view(name).is_none() {
             return absent(name, if_exists);
         }
@@ -404,7 +579,7 @@ impl Warehouse {
     /// `CREATE SEQUENCE`: durable when it returns. Returns false when a relation of
     /// that name existed and `if_not_exists` was given.
     pub async fn create_sequence(&self, def: SequenceDef, if_not_exists: bool) -> Result<bool> {
-        let _ddl = self.ddl.lock().await;
+        let _ddl = self.ddl_lock().await?;
         let name = def.name.clone();
         if !self.schema_exists(&name.schema) {
             return Err(StorageError::SchemaNotFound { name: name.schema.clone() });
@@ -412,7 +587,8 @@ impl Warehouse {
         if self.catalog.read().expect("catalog lock").relation_exists(&name) {
             return if if_not_exists { Ok(false) } else { Err(StorageError::TableExists { name }) };
         }
-        let sequence = Sequence::create(self.location.store().clone(), def).await?;
+        let sequence =
+            Sequence::create(self.location.store().clone(), self.location.fence().clone(), def).await?;
         self.catalog.write().expect("catalog lock").sequences.insert(name.clone(), Arc::new(sequence));
         info!(sequence = %name, "created sequence");
         Ok(true)
@@ -420,7 +596,7 @@ impl Warehouse {
 
     /// `DROP SEQUENCE`. Returns false when it did not exist and `if_exists` was given.
     pub async fn drop_sequence(&self, name: &TableName, if_exists: bool) -> Result<bool> {
-        let _ddl = self.ddl.lock().await;
+        let _ddl = self.ddl_lock().await?;
         if self.sequence(name).is_none() {
             return absent(name, if_exists);
         }
@@ -432,7 +608,7 @@ impl Warehouse {
 
     /// `CREATE SCHEMA`. Returns false when it existed and `if_not_exists` was given.
     pub async fn create_schema(&self, schema: &str, if_not_exists: bool) -> Result<bool> {
-        let _ddl = self.ddl.lock().await;
+        let _ddl = self.ddl_lock().await?;
         if self.schema_exists(schema) {
             return if if_not_exists {
                 Ok(false)
@@ -449,7 +625,7 @@ impl Warehouse {
     /// Drops an empty schema (a session's temporary schema when it ends). Refused while
     /// it holds a table, a view or a sequence.
     pub async fn drop_schema(&self, schema: &str) -> Result<()> {
-        let _ddl = self.ddl.lock().await;
+        let _ddl = self.ddl_lock().await?;
         {
             let catalog = self.catalog.read().expect("catalog lock");
             let held = catalog.tables.keys().chain(catalog.views.keys()).chain(catalog.sequences.keys());
@@ -467,7 +643,7 @@ impl Warehouse {
 
     /// `CREATE TABLE`. Returns `None` when the table existed and `if_not_exists` was given.
     pub async fn create_table(&self, def: TableDef, if_not_exists: bool) -> Result<Option<Arc<Table>>> {
-        let _ddl = self.ddl.lock().await;
+        let _ddl = self.ddl_lock().await?;
         let name = def.name.clone();
         if !self.schema_exists(&name.schema) {
             return Err(StorageError::SchemaNotFound { name: name.schema.clone() });
@@ -508,7 +684,7 @@ impl Warehouse {
         to: TableName,
         readers: Vec<ViewDef>,
     ) -> Result<()> {
-        let _ddl = self.ddl.lock().await;
+        let _ddl = self.ddl_lock().await?;
         if self.catalog.read().expect("catalog lock").relation_exists(&to) {
             return Err(StorageError::TableExists { name: to });
         }
@@ -544,7 +720,7 @@ impl Warehouse {
         to: &str,
         readers: Vec<ViewDef>,
     ) -> Result<()> {
-        let _ddl = self.ddl.lock().await;
+        let _ddl = self.ddl_lock().await?;
         let Some(found) = self.table(table) else {
             return Err(StorageError::TableNotFound { name: table.clone() });
         };
@@ -564,7 +740,7 @@ impl Warehouse {
         column: Option<&str>,
         comment: Option<String>,
     ) -> Result<()> {
-        let _ddl = self.ddl.lock().await;
+        let _ddl = self.ddl_lock().await?;
         let Some(view) = self.view(name) else {
             return Err(StorageError::TableNotFound { name: name.clone() });
         };
@@ -584,7 +760,7 @@ impl Warehouse {
 
     /// `DROP TABLE`. Returns false when it did not exist and `if_exists` was given.
     pub async fn drop_table(&self, name: &TableName, if_exists: bool) -> Result<bool> {
-        let _ddl = self.ddl.lock().await;
+        let _ddl = self.ddl_lock().await?;
         let Some(table) = self.table(name) else {
             return absent(name, if_exists);
         };
@@ -1033,5 +1209,56 @@ mod tests {
         assert_eq!(count(&table).await, 1, "orphaned rows are not visible");
         table.append(vec![batch(&d, vec![99])]).await.unwrap();
         assert_eq!(count(&table).await, 2, "and not folded back in by the next write");
+    }
+
+    #[tokio::test]
+    async fn a_replica_follows_flushes_compactions_and_new_tables_and_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_str().unwrap();
+        let d = def(BaseFormat::Lance);
+        let wh = Warehouse::open(root).await.unwrap();
+        let table = wh.create_table(d.clone(), false).await.unwrap().unwrap();
+        wh.commit(vec![commit_of(&table, WriteKind::Insert, batch(&d, vec![1, 2, 3]))]).await.unwrap();
+
+        let replica =
+            Warehouse::open_with(root, &OpenOptions { read_only: true, ..Default::default() }).await.unwrap();
+        let seen = replica.table(&d.name).unwrap();
+        assert!(rows_of(&seen).is_empty(), "what is only in the writer's log is not visible");
+
+        table.flush().await.unwrap();
+        replica.follow().await.unwrap();
+        assert_eq!(rows_of(&seen), rows_of(&table), "the same table object moves on");
+        assert_eq!(seen.snapshot().seq, table.snapshot().seq);
+
+        wh.commit(vec![commit_of(&table, WriteKind::Update, batch(&d, vec![2]))]).await.unwrap();
+        wh.commit(vec![commit_of(&table, WriteKind::Delete, batch(&d, vec![3]))]).await.unwrap();
+        table.compact().await.unwrap();
+        wh.commit(vec![commit_of(&table, WriteKind::Insert, batch(&d, vec![4]))]).await.unwrap();
+        table.flush().await.unwrap();
+        let other = TableDef { name: TableName::new("public", "other"), ..d.clone() };
+        wh.create_table(other.clone(), false).await.unwrap();
+        replica.follow().await.unwrap();
+        assert_eq!(rows_of(&replica.table(&d.name).unwrap()), rows_of(&table));
+        assert!(replica.table(&other.name).is_some());
+        // Time travel reads the writer's history.
+        let first = replica.table(&d.name).unwrap().snapshot_at(2).await.unwrap();
+        assert_eq!(first.seq, 2);
+
+        // Every write is refused, before anything is written.
+        let objects = wh.list_objects().await.unwrap().len();
+        let read_only = |e: StorageError| assert!(matches!(e, StorageError::ReadOnly { .. }), "{e}");
+        let seen = replica.table(&d.name).unwrap();
+        read_only(
+            replica.commit(vec![commit_of(&seen, WriteKind::Insert, batch(&d, vec![9]))]).await.unwrap_err(),
+        );
+        read_only(replica.create_schema("s", false).await.unwrap_err());
+        read_only(replica.drop_table(&d.name, false).await.unwrap_err());
+        read_only(seen.compact().await.unwrap_err());
+        read_only(replica.vacuum(&seen).await.unwrap_err());
+        assert_eq!(wh.list_objects().await.unwrap().len(), objects);
+
+        wh.drop_table(&other.name, false).await.unwrap();
+        replica.follow().await.unwrap();
+        assert!(replica.table(&other.name).is_none());
     }
 }

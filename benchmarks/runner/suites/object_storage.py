@@ -106,7 +106,18 @@ def measure(dsn, restart, n_commits, n_rows, n_lookups, seed):
         out["lookup, cold"] = [timed_ms(lambda k=k: lookup(k)) for k in keys[:cold]]
         out["lookup, warm"] = [timed_ms(lambda k=k: lookup(k)) for k in keys[cold:]]
         out["scan, warm"] = [timed_ms(scan) for _ in range(5)]
+        # The object-range cache (S3 only; no row on a folder).
+        out["_cache"] = execute(
+            conn, "SELECT hits, misses, bytes_fetched, bytes_served FROM tarn_object_cache", fetch=True)
     return out
+
+
+def cache_note(rows) -> str:
+    if not rows:
+        return ""
+    hits, misses, fetched, served = rows[0]
+    return (f"\n\nS3's object-range cache after the restart: {hits} hits, {misses} misses; "
+            f"{fetched / 2**20:.1f} MiB fetched from the store, {served / 2**20:.1f} MiB served from the cache.")
 
 
 def run(ctx):
@@ -169,5 +180,6 @@ def run(ctx):
                 + md_table(["workload", "runs", "folder p50 ms", "folder p99 ms", "S3 p50 ms", "S3 p99 ms",
                             "S3 / folder (p50)"], rows)
                 + f"\n\n{fmt(n_rows)} rows loaded; `lookup, cold` is the first {min(50, n_lookups // 4)} "
-                  "lookups after a restart, `scan, cold` the first scan. " + __doc__.split("\n\n")[1].replace("\n", " "))
+                  "lookups after a restart, `scan, cold` the first scan. " + __doc__.split("\n\n")[1].replace("\n", " ")
+                + cache_note(results.get(S3, {}).get("_cache")))
     return res.as_dict()

@@ -1,6 +1,7 @@
 //! System views: `tarn_tables`, the state of every table and bucket; `tarn_indexes`,
 //! every vector and bm25 index and the progress of a vector index's build;
-//! `tarn_storage`, what each table takes on storage and how much history it keeps.
+//! `tarn_storage`, what each table takes on storage and how much history it keeps;
+//! `tarn_object_cache`, the object-range cache of an object-store warehouse.
 
 use std::sync::Arc;
 
@@ -18,11 +19,16 @@ use tarn_storage::Warehouse;
 pub const TARN_TABLES: &str = "tarn_tables";
 pub const TARN_INDEXES: &str = "tarn_indexes";
 pub const TARN_STORAGE: &str = "tarn_storage";
+pub const TARN_OBJECT_CACHE: &str = "tarn_object_cache";
 
 /// One row per table and bucket (one row with a NULL bucket for a table without a
 /// primary key): versions, base rows, change rows waiting, the base rows the bucket's
 /// changes replace (`deleted_rows`), the base's own deletion vector (compacted
-/// deletes, per table: `base_deleted_rows`), the last compaction.
+/// deletes, per table: `base_deleted_rows`), the last compaction, when the newest
+/// manifest was committed (`flushed_at`: what read-only replicas can see), and how
+/// stale this server's view of the table may be (`visible_lag_ms`: on the writer, the
+/// age of its oldest change not yet flushed; on a replica, the time since it last read
+/// the writer's manifests).
 pub fn tarn_tables(warehouse: &Warehouse) -> DfResult<Arc<dyn TableProvider>> {
     let schema = Arc::new(Schema::new(vec![
         Field::new("schema_name", DataType::Utf8, false),
@@ -38,6 +44,8 @@ pub fn tarn_tables(warehouse: &Warehouse) -> DfResult<Arc<dyn TableProvider>> {
         Field::new("base_deleted_rows", DataType::Int64, false),
         Field::new("last_compaction", DataType::Timestamp(TimeUnit::Millisecond, None), true),
         Field::new("last_compaction_ms", DataType::Int64, true),
+        Field::new("flushed_at", DataType::Timestamp(TimeUnit::Millisecond, None), false),
+        Field::new("visible_lag_ms", DataType::Int64, false),
     ]));
     let mut schema_names = Vec::new();
     let mut table_names = Vec::new();
@@ -52,6 +60,8 @@ pub fn tarn_tables(warehouse: &Warehouse) -> DfResult<Arc<dyn TableProvider>> {
     let mut base_deleted = Vec::new();
     let mut compacted_at = Vec::new();
     let mut compaction_ms = Vec::new();
+    let mut flushed_at = Vec::new();
+    let mut lags = Vec::new();
     for table in warehouse.all_tables() {
         let snapshot = table.snapshot();
         let stats = table.stats();
@@ -62,6 +72,7 @@ pub fn tarn_tables(warehouse: &Warehouse) -> DfResult<Arc<dyn TableProvider>> {
             stats.buckets.into_iter().enumerate().map(|(i, b)| (Some(i as i32), b)).collect()
         };
         let bucket_count = rows.len() as u64;
+        let lag = warehouse.visible_lag_ms(&table) as i64;
         for (bucket, b) in rows {
             schema_names.push(table.name().schema.clone());
             table_names.push(table.name().table.clone());
@@ -79,6 +90,8 @@ pub fn tarn_tables(warehouse: &Warehouse) -> DfResult<Arc<dyn TableProvider>> {
             base_deleted.push(snapshot.manifest.deletes.as_ref().map_or(0, |d| d.rows as i64));
             compacted_at.push(compaction.map(|c| c.at_ms as i64));
             compaction_ms.push(compaction.map(|c| c.duration_ms as i64));
+            flushed_at.push(snapshot.manifest.committed_at_ms as i64);
+            lags.push(lag);
         }
     }
     let columns: Vec<ArrayRef> = vec![
@@ -95,6 +108,8 @@ pub fn tarn_tables(warehouse: &Warehouse) -> DfResult<Arc<dyn TableProvider>> {
         Arc::new(Int64Array::from(base_deleted)),
         Arc::new(TimestampMillisecondArray::from(compacted_at)),
         Arc::new(Int64Array::from(compaction_ms)),
+        Arc::new(TimestampMillisecondArray::from(flushed_at)),
+        Arc::new(Int64Array::from(lags)),
     ];
     let batch = RecordBatch::try_new(schema.clone(), columns)?;
     Ok(Arc::new(MemTable::try_new(schema, vec![vec![batch]])?))
@@ -289,4 +304,35 @@ struct IndexRow {
     build: Option<BuildStatus>,
     segments: Option<i32>,
     documents: Option<i64>,
+}
+
+/// The object-range cache of an object-store warehouse (no row for a folder): its
+/// capacity and use, hits and misses, and the bytes fetched on misses and served from it.
+pub fn tarn_object_cache(warehouse: &Warehouse) -> DfResult<Arc<dyn TableProvider>> {
+    let names = ["capacity_bytes", "used_bytes", "hits", "misses", "bytes_fetched", "bytes_served"];
+    let schema = Arc::new(Schema::new(
+        names.iter().map(|n| Field::new(*n, DataType::Int64, false)).collect::<Vec<_>>(),
+    ));
+    let values: Vec<i64> = match warehouse.object_cache() {
+        Some(cache) => {
+            let stats = cache.stats();
+            let load = |n: &std::sync::atomic::AtomicU64| n.load(std::sync::atomic::Ordering::Relaxed) as i64;
+            vec![
+                cache.capacity() as i64,
+                cache.used() as i64,
+                load(&stats.hits),
+                load(&stats.misses),
+                load(&stats.bytes_fetched),
+                load(&stats.bytes_served),
+            ]
+        }
+        None => Vec::new(),
+    };
+    let rows = usize::from(!values.is_empty());
+    let columns: Vec<ArrayRef> = (0..names.len())
+        .map(|i| Arc::new(Int64Array::from(values.get(i).map(|v| vec![*v]).unwrap_or_default())) as ArrayRef)
+        .collect();
+    debug_assert!(columns.iter().all(|c| c.len() == rows));
+    let batch = RecordBatch::try_new(schema.clone(), columns)?;
+    Ok(Arc::new(MemTable::try_new(schema, vec![vec![batch]])?))
 }

@@ -104,6 +104,11 @@ impl SchemaProvider for TarnSchema {
         {
             return Ok(Some(crate::catalog::system::tarn_storage(&self.warehouse).await?));
         }
+        if name == crate::catalog::system::TARN_OBJECT_CACHE
+            && self.warehouse.table(&TableName::new(&self.name, name)).is_none()
+        {
+            return Ok(Some(crate::catalog::system::tarn_object_cache(&self.warehouse)?));
+        }
         let name = TableName::new(&self.name, name);
         if let Some(view) = self.warehouse.view(&name) {
             return Ok(Some(Arc::new(TarnView::new(view))));

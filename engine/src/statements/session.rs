@@ -214,7 +214,10 @@ impl Session {
         txn: Arc<TxState>,
         number: u64,
     ) -> Self {
-        let settings = Settings::new(user);
+        let settings = match engine.warehouse().is_read_only() {
+            true => Settings::new(user).on_standby(),
+            false => Settings::new(user),
+        };
         ctx.register_udf(crate::catalog::pg_catalog::functions::current_setting(settings.all()));
         let set_config = crate::statements::settings::PendingSettings::default();
         ctx.register_udf(crate::statements::settings::set_config(set_config.clone()));
@@ -399,6 +402,9 @@ impl Session {
     /// Whether the statement about to run is in a read-only transaction: the open
     /// block's mode, or for a statement outside one, `default_transaction_read_only`.
     pub(crate) fn read_only(&self) -> bool {
+        if self.engine.warehouse().is_read_only() {
+            return true;
+        }
         match self.tx {
             TxStatus::Idle => self.settings.get("default_transaction_read_only").is_ok_and(|v| v == "on"),
             _ => self.block_read_only,
@@ -411,7 +417,13 @@ impl Session {
         if !self.read_only() {
             return Ok(());
         }
-        match crate::statements::transaction::write_command(statement) {
+        let command = match self.engine.warehouse().is_read_only() {
+            // A replica writes nothing at all: not even temporary relations (they live
+            // in the warehouse) or a VACUUM.
+            true => crate::statements::transaction::replica_write_command(statement),
+            false => crate::statements::transaction::write_command(statement),
+        };
+        match command {
             Some(command) => Err(EngineError::ReadOnlyTransaction { command: command.to_string() }),
             None => Ok(()),
         }

@@ -155,6 +155,15 @@ impl Settings {
         settings
     }
 
+    /// A read-only replica's session, as a PostgreSQL hot standby's: every transaction
+    /// is read-only.
+    pub fn on_standby(mut self) -> Self {
+        for name in ["in_hot_standby", "default_transaction_read_only", "transaction_read_only"] {
+            self.values.get_mut(name).expect("default").1 = "on".to_string();
+        }
+        self
+    }
+
     /// Changes whenever a setting does (see the field).
     pub fn generation(&self) -> u64 {
         self.generation

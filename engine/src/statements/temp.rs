@@ -55,7 +55,8 @@ impl TempSchema {
 
     /// Whether the session has made its schema (and so may have temporary relations).
     pub(crate) fn exists(&self) -> bool {
-        self.warehouse.schema_exists(&self.name)
+        // A replica's sessions make none; a schema of this name is a writer's session's.
+        !self.warehouse.is_read_only() && self.warehouse.schema_exists(&self.name)
     }
 
     /// `statement` with the session's temporary relations named by their schema;
@@ -106,12 +107,19 @@ impl TempSchema {
 
     /// When the session ends: its relations and its schema go.
     pub(crate) async fn drop_all(&self) -> Result<()> {
+        if !self.exists() {
+            return Ok(());
+        }
         drop_schema(&self.warehouse, &self.name).await
     }
 }
 
 /// Opening a warehouse: the temporary schemas sessions of a stopped server left.
 pub(crate) async fn drop_leftovers(warehouse: &Warehouse) -> Result<()> {
+    if warehouse.is_read_only() {
+        // The writer's: its sessions may be using them.
+        return Ok(());
+    }
     for schema in warehouse.schemas().into_iter().filter(|s| s.starts_with(PREFIX)) {
         tracing::info!(schema, "dropping a temporary schema a stopped server left");
         drop_schema(warehouse, &schema).await?;

@@ -278,3 +278,19 @@ pub(crate) fn write_command(statement: &datafusion::sql::sqlparser::ast::Stateme
         _ => return None,
     })
 }
+
+/// What a read-only replica refuses: every write [`write_command`] names, and those it
+/// lets through in a read-only transaction that still write to the warehouse.
+pub(crate) fn replica_write_command(
+    statement: &datafusion::sql::sqlparser::ast::Statement,
+) -> Option<&'static str> {
+    use datafusion::sql::sqlparser::ast::Statement;
+    write_command(statement).or(match statement {
+        Statement::CreateTable(_) => Some("CREATE TABLE"),
+        Statement::CreateView(_) => Some("CREATE VIEW"),
+        Statement::CreateSequence { .. } => Some("CREATE SEQUENCE"),
+        Statement::Drop { .. } => Some("DROP"),
+        Statement::Vacuum(_) => Some("VACUUM"),
+        _ => None,
+    })
+}
