@@ -171,6 +171,11 @@ impl Engine {
         self.maintenance.abort();
     }
 
+    /// Parses column defaults into expressions (as INSERT uses them).
+    pub(crate) fn default_parser(&self) -> &DefaultParser {
+        &self.parse_default
+    }
+
     pub fn warehouse(&self) -> &Arc<Warehouse> {
         &self.warehouse
     }

@@ -3,7 +3,8 @@
 //! Each is one manifest commit that carries the new table definition. A table with a
 //! primary key is compacted first, so every row it holds is in its base and no change
 //! file or log record has the old columns. A Lance base changes its schema in place, a
-//! metadata-only commit: an added column reads NULL, a renamed one keeps its Lance
+//! metadata-only commit: an added column reads NULL (or, with a `DEFAULT`, Lance writes
+//! the value into a new data file per fragment), a renamed one keeps its Lance
 //! field (and so its vector index), a dropped one stays in the data files unread. A
 //! Parquet base matches its files to the table by column name, so a rename or a drop
 //! rewrites it (a later column of the same name must not read the old values).
@@ -16,9 +17,9 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use arrow::array::RecordBatch;
+use arrow::array::{Array, ArrayRef, RecordBatch, UInt32Array};
 use arrow::datatypes::{Field, Schema};
-use lance::dataset::{ColumnAlteration, NewColumnTransform};
+use lance::dataset::{BatchUDF, ColumnAlteration, NewColumnTransform};
 use tracing::info;
 
 use crate::error::{Result, StorageError};
@@ -30,9 +31,17 @@ use crate::text_index::TextColumn;
 use crate::vector_index::{drop_built, IndexDef};
 
 impl Table {
-    /// `ALTER TABLE ... ADD COLUMN`: existing rows read NULL in the new column.
-    pub async fn add_column(self: &Arc<Self>, field: Field, meta: ColumnMeta) -> Result<()> {
-        self.alter_detached(|table| async move { table.add_column_now(field, meta).await }).await
+    /// `ALTER TABLE ... ADD COLUMN`: existing rows read `fill` in the new column (a
+    /// one-row array of its type: its `DEFAULT`, evaluated once), or NULL without one.
+    /// A `NOT NULL` column needs a fill on a table that has rows (23502).
+    pub async fn add_column(
+        self: &Arc<Self>,
+        field: Field,
+        meta: ColumnMeta,
+        fill: Option<ArrayRef>,
+    ) -> Result<()> {
+        let fill = fill.filter(|value| value.len() == 1 && !value.is_null(0));
+        self.alter_detached(|table| async move { table.add_column_now(field, meta, fill).await }).await
     }
 
     /// `ALTER TABLE ... RENAME COLUMN from TO to`.
@@ -76,7 +85,7 @@ impl Table {
         Ok(snapshot)
     }
 
-    async fn add_column_now(&self, field: Field, meta: ColumnMeta) -> Result<()> {
+    async fn add_column_now(&self, field: Field, meta: ColumnMeta, fill: Option<ArrayRef>) -> Result<()> {
         let _compacting = self.compacting.lock().await;
         let mut writer = self.writer.lock().await;
         let snapshot = self.snapshot();
@@ -94,11 +103,21 @@ impl Table {
                     .into(),
             });
         }
-        if has_rows && !field.is_nullable() {
+        if has_rows && !field.is_nullable() && fill.is_none() {
             return Err(StorageError::NotNullViolation {
                 table: def.name.table.clone(),
                 column: field.name().clone(),
             });
+        }
+        if let Some(value) = &fill {
+            if value.data_type() != field.data_type() {
+                return Err(StorageError::internal(format!(
+                    "the value of added column {} is {}, not {}",
+                    field.name(),
+                    value.data_type(),
+                    field.data_type()
+                )));
+            }
         }
         let snapshot = self.settled()?;
         let mut manifest = snapshot.manifest.successor();
@@ -107,11 +126,49 @@ impl Table {
         fields.push(field.clone());
         def.schema = Arc::new(Schema::new_with_metadata(fields, def.schema.metadata().clone()));
         def.columns.push(meta);
-        if let BaseSnapshot::Lance(_) = snapshot.base {
-            let added = Arc::new(Schema::new(vec![field.with_nullable(true)]));
-            let mut head = self.head(&mut writer, &snapshot).await?;
-            let result = head.add_columns(NewColumnTransform::AllNulls(added), None, None).await;
-            self.base_altered(&mut writer, &mut manifest, head, result.map_err(Into::into))?;
+        match (&snapshot.base, fill) {
+            (BaseSnapshot::Lance(_), fill) => {
+                let added = Arc::new(Schema::new(vec![field.with_nullable(true)]));
+                let (transform, read) = match fill {
+                    None => (NewColumnTransform::AllNulls(added), None),
+                    // Every row gets the value; Lance reads the first column only to
+                    // count them.
+                    Some(value) => {
+                        let schema = added.clone();
+                        let mapper = move |batch: &RecordBatch| {
+                            let column = repeat(&value, batch.num_rows())?;
+                            Ok(RecordBatch::try_new(schema.clone(), vec![column])?)
+                        };
+                        let udf = BatchUDF {
+                            mapper: Box::new(mapper),
+                            output_schema: added,
+                            result_checkpoint: None,
+                        };
+                        let first = snapshot.def().schema.field(0).name().clone();
+                        (NewColumnTransform::BatchUDF(udf), Some(vec![first]))
+                    }
+                };
+                let mut head = self.head(&mut writer, &snapshot).await?;
+                let result = head.add_columns(transform, read, None).await;
+                self.base_altered(&mut writer, &mut manifest, head, result.map_err(Into::into))?;
+            }
+            // The files are matched to the table by name: a column they lack reads NULL.
+            (BaseSnapshot::Parquet(_), None) => {}
+            (BaseSnapshot::Parquet(_), Some(value)) => {
+                let old = snapshot.def();
+                let names: Vec<String> = old.schema.fields().iter().map(|f| f.name().clone()).collect();
+                let schema = manifest.table.schema.clone();
+                let batches = read_columns(&self.location, &snapshot.base, &names, false)
+                    .await?
+                    .into_iter()
+                    .map(|batch| {
+                        let mut columns = batch.columns().to_vec();
+                        columns.push(repeat(&value, batch.num_rows())?);
+                        Ok(RecordBatch::try_new(schema.clone(), columns)?)
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                self.write_base(&mut writer, &snapshot, &mut manifest, batches, true).await?;
+            }
         }
         self.commit_altered(&mut writer, manifest).await
     }
@@ -283,6 +340,11 @@ impl Table {
         }
         self.publish(manifest, writer, None).await
     }
+}
+
+/// `value` (one row) `rows` times.
+fn repeat(value: &ArrayRef, rows: usize) -> std::result::Result<ArrayRef, arrow::error::ArrowError> {
+    arrow::compute::take(value.as_ref(), &UInt32Array::from(vec![0u32; rows]), None)
 }
 
 /// The position of column `name`, or 42703.

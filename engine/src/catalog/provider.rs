@@ -35,9 +35,12 @@ use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::execution::TaskContext;
 use datafusion::logical_expr::{BinaryExpr, Operator};
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
+use datafusion::physical_expr::expressions::{Column, Literal};
 use datafusion::physical_expr::EquivalenceProperties;
+use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::union::UnionExec;
 use datafusion::physical_plan::ExecutionPlan;
@@ -871,21 +874,73 @@ impl TableProvider for AsOfTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        self.pinned().await?.scan(state, projection, filters, limit).await
+        let pinned = self.pinned_as_it_was().await?;
+        let then = pinned.schema();
+        if then.fields() == self.schema.fields() {
+            return pinned.scan(state, projection, filters, limit).await;
+        }
+        // The table's columns now, from the version's by name; one added since reads
+        // NULL (it did not exist), one dropped since is not read. A rename cannot be told
+        // by name (nor from a drop and an add): then the read is refused. The filters
+        // (inexact) are applied above the scan, where every column is.
+        let named = |schema: &Schema, name: &str| schema.index_of(name).is_ok();
+        let gone = then.fields().iter().any(|f| !named(&self.schema, f.name()));
+        let added = self.schema.fields().iter().any(|f| !named(&then, f.name()));
+        if gone && added {
+            return Err(DataFusionError::External(Box::new(tarn_storage::StorageError::Unsupported {
+                message: format!(
+                    "reading version {} of {}: a column was renamed (or dropped and another added) since, \
+                     which is not supported yet",
+                    self.version,
+                    self.table.name()
+                ),
+            })));
+        }
+        let wanted: Vec<usize> =
+            projection.cloned().unwrap_or_else(|| (0..self.schema.fields().len()).collect());
+        let mut read: Vec<usize> =
+            wanted.iter().filter_map(|&i| then.index_of(self.schema.field(i).name()).ok()).collect();
+        read.sort_unstable();
+        read.dedup();
+        let scan = pinned.scan(state, Some(&read), &[], None).await?;
+        let columns = wanted
+            .iter()
+            .map(|&i| {
+                let field = self.schema.field(i);
+                let expr: Arc<dyn PhysicalExpr> = match then.index_of(field.name()) {
+                    Ok(at) => {
+                        let position = read.iter().position(|r| *r == at).expect("read above");
+                        Arc::new(Column::new(field.name(), position))
+                    }
+                    Err(_) => Arc::new(Literal::new(ScalarValue::try_from(field.data_type())?)),
+                };
+                Ok((expr, field.name().clone()))
+            })
+            .collect::<DfResult<Vec<_>>>()?;
+        Ok(Arc::new(ProjectionExec::try_new(columns, scan)?))
     }
 }
 
 impl AsOfTable {
-    /// The table pinned at the version.
-    pub async fn pinned(&self) -> DfResult<TarnTable> {
+    /// The table pinned at the version, with the columns it had then.
+    async fn pinned_as_it_was(&self) -> DfResult<TarnTable> {
         let snapshot =
             self.table.snapshot_at(self.version).await.map_err(|e| DataFusionError::External(Box::new(e)))?;
-        if snapshot.schema().fields().len() != self.schema.fields().len() {
+        Ok(TarnTable::at(self.table.clone(), snapshot, None, &self.defaults))
+    }
+
+    /// The table pinned at the version, for a search over it: the version must have
+    /// the table's columns now.
+    pub async fn pinned(&self) -> DfResult<TarnTable> {
+        let pinned = self.pinned_as_it_was().await?;
+        if pinned.schema().fields() != self.schema.fields() {
             return Err(DataFusionError::External(Box::new(tarn_storage::StorageError::Unsupported {
-                message: "reading a version from before a column was added is not supported yet".into(),
+                message:
+                    "a search of a version from before a column was added or dropped is not supported yet"
+                        .into(),
             })));
         }
-        Ok(TarnTable::at(self.table.clone(), snapshot, None, &self.defaults))
+        Ok(pinned)
     }
 }
 

@@ -13,11 +13,38 @@ use tarn_storage::StorageError;
 use crate::error::{EngineError, Result};
 use crate::search::index_ddl;
 use crate::statements::ddl;
-use crate::statements::parser::ParsedStatement;
+use crate::statements::parser::{parse_sql, ParsedStatement};
 use crate::statements::session::{CommandTag, Output, RowsCommand, Session, TxStatus};
 use crate::statements::settings::{set_value_text, variable_name};
 
 impl Session {
+    /// A new column's `DEFAULT` for the rows a table has: evaluated once, as a one-row
+    /// array of the column's type. A volatile one (`random()`, `nextval`), which
+    /// PostgreSQL evaluates per row, is refused.
+    async fn default_value(
+        &mut self,
+        default: &str,
+        sql_type: &ast::DataType,
+        field: &Field,
+    ) -> Result<arrow::array::ArrayRef> {
+        if self.engine.default_parser().parse(default).is_some_and(|e| e.is_volatile()) {
+            return Err(EngineError::unsupported(format!(
+                "ADD COLUMN with a volatile DEFAULT ({default}) on a table that has rows is not supported yet"
+            )));
+        }
+        let query = parse_sql(&format!("SELECT CAST(({default}) AS {sql_type})"))?.remove(0);
+        let Output::Rows { stream, .. } = Box::pin(self.execute_now(query)).await? else {
+            return Err(EngineError::Internal { message: "a DEFAULT evaluated to no rows".into() });
+        };
+        let batches: Vec<RecordBatch> = futures::TryStreamExt::try_collect(stream).await?;
+        let value = batches
+            .iter()
+            .find(|b| b.num_rows() > 0)
+            .map(|b| b.column(0).slice(0, 1))
+            .ok_or_else(|| EngineError::Internal { message: "a DEFAULT evaluated to no row".into() })?;
+        Ok(arrow::compute::cast(&value, field.data_type())?)
+    }
+
     /// Statements carried out without DataFusion.
     pub(crate) async fn run_other(&mut self, parsed: &ParsedStatement) -> Result<Output> {
         let warehouse = self.engine.warehouse().clone();
@@ -175,16 +202,22 @@ impl Session {
                                     "ADD COLUMN ... GENERATED ALWAYS AS is not supported yet: create the table with it",
                                 ));
                             }
-                            if meta.default.is_some() && table.snapshot().manifest.row_count > 0 {
-                                return Err(EngineError::unsupported(
-                                    "ADD COLUMN with a DEFAULT on a table that has rows is not supported yet",
-                                ));
-                            }
                             let exists = table.snapshot().def().column_index(field.name()).is_some();
                             if exists && *if_not_exists {
                                 continue;
                             }
-                            table.add_column(field, meta).await?;
+                            // Rows there get the default, evaluated once, as PostgreSQL
+                            // does for a non-volatile one.
+                            let snapshot = table.snapshot();
+                            let has_rows = snapshot.manifest.row_count > 0
+                                || snapshot.seq > snapshot.manifest.folded_seq;
+                            let fill = match &meta.default {
+                                Some(default) if has_rows => {
+                                    Some(self.default_value(default, &column_def.data_type, &field).await?)
+                                }
+                                _ => None,
+                            };
+                            table.add_column(field, meta, fill).await?;
                         }
                         ast::AlterTableOperation::RenameColumn { old_column_name, new_column_name } => {
                             let (from, to) = (ddl::ident(old_column_name), ddl::ident(new_column_name));
