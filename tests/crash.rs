@@ -430,6 +430,36 @@ fn on_s3(data: &Path, prefix: &str) -> tarn_tests::moto::Moto {
     moto
 }
 
+/// The log in the bucket (`wal = "object"`): commits acknowledged once their object is
+/// written survive SIGKILL, and a takeover by a process whose local folder is another
+/// (a machine whose disk is gone) replays every one of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_log_in_the_bucket_a_takeover_elsewhere_loses_no_acknowledged_commit() {
+    let temp = tempfile::tempdir().unwrap();
+    let data = temp.path().join("data");
+    let moto = on_s3(&data, "objectlog");
+    let config = |wal: &Path| {
+        let toml = format!("wal = 'object'\nwriter_lease_ttl = '2s'\n{}", moto.config_toml("objectlog", wal));
+        std::fs::write(data.with_extension("toml"), toml).unwrap();
+    };
+    config(&data.join("wal"));
+    let mut rng = Rng::new(env_u64("TARN_CRASH_SEED", 0xC0FFEE));
+    let mut progress = setup(&data, &mut rng).await;
+    for round in 0..2 {
+        let mut server = Server::spawn(&data, None);
+        let _db = server.ready().await;
+        let load = Load::start(&server, &progress, &mut rng);
+        tokio::time::sleep(Duration::from_millis(rng.range(300, 1500) as u64)).await;
+        server.kill();
+        let sent = load.finish().await;
+        // Another machine: its local folder has nothing of the first's.
+        config(&temp.path().join(format!("elsewhere-{round}")));
+        progress = restart_and_verify(&data, &sent, &format!("round {round}, taken over elsewhere")).await;
+        println!("round {round}: clients at {:?}", progress.iter().map(|p| p.acked).collect::<Vec<_>>());
+    }
+    continue_writing(&data, &progress, &mut rng, "after the takeovers").await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_commits_survive_sigkill_at_random_moments() {
     let temp = tempfile::tempdir().unwrap();

@@ -43,6 +43,9 @@ pub struct ServerConfig {
     /// The write-ahead log's folder: `<data>/_tarn/wal` for a local warehouse,
     /// `./tarn-wal` for an object-store one, unless set.
     pub wal_dir: Option<PathBuf>,
+    /// Where the write-ahead log is: `local` (in `wal_dir`, an fsync per group commit)
+    /// or `object` (in the warehouse, an object per group commit).
+    pub wal: String,
     /// Serve a warehouse another Tarn writes, read-only (`--read-only`): follow its
     /// manifests, refuse writes with 25006.
     pub read_only: bool,
@@ -87,6 +90,7 @@ impl Default for ServerConfig {
             history_retention: "7 days".into(),
             s3: Default::default(),
             wal_dir: None,
+            wal: "local".into(),
             read_only: false,
             follow_interval: "1s".into(),
             writer_lease_ttl: "10s".into(),
@@ -116,6 +120,9 @@ impl ServerConfig {
         }
         if self.max_message_mb == 0 || self.max_message_mb > 1023 {
             return Err("max_message_mb must be between 1 and 1023".into());
+        }
+        if !["local", "object"].contains(&self.wal.as_str()) {
+            return Err(format!("wal must be \"local\" or \"object\", not \"{}\"", self.wal));
         }
         for (key, value) in
             [("follow_interval", &self.follow_interval), ("writer_lease_ttl", &self.writer_lease_ttl)]
@@ -173,6 +180,7 @@ impl ServerConfig {
                 read_only: self.read_only,
                 follow_interval: tarn_storage::compaction::parse_duration(&self.follow_interval),
                 lease_ttl: tarn_storage::compaction::parse_duration(&self.writer_lease_ttl),
+                wal_in_store: self.wal == "object",
             },
             ..Default::default()
         }

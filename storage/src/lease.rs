@@ -9,16 +9,17 @@
 //!   next epoch at once;
 //! - else it watches the beat for `ttl`. A beat means a live writer: the start is
 //!   refused. Silence means the holder died or is cut off: it makes the next epoch, then
-//!   waits `ttl / 2` before writing, by which time the old holder has fenced itself.
+//!   waits `ttl` before writing, by which time the old holder has fenced itself.
 //!
 //! The fence: after each beat the holder looks for the next epoch's object. It may
-//! commit (a manifest, or a log record it acknowledges) only within `ttl / 2` of the
-//! start of its last beat that found none: past that its commits are refused (25006)
-//! until a beat renews it, and once a successor exists it has lost the lease for good.
-//! A successor is made
-//! only after `ttl` without a beat, and writes only `ttl / 2` after that, so the two
-//! never write at once however their clocks are set (they need only run at about the
-//! same rate).
+//! commit (a manifest, or a log record it acknowledges) only within `ttl` of the start
+//! of its last beat that found none: past that its commits are refused (25006) until a
+//! beat renews it, and once a successor exists it has lost the lease for good. A beat
+//! that started before the successor's object was made may have missed it, but the
+//! successor writes only `ttl` after making it, when that beat's window has closed: the
+//! two never write at once however their clocks are set (they need only run at about
+//! the same rate). A holder that stalls (a slow store, a starved process) for most of
+//! `ttl` keeps its lease; a takeover takes `2 * ttl`.
 //!
 //! A read-only replica holds no lease; its fence refuses every commit.
 
@@ -215,7 +216,7 @@ impl WriterLease {
                     }
                 }
                 warn!(holder = %lease.holder, epoch = lease.epoch, "the writer lease was not renewed for {ttl:?}; taking it over");
-                wait_after = ttl / 2;
+                wait_after = ttl;
                 Predecessor::Other(lease.holder.clone())
             }
         };
@@ -232,7 +233,7 @@ impl WriterLease {
             Err(e) => return Err(e.into()),
         }
         if !wait_after.is_zero() {
-            // The old holder's last beat lets it commit for ttl/2 at most.
+            // A beat of the old holder that missed the new epoch lets it commit for ttl at most.
             tokio::time::sleep(wait_after).await;
         }
         let lease = Arc::new(WriterLease { store, fence, ttl, record: tokio::sync::Mutex::new(record) });
@@ -282,7 +283,7 @@ impl WriterLease {
         self.store.put(&lease_path(record.epoch), payload(&record)?).await?;
         match self.store.head(&lease_path(record.epoch + 1)).await {
             Err(object_store::Error::NotFound { .. }) => {
-                self.fence.extend(record.epoch, started + self.ttl / 2);
+                self.fence.extend(record.epoch, started + self.ttl);
                 Ok(true)
             }
             Ok(_) => {

@@ -19,6 +19,16 @@
 //! Callers make the log's content obsolete with [`Wal::rotate`] (start a new segment)
 //! and [`Wal::remove_segments_before`] once what the older segments hold is stored
 //! elsewhere.
+//!
+//! In the object store instead (`wal = "object"`, [`Wal::open_in_store`]): each group
+//! commit is one object, `_tarn/log/<n, 20 digits>.wal` in the warehouse, with the same
+//! records, made put-if-absent (a second writer cannot take a number the first wrote),
+//! and a commit is acknowledged once its object is. The warehouse is then the only
+//! durable place: a writer taking over from one that died on another machine replays
+//! every acknowledged commit. An object's number is its "segment": rotation starts the
+//! next one. An object is whole or absent, so a bad record in one is corruption. A put
+//! that fails stops the log (its waiting commits fail, and so do later ones) rather
+//! than guess whether the object was written.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
@@ -27,6 +37,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use tokio::sync::oneshot;
 use tracing::{error, warn};
 
@@ -54,26 +66,43 @@ pub struct WalStats {
 }
 
 pub struct Wal {
-    dir: PathBuf,
+    place: Place,
     /// `LOCK` in the log's folder, locked while this process writes the log: a second
-    /// process on the same warehouse (or log folder) refuses to start.
-    lock: std::fs::File,
+    /// process on the same warehouse (or log folder) refuses to start. (A log in the
+    /// object store is kept to one writer by the warehouse's lease.)
+    lock: Option<std::fs::File>,
     /// `None` once closing; the writer thread ends when every sender is gone.
     requests: Option<mpsc::Sender<Request>>,
     writer: Option<JoinHandle<()>>,
     stats: Arc<WalStats>,
 }
 
+/// Where a log lives.
+#[derive(Debug, Clone)]
+enum Place {
+    Folder(PathBuf),
+    Store(Arc<dyn ObjectStore>),
+}
+
 impl std::fmt::Debug for Wal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Wal").field("dir", &self.dir).finish_non_exhaustive()
+        f.debug_struct("Wal").field("place", &self.place).finish_non_exhaustive()
     }
+}
+
+/// The folder of a log in the object store, below the warehouse's root.
+fn log_prefix() -> ObjectPath {
+    ObjectPath::from("_tarn").join("log")
+}
+
+fn log_object(n: u64) -> ObjectPath {
+    log_prefix().join(format!("{n:020}.wal"))
 }
 
 /// Locks `dir/LOCK` for this process (released when the file closes, or the process
 /// dies). A process that stopped a moment ago may still hold it: up to five seconds
 /// are given to it.
-fn lock_folder(dir: &Path) -> Result<std::fs::File> {
+pub(crate) fn lock_folder(dir: &Path) -> Result<std::fs::File> {
     let path = dir.join("LOCK");
     let file = OpenOptions::new()
         .create(true)
@@ -122,21 +151,59 @@ impl Wal {
             }
             None => (create_segment(dir, next)?, next),
         };
+        let sink = Sink::File { dir: dir.to_path_buf(), file, id };
+        let wal = Wal::start(Place::Folder(dir.to_path_buf()), Some(lock), sink)?;
+        Ok((wal, records))
+    }
+
+    /// Opens the log in the warehouse's object store (see the module). Returns it with
+    /// the payloads of every record, oldest first. The caller holds the warehouse's
+    /// lease, and `lock` (a local folder's, [`lock_folder`]) if it took one.
+    pub async fn open_in_store(
+        store: Arc<dyn ObjectStore>,
+        lock: Option<File>,
+    ) -> Result<(Wal, Vec<Vec<u8>>)> {
+        let objects = list_objects(&store).await?;
+        let mut records = Vec::new();
+        for &(n, _) in &objects {
+            let path = log_object(n);
+            let bytes = store.get(&path).await?.bytes().await?;
+            if let Some(at) = parse_records(&bytes, &mut records) {
+                return Err(StorageError::CorruptLog {
+                    path: path.to_string(),
+                    message: format!("the record at offset {at} fails its checksum"),
+                });
+            }
+        }
+        let next = objects.last().map_or(1, |(n, _)| n + 1);
+        let sink = Sink::Object { store: store.clone(), runtime: tokio::runtime::Handle::current(), next };
+        let wal = Wal::start(Place::Store(store), lock, sink)?;
+        Ok((wal, records))
+    }
+
+    fn start(place: Place, lock: Option<File>, sink: Sink) -> Result<Wal> {
         let stats = Arc::new(WalStats::default());
         let (tx, rx) = mpsc::channel();
         let writer = {
-            let (dir_owned, stats) = (dir.to_path_buf(), stats.clone());
+            let stats = stats.clone();
             std::thread::Builder::new()
                 .name("tarn-wal".into())
-                .spawn(move || write_loop(dir_owned, file, id, rx, stats))
-                .map_err(|e| io_error(dir, e))?
+                .spawn(move || write_loop(sink, rx, stats))
+                .map_err(|e| StorageError::internal(format!("starting the log's thread: {e}")))?
         };
-        Ok((Wal { dir: dir.to_path_buf(), lock, requests: Some(tx), writer: Some(writer), stats }, records))
+        Ok(Wal { place, lock, requests: Some(tx), writer: Some(writer), stats })
+    }
+
+    /// Whether the log is in the warehouse's object store.
+    pub fn in_store(&self) -> bool {
+        matches!(self.place, Place::Store(_))
     }
 
     /// Lets another process open the log (at a clean close, after the last write).
     pub fn unlock(&self) {
-        let _ = self.lock.unlock();
+        if let Some(lock) = &self.lock {
+            let _ = lock.unlock();
+        }
     }
 
     pub fn stats(&self) -> &WalStats {
@@ -170,13 +237,25 @@ impl Wal {
     }
 
     /// Deletes the segments older than `id` (their records are stored elsewhere now).
-    pub fn remove_segments_before(&self, id: SegmentId) -> Result<()> {
-        for (segment, path) in list_segments(&self.dir)? {
-            if segment < id {
-                std::fs::remove_file(&path).map_err(|e| io_error(&path, e))?;
+    pub async fn remove_segments_before(&self, id: SegmentId) -> Result<()> {
+        match &self.place {
+            Place::Folder(dir) => {
+                for (segment, path) in list_segments(dir)? {
+                    if segment < id {
+                        std::fs::remove_file(&path).map_err(|e| io_error(&path, e))?;
+                    }
+                }
+                sync_dir(dir)
+            }
+            Place::Store(store) => {
+                for (n, path) in list_objects(store).await? {
+                    if n < id.0 {
+                        crate::io::delete_if_present(store, &path).await?;
+                    }
+                }
+                Ok(())
             }
         }
-        sync_dir(&self.dir)
     }
 
     fn send(&self, request: Request) -> Result<()> {
@@ -196,13 +275,54 @@ impl Drop for Wal {
     }
 }
 
-fn write_loop(
-    dir: PathBuf,
-    mut file: File,
-    mut id: SegmentId,
-    requests: mpsc::Receiver<Request>,
-    stats: Arc<WalStats>,
-) {
+/// Where the log's thread writes a group of records.
+enum Sink {
+    /// The open segment of a folder.
+    File { dir: PathBuf, file: File, id: SegmentId },
+    /// One object per group; `next` is the next one's number.
+    Object { store: Arc<dyn ObjectStore>, runtime: tokio::runtime::Handle, next: u64 },
+}
+
+impl Sink {
+    /// Makes `buffer` durable. A failed fsync aborts the process (see the module); a
+    /// failed put is returned: the log stops.
+    fn write(&mut self, buffer: &[u8]) -> std::result::Result<(), String> {
+        match self {
+            Sink::File { dir, file, .. } => {
+                if let Err(e) = file.write_all(buffer).and_then(|()| file.sync_data()) {
+                    error!(error = %e, dir = %dir.display(), "write-ahead log write or fsync failed; stopping");
+                    std::process::abort();
+                }
+                Ok(())
+            }
+            Sink::Object { store, runtime, next } => {
+                let options = PutOptions { mode: PutMode::Create, ..Default::default() };
+                let payload = PutPayload::from(bytes::Bytes::copy_from_slice(buffer));
+                runtime
+                    .block_on(store.put_opts(&log_object(*next), payload, options))
+                    .map_err(|e| e.to_string())?;
+                *next += 1;
+                Ok(())
+            }
+        }
+    }
+
+    /// Starts the next segment; returns its id.
+    fn rotate(&mut self) -> Result<SegmentId> {
+        match self {
+            Sink::File { dir, file, id } => {
+                let next = SegmentId(id.0 + 1);
+                *file = create_segment(dir, next)?;
+                *id = next;
+                Ok(next)
+            }
+            // The next object is a segment of its own already.
+            Sink::Object { next, .. } => Ok(SegmentId(*next)),
+        }
+    }
+}
+
+fn write_loop(mut sink: Sink, requests: mpsc::Receiver<Request>, stats: Arc<WalStats>) {
     let mut buffer = Vec::new();
     while let Ok(first) = requests.recv() {
         let mut waiting = Vec::new();
@@ -221,10 +341,11 @@ fn write_loop(
             }
         }
         if !buffer.is_empty() {
-            let written = file.write_all(&buffer).and_then(|()| file.sync_data());
-            if let Err(e) = written {
-                error!(error = %e, dir = %dir.display(), "write-ahead log write or fsync failed; stopping");
-                std::process::abort();
+            if let Err(e) = sink.write(&buffer) {
+                // Whether the object was written is unknown: no commit is acknowledged
+                // from here on (the waiting ones and later ones fail).
+                error!(error = %e, "writing the log to the object store failed; the log stops");
+                return;
             }
             stats.fsyncs.fetch_add(1, Ordering::Relaxed);
             stats.bytes.fetch_add(buffer.len() as u64, Ordering::Relaxed);
@@ -234,15 +355,46 @@ fn write_loop(
             let _ = done.send(());
         }
         for done in rotations {
-            let next = SegmentId(id.0 + 1);
-            let result = create_segment(&dir, next).map(|new| {
-                file = new;
-                id = next;
-                next
-            });
-            let _ = done.send(result);
+            let _ = done.send(sink.rotate());
         }
     }
+}
+
+/// The log's objects in the store, by number.
+async fn list_objects(store: &Arc<dyn ObjectStore>) -> Result<Vec<(u64, ObjectPath)>> {
+    use futures::TryStreamExt;
+    let mut objects: Vec<(u64, ObjectPath)> = store
+        .list(Some(&log_prefix()))
+        .map_ok(|meta| meta.location)
+        .try_filter_map(|path| async move {
+            let n = path.filename().and_then(|n| n.strip_suffix(".wal")).and_then(|n| n.parse::<u64>().ok());
+            Ok(n.map(|n| (n, path)))
+        })
+        .try_collect()
+        .await?;
+    objects.sort();
+    Ok(objects)
+}
+
+/// Appends the records of `bytes` to `out`; returns the offset of the first bad one.
+fn parse_records(bytes: &[u8], out: &mut Vec<Vec<u8>>) -> Option<usize> {
+    let mut at = 0;
+    while at < bytes.len() {
+        let record = bytes.get(at..at + HEADER).and_then(|header| {
+            let len = u32::from_le_bytes(header[..4].try_into().ok()?) as usize;
+            let crc = u32::from_le_bytes(header[4..].try_into().ok()?);
+            let payload = bytes.get(at + HEADER..at + HEADER + len).filter(|_| len <= MAX_RECORD_BYTES)?;
+            (crc32fast::hash(payload) == crc).then_some(payload)
+        });
+        match record {
+            Some(payload) => {
+                out.push(payload.to_vec());
+                at += HEADER + payload.len();
+            }
+            None => return Some(at),
+        }
+    }
+    None
 }
 
 fn segment_path(dir: &Path, id: SegmentId) -> PathBuf {
@@ -278,34 +430,18 @@ fn list_segments(dir: &Path) -> Result<Vec<(SegmentId, PathBuf)>> {
 fn read_segment(path: &Path, newest: bool, out: &mut Vec<Vec<u8>>) -> Result<()> {
     let mut bytes = Vec::new();
     File::open(path).and_then(|mut f| f.read_to_end(&mut bytes)).map_err(|e| io_error(path, e))?;
-    let mut at = 0;
-    while at < bytes.len() {
-        let record = bytes.get(at..at + HEADER).and_then(|header| {
-            let len = u32::from_le_bytes(header[..4].try_into().ok()?) as usize;
-            let crc = u32::from_le_bytes(header[4..].try_into().ok()?);
-            let payload = bytes.get(at + HEADER..at + HEADER + len).filter(|_| len <= MAX_RECORD_BYTES)?;
-            (crc32fast::hash(payload) == crc).then_some(payload)
-        });
-        match record {
-            Some(payload) => {
-                out.push(payload.to_vec());
-                at += HEADER + payload.len();
-            }
-            None if newest => {
-                warn!(path = %path.display(), offset = at, dropped = bytes.len() - at, "cutting a torn record off the log");
-                let file = OpenOptions::new().write(true).open(path).map_err(|e| io_error(path, e))?;
-                file.set_len(at as u64).and_then(|()| file.sync_all()).map_err(|e| io_error(path, e))?;
-                return Ok(());
-            }
-            None => {
-                return Err(StorageError::CorruptLog {
-                    path: path.display().to_string(),
-                    message: format!("the record at offset {at} of a sealed segment fails its checksum"),
-                })
-            }
+    match parse_records(&bytes, out) {
+        None => Ok(()),
+        Some(at) if newest => {
+            warn!(path = %path.display(), offset = at, dropped = bytes.len() - at, "cutting a torn record off the log");
+            let file = OpenOptions::new().write(true).open(path).map_err(|e| io_error(path, e))?;
+            file.set_len(at as u64).and_then(|()| file.sync_all()).map_err(|e| io_error(path, e))
         }
+        Some(at) => Err(StorageError::CorruptLog {
+            path: path.display().to_string(),
+            message: format!("the record at offset {at} of a sealed segment fails its checksum"),
+        }),
     }
-    Ok(())
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {
@@ -381,10 +517,34 @@ mod tests {
         wal.append(b"old".to_vec()).await.unwrap();
         let newer = wal.rotate().await.unwrap();
         wal.append(b"new".to_vec()).await.unwrap();
-        wal.remove_segments_before(newer).unwrap();
+        wal.remove_segments_before(newer).await.unwrap();
         drop(wal);
         let (_, replayed) = Wal::open(dir.path()).unwrap();
         assert_eq!(replayed, vec![b"new".to_vec()]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_log_in_the_object_store_is_one_object_per_group_and_replays_in_order() {
+        let store: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+        {
+            let (wal, replayed) = Wal::open_in_store(store.clone(), None).await.unwrap();
+            assert!(replayed.is_empty() && wal.in_store());
+            wal.append(b"one".to_vec()).await.unwrap();
+            let rotated = wal.rotate().await.unwrap();
+            wal.append(b"two".to_vec()).await.unwrap();
+            wal.append(b"three".to_vec()).await.unwrap();
+            wal.remove_segments_before(rotated).await.unwrap();
+        }
+        let (wal, replayed) = Wal::open_in_store(store.clone(), None).await.unwrap();
+        assert_eq!(replayed, vec![b"two".to_vec(), b"three".to_vec()]);
+        // Another writer took the next number: the put fails, and the log stops.
+        store.put(&log_object(4), PutPayload::from_static(b"")).await.unwrap();
+        assert!(wal.append(b"four".to_vec()).await.is_err());
+        assert!(wal.append(b"five".to_vec()).await.is_err());
+        drop(wal);
+        // A damaged object is corruption.
+        store.put(&log_object(9), PutPayload::from_static(b"\x05\0\0\0garbage")).await.unwrap();
+        assert!(matches!(Wal::open_in_store(store, None).await, Err(StorageError::CorruptLog { .. })));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,6 +6,7 @@
 //! <root>/<schema>/<table>/base/           Lance dataset, or Parquet files
 //! <root>/<schema>/<table>/changes/<bucket>/ change files (primary-key tables)
 //! <root>/_tarn/wal/                       the write-ahead log of every table (folders)
+//! <root>/_tarn/log/<n>.wal                 or there, one object per group commit
 //! <root>/_tarn/lease/<epoch>.json          the writer's lease ([`crate::lease`])
 //! <root>/_tarn/views/<schema>/<view>.json   a view's definition
 //! <root>/_tarn/sequences/<schema>/<name>.json a sequence (definition and state)
@@ -71,6 +72,8 @@ pub struct Warehouse {
     closed: AtomicBool,
     /// Log bytes written when the last checkpoint began.
     checkpointed_bytes: AtomicU64,
+    /// Log groups (objects, for a log in the store) written when it began.
+    checkpointed_groups: AtomicU64,
     /// History retention of tables that do not name their own.
     history_retention: RwLock<Duration>,
     /// Folders of dropped tables that readers still read: deleted once they let go,
@@ -80,6 +83,8 @@ pub struct Warehouse {
 
 /// Start a checkpoint once the log has grown by this much since the last one.
 const CHECKPOINT_BYTES: u64 = 64 << 20;
+/// Or, for a log in the object store, by this many objects (opening reads each).
+const CHECKPOINT_OBJECTS: u64 = 4096;
 /// How often the background task looks at the tables.
 const MAINTENANCE_TICK: Duration = Duration::from_millis(200);
 /// How often a replica reads the writer's manifests, unless configured.
@@ -137,6 +142,10 @@ pub struct OpenOptions {
     /// How long the writer's lease lasts without a beat ([`crate::lease`]; 10 s
     /// unless set).
     pub lease_ttl: Option<Duration>,
+    /// The write-ahead log in the warehouse's object store, one object per group
+    /// commit (`wal = "object"`), rather than in `wal_dir` (which then holds only the
+    /// process's lock).
+    pub wal_in_store: bool,
 }
 
 impl Warehouse {
@@ -165,6 +174,7 @@ impl Warehouse {
             maintenance: tokio::sync::Mutex::new(()),
             closed: AtomicBool::new(false),
             checkpointed_bytes: AtomicU64::new(0),
+            checkpointed_groups: AtomicU64::new(0),
             history_retention: RwLock::new(crate::retention::DEFAULT_RETENTION),
             dropping: Arc::default(),
         };
@@ -182,7 +192,16 @@ impl Warehouse {
             (None, Some(root)) => root.join("_tarn").join("wal"),
             (None, None) => std::path::PathBuf::from("tarn-wal"),
         };
-        let (wal, records) = Wal::open(&wal_dir)?;
+        // A log in the store is read once the lease is held (a writer before this one
+        // may have written it until then); the local folder keeps the process's lock.
+        let (local, lock) = match options.wal_in_store {
+            false => (Some(Wal::open(&wal_dir)?), None),
+            true => {
+                std::fs::create_dir_all(&wal_dir)
+                    .map_err(|e| StorageError::Io { path: wal_dir.display().to_string(), source: e })?;
+                (None, Some(crate::wal::lock_folder(&wal_dir)?))
+            }
+        };
         let (lease, predecessor) = WriterLease::acquire(
             warehouse.location.store().clone(),
             warehouse.location.fence().clone(),
@@ -191,7 +210,13 @@ impl Warehouse {
             warehouse.url(),
         )
         .await?;
-        if let (Predecessor::Other(holder), false) = (&predecessor, records.is_empty()) {
+        let (wal, records) = match local {
+            Some(opened) => opened,
+            None => Wal::open_in_store(warehouse.location.store().clone(), lock).await?,
+        };
+        // A log in the store is every writer's: a takeover replays it whole.
+        if let (Predecessor::Other(holder), false, false) = (&predecessor, records.is_empty(), wal.in_store())
+        {
             // Another writer wrote the warehouse after this log's commits: replaying
             // them would put them on top of versions they never saw.
             lease.release().await;
@@ -422,8 +447,11 @@ impl Warehouse {
                 }
                 let Some(wal) = &warehouse.wal else { return };
                 let written = wal.stats().bytes.load(Ordering::Relaxed);
+                let groups = wal.stats().fsyncs.load(Ordering::Relaxed);
+                let objects = groups.saturating_sub(warehouse.checkpointed_groups.load(Ordering::Relaxed));
                 if written.saturating_sub(warehouse.checkpointed_bytes.load(Ordering::Relaxed))
                     > CHECKPOINT_BYTES
+                    || (wal.in_store() && objects > CHECKPOINT_OBJECTS)
                 {
                     if let Err(e) = warehouse.checkpoint().await {
                         warn!(error = %e, "checkpoint failed");
@@ -456,11 +484,12 @@ impl Warehouse {
     pub async fn checkpoint(&self) -> Result<()> {
         let Some(wal) = &self.wal else { return Ok(()) };
         self.checkpointed_bytes.store(wal.stats().bytes.load(Ordering::Relaxed), Ordering::Relaxed);
+        self.checkpointed_groups.store(wal.stats().fsyncs.load(Ordering::Relaxed), Ordering::Relaxed);
         let segment = wal.rotate().await?;
         for table in self.all_tables() {
             table.flush().await?;
         }
-        wal.remove_segments_before(segment)?;
+        wal.remove_segments_before(segment).await?;
         info!("checkpoint: the log's older segments are in change files now");
         Ok(())
     }
