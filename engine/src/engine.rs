@@ -165,8 +165,14 @@ impl Engine {
         }))
     }
 
-    /// Stops background work (flushes, compactions) and waits for any under way.
+    /// Drops the ended sessions' temporary schemas, stops background work (flushes,
+    /// compactions), waiting for any under way, and closes the warehouse.
     pub async fn close(&self) {
+        // The sessions have ended: their temporary schemas go while the warehouse can
+        // still be written (closing lets go of the writer's lease).
+        if let Err(e) = crate::statements::temp::drop_leftovers(&self.warehouse).await {
+            tracing::warn!(error = %e, "could not drop the sessions' temporary schemas");
+        }
         self.warehouse.close().await;
         self.maintenance.abort();
     }

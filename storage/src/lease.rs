@@ -204,10 +204,12 @@ impl WriterLease {
             Some(lease) => {
                 info!(holder = %lease.holder, epoch = lease.epoch, "the warehouse has a writer lease; watching it for {ttl:?}");
                 let started = Instant::now();
-                while started.elapsed() < ttl {
+                let mut released = false;
+                while started.elapsed() < ttl && !released {
                     tokio::time::sleep(ttl / 10).await;
                     let now = read_lease(&store, lease.epoch).await?;
-                    if now.beat != lease.beat || now.released {
+                    released = now.released;
+                    if now.beat != lease.beat && !released {
                         return Err(refused(format!(
                             "another Tarn writes it ({}, lease {}); one writer per warehouse: start this \
                              server with --read-only to serve reads beside it",
@@ -215,8 +217,10 @@ impl WriterLease {
                         )));
                     }
                 }
-                warn!(holder = %lease.holder, epoch = lease.epoch, "the writer lease was not renewed for {ttl:?}; taking it over");
-                wait_after = ttl;
+                if !released {
+                    warn!(holder = %lease.holder, epoch = lease.epoch, "the writer lease was not renewed for {ttl:?}; taking it over");
+                    wait_after = ttl;
+                }
                 Predecessor::Other(lease.holder.clone())
             }
         };

@@ -76,6 +76,26 @@ impl std::fmt::Debug for DefaultParser {
     }
 }
 
+/// A column's default as its column's type where a plain cast cannot make it: a
+/// vector's text (`DEFAULT '[1,2]'`) goes through `to_vector`, as the text of a vector in
+/// `VALUES` does.
+fn typed_default(default: Expr, column: &arrow::datatypes::DataType) -> Expr {
+    let text = matches!(
+        &default,
+        Expr::Literal(
+            ScalarValue::Utf8(Some(_)) | ScalarValue::LargeUtf8(Some(_)) | ScalarValue::Utf8View(Some(_)),
+            _
+        )
+    );
+    match column {
+        arrow::datatypes::DataType::FixedSizeList(_, dims) if text => {
+            datafusion::logical_expr::ScalarUDF::from(crate::search::vector::ToVector::default())
+                .call(vec![default, datafusion::prelude::lit(i64::from(*dims))])
+        }
+        _ => default,
+    }
+}
+
 /// `expr` with its columns unqualified, to be read against a table's own schema (Lance
 /// and the Parquet reader resolve bare column names).
 pub(crate) fn unqualify(expr: Expr) -> Expr {
@@ -132,11 +152,15 @@ impl TarnTable {
         overlay: Option<Arc<Overlay>>,
         parse_default: &DefaultParser,
     ) -> Self {
-        let defaults = snapshot
-            .def()
+        let def = snapshot.def();
+        let defaults = def
             .columns
             .iter()
-            .filter_map(|c| Some((c.name.clone(), parse_default.parse(c.default.as_deref()?)?)))
+            .zip(def.schema.fields())
+            .filter_map(|(c, field)| {
+                let default = parse_default.parse(c.default.as_deref()?)?;
+                Some((c.name.clone(), typed_default(default, field.data_type())))
+            })
             .collect();
         let schema = nullable_schema(&snapshot.schema());
         Self { table, snapshot, schema, defaults, overlay }

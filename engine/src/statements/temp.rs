@@ -114,7 +114,8 @@ impl TempSchema {
     }
 }
 
-/// Opening a warehouse: the temporary schemas sessions of a stopped server left.
+/// Opening a warehouse (the temporary schemas sessions of a stopped server left), and
+/// closing it (those of the sessions that just ended).
 pub(crate) async fn drop_leftovers(warehouse: &Warehouse) -> Result<()> {
     if warehouse.is_read_only() {
         // The writer's: its sessions may be using them.
