@@ -129,10 +129,11 @@ impl Table {
         match (&snapshot.base, fill) {
             (BaseSnapshot::Lance(_), fill) => {
                 let added = Arc::new(Schema::new(vec![field.with_nullable(true)]));
+                let mut head = self.head(&mut writer, &snapshot).await?;
                 let (transform, read) = match fill {
                     None => (NewColumnTransform::AllNulls(added), None),
-                    // Every row gets the value; Lance reads the first column only to
-                    // count them.
+                    // Every row gets the value; Lance reads one column (by its Lance
+                    // name, which a rename does not change) only to count them.
                     Some(value) => {
                         let schema = added.clone();
                         let mapper = move |batch: &RecordBatch| {
@@ -144,11 +145,10 @@ impl Table {
                             output_schema: added,
                             result_checkpoint: None,
                         };
-                        let first = snapshot.def().schema.field(0).name().clone();
-                        (NewColumnTransform::BatchUDF(udf), Some(vec![first]))
+                        let first = head.schema().fields.first().map(|f| f.name.clone());
+                        (NewColumnTransform::BatchUDF(udf), first.map(|name| vec![name]))
                     }
                 };
-                let mut head = self.head(&mut writer, &snapshot).await?;
                 let result = head.add_columns(transform, read, None).await;
                 self.base_altered(&mut writer, &mut manifest, head, result.map_err(Into::into))?;
             }
