@@ -439,7 +439,7 @@ async fn with_the_log_in_the_bucket_a_takeover_elsewhere_loses_no_acknowledged_c
     let data = temp.path().join("data");
     let moto = on_s3(&data, "objectlog");
     let config = |wal: &Path| {
-        let toml = format!("wal = 'object'\nwriter_lease_ttl = '2s'\n{}", moto.config_toml("objectlog", wal));
+        let toml = format!("wal = 'object'\nwriter_lease_ttl = '4s'\n{}", moto.config_toml("objectlog", wal));
         std::fs::write(data.with_extension("toml"), toml).unwrap();
     };
     config(&data.join("wal"));
@@ -569,7 +569,7 @@ async fn a_writer_that_stops_renewing_its_lease_is_fenced_and_another_takes_over
     let config = |name: &str| {
         let path = temp.path().join(format!("{name}.toml"));
         let toml = format!(
-            "data = '{}'\nwal_dir = '{}'\nwriter_lease_ttl = '2s'\nfollow_interval = '200ms'\n",
+            "data = '{}'\nwal_dir = '{}'\nwriter_lease_ttl = '4s'\nfollow_interval = '200ms'\n",
             data.display(),
             temp.path().join(format!("{name}-wal")).display()
         );
