@@ -155,19 +155,7 @@ impl Table {
             // The files are matched to the table by name: a column they lack reads NULL.
             (BaseSnapshot::Parquet(_), None) => {}
             (BaseSnapshot::Parquet(_), Some(value)) => {
-                let old = snapshot.def();
-                let names: Vec<String> = old.schema.fields().iter().map(|f| f.name().clone()).collect();
-                let schema = manifest.table.schema.clone();
-                let batches = read_columns(&self.location, &snapshot.base, &names, false)
-                    .await?
-                    .into_iter()
-                    .map(|batch| {
-                        let mut columns = batch.columns().to_vec();
-                        columns.push(repeat(&value, batch.num_rows())?);
-                        Ok(RecordBatch::try_new(schema.clone(), columns)?)
-                    })
-                    .collect::<Result<Vec<_>>>()?;
-                self.write_base(&mut writer, &snapshot, &mut manifest, batches, true).await?;
+                self.rewrite_parquet(&mut writer, &snapshot, &mut manifest, Some(&value)).await?
             }
         }
         self.commit_altered(&mut writer, manifest).await
@@ -212,7 +200,9 @@ impl Table {
                 let result = head.alter_columns(&[rename]).await;
                 self.base_altered(&mut writer, &mut manifest, head, result.map_err(Into::into))?;
             }
-            BaseSnapshot::Parquet(_) => self.rewrite_parquet(&mut writer, &snapshot, &mut manifest).await?,
+            BaseSnapshot::Parquet(_) => {
+                self.rewrite_parquet(&mut writer, &snapshot, &mut manifest, None).await?
+            }
         }
         self.commit_altered(&mut writer, manifest).await?;
         // The writer's counter (ahead of the manifest's by values taken since) follows.
@@ -279,7 +269,9 @@ impl Table {
                 }
                 self.base_altered(&mut writer, &mut manifest, head, result)?;
             }
-            BaseSnapshot::Parquet(_) => self.rewrite_parquet(&mut writer, &snapshot, &mut manifest).await?,
+            BaseSnapshot::Parquet(_) => {
+                self.rewrite_parquet(&mut writer, &snapshot, &mut manifest, None).await?
+            }
         }
         self.commit_altered(&mut writer, manifest).await?;
         writer.sequences.remove(name);
@@ -304,12 +296,14 @@ impl Table {
     }
 
     /// Writes a Parquet base anew with `manifest`'s columns: the old rows, their columns
-    /// matched by position to the old definition's (none was added).
+    /// found by name (a renamed one where it was), and an added last column `added` in
+    /// every row.
     async fn rewrite_parquet(
         &self,
         writer: &mut Writer,
         snapshot: &Snapshot,
         manifest: &mut Manifest,
+        added: Option<&ArrayRef>,
     ) -> Result<()> {
         let old = snapshot.def();
         let names: Vec<String> = old.schema.fields().iter().map(|f| f.name().clone()).collect();
@@ -318,13 +312,16 @@ impl Table {
             .await?
             .into_iter()
             .map(|batch| {
-                // A renamed column is where it was; the others are found by name.
                 let columns = new
                     .fields()
                     .iter()
                     .enumerate()
-                    .map(|(at, field)| batch.column(old.column_index(field.name()).unwrap_or(at)).clone())
-                    .collect();
+                    .map(|(at, field)| match (old.column_index(field.name()), added) {
+                        (Some(i), _) => Ok(batch.column(i).clone()),
+                        (None, Some(value)) if at == batch.num_columns() => repeat(value, batch.num_rows()),
+                        (None, _) => Ok(batch.column(at).clone()),
+                    })
+                    .collect::<std::result::Result<Vec<_>, _>>()?;
                 Ok(RecordBatch::try_new(new.clone(), columns)?)
             })
             .collect::<Result<Vec<_>>>()?;

@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use crate::error::Result;
 use crate::manifest::Manifest;
-use crate::table::{build_epoch, load_base, Snapshot, Table};
+use crate::table::{load_snapshot, Table};
 use crate::table_def::{TableDef, TableName, ViewDef};
 use crate::warehouse::Warehouse;
 
@@ -101,42 +101,16 @@ impl Table {
         if manifest.version <= current.manifest.version {
             return Ok(());
         }
-        let same_base = manifest.base == current.manifest.base;
-        let base = if same_base {
-            current.base.clone()
-        } else {
-            load_base(&self.location, &self.session, &self.dir, &manifest).await?
-        };
-        let changes = match (&self.codec, &current.changes) {
-            (Some(codec), Some(epoch)) => {
-                let keys_kept = same_base
-                    && manifest.deletes == current.manifest.deletes
-                    && manifest.folded_seq == current.manifest.folded_seq;
-                let next = if keys_kept {
-                    crate::changes::Epoch::new(
-                        manifest.folded_seq,
-                        epoch.base_keys.clone(),
-                        manifest.table.bucket_count,
-                    )
-                } else {
-                    build_epoch(&self.location, &self.dir, &manifest, &base, codec).await?
-                };
-                crate::compaction::load_change_files(
-                    &self.location,
-                    &self.dir,
-                    &manifest,
-                    &next,
-                    codec,
-                    u64::MAX,
-                )
-                .await?;
-                Some(Arc::new(next))
-            }
-            _ => None,
-        };
-        let seq = manifest.seq;
-        let snapshot = Snapshot { manifest: Arc::new(manifest), base, seq, changes };
-        *self.current.write().expect("snapshot lock poisoned") = Arc::new(snapshot);
+        let next = load_snapshot(
+            &self.location,
+            &self.session,
+            &self.dir,
+            manifest,
+            self.codec.as_ref(),
+            Some(&current),
+        )
+        .await?;
+        *self.current.write().expect("snapshot lock poisoned") = Arc::new(next);
         Ok(())
     }
 }

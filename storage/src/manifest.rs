@@ -224,9 +224,35 @@ impl ManifestStore {
 
     /// All committed versions, oldest first.
     pub async fn versions(&self) -> Result<Vec<Version>> {
-        let mut versions: Vec<Version> = self
-            .store
-            .list(Some(&self.dir))
+        Self::listed(self.store.list(Some(&self.dir))).await
+    }
+
+    /// The newest committed version, or `None` when the folder holds no committed
+    /// table. Given `known` (a version this process read), only the manifests after it
+    /// are listed, so a replica's poll costs the same however much history the table
+    /// keeps; if `known` is gone (the table was dropped), all are.
+    pub async fn newest(&self, known: Option<Version>) -> Result<Option<Version>> {
+        if let Some(known) = known {
+            let path = self.path_of(known);
+            if let Some(&newest) =
+                Self::listed(self.store.list_with_offset(Some(&self.dir), &path)).await?.last()
+            {
+                return Ok(Some(newest));
+            }
+            match self.store.head(&path).await {
+                Ok(_) => return Ok(Some(known)),
+                Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(self.versions().await?.last().copied())
+    }
+
+    /// The versions of listed manifests, oldest first.
+    async fn listed(
+        listing: futures::stream::BoxStream<'static, object_store::Result<object_store::ObjectMeta>>,
+    ) -> Result<Vec<Version>> {
+        let mut versions: Vec<Version> = listing
             .map_ok(|meta| meta.location)
             .try_filter_map(|path| async move {
                 Ok(path
@@ -256,14 +282,6 @@ impl ManifestStore {
             });
         }
         Ok(manifest)
-    }
-
-    /// The newest manifest, or `None` when the folder holds no committed table.
-    pub async fn latest(&self) -> Result<Option<Manifest>> {
-        match self.versions().await?.last() {
-            Some(&version) => Ok(Some(self.read(version).await?)),
-            None => Ok(None),
-        }
     }
 
     /// Commits `manifest` as its version. Fails with [`StorageError::CommitConflict`]

@@ -182,7 +182,7 @@ impl Table {
             if manifest.table.primary_key.is_empty() { None } else { Some(KeyCodec::new(&manifest.table)?) };
         let policy = Policy::from_options(&manifest.table.options)?;
         let writer = Writer { head: None, next_seq: manifest.seq + 1, sequences: manifest.sequences.clone() };
-        let snapshot = load_snapshot(location, session, &dir, manifest, codec.as_ref()).await?;
+        let snapshot = load_snapshot(location, session, &dir, manifest, codec.as_ref(), None).await?;
         Ok(Table {
             dir,
             location: location.clone(),
@@ -626,11 +626,28 @@ pub(crate) async fn load_snapshot(
     dir: &Path,
     manifest: Manifest,
     codec: Option<&KeyCodec>,
+    previous: Option<&Snapshot>,
 ) -> Result<Snapshot> {
-    let base = load_base(location, session, dir, &manifest).await?;
+    // What did not change since `previous` (a replica following the writer) is kept:
+    // the base, and its key index when the deletion vector and fold point are the same.
+    let kept = previous.filter(|p| p.manifest.base == manifest.base);
+    let base = match kept {
+        Some(p) => p.base.clone(),
+        None => load_base(location, session, dir, &manifest).await?,
+    };
     let changes = match codec {
         Some(codec) => {
-            let epoch = build_epoch(location, dir, &manifest, &base, codec).await?;
+            let keys = kept
+                .filter(|p| {
+                    p.manifest.deletes == manifest.deletes && p.manifest.folded_seq == manifest.folded_seq
+                })
+                .and_then(|p| p.changes.as_ref());
+            let epoch = match keys {
+                Some(epoch) => {
+                    Epoch::new(manifest.folded_seq, epoch.base_keys.clone(), manifest.table.bucket_count)
+                }
+                None => build_epoch(location, dir, &manifest, &base, codec).await?,
+            };
             crate::compaction::load_change_files(location, dir, &manifest, &epoch, codec, u64::MAX).await?;
             Some(Arc::new(epoch))
         }

@@ -276,15 +276,16 @@ impl Warehouse {
                 catalog.schemas.insert(schema.clone());
             }
             for table_dir in listing.common_prefixes {
+                let previous = known.get(&table_dir).copied();
                 let manifests = ManifestStore::new(location, &table_dir);
-                let Some(&newest) = manifests.versions().await?.last() else {
+                let Some(newest) = manifests.newest(previous.map(|t| t.snapshot().manifest.version)).await?
+                else {
                     if writer {
                         info!(folder = %table_dir, "removing the files of a table that is gone");
                         delete_prefix(&store, &table_dir).await?;
                     }
                     continue;
                 };
-                let previous = known.get(&table_dir).copied();
                 let table = match self.table_at(previous, &table_dir, newest).await {
                     Ok(table) => table,
                     Err(e) if !writer => {
@@ -382,13 +383,13 @@ impl Warehouse {
     /// How stale this server's view of `table` may be: on the writer, the age of its
     /// oldest change that is only in the log (a replica cannot see it yet); on a
     /// replica, the time since it last read the writer's manifests.
-    pub fn visible_lag_ms(&self, table: &Table) -> u64 {
-        let now = crate::manifest::now_ms();
+    /// (`stats`: the table's, [`Table::stats`].)
+    pub fn visible_lag_ms(&self, stats: &crate::compaction::TableStats) -> u64 {
         if self.is_read_only() {
-            return now.saturating_sub(self.followed_at_ms.load(Ordering::Relaxed));
+            return stats.now_ms.saturating_sub(self.followed_at_ms.load(Ordering::Relaxed));
         }
-        let oldest = table.stats().buckets.iter().filter_map(|b| b.oldest_unflushed_ms).min();
-        oldest.map_or(0, |t| now.saturating_sub(t))
+        let oldest = stats.buckets.iter().filter_map(|b| b.oldest_unflushed_ms).min();
+        oldest.map_or(0, |t| stats.now_ms.saturating_sub(t))
     }
 
     /// Commits changes to primary-key tables atomically (see [`crate::commit`]).

@@ -65,6 +65,7 @@ pub fn tarn_tables(warehouse: &Warehouse) -> DfResult<Arc<dyn TableProvider>> {
     for table in warehouse.all_tables() {
         let snapshot = table.snapshot();
         let stats = table.stats();
+        let lag = warehouse.visible_lag_ms(&stats) as i64;
         let compaction = snapshot.manifest.last_compaction;
         let rows: Vec<(Option<i32>, tarn_storage::changes::BucketStats)> = if stats.buckets.is_empty() {
             vec![(None, Default::default())]
@@ -72,7 +73,6 @@ pub fn tarn_tables(warehouse: &Warehouse) -> DfResult<Arc<dyn TableProvider>> {
             stats.buckets.into_iter().enumerate().map(|(i, b)| (Some(i as i32), b)).collect()
         };
         let bucket_count = rows.len() as u64;
-        let lag = warehouse.visible_lag_ms(&table) as i64;
         for (bucket, b) in rows {
             schema_names.push(table.name().schema.clone());
             table_names.push(table.name().table.clone());

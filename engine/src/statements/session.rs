@@ -214,10 +214,10 @@ impl Session {
         txn: Arc<TxState>,
         number: u64,
     ) -> Self {
-        let settings = match engine.warehouse().is_read_only() {
-            true => Settings::new(user).on_standby(),
-            false => Settings::new(user),
-        };
+        let mut settings = Settings::new(user);
+        if engine.warehouse().is_read_only() {
+            settings = settings.on_standby();
+        }
         ctx.register_udf(crate::catalog::pg_catalog::functions::current_setting(settings.all()));
         let set_config = crate::statements::settings::PendingSettings::default();
         ctx.register_udf(crate::statements::settings::set_config(set_config.clone()));
@@ -417,11 +417,12 @@ impl Session {
         if !self.read_only() {
             return Ok(());
         }
-        let command = match self.engine.warehouse().is_read_only() {
-            // A replica writes nothing at all: not even temporary relations (they live
-            // in the warehouse) or a VACUUM.
-            true => crate::statements::transaction::replica_write_command(statement),
-            false => crate::statements::transaction::write_command(statement),
+        // A replica writes nothing at all: not even temporary relations (they live in
+        // the warehouse) or a VACUUM.
+        let command = if self.engine.warehouse().is_read_only() {
+            crate::statements::transaction::replica_write_command(statement)
+        } else {
+            crate::statements::transaction::write_command(statement)
         };
         match command {
             Some(command) => Err(EngineError::ReadOnlyTransaction { command: command.to_string() }),
