@@ -8,11 +8,14 @@
 //! - [`pg_catalog`]: PostgreSQL's system catalogs and views (`pg_class`,
 //!   `pg_attribute`, `pg_index`, `pg_type`...) built from the warehouse, and the
 //!   catalog functions tools call.
+//! - [`skipping`]: `BaseScanExec`, the scan of a Lance base with what data skipping
+//!   (scalar indexes, clustering) saved, as `EXPLAIN ANALYZE` shows it.
 //! - [`views`]: `TarnView`, a view whose query is planned at each read.
 //! - [`system`]: `tarn_tables`, `tarn_indexes`.
 
 pub mod pg_catalog;
 pub mod provider;
+pub mod skipping;
 pub mod system;
 pub mod views;
 pub mod warehouse;

@@ -24,6 +24,7 @@ use tracing::info;
 
 use crate::error::{Result, StorageError};
 use crate::manifest::{BaseRef, Manifest};
+use crate::scalar_index::ScalarIndexDef;
 use crate::table::{read_columns, BaseSnapshot, Snapshot, Table, Writer};
 use crate::table_def::ColumnMeta;
 #[cfg(doc)]
@@ -193,6 +194,9 @@ impl Table {
                 column.rename(to);
             }
         }
+        for scalar in manifest.scalar_indexes.iter_mut() {
+            scalar.rename_column(from, to);
+        }
         match &snapshot.base {
             BaseSnapshot::Lance(_) => {
                 let mut head = self.head(&mut writer, &snapshot).await?;
@@ -255,6 +259,10 @@ impl Table {
         let dropped: Vec<IndexDef> = dropped;
         manifest.indexes = kept;
         manifest.text_indexes.retain(|d| d.columns.iter().all(|c| c.name != name));
+        let (dropped_scalar, kept) =
+            manifest.scalar_indexes.drain(..).partition(|d| d.columns.iter().any(|c| c == name));
+        let dropped_scalar: Vec<ScalarIndexDef> = dropped_scalar;
+        manifest.scalar_indexes = kept;
         match &snapshot.base {
             BaseSnapshot::Lance(_) => {
                 let mut head = self.head(&mut writer, &snapshot).await?;
@@ -262,6 +270,11 @@ impl Table {
                 for index in &dropped {
                     if result.is_ok() {
                         result = drop_built(&mut head, index).await;
+                    }
+                }
+                for index in &dropped_scalar {
+                    if result.is_ok() {
+                        result = crate::scalar_index::drop_built(&mut head, index).await;
                     }
                 }
                 if result.is_ok() {

@@ -13,11 +13,14 @@
 //!   base with 10% scattered deletes read 100k ranges and took twice as long.) It holds the writer lock
 //!   only for that commit; readers keep their pinned snapshot (old Lance versions stay).
 //! - **Base rewrite**: a compaction after which the deletion vector would hide a third
-//!   of the base's rows writes the live rows and the changes as a new base
+//!   of the base's rows (or `CLUSTER`) writes the live rows and the changes as a new base
 //!   (a Lance overwrite; readers of older versions keep theirs until retention lets
 //!   them go), with an empty deletion vector and its indexes built anew.
 //! - **Checkpoint**: a new log segment is started, every table flushes, the older
 //!   segments are deleted (everything in them is in change files now).
+//!
+//! Rows reach the base in the table's clustering order ([`crate::cluster`]), if it has
+//! one: appended rows sorted among themselves, a rewritten base as a whole.
 //!
 //! When to do which is [`decide`], a pure function of [`TableStats`].
 
@@ -36,6 +39,7 @@ use roaring::RoaringTreemap;
 use tracing::{debug, info};
 
 use crate::changes::{BaseKeys, BucketStats, Chunk, Epoch};
+use crate::cluster::ClusterBy;
 use crate::commit::{align_to_schema, split_op_column, with_op_column, SEQ_COLUMN};
 use crate::error::{Result, StorageError};
 use crate::failpoint::failpoint;
@@ -329,6 +333,12 @@ impl Table {
 
     /// Folds every change into the base. Returns false when there was nothing to fold.
     pub async fn compact(&self) -> Result<bool> {
+        self.compact_rewriting(false).await
+    }
+
+    /// [`Self::compact`]; with `rewrite`, the base is written anew even when there is
+    /// no change to fold (`CLUSTER`: in the table's clustering order).
+    pub(crate) async fn compact_rewriting(&self, force_rewrite: bool) -> Result<bool> {
         self.location.fence().check()?;
         let _one = self.compacting.lock().await;
         self.flush().await?;
@@ -339,7 +349,7 @@ impl Table {
         };
         let codec = self.codec.as_ref().expect("a table with changes has a key");
         let upto = snapshot.manifest.seq;
-        if upto <= snapshot.manifest.folded_seq {
+        if upto <= snapshot.manifest.folded_seq && !force_rewrite {
             return Ok(false);
         }
 
@@ -371,7 +381,7 @@ impl Table {
         // written anew instead: a table updated for days scans, opens and takes space
         // as a fresh one (within 1.5x). A row is rewritten once per half its table's
         // live rows replaced.
-        let rewrite = physical >= REWRITE_MIN_ROWS && all_deleted.len() * 3 > physical;
+        let rewrite = force_rewrite || (physical >= REWRITE_MIN_ROWS && all_deleted.len() * 3 > physical);
         let def = &snapshot.manifest.table;
         let result = if rewrite {
             self.rewrite_base(head, &snapshot.base, &all_deleted, rows, codec, def).await
@@ -402,9 +412,11 @@ impl Table {
         // base's are trained anew (Lance drops the indexes of a dataset it overwrites).
         let mut index_defs = snapshot.manifest.indexes.clone();
         let mut text_defs = snapshot.manifest.text_indexes.clone();
+        let mut scalar_defs = snapshot.manifest.scalar_indexes.clone();
         if rewrite {
             index_defs.iter_mut().for_each(|d| d.built = false);
             text_defs.iter_mut().for_each(|d| d.segments.clear());
+            scalar_defs.iter_mut().for_each(|d| d.built = false);
         }
         let indexes = if index_defs.is_empty() {
             Vec::new()
@@ -412,6 +424,19 @@ impl Table {
             let name = self.name().to_string();
             match vector_index::refresh(&mut new_base, &index_defs, row_count, &name, &self.builds).await {
                 Ok(indexes) => indexes,
+                Err(e) => {
+                    self.writer.lock().await.head = None;
+                    return Err(e);
+                }
+            }
+        };
+        // Scalar indexes merge the appended fragments in.
+        let scalar_indexes = if scalar_defs.is_empty() {
+            Vec::new()
+        } else {
+            let name = self.name().to_string();
+            match crate::scalar_index::refresh(&mut new_base, &scalar_defs, &name, &self.builds).await {
+                Ok(defs) => defs,
                 Err(e) => {
                     self.writer.lock().await.head = None;
                     return Err(e);
@@ -453,6 +478,7 @@ impl Table {
         manifest.row_count = row_count;
         manifest.indexes = indexes;
         manifest.text_indexes = text_indexes;
+        manifest.scalar_indexes = scalar_indexes;
         let duration_ms = started.elapsed().as_millis() as u64;
         manifest.last_compaction = Some(CompactionInfo { at_ms: now_ms(), duration_ms, rows: folded_rows });
         if let Err(e) = self.manifests.commit(&manifest).await {
@@ -503,6 +529,9 @@ impl Table {
         }
         info!(table = %def.name, live = live.iter().map(|b| b.num_rows()).sum::<usize>(), "rewriting the base");
         live.extend(rows);
+        if let Some(cluster) = ClusterBy::of(def)? {
+            live = cluster.sort(&live)?;
+        }
         let head = self.write_rows(head, live, def, WriteMode::Overwrite).await?;
         let keys = keys_in(&head, None, codec, def).await?;
         Ok((head, keys))
@@ -520,6 +549,10 @@ impl Table {
         if rows.iter().all(|b| b.num_rows() == 0) {
             return Ok((head, Vec::new()));
         }
+        let rows = match ClusterBy::of(def)? {
+            Some(cluster) => cluster.sort(&rows)?,
+            None => rows,
+        };
         let before: std::collections::HashSet<u64> =
             head.get_fragments().iter().map(|f| f.id() as u64).collect();
         let head = self.write_rows(head, rows, def, WriteMode::Append).await?;

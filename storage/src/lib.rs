@@ -18,6 +18,10 @@
 //!   every version of every changed key per bucket, the base's key index and deletion
 //!   vector), [`compaction`] (flush to change files, fold into the base, the policy),
 //!   [`history`] (time travel, change feed), [`key`] (keys and buckets).
+//! - Indexes on the Lance base: [`vector_index`] (HNSW, IVF), [`text_index`] (BM25 on
+//!   tantivy), [`scalar_index`] (B-tree, bitmap, zone map, Bloom filter: data
+//!   skipping); [`cluster`]: the Z-order (or one column's order) base rows are
+//!   written in.
 //! - [`retention`]: history retention and the vacuum that deletes what no kept
 //!   version and no reader needs; history records of folded change files.
 //! - [`lease`]: one writer per warehouse: the writer's lease in the warehouse, and the
@@ -51,6 +55,7 @@ pub mod alter;
 pub mod blob;
 pub mod cache;
 pub mod changes;
+pub mod cluster;
 pub mod commit;
 pub mod compaction;
 pub mod error;
@@ -62,6 +67,7 @@ pub mod key;
 pub mod lease;
 pub mod manifest;
 pub mod retention;
+pub mod scalar_index;
 pub mod sequence;
 pub mod table;
 pub mod table_def;

@@ -94,6 +94,9 @@ pub struct Manifest {
     /// BM25 indexes declared on the table, with the segments that cover the base.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub text_indexes: Vec<crate::text_index::TextIndexDef>,
+    /// Scalar indexes (`btree`, `bitmap`, `brin`, `bloom`) declared on the table.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scalar_indexes: Vec<crate::scalar_index::ScalarIndexDef>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -124,6 +127,13 @@ pub struct CompactionInfo {
 }
 
 impl Manifest {
+    /// Whether the table has an index (of any kind) named `name`.
+    pub fn has_index(&self, name: &str) -> bool {
+        self.indexes.iter().any(|d| d.name == name)
+            || self.text_indexes.iter().any(|d| d.name == name)
+            || self.scalar_indexes.iter().any(|d| d.name == name)
+    }
+
     pub fn first(table: TableDef, base: BaseRef) -> Self {
         Manifest {
             format_version: FORMAT_VERSION,
@@ -141,6 +151,7 @@ impl Manifest {
             deletes: None,
             indexes: Vec::new(),
             text_indexes: Vec::new(),
+            scalar_indexes: Vec::new(),
         }
     }
 

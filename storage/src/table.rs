@@ -145,6 +145,7 @@ impl Table {
             });
         }
         Policy::from_options(&def.options)?;
+        crate::cluster::ClusterBy::of(&def)?;
         let base = match def.format {
             BaseFormat::Lance => {
                 let uri = location.uri_of(&dir.clone().join("base"));
@@ -350,6 +351,17 @@ impl Table {
         // Before any file is written: a replica (or a writer that lost its lease) writes none.
         self.location.fence().check()?;
         let mut writer = self.writer.lock().await;
+        self.write_base_locked(&mut writer, batches, overwrite).await
+    }
+
+    /// [`Self::write_base_now`] for a caller that holds the writer. Rows are written in
+    /// the table's clustering order, if it has one; returned as given.
+    pub(crate) async fn write_base_locked(
+        &self,
+        writer: &mut Writer,
+        batches: Vec<RecordBatch>,
+        overwrite: bool,
+    ) -> Result<Vec<RecordBatch>> {
         let snapshot = self.snapshot();
         let def = snapshot.def();
         let mut manifest = snapshot.manifest.successor();
@@ -363,7 +375,11 @@ impl Table {
         if rows == 0 && !overwrite {
             return Ok(Vec::new());
         }
-        let result = self.write_base(&mut writer, &snapshot, &mut manifest, batches.clone(), overwrite).await;
+        let ordered = match crate::cluster::ClusterBy::of(def)? {
+            Some(cluster) if rows > 1 => cluster.sort(&batches)?,
+            _ => batches.clone(),
+        };
+        let result = self.write_base(writer, &snapshot, &mut manifest, ordered, overwrite).await;
         if let Err(e) = result {
             // The head may have moved past our manifest; re-read it before the next write.
             writer.head = None;
@@ -372,14 +388,14 @@ impl Table {
         manifest.row_count = if overwrite { rows } else { manifest.row_count + rows };
         if overwrite && !manifest.text_indexes.is_empty() {
             // The old fragments are gone: index the new ones from scratch.
-            if let Err(e) = self.rebuild_text_indexes(&mut writer, &mut manifest).await {
+            if let Err(e) = self.rebuild_text_indexes(writer, &mut manifest).await {
                 writer.head = None;
                 return Err(e);
             }
         }
-        if overwrite && !manifest.indexes.is_empty() {
+        if overwrite && !(manifest.indexes.is_empty() && manifest.scalar_indexes.is_empty()) {
             // Lance drops the indexes of a dataset it overwrites: train them anew.
-            if let Err(e) = self.rebuild_indexes(&mut writer, &mut manifest).await {
+            if let Err(e) = self.rebuild_indexes(writer, &mut manifest).await {
                 writer.head = None;
                 return Err(e);
             }
@@ -392,7 +408,7 @@ impl Table {
         }
         writer.next_seq += 1;
         writer.sequences = manifest.sequences.clone();
-        self.publish(manifest, &writer, None).await?;
+        self.publish(manifest, writer, None).await?;
         debug!(table = %self.name(), rows, overwrite, "wrote base");
         Ok(batches)
     }
@@ -411,7 +427,7 @@ impl Table {
     }
 
     /// Commits a manifest whose table definition `change` altered; the data stays.
-    async fn alter_def(&self, change: impl FnOnce(&mut TableDef)) -> Result<()> {
+    pub(crate) async fn alter_def(&self, change: impl FnOnce(&mut TableDef)) -> Result<()> {
         let writer = self.writer.lock().await;
         let mut manifest = self.snapshot().manifest.successor();
         change(&mut manifest.table);

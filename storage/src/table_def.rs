@@ -143,6 +143,7 @@ pub const TABLE_OPTIONS: &[&str] = &[
     "flush_rows",
     "flush_interval",
     "history_retention",
+    "cluster_by",
 ];
 
 pub const DEFAULT_BUCKET_COUNT: u32 = 4;

@@ -786,7 +786,7 @@ impl Table {
     async fn create_text_index_now(&self, mut def: TextIndexDef, if_not_exists: bool) -> Result<bool> {
         let _compacting = self.compacting.lock().await;
         let snapshot = self.snapshot();
-        if self.has_index(&snapshot.manifest, &def.name) {
+        if snapshot.manifest.has_index(&def.name) {
             return if if_not_exists { Ok(false) } else { Err(StorageError::IndexExists { name: def.name }) };
         }
         let BaseSnapshot::Lance(base) = &snapshot.base else {
@@ -822,12 +822,6 @@ impl Table {
         self.manifests.commit(&manifest).await?;
         self.publish(manifest, &writer, latest.changes.clone()).await?;
         Ok(true)
-    }
-
-    /// Whether the table has a vector or text index called `name`.
-    pub(crate) fn has_index(&self, manifest: &Manifest, name: &str) -> bool {
-        manifest.indexes.iter().any(|d| d.name == name)
-            || manifest.text_indexes.iter().any(|d| d.name == name)
     }
 
     /// `DROP INDEX` of a text index. Its files stay until the table's old versions go.

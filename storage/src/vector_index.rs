@@ -372,7 +372,7 @@ impl Table {
     async fn create_index_now(&self, mut def: IndexDef, if_not_exists: bool) -> Result<bool> {
         let _compacting = self.compacting.lock().await;
         let snapshot = self.snapshot();
-        if self.has_index(&snapshot.manifest, &def.name) {
+        if snapshot.manifest.has_index(&def.name) {
             return if if_not_exists { Ok(false) } else { Err(StorageError::IndexExists { name: def.name }) };
         }
         let BaseSnapshot::Lance(base) = &snapshot.base else {
@@ -411,10 +411,14 @@ impl Table {
         Ok(true)
     }
 
-    /// `DROP INDEX` (vector or text).
+    /// `DROP INDEX` (vector, text or scalar).
     pub async fn drop_index(&self, name: &str) -> Result<()> {
-        if self.snapshot().manifest.text_indexes.iter().any(|d| d.name == name) {
+        let manifest = self.snapshot().manifest.clone();
+        if manifest.text_indexes.iter().any(|d| d.name == name) {
             return self.drop_text_index(name).await;
+        }
+        if manifest.scalar_indexes.iter().any(|d| d.name == name) {
+            return self.drop_scalar_index(name).await;
         }
         let _compacting = self.compacting.lock().await;
         let mut writer = self.writer.lock().await;
@@ -438,26 +442,28 @@ impl Table {
     /// its indexes were last extended (`VACUUM`). Queries search such rows exactly
     /// until then. Returns false when there was nothing to do.
     pub async fn extend_indexes(&self) -> Result<bool> {
-        let vectors = self.extend_vector_indexes().await?;
+        let vectors = self.extend_lance_indexes().await?;
         let text = self.extend_text_indexes().await?;
         Ok(vectors || text)
     }
 
-    async fn extend_vector_indexes(&self) -> Result<bool> {
+    async fn extend_lance_indexes(&self) -> Result<bool> {
         if self.has_primary_key() {
             return Ok(false);
         }
         let _compacting = self.compacting.lock().await;
         let mut writer = self.writer.lock().await;
         let snapshot = self.snapshot();
-        if snapshot.manifest.indexes.is_empty() {
+        if snapshot.manifest.indexes.is_empty() && snapshot.manifest.scalar_indexes.is_empty() {
             return Ok(false);
         }
         let mut manifest = snapshot.manifest.successor();
         let mut head = self.head(&mut writer, &snapshot).await?;
+        let table = self.name().to_string();
         manifest.indexes =
-            refresh(&mut head, &manifest.indexes, manifest.row_count, &self.name().to_string(), &self.builds)
-                .await?;
+            refresh(&mut head, &manifest.indexes, manifest.row_count, &table, &self.builds).await?;
+        manifest.scalar_indexes =
+            crate::scalar_index::refresh(&mut head, &manifest.scalar_indexes, &table, &self.builds).await?;
         manifest.base = BaseRef::Lance { version: head.version().version };
         self.manifests.commit(&manifest).await?;
         writer.head = Some(head);
@@ -466,16 +472,17 @@ impl Table {
     }
 
     /// After an overwrite of the base (the caller holds the writer, whose head is the
-    /// new base): trains every declared index anew.
+    /// new base): trains every declared vector and scalar index anew.
     pub(crate) async fn rebuild_indexes(&self, writer: &mut Writer, manifest: &mut Manifest) -> Result<()> {
         let mut head =
             writer.head.take().ok_or_else(|| StorageError::internal("no head after a base write"))?;
-        for def in manifest.indexes.iter_mut() {
-            def.built = false;
-        }
+        manifest.indexes.iter_mut().for_each(|d| d.built = false);
+        manifest.scalar_indexes.iter_mut().for_each(|d| d.built = false);
+        let table = self.name().to_string();
         manifest.indexes =
-            refresh(&mut head, &manifest.indexes, manifest.row_count, &self.name().to_string(), &self.builds)
-                .await?;
+            refresh(&mut head, &manifest.indexes, manifest.row_count, &table, &self.builds).await?;
+        manifest.scalar_indexes =
+            crate::scalar_index::refresh(&mut head, &manifest.scalar_indexes, &table, &self.builds).await?;
         manifest.base = BaseRef::Lance { version: head.version().version };
         writer.head = Some(head);
         Ok(())

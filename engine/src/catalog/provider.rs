@@ -55,6 +55,8 @@ use tarn_storage::table::BaseSnapshot;
 use tarn_storage::Lookup;
 use tarn_storage::{Snapshot, Table};
 
+use crate::catalog::skipping::{BaseScanExec, BaseShape};
+
 /// Turns a column's `DEFAULT` SQL text into an expression (built by the engine, which
 /// knows the functions a default may call).
 #[derive(Clone)]
@@ -298,7 +300,10 @@ impl TarnTable {
         limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
         match &self.snapshot.base {
-            BaseSnapshot::Lance(ds) => lance_scan(ds, false, state, projection, filters, limit).await,
+            BaseSnapshot::Lance(ds) => {
+                let scan = lance_scan(ds, false, state, projection, filters, limit).await?;
+                Ok(self.reported(scan, ds, filters))
+            }
             BaseSnapshot::Parquet(files) => {
                 let schema = self.schema();
                 if files.is_empty() {
@@ -342,6 +347,21 @@ impl TarnTable {
 }
 
 impl TarnTable {
+    /// `scan` of the Lance base `ds` under a [`BaseScanExec`], which reports what its
+    /// filters let it skip.
+    fn reported(
+        &self,
+        scan: Arc<dyn ExecutionPlan>,
+        ds: &lance::Dataset,
+        filters: &[Expr],
+    ) -> Arc<dyn ExecutionPlan> {
+        let filtered: HashSet<String> =
+            filters.iter().flat_map(|f| f.column_refs()).map(|c| c.name.clone()).collect();
+        let table = self.table.name().to_string();
+        let shape = BaseShape::of(table, ds, &self.snapshot.manifest.scalar_indexes, &filtered);
+        Arc::new(BaseScanExec::new(scan, shape))
+    }
+
     /// The filters as one predicate over the table's columns, for the Parquet reader's
     /// pruning; `None` when there are none (or one it cannot take: DataFusion applies
     /// every filter above the scan anyway).
@@ -449,6 +469,7 @@ impl TarnTable {
         let mut base_projection = read.clone();
         base_projection.push(address_column);
         let base = lance_scan(ds, true, state, Some(&base_projection), filters, None).await?;
+        let base = self.reported(base, ds, filters);
         let hidden = self.overlay.as_ref().map(|o| o.keys.keys().cloned().collect::<HashSet<Key>>());
         let hide = match hidden.clone() {
             Some(keys) => {

@@ -13,6 +13,7 @@ use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use datafusion::catalog::TableProvider;
 use datafusion::datasource::MemTable;
 use datafusion::error::Result as DfResult;
+use tarn_storage::scalar_index::ScalarKind;
 use tarn_storage::vector_index::{BuildStatus, IndexMethod};
 use tarn_storage::Warehouse;
 
@@ -175,8 +176,9 @@ fn duration_text(duration: std::time::Duration) -> String {
     }
 }
 
-/// One row per index. A vector index: what was declared, which Lance index serves it,
-/// whether it is built, and for a build under way its stage (`train_ivf`, `shuffle`,
+/// One row per index. A vector or scalar index (`btree`, `bitmap`, `brin`, `bloom`;
+/// `opclass` shows a zone map's or Bloom filter's options): what was declared, which
+/// Lance index serves it, whether it is built, and for a build under way its stage (`train_ivf`, `shuffle`,
 /// `merge_partitions`...) with its progress. A bm25 index: its columns, their
 /// tokenizers, its segments and the documents they hold, and while a `CREATE INDEX` or
 /// a compaction indexes rows, the stage (`read_rows`, `index_rows`, `write_files`,
@@ -217,6 +219,34 @@ pub fn tarn_indexes(warehouse: &Warehouse) -> DfResult<Arc<dyn TableProvider>> {
                 m: hnsw.then_some(def.m as i32),
                 ef_construction: hnsw.then_some(def.ef_construction as i32),
                 lists: def.lists.map(|l| l as i32),
+                built: def.built,
+                build: table.index_build(&def.name),
+                segments: None,
+                documents: None,
+            });
+        }
+        for def in &snapshot.manifest.scalar_indexes {
+            let zone = matches!(def.kind, ScalarKind::ZoneMap | ScalarKind::Bloom)
+                .then(|| def.rows_per_zone.unwrap_or(tarn_storage::scalar_index::DEFAULT_ROWS_PER_ZONE));
+            let mut options: Vec<String> = zone.map(|n| format!("rows_per_zone={n}")).into_iter().collect();
+            if def.kind == ScalarKind::Bloom {
+                options.push(format!(
+                    "false_positive_rate={}",
+                    def.false_positive_rate
+                        .unwrap_or(tarn_storage::scalar_index::DEFAULT_FALSE_POSITIVE_RATE)
+                ));
+            }
+            rows.push(IndexRow {
+                schema: schema_name.clone(),
+                table: table_name.clone(),
+                name: def.name.clone(),
+                column: def.columns.join(", "),
+                method: def.kind.method().to_string(),
+                opclass: options.join(", "),
+                served_by: def.kind.lance_type().to_string(),
+                m: None,
+                ef_construction: None,
+                lists: None,
                 built: def.built,
                 build: table.index_build(&def.name),
                 segments: None,

@@ -1,12 +1,16 @@
-//! `CREATE INDEX ... USING hnsw|ivfflat|ivf_pq|bm25`, `DROP INDEX`, and the short form
+//! `CREATE INDEX ... USING hnsw|ivfflat|ivf_pq|bm25|btree|hash|bitmap|brin|bloom`,
+//! `DROP INDEX`, and the short form
 //! `ALTER TABLE t ADD VECTOR INDEX [name] ON col` (rewritten by the parser into the
-//! `CREATE INDEX` it means), to storage's [`IndexDef`] and [`TextIndexDef`].
+//! `CREATE INDEX` it means), to storage's [`IndexDef`], [`TextIndexDef`] and
+//! [`ScalarIndexDef`] (PostgreSQL's B-tree, hash and BRIN names, and `bitmap` and
+//! `bloom`, on Lance's scalar indexes; no `USING` is a B-tree, as in PostgreSQL).
 //!
 //! A bm25 index's options apply to every column (`tokenizer`, `stemmer`, `stopwords`,
 //! `lowercase`, `ascii_folding`, `min_gram`, `max_gram`, `prefix_only`) or, prefixed
 //! with a column's name and a dot (`"title.tokenizer" = 'raw'`), to that column.
 
 use datafusion::sql::sqlparser::ast::{self, CreateIndex, Expr as SqlExpr, IndexType, Value};
+use tarn_storage::scalar_index::{ScalarIndexDef, ScalarKind};
 use tarn_storage::text_index::{TextColumn, TextIndexDef, Tokenizer, TokenizerKind};
 use tarn_storage::vector_index::{IndexDef, IndexMethod, Metric};
 use tarn_storage::{StorageError, TableName, Warehouse};
@@ -18,6 +22,7 @@ use crate::statements::ddl;
 pub enum Declared {
     Vector(IndexDef),
     Text(TextIndexDef),
+    Scalar(ScalarIndexDef),
 }
 
 impl Declared {
@@ -25,7 +30,22 @@ impl Declared {
         match self {
             Declared::Vector(def) => &def.name,
             Declared::Text(def) => &def.name,
+            Declared::Scalar(def) => &def.name,
         }
+    }
+}
+
+/// The scalar index kind a `CREATE INDEX` names (`USING btree | hash | bitmap | brin
+/// | bloom`, or no `USING`: PostgreSQL's default, a B-tree).
+fn scalar_kind(create: &CreateIndex) -> Option<ScalarKind> {
+    match &create.using {
+        None => Some(ScalarKind::BTree),
+        Some(IndexType::BTree) => Some(ScalarKind::BTree),
+        Some(IndexType::Hash) => Some(ScalarKind::BTree),
+        Some(IndexType::BRIN) => Some(ScalarKind::ZoneMap),
+        Some(IndexType::Bloom) => Some(ScalarKind::Bloom),
+        Some(IndexType::Custom(name)) => ScalarKind::from_method(&name.value),
+        Some(_) => None,
     }
 }
 
@@ -39,6 +59,10 @@ pub fn index_def(create: &CreateIndex, warehouse: &Warehouse) -> Result<(TableNa
     if is_bm25(create) {
         let (table, def) = text_index_def(create, warehouse)?;
         return Ok((table, Declared::Text(def)));
+    }
+    if let Some(kind) = scalar_kind(create) {
+        let (table, def) = scalar_index_def(create, kind, warehouse)?;
+        return Ok((table, Declared::Scalar(def)));
     }
     let (table, def) = vector_index_def(create, warehouse)?;
     Ok((table, Declared::Vector(def)))
@@ -94,6 +118,70 @@ fn text_index_def(create: &CreateIndex, warehouse: &Warehouse) -> Result<(TableN
         None => default_name(warehouse, &table, &format!("{}_bm25", columns.join("_"))),
     };
     Ok((table, TextIndexDef { name, columns: defs, segments: Vec::new() }))
+}
+
+/// `CREATE INDEX [name] ON t [USING btree | hash | bitmap | brin | bloom] (col, ...)
+/// [WITH (rows_per_zone = n, false_positive_rate = p)]`.
+fn scalar_index_def(
+    create: &CreateIndex,
+    kind: ScalarKind,
+    warehouse: &Warehouse,
+) -> Result<(TableName, ScalarIndexDef)> {
+    let table = ddl::table_name(&create.table_name)?;
+    if create.unique {
+        return Err(EngineError::unsupported(
+            "UNIQUE indexes are not supported: declare a PRIMARY KEY (its uniqueness is enforced)",
+        ));
+    }
+    if create.predicate.is_some() || !create.include.is_empty() {
+        return Err(EngineError::unsupported("partial and INCLUDE indexes are not supported"));
+    }
+    let mut columns: Vec<String> = Vec::new();
+    for column in &create.columns {
+        if column.operator_class.is_some() {
+            return Err(EngineError::unsupported("operator classes of scalar indexes are not supported"));
+        }
+        match &column.column.expr {
+            SqlExpr::Identifier(ident) => columns.push(ddl::ident(ident)),
+            other => {
+                return Err(EngineError::unsupported(format!(
+                    "indexes on expressions ({other}) are not supported"
+                )))
+            }
+        }
+    }
+    if columns.is_empty() {
+        return Err(EngineError::syntax("an index needs at least one column"));
+    }
+    let name = match &create.name {
+        Some(name) => ddl::table_name(name)?.table,
+        None => default_name(warehouse, &table, &columns.join("_")),
+    };
+    let mut def = ScalarIndexDef::new(name, columns, kind);
+    let zoned = matches!(kind, ScalarKind::ZoneMap | ScalarKind::Bloom);
+    for option in &create.with {
+        let (key, value) = text_option(option)?;
+        let invalid = || EngineError::InvalidParameter {
+            message: format!("invalid value for parameter \"{key}\": \"{value}\""),
+        };
+        match key.as_str() {
+            "rows_per_zone" if zoned => {
+                def.rows_per_zone = Some(
+                    value.parse::<u64>().ok().filter(|n| (64..=1 << 20).contains(n)).ok_or_else(invalid)?,
+                )
+            }
+            "false_positive_rate" if kind == ScalarKind::Bloom => {
+                def.false_positive_rate =
+                    Some(value.parse::<f64>().ok().filter(|p| *p > 0.0 && *p < 1.0).ok_or_else(invalid)?)
+            }
+            _ => {
+                return Err(EngineError::InvalidParameter {
+                    message: format!("unrecognized parameter \"{key}\" for {} indexes", kind.method()),
+                })
+            }
+        }
+    }
+    Ok((table, def))
 }
 
 /// A column's tokenizer from its options.
@@ -216,14 +304,12 @@ fn vector_index_def(create: &CreateIndex, warehouse: &Warehouse) -> Result<(Tabl
             "ivf_pq" | "ivfpq" => IndexMethod::IvfPq,
             other => return Err(EngineError::UndefinedObject { message: format!("access method \"{other}\" does not exist") }),
         },
-        Some(other) => {
+        other => {
             return Err(EngineError::unsupported(format!(
-                "index method {other} is not supported: Tarn indexes vectors (USING hnsw, ivfflat or ivf_pq) and text (USING bm25)"
+                "index method {} is not supported: Tarn indexes vectors (USING hnsw, ivfflat or ivf_pq), text (USING bm25) and scalars (USING btree, hash, bitmap, brin or bloom)",
+                other.as_ref().map(|m| m.to_string()).unwrap_or_default()
             )))
         }
-        None => return Err(EngineError::unsupported(
-            "indexes other than vector and text indexes are not supported: name the method (USING hnsw, ivfflat, ivf_pq or bm25)",
-        )),
     };
     if create.unique || create.predicate.is_some() || !create.include.is_empty() {
         return Err(EngineError::unsupported("UNIQUE, partial and INCLUDE vector indexes are not supported"));
@@ -302,9 +388,7 @@ pub fn find_index(
 ) -> Option<std::sync::Arc<tarn_storage::Table>> {
     warehouse.all_tables().into_iter().find(|t| {
         let manifest = &t.snapshot().manifest;
-        t.name().schema == schema
-            && (manifest.indexes.iter().any(|d| d.name == name)
-                || manifest.text_indexes.iter().any(|d| d.name == name))
+        t.name().schema == schema && manifest.has_index(name)
     })
 }
 

@@ -9,6 +9,8 @@
 //! - `ALTER TABLE t ADD VECTOR INDEX [name] ON col [opclass] [USING method] [WITH (...)]`
 //!   becomes `CREATE INDEX [name] ON t USING method (col [opclass]) [WITH (...)]`
 //!   (method `hnsw` unless named).
+//! - `CLUSTER [VERBOSE] t`, `VACUUM t (CLUSTER)` and `VACUUM (CLUSTER) t` become
+//!   `VACUUM RECLUSTER t`: the table's base rewritten in its `cluster_by` order.
 //! - `CREATE UNLOGGED TABLE` is `CREATE TABLE` (Tarn's tables are all durable).
 //! - `ALTER VIEW` is `ALTER TABLE` marked as naming a view (sqlparser knows only
 //!   `ALTER VIEW ... AS query`, which PostgreSQL does not have).
@@ -65,6 +67,7 @@ pub fn parse_sql(sql: &str) -> Result<Vec<ParsedStatement>> {
     let tokens = Tokenizer::new(&dialect, sql).with_unescape(true).tokenize_with_location()?;
     limits::check_depth(&tokens)?;
     let tokens = order_sequence_options(rewrite_add_vector_index(tokens)?);
+    let tokens = rewrite_cluster(tokens);
     let (tokens, taken) = rewrite_tokens(rewrite_as_of(tokens));
     let statements = Parser::new(&dialect)
         .with_recursion_limit(limits::PARSER_RECURSION_LIMIT)
@@ -437,6 +440,56 @@ fn add_vector_index(statement: Vec<TokenWithSpan>) -> Result<Vec<TokenWithSpan>>
     Ok(Tokenizer::new(&PostgreSqlDialect {}, &sql).with_unescape(true).tokenize_with_location()?)
 }
 
+/// `CLUSTER` and `VACUUM ... (CLUSTER)` as `VACUUM RECLUSTER t`, statement by statement.
+fn rewrite_cluster(tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
+    let mut out = Vec::with_capacity(tokens.len());
+    for_each_statement(tokens, |statement| out.extend(cluster(statement)));
+    out
+}
+
+fn cluster(statement: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
+    let is_word = |t: &TokenWithSpan, word: &str| matches!(&t.token, Token::Word(w) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case(word));
+    let significant: Vec<usize> =
+        (0..statement.len()).filter(|&i| !matches!(statement[i].token, Token::Whitespace(_))).collect();
+    let Some(&first) = significant.first() else { return statement };
+    let recluster = |span| {
+        let space = TokenWithSpan { token: Token::Whitespace(Whitespace::Space), span };
+        vec![
+            TokenWithSpan { token: Token::make_keyword("VACUUM"), span },
+            space.clone(),
+            TokenWithSpan { token: Token::make_keyword("RECLUSTER"), span },
+            space,
+        ]
+    };
+    if is_word(&statement[first], "cluster") {
+        // `CLUSTER [VERBOSE] name ...`: the words after it are the table.
+        let mut out = recluster(statement[first].span);
+        let mut rest = significant.iter().skip(1).peekable();
+        if rest.peek().is_some_and(|&&i| is_word(&statement[i], "verbose")) {
+            rest.next();
+        }
+        let from = rest.next().copied().unwrap_or(statement.len());
+        out.extend(statement[from..].iter().cloned());
+        return out;
+    }
+    if !is_word(&statement[first], "vacuum") {
+        return statement;
+    }
+    // `( CLUSTER )` anywhere after VACUUM.
+    let Some(at) = significant.windows(3).position(|w| {
+        statement[w[0]].token == Token::LParen
+            && is_word(&statement[w[1]], "cluster")
+            && statement[w[2]].token == Token::RParen
+    }) else {
+        return statement;
+    };
+    let (open, close) = (significant[at], significant[at + 2]);
+    let mut out = recluster(statement[first].span);
+    out.extend(statement[first + 1..open].iter().cloned());
+    out.extend(statement[close + 1..].iter().cloned());
+    out
+}
+
 fn next_is(iter: &mut std::iter::Peekable<impl Iterator<Item = TokenWithSpan>>, expected: &Token) -> bool {
     iter.peek().is_some_and(|t| &t.token == expected)
 }
@@ -543,6 +596,20 @@ mod tests {
             text.contains("emb ON items USING ivfflat (embedding vector_cosine_ops) WITH (lists = 4)"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn cluster_is_vacuum_recluster() {
+        for sql in ["CLUSTER s.t", "cluster verbose s.t", "VACUUM s.t (CLUSTER)", "VACUUM (cluster) s.t"] {
+            let parsed = parse_sql(sql).unwrap();
+            let Statement::Vacuum(vacuum) = &parsed[0].statement else {
+                panic!("{sql}: {:?}", parsed[0].statement)
+            };
+            assert!(vacuum.recluster, "{sql}");
+            assert_eq!(vacuum.table_name.as_ref().unwrap().to_string(), "s.t", "{sql}");
+        }
+        let Statement::Vacuum(plain) = &parse_sql("VACUUM t").unwrap()[0].statement else { panic!() };
+        assert!(!plain.recluster);
     }
 
     #[test]

@@ -124,15 +124,22 @@ impl Session {
                 let (name, declared) = index_ddl::index_def(create, &warehouse)?;
                 let table =
                     warehouse.table(&name).ok_or(StorageError::TableNotFound { name: name.clone() })?;
-                let manifest = table.snapshot().manifest.clone();
-                let exists = manifest.indexes.iter().any(|d| d.name == declared.name())
-                    || manifest.text_indexes.iter().any(|d| d.name == declared.name());
+                let exists = table.snapshot().manifest.has_index(declared.name());
                 if exists && create.if_not_exists {
                     return Ok(Output::Command(CommandTag::new("CREATE INDEX")));
                 }
                 index_ddl::check_name_free(&warehouse, &name, declared.name())?;
                 let def = match declared {
                     index_ddl::Declared::Vector(def) => def,
+                    index_ddl::Declared::Scalar(def) => {
+                        for column in &def.columns {
+                            if table.snapshot().def().column_index(column).is_none() {
+                                return Err(EngineError::UndefinedColumn { column: column.clone() });
+                            }
+                        }
+                        table.create_scalar_index(def, create.if_not_exists).await?;
+                        return Ok(Output::Command(CommandTag::new("CREATE INDEX")));
+                    }
                     index_ddl::Declared::Text(def) => {
                         for column in &def.columns {
                             if table.snapshot().def().column_index(&column.name).is_none() {
@@ -233,6 +240,24 @@ impl Session {
                             for column in column_names {
                                 Box::pin(self.drop_column(&table, &ddl::ident(column), *if_exists, cascade))
                                     .await?;
+                            }
+                        }
+                        ast::AlterTableOperation::SetOptionsParens { options } => {
+                            let given = ast::CreateTableOptions::With(options.clone());
+                            let (buckets, options) = ddl::table_options(&given)?;
+                            if buckets != tarn_storage::table_def::DEFAULT_BUCKET_COUNT || options.is_empty()
+                            {
+                                return Err(EngineError::unsupported(
+                                    "ALTER TABLE SET takes cluster_by; other options are set at CREATE TABLE",
+                                ));
+                            }
+                            for (key, value) in options {
+                                if key != tarn_storage::cluster::OPTION {
+                                    return Err(EngineError::unsupported(format!(
+                                        "option \"{key}\" is set at CREATE TABLE only (ALTER TABLE SET takes cluster_by)"
+                                    )));
+                                }
+                                table.set_cluster_by(&value).await?;
                             }
                         }
                         other => {
@@ -379,11 +404,21 @@ impl Session {
                     });
                 }
                 for table in tables {
-                    table.compact().await?;
-                    table.extend_indexes().await?;
+                    if vacuum.recluster {
+                        // `CLUSTER t`, `VACUUM t (CLUSTER)`: every table that has a clustering.
+                        if vacuum.table_name.is_none()
+                            && tarn_storage::cluster::ClusterBy::of(table.snapshot().def())?.is_none()
+                        {
+                            continue;
+                        }
+                        table.cluster().await?;
+                    } else {
+                        table.compact().await?;
+                        table.extend_indexes().await?;
+                    }
                     warehouse.vacuum(&table).await?;
                 }
-                CommandTag::new("VACUUM")
+                CommandTag::new(if vacuum.recluster { "CLUSTER" } else { "VACUUM" })
             }
             Statement::Merge(_) => return Err(EngineError::unsupported("MERGE is not supported yet")),
             Statement::Copy { .. } => return Err(EngineError::unsupported("COPY is not supported yet")),

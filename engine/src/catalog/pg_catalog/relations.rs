@@ -7,6 +7,7 @@
 use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Field};
+use tarn_storage::scalar_index::ScalarKind;
 use tarn_storage::table_def::TableDef;
 use tarn_storage::vector_index::IndexMethod;
 use tarn_storage::Warehouse;
@@ -23,6 +24,9 @@ pub const AM_HNSW: u32 = 16_393;
 pub const AM_IVFFLAT: u32 = 16_394;
 pub const AM_BM25: u32 = 16_395;
 pub const AM_IVF_PQ: u32 = 16_396;
+pub const AM_BRIN: u32 = 3580;
+pub const AM_BITMAP: u32 = 16_397;
+pub const AM_BLOOM: u32 = 16_398;
 
 /// (oid, name, type: 't' table or 'i' index)
 pub const ACCESS_METHODS: &[(u32, &str, u8)] = &[
@@ -32,7 +36,9 @@ pub const ACCESS_METHODS: &[(u32, &str, u8)] = &[
     (783, "gist", b'i'),
     (2742, "gin", b'i'),
     (4000, "spgist", b'i'),
-    (3580, "brin", b'i'),
+    (AM_BRIN, "brin", b'i'),
+    (AM_BITMAP, "bitmap", b'i'),
+    (AM_BLOOM, "bloom", b'i'),
     (AM_LANCE, "lance", b't'),
     (AM_PARQUET, "parquet", b't'),
     (AM_HNSW, "hnsw", b'i'),
@@ -387,6 +393,28 @@ fn describe(table: &Arc<tarn_storage::Table>) -> TableRel {
             unique: false,
             primary: false,
             columns_sql: format!("{} {}", quote_ident(&index.column), index.metric.opclass()),
+            options,
+        });
+    }
+    for index in &manifest.scalar_indexes {
+        let (am, am_name) = match index.kind {
+            ScalarKind::BTree => (AM_BTREE, "btree"),
+            ScalarKind::Bitmap => (AM_BITMAP, "bitmap"),
+            ScalarKind::ZoneMap => (AM_BRIN, "brin"),
+            ScalarKind::Bloom => (AM_BLOOM, "bloom"),
+        };
+        let mut options: Vec<String> =
+            index.rows_per_zone.map(|n| format!("rows_per_zone='{n}'")).into_iter().collect();
+        options.extend(index.false_positive_rate.map(|p| format!("false_positive_rate='{p}'")));
+        rel.indexes.push(IndexRel {
+            oid: index_oid(id, &index.name),
+            name: index.name.clone(),
+            am,
+            am_name,
+            keys: index.columns.iter().map(|c| rel.attnum(c)).collect(),
+            unique: false,
+            primary: false,
+            columns_sql: index.columns.iter().map(|c| quote_ident(c)).collect::<Vec<_>>().join(", "),
             options,
         });
     }
