@@ -6,7 +6,7 @@
 #
 #   benchmarks/run.sh                       # every suite, full sizes (well under an hour)
 #   benchmarks/run.sh --quick               # every suite, small sizes (a few minutes)
-#   benchmarks/run.sh --quick wire lookup   # some suites: wire lookup ingest knn filtered-knn fulltext analytics embed object-storage
+#   benchmarks/run.sh --quick wire lookup   # some suites: wire lookup ingest knn filtered-knn fulltext analytics embed object-storage skipping
 #   BUILD=0 TARN_BIN=/path/to/tarn benchmarks/run.sh --quick
 #   ENGINES=pg,lance benchmarks/run.sh --quick knn        # leave engines out (development)
 #

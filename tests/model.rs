@@ -3,7 +3,8 @@
 //! One client runs a seeded random mix of writes on a small key range (so that inserts,
 //! upserts, updates and deletes keep hitting the same keys), transactions that commit or
 //! roll back, `VACUUM`, and server restarts. The table's thresholds are tiny, so flushes
-//! and compactions happen all the time underneath. After every step the table must equal
+//! and compactions happen all the time underneath; it is clustered in Z-order and has
+//! Bloom, bitmap and zone-map indexes, which must never change an answer. After every step the table must equal
 //! a `BTreeMap` that applied the same steps: full scan, point lookups, aggregates, the
 //! version counter, time travel and the change feed.
 //!
@@ -28,8 +29,14 @@ const USERS: i32 = 8;
 const KINDS: &[&str] = &["click", "view", "buy", "refund"];
 const TABLE_DDL: &str =
     "CREATE TABLE events (id BIGINT PRIMARY KEY, user_id INT, kind TEXT, amount DOUBLE PRECISION)";
-const TABLE_OPTIONS: &str =
-    " WITH (bucket_count = 4, flush_rows = 50, compaction_threshold = 200, compaction_interval = '1s')";
+/// Tarn's table options: tiny thresholds, and a clustering its compactions write in.
+const TABLE_OPTIONS: &str = " WITH (bucket_count = 4, flush_rows = 50, compaction_threshold = 200, \
+     compaction_interval = '1s', cluster_by = 'zorder(user_id, amount)')";
+/// Data-skipping indexes on Tarn's table (answers never depend on them).
+const TABLE_INDEXES: &str =
+    "CREATE INDEX events_user ON events USING bloom (user_id) WITH (rows_per_zone = 64); \
+     CREATE INDEX events_kind ON events USING bitmap (kind); \
+     CREATE INDEX events_amount ON events USING brin (amount) WITH (rows_per_zone = 64)";
 const SCAN: &str = "SELECT id, user_id, kind, amount FROM events ORDER BY id";
 
 #[derive(Debug, Clone, PartialEq)]
@@ -764,7 +771,7 @@ async fn run_model(server: TestServer, steps: usize) {
     let mut rng = Rng::new(seed);
 
     let tarn = server.client().await;
-    tarn.batch_execute(&format!("{TABLE_DDL}{TABLE_OPTIONS}")).await.unwrap();
+    tarn.batch_execute(&format!("{TABLE_DDL}{TABLE_OPTIONS}; {TABLE_INDEXES}")).await.unwrap();
     let pg = match std::env::var("TARN_PG_ORACLE") {
         Ok(conn) => {
             let (client, connection) = tokio_postgres::connect(&conn, tokio_postgres::NoTls)
@@ -801,6 +808,15 @@ async fn run_model(server: TestServer, steps: usize) {
                     *counts.entry("begin".to_string()).or_default() += 1;
                     dbs.check(&Stmt::new(Kind::Simple, "BEGIN", vec![]), &Outcome::Done(0)).await;
                     model.tx = Some(Tx { state: model.committed.clone(), failed: false, statements: 0 });
+                } else if roll < 80 && rng.percent(25) {
+                    // Tarn's alone: the base rewritten in its Z-order.
+                    *counts.entry("cluster".to_string()).or_default() += 1;
+                    thorough = true;
+                    dbs.log.push("CLUSTER events".into());
+                    let done = run(&dbs.tarn, &Stmt::new(Kind::Simple, "CLUSTER events", vec![])).await;
+                    if done != Outcome::Done(0) {
+                        dbs.fail(&format!("CLUSTER events: {done:?}"));
+                    }
                 } else if roll < 80 {
                     *counts.entry("vacuum".to_string()).or_default() += 1;
                     thorough = true;
@@ -918,8 +934,10 @@ async fn run_model(server: TestServer, steps: usize) {
     }
     println!("steps by kind: {counts:?}; final version {version}, {} rows", model.committed.len());
     // A run that never reached the interesting states would prove little.
-    for kind in ["INSERT", "UPDATE", "DELETE", "TRUNCATE", "begin", "commit", "rollback", "vacuum", "restart"]
-    {
+    for kind in [
+        "INSERT", "UPDATE", "DELETE", "TRUNCATE", "begin", "commit", "rollback", "vacuum", "cluster",
+        "restart",
+    ] {
         assert!(counts.get(kind).copied().unwrap_or(0) > 0 || steps < 500, "no {kind} step in {steps} steps");
     }
     if let Some(server) = dbs.server.take() {

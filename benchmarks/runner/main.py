@@ -31,7 +31,7 @@ import traceback
 
 HERE = pathlib.Path(__file__).resolve().parent
 REPO = HERE.parent.parent
-SUITES = ["wire", "lookup", "ingest", "knn", "filtered-knn", "fulltext", "analytics", "embed", "object-storage"]
+SUITES = ["wire", "lookup", "ingest", "knn", "filtered-knn", "fulltext", "analytics", "embed", "object-storage", "skipping"]
 BASE_REQUIREMENTS = ["psycopg[binary]>=3.1,<4", "numpy", "matplotlib"]
 
 

@@ -530,7 +530,8 @@ impl Table {
         info!(table = %def.name, live = live.iter().map(|b| b.num_rows()).sum::<usize>(), "rewriting the base");
         live.extend(rows);
         if let Some(cluster) = ClusterBy::of(def)? {
-            live = cluster.sort(&live)?;
+            let aligned = live.iter().map(|b| align_to_schema(b, &def.schema)).collect::<Result<Vec<_>>>()?;
+            live = cluster.sort(&aligned)?;
         }
         let head = self.write_rows(head, live, def, WriteMode::Overwrite).await?;
         let keys = keys_in(&head, None, codec, def).await?;
@@ -550,7 +551,11 @@ impl Table {
             return Ok((head, Vec::new()));
         }
         let rows = match ClusterBy::of(def)? {
-            Some(cluster) => cluster.sort(&rows)?,
+            Some(cluster) => {
+                let aligned =
+                    rows.iter().map(|b| align_to_schema(b, &def.schema)).collect::<Result<Vec<_>>>()?;
+                cluster.sort(&aligned)?
+            }
             None => rows,
         };
         let before: std::collections::HashSet<u64> =

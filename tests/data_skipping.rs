@@ -1,0 +1,263 @@
+//! Data skipping through a real driver: scalar indexes (`btree`, `bitmap`, `brin`,
+//! `bloom`) and Z-order clustering must never change an answer, and must skip.
+//!
+//! Three tables get the same rows: `plain` (no index, no clustering: the reference),
+//! `skipped` (indexes of every kind, clustered in Z-order) and `keyed` (the same, with a
+//! primary key, so part of its rows are in the change store, updated or deleted after
+//! the indexes were built). Seeded random predicates (equality, `IN`, ranges, `IS
+//! NULL`, `AND`/`OR` of them) must return the same ids from all three, before and after
+//! `CLUSTER`, and `EXPLAIN ANALYZE` must show rows skipped.
+//!
+//! `TARN_SKIPPING_SEED=n` replays a run.
+
+use tarn_tests::rng::{env_u64, Rng};
+use tarn_tests::{explain, TestServer};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::Client;
+
+const ROWS: i64 = 40_000;
+const KINDS: [&str; 5] = ["click", "view", "buy", "refund", "share"];
+
+const COLUMNS: &str = "id BIGINT, user_id INT, ts BIGINT, kind TEXT, amount DOUBLE PRECISION";
+
+/// Rows `lo..hi`: `user_id` of high cardinality, `ts` rising with the id, a few NULLs in
+/// every column but the id.
+fn rows_sql(table: &str, lo: i64, hi: i64) -> String {
+    format!(
+        "INSERT INTO {table} SELECT i, \
+           CASE WHEN i % 101 = 0 THEN NULL ELSE ((i * 7919) % 5003)::int END, \
+           CASE WHEN i % 211 = 0 THEN NULL ELSE i * 10 + (i * 13) % 7 END, \
+           CASE WHEN i % 307 = 0 THEN NULL ELSE (ARRAY['click','view','buy','refund','share'])[1 + (i * 31) % 5] END, \
+           CASE WHEN i % 401 = 0 THEN NULL ELSE ((i * 104729) % 100000)::double precision / 100 END \
+         FROM generate_series({lo}, {hi} - 1) AS t(i)"
+    )
+}
+
+async fn ids(client: &Client, table: &str, predicate: &str) -> Vec<i64> {
+    let sql = format!("SELECT id FROM {table} WHERE {predicate} ORDER BY id");
+    match client.query(&sql, &[]).await {
+        Ok(rows) => rows.iter().map(|r| r.get(0)).collect(),
+        Err(e) => panic!("{sql}: {}", tarn_tests::describe(&e)),
+    }
+}
+
+/// A random predicate over the indexed columns.
+fn predicate(rng: &mut Rng) -> String {
+    let one = |rng: &mut Rng| -> String {
+        match rng.below(9) {
+            0 => format!("user_id = {}", rng.range(0, 5003)),
+            1 => {
+                format!("user_id IN ({}, {}, {})", rng.range(0, 5003), rng.range(0, 5003), rng.range(0, 5003))
+            }
+            2 => {
+                let lo = rng.range(0, 5003);
+                format!("user_id BETWEEN {lo} AND {}", lo + rng.range(0, 40))
+            }
+            3 => {
+                let lo = rng.range(0, ROWS * 10);
+                format!("ts >= {lo} AND ts < {}", lo + rng.range(0, 3000))
+            }
+            4 => format!("ts = {}", rng.range(0, ROWS * 10)),
+            5 => format!("kind = '{}'", rng.pick(&KINDS)),
+            6 => format!("amount < {}", rng.range(0, 1000)),
+            7 => ["user_id IS NULL", "ts IS NULL", "kind IS NULL", "amount IS NULL"][rng.below(4) as usize]
+                .to_string(),
+            _ => format!("kind IN ('{}', 'nope') AND amount >= {}", rng.pick(&KINDS), rng.range(0, 1000)),
+        }
+    };
+    match rng.below(4) {
+        0 => format!("({}) AND ({})", one(rng), one(rng)),
+        1 => format!("({}) OR ({})", one(rng), one(rng)),
+        _ => one(rng),
+    }
+}
+
+async fn all_agree(client: &Client, rng: &mut Rng, queries: usize, seed: u64) {
+    for _ in 0..queries {
+        let p = predicate(rng);
+        let expect = ids(client, "plain", &p).await;
+        for table in ["skipped", "keyed"] {
+            let got = ids(client, table, &p).await;
+            assert_eq!(
+                got,
+                expect,
+                "{table} WHERE {p}: {} ids, plain has {} (TARN_SKIPPING_SEED={seed})",
+                got.len(),
+                expect.len()
+            );
+        }
+    }
+}
+
+/// `rows_read` and `rows_skipped` of the first `TarnBaseScan` of an `EXPLAIN ANALYZE`.
+async fn skipped(client: &Client, sql: &str) -> (String, u64, u64) {
+    let plan = explain(client, &format!("ANALYZE {sql}")).await;
+    let line = plan.lines().find(|l| l.contains("TarnBaseScan")).unwrap_or_else(|| panic!("{sql}:\n{plan}"));
+    let figure = |name: &str| -> u64 {
+        let at =
+            line.find(&format!("{name}=")).unwrap_or_else(|| panic!("no {name} in {line}")) + name.len() + 1;
+        let text: String = line[at..].chars().take_while(|c| *c != ',' && *c != ']').collect();
+        // DataFusion prints counts as `49.15 K`, `1.2 M`.
+        let (number, scale) = match text.split_once(' ') {
+            Some((n, "K")) => (n, 1e3),
+            Some((n, "M")) => (n, 1e6),
+            _ => (text.as_str(), 1.0),
+        };
+        (number.parse::<f64>().unwrap_or_else(|_| panic!("{name}={text} in {line}")) * scale) as u64
+    };
+    (line.to_string(), figure("rows_read"), figure("rows_skipped"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn indexes_and_clustering_skip_and_never_change_an_answer() {
+    let seed = env_u64("TARN_SKIPPING_SEED", 0x5C1F_2026);
+    let mut rng = Rng::new(seed);
+    let server = TestServer::start().await;
+    let client = server.client().await;
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE plain ({COLUMNS}); \
+             CREATE TABLE skipped ({COLUMNS}) WITH (cluster_by = 'zorder(user_id, ts)'); \
+             CREATE TABLE keyed ({COLUMNS}, PRIMARY KEY (id)) WITH (cluster_by = 'zorder(user_id, ts)', auto_compaction = off); \
+             {}; {}; {}",
+            rows_sql("plain", 0, ROWS),
+            rows_sql("skipped", 0, ROWS),
+            rows_sql("keyed", 0, ROWS),
+        ))
+        .await
+        .unwrap();
+    for table in ["skipped", "keyed"] {
+        client
+            .batch_execute(&format!(
+                "CREATE INDEX {table}_user ON {table} USING bloom (user_id) WITH (rows_per_zone = 256, false_positive_rate = 0.01); \
+                 CREATE INDEX {table}_ts ON {table} USING brin (ts) WITH (rows_per_zone = 256); \
+                 CREATE INDEX {table}_kind ON {table} USING bitmap (kind); \
+                 CREATE INDEX ON {table} (amount)"
+            ))
+            .await
+            .unwrap();
+    }
+    let listed = client
+        .query(
+            "SELECT index_name, method, lance_index, built FROM tarn_indexes WHERE table_name = 'keyed' ORDER BY index_name",
+            &[],
+        )
+        .await
+        .unwrap();
+    let listed: Vec<(String, String, String, bool)> =
+        listed.iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3))).collect();
+    assert_eq!(
+        listed,
+        [
+            ("keyed_amount_idx", "btree", "BTREE", true),
+            ("keyed_kind", "bitmap", "BITMAP", true),
+            ("keyed_ts", "brin", "ZONEMAP", true),
+            ("keyed_user", "bloom", "BLOOMFILTER", true),
+        ]
+        .map(|(a, b, c, d)| (a.to_string(), b.to_string(), c.to_string(), d))
+    );
+    // Indexes on an unclustered table: every answer as without them.
+    all_agree(&client, &mut rng, 60, seed).await;
+
+    // Clustered: the rows in Z-order, the indexes built anew over them.
+    client.batch_execute("CLUSTER skipped; VACUUM keyed (CLUSTER)").await.unwrap();
+    all_agree(&client, &mut rng, 60, seed).await;
+    let (line, read, skipped_rows) = skipped(&client, "SELECT * FROM skipped WHERE user_id = 1234").await;
+    assert!(line.contains("indexes=[skipped_user bloom(user_id)]"), "{line}");
+    // Z-order on two columns: one value of one column spans about the square root of the
+    // zones (about 12 of the 156 zones of 256 rows here), far fewer than all.
+    assert!(skipped_rows >= 5 * read, "a Bloom filter over a clustered column skips most rows: {line}");
+    let (line, read, skipped_rows) =
+        skipped(&client, "SELECT * FROM skipped WHERE ts BETWEEN 200000 AND 200500").await;
+    assert!(skipped_rows >= 5 * read, "a zone map over a clustered column skips most rows: {line}");
+
+    // Writes after the indexes: new rows in the change store (and in the base of the
+    // table without a key, not yet indexed), updated and deleted rows.
+    for table in ["plain", "skipped", "keyed"] {
+        client
+            .batch_execute(&format!(
+                "{}; \
+                 UPDATE {table} SET user_id = 42, ts = 7 WHERE id % 97 = 3; \
+                 DELETE FROM {table} WHERE id % 89 = 5",
+                rows_sql(table, ROWS, ROWS + 3000)
+            ))
+            .await
+            .unwrap();
+    }
+    let changes: i64 = client
+        .query_one("SELECT sum(change_rows)::bigint FROM tarn_tables WHERE table_name = 'keyed'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(changes > 0, "keyed has rows in its change store");
+    all_agree(&client, &mut rng, 60, seed).await;
+    for predicate in ["user_id = 42", "ts = 7", "user_id = 42 AND ts = 7"] {
+        let expect = ids(&client, "plain", predicate).await;
+        assert!(expect.len() > 300, "{predicate}");
+        assert_eq!(ids(&client, "keyed", predicate).await, expect, "{predicate}");
+        assert_eq!(ids(&client, "skipped", predicate).await, expect, "{predicate}");
+    }
+
+    // Compaction folds the changes into the base in Z-order and indexes them; VACUUM
+    // indexes the appended rows of the table without a key.
+    client.batch_execute("VACUUM keyed; VACUUM skipped").await.unwrap();
+    all_agree(&client, &mut rng, 40, seed).await;
+
+    // A restart reads the same indexes.
+    let server = server.restart().await;
+    let client = server.client().await;
+    all_agree(&client, &mut rng, 20, seed).await;
+    let plan = explain(&client, "SELECT id FROM keyed WHERE kind = 'buy'").await;
+    assert!(plan.contains("TarnBaseScan: table=keyed") && plan.contains("keyed_kind bitmap(kind)"), "{plan}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scalar_index_and_clustering_errors() {
+    let server = TestServer::start().await;
+    let client = server.client().await;
+    client
+        .batch_execute(
+            "CREATE TABLE t (id BIGINT, user_id INT, v vector(3)); \
+             INSERT INTO t VALUES (1, 1, '[1,2,3]'); \
+             CREATE INDEX t_user ON t USING bloom (user_id)",
+        )
+        .await
+        .unwrap();
+    let cases: [(&str, SqlState); 11] = [
+        ("CREATE UNIQUE INDEX ON t (user_id)", SqlState::FEATURE_NOT_SUPPORTED),
+        ("CREATE INDEX ON t USING brin (user_id)", SqlState::FEATURE_NOT_SUPPORTED),
+        ("CREATE INDEX ON t USING gin (user_id)", SqlState::FEATURE_NOT_SUPPORTED),
+        (
+            "CREATE INDEX ON t USING brin (id) WITH (false_positive_rate = 0.1)",
+            SqlState::INVALID_PARAMETER_VALUE,
+        ),
+        (
+            "CREATE INDEX ON t USING bloom (id) WITH (false_positive_rate = 2)",
+            SqlState::INVALID_PARAMETER_VALUE,
+        ),
+        ("CREATE INDEX ON t (nope)", SqlState::UNDEFINED_COLUMN),
+        ("CREATE INDEX t_user ON t (id)", SqlState::DUPLICATE_TABLE),
+        ("ALTER TABLE t SET (cluster_by = 'zorder(id, nope)')", SqlState::INVALID_PARAMETER_VALUE),
+        ("ALTER TABLE t SET (cluster_by = 'zorder(v)')", SqlState::INVALID_PARAMETER_VALUE),
+        ("ALTER TABLE t SET (flush_rows = 5)", SqlState::FEATURE_NOT_SUPPORTED),
+        ("CLUSTER t", SqlState::INVALID_PARAMETER_VALUE),
+    ];
+    for (sql, state) in cases {
+        let e = client.batch_execute(sql).await.expect_err(sql);
+        assert_eq!(e.code(), Some(&state), "{sql}: {}", tarn_tests::describe(&e));
+    }
+    // The session goes on; the table is as it was.
+    client.batch_execute("ALTER TABLE t SET (cluster_by = 'zorder(id, user_id)'); CLUSTER t").await.unwrap();
+    let n: i64 = client.query_one("SELECT count(*) FROM t WHERE user_id = 1", &[]).await.unwrap().get(0);
+    assert_eq!(n, 1);
+    // \d's catalog shows the index as PostgreSQL writes it.
+    let def: String = client
+        .query_one("SELECT indexdef FROM pg_indexes WHERE indexname = 't_user'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(def, "CREATE INDEX t_user ON public.t USING bloom (user_id)");
+    client.batch_execute("DROP INDEX t_user; CREATE INDEX t_user ON t USING brin (user_id)").await.unwrap();
+    server.stop().await;
+}
