@@ -81,6 +81,7 @@ impl TestServer {
             models_dir: Some(server_config.models_dir.clone()),
             history_retention: server_config.history_retention.clone(),
             storage: server_config.engine_config().storage,
+            external_locations: server_config.external_locations.clone(),
         };
         let (ready_tx, ready_rx) = oneshot::channel();
         let (stop_tx, stop_rx) = oneshot::channel::<()>();

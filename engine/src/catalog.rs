@@ -10,9 +10,13 @@
 //!   catalog functions tools call.
 //! - [`skipping`]: `BaseScanExec`, the scan of a Lance base with what data skipping
 //!   (scalar indexes, clustering) saved, as `EXPLAIN ANALYZE` shows it.
+//! - [`external`]: external tables (Parquet read where it lies) as DataFusion's
+//!   Parquet reader over their files, and the check that a path is under the configured
+//!   `external_locations`.
 //! - [`views`]: `TarnView`, a view whose query is planned at each read.
 //! - [`system`]: `tarn_tables`, `tarn_indexes`.
 
+pub mod external;
 pub mod pg_catalog;
 pub mod provider;
 pub mod skipping;

@@ -40,6 +40,8 @@ pub struct EngineConfig {
     pub history_retention: String,
     /// An `s3://` warehouse's settings, and where the write-ahead log lives.
     pub storage: tarn_storage::OpenOptions,
+    /// Folders external tables may read and `COPY ... TO` may write (absolute paths).
+    pub external_locations: Vec<std::path::PathBuf>,
 }
 
 impl Default for EngineConfig {
@@ -52,6 +54,7 @@ impl Default for EngineConfig {
             models_dir: None,
             history_retention: "7 days".into(),
             storage: Default::default(),
+            external_locations: Vec::new(),
         }
     }
 }
@@ -116,6 +119,7 @@ impl Engine {
                 parse_default.clone(),
                 Arc::default(),
                 activity.clone(),
+                config.external_locations.clone().into(),
             )),
         );
         crate::functions::register(&template, &config.database);
@@ -182,6 +186,11 @@ impl Engine {
         &self.parse_default
     }
 
+    /// Folders external tables may read and `COPY ... TO` may write.
+    pub fn external_locations(&self) -> &[std::path::PathBuf] {
+        &self.config.external_locations
+    }
+
     pub fn warehouse(&self) -> &Arc<Warehouse> {
         &self.warehouse
     }
@@ -222,6 +231,7 @@ impl Engine {
                 self.parse_default.clone(),
                 tx.clone(),
                 self.activity.clone(),
+                self.config.external_locations.clone().into(),
             )),
         );
         let number = self.sessions.fetch_add(1, Ordering::Relaxed) + 1;

@@ -73,6 +73,9 @@ pub enum EngineError {
     /// A relation of the wrong kind: `DROP VIEW` of a table, a write to a view (42809).
     #[error("{message}")]
     WrongObjectType { message: String },
+    /// A file outside the folders the server's configuration allows (42501).
+    #[error("{message}")]
+    InsufficientPrivilege { message: String },
     /// Something asked before its time: `currval` before `nextval` (55000).
     #[error("{message}")]
     ObjectNotInPrerequisiteState { message: String },

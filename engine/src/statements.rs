@@ -28,7 +28,8 @@
 //! - [`dml`]: INSERT (ON CONFLICT), UPDATE, DELETE, TRUNCATE and COMMIT over the change
 //!   store; [`transaction`]: a session's snapshots, own writes and savepoints.
 //!   [`generated`]: stored generated columns, checked and computed per written batch.
-//! - [`copy`]: `COPY ... FROM STDIN` / `TO STDOUT`.
+//! - [`copy`]: `COPY ... FROM STDIN` / `TO STDOUT`; [`external`]: external tables
+//!   (`CREATE EXTERNAL TABLE`, `REFRESH TABLE`) and `COPY ... TO 'file'` (Parquet).
 //! - [`cursors`]: `DECLARE ... CURSOR`, `FETCH`, `CLOSE`.
 //! - [`ddl`]: `CREATE TABLE` and friends, to storage's `TableDef`; [`views`]: `CREATE
 //!   VIEW`, `DROP VIEW`, and DROPs of what views read (CASCADE).
@@ -43,6 +44,7 @@ pub mod cursors;
 pub mod ddl;
 pub mod distinct_on;
 pub mod dml;
+pub mod external;
 pub(crate) mod generated;
 pub mod lateral_unnest;
 pub mod limits;

@@ -54,6 +54,9 @@ pub struct ServerConfig {
     /// How long the writer's lease on the warehouse lasts without a renewal; a writer
     /// starting after one that died waits this long (`'10s'`).
     pub writer_lease_ttl: String,
+    /// Folders whose files `CREATE EXTERNAL TABLE` may read and `COPY ... TO` may write
+    /// (absolute paths; anything else is 42501). Empty: none.
+    pub external_locations: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -94,6 +97,7 @@ impl Default for ServerConfig {
             read_only: false,
             follow_interval: "1s".into(),
             writer_lease_ttl: "10s".into(),
+            external_locations: vec![],
         }
     }
 }
@@ -131,6 +135,9 @@ impl ServerConfig {
                 Some(d) if !d.is_zero() => {}
                 _ => return Err(format!("{key} must be a duration like '1s' or '500ms', not \"{value}\"")),
             }
+        }
+        if let Some(relative) = self.external_locations.iter().find(|p| !p.is_absolute()) {
+            return Err(format!("external_locations must be absolute paths, not \"{}\"", relative.display()));
         }
         if !self.listen.ip().is_loopback() && self.users.is_empty() && self.tls.is_none() {
             return Err(format!(
@@ -174,6 +181,7 @@ impl ServerConfig {
             memory_limit_bytes: self.memory_limit_mb << 20,
             models_dir: Some(self.models_dir.clone()),
             history_retention: self.history_retention.clone(),
+            external_locations: self.external_locations.clone(),
             storage: tarn_storage::OpenOptions {
                 s3: self.s3.clone(),
                 wal_dir: self.wal_dir.clone(),

@@ -55,6 +55,7 @@ pub fn client_error(error: &EngineError) -> ClientError {
         EngineError::QueryCanceled { message } => ClientError::new("57014", message),
         EngineError::AdminShutdown => ClientError::new("57P01", error.to_string()),
         EngineError::WrongObjectType { message } => ClientError::new("42809", message),
+        EngineError::InsufficientPrivilege { message } => ClientError::new("42501", message),
         EngineError::InfiniteRecursion { message } => ClientError::new("42P17", message),
         EngineError::InvalidObjectDefinition { message } => ClientError::new("42P17", message),
         EngineError::ReadOnlyTransaction { .. } => ClientError::new("25006", error.to_string()),

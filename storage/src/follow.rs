@@ -59,7 +59,8 @@ impl Warehouse {
             .collect();
         let views = self.all_views().iter().map(|v| (v.name.clone(), v.as_ref().clone())).collect();
         let sequences = self.all_sequences().iter().map(|s| s.def().clone()).collect();
-        Shape { schemas: self.schemas(), tables, views, sequences }
+        let externals = self.all_externals().iter().map(|e| (e.name.clone(), e.as_ref().clone())).collect();
+        Shape { schemas: self.schemas(), tables, views, sequences, externals }
     }
 
     /// Starts a read-only replica's polling: every `interval` until the warehouse is
@@ -90,6 +91,7 @@ struct Shape {
         (u64, TableDef, Vec<crate::vector_index::IndexDef>, Vec<crate::text_index::TextIndexDef>),
     >,
     views: BTreeMap<TableName, ViewDef>,
+    externals: BTreeMap<TableName, crate::external::ExternalDef>,
     sequences: Vec<crate::sequence::SequenceDef>,
 }
 

@@ -22,6 +22,8 @@
 //!   tantivy), [`scalar_index`] (B-tree, bitmap, zone map, Bloom filter: data
 //!   skipping); [`cluster`]: the Z-order (or one column's order) base rows are
 //!   written in.
+//! - [`external`]: external tables (Parquet the warehouse reads where it lies): their
+//!   definitions in the catalog.
 //! - [`retention`]: history retention and the vacuum that deletes what no kept
 //!   version and no reader needs; history records of folded change files.
 //! - [`lease`]: one writer per warehouse: the writer's lease in the warehouse, and the
@@ -59,6 +61,7 @@ pub mod cluster;
 pub mod commit;
 pub mod compaction;
 pub mod error;
+pub mod external;
 pub mod failpoint;
 pub mod follow;
 pub mod history;

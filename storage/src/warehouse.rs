@@ -10,6 +10,7 @@
 //! <root>/_tarn/lease/<epoch>.json          the writer's lease ([`crate::lease`])
 //! <root>/_tarn/views/<schema>/<view>.json   a view's definition
 //! <root>/_tarn/sequences/<schema>/<name>.json a sequence (definition and state)
+//! <root>/_tarn/external/<schema>/<name>.json an external table ([`crate::external`])
 //! ```
 //!
 //! The warehouse owns the write-ahead log: a commit to primary-key tables is one record
@@ -36,6 +37,7 @@ use tracing::{info, warn};
 
 use crate::commit::{Applied, TableWrite};
 use crate::error::{Result, StorageError};
+use crate::external::ExternalDef;
 use crate::io::{delete_if_present, delete_prefix, lance_store_registry, Location, S3Options};
 use crate::lease::{Predecessor, WriterLease, DEFAULT_LEASE_TTL};
 use crate::manifest::{ManifestStore, Version};
@@ -52,9 +54,9 @@ const INDEX_CACHE_BYTES: usize = 512 << 20;
 const METADATA_CACHE_BYTES: usize = 256 << 20;
 
 pub struct Warehouse {
-    location: Location,
+    pub(crate) location: Location,
     session: Arc<Session>,
-    catalog: RwLock<Catalog>,
+    pub(crate) catalog: RwLock<Catalog>,
     /// Serializes CREATE/DROP so two sessions cannot create one table twice.
     ddl: tokio::sync::Mutex<()>,
     /// The writer's log; a read-only replica has none.
@@ -96,17 +98,22 @@ pub(crate) struct Catalog {
     tables: BTreeMap<TableName, Arc<Table>>,
     views: BTreeMap<TableName, Arc<ViewDef>>,
     sequences: BTreeMap<TableName, Arc<Sequence>>,
+    pub(crate) externals: BTreeMap<TableName, Arc<ExternalDef>>,
 }
 
 impl Catalog {
-    /// Tables, views and sequences share their schema's names (as in `pg_class`).
-    fn relation_exists(&self, name: &TableName) -> bool {
-        self.tables.contains_key(name) || self.views.contains_key(name) || self.sequences.contains_key(name)
+    /// Tables, views, sequences and external tables share their schema's names (as in
+    /// `pg_class`).
+    pub(crate) fn relation_exists(&self, name: &TableName) -> bool {
+        self.tables.contains_key(name)
+            || self.views.contains_key(name)
+            || self.sequences.contains_key(name)
+            || self.externals.contains_key(name)
     }
 }
 
 /// A DROP of `name`, which does not exist: nothing to do with `IF EXISTS`, else 42P01.
-fn absent(name: &TableName, if_exists: bool) -> Result<bool> {
+pub(crate) fn absent(name: &TableName, if_exists: bool) -> Result<bool> {
     if if_exists {
         Ok(false)
     } else {
@@ -318,6 +325,15 @@ impl Warehouse {
             catalog.schemas.insert(sequence.def().name.schema.clone());
             catalog.sequences.insert(sequence.def().name.clone(), Arc::new(sequence));
         }
+        let externals =
+            store.list(Some(&Path::from("_tarn").join("external"))).try_collect::<Vec<_>>().await?;
+        for object in externals {
+            let bytes = store.get(&object.location).await?.bytes().await?;
+            let def: ExternalDef = serde_json::from_slice(&bytes)
+                .map_err(|e| StorageError::internal(format!("external table {}: {e}", object.location)))?;
+            catalog.schemas.insert(def.name.schema.clone());
+            catalog.externals.insert(def.name.clone(), Arc::new(def));
+        }
         if !writer {
             self.followed_at_ms.store(crate::manifest::now_ms(), Ordering::Relaxed);
         }
@@ -361,7 +377,7 @@ impl Warehouse {
     }
 
     /// Waits for the DDL lock, unless this server may not write.
-    async fn ddl_lock(&self) -> Result<tokio::sync::MutexGuard<'_, ()>> {
+    pub(crate) async fn ddl_lock(&self) -> Result<tokio::sync::MutexGuard<'_, ()>> {
         self.location.fence().check()?;
         Ok(self.ddl.lock().await)
     }
@@ -568,7 +584,9 @@ impl Warehouse {
         }
         let old = {
             let catalog = self.catalog.read().expect("catalog lock");
-            let other = catalog.tables.contains_key(&name) || catalog.sequences.contains_key(&name);
+            let other = catalog.tables.contains_key(&name)
+                || catalog.sequences.contains_key(&name)
+                || catalog.externals.contains_key(&name);
             if other || (catalog.views.contains_key(&name) && !or_replace) {
                 return if if_not_exists { Ok(false) } else { Err(StorageError::TableExists { name }) };
             }
@@ -658,7 +676,12 @@ impl Warehouse {
         let _ddl = self.ddl_lock().await?;
         {
             let catalog = self.catalog.read().expect("catalog lock");
-            let held = catalog.tables.keys().chain(catalog.views.keys()).chain(catalog.sequences.keys());
+            let held = catalog
+                .tables
+                .keys()
+                .chain(catalog.views.keys())
+                .chain(catalog.sequences.keys())
+                .chain(catalog.externals.keys());
             if let Some(name) = held.into_iter().find(|n| n.schema == schema) {
                 return Err(StorageError::Unsupported {
                     message: format!("cannot drop schema {schema}: it holds {name}"),

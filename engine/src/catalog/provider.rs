@@ -313,11 +313,6 @@ impl TarnTable {
                     };
                     return Ok(Arc::new(EmptyExec::new(projected)));
                 }
-                let mut source = ParquetSource::new(schema.clone());
-                if let Some(predicate) = self.parquet_predicate(state, filters) {
-                    source = source.with_predicate(predicate);
-                }
-                let source = Arc::new(source);
                 if !files[0].0.starts_with("file:") {
                     // An object-store warehouse. DataFusion's S3 client is another
                     // object_store release than Lance's and Tarn's: the files are read
@@ -333,17 +328,58 @@ impl TarnTable {
                         .map_err(|e| crate::EngineError::from(e).into_datafusion())?;
                     return Ok(MemorySourceConfig::try_new_exec(&[batches], projected, None)?);
                 }
-                let mut builder = FileScanConfigBuilder::new(ObjectStoreUrl::local_filesystem(), source)
-                    .with_limit(limit)
-                    .with_projection_indices(projection.cloned())?;
-                for (url, size) in files {
-                    let path = url.strip_prefix("file://").unwrap_or(url);
-                    builder = builder.with_file(PartitionedFile::new(path.to_string(), *size));
-                }
-                Ok(DataSourceExec::from_data_source(builder.build()))
+                let files = files
+                    .iter()
+                    .map(|(url, size)| (url.strip_prefix("file://").unwrap_or(url).to_string(), *size));
+                parquet_scan(state, &schema, files.collect(), projection, filters, limit)
             }
         }
     }
+}
+
+/// DataFusion's Parquet reader over local `files` (path, size) of a table with
+/// `schema`: the projection read, the filters as one predicate that prunes row groups
+/// and pages by their statistics (DataFusion still applies every filter above), files
+/// whose columns differ adapted to `schema` (missing columns NULL).
+pub(crate) fn parquet_scan(
+    state: &dyn Session,
+    schema: &SchemaRef,
+    files: Vec<(String, u64)>,
+    projection: Option<&Vec<usize>>,
+    filters: &[Expr],
+    limit: Option<usize>,
+) -> DfResult<Arc<dyn ExecutionPlan>> {
+    if files.is_empty() {
+        let projected = match projection {
+            Some(p) => Arc::new(schema.project(p)?),
+            None => schema.clone(),
+        };
+        return Ok(Arc::new(EmptyExec::new(projected)));
+    }
+    let mut source = ParquetSource::new(schema.clone());
+    if let Some(predicate) = parquet_predicate(state, schema, filters) {
+        source = source.with_predicate(predicate);
+    }
+    let mut builder = FileScanConfigBuilder::new(ObjectStoreUrl::local_filesystem(), Arc::new(source))
+        .with_limit(limit)
+        .with_projection_indices(projection.cloned())?;
+    for (path, size) in files {
+        builder = builder.with_file(PartitionedFile::new(path, size));
+    }
+    Ok(DataSourceExec::from_data_source(builder.build()))
+}
+
+/// The filters as one predicate over the table's columns, for the Parquet reader's
+/// pruning; `None` when there are none (or one it cannot take: DataFusion applies every
+/// filter above the scan anyway).
+fn parquet_predicate(
+    state: &dyn Session,
+    schema: &SchemaRef,
+    filters: &[Expr],
+) -> Option<Arc<dyn datafusion::physical_expr::PhysicalExpr>> {
+    let filter = datafusion::logical_expr::utils::conjunction(filters.iter().cloned().map(unqualify))?;
+    let table = datafusion::common::DFSchema::try_from(schema.as_ref().clone()).ok()?;
+    state.create_physical_expr(filter, &table).ok()
 }
 
 impl TarnTable {
@@ -360,19 +396,6 @@ impl TarnTable {
         let table = self.table.name().to_string();
         let shape = BaseShape::of(table, ds, &self.snapshot.manifest.scalar_indexes, &filtered);
         Arc::new(BaseScanExec::new(scan, shape))
-    }
-
-    /// The filters as one predicate over the table's columns, for the Parquet reader's
-    /// pruning; `None` when there are none (or one it cannot take: DataFusion applies
-    /// every filter above the scan anyway).
-    fn parquet_predicate(
-        &self,
-        state: &dyn Session,
-        filters: &[Expr],
-    ) -> Option<Arc<dyn datafusion::physical_expr::PhysicalExpr>> {
-        let filter = datafusion::logical_expr::utils::conjunction(filters.iter().cloned().map(unqualify))?;
-        let table = datafusion::common::DFSchema::try_from(self.schema.as_ref().clone()).ok()?;
-        state.create_physical_expr(filter, &table).ok()
     }
 
     /// The keys of a filter that pins every primary-key column (`id = 42`,

@@ -1,10 +1,12 @@
 //! The warehouse as DataFusion sees it: catalog `tarn`, one schema per warehouse schema,
-//! one [`TarnTable`] per table and one [`TarnView`] per view. Nothing is cached here: each lookup reads the
+//! one [`TarnTable`] per table, one [`TarnView`] per view and one external table
+//! provider per external table ([`crate::catalog::external`]). Nothing is cached here: each lookup reads the
 //! warehouse, so DDL from any session is visible to the next statement of every other.
 //! Each session has its own catalog: inside a transaction a table is read at the
 //! snapshot the transaction pinned, with its own writes on top. `tarn_tables` (the
 //! change store's state per table and bucket) resolves in every schema.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -25,6 +27,7 @@ pub struct TarnCatalog {
     defaults: DefaultParser,
     pg_catalog: Arc<dyn SchemaProvider>,
     tx: Arc<TxState>,
+    external_locations: Arc<[PathBuf]>,
 }
 
 impl TarnCatalog {
@@ -34,12 +37,14 @@ impl TarnCatalog {
         defaults: DefaultParser,
         tx: Arc<TxState>,
         activity: Arc<crate::activity::Activity>,
+        external_locations: Arc<[PathBuf]>,
     ) -> Self {
         Self {
             pg_catalog: pg_catalog::schema(warehouse.clone(), database, activity),
             warehouse,
             defaults,
             tx,
+            external_locations,
         }
     }
 }
@@ -62,6 +67,7 @@ impl CatalogProvider for TarnCatalog {
                 pg_catalog: self.pg_catalog.clone(),
                 name: name.to_string(),
                 tx: self.tx.clone(),
+                external_locations: self.external_locations.clone(),
             }) as Arc<dyn SchemaProvider>
         })
     }
@@ -75,6 +81,7 @@ pub struct TarnSchema {
     pg_catalog: Arc<dyn SchemaProvider>,
     name: String,
     tx: Arc<TxState>,
+    external_locations: Arc<[PathBuf]>,
 }
 
 #[async_trait]
@@ -82,6 +89,8 @@ impl SchemaProvider for TarnSchema {
     fn table_names(&self) -> Vec<String> {
         let mut names = self.warehouse.tables(&self.name);
         names.extend(self.warehouse.views(&self.name));
+        let externals = self.warehouse.all_externals();
+        names.extend(externals.iter().filter(|e| e.name.schema == self.name).map(|e| e.name.table.clone()));
         names
     }
 
@@ -113,6 +122,9 @@ impl SchemaProvider for TarnSchema {
         if let Some(view) = self.warehouse.view(&name) {
             return Ok(Some(Arc::new(TarnView::new(view))));
         }
+        if let Some(external) = self.warehouse.external(&name) {
+            return crate::catalog::external::provider(&external, &self.external_locations).map(Some);
+        }
         let Some(table) = self.warehouse.table(&name) else { return Ok(None) };
         let pinned = self.tx.pinned(&table).map_err(|e| e.into_datafusion())?;
         let provider = match pinned {
@@ -124,6 +136,8 @@ impl SchemaProvider for TarnSchema {
 
     fn table_exist(&self, name: &str) -> bool {
         let name = TableName::new(&self.name, name);
-        self.warehouse.table(&name).is_some() || self.warehouse.view(&name).is_some()
+        self.warehouse.table(&name).is_some()
+            || self.warehouse.view(&name).is_some()
+            || self.warehouse.external(&name).is_some()
     }
 }

@@ -13,7 +13,7 @@
 //!   (`COPY t, line 3, column id: "abc"`).
 //!
 //! Text and CSV are read and written in `format`, binary in `binary`; values are read in
-//! `values`. Files and programs are refused with 0A000.
+//! `values`. Programs are refused with 0A000; files are `statements::external`'s.
 
 mod binary;
 mod format;
@@ -63,9 +63,10 @@ pub struct CopyOut {
 }
 
 impl ParsedStatement {
-    /// Whether this is a `COPY`, which the server runs through [`Session::copy`].
+    /// Whether this is a `COPY` of the client's data, which the server runs through
+    /// [`Session::copy`] (a `COPY ... TO 'file'` runs as other statements do).
     pub fn is_copy(&self) -> bool {
-        matches!(self.statement, Statement::Copy { .. })
+        matches!(self.statement, Statement::Copy { target: CopyTarget::Stdin | CopyTarget::Stdout, .. })
     }
 }
 

@@ -11,6 +11,7 @@
 //!   (method `hnsw` unless named).
 //! - `CLUSTER [VERBOSE] t`, `VACUUM t (CLUSTER)` and `VACUUM (CLUSTER) t` become
 //!   `VACUUM RECLUSTER t`: the table's base rewritten in its `cluster_by` order.
+//!   `REFRESH TABLE t` becomes `ANALYZE TABLE t` (an external table's columns read again).
 //! - `CREATE UNLOGGED TABLE` is `CREATE TABLE` (Tarn's tables are all durable).
 //! - `ALTER VIEW` is `ALTER TABLE` marked as naming a view (sqlparser knows only
 //!   `ALTER VIEW ... AS query`, which PostgreSQL does not have).
@@ -440,7 +441,8 @@ fn add_vector_index(statement: Vec<TokenWithSpan>) -> Result<Vec<TokenWithSpan>>
     Ok(Tokenizer::new(&PostgreSqlDialect {}, &sql).with_unescape(true).tokenize_with_location()?)
 }
 
-/// `CLUSTER` and `VACUUM ... (CLUSTER)` as `VACUUM RECLUSTER t`, statement by statement.
+/// `CLUSTER` and `VACUUM ... (CLUSTER)` as `VACUUM RECLUSTER t`, `REFRESH TABLE` as
+/// `ANALYZE TABLE`, statement by statement.
 fn rewrite_cluster(tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
     let mut out = Vec::with_capacity(tokens.len());
     for_each_statement(tokens, |statement| out.extend(cluster(statement)));
@@ -470,6 +472,14 @@ fn cluster(statement: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
         }
         let from = rest.next().copied().unwrap_or(statement.len());
         out.extend(statement[from..].iter().cloned());
+        return out;
+    }
+    if is_word(&statement[first], "refresh")
+        && significant.get(1).is_some_and(|&i| is_word(&statement[i], "table"))
+    {
+        // `REFRESH TABLE t` is `ANALYZE TABLE t` (see `statements::external`).
+        let mut out = statement;
+        out[first] = TokenWithSpan { token: Token::make_keyword("ANALYZE"), span: out[first].span };
         return out;
     }
     if !is_word(&statement[first], "vacuum") {

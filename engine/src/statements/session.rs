@@ -979,6 +979,11 @@ impl Session {
                 message: format!("\"{}\" is a view, not a table: views are read-only", name.table),
             });
         }
+        if warehouse.external(name).is_some() {
+            return Err(EngineError::WrongObjectType {
+                message: format!("\"{}\" is an external table: external tables are read-only", name.table),
+            });
+        }
         Err(StorageError::TableNotFound { name: name.clone() }.into())
     }
 

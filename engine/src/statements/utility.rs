@@ -50,11 +50,12 @@ impl Session {
         let warehouse = self.engine.warehouse().clone();
         let statement = &parsed.statement;
         let tag = match statement {
+            Statement::CreateTable(create) if create.external => {
+                Box::pin(self.create_external(create)).await?
+            }
             Statement::CreateTable(create) => {
-                if create.or_replace || create.external {
-                    return Err(EngineError::unsupported(
-                        "CREATE OR REPLACE and EXTERNAL tables are not supported",
-                    ));
+                if create.or_replace {
+                    return Err(EngineError::unsupported("CREATE OR REPLACE TABLE is not supported"));
                 }
                 if create.on_commit.is_some() {
                     return Err(EngineError::unsupported(
@@ -421,7 +422,11 @@ impl Session {
                 CommandTag::new(if vacuum.recluster { "CLUSTER" } else { "VACUUM" })
             }
             Statement::Merge(_) => return Err(EngineError::unsupported("MERGE is not supported yet")),
+            Statement::Copy { target: ast::CopyTarget::File { .. }, .. } => {
+                Box::pin(self.copy_to_file(statement)).await?
+            }
             Statement::Copy { .. } => return Err(EngineError::unsupported("COPY is not supported yet")),
+            Statement::Analyze(analyze) => Box::pin(self.refresh(analyze)).await?,
             other => {
                 let text = other.to_string();
                 let words: Vec<&str> = text.split_whitespace().take(2).collect();
@@ -527,6 +532,8 @@ pub(crate) fn changes_catalog(statement: &Statement) -> bool {
             | Statement::CreateView(_)
             | Statement::Comment { .. }
             | Statement::CreateSequence { .. }
+            // `REFRESH TABLE`: an external table's columns may have changed.
+            | Statement::Analyze(_)
     )
 }
 

@@ -160,7 +160,8 @@ impl Session {
         let mut dropping = Vec::new();
         for name in names {
             let name = ddl::table_name(name)?;
-            let (is_table, is_view) = (warehouse.table(&name).is_some(), warehouse.view(&name).is_some());
+            let is_table = warehouse.table(&name).is_some() || warehouse.external(&name).is_some();
+            let is_view = warehouse.view(&name).is_some();
             if (views && is_table) || (!views && is_view) {
                 return Err(EngineError::WrongObjectType {
                     message: format!(
@@ -193,6 +194,8 @@ impl Session {
         for name in &dropping {
             if views {
                 warehouse.drop_view(name, true).await?;
+            } else if warehouse.external(name).is_some() {
+                warehouse.drop_external(name, true).await?;
             } else {
                 warehouse.drop_table(name, true).await?;
             }

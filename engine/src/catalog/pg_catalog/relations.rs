@@ -328,9 +328,41 @@ pub fn sequences(warehouse: &Warehouse) -> Vec<SequenceRel> {
         .collect()
 }
 
-/// Every table of the warehouse, with its indexes.
+/// Every table of the warehouse, with its indexes; external tables are tables (with
+/// the `parquet` access method) to clients, as `\d` and drivers read them.
 pub fn tables(warehouse: &Warehouse) -> Vec<TableRel> {
-    warehouse.all_tables().into_iter().map(|table| describe(&table)).collect()
+    let tables = warehouse.all_tables().into_iter().map(|table| describe(&table));
+    tables.chain(warehouse.all_externals().into_iter().map(|e| describe_external(&e))).collect()
+}
+
+fn describe_external(external: &tarn_storage::external::ExternalDef) -> TableRel {
+    let name = &external.name;
+    let def = TableDef {
+        name: name.clone(),
+        schema: external.schema.clone(),
+        columns: external
+            .schema
+            .fields()
+            .iter()
+            .map(|f| tarn_storage::ColumnMeta { name: f.name().clone(), ..Default::default() })
+            .collect(),
+        primary_key: Vec::new(),
+        format: tarn_storage::table_def::BaseFormat::Parquet,
+        bucket_count: 1,
+        options: Default::default(),
+        comments: external.comments.clone(),
+    };
+    TableRel {
+        oid: oid_of(&[b"external", name.schema.as_bytes(), b".", name.table.as_bytes()]),
+        schema: name.schema.clone(),
+        namespace: namespace_oid(&name.schema),
+        name: name.table.clone(),
+        am: AM_PARQUET,
+        rows: 0,
+        bytes: 0,
+        def,
+        indexes: Vec::new(),
+    }
 }
 
 fn describe(table: &Arc<tarn_storage::Table>) -> TableRel {

@@ -1,0 +1,244 @@
+//! External Parquet tables and `COPY ... TO 'file'` through a real driver, on a server
+//! whose configuration allows one folder (`external_locations`): Parquet written by the
+//! `parquet` crate (the writer DataFusion uses) and by Tarn's own `COPY`, schema
+//! inference, filters pruned by statistics, joins with Tarn tables, new files seen at
+//! once, `REFRESH TABLE`, read-only, the allow-list (42501 for anything outside it,
+//! through `..` and symbolic links too), `CREATE TABLE ... AS SELECT` from one, and the
+//! definition after a restart.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema};
+use tarn_tests::{explain, TestServer};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::Client;
+
+/// `rows` rows from `first`: id, a group of ten, a price, a name, a flag.
+fn write_events(path: &Path, first: i64, rows: i64, with_note: bool) {
+    let ids: Vec<i64> = (first..first + rows).collect();
+    let mut fields = vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("grp", DataType::Int64, true),
+        Field::new("price", DataType::Float64, true),
+        Field::new("name", DataType::Utf8, true),
+        Field::new("flag", DataType::Boolean, true),
+    ];
+    let mut columns: Vec<ArrayRef> = vec![
+        Arc::new(Int64Array::from(ids.clone())),
+        Arc::new(Int64Array::from(ids.iter().map(|i| (i % 10 != 7).then_some(i / 10)).collect::<Vec<_>>())),
+        Arc::new(Float64Array::from(ids.iter().map(|i| *i as f64 * 0.5).collect::<Vec<_>>())),
+        Arc::new(StringArray::from(ids.iter().map(|i| format!("n{i}")).collect::<Vec<_>>())),
+        Arc::new(BooleanArray::from(ids.iter().map(|i| i % 2 == 0).collect::<Vec<_>>())),
+    ];
+    if with_note {
+        fields.push(Field::new("note", DataType::Utf8, true));
+        columns
+            .push(Arc::new(StringArray::from(ids.iter().map(|i| format!("note {i}")).collect::<Vec<_>>())));
+    }
+    let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap();
+    let file = std::fs::File::create(path).unwrap();
+    let properties =
+        parquet::file::properties::WriterProperties::builder().set_max_row_group_size(1000).build();
+    let mut writer = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), Some(properties)).unwrap();
+    writer.write(&batch).unwrap();
+    writer.close().unwrap();
+}
+
+async fn one_i64(client: &Client, sql: &str) -> i64 {
+    match client.query_one(sql, &[]).await {
+        Ok(row) => row.get(0),
+        Err(e) => panic!("{sql}: {}", tarn_tests::describe(&e)),
+    }
+}
+
+async fn refused(client: &Client, sql: &str, state: SqlState) {
+    let e = client.batch_execute(sql).await.expect_err(sql);
+    assert_eq!(e.code(), Some(&state), "{sql}: {}", tarn_tests::describe(&e));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn external_parquet_tables_and_copy_to_a_file() {
+    let root = tempfile::tempdir().unwrap();
+    let lake = root.path().join("lake");
+    std::fs::create_dir_all(lake.join("events")).unwrap();
+    std::fs::write(root.path().join("secret.parquet"), b"not for clients").unwrap();
+    write_events(&lake.join("events/part-0.parquet"), 0, 5000, false);
+    let config = tarn_server::ServerConfig { external_locations: vec![lake.clone()], ..Default::default() };
+    let server = TestServer::start_configured(config).await;
+    let client = server.client().await;
+    let at = |p: &str| lake.join(p).display().to_string();
+
+    // Columns inferred from the files.
+    client
+        .batch_execute(&format!("CREATE EXTERNAL TABLE events STORED AS PARQUET LOCATION '{}'", at("events")))
+        .await
+        .unwrap();
+    let columns = client
+        .query(
+            "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a \
+             JOIN pg_class c ON c.oid = a.attrelid WHERE c.relname = 'events' AND a.attnum > 0 ORDER BY a.attnum",
+            &[],
+        )
+        .await
+        .unwrap();
+    let columns: Vec<(String, String)> = columns.iter().map(|r| (r.get(0), r.get(1))).collect();
+    let expect = [
+        ("id", "bigint"),
+        ("grp", "bigint"),
+        ("price", "double precision"),
+        ("name", "text"),
+        ("flag", "boolean"),
+    ];
+    assert_eq!(columns, expect.map(|(a, b)| (a.to_string(), b.to_string())));
+    assert_eq!(one_i64(&client, "SELECT count(*) FROM events").await, 5000);
+    assert_eq!(one_i64(&client, "SELECT count(*) FROM events WHERE grp IS NULL").await, 500);
+    assert_eq!(
+        one_i64(&client, "SELECT sum(id) FROM events WHERE grp = 42 AND flag").await,
+        420 + 422 + 424 + 426 + 428
+    );
+    let name: String = client.query_one("SELECT name FROM events WHERE id = 4321", &[]).await.unwrap().get(0);
+    assert_eq!(name, "n4321");
+    // The filter reaches the Parquet reader, which prunes by statistics.
+    let plan = explain(&client, "SELECT * FROM events WHERE id = 4321").await;
+    assert!(plan.contains("predicate=id@0 = 4321") && plan.contains("pruning_predicate"), "{plan}");
+
+    // Joined with a Tarn table.
+    client
+        .batch_execute("CREATE TABLE groups (grp BIGINT PRIMARY KEY, label TEXT); INSERT INTO groups VALUES (1, 'one'), (2, 'two')")
+        .await
+        .unwrap();
+    let rows = client
+        .query("SELECT g.label, count(*) FROM events e JOIN groups g ON g.grp = e.grp GROUP BY g.label ORDER BY 1", &[])
+        .await
+        .unwrap();
+    let rows: Vec<(String, i64)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert_eq!(rows, [("one".to_string(), 9), ("two".to_string(), 9)]);
+
+    // A new file in the folder is read by the next query; a new column appears after
+    // REFRESH TABLE (the older file's rows have it NULL).
+    write_events(&lake.join("events/part-1.parquet"), 5000, 1000, true);
+    assert_eq!(one_i64(&client, "SELECT count(*) FROM events").await, 6000);
+    refused(&client, "SELECT count(note) FROM events", SqlState::UNDEFINED_COLUMN).await;
+    client.batch_execute("REFRESH TABLE events").await.unwrap();
+    assert_eq!(one_i64(&client, "SELECT count(note) FROM events").await, 1000);
+
+    // Declared columns: read by name, one the files lack is NULL.
+    client
+        .batch_execute(&format!(
+            "CREATE EXTERNAL TABLE named (id BIGINT, missing TEXT) STORED AS PARQUET LOCATION '{}'",
+            at("events/part-0.parquet")
+        ))
+        .await
+        .unwrap();
+    assert_eq!(one_i64(&client, "SELECT count(*) FROM named WHERE missing IS NULL AND id < 100").await, 100);
+
+    // Read-only; the allow-list.
+    refused(&client, "INSERT INTO events (id) VALUES (1)", SqlState::WRONG_OBJECT_TYPE).await;
+    refused(&client, "DELETE FROM events", SqlState::WRONG_OBJECT_TYPE).await;
+    let secret = root.path().join("secret.parquet").display().to_string();
+    std::os::unix::fs::symlink(root.path().join("secret.parquet"), lake.join("link.parquet")).unwrap();
+    for location in
+        [secret.clone(), at("../secret.parquet"), at("link.parquet"), "/etc".into(), "events".into()]
+    {
+        refused(
+            &client,
+            &format!("CREATE EXTERNAL TABLE nope STORED AS PARQUET LOCATION '{location}'"),
+            SqlState::INSUFFICIENT_PRIVILEGE,
+        )
+        .await;
+        refused(
+            &client,
+            &format!("COPY groups TO '{location}' (FORMAT parquet)"),
+            SqlState::INSUFFICIENT_PRIVILEGE,
+        )
+        .await;
+    }
+    refused(
+        &client,
+        &format!("COPY groups TO '{}' (FORMAT csv)", at("g.csv")),
+        SqlState::FEATURE_NOT_SUPPORTED,
+    )
+    .await;
+    refused(&client, &format!("COPY groups FROM '{}'", at("g.parquet")), SqlState::FEATURE_NOT_SUPPORTED)
+        .await;
+    refused(
+        &client,
+        "CREATE EXTERNAL TABLE events STORED AS PARQUET LOCATION '/x'",
+        SqlState::INSUFFICIENT_PRIVILEGE,
+    )
+    .await;
+    assert_eq!(std::fs::read(&secret).unwrap(), b"not for clients");
+
+    // COPY out of Tarn, back in as an external table, and into a Tarn table.
+    let copied = client
+        .execute(
+            &format!("COPY (SELECT id, name, price * 2 AS double_price FROM events WHERE id % 3 = 0) TO '{}' (FORMAT parquet)", at("out/thirds.parquet")),
+            &[],
+        )
+        .await;
+    assert!(copied.is_err(), "the folder out/ does not exist yet");
+    std::fs::create_dir_all(lake.join("out")).unwrap();
+    let copied = client
+        .execute(
+            &format!("COPY (SELECT id, name, price * 2 AS double_price FROM events WHERE id % 3 = 0) TO '{}' (FORMAT parquet)", at("out/thirds.parquet")),
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(copied, 2000);
+    let leftovers: Vec<_> =
+        std::fs::read_dir(lake.join("out")).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(leftovers, ["thirds.parquet"], "no temporary file is left");
+    client
+        .batch_execute(&format!(
+            "CREATE EXTERNAL TABLE thirds STORED AS PARQUET LOCATION '{}'; \
+             CREATE TABLE kept USING lance AS SELECT * FROM thirds WHERE id < 3000",
+            at("out")
+        ))
+        .await
+        .unwrap();
+    assert_eq!(one_i64(&client, "SELECT count(*) FROM thirds").await, 2000);
+    assert_eq!(
+        one_i64(&client, "SELECT sum(id) FROM kept").await,
+        (0..3000).filter(|i| i % 3 == 0).sum::<i64>()
+    );
+    let price: f64 =
+        client.query_one("SELECT double_price FROM thirds WHERE id = 300", &[]).await.unwrap().get(0);
+    assert_eq!(price, 300.0);
+
+    // The definitions outlive a restart; DROP TABLE leaves the files.
+    let server = server.restart().await;
+    let client = server.client().await;
+    assert_eq!(one_i64(&client, "SELECT count(note) FROM events").await, 1000);
+    client.batch_execute("DROP TABLE events; DROP TABLE thirds").await.unwrap();
+    refused(&client, "SELECT count(*) FROM events", SqlState::UNDEFINED_TABLE).await;
+    assert!(lake.join("events/part-0.parquet").exists() && lake.join("out/thirds.parquet").exists());
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_allowed_locations_no_file_is_reachable() {
+    let server = TestServer::start().await;
+    let client = server.client().await;
+    let root = tempfile::tempdir().unwrap();
+    write_events(&root.path().join("a.parquet"), 0, 10, false);
+    let path = root.path().join("a.parquet").display().to_string();
+    refused(
+        &client,
+        &format!("CREATE EXTERNAL TABLE a STORED AS PARQUET LOCATION '{path}'"),
+        SqlState::INSUFFICIENT_PRIVILEGE,
+    )
+    .await;
+    refused(
+        &client,
+        &format!("COPY (SELECT 1) TO '{}' (FORMAT parquet)", root.path().join("b.parquet").display()),
+        SqlState::INSUFFICIENT_PRIVILEGE,
+    )
+    .await;
+    assert!(!root.path().join("b.parquet").exists());
+    // The session goes on.
+    assert_eq!(one_i64(&client, "SELECT 1::bigint").await, 1);
+    server.stop().await;
+}
