@@ -261,3 +261,39 @@ async fn scalar_index_and_clustering_errors() {
     client.batch_execute("DROP INDEX t_user; CREATE INDEX t_user ON t USING brin (user_id)").await.unwrap();
     server.stop().await;
 }
+
+/// A kNN search's filter on a column with a scalar index (which Lance's scanner
+/// answers from it, in the exact search as in the index's pre-filter): still `k` rows,
+/// the ones an exact scan of every row finds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_knn_search_filtered_on_an_indexed_column_finds_its_k_rows() {
+    let server = TestServer::start().await;
+    let client = server.client().await;
+    client
+        .batch_execute(
+            "CREATE TABLE items (id BIGINT, cat INT, embedding vector(3)) WITH (cluster_by = 'cat'); \
+             INSERT INTO items SELECT i, i % 100, ARRAY[sin(i), cos(i), sin(i * 0.5)]::vector(3) FROM generate_series(1, 4000) AS t(i); \
+             CLUSTER items; \
+             CREATE INDEX items_cat ON items USING bitmap (cat); \
+             CREATE INDEX items_embedding ON items USING hnsw (embedding)",
+        )
+        .await
+        .unwrap();
+    let search = "SELECT id FROM items WHERE cat = 7 ORDER BY embedding <-> '[0.5, 0.5, 0.5]' LIMIT 5";
+    let plan = explain(&client, search).await;
+    assert!(plan.contains("mode=index+prefilter") || plan.contains("mode=exact"), "{plan}");
+    let got: Vec<i64> = client.query(search, &[]).await.unwrap().iter().map(|r| r.get(0)).collect();
+    let exact: Vec<i64> = client
+        .query(
+            "SELECT id FROM items WHERE cat = 7 ORDER BY l2_distance(embedding, '[0.5, 0.5, 0.5]'::vector) + 0 LIMIT 5",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(got.len(), 5);
+    assert_eq!(got, exact, "{plan}");
+    server.stop().await;
+}
