@@ -224,7 +224,7 @@ async fn scalar_index_and_clustering_errors() {
         )
         .await
         .unwrap();
-    let cases: [(&str, SqlState); 11] = [
+    let cases: [(&str, SqlState); 12] = [
         ("CREATE UNIQUE INDEX ON t (user_id)", SqlState::FEATURE_NOT_SUPPORTED),
         ("CREATE INDEX ON t USING brin (user_id)", SqlState::FEATURE_NOT_SUPPORTED),
         ("CREATE INDEX ON t USING gin (user_id)", SqlState::FEATURE_NOT_SUPPORTED),
@@ -241,6 +241,7 @@ async fn scalar_index_and_clustering_errors() {
         ("ALTER TABLE t SET (cluster_by = 'zorder(id, nope)')", SqlState::INVALID_PARAMETER_VALUE),
         ("ALTER TABLE t SET (cluster_by = 'zorder(v)')", SqlState::INVALID_PARAMETER_VALUE),
         ("ALTER TABLE t SET (flush_rows = 5)", SqlState::FEATURE_NOT_SUPPORTED),
+        ("ALTER TABLE t SET (bucket_count = 4, cluster_by = 'id')", SqlState::FEATURE_NOT_SUPPORTED),
         ("CLUSTER t", SqlState::INVALID_PARAMETER_VALUE),
     ];
     for (sql, state) in cases {

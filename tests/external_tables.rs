@@ -39,8 +39,9 @@ fn write_events(path: &Path, first: i64, rows: i64, with_note: bool) {
     }
     let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap();
     let file = std::fs::File::create(path).unwrap();
-    let properties =
-        parquet::file::properties::WriterProperties::builder().set_max_row_group_size(1000).build();
+    let properties = parquet::file::properties::WriterProperties::builder()
+        .set_max_row_group_row_count(Some(1000))
+        .build();
     let mut writer = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), Some(properties)).unwrap();
     writer.write(&batch).unwrap();
     writer.close().unwrap();
@@ -240,5 +241,116 @@ async fn without_allowed_locations_no_file_is_reachable() {
     assert!(!root.path().join("b.parquet").exists());
     // The session goes on.
     assert_eq!(one_i64(&client, "SELECT 1::bigint").await, 1);
+    server.stop().await;
+}
+
+/// `make_table.py` in the test venv: appends `rows` rows from `first` to the Iceberg
+/// table in `warehouse`; returns its folder, metadata file and snapshot ids.
+fn pyiceberg_append(warehouse: &Path, first: i64, rows: i64) -> (String, String, Vec<i64>) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("iceberg");
+    let python = tarn_tests::python_venv(
+        Path::new(env!("CARGO_TARGET_TMPDIR")),
+        "tarn-icebergenv",
+        &dir.join("requirements.txt"),
+    )
+    .unwrap_or_else(|e| panic!("the pyiceberg environment could not be set up:\n{e}"));
+    let out = tarn_tests::run(
+        std::process::Command::new(python)
+            .arg(dir.join("make_table.py"))
+            .arg(warehouse)
+            .arg(first.to_string())
+            .arg(rows.to_string()),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let line = out.lines().rev().find(|l| l.starts_with('{')).unwrap_or_else(|| panic!("no JSON in:\n{out}"));
+    let json: serde_json::Value = serde_json::from_str(line).unwrap();
+    let strip = |s: &str| s.strip_prefix("file://").unwrap_or(s).to_string();
+    (
+        strip(json["location"].as_str().unwrap()),
+        strip(json["metadata"].as_str().unwrap()),
+        json["snapshots"].as_array().unwrap().iter().map(|s| s.as_i64().unwrap()).collect(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_iceberg_table_written_by_pyiceberg() {
+    let root = tempfile::tempdir().unwrap();
+    let lake = root.path().join("lake");
+    std::fs::create_dir_all(&lake).unwrap();
+    let (folder, first_metadata, snapshots) = pyiceberg_append(&lake, 0, 1000);
+    assert_eq!(snapshots.len(), 1);
+    let config = tarn_server::ServerConfig { external_locations: vec![lake.clone()], ..Default::default() };
+    let server = TestServer::start_configured(config).await;
+    let client = server.client().await;
+    client
+        .batch_execute(&format!(
+            "CREATE EXTERNAL TABLE events STORED AS ICEBERG LOCATION '{folder}'; \
+             CREATE EXTERNAL TABLE events_v1 STORED AS ICEBERG LOCATION '{first_metadata}'"
+        ))
+        .await
+        .unwrap();
+    let columns = client
+        .query(
+            "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a \
+             JOIN pg_class c ON c.oid = a.attrelid WHERE c.relname = 'events' AND a.attnum > 0 ORDER BY a.attnum",
+            &[],
+        )
+        .await
+        .unwrap();
+    let columns: Vec<(String, String)> = columns.iter().map(|r| (r.get(0), r.get(1))).collect();
+    let expect = [
+        ("id", "bigint"),
+        ("grp", "bigint"),
+        ("name", "text"),
+        ("price", "double precision"),
+        ("ts", "timestamp without time zone"),
+    ];
+    assert_eq!(columns, expect.map(|(a, b)| (a.to_string(), b.to_string())));
+    assert_eq!(one_i64(&client, "SELECT count(*) FROM events").await, 1000);
+    assert_eq!(one_i64(&client, "SELECT count(*) FROM events WHERE grp IS NULL").await, 100);
+    assert_eq!(
+        one_i64(&client, "SELECT sum(id) FROM events WHERE grp = 42 AND id % 2 = 0").await,
+        420 + 422 + 424 + 426 + 428
+    );
+    assert_eq!(
+        one_i64(&client, "SELECT count(*) FROM events WHERE ts >= '2026-01-01 00:10:00' AND name IN ('n600', 'n999', 'n5')").await,
+        2
+    );
+    // The filter is Iceberg's predicate.
+    let plan = explain(&client, "SELECT name FROM events WHERE id = 42").await;
+    assert!(plan.contains("IcebergScan") && plan.contains("predicate="), "{plan}");
+    client
+        .batch_execute("CREATE TABLE groups (grp BIGINT PRIMARY KEY, label TEXT); INSERT INTO groups VALUES (1, 'one'), (2, 'two')")
+        .await
+        .unwrap();
+    let rows = client
+        .query("SELECT g.label, count(*) FROM events e JOIN groups g ON g.grp = e.grp GROUP BY g.label ORDER BY 1", &[])
+        .await
+        .unwrap();
+    let rows: Vec<(String, i64)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert_eq!(rows, [("one".to_string(), 9), ("two".to_string(), 9)]);
+
+    // A new snapshot: the folder's table reads it at the next query, the one named by
+    // its first metadata file stays there; AS OF VERSION reads a snapshot by id.
+    let (_, _, snapshots) = pyiceberg_append(&lake, 1000, 500);
+    assert_eq!(snapshots.len(), 2);
+    assert_eq!(one_i64(&client, "SELECT count(*) FROM events").await, 1500);
+    assert_eq!(one_i64(&client, "SELECT count(*) FROM events_v1").await, 1000);
+    let first = snapshots[0];
+    assert_eq!(one_i64(&client, &format!("SELECT count(*) FROM events AS OF VERSION {first}")).await, 1000);
+    let e = client.query_one("SELECT count(*) FROM events AS OF VERSION 12345", &[]).await.unwrap_err();
+    assert!(tarn_tests::describe(&e).contains("no snapshot 12345"), "{}", tarn_tests::describe(&e));
+
+    // Read-only, inside the allow-list, into a Tarn table.
+    refused(&client, "INSERT INTO events (id) VALUES (1)", SqlState::WRONG_OBJECT_TYPE).await;
+    let outside = tempfile::tempdir().unwrap();
+    refused(
+        &client,
+        &format!("CREATE EXTERNAL TABLE nope STORED AS ICEBERG LOCATION '{}'", outside.path().display()),
+        SqlState::INSUFFICIENT_PRIVILEGE,
+    )
+    .await;
+    client.batch_execute("CREATE TABLE kept AS SELECT * FROM events WHERE id >= 1000").await.unwrap();
+    assert_eq!(one_i64(&client, "SELECT count(*) FROM kept").await, 500);
     server.stop().await;
 }

@@ -13,10 +13,13 @@
 //! - [`external`]: external tables (Parquet read where it lies) as DataFusion's
 //!   Parquet reader over their files, and the check that a path is under the configured
 //!   `external_locations`.
+//! - [`iceberg`]: Iceberg external tables, read with the `iceberg` crate's Arrow scan
+//!   (newest snapshot, or `AS OF VERSION` a snapshot id), filters as its predicate.
 //! - [`views`]: `TarnView`, a view whose query is planned at each read.
 //! - [`system`]: `tarn_tables`, `tarn_indexes`.
 
 pub mod external;
+pub mod iceberg;
 pub mod pg_catalog;
 pub mod provider;
 pub mod skipping;

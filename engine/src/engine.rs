@@ -139,11 +139,25 @@ impl Engine {
                 warehouse.table(&name)
             })
         };
+        let external_at: crate::catalog::provider::ExternalResolver = {
+            let warehouse = Arc::downgrade(&warehouse);
+            let locations: Arc<[std::path::PathBuf]> = config.external_locations.clone().into();
+            Arc::new(move |name: &str, version: i64| {
+                let warehouse = warehouse.upgrade()?;
+                let name = match name.split_once('.') {
+                    Some((schema, table)) => TableName::new(schema, table),
+                    None => TableName::new(DEFAULT_SCHEMA, name),
+                };
+                let external = warehouse.external(&name)?;
+                Some(crate::catalog::external::provider(&external, &locations, Some(version)))
+            })
+        };
         template.register_udtf(
             "tarn_as_of",
             Arc::new(crate::catalog::provider::AsOfFunction {
                 resolve: resolve.clone(),
                 defaults: parse_default.clone(),
+                external_at,
             }),
         );
         template.register_udtf(

@@ -180,6 +180,7 @@ impl Table {
         for key in def.primary_key.iter_mut().filter(|k| *k == from) {
             *key = to.to_string();
         }
+        crate::cluster::rename_column(&mut def.options, from, to);
         if let Some(comment) = def.comments.columns.remove(from) {
             def.comments.columns.insert(to.to_string(), comment);
         }
@@ -254,6 +255,7 @@ impl Table {
         def.schema = Arc::new(Schema::new_with_metadata(fields, def.schema.metadata().clone()));
         def.columns.remove(index);
         def.comments.columns.remove(name);
+        crate::cluster::drop_column(&mut def.options, name);
         manifest.sequences.remove(name);
         let (dropped, kept) = manifest.indexes.drain(..).partition(|d| d.column == name);
         let dropped: Vec<IndexDef> = dropped;

@@ -129,6 +129,48 @@ impl ClusterBy {
     }
 }
 
+impl std::fmt::Display for ClusterBy {
+    /// The option's text: `zorder(a, "B")` (names quoted where they must be).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<String> = self
+            .columns
+            .iter()
+            .map(|c| {
+                let plain = c.chars().all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '_');
+                if plain {
+                    c.clone()
+                } else {
+                    format!("\"{c}\"")
+                }
+            })
+            .collect();
+        write!(f, "zorder({})", names.join(", "))
+    }
+}
+
+/// `ALTER TABLE ... RENAME COLUMN`: the clustering names the column anew.
+pub(crate) fn rename_column(options: &mut std::collections::BTreeMap<String, String>, from: &str, to: &str) {
+    let Some(Ok(mut cluster)) = options.get(OPTION).map(|t| ClusterBy::parse(t)) else { return };
+    if cluster.columns.iter().any(|c| c == from) {
+        cluster.columns.iter_mut().filter(|c| *c == from).for_each(|c| *c = to.to_string());
+        options.insert(OPTION.to_string(), cluster.to_string());
+    }
+}
+
+/// `ALTER TABLE ... DROP COLUMN`: the clustering goes on without the column (and goes
+/// when it was the only one).
+pub(crate) fn drop_column(options: &mut std::collections::BTreeMap<String, String>, name: &str) {
+    let Some(Ok(mut cluster)) = options.get(OPTION).map(|t| ClusterBy::parse(t)) else { return };
+    if cluster.columns.iter().any(|c| c == name) {
+        cluster.columns.retain(|c| c != name);
+        if cluster.columns.is_empty() {
+            options.remove(OPTION);
+        } else {
+            options.insert(OPTION.to_string(), cluster.to_string());
+        }
+    }
+}
+
 /// Whether a column's values can be ranked for clustering.
 fn orderable(data_type: &DataType) -> bool {
     data_type.is_primitive()
@@ -217,6 +259,19 @@ mod tests {
         for bad in ["zorder(a", "zorder()", "zorder(a, a)", "zorder(a,b,c,d,e)", ""] {
             assert!(ClusterBy::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn renamed_and_dropped_columns_follow() {
+        let mut options =
+            std::collections::BTreeMap::from([(OPTION.to_string(), "zorder(a, b)".to_string())]);
+        rename_column(&mut options, "b", "Big");
+        assert_eq!(options[OPTION], "zorder(a, \"Big\")");
+        assert_eq!(ClusterBy::parse(&options[OPTION]).unwrap().columns, vec!["a", "Big"]);
+        drop_column(&mut options, "a");
+        assert_eq!(options[OPTION], "zorder(\"Big\")");
+        drop_column(&mut options, "Big");
+        assert!(options.is_empty());
     }
 
     #[test]

@@ -336,8 +336,8 @@ impl Table {
         self.compact_rewriting(false).await
     }
 
-    /// [`Self::compact`]; with `rewrite`, the base is written anew even when there is
-    /// no change to fold (`CLUSTER`: in the table's clustering order).
+    /// [`Self::compact`]; with `force_rewrite`, the base is written anew even when there
+    /// is no change to fold (`CLUSTER`: in the table's clustering order).
     pub(crate) async fn compact_rewriting(&self, force_rewrite: bool) -> Result<bool> {
         self.location.fence().check()?;
         let _one = self.compacting.lock().await;

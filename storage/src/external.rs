@@ -1,5 +1,6 @@
-//! External tables: Parquet data Tarn reads where it lies and never writes
-//! (`CREATE EXTERNAL TABLE name [(columns)] STORED AS PARQUET LOCATION '...'`).
+//! External tables: Parquet files and Iceberg tables Tarn reads where they lie and
+//! never writes (`CREATE EXTERNAL TABLE name [(columns)] STORED AS PARQUET | ICEBERG
+//! LOCATION '...'`).
 //!
 //! The warehouse keeps only the definition, `_tarn/external/<schema>/<name>.json`: the
 //! location as given (a file or a folder of Parquet files), the columns (declared, or
@@ -27,12 +28,15 @@ use crate::warehouse::{absent, Warehouse};
 #[serde(rename_all = "snake_case")]
 pub enum ExternalFormat {
     Parquet,
+    /// An Apache Iceberg table: its folder, or one of its metadata files.
+    Iceberg,
 }
 
 impl ExternalFormat {
     pub fn name(self) -> &'static str {
         match self {
             ExternalFormat::Parquet => "parquet",
+            ExternalFormat::Iceberg => "iceberg",
         }
     }
 }
@@ -42,7 +46,8 @@ impl ExternalFormat {
 pub struct ExternalDef {
     pub name: TableName,
     pub format: ExternalFormat,
-    /// A file or a folder, as given (a local path; `file://` URLs are paths too).
+    /// A file or a folder (a Parquet file or folder of them; an Iceberg table's folder
+    /// or metadata file), resolved to an absolute local path.
     pub location: String,
     pub schema: SchemaRef,
     /// The columns were declared (else inferred, and `REFRESH TABLE` infers them again).

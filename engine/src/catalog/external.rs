@@ -15,13 +15,13 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
 use datafusion::physical_plan::ExecutionPlan;
-use tarn_storage::external::ExternalDef;
+use tarn_storage::external::{ExternalDef, ExternalFormat};
 
 use crate::catalog::provider::parquet_scan;
 use crate::error::{EngineError, Result};
@@ -124,10 +124,26 @@ pub async fn infer_schema(state: &dyn Session, path: &Path) -> Result<SchemaRef>
     Ok(format.infer_schema(state, &store, &objects).await?)
 }
 
-/// `def` as a table DataFusion reads, if its location is still allowed.
-pub fn provider(def: &ExternalDef, allowed_folders: &[PathBuf]) -> DfResult<Arc<dyn TableProvider>> {
+/// `def` as a table DataFusion reads (an Iceberg table at `snapshot`, else its newest),
+/// if its location is still allowed.
+pub fn provider(
+    def: &ExternalDef,
+    allowed_folders: &[PathBuf],
+    snapshot: Option<i64>,
+) -> DfResult<Arc<dyn TableProvider>> {
     let path = allowed(allowed_folders, &def.location, true).map_err(|e| e.into_datafusion())?;
-    Ok(Arc::new(ExternalTable { schema: def.schema.clone(), path }))
+    match def.format {
+        ExternalFormat::Parquet if snapshot.is_some() => Err(DataFusionError::Plan(format!(
+            "\"{}\" is an external Parquet table: it has no versions to read AS OF",
+            def.name.table
+        ))),
+        ExternalFormat::Parquet => Ok(Arc::new(ExternalTable { schema: def.schema.clone(), path })),
+        ExternalFormat::Iceberg => Ok(Arc::new(crate::catalog::iceberg::IcebergTable {
+            schema: def.schema.clone(),
+            location: path,
+            snapshot,
+        })),
+    }
 }
 
 /// An external table: its files listed at each scan, read by DataFusion's Parquet
@@ -197,6 +213,37 @@ fn parquet_files(path: &Path) -> std::io::Result<Vec<(String, u64)>> {
     }
     files.sort();
     Ok(files)
+}
+
+/// Types of files written by other tools as Tarn's columns hold them: view and large
+/// strings as `text`, dictionaries as their values, timestamps in microseconds (an
+/// instant in UTC).
+pub fn tarn_type(data_type: &DataType) -> DataType {
+    match data_type {
+        DataType::Utf8View | DataType::LargeUtf8 => DataType::Utf8,
+        DataType::BinaryView | DataType::LargeBinary => DataType::Binary,
+        DataType::Dictionary(_, values) => tarn_type(values),
+        // An instant (any zone) is `timestamptz`, which Tarn keeps in UTC.
+        DataType::Timestamp(_, tz) => {
+            DataType::Timestamp(TimeUnit::Microsecond, tz.as_ref().map(|_| "UTC".into()))
+        }
+        other => other.clone(),
+    }
+}
+
+/// A schema as Tarn's columns hold it ([`tarn_type`]), every column nullable, with
+/// only Tarn's own field metadata (its type hint; not, say, Parquet's field ids).
+pub fn tarn_schema(schema: &Schema) -> SchemaRef {
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            let kept = f.metadata().iter().filter(|(k, _)| k.as_str() == crate::types::PG_TYPE_KEY);
+            let metadata = kept.map(|(k, v)| (k.clone(), v.clone())).collect();
+            Field::new(f.name(), tarn_type(f.data_type()), true).with_metadata(metadata)
+        })
+        .collect();
+    Arc::new(Schema::new(fields))
 }
 
 #[cfg(test)]

@@ -1060,7 +1060,12 @@ fn table_and_versions(
 pub struct AsOfFunction {
     pub resolve: TableResolver,
     pub defaults: DefaultParser,
+    /// An external table named so, at a version (an Iceberg snapshot).
+    pub external_at: ExternalResolver,
 }
+
+/// An external table by name (`schema.table` or `table`) at a version, if there is one.
+pub type ExternalResolver = Arc<dyn Fn(&str, i64) -> Option<DfResult<Arc<dyn TableProvider>>> + Send + Sync>;
 
 impl std::fmt::Debug for AsOfFunction {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -1070,6 +1075,14 @@ impl std::fmt::Debug for AsOfFunction {
 
 impl TableFunctionImpl for AsOfFunction {
     fn call(&self, args: &[Expr]) -> DfResult<Arc<dyn TableProvider>> {
+        let (name, versions) = string_and_version_args(args, "AS OF VERSION", 1)?;
+        if self.resolve.as_ref()(&name).is_none() {
+            let version = i64::try_from(versions[0])
+                .map_err(|_| DataFusionError::Plan(format!("version {} is out of range", versions[0])))?;
+            if let Some(external) = self.external_at.as_ref()(&name, version) {
+                return external;
+            }
+        }
         let (table, versions) = table_and_versions(&self.resolve, args, "AS OF VERSION", 1)?;
         let current = TarnTable::new(table.clone(), &self.defaults);
         Ok(Arc::new(AsOfTable {

@@ -106,6 +106,16 @@ impl ExecutionPlan for BaseScanExec {
         vec![&self.input]
     }
 
+    /// A pass-through: the plan above sees the scan's own partitions and order (no
+    /// repartition is put between them for this node's sake).
+    fn benefits_from_input_partitioning(&self) -> Vec<bool> {
+        vec![false]
+    }
+
+    fn maintains_input_order(&self) -> Vec<bool> {
+        vec![true]
+    }
+
     fn with_new_children(
         self: Arc<Self>,
         mut children: Vec<Arc<dyn ExecutionPlan>>,

@@ -123,7 +123,7 @@ impl SchemaProvider for TarnSchema {
             return Ok(Some(Arc::new(TarnView::new(view))));
         }
         if let Some(external) = self.warehouse.external(&name) {
-            return crate::catalog::external::provider(&external, &self.external_locations).map(Some);
+            return crate::catalog::external::provider(&external, &self.external_locations, None).map(Some);
         }
         let Some(table) = self.warehouse.table(&name) else { return Ok(None) };
         let pinned = self.tx.pinned(&table).map_err(|e| e.into_datafusion())?;

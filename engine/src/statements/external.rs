@@ -1,18 +1,21 @@
 //! Statements that reach files outside the warehouse, under the folders the server's
 //! configuration allows ([`crate::catalog::external::allowed`]; anything else is 42501):
 //!
-//! - `CREATE EXTERNAL TABLE name [(columns)] STORED AS PARQUET LOCATION 'path'`: a
-//!   table over the Parquet files of a file or folder, columns inferred when none are
-//!   given; read-only (writes get 42809), dropped with `DROP TABLE` (the files stay).
+//! - `CREATE EXTERNAL TABLE name [(columns)] STORED AS PARQUET | ICEBERG LOCATION
+//!   'path'`: a table over the Parquet files of a file or folder, or over an Iceberg
+//!   table (its folder or a metadata file), columns inferred (Iceberg: its current
+//!   schema) when none are given; read-only (writes get 42809), dropped with `DROP
+//!   TABLE` (the files stay).
 //! - `REFRESH TABLE name` (and `ANALYZE name`): an external table whose columns were
-//!   inferred reads them again; other tables have nothing to refresh.
+//!   inferred reads them again (an Iceberg table's newest snapshot is read by every
+//!   query anyway); other tables have nothing to refresh.
 //! - `COPY (query) | table TO 'path' (FORMAT parquet)`: the rows written as one Parquet
 //!   file (to a temporary name, fsynced, then renamed: a reader never sees half a
 //!   file). Tag `COPY n`.
 
 use std::sync::Arc;
 
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow::datatypes::{Schema, SchemaRef};
 use datafusion::sql::sqlparser::ast::{
     self, CopyOption, CopySource, CreateTable, FileFormat, Ident, Statement,
 };
@@ -20,45 +23,32 @@ use futures::TryStreamExt;
 use tarn_storage::external::{ExternalDef, ExternalFormat};
 use tarn_storage::StorageError;
 
-use crate::catalog::external::{allowed, infer_schema};
+use crate::catalog::external::{allowed, infer_schema, tarn_schema};
 use crate::error::{EngineError, Result};
 use crate::statements::ddl;
 use crate::statements::parser::{parse_sql, ParsedStatement};
 use crate::statements::session::{CommandTag, Output, Session};
 
-/// Inferred Parquet types as Tarn's columns hold them: view and large strings as
-/// `text`, dictionaries as their values, timestamps in microseconds.
-fn tarn_type(data_type: &DataType) -> DataType {
-    match data_type {
-        DataType::Utf8View | DataType::LargeUtf8 => DataType::Utf8,
-        DataType::BinaryView | DataType::LargeBinary => DataType::Binary,
-        DataType::Dictionary(_, values) => tarn_type(values),
-        DataType::Timestamp(_, tz) => DataType::Timestamp(TimeUnit::Microsecond, tz.clone()),
-        other => other.clone(),
-    }
-}
-
-fn tarn_schema(schema: &Schema) -> SchemaRef {
-    let fields: Vec<Field> = schema
-        .fields()
-        .iter()
-        .map(|f| Field::new(f.name(), tarn_type(f.data_type()), true).with_metadata(f.metadata().clone()))
-        .collect();
-    Arc::new(Schema::new(fields))
-}
-
 impl Session {
-    /// `CREATE EXTERNAL TABLE`.
-    pub(crate) async fn create_external(&mut self, create: &CreateTable) -> Result<CommandTag> {
-        match create.file_format {
-            Some(FileFormat::PARQUET) => {}
+    /// `CREATE EXTERNAL TABLE`; `iceberg` when it said `STORED AS ICEBERG` (which the
+    /// parser hands over as `PARQUET`, the format sqlparser knows).
+    pub(crate) async fn create_external(
+        &mut self,
+        create: &CreateTable,
+        iceberg: bool,
+    ) -> Result<CommandTag> {
+        let format = match create.file_format {
+            Some(FileFormat::PARQUET) if iceberg => ExternalFormat::Iceberg,
+            Some(FileFormat::PARQUET) => ExternalFormat::Parquet,
             Some(other) => {
                 return Err(EngineError::unsupported(format!(
-                    "external tables STORED AS {other} are not supported (STORED AS PARQUET)"
+                    "external tables STORED AS {other} are not supported (STORED AS PARQUET or ICEBERG)"
                 )))
             }
-            None => return Err(EngineError::syntax("CREATE EXTERNAL TABLE needs STORED AS PARQUET")),
-        }
+            None => {
+                return Err(EngineError::syntax("CREATE EXTERNAL TABLE needs STORED AS PARQUET or ICEBERG"))
+            }
+        };
         let Some(location) = &create.location else {
             return Err(EngineError::syntax("CREATE EXTERNAL TABLE needs LOCATION 'path'"));
         };
@@ -70,7 +60,7 @@ impl Session {
         let path = allowed(self.engine.external_locations(), location, true)?;
         let name = ddl::table_name(&create.name)?;
         let (schema, declared) = if create.columns.is_empty() {
-            (tarn_schema(&*infer_schema(&self.ctx.state(), &path).await?), false)
+            (self.external_columns(format, &path).await?, false)
         } else {
             let mut fields = Vec::with_capacity(create.columns.len());
             for column in &create.columns {
@@ -84,9 +74,13 @@ impl Session {
             }
             (Arc::new(Schema::new(fields)), true)
         };
+        if format == ExternalFormat::Iceberg {
+            // Its metadata must be readable now, not at the first query.
+            crate::catalog::iceberg::load(&path).await?;
+        }
         let def = ExternalDef {
             name,
-            format: ExternalFormat::Parquet,
+            format,
             location: path.display().to_string(),
             schema,
             declared,
@@ -112,13 +106,24 @@ impl Session {
         };
         for external in externals.iter().filter(|e| !e.declared) {
             let path = allowed(self.engine.external_locations(), &external.location, true)?;
-            let schema = tarn_schema(&*infer_schema(&self.ctx.state(), &path).await?);
+            let schema = self.external_columns(external.format, &path).await?;
             if schema != external.schema {
                 tracing::info!(table = %external.name, "external table's columns changed");
                 warehouse.replace_external(ExternalDef { schema, ..external.as_ref().clone() }).await?;
             }
         }
         Ok(CommandTag::new(if analyze.has_table_keyword { "REFRESH TABLE" } else { "ANALYZE" }))
+    }
+
+    /// The columns of the external data at `path`: every Parquet file's, merged, or an
+    /// Iceberg table's current schema.
+    async fn external_columns(&self, format: ExternalFormat, path: &std::path::Path) -> Result<SchemaRef> {
+        match format {
+            ExternalFormat::Parquet => Ok(tarn_schema(&*infer_schema(&self.ctx.state(), path).await?)),
+            ExternalFormat::Iceberg => {
+                crate::catalog::iceberg::schema_of(&crate::catalog::iceberg::load(path).await?)
+            }
+        }
     }
 
     /// `COPY ... TO 'path' (FORMAT parquet)`.

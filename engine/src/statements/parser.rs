@@ -13,6 +13,8 @@
 //!   `VACUUM RECLUSTER t`: the table's base rewritten in its `cluster_by` order.
 //!   `REFRESH TABLE t` becomes `ANALYZE TABLE t` (an external table's columns read again).
 //! - `CREATE UNLOGGED TABLE` is `CREATE TABLE` (Tarn's tables are all durable).
+//! - `CREATE EXTERNAL TABLE ... STORED AS ICEBERG`: `PARQUET` for sqlparser, the
+//!   format `iceberg` returned beside the statement.
 //! - `ALTER VIEW` is `ALTER TABLE` marked as naming a view (sqlparser knows only
 //!   `ALTER VIEW ... AS query`, which PostgreSQL does not have).
 //! - `MOVE` (of a cursor) is `FETCH` marked as moving only.
@@ -164,6 +166,19 @@ fn rewrite_tokens(tokens: Vec<TokenWithSpan>) -> (Vec<TokenWithSpan>, Vec<Taken>
                     token: Token::SingleQuotedString(text.value.clone()),
                     span: token.span,
                 });
+                continue;
+            }
+            // `CREATE EXTERNAL TABLE ... STORED AS ICEBERG`: sqlparser knows Hive's file
+            // formats only; the statement goes on as PARQUET, marked as Iceberg.
+            Token::Word(w)
+                if is_create_table
+                    && w.quote_style.is_none()
+                    && w.value.eq_ignore_ascii_case("iceberg")
+                    && last_words(&out, 2) == ["STORED", "AS"] =>
+            {
+                words_seen += 1;
+                taken.table_format = Some("iceberg".into());
+                out.push(TokenWithSpan { token: Token::make_keyword("PARQUET"), span: token.span });
                 continue;
             }
             Token::Word(w) => {
@@ -502,6 +517,22 @@ fn cluster(statement: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
 
 fn next_is(iter: &mut std::iter::Peekable<impl Iterator<Item = TokenWithSpan>>, expected: &Token) -> bool {
     iter.peek().is_some_and(|t| &t.token == expected)
+}
+
+/// The last `n` words before the end of `out`, upper-cased, oldest first.
+fn last_words(out: &[TokenWithSpan], n: usize) -> Vec<String> {
+    let mut words: Vec<String> = out
+        .iter()
+        .rev()
+        .filter(|t| !matches!(t.token, Token::Whitespace(_)))
+        .take(n)
+        .map(|t| match &t.token {
+            Token::Word(w) => w.value.to_ascii_uppercase(),
+            other => other.to_string(),
+        })
+        .collect();
+    words.reverse();
+    words
 }
 
 /// Whether the current statement (tokens after the last `;`) begins with `keyword`.

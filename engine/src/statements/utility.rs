@@ -51,7 +51,8 @@ impl Session {
         let statement = &parsed.statement;
         let tag = match statement {
             Statement::CreateTable(create) if create.external => {
-                Box::pin(self.create_external(create)).await?
+                let iceberg = parsed.table_format.as_deref() == Some("iceberg");
+                Box::pin(self.create_external(create, iceberg)).await?
             }
             Statement::CreateTable(create) => {
                 if create.or_replace {
@@ -244,20 +245,18 @@ impl Session {
                             }
                         }
                         ast::AlterTableOperation::SetOptionsParens { options } => {
-                            let given = ast::CreateTableOptions::With(options.clone());
-                            let (buckets, options) = ddl::table_options(&given)?;
-                            if buckets != tarn_storage::table_def::DEFAULT_BUCKET_COUNT || options.is_empty()
-                            {
-                                return Err(EngineError::unsupported(
-                                    "ALTER TABLE SET takes cluster_by; other options are set at CREATE TABLE",
-                                ));
-                            }
-                            for (key, value) in options {
+                            // Only the clustering changes after CREATE TABLE.
+                            for option in options {
+                                let ast::SqlOption::KeyValue { key, .. } = option else { continue };
+                                let key = ddl::ident(key);
                                 if key != tarn_storage::cluster::OPTION {
                                     return Err(EngineError::unsupported(format!(
                                         "option \"{key}\" is set at CREATE TABLE only (ALTER TABLE SET takes cluster_by)"
                                     )));
                                 }
+                            }
+                            let given = ast::CreateTableOptions::With(options.clone());
+                            for (_, value) in ddl::table_options(&given)?.1 {
                                 table.set_cluster_by(&value).await?;
                             }
                         }
