@@ -5,10 +5,11 @@
 //!   (symbolic links and `..` followed) and checked to lie under one of the
 //!   configuration's `external_locations`; anything else is 42501, so a client cannot
 //!   read or write the server's own files.
-//! - [`provider`]: an external table over its Parquet files: the files are listed at
-//!   each query (a file added to the folder is read by the next one; names starting
-//!   with `.` or `_` are left out), projections and filters reach DataFusion's Parquet
-//!   reader (row groups and pages pruned by their statistics), as for a Parquet base.
+//! - [`provider`]: an external table as DataFusion reads it. Parquet: the files are
+//!   listed at each query (a file added to the folder is read by the next one; names
+//!   starting with `.` or `_` are left out), projections and filters reach DataFusion's
+//!   Parquet reader (row groups and pages pruned by their statistics), as for a Parquet
+//!   base. Iceberg: [`crate::catalog::iceberg`].
 //! - [`infer_schema`]: the columns of the files at a location (at `CREATE EXTERNAL
 //!   TABLE` without columns, and `REFRESH TABLE`).
 
