@@ -54,6 +54,19 @@ async fn one_i64(client: &Client, sql: &str) -> i64 {
     }
 }
 
+/// A relation's columns and their types, as `pg_attribute` lists them.
+async fn columns_of(client: &Client, relation: &str) -> Vec<(String, String)> {
+    let rows = client
+        .query(
+            "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a \
+             JOIN pg_class c ON c.oid = a.attrelid WHERE c.relname = $1 AND a.attnum > 0 ORDER BY a.attnum",
+            &[&relation],
+        )
+        .await
+        .unwrap();
+    rows.iter().map(|r| (r.get(0), r.get(1))).collect()
+}
+
 async fn refused(client: &Client, sql: &str, state: SqlState) {
     let e = client.batch_execute(sql).await.expect_err(sql);
     assert_eq!(e.code(), Some(&state), "{sql}: {}", tarn_tests::describe(&e));
@@ -76,15 +89,7 @@ async fn external_parquet_tables_and_copy_to_a_file() {
         .batch_execute(&format!("CREATE EXTERNAL TABLE events STORED AS PARQUET LOCATION '{}'", at("events")))
         .await
         .unwrap();
-    let columns = client
-        .query(
-            "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a \
-             JOIN pg_class c ON c.oid = a.attrelid WHERE c.relname = 'events' AND a.attnum > 0 ORDER BY a.attnum",
-            &[],
-        )
-        .await
-        .unwrap();
-    let columns: Vec<(String, String)> = columns.iter().map(|r| (r.get(0), r.get(1))).collect();
+    let columns = columns_of(&client, "events").await;
     let expect = [
         ("id", "bigint"),
         ("grp", "bigint"),
@@ -289,15 +294,7 @@ async fn an_iceberg_table_written_by_pyiceberg() {
         ))
         .await
         .unwrap();
-    let columns = client
-        .query(
-            "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a \
-             JOIN pg_class c ON c.oid = a.attrelid WHERE c.relname = 'events' AND a.attnum > 0 ORDER BY a.attnum",
-            &[],
-        )
-        .await
-        .unwrap();
-    let columns: Vec<(String, String)> = columns.iter().map(|r| (r.get(0), r.get(1))).collect();
+    let columns = columns_of(&client, "events").await;
     let expect = [
         ("id", "bigint"),
         ("grp", "bigint"),

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
 use object_store::path::Path;
-use object_store::{ObjectStoreExt, PutPayload};
+use object_store::ObjectStoreExt;
 use serde::{Deserialize, Serialize};
 use tracing::info;
 
@@ -77,13 +77,10 @@ impl Warehouse {
     pub async fn create_external(&self, def: ExternalDef, if_not_exists: bool) -> Result<bool> {
         let _ddl = self.ddl_lock().await?;
         let name = def.name.clone();
-        if !self.schema_exists(&name.schema) {
-            return Err(StorageError::SchemaNotFound { name: name.schema.clone() });
+        if !self.name_is_free(&name, if_not_exists)? {
+            return Ok(false);
         }
-        if self.catalog.read().expect("catalog lock").relation_exists(&name) {
-            return if if_not_exists { Ok(false) } else { Err(StorageError::TableExists { name }) };
-        }
-        self.put_external(&def).await?;
+        self.put_definition(&external_path(&name), &def).await?;
         info!(table = %name, location = %def.location, "created external table");
         self.catalog.write().expect("catalog lock").externals.insert(name, Arc::new(def));
         Ok(true)
@@ -95,7 +92,7 @@ impl Warehouse {
         if self.external(&def.name).is_none() {
             return Err(StorageError::TableNotFound { name: def.name.clone() });
         }
-        self.put_external(&def).await?;
+        self.put_definition(&external_path(&def.name), &def).await?;
         self.catalog.write().expect("catalog lock").externals.insert(def.name.clone(), Arc::new(def));
         Ok(())
     }
@@ -110,11 +107,5 @@ impl Warehouse {
         self.catalog.write().expect("catalog lock").externals.remove(name);
         info!(table = %name, "dropped external table");
         Ok(true)
-    }
-
-    async fn put_external(&self, def: &ExternalDef) -> Result<()> {
-        let json = serde_json::to_vec_pretty(def).map_err(|e| StorageError::internal(e.to_string()))?;
-        self.location.store().put(&external_path(&def.name), PutPayload::from(json)).await?;
-        Ok(())
     }
 }

@@ -32,9 +32,9 @@ use serde::{Deserialize, Serialize};
 use tracing::info;
 
 use crate::error::{Result, StorageError};
-use crate::manifest::BaseRef;
-use crate::table::{BaseSnapshot, Table};
-use crate::vector_index::{BuildReport, Builds};
+use crate::manifest::Manifest;
+use crate::table::Table;
+use crate::vector_index::{BaseIndex, BuildReport, Builds};
 
 /// Rows per zone of a `brin` or `bloom` index when none is given (Lance's default).
 pub const DEFAULT_ROWS_PER_ZONE: u64 = 8192;
@@ -215,6 +215,23 @@ pub(crate) async fn drop_built(ds: &mut Dataset, def: &ScalarIndexDef) -> Result
     Ok(())
 }
 
+/// Lance's scanner asks one scalar index per column: a second on a column would go
+/// unused, so it is refused.
+pub(crate) fn check_columns_free(def: &ScalarIndexDef, manifest: &Manifest) -> Result<()> {
+    let taken = manifest
+        .scalar_indexes
+        .iter()
+        .find_map(|other| def.columns.iter().find(|c| other.columns.contains(c)).map(|c| (c, &other.name)));
+    match taken {
+        Some((column, other)) => Err(StorageError::Unsupported {
+            message: format!(
+                "column \"{column}\" has index \"{other}\" already, and a scan uses one scalar index per column: drop it first"
+            ),
+        }),
+        None => Ok(()),
+    }
+}
+
 impl Table {
     /// `CREATE INDEX ... USING btree | bitmap | brin | bloom`: declares `def` and builds
     /// it on the base now (a primary-key table is compacted first, so it covers every
@@ -225,80 +242,7 @@ impl Table {
         def: ScalarIndexDef,
         if_not_exists: bool,
     ) -> Result<bool> {
-        if self.has_primary_key() {
-            self.compact().await?;
-        }
-        let table = self.clone();
-        tokio::spawn(async move { table.create_scalar_index_now(def, if_not_exists).await })
-            .await
-            .map_err(|e| StorageError::internal(format!("index build task failed: {e}")))?
-    }
-
-    async fn create_scalar_index_now(&self, mut def: ScalarIndexDef, if_not_exists: bool) -> Result<bool> {
-        let _compacting = self.compacting.lock().await;
-        let snapshot = self.snapshot();
-        if snapshot.manifest.has_index(&def.name) {
-            return if if_not_exists { Ok(false) } else { Err(StorageError::IndexExists { name: def.name }) };
-        }
-        // Lance's scanner asks one scalar index per column: a second would go unused.
-        let taken = snapshot.manifest.scalar_indexes.iter().find_map(|other| {
-            def.columns.iter().find(|c| other.columns.contains(c)).map(|c| (c, &other.name))
-        });
-        if let Some((column, other)) = taken {
-            return Err(StorageError::Unsupported {
-                message: format!(
-                    "column \"{column}\" has index \"{other}\" already, and a scan uses one scalar index per column: drop it first"
-                ),
-            });
-        }
-        if !matches!(snapshot.base, BaseSnapshot::Lance(_)) {
-            return Err(StorageError::Unsupported {
-                message: format!("{} indexes need a table stored as lance (USING lance)", def.kind.method()),
-            });
-        }
-        // As for vector indexes: a primary-key table's base changes only under
-        // `compacting` (held), so writes go on during the build; others wait for it.
-        let mut held = if self.has_primary_key() { None } else { Some(self.writer.lock().await) };
-        let mut head = match held.as_mut() {
-            Some(writer) => self.head(writer, &snapshot).await?,
-            None => self.head(&mut *self.writer.lock().await, &snapshot).await?,
-        };
-        if head.count_rows(None).await? > 0 {
-            build(&mut head, &def, &self.name().to_string(), &self.builds).await?;
-            def.built = true;
-        }
-        let mut writer = match held.take() {
-            Some(writer) => writer,
-            None => self.writer.lock().await,
-        };
-        let latest = self.snapshot();
-        let mut manifest = latest.manifest.successor();
-        manifest.base = BaseRef::Lance { version: head.version().version };
-        manifest.scalar_indexes.push(def);
-        self.manifests.commit(&manifest).await?;
-        writer.head = Some(head);
-        self.publish(manifest, &writer, latest.changes.clone()).await?;
-        Ok(true)
-    }
-
-    /// `DROP INDEX` of a scalar index.
-    pub(crate) async fn drop_scalar_index(&self, name: &str) -> Result<()> {
-        let _compacting = self.compacting.lock().await;
-        let mut writer = self.writer.lock().await;
-        let snapshot = self.snapshot();
-        let Some(def) = snapshot.manifest.scalar_indexes.iter().find(|d| d.name == name).cloned() else {
-            return Err(StorageError::IndexNotFound { name: name.to_string() });
-        };
-        let mut head = self.head(&mut writer, &snapshot).await?;
-        drop_built(&mut head, &def).await?;
-        let mut manifest = snapshot.manifest.successor();
-        manifest.base = BaseRef::Lance { version: head.version().version };
-        manifest.scalar_indexes.retain(|d| d.name != name);
-        self.manifests.commit(&manifest).await?;
-        writer.head = Some(head);
-        self.publish(manifest, &writer, snapshot.changes.clone()).await?;
-        info!(table = %self.name(), index = name, "scalar index dropped");
-        Ok(())
+        self.create_base_index(BaseIndex::Scalar(def), if_not_exists).await
     }
 }
 

@@ -344,6 +344,69 @@ fn vector_dims(ds: &Dataset, column: &str) -> Result<usize> {
     }
 }
 
+/// An index that lives in the Lance base, as `CREATE INDEX` declares it.
+pub(crate) enum BaseIndex {
+    Vector(IndexDef),
+    Scalar(crate::scalar_index::ScalarIndexDef),
+}
+
+impl BaseIndex {
+    fn name(&self) -> &str {
+        match self {
+            BaseIndex::Vector(def) => &def.name,
+            BaseIndex::Scalar(def) => &def.name,
+        }
+    }
+
+    /// Refuses what cannot be built on this base: a vector index on another column
+    /// than a vector, a second scalar index on a column, any on a Parquet base.
+    fn check(&self, snapshot: &crate::table::Snapshot) -> Result<()> {
+        let BaseSnapshot::Lance(base) = &snapshot.base else {
+            let kind = match self {
+                BaseIndex::Vector(_) => "vector",
+                BaseIndex::Scalar(def) => def.kind.method(),
+            };
+            return Err(StorageError::Unsupported {
+                message: format!("{kind} indexes need a table stored as lance (USING lance)"),
+            });
+        };
+        match self {
+            BaseIndex::Vector(def) => vector_dims(base, &def.column).map(|_| ()),
+            BaseIndex::Scalar(def) => crate::scalar_index::check_columns_free(def, &snapshot.manifest),
+        }
+    }
+
+    /// Builds the index on `head` when the base has rows for it (a vector index
+    /// [`MIN_ROWS_TO_BUILD`], a scalar one any); else a later compaction does.
+    async fn build(
+        &mut self,
+        head: &mut Dataset,
+        rows: u64,
+        table: &str,
+        builds: &Arc<Builds>,
+    ) -> Result<()> {
+        match self {
+            BaseIndex::Vector(def) if rows >= MIN_ROWS_TO_BUILD => {
+                build(head, def, rows, table, builds).await?;
+                def.built = true;
+            }
+            BaseIndex::Scalar(def) if head.count_rows(None).await? > 0 => {
+                crate::scalar_index::build(head, def, table, builds).await?;
+                def.built = true;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn declare(self, manifest: &mut Manifest) {
+        match self {
+            BaseIndex::Vector(def) => manifest.indexes.push(def),
+            BaseIndex::Scalar(def) => manifest.scalar_indexes.push(def),
+        }
+    }
+}
+
 impl Table {
     /// The build of index `name` under way, if any.
     pub fn index_build(&self, name: &str) -> Option<BuildStatus> {
@@ -360,29 +423,37 @@ impl Table {
     /// the index covers every row committed before the statement. Returns false when
     /// an index of that name exists and `if_not_exists` was given.
     pub async fn create_index(self: &Arc<Self>, def: IndexDef, if_not_exists: bool) -> Result<bool> {
+        self.create_base_index(BaseIndex::Vector(def), if_not_exists).await
+    }
+
+    /// `CREATE INDEX` of an index in the Lance base (vector or scalar): built beside
+    /// running writes for a primary-key table (compacted first), under the writer
+    /// lock for others.
+    pub(crate) async fn create_base_index(
+        self: &Arc<Self>,
+        def: BaseIndex,
+        if_not_exists: bool,
+    ) -> Result<bool> {
         if self.has_primary_key() {
             self.compact().await?;
         }
         let table = self.clone();
-        tokio::spawn(async move { table.create_index_now(def, if_not_exists).await })
+        tokio::spawn(async move { table.create_base_index_now(def, if_not_exists).await })
             .await
             .map_err(|e| StorageError::internal(format!("index build task failed: {e}")))?
     }
 
-    async fn create_index_now(&self, mut def: IndexDef, if_not_exists: bool) -> Result<bool> {
+    async fn create_base_index_now(&self, mut def: BaseIndex, if_not_exists: bool) -> Result<bool> {
         let _compacting = self.compacting.lock().await;
         let snapshot = self.snapshot();
-        if snapshot.manifest.has_index(&def.name) {
-            return if if_not_exists { Ok(false) } else { Err(StorageError::IndexExists { name: def.name }) };
+        if snapshot.manifest.has_index(def.name()) {
+            return if if_not_exists {
+                Ok(false)
+            } else {
+                Err(StorageError::IndexExists { name: def.name().to_string() })
+            };
         }
-        let BaseSnapshot::Lance(base) = &snapshot.base else {
-            return Err(StorageError::Unsupported {
-                message: "vector indexes need a table stored as lance (USING lance)".into(),
-            });
-        };
-        vector_dims(base, &def.column)?;
-        let rows = snapshot.manifest.row_count;
-        let table = self.name().to_string();
+        def.check(&snapshot)?;
         // A primary-key table's base changes only under `compacting` (held): the build
         // runs without the writer lock, and writes go on meanwhile. Other tables write
         // their base directly, so they wait for the build.
@@ -391,11 +462,8 @@ impl Table {
             Some(writer) => self.head(writer, &snapshot).await?,
             None => self.head(&mut *self.writer.lock().await, &snapshot).await?,
         };
-        if rows >= MIN_ROWS_TO_BUILD {
-            // On failure the head stays out of the writer: the next write re-reads it.
-            build(&mut head, &def, rows, &table, &self.builds).await?;
-            def.built = true;
-        }
+        // On failure the head stays out of the writer: the next write re-reads it.
+        def.build(&mut head, snapshot.manifest.row_count, &self.name().to_string(), &self.builds).await?;
         let mut writer = match held.take() {
             Some(writer) => writer,
             None => self.writer.lock().await,
@@ -403,7 +471,7 @@ impl Table {
         let latest = self.snapshot();
         let mut manifest = latest.manifest.successor();
         manifest.base = BaseRef::Lance { version: head.version().version };
-        manifest.indexes.push(def);
+        def.declare(&mut manifest);
         self.manifests.commit(&manifest).await?;
         writer.head = Some(head);
         // Same rows at the same addresses: the change epoch carries over.
@@ -413,28 +481,32 @@ impl Table {
 
     /// `DROP INDEX` (vector, text or scalar).
     pub async fn drop_index(&self, name: &str) -> Result<()> {
-        let manifest = self.snapshot().manifest.clone();
-        if manifest.text_indexes.iter().any(|d| d.name == name) {
+        if self.snapshot().manifest.text_indexes.iter().any(|d| d.name == name) {
             return self.drop_text_index(name).await;
-        }
-        if manifest.scalar_indexes.iter().any(|d| d.name == name) {
-            return self.drop_scalar_index(name).await;
         }
         let _compacting = self.compacting.lock().await;
         let mut writer = self.writer.lock().await;
         let snapshot = self.snapshot();
-        let Some(def) = snapshot.manifest.indexes.iter().find(|d| d.name == name).cloned() else {
+        let vector = snapshot.manifest.indexes.iter().find(|d| d.name == name).cloned();
+        let scalar = snapshot.manifest.scalar_indexes.iter().find(|d| d.name == name).cloned();
+        if vector.is_none() && scalar.is_none() {
             return Err(StorageError::IndexNotFound { name: name.to_string() });
-        };
+        }
         let mut head = self.head(&mut writer, &snapshot).await?;
-        drop_built(&mut head, &def).await?;
+        if let Some(def) = &vector {
+            drop_built(&mut head, def).await?;
+        }
+        if let Some(def) = &scalar {
+            crate::scalar_index::drop_built(&mut head, def).await?;
+        }
         let mut manifest = snapshot.manifest.successor();
         manifest.base = BaseRef::Lance { version: head.version().version };
         manifest.indexes.retain(|d| d.name != name);
+        manifest.scalar_indexes.retain(|d| d.name != name);
         self.manifests.commit(&manifest).await?;
         writer.head = Some(head);
         self.publish(manifest, &writer, snapshot.changes.clone()).await?;
-        info!(table = %self.name(), index = name, "vector index dropped");
+        info!(table = %self.name(), index = name, "index dropped");
         Ok(())
     }
 

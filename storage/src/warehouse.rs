@@ -32,7 +32,7 @@ use std::time::Duration;
 use futures::TryStreamExt;
 use lance::session::Session;
 use object_store::path::Path;
-use object_store::{ObjectStoreExt, PutPayload};
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use tracing::{info, warn};
 
 use crate::commit::{Applied, TableWrite};
@@ -119,6 +119,25 @@ pub(crate) fn absent(name: &TableName, if_exists: bool) -> Result<bool> {
     } else {
         Err(StorageError::TableNotFound { name: name.clone() })
     }
+}
+
+/// Every definition kept as JSON below `_tarn/<folder>/` (views, external tables);
+/// `what` names them in the error for one that does not parse.
+async fn read_definitions<T: serde::de::DeserializeOwned>(
+    store: &dyn ObjectStore,
+    folder: &str,
+    what: &str,
+) -> Result<Vec<T>> {
+    let objects = store.list(Some(&Path::from("_tarn").join(folder))).try_collect::<Vec<_>>().await?;
+    let mut defs = Vec::with_capacity(objects.len());
+    for object in objects {
+        let bytes = store.get(&object.location).await?.bytes().await?;
+        defs.push(
+            serde_json::from_slice(&bytes)
+                .map_err(|e| StorageError::internal(format!("{what} {}: {e}", object.location)))?,
+        );
+    }
+    Ok(defs)
 }
 
 /// Where a view's definition is kept.
@@ -309,11 +328,7 @@ impl Warehouse {
                 catalog.tables.insert(name, table);
             }
         }
-        let views = store.list(Some(&Path::from("_tarn").join("views"))).try_collect::<Vec<_>>().await?;
-        for object in views {
-            let bytes = store.get(&object.location).await?.bytes().await?;
-            let view: ViewDef = serde_json::from_slice(&bytes)
-                .map_err(|e| StorageError::internal(format!("view definition {}: {e}", object.location)))?;
+        for view in read_definitions::<ViewDef>(store.as_ref(), "views", "view definition").await? {
             catalog.schemas.insert(view.name.schema.clone());
             catalog.views.insert(view.name.clone(), Arc::new(view));
         }
@@ -325,12 +340,7 @@ impl Warehouse {
             catalog.schemas.insert(sequence.def().name.schema.clone());
             catalog.sequences.insert(sequence.def().name.clone(), Arc::new(sequence));
         }
-        let externals =
-            store.list(Some(&Path::from("_tarn").join("external"))).try_collect::<Vec<_>>().await?;
-        for object in externals {
-            let bytes = store.get(&object.location).await?.bytes().await?;
-            let def: ExternalDef = serde_json::from_slice(&bytes)
-                .map_err(|e| StorageError::internal(format!("external table {}: {e}", object.location)))?;
+        for def in read_definitions::<ExternalDef>(store.as_ref(), "external", "external table").await? {
             catalog.schemas.insert(def.name.schema.clone());
             catalog.externals.insert(def.name.clone(), Arc::new(def));
         }
@@ -629,11 +639,8 @@ impl Warehouse {
     pub async fn create_sequence(&self, def: SequenceDef, if_not_exists: bool) -> Result<bool> {
         let _ddl = self.ddl_lock().await?;
         let name = def.name.clone();
-        if !self.schema_exists(&name.schema) {
-            return Err(StorageError::SchemaNotFound { name: name.schema.clone() });
-        }
-        if self.catalog.read().expect("catalog lock").relation_exists(&name) {
-            return if if_not_exists { Ok(false) } else { Err(StorageError::TableExists { name }) };
+        if !self.name_is_free(&name, if_not_exists)? {
+            return Ok(false);
         }
         let sequence =
             Sequence::create(self.location.store().clone(), self.location.fence().clone(), def).await?;
@@ -694,15 +701,29 @@ impl Warehouse {
         Ok(())
     }
 
+    /// Whether a new relation may take `name`: its schema must exist, and a relation
+    /// already named so is 42P07, or `false` with `if_not_exists`. (The caller holds
+    /// the DDL lock.)
+    pub(crate) fn name_is_free(&self, name: &TableName, if_not_exists: bool) -> Result<bool> {
+        if !self.schema_exists(&name.schema) {
+            return Err(StorageError::SchemaNotFound { name: name.schema.clone() });
+        }
+        if self.catalog.read().expect("catalog lock").relation_exists(name) {
+            return if if_not_exists {
+                Ok(false)
+            } else {
+                Err(StorageError::TableExists { name: name.clone() })
+            };
+        }
+        Ok(true)
+    }
+
     /// `CREATE TABLE`. Returns `None` when the table existed and `if_not_exists` was given.
     pub async fn create_table(&self, def: TableDef, if_not_exists: bool) -> Result<Option<Arc<Table>>> {
         let _ddl = self.ddl_lock().await?;
         let name = def.name.clone();
-        if !self.schema_exists(&name.schema) {
-            return Err(StorageError::SchemaNotFound { name: name.schema.clone() });
-        }
-        if self.catalog.read().expect("catalog lock").relation_exists(&name) {
-            return if if_not_exists { Ok(None) } else { Err(StorageError::TableExists { name }) };
+        if !self.name_is_free(&name, if_not_exists)? {
+            return Ok(None);
         }
         let dir = self.free_folder(&name);
         let table = Arc::new(Table::create(&self.location, &self.session, dir, def).await?);
@@ -806,8 +827,13 @@ impl Warehouse {
 
     /// Writes a view's definition (durable when it returns).
     async fn put_view(&self, def: &ViewDef) -> Result<()> {
+        self.put_definition(&view_path(&def.name), def).await
+    }
+
+    /// Writes a definition (a view's, an external table's) as pretty JSON at `path`.
+    pub(crate) async fn put_definition(&self, path: &Path, def: &impl serde::Serialize) -> Result<()> {
         let json = serde_json::to_vec_pretty(def).map_err(|e| StorageError::internal(e.to_string()))?;
-        self.location.store().put(&view_path(&def.name), PutPayload::from(json)).await?;
+        self.location.store().put(path, PutPayload::from(json)).await?;
         Ok(())
     }
 

@@ -306,14 +306,7 @@ impl TarnTable {
             }
             BaseSnapshot::Parquet(files) => {
                 let schema = self.schema();
-                if files.is_empty() {
-                    let projected = match projection {
-                        Some(p) => Arc::new(schema.project(p)?),
-                        None => schema,
-                    };
-                    return Ok(Arc::new(EmptyExec::new(projected)));
-                }
-                if !files[0].0.starts_with("file:") {
+                if files.first().is_some_and(|(url, _)| !url.starts_with("file:")) {
                     // An object-store warehouse. DataFusion's S3 client is another
                     // object_store release than Lance's and Tarn's: the files are read
                     // through Tarn's store (the projected columns, whole files).

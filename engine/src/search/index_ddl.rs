@@ -68,26 +68,32 @@ pub fn index_def(create: &CreateIndex, warehouse: &Warehouse) -> Result<(TableNa
     Ok((table, Declared::Vector(def)))
 }
 
+/// The columns an index is declared on (named columns only, at least one); `what`
+/// names the index in the error for none.
+fn column_names(create: &CreateIndex, what: &str) -> Result<Vec<String>> {
+    let columns = create
+        .columns
+        .iter()
+        .map(|column| match &column.column.expr {
+            SqlExpr::Identifier(ident) => Ok(ddl::ident(ident)),
+            other => {
+                Err(EngineError::unsupported(format!("indexes on expressions ({other}) are not supported")))
+            }
+        })
+        .collect::<Result<Vec<_>>>()?;
+    if columns.is_empty() {
+        return Err(EngineError::syntax(format!("{what} needs at least one column")));
+    }
+    Ok(columns)
+}
+
 /// `CREATE INDEX [name] ON t USING bm25 (col, ...) [WITH (...)]`.
 fn text_index_def(create: &CreateIndex, warehouse: &Warehouse) -> Result<(TableName, TextIndexDef)> {
     let table = ddl::table_name(&create.table_name)?;
     if create.unique || create.predicate.is_some() || !create.include.is_empty() {
         return Err(EngineError::unsupported("UNIQUE, partial and INCLUDE bm25 indexes are not supported"));
     }
-    let mut columns: Vec<String> = Vec::new();
-    for column in &create.columns {
-        match &column.column.expr {
-            SqlExpr::Identifier(ident) => columns.push(ddl::ident(ident)),
-            other => {
-                return Err(EngineError::unsupported(format!(
-                    "indexes on expressions ({other}) are not supported"
-                )))
-            }
-        }
-    }
-    if columns.is_empty() {
-        return Err(EngineError::syntax("a bm25 index needs at least one column"));
-    }
+    let columns = column_names(create, "a bm25 index")?;
     // Options for all columns first, then per column.
     let mut shared = Vec::new();
     let mut per_column: Vec<(String, String, String)> = Vec::new();
@@ -136,23 +142,10 @@ fn scalar_index_def(
     if create.predicate.is_some() || !create.include.is_empty() {
         return Err(EngineError::unsupported("partial and INCLUDE indexes are not supported"));
     }
-    let mut columns: Vec<String> = Vec::new();
-    for column in &create.columns {
-        if column.operator_class.is_some() {
-            return Err(EngineError::unsupported("operator classes of scalar indexes are not supported"));
-        }
-        match &column.column.expr {
-            SqlExpr::Identifier(ident) => columns.push(ddl::ident(ident)),
-            other => {
-                return Err(EngineError::unsupported(format!(
-                    "indexes on expressions ({other}) are not supported"
-                )))
-            }
-        }
+    if create.columns.iter().any(|c| c.operator_class.is_some()) {
+        return Err(EngineError::unsupported("operator classes of scalar indexes are not supported"));
     }
-    if columns.is_empty() {
-        return Err(EngineError::syntax("an index needs at least one column"));
-    }
+    let columns = column_names(create, "an index")?;
     let name = match &create.name {
         Some(name) => ddl::table_name(name)?.table,
         None => default_name(warehouse, &table, &columns.join("_")),

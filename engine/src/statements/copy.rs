@@ -70,6 +70,21 @@ impl ParsedStatement {
     }
 }
 
+/// What `COPY ... TO` writes: its query, or `SELECT columns FROM table`.
+pub(crate) fn source_query(source: &CopySource) -> Result<ParsedStatement> {
+    Ok(match source {
+        CopySource::Query(query) => ParsedStatement::of(Statement::Query(query.clone())),
+        CopySource::Table { table_name, columns } => {
+            let list = if columns.is_empty() {
+                "*".to_string()
+            } else {
+                columns.iter().map(Ident::to_string).collect::<Vec<_>>().join(", ")
+            };
+            parse_sql(&format!("SELECT {list} FROM {table_name}"))?.remove(0)
+        }
+    })
+}
+
 impl Session {
     /// Starts a `COPY` statement (see [`ParsedStatement::is_copy`]).
     pub async fn copy(&mut self, statement: &ParsedStatement) -> Result<Copy> {
@@ -139,17 +154,7 @@ impl Session {
     }
 
     async fn start_copy_out(&mut self, source: &CopySource, options: CopyOptions) -> Result<CopyOut> {
-        let query = match source {
-            CopySource::Query(query) => ParsedStatement::of(Statement::Query(query.clone())),
-            CopySource::Table { table_name, columns } => {
-                let list = if columns.is_empty() {
-                    "*".to_string()
-                } else {
-                    columns.iter().map(Ident::to_string).collect::<Vec<_>>().join(", ")
-                };
-                parse_sql(&format!("SELECT {list} FROM {table_name}"))?.remove(0)
-            }
-        };
+        let query = source_query(source)?;
         let Output::Rows { schema, stream, .. } = self.execute_now(query).await? else {
             return Err(EngineError::syntax("COPY TO needs a query that returns rows"));
         };

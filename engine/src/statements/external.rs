@@ -16,9 +16,7 @@
 use std::sync::Arc;
 
 use arrow::datatypes::{Schema, SchemaRef};
-use datafusion::sql::sqlparser::ast::{
-    self, CopyOption, CopySource, CreateTable, FileFormat, Ident, Statement,
-};
+use datafusion::sql::sqlparser::ast::{self, CopyOption, CreateTable, FileFormat, Statement};
 use futures::TryStreamExt;
 use tarn_storage::external::{ExternalDef, ExternalFormat};
 use tarn_storage::StorageError;
@@ -26,7 +24,6 @@ use tarn_storage::StorageError;
 use crate::catalog::external::{allowed, infer_schema, tarn_schema};
 use crate::error::{EngineError, Result};
 use crate::statements::ddl;
-use crate::statements::parser::{parse_sql, ParsedStatement};
 use crate::statements::session::{CommandTag, Output, Session};
 
 impl Session {
@@ -154,17 +151,7 @@ impl Session {
             ));
         }
         let path = allowed(self.engine.external_locations(), filename, false)?;
-        let query = match source {
-            CopySource::Query(query) => ParsedStatement::of(Statement::Query(query.clone())),
-            CopySource::Table { table_name, columns } => {
-                let list = if columns.is_empty() {
-                    "*".to_string()
-                } else {
-                    columns.iter().map(Ident::to_string).collect::<Vec<_>>().join(", ")
-                };
-                parse_sql(&format!("SELECT {list} FROM {table_name}"))?.remove(0)
-            }
-        };
+        let query = crate::statements::copy::source_query(source)?;
         let Output::Rows { schema, stream, .. } = Box::pin(self.execute_now(query)).await? else {
             return Err(EngineError::syntax("COPY TO needs a query that returns rows"));
         };
