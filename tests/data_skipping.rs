@@ -89,10 +89,11 @@ async fn all_agree(client: &Client, rng: &mut Rng, queries: usize, seed: u64) {
     }
 }
 
-/// `rows_read` and `rows_skipped` of the first `TarnBaseScan` of an `EXPLAIN ANALYZE`.
-async fn skipped(client: &Client, sql: &str) -> (String, u64, u64) {
+/// `rows_read` and `rows_skipped` of the scan of `table` in an `EXPLAIN ANALYZE`.
+async fn skipped(client: &Client, table: &str, sql: &str) -> (String, u64, u64) {
     let plan = explain(client, &format!("ANALYZE {sql}")).await;
-    let line = plan.lines().find(|l| l.contains("TarnBaseScan")).unwrap_or_else(|| panic!("{sql}:\n{plan}"));
+    let scan = format!("TarnBaseScan: table={table},");
+    let line = plan.lines().find(|l| l.contains(&scan)).unwrap_or_else(|| panic!("{sql}:\n{plan}"));
     let figure = |name: &str| -> u64 {
         let at =
             line.find(&format!("{name}=")).unwrap_or_else(|| panic!("no {name} in {line}")) + name.len() + 1;
@@ -162,13 +163,14 @@ async fn indexes_and_clustering_skip_and_never_change_an_answer() {
     // Clustered: the rows in Z-order, the indexes built anew over them.
     client.batch_execute("CLUSTER skipped; VACUUM keyed (CLUSTER)").await.unwrap();
     all_agree(&client, &mut rng, 60, seed).await;
-    let (line, read, skipped_rows) = skipped(&client, "SELECT * FROM skipped WHERE user_id = 1234").await;
+    let (line, read, skipped_rows) =
+        skipped(&client, "skipped", "SELECT * FROM skipped WHERE user_id = 1234").await;
     assert!(line.contains("indexes=[skipped_user bloom(user_id)]"), "{line}");
     // Z-order on two columns: one value of one column spans about the square root of the
     // zones (about 12 of the 156 zones of 256 rows here), far fewer than all.
     assert!(skipped_rows >= 5 * read, "a Bloom filter over a clustered column skips most rows: {line}");
     let (line, read, skipped_rows) =
-        skipped(&client, "SELECT * FROM skipped WHERE ts BETWEEN 200000 AND 200500").await;
+        skipped(&client, "skipped", "SELECT * FROM skipped WHERE ts BETWEEN 200000 AND 200500").await;
     assert!(skipped_rows >= 5 * read, "a zone map over a clustered column skips most rows: {line}");
 
     // Writes after the indexes: new rows in the change store (and in the base of the
@@ -296,5 +298,107 @@ async fn a_knn_search_filtered_on_an_indexed_column_finds_its_k_rows() {
         .collect();
     assert_eq!(got.len(), 5);
     assert_eq!(got, exact, "{plan}");
+    server.stop().await;
+}
+
+/// Joins pass their build side's keys to the scan of the other side at run time
+/// (DataFusion's dynamic filters: the keys' bounds, and the keys themselves when they
+/// are few), which Lance answers from the scalar indexes: a join on a selective
+/// dimension reads only its rows, and every join answers as the same query over
+/// literal keys does, for a table without a key and one with rows in its change store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_join_skips_by_its_build_sides_keys_and_never_changes_an_answer() {
+    let seed = env_u64("TARN_SKIPPING_SEED", 0x5C1F_2026);
+    let mut rng = Rng::new(seed);
+    let server = TestServer::start().await;
+    let client = server.client().await;
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE facts ({COLUMNS}); \
+             CREATE TABLE keyed ({COLUMNS}, PRIMARY KEY (id)) WITH (auto_compaction = off); \
+             {}; {}; \
+             CREATE INDEX facts_user ON facts (user_id); \
+             CREATE INDEX keyed_user ON keyed USING bloom (user_id) WITH (rows_per_zone = 256); \
+             CREATE TABLE users (id INT PRIMARY KEY, tier INT); \
+             INSERT INTO users SELECT u, u % 400 FROM generate_series(0, 5002) AS t(u); \
+             UPDATE keyed SET user_id = 77 WHERE id % 97 = 3; \
+             DELETE FROM keyed WHERE id % 89 = 5; \
+             {}",
+            rows_sql("facts", 0, ROWS),
+            rows_sql("keyed", 0, ROWS),
+            rows_sql("keyed", ROWS, ROWS + 2000),
+        ))
+        .await
+        .unwrap();
+
+    // Few keys (an IN list and its bounds) through a B-tree: most rows skipped.
+    let join = "SELECT f.id FROM facts f JOIN users u ON f.user_id = u.id WHERE u.id IN (12, 345, 4000)";
+    let (line, read, skipped_rows) = skipped(&client, "facts", join).await;
+    assert!(line.contains("runtime_filter=[") && line.contains("IN"), "{line}");
+    assert!(skipped_rows >= 100 * read.max(1), "a three-key join reads its rows only: {line}");
+
+    for round in 0..24 {
+        let (table, rows) = if round % 2 == 0 { ("facts", "facts") } else { ("keyed", "keyed") };
+        // A tier holds about 12 users (an IN list); a range of tiers, hundreds (bounds only).
+        let (condition, users) = if round % 4 < 2 {
+            let tier = rng.range(0, 400);
+            (format!("u.tier = {tier}"), format!("SELECT id FROM users WHERE tier = {tier}"))
+        } else {
+            let lo = rng.range(0, 5003);
+            let hi = lo + rng.range(0, 600);
+            (
+                format!("u.id BETWEEN {lo} AND {hi}"),
+                format!("SELECT id FROM users WHERE id BETWEEN {lo} AND {hi}"),
+            )
+        };
+        let keys: Vec<i32> = client.query(&users, &[]).await.unwrap().iter().map(|r| r.get(0)).collect();
+        let list = keys.iter().map(|k| k.to_string()).collect::<Vec<_>>().join(", ");
+        let expect = ids(&client, rows, &format!("user_id IN ({list})")).await;
+        let sql = format!(
+            "SELECT f.id FROM {table} f JOIN users u ON f.user_id = u.id WHERE {condition} ORDER BY f.id"
+        );
+        let got: Vec<i64> = client.query(&sql, &[]).await.unwrap().iter().map(|r| r.get(0)).collect();
+        assert_eq!(got, expect, "{sql} (TARN_SKIPPING_SEED={seed})");
+        // The side that keeps every row takes no filter from the other.
+        let outer = format!(
+            "SELECT count(*) FROM {table} f LEFT JOIN (SELECT id FROM users WHERE {}) u ON f.user_id = u.id",
+            condition.replace("u.", "")
+        );
+        let count: i64 = client.query_one(&outer, &[]).await.unwrap().get(0);
+        let all: i64 = client.query_one(&format!("SELECT count(*) FROM {table}"), &[]).await.unwrap().get(0);
+        assert_eq!(count, all, "{outer}");
+    }
+
+    // A join whose NULL keys match (INTERSECT's) keeps the rows with a NULL key.
+    for table in ["facts", "keyed"] {
+        let intersect = format!(
+            "SELECT count(*) FROM ((SELECT user_id FROM {table} WHERE id % 3 = 0) \
+             INTERSECT (SELECT user_id FROM {table} WHERE id < 5000)) AS s"
+        );
+        let got: i64 = client.query_one(&intersect, &[]).await.unwrap().get(0);
+        let nulls: i64 = client
+            .query_one(
+                &format!("SELECT count(*) FROM {table} WHERE id < 5000 AND id % 3 = 0 AND user_id IS NULL"),
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert!(nulls > 0, "{table} has NULL keys on both sides");
+        let distinct: i64 = client
+            .query_one(
+                &format!(
+                    "SELECT count(*) FROM (SELECT DISTINCT user_id FROM {table} WHERE id < 5000 AND user_id IN \
+                     (SELECT user_id FROM {table} WHERE id % 3 = 0)) AS s"
+                ),
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(got, distinct + 1, "{intersect} (the NULL key is one row of it)");
+        let plan = explain(&client, &intersect).await;
+        assert!(plan.contains("dynamic_filters=1 (NULLs kept)"), "{plan}");
+    }
     server.stop().await;
 }

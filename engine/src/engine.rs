@@ -302,9 +302,16 @@ fn build_context(config: &EngineConfig, models: &Arc<tarn_models::Models>) -> Se
     // the join's preserved side when both sides have a column of the same name, mixing
     // the two columns up (`r1 RIGHT JOIN r2 ... WHERE CASE ... r1.b ... r2.b ...`: wrong
     // rows; found by tests/differential.rs). Filters are pushed into Tarn's scans by the
-    // logical optimizer already; this rule's later pass (dynamic filters) stays.
-    let rules: Vec<_> =
-        state.physical_optimizers().iter().filter(|rule| rule.name() != "FilterPushdown").cloned().collect();
+    // logical optimizer already; this rule's later pass (dynamic filters) stays, and
+    // Tarn's base scans take them (`catalog/skipping.rs`), with NULL keys kept under a
+    // join whose NULL keys match.
+    let rules: Vec<_> = state
+        .physical_optimizers()
+        .iter()
+        .filter(|rule| rule.name() != "FilterPushdown")
+        .cloned()
+        .chain([Arc::new(crate::catalog::skipping::NullMatchingJoins) as _])
+        .collect();
     let mut state =
         SessionStateBuilder::new_from_existing(state).with_physical_optimizer_rules(rules).build();
     // Appended: DataFusion's own planners keep their operators, ours see the rest.

@@ -25,7 +25,8 @@ use arrow::datatypes::{Schema, SchemaRef};
 use async_trait::async_trait;
 use datafusion::catalog::TableFunctionImpl;
 use datafusion::catalog::{Session, TableProvider};
-use datafusion::common::ScalarValue;
+use datafusion::common::config::ConfigOptions;
+use datafusion::common::{ScalarValue, Statistics};
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::datasource::physical_plan::{FileScanConfigBuilder, ParquetSource};
@@ -40,6 +41,7 @@ use datafusion::physical_expr::EquivalenceProperties;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::filter_pushdown::{FilterDescription, FilterPushdownPhase};
 use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::union::UnionExec;
@@ -55,7 +57,7 @@ use tarn_storage::table::BaseSnapshot;
 use tarn_storage::Lookup;
 use tarn_storage::{Snapshot, Table};
 
-use crate::catalog::skipping::{BaseScanExec, BaseShape};
+use crate::catalog::skipping::{BaseScanExec, BaseShape, ScanRequest};
 
 /// Turns a column's `DEFAULT` SQL text into an expression (built by the engine, which
 /// knows the functions a default may call).
@@ -302,7 +304,14 @@ impl TarnTable {
         match &self.snapshot.base {
             BaseSnapshot::Lance(ds) => {
                 let scan = lance_scan(ds, false, state, projection, filters, limit).await?;
-                Ok(self.reported(scan, ds, filters))
+                let request = ScanRequest {
+                    ds: ds.clone(),
+                    with_address: false,
+                    projection: projection.cloned(),
+                    filters: filters.to_vec(),
+                    limit,
+                };
+                Ok(self.reported(scan, request))
             }
             BaseSnapshot::Parquet(files) => {
                 let schema = self.schema();
@@ -376,19 +385,14 @@ fn parquet_predicate(
 }
 
 impl TarnTable {
-    /// `scan` of the Lance base `ds` under a [`BaseScanExec`], which reports what its
-    /// filters let it skip.
-    fn reported(
-        &self,
-        scan: Arc<dyn ExecutionPlan>,
-        ds: &lance::Dataset,
-        filters: &[Expr],
-    ) -> Arc<dyn ExecutionPlan> {
+    /// `scan` (of `request`) under a [`BaseScanExec`], which reports what its filters
+    /// let it skip and takes the dynamic filters of the plan above.
+    fn reported(&self, scan: Arc<dyn ExecutionPlan>, request: ScanRequest) -> Arc<dyn ExecutionPlan> {
         let filtered: HashSet<String> =
-            filters.iter().flat_map(|f| f.column_refs()).map(|c| c.name.clone()).collect();
+            request.filters.iter().flat_map(|f| f.column_refs()).map(|c| c.name.clone()).collect();
         let table = self.table.name().to_string();
-        let shape = BaseShape::of(table, ds, &self.snapshot.manifest.scalar_indexes, &filtered);
-        Arc::new(BaseScanExec::new(scan, shape))
+        let shape = BaseShape::of(table, &request.ds, &self.snapshot.manifest.scalar_indexes, &filtered);
+        Arc::new(BaseScanExec::new(scan, shape, request))
     }
 
     /// The keys of a filter that pins every primary-key column (`id = 42`,
@@ -485,7 +489,14 @@ impl TarnTable {
         let mut base_projection = read.clone();
         base_projection.push(address_column);
         let base = lance_scan(ds, true, state, Some(&base_projection), filters, None).await?;
-        let base = self.reported(base, ds, filters);
+        let request = ScanRequest {
+            ds: ds.clone(),
+            with_address: true,
+            projection: Some(base_projection),
+            filters: filters.to_vec(),
+            limit: None,
+        };
+        let base = self.reported(base, request);
         let hidden = self.overlay.as_ref().map(|o| o.keys.keys().cloned().collect::<HashSet<Key>>());
         let hide = match hidden.clone() {
             Some(keys) => {
@@ -527,7 +538,7 @@ impl TarnTable {
 /// Lance's scan of a base (with each row's address last when `with_address`), its blob
 /// columns read as their bytes and cast back to the table's `Binary` by a projection
 /// above the scan (none when no blob column is read).
-async fn lance_scan(
+pub(crate) async fn lance_scan(
     ds: &Arc<lance::Dataset>,
     with_address: bool,
     state: &dyn Session,
@@ -672,6 +683,25 @@ impl ExecutionPlan for MergeFilterExec {
             self.hidden.clone(),
             self.table.clone(),
         )))
+    }
+
+    /// The base scan's row count (a bound).
+    fn partition_statistics(&self, partition: Option<usize>) -> DfResult<Arc<Statistics>> {
+        let mut statistics = Statistics::new_unknown(&self.output);
+        statistics.num_rows = self.input.partition_statistics(partition)?.num_rows.to_inexact();
+        Ok(Arc::new(statistics))
+    }
+
+    /// Filters above go down to the base scan: the output is its first columns, and
+    /// dropping base rows early changes nothing the merge decides (change rows win over
+    /// base rows, deleted rows are dropped anyway).
+    fn gather_filters_for_pushdown(
+        &self,
+        _phase: FilterPushdownPhase,
+        parent_filters: Vec<Arc<dyn PhysicalExpr>>,
+        _config: &ConfigOptions,
+    ) -> DfResult<FilterDescription> {
+        FilterDescription::from_children(parent_filters, &self.children())
     }
 
     fn execute(&self, partition: usize, context: Arc<TaskContext>) -> DfResult<SendableRecordBatchStream> {

@@ -13,15 +13,41 @@
 //!
 //! Rows read are those the first read stage decoded (Lance reads the filter columns
 //! of the ranges the indexes left, then the other columns of the matching rows only).
+//!
+//! It also takes the dynamic filters DataFusion pushes down at run time (a hash join's
+//! bounds and key list from its build side, a TopK's current cut-off): when its stream
+//! starts, the part of their current value Lance's scanner can use (comparisons and IN
+//! lists of a column with constants) is added to the scan's filters and the scan is
+//! planned again, so a join with a selective build side reads only the fragments and
+//! zones its keys can be in, through the same scalar indexes as a written filter.
+//! `EXPLAIN ANALYZE` shows the filter that was added (`runtime_filter=...`).
 
 use std::collections::HashSet;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
+use datafusion::common::config::ConfigOptions;
+use datafusion::common::stats::Precision;
+use datafusion::common::NullEquality;
+use datafusion::common::{ScalarValue, Statistics};
 use datafusion::error::Result as DfResult;
+use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::execution::TaskContext;
+use datafusion::logical_expr::{Expr, Operator};
+use datafusion::physical_expr::expressions::{BinaryExpr, CaseExpr, Column, InListExpr, Literal};
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_expr_common::physical_expr::{is_dynamic_physical_expr, snapshot_physical_expr};
+use datafusion::physical_optimizer::PhysicalOptimizerRule;
+use datafusion::physical_plan::filter_pushdown::{
+    ChildPushdownResult, FilterDescription, FilterPushdownPhase, FilterPushdownPropagation, PushedDown,
+};
+use datafusion::physical_plan::joins::HashJoinExec;
 use datafusion::physical_plan::metrics::{Count, MetricBuilder, MetricValue, MetricsSet};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::SendableRecordBatchStream;
-use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, PlanProperties,
+};
+use futures::{StreamExt, TryStreamExt};
 use tarn_storage::scalar_index::ScalarIndexDef;
 
 /// What a Lance base holds, for the report.
@@ -54,15 +80,106 @@ impl BaseShape {
     }
 }
 
+/// The scan as it was asked for, to plan it again with more filters.
+#[derive(Debug, Clone)]
+pub struct ScanRequest {
+    pub ds: Arc<lance::Dataset>,
+    /// Each row's address last (the base side of a merge).
+    pub with_address: bool,
+    pub projection: Option<Vec<usize>>,
+    pub filters: Vec<Expr>,
+    pub limit: Option<usize>,
+}
+
 #[derive(Debug)]
 pub struct BaseScanExec {
     input: Arc<dyn ExecutionPlan>,
     shape: BaseShape,
+    request: ScanRequest,
+    /// Filters DataFusion pushed down to fill in at run time (see the module's doc).
+    dynamic: Vec<Arc<dyn PhysicalExpr>>,
+    /// Under a join whose NULL keys match ([`NullMatchingJoins`]): rows with a NULL in
+    /// a dynamic filter's columns are read whatever the filter says.
+    keep_nulls: bool,
+    /// The scans planned again at run time, for the metrics, and the filter each added.
+    runs: Arc<Mutex<Vec<(Arc<dyn ExecutionPlan>, String)>>>,
 }
 
 impl BaseScanExec {
-    pub fn new(input: Arc<dyn ExecutionPlan>, shape: BaseShape) -> Self {
-        BaseScanExec { input, shape }
+    pub fn new(input: Arc<dyn ExecutionPlan>, shape: BaseShape, request: ScanRequest) -> Self {
+        Self::with_dynamic(input, shape, request, Vec::new())
+    }
+
+    fn with_dynamic(
+        input: Arc<dyn ExecutionPlan>,
+        shape: BaseShape,
+        request: ScanRequest,
+        dynamic: Vec<Arc<dyn PhysicalExpr>>,
+    ) -> Self {
+        BaseScanExec { input, shape, request, dynamic, keep_nulls: false, runs: Arc::default() }
+    }
+
+    fn keeping_nulls(&self) -> Self {
+        let mut scan = Self::with_dynamic(
+            self.input.clone(),
+            self.shape.clone(),
+            self.request.clone(),
+            self.dynamic.clone(),
+        );
+        scan.keep_nulls = true;
+        scan
+    }
+}
+
+/// Marks the base scans under the probe side of a hash join whose NULL keys match
+/// (`INTERSECT`, `EXCEPT`, `IS NOT DISTINCT FROM`): the bounds and key list DataFusion
+/// passes down from its build side are comparisons no NULL passes, but that join keeps
+/// NULL keys. Other scans skip NULL keys with them (a NULL key matches nothing there),
+/// which a Bloom filter, having no NULL entries, needs to skip at all.
+#[derive(Debug)]
+pub struct NullMatchingJoins;
+
+impl PhysicalOptimizerRule for NullMatchingJoins {
+    fn optimize(
+        &self,
+        plan: Arc<dyn ExecutionPlan>,
+        _config: &ConfigOptions,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        mark_null_matching(plan, false)
+    }
+
+    fn name(&self) -> &str {
+        "tarn_null_matching_joins"
+    }
+
+    fn schema_check(&self) -> bool {
+        true
+    }
+}
+
+fn mark_null_matching(plan: Arc<dyn ExecutionPlan>, below: bool) -> DfResult<Arc<dyn ExecutionPlan>> {
+    if let Some(scan) = plan.downcast_ref::<BaseScanExec>() {
+        if below && !scan.dynamic.is_empty() && !scan.keep_nulls {
+            return Ok(Arc::new(scan.keeping_nulls()));
+        }
+        return Ok(plan);
+    }
+    let nulls_match = plan
+        .downcast_ref::<HashJoinExec>()
+        .is_some_and(|j| j.null_equality() == NullEquality::NullEqualsNull);
+    let children: Vec<Arc<dyn ExecutionPlan>> = plan.children().into_iter().cloned().collect();
+    let mut changed = false;
+    let mut marked = Vec::with_capacity(children.len());
+    for (i, child) in children.into_iter().enumerate() {
+        // A hash join's probe side is its second child.
+        let new = mark_null_matching(child.clone(), below || (nulls_match && i == 1))?;
+        changed |= !Arc::ptr_eq(&new, &child);
+        marked.push(new);
+    }
+    if changed {
+        plan.with_new_children(marked)
+    } else {
+        Ok(plan)
     }
 }
 
@@ -73,11 +190,114 @@ impl DisplayAs for BaseScanExec {
         if !indexes.is_empty() {
             write!(f, ", indexes=[{}]", indexes.join(", "))?;
         }
+        if !self.dynamic.is_empty() {
+            write!(f, ", dynamic_filters={}", self.dynamic.len())?;
+            if self.keep_nulls {
+                write!(f, " (NULLs kept)")?;
+            }
+        }
+        let runs = self.runs.lock().expect("runs lock");
+        if let Some((_, filter)) = runs.first() {
+            write!(f, ", runtime_filter=[{}]", shorten(filter, 200))?;
+        }
         Ok(())
     }
 }
 
-/// The largest value of metric `name` over the nodes of `plan`, and its sum.
+/// `text` cut to about `max` characters, on a character boundary.
+fn shorten(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((at, _)) => format!("{}...", &text[..at]),
+        None => text.to_string(),
+    }
+}
+
+/// The part of `expr` (a dynamic filter's current value over the scan's output
+/// columns) that Lance's scanner can use, as a filter over the table's columns:
+/// comparisons and IN lists of a column with constants. Parts under AND it cannot use
+/// are left out (a weaker filter skips less and stays right); an OR, or a hash join's
+/// CASE over its partitions, is used only when every branch is.
+fn lance_filter(expr: &Arc<dyn PhysicalExpr>) -> Option<Expr> {
+    let any = expr.as_ref();
+    if let Some(literal) = any.downcast_ref::<Literal>() {
+        return match literal.value() {
+            ScalarValue::Boolean(Some(false)) => Some(Expr::Literal(ScalarValue::Boolean(Some(false)), None)),
+            _ => None,
+        };
+    }
+    if let Some(binary) = any.downcast_ref::<BinaryExpr>() {
+        let op = *binary.op();
+        match op {
+            Operator::And => {
+                return match (lance_filter(binary.left()), lance_filter(binary.right())) {
+                    (Some(l), Some(r)) => Some(l.and(r)),
+                    (one, None) | (None, one) => one,
+                }
+            }
+            Operator::Or => return Some(lance_filter(binary.left())?.or(lance_filter(binary.right())?)),
+            _ => {}
+        }
+        let (column, value, op) = match (column_of(binary.left()), literal_of(binary.right())) {
+            (Some(c), Some(v)) => (c, v, op),
+            _ => (column_of(binary.right())?, literal_of(binary.left())?, op.swap()?),
+        };
+        return match op {
+            Operator::Eq
+            | Operator::NotEq
+            | Operator::Lt
+            | Operator::LtEq
+            | Operator::Gt
+            | Operator::GtEq => Some(Expr::BinaryExpr(datafusion::logical_expr::BinaryExpr::new(
+                Box::new(column),
+                op,
+                Box::new(Expr::Literal(value, None)),
+            ))),
+            _ => None,
+        };
+    }
+    if let Some(list) = any.downcast_ref::<InListExpr>() {
+        if list.negated() {
+            return None;
+        }
+        let values: Option<Vec<Expr>> =
+            list.list().iter().map(|e| literal_of(e).map(|v| Expr::Literal(v, None))).collect();
+        return Some(column_of(list.expr())?.in_list(values?, false));
+    }
+    if let Some(case) = any.downcast_ref::<CaseExpr>() {
+        // A partitioned hash join's filter: `CASE hash % n WHEN 0 THEN ... ELSE false END`.
+        let otherwise_false = case.else_expr().is_none_or(|e| {
+            e.downcast_ref::<Literal>().is_some_and(|l| l.value() == &ScalarValue::Boolean(Some(false)))
+        });
+        if !otherwise_false {
+            return None;
+        }
+        let branches: Option<Vec<Expr>> =
+            case.when_then_expr().iter().map(|(_, then)| lance_filter(then)).collect();
+        return branches?.into_iter().reduce(Expr::or);
+    }
+    None
+}
+
+/// `filter`, or any of its columns NULL (for [`NullMatchingJoins`]).
+fn or_nulls(filter: Expr) -> Expr {
+    let mut columns: Vec<datafusion::common::Column> = filter.column_refs().into_iter().cloned().collect();
+    columns.sort_by(|a, b| a.name.cmp(&b.name));
+    columns.dedup();
+    columns.into_iter().fold(filter, |f, c| f.or(Expr::Column(c).is_null()))
+}
+
+fn column_of(expr: &Arc<dyn PhysicalExpr>) -> Option<Expr> {
+    let column = expr.downcast_ref::<Column>()?;
+    Some(Expr::Column(datafusion::common::Column::new_unqualified(column.name())))
+}
+
+fn literal_of(expr: &Arc<dyn PhysicalExpr>) -> Option<ScalarValue> {
+    let literal = expr.downcast_ref::<Literal>()?;
+    (!literal.value().is_null()).then(|| literal.value().clone())
+}
+
+/// The largest value of metric `name` over the nodes of `plan` (fragments and rows:
+/// Lance's read nodes nest), and its sum (bytes).
 fn metric(plan: &dyn ExecutionPlan, name: &str, max: &mut usize, sum: &mut usize) {
     if let Some(metrics) = plan.metrics() {
         let value = match metrics.sum_by_name(name) {
@@ -120,19 +340,138 @@ impl ExecutionPlan for BaseScanExec {
         self: Arc<Self>,
         mut children: Vec<Arc<dyn ExecutionPlan>>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        Ok(Arc::new(BaseScanExec::new(children.remove(0), self.shape.clone())))
+        let mut scan = BaseScanExec::with_dynamic(
+            children.remove(0),
+            self.shape.clone(),
+            self.request.clone(),
+            self.dynamic.clone(),
+        );
+        scan.keep_nulls = self.keep_nulls;
+        Ok(Arc::new(scan))
+    }
+
+    /// The base's rows (a bound: the filters and the deletion vector leave fewer), so
+    /// a join builds its hash table on the smaller side.
+    fn partition_statistics(&self, partition: Option<usize>) -> DfResult<Arc<Statistics>> {
+        let mut statistics = Statistics::new_unknown(&self.schema());
+        let share = match partition {
+            Some(_) => self.input.output_partitioning().partition_count().max(1),
+            None => 1,
+        };
+        statistics.num_rows = Precision::Inexact(self.shape.rows as usize / share);
+        Ok(Arc::new(statistics))
+    }
+
+    /// Without the dynamic filters: their producers start afresh, and these would keep
+    /// the values of the run before.
+    fn reset_state(self: Arc<Self>) -> DfResult<Arc<dyn ExecutionPlan>> {
+        Ok(Arc::new(BaseScanExec::new(self.input.clone(), self.shape.clone(), self.request.clone())))
+    }
+
+    /// Parent filters stop here (Lance's nodes below take none); dynamic ones are kept
+    /// for [`Self::execute`]. Every filter stays where it was above (`PushedDown::No`):
+    /// what the scan skips with them is a saving, never a change to the answer.
+    fn gather_filters_for_pushdown(
+        &self,
+        _phase: FilterPushdownPhase,
+        parent_filters: Vec<Arc<dyn PhysicalExpr>>,
+        _config: &ConfigOptions,
+    ) -> DfResult<FilterDescription> {
+        Ok(FilterDescription::all_unsupported(&parent_filters, &self.children()))
+    }
+
+    fn handle_child_pushdown_result(
+        &self,
+        phase: FilterPushdownPhase,
+        child_pushdown_result: ChildPushdownResult,
+        _config: &ConfigOptions,
+    ) -> DfResult<FilterPushdownPropagation<Arc<dyn ExecutionPlan>>> {
+        let dynamic: Vec<Arc<dyn PhysicalExpr>> = match phase {
+            FilterPushdownPhase::Post => child_pushdown_result
+                .parent_filters
+                .iter()
+                .map(|f| f.filter.clone())
+                .filter(is_dynamic_physical_expr)
+                .collect(),
+            FilterPushdownPhase::Pre => Vec::new(),
+        };
+        let unsupported = vec![PushedDown::No; child_pushdown_result.parent_filters.len()];
+        let propagation = FilterPushdownPropagation::with_parent_pushdown_result(unsupported);
+        if dynamic.is_empty() {
+            return Ok(propagation);
+        }
+        let mut all = self.dynamic.clone();
+        all.extend(dynamic);
+        let node =
+            BaseScanExec::with_dynamic(self.input.clone(), self.shape.clone(), self.request.clone(), all);
+        Ok(propagation.with_updated_node(Arc::new(node)))
     }
 
     fn execute(&self, partition: usize, context: Arc<TaskContext>) -> DfResult<SendableRecordBatchStream> {
-        self.input.execute(partition, context)
+        if self.dynamic.is_empty() {
+            return self.input.execute(partition, context);
+        }
+        let (input, request, runs) = (self.input.clone(), self.request.clone(), self.runs.clone());
+        let (dynamic, keep_nulls) = (self.dynamic.clone(), self.keep_nulls);
+        let partitions = input.output_partitioning().partition_count();
+        // Started when first polled: a hash join polls its probe side once its build
+        // side is in and the filter has its final value.
+        let stream = futures::stream::once(async move {
+            let mut added = Vec::new();
+            for filter in dynamic {
+                let filter = lance_filter(&snapshot_physical_expr(filter)?);
+                added.extend(if keep_nulls { filter.map(or_nulls) } else { filter });
+            }
+            let Some(added) = added.into_iter().reduce(Expr::and) else {
+                return input.execute(partition, context);
+            };
+            let mut filters = request.filters.clone();
+            filters.push(added.clone());
+            let state = SessionStateBuilder::new()
+                .with_config(context.session_config().clone())
+                .with_runtime_env(context.runtime_env())
+                .build();
+            let planned = crate::catalog::provider::lance_scan(
+                &request.ds,
+                request.with_address,
+                &state,
+                request.projection.as_ref(),
+                &filters,
+                request.limit,
+            )
+            .await;
+            // A filter Lance's planner refuses (a type it does not compare) only costs
+            // the saving: the scan runs as planned.
+            let Ok(plan) = planned else {
+                return input.execute(partition, context);
+            };
+            runs.lock().expect("runs lock").push((plan.clone(), added.to_string()));
+            // This partition's share of the new scan's partitions (their number may differ).
+            let streams = (partition..plan.output_partitioning().partition_count())
+                .step_by(partitions)
+                .map(|p| plan.execute(p, context.clone()))
+                .collect::<DfResult<Vec<_>>>()?;
+            let schema = input.schema();
+            Ok(Box::pin(RecordBatchStreamAdapter::new(schema, futures::stream::iter(streams).flatten()))
+                as SendableRecordBatchStream)
+        })
+        .try_flatten();
+        Ok(Box::pin(RecordBatchStreamAdapter::new(self.input.schema(), stream)))
     }
 
-    /// Computed from the read nodes below, once they ran.
+    /// Computed from the read nodes below (and the scans planned again), once they ran.
     fn metrics(&self) -> Option<MetricsSet> {
-        let (mut fragments, mut rows, mut bytes, mut unused) = (0, 0, 0, 0);
-        metric(self.input.as_ref(), "fragments_scanned", &mut fragments, &mut unused);
-        metric(self.input.as_ref(), "rows_scanned", &mut rows, &mut unused);
-        metric(self.input.as_ref(), "bytes_read", &mut unused, &mut bytes);
+        let (mut fragments, mut rows, mut bytes) = (0, 0, 0);
+        let runs = self.runs.lock().expect("runs lock");
+        let plans = std::iter::once(&self.input).chain(runs.iter().map(|(plan, _)| plan));
+        for plan in plans {
+            let (mut plan_fragments, mut plan_rows, mut unused) = (0, 0, 0);
+            metric(plan.as_ref(), "fragments_scanned", &mut plan_fragments, &mut unused);
+            metric(plan.as_ref(), "rows_scanned", &mut plan_rows, &mut unused);
+            metric(plan.as_ref(), "bytes_read", &mut unused, &mut bytes);
+            fragments += plan_fragments;
+            rows += plan_rows;
+        }
         let metrics = datafusion::physical_plan::metrics::ExecutionPlanMetricsSet::new();
         let count = |name: &'static str, value: usize| {
             let c = Count::new();
@@ -145,5 +484,72 @@ impl ExecutionPlan for BaseScanExec {
         count("rows_skipped", (self.shape.rows as usize).saturating_sub(rows));
         count("bytes_read", bytes);
         Some(metrics.clone_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use datafusion::physical_expr::expressions::{col, in_list, lit};
+
+    fn schema() -> Schema {
+        Schema::new(vec![Field::new("a", DataType::Int64, true), Field::new("b", DataType::Utf8, true)])
+    }
+
+    fn binary(l: Arc<dyn PhysicalExpr>, op: Operator, r: Arc<dyn PhysicalExpr>) -> Arc<dyn PhysicalExpr> {
+        Arc::new(BinaryExpr::new(l, op, r))
+    }
+
+    fn shown(expr: &Arc<dyn PhysicalExpr>) -> Option<String> {
+        lance_filter(expr).map(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_join_filter_becomes_lance_filters_it_can_take() {
+        let s = schema();
+        let a = col("a", &s).unwrap();
+        let b = col("b", &s).unwrap();
+        let bounds = binary(
+            binary(a.clone(), Operator::GtEq, lit(3i64)),
+            Operator::And,
+            binary(lit(9i64), Operator::GtEq, a.clone()),
+        );
+        assert_eq!(shown(&bounds).unwrap(), "a >= Int64(3) AND a <= Int64(9)");
+        let keys = in_list(a.clone(), vec![lit(3i64), lit(9i64)], &false, &s).unwrap();
+        assert_eq!(shown(&keys).unwrap(), "a IN ([Int64(3), Int64(9)])");
+        // What it cannot take under AND is left out; under OR it takes nothing.
+        let opaque = binary(binary(a.clone(), Operator::Plus, lit(1i64)), Operator::Eq, lit(4i64));
+        assert_eq!(
+            shown(&binary(keys.clone(), Operator::And, opaque.clone())).unwrap(),
+            "a IN ([Int64(3), Int64(9)])"
+        );
+        assert_eq!(shown(&binary(keys.clone(), Operator::Or, opaque.clone())), None);
+        assert_eq!(shown(&in_list(a.clone(), vec![lit(3i64)], &true, &s).unwrap()), None);
+        assert_eq!(shown(&lit(true)), None);
+        assert_eq!(shown(&binary(b.clone(), Operator::Eq, lit("x"))).unwrap(), "b = Utf8(\"x\")");
+        // A partitioned join's filter: every partition's branch, or nothing.
+        let hash = binary(a.clone(), Operator::Modulo, lit(2i64));
+        let case =
+            |otherwise: Arc<dyn PhysicalExpr>, second: Arc<dyn PhysicalExpr>| -> Arc<dyn PhysicalExpr> {
+                Arc::new(
+                    CaseExpr::try_new(
+                        Some(hash.clone()),
+                        vec![(lit(0i64), bounds.clone()), (lit(1i64), second)],
+                        Some(otherwise),
+                    )
+                    .unwrap(),
+                )
+            };
+        assert_eq!(
+            shown(&case(lit(false), keys.clone())).unwrap(),
+            "a >= Int64(3) AND a <= Int64(9) OR a IN ([Int64(3), Int64(9)])"
+        );
+        assert_eq!(shown(&case(lit(true), keys.clone())), None);
+        assert_eq!(
+            or_nulls(lance_filter(&bounds).unwrap()).to_string(),
+            "a >= Int64(3) AND a <= Int64(9) OR a IS NULL"
+        );
+        assert_eq!(shown(&case(lit(false), opaque)), None);
     }
 }
