@@ -6,9 +6,16 @@ binary COPY:
 
 - `skip_plain`: no index, no clustering (what Tarn scanned before this suite's features);
 - `skip_indexed`: `bloom (user_id)`, `brin (ts)`, `btree (session_id)`, not clustered;
-- `skip_clustered`: the same indexes, `cluster_by = 'zorder(user_id, ts)'`, then `CLUSTER`.
+- `skip_clustered`: the same indexes, `cluster_by = 'zorder(user_id, ts)'`, then `CLUSTER`;
+- `skip_small_zones`: as `skip_clustered`, its Bloom filter and zone map over 2,048-row
+  zones (`WITH (rows_per_zone = 2048)`; 8,192 by default).
 
-The same rows go to a Parquet file (pyarrow, DuckDB's row-group size of 122,880 rows)
+A dimension of the N/10 users, `skip_users (id bigint PRIMARY KEY, segment bigint)` with
+a B-tree on `segment` (ten users a segment), serves the join workload: its build side's
+keys reach the events' scan at run time (DataFusion's dynamic filter, through the Bloom
+filter on `user_id`).
+
+The same rows go to Parquet files (pyarrow, DuckDB's row-group size of 122,880 rows)
 that DuckDB reads in-process (its min/max statistics skip row groups). Each workload runs
 the same random parameters on every engine, prepared, one client; every answer is
 checked against DuckDB's. For Tarn, `EXPLAIN ANALYZE` of a few of the queries gives the
@@ -30,7 +37,10 @@ TABLES = {
     "skip_plain": ("no index, no clustering", ""),
     "skip_indexed": ("Bloom + zone map + B-tree", ""),
     "skip_clustered": ("Z-order + the same indexes", " WITH (cluster_by = 'zorder(user_id, ts)')"),
+    "skip_small_zones": ("Z-order + the same indexes, 2,048-row zones", " WITH (cluster_by = 'zorder(user_id, ts)')"),
 }
+CLUSTERED = ("skip_clustered", "skip_small_zones")
+USERS_PER_SEGMENT = 10
 DUCKDB = "DuckDB (Parquet)"
 EPOCH = datetime.datetime(2026, 1, 1)
 PG_EPOCH = datetime.datetime(2000, 1, 1)
@@ -41,6 +51,7 @@ WORKLOADS = {
     "ts in a 1-second window": "SELECT count(*), sum(amount) FROM {t} WHERE ts >= %s AND ts < %s",
     "user_id = $1 AND ts in a 10% window": "SELECT count(*), sum(amount) FROM {t} WHERE user_id = %s AND ts >= %s AND ts < %s",
     "session_id = $1 (non-key point lookup)": "SELECT id, user_id, ts, session_id, amount FROM {t} WHERE session_id = %s",
+    "join with a 10-user segment": "SELECT count(*), sum(e.amount) FROM {t} e JOIN {u} u ON e.user_id = u.id WHERE u.segment = %s",
 }
 
 
@@ -98,16 +109,45 @@ def prepare_tarn(dsn: str, table: str) -> list[tuple[str, float]]:
     steps = []
     if table == "skip_plain":
         return steps
-    statements = [f"CREATE INDEX {table}_user ON {table} USING bloom (user_id)",
-                  f"CREATE INDEX {table}_ts ON {table} USING brin (ts)",
+    zones = " WITH (rows_per_zone = 2048)" if table == "skip_small_zones" else ""
+    statements = [f"CREATE INDEX {table}_user ON {table} USING bloom (user_id){zones}",
+                  f"CREATE INDEX {table}_ts ON {table} USING brin (ts){zones}",
                   f"CREATE INDEX {table}_session ON {table} (session_id)"]
-    if table == "skip_clustered":
+    if table in CLUSTERED:
         statements.append(f"CLUSTER {table}")
     with connect(dsn) as conn:
         for sql in statements:
             s, _ = timed(lambda: execute(conn, sql))
             steps.append((sql, s))
     return steps
+
+
+def users(n: int) -> dict[str, np.ndarray]:
+    ids = np.arange(max(n // 10, 1), dtype=np.int64)
+    return {"id": ids, "segment": ids // USERS_PER_SEGMENT}
+
+
+def load_users(dsn: str, u: dict) -> float:
+    """`skip_users` by binary COPY, its segment index built; returns the seconds."""
+    import psycopg
+
+    rec = np.dtype([("n", ">i2"), ("l1", ">i4"), ("id", ">i8"), ("l2", ">i4"), ("segment", ">i8")])
+    a = np.empty(len(u["id"]), dtype=rec)
+    a["n"] = 2
+    a["l1"] = a["l2"] = 8
+    a["id"], a["segment"] = u["id"], u["segment"]
+    with connect(dsn) as conn:
+        execute(conn, "DROP TABLE IF EXISTS skip_users")
+        execute(conn, "CREATE TABLE skip_users (id bigint PRIMARY KEY, segment bigint)")
+        t0 = time.perf_counter()
+        sql = "COPY skip_users FROM STDIN (FORMAT BINARY)"
+        try:
+            with conn.cursor() as cur, cur.copy(sql) as cp:
+                cp.write(b"PGCOPY\n\xff\r\n\x00" + b"\x00" * 8 + a.tobytes() + b"\xff\xff")
+        except psycopg.Error as e:
+            raise Failure(sql, error_text(e)) from e
+        execute(conn, "CREATE INDEX skip_users_segment ON skip_users (segment)")
+        return time.perf_counter() - t0
 
 
 def write_parquet(c: dict, path) -> None:
@@ -132,6 +172,8 @@ def params_for(workload: str, c: dict, n: int, rng) -> tuple:
         return (u, ts(lo), ts(lo + span // 10))
     if workload.startswith("user_id"):
         return (int(c["user_id"][rng.integers(0, n)]),)
+    if workload.startswith("join"):
+        return (int(c["user_id"][rng.integers(0, n)]) // USERS_PER_SEGMENT,)
     if workload.startswith("ts"):
         lo = int(rng.integers(0, span - 1_000_000))
         return (ts(lo), ts(lo + 1_000_000))
@@ -150,13 +192,13 @@ def literal(p) -> str:
     return f"'{p.isoformat(sep=' ')}'" if isinstance(p, datetime.datetime) else str(p)
 
 
-def scan_figures(conn, sql: str, params: tuple) -> tuple[float, float, float]:
-    """rows_read, rows_skipped, bytes_read of the query's TarnBaseScan."""
+def scan_figures(conn, table: str, sql: str, params: tuple) -> tuple[float, float, float]:
+    """rows_read, rows_skipped, bytes_read of the query's TarnBaseScan of `table`."""
     text = sql
     for p in params:
         text = text.replace("%s", literal(p), 1)
     plan = "\n".join(r[1] for r in execute(conn, "EXPLAIN ANALYZE " + text, fetch=True))
-    line = next(l for l in plan.splitlines() if "TarnBaseScan" in l)
+    line = next(l for l in plan.splitlines() if f"TarnBaseScan: table={table}," in l)
 
     def figure(name):
         at = line.index(name + "=") + len(name) + 1
@@ -183,10 +225,21 @@ def run(ctx):
     duck = duckdb.connect()
     duck.execute("SET threads = 2")
     duck.execute(f"CREATE VIEW events AS SELECT * FROM read_parquet('{parquet}')")
+    u = users(n)
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table(u), ctx.work / "users.parquet", row_group_size=122_880)
+    duck.execute(f"CREATE VIEW users AS SELECT * FROM read_parquet('{ctx.work / 'users.parquet'}')")
 
     load_rows = []
-    loaded = []
+    loaded, dimensions = [], []
     if ctx.tarn_dsn:
+        got = res.attempt(TARN, "load skip_users", lambda: load_users(ctx.tarn_dsn, u))
+        if got is not None:
+            dimensions.append("skip_users")
+            load_rows.append(("`skip_users`", "primary key, B-tree on segment", f"{got:.1f}",
+                              fmt(len(u["id"]) / got), "-"))
         for table in TABLES:
             got = res.attempt(TARN, f"load {table}", lambda: load_tarn(ctx.tarn_dsn, table, c, n))
             if got is None:
@@ -205,7 +258,7 @@ def run(ctx):
         lat = []
         t0 = time.perf_counter()
         for p in params[workload]:
-            sql = template.format(t="events").replace("%s", "?")
+            sql = template.format(t="events", u="users").replace("%s", "?")
             q0 = time.perf_counter_ns()
             expected[p] = normal(duck.execute(sql, list(p)).fetchall())
             lat.append((time.perf_counter_ns() - q0) / 1e6)
@@ -213,7 +266,7 @@ def run(ctx):
         timings = {DUCKDB: duck_t}
         timing_rows.append((workload, DUCKDB, duck_t, None))
         for table in loaded:
-            sql = template.format(t=table)
+            sql = template.format(t=table, u="skip_users")
 
             def measure():
                 with connect(ctx.tarn_dsn) as conn, conn.cursor() as cur:
@@ -230,7 +283,7 @@ def run(ctx):
                         if got != expected[p]:
                             raise Failure(sql + f" with {p}", f"wrong answer: {got!r}, DuckDB: {expected[p]!r}")
                     wall = time.perf_counter() - t0
-                    figures = [scan_figures(conn, sql, p) for p in params[workload][:3]]
+                    figures = [scan_figures(conn, table, sql, p) for p in params[workload][:3]]
                 return Timing(len(lat), wall, percentile(lat, 50), percentile(lat, 99)), figures
 
             got = res.attempt(TARN, workload, measure, sql)
@@ -247,30 +300,33 @@ def run(ctx):
         for engine, t in timings.items():
             res.figure(workload, engine, "p50", t.p50, "ms", 1)
             res.figure(workload, engine, "p99", t.p99, "ms", 1)
-        plain, clustered = timings.get("Tarn `skip_plain`"), timings.get("Tarn `skip_clustered`")
-        if clustered:
-            res.ratios.append({"workload": workload, "metric": "p50", "tarn": clustered.p50,
+        plain = timings.get("Tarn `skip_plain`")
+        for table in CLUSTERED:
+            clustered = timings.get(f"Tarn `{table}`")
+            if not clustered:
+                continue
+            res.ratios.append({"workload": f"{workload} (`{table}`)", "metric": "p50", "tarn": clustered.p50,
                                "anchor": DUCKDB, "anchor_value": duck_t.p50,
                                "ratio": clustered.p50 / duck_t.p50, "better": "lower"})
             if plain:
-                res.ratios.append({"workload": workload + " (clustered vs plain Tarn)", "metric": "p50",
+                res.ratios.append({"workload": f"{workload} (`{table}` vs plain Tarn)", "metric": "p50",
                                    "tarn": clustered.p50, "anchor": "Tarn `skip_plain`",
                                    "anchor_value": plain.p50, "ratio": clustered.p50 / plain.p50,
                                    "better": "lower"})
-    for table in loaded:
+    for table in loaded + dimensions:
         res.attempt(TARN, "skipping cleanup", lambda: drop(ctx.tarn_dsn, table))
     duck.close()
 
-    def cut(workload, column):
+    def cut(workload, column, table):
         by = {r[1]: r for r in scan_rows if r[0] == workload}
-        plain, clustered = by.get("`skip_plain`"), by.get("`skip_clustered`")
-        if not plain or not clustered:
+        plain, other = by.get("`skip_plain`"), by.get(f"`{table}`")
+        if not plain or not other:
             return "n/a"
-        a = float(plain[column].replace(",", "")) if plain[column] != "n/a" else 0
-        b = float(clustered[column].replace(",", "")) if clustered[column] != "n/a" else 0
+        a = float(plain[column].replace(",", ""))
+        b = float(other[column].replace(",", ""))
         return f"{a / b:.0f}x" if b else "all skipped"
 
-    cuts = [(w, cut(w, 2), cut(w, 4)) for w in WORKLOADS]
+    cuts = [(w, *(cut(w, column, table) for table in CLUSTERED for column in (2, 4))) for w in WORKLOADS]
     res.section(
         f"## skipping: data skipping on {n:,} events\n\n"
         + __doc__.split("\n\n", 1)[1].replace("\n", " ").replace("  ", " ") + "\n\n"
@@ -280,7 +336,8 @@ def run(ctx):
         + "What each Tarn scan read (mean of 3 queries' `EXPLAIN ANALYZE`):\n\n"
         + md_table(["workload", "table", "rows read", "rows skipped", "bytes read"], scan_rows) + "\n\n"
         + "Clustered and indexed against plain, fewer rows and bytes read:\n\n"
-        + md_table(["workload", "rows", "bytes"], cuts) + "\n")
+        + md_table(["workload", "rows", "bytes", "rows, 2,048-row zones", "bytes, 2,048-row zones"], cuts)
+        + "\n")
     return res.as_dict()
 
 

@@ -121,6 +121,13 @@ impl ast::VisitorMut for Rewriter {
                         }
                     }
                 }
+                // An alias names its one column too (`generate_series(1, 3) g` reads
+                // `g`), as in Postgres. (Without one it stays DataFusion's `value`.)
+                if let Some(alias) = alias.as_mut().filter(|a| a.columns.is_empty()) {
+                    alias
+                        .columns
+                        .push(ast::TableAliasColumnDef { name: alias.name.clone(), data_type: None });
+                }
             } else if is_series {
                 let alias = alias.take().unwrap_or_else(|| table_alias("generate_series"));
                 *factor = unnest(vec![call("generate_series", plain_args(&args.args))], Some(alias));

@@ -775,6 +775,11 @@ impl Session {
             // Named before the rewrites, which may turn a call into an operator.
             name_output_columns(query);
         }
+        // An INSERT's rows are taken by position; their names need only be unique
+        // (`INSERT INTO t SELECT i, i ...`).
+        if let Statement::Insert(ast::Insert { source: Some(source), .. }) = &mut statement {
+            name_output_columns(source);
+        }
         crate::statements::pg_syntax::rewrite(&mut statement);
         rewrite_typed_casts(&mut statement);
         match statement {
