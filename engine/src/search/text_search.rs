@@ -117,7 +117,8 @@ impl ExtensionPlanner for Bm25Planner {
             scores: node.scores.clone(),
             snippets: node.snippets.clone(),
             top_k: node.top_k,
-            filter_text: filter_expr.map(|f| f.to_string()),
+            filter_text: filter_expr.as_ref().map(|f| f.to_string()),
+            filter_expr,
             filter,
             filter_columns,
             output: node.projection(schema.fields().len()),
@@ -311,6 +312,8 @@ struct TextSearch {
     /// The other filters (unqualified), for caching their allow sets, and as a physical
     /// expression over the table's schema.
     filter_text: Option<String>,
+    /// The same, for Lance's scanner (which answers what it can from scalar indexes).
+    filter_expr: Option<datafusion::logical_expr::Expr>,
     filter: Option<Arc<dyn PhysicalExpr>>,
     /// The table columns the filters read.
     filter_columns: Vec<usize>,
@@ -665,7 +668,9 @@ impl TextSearch {
     }
 
     /// Base row addresses passing the filters (cached per base version and filter):
-    /// from the base held in memory, or a scan of the filters' columns.
+    /// from the base held in memory, or a scan of the filters' columns, which Lance
+    /// filters first when it can (skipping by the scalar indexes; the filter is
+    /// evaluated on what it returns all the same).
     async fn allowed(&self, ds: &Arc<Dataset>, schema: &SchemaRef) -> DfResult<Arc<RoaringTreemap>> {
         let table_id = self.tarn().snapshot().manifest.table_id;
         let key = (table_id, ds.version().version, self.filter_text.clone().unwrap_or_default());
@@ -685,10 +690,21 @@ impl TextSearch {
         } else {
             let names: Vec<&str> =
                 self.filter_columns.iter().map(|&c| schema.field(c).name().as_str()).collect();
-            let mut scanner = ds.scan();
-            tarn_storage::blob::read_binary(&mut scanner).project(&names).map_err(lance_error)?;
-            scanner.with_row_address();
-            let mut stream = scanner.try_into_stream().await.map_err(lance_error)?;
+            let scanner = |lance_filter: Option<&datafusion::logical_expr::Expr>| -> DfResult<lance::dataset::scanner::Scanner> {
+                let mut scanner = ds.scan();
+                tarn_storage::blob::read_binary(&mut scanner).project(&names).map_err(lance_error)?;
+                scanner.with_row_address();
+                if let Some(f) = lance_filter {
+                    scanner.filter_expr(f.clone());
+                }
+                Ok(scanner)
+            };
+            // A filter Lance's planner refuses (a function of Tarn's) is left to the
+            // evaluation below.
+            let mut stream = match scanner(self.filter_expr.as_ref())?.try_into_stream().await {
+                Ok(stream) => stream,
+                Err(_) => scanner(None)?.try_into_stream().await.map_err(lance_error)?,
+            };
             while let Some(batch) = stream.try_next().await.map_err(lance_error)? {
                 // Lay the batch out in the table's schema (columns the filter does not
                 // read are NULL).
