@@ -335,6 +335,8 @@ async fn an_iceberg_table_written_by_pyiceberg() {
     assert_eq!(one_i64(&client, "SELECT count(*) FROM events_v1").await, 1000);
     let first = snapshots[0];
     assert_eq!(one_i64(&client, &format!("SELECT count(*) FROM events AS OF VERSION {first}")).await, 1000);
+    // Spark's and Iceberg's spelling.
+    assert_eq!(one_i64(&client, &format!("SELECT count(*) FROM events FOR VERSION AS OF {first}")).await, 1000);
     let e = client.query_one("SELECT count(*) FROM events AS OF VERSION 12345", &[]).await.unwrap_err();
     assert!(tarn_tests::describe(&e).contains("no snapshot 12345"), "{}", tarn_tests::describe(&e));
 

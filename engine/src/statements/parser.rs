@@ -310,10 +310,18 @@ fn order_options_of(statement: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
     out
 }
 
-/// `name AS OF VERSION n [alias]` to `tarn_as_of('name', n) AS alias` (the alias
-/// defaulting to the table's name).
+/// `name AS OF VERSION n [alias]` (or `FOR VERSION AS OF n`, `FOR SYSTEM_VERSION AS OF
+/// n`, `VERSION AS OF n`) to `tarn_as_of('name', n) AS alias` (the alias defaulting to
+/// the table's name).
 fn rewrite_as_of(tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
-    let is_keyword = |t: &Token, keyword: Keyword| matches!(t, Token::Word(w) if w.keyword == keyword);
+    // Tarn's spelling, and Spark's, Iceberg's and Delta's.
+    const SPELLINGS: [&[&str]; 4] = [
+        &["AS", "OF", "VERSION"],
+        &["FOR", "VERSION", "AS", "OF"],
+        &["FOR", "SYSTEM_VERSION", "AS", "OF"],
+        &["VERSION", "AS", "OF"],
+    ];
+    let word = |j: usize, text: &str| matches!(&tokens[j].token, Token::Word(w) if w.value.eq_ignore_ascii_case(text));
     let significant = |from: usize, count: usize| -> Vec<usize> {
         (from..tokens.len())
             .filter(|&j| !matches!(tokens[j].token, Token::Whitespace(_)))
@@ -323,63 +331,58 @@ fn rewrite_as_of(tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
     let mut out: Vec<TokenWithSpan> = Vec::with_capacity(tokens.len());
     let mut i = 0;
     while i < tokens.len() {
-        if is_keyword(&tokens[i].token, Keyword::AS) {
-            let next = significant(i + 1, 3);
-            let version = match next.as_slice() {
-                [of, version, number]
-                    if is_keyword(&tokens[*of].token, Keyword::OF)
-                        && is_keyword(&tokens[*version].token, Keyword::VERSION) =>
-                {
-                    match &tokens[*number].token {
-                        Token::Number(n, _) => Some((n.clone(), *number)),
-                        _ => None,
-                    }
-                }
+        let version = SPELLINGS.iter().find_map(|spelling| {
+            let at = significant(i, spelling.len() + 1);
+            let (number, words) = at.split_last()?;
+            let spelled =
+                words.len() == spelling.len() && words.iter().zip(spelling.iter()).all(|(&j, w)| word(j, w));
+            match &tokens[*number].token {
+                Token::Number(n, _) if spelled => Some((n.clone(), *number)),
                 _ => None,
-            };
-            if let Some((n, at)) = version {
-                // The table name: `word (. word)*` just before, whitespace aside.
-                let mut parts = Vec::new();
-                let mut want_word = true;
-                while let Some(last) = out.last() {
-                    match &last.token {
-                        Token::Whitespace(_) if parts.is_empty() => {
-                            out.pop();
-                        }
-                        Token::Word(w) if want_word => {
-                            parts.push(w.clone());
-                            want_word = false;
-                            out.pop();
-                        }
-                        Token::Period if !want_word => {
-                            want_word = true;
-                            out.pop();
-                        }
-                        _ => break,
+            }
+        });
+        if let Some((n, at)) = version {
+            // The table name: `word (. word)*` just before, whitespace aside.
+            let mut parts = Vec::new();
+            let mut want_word = true;
+            while let Some(last) = out.last() {
+                match &last.token {
+                    Token::Whitespace(_) if parts.is_empty() => {
+                        out.pop();
                     }
+                    Token::Word(w) if want_word => {
+                        parts.push(w.clone());
+                        want_word = false;
+                        out.pop();
+                    }
+                    Token::Period if !want_word => {
+                        want_word = true;
+                        out.pop();
+                    }
+                    _ => break,
                 }
-                if let Some(table) = parts.first().cloned() {
-                    let name: Vec<String> = parts.iter().rev().map(|w| w.value.clone()).collect();
-                    let wrap = TokenWithSpan::wrap;
+            }
+            if let Some(table) = parts.first().cloned() {
+                let name: Vec<String> = parts.iter().rev().map(|w| w.value.clone()).collect();
+                let wrap = TokenWithSpan::wrap;
+                out.push(wrap(Token::Whitespace(Whitespace::Space)));
+                out.push(wrap(Token::make_word("tarn_as_of", None)));
+                out.push(wrap(Token::LParen));
+                out.push(wrap(Token::SingleQuotedString(name.join("."))));
+                out.push(wrap(Token::Comma));
+                out.push(wrap(Token::Number(n, false)));
+                out.push(wrap(Token::RParen));
+                let aliased = significant(at + 1, 1).first().is_some_and(|&j| {
+                    matches!(&tokens[j].token, Token::Word(w) if w.keyword == Keyword::AS || w.keyword == Keyword::NoKeyword)
+                });
+                if !aliased {
                     out.push(wrap(Token::Whitespace(Whitespace::Space)));
-                    out.push(wrap(Token::make_word("tarn_as_of", None)));
-                    out.push(wrap(Token::LParen));
-                    out.push(wrap(Token::SingleQuotedString(name.join("."))));
-                    out.push(wrap(Token::Comma));
-                    out.push(wrap(Token::Number(n, false)));
-                    out.push(wrap(Token::RParen));
-                    let aliased = significant(at + 1, 1).first().is_some_and(|&j| {
-                        matches!(&tokens[j].token, Token::Word(w) if w.keyword == Keyword::AS || w.keyword == Keyword::NoKeyword)
-                    });
-                    if !aliased {
-                        out.push(wrap(Token::Whitespace(Whitespace::Space)));
-                        out.push(wrap(Token::make_keyword("AS")));
-                        out.push(wrap(Token::Whitespace(Whitespace::Space)));
-                        out.push(wrap(Token::Word(table)));
-                    }
-                    i = at + 1;
-                    continue;
+                    out.push(wrap(Token::make_keyword("AS")));
+                    out.push(wrap(Token::Whitespace(Whitespace::Space)));
+                    out.push(wrap(Token::Word(table)));
                 }
+                i = at + 1;
+                continue;
             }
         }
         out.push(tokens[i].clone());
@@ -621,6 +624,12 @@ mod tests {
         assert!(text.contains("tarn_as_of('s.events', 17) AS events WHERE"), "{text}");
         let text = parsed[1].statement.to_string();
         assert!(text.contains("tarn_as_of('t', 2) x"), "{text}");
+        for spelling in ["FOR VERSION AS OF", "for system_version as of", "VERSION AS OF"] {
+            let parsed =
+                parse_sql(&format!("SELECT * FROM s.events {spelling} 17 e JOIN t ON true")).unwrap();
+            let text = parsed[0].statement.to_string();
+            assert!(text.contains("tarn_as_of('s.events', 17) e JOIN"), "{spelling}: {text}");
+        }
     }
 
     #[test]
