@@ -172,6 +172,27 @@ async fn indexes_and_clustering_skip_and_never_change_an_answer() {
     let (line, read, skipped_rows) =
         skipped(&client, "skipped", "SELECT * FROM skipped WHERE ts BETWEEN 200000 AND 200500").await;
     assert!(skipped_rows >= 5 * read, "a zone map over a clustered column skips most rows: {line}");
+    // Each index's share: what it skips alone, at most what they skip together.
+    let (line, _, together) = skipped(
+        &client,
+        "skipped",
+        "SELECT * FROM skipped WHERE user_id = 1234 AND ts BETWEEN 200000 AND 200500",
+    )
+    .await;
+    let by_index = line.split("rows_skipped_by_index=[").nth(1).and_then(|r| r.split(']').next());
+    let by_index: Vec<(&str, u64)> = by_index
+        .unwrap_or_else(|| panic!("no rows_skipped_by_index in {line}"))
+        .split(", ")
+        .map(|f| f.split_once('=').map(|(n, v)| (n, v.parse().unwrap())).unwrap())
+        .collect();
+    assert_eq!(
+        by_index.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
+        ["skipped_user", "skipped_ts"],
+        "{line}"
+    );
+    for (name, rows) in by_index {
+        assert!(rows > 0 && rows <= together, "{name} skips {rows} alone, {together} with the other: {line}");
+    }
 
     // Writes after the indexes: new rows in the change store (and in the base of the
     // table without a key, not yet indexed), updated and deleted rows.

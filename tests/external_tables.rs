@@ -336,7 +336,10 @@ async fn an_iceberg_table_written_by_pyiceberg() {
     let first = snapshots[0];
     assert_eq!(one_i64(&client, &format!("SELECT count(*) FROM events AS OF VERSION {first}")).await, 1000);
     // Spark's and Iceberg's spelling.
-    assert_eq!(one_i64(&client, &format!("SELECT count(*) FROM events FOR VERSION AS OF {first}")).await, 1000);
+    assert_eq!(
+        one_i64(&client, &format!("SELECT count(*) FROM events FOR VERSION AS OF {first}")).await,
+        1000
+    );
     let e = client.query_one("SELECT count(*) FROM events AS OF VERSION 12345", &[]).await.unwrap_err();
     assert!(tarn_tests::describe(&e).contains("no snapshot 12345"), "{}", tarn_tests::describe(&e));
 

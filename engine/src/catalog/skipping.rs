@@ -8,11 +8,15 @@
 //!
 //! ```text
 //! TarnBaseScan: table=events, fragments=10, rows=10000000, indexes=[events_user_bloom bloom(user_id)],
+//!   rows_skipped_by_index=[events_user_bloom=9918080],
 //!   metrics=[fragments_read=3, fragments_skipped=7, rows_read=81920, rows_skipped=9918080, bytes_read=1.2 MB]
 //! ```
 //!
 //! Rows read are those the first read stage decoded (Lance reads the filter columns
 //! of the ranges the indexes left, then the other columns of the matching rows only).
+//! Lance reports only what its indexes skip together; under `EXPLAIN ANALYZE` each
+//! index's own figure is measured after the scan with a scan of no column under that
+//! index's filters alone ([`skipped_by_index`]).
 //!
 //! It also takes the dynamic filters DataFusion pushes down at run time (a hash join's
 //! bounds and key list from its build side, a TopK's current cut-off): when its stream
@@ -23,6 +27,7 @@
 //! `EXPLAIN ANALYZE` shows the filter that was added (`runtime_filter=...`).
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use datafusion::common::config::ConfigOptions;
@@ -58,7 +63,16 @@ pub struct BaseShape {
     /// Rows in the base's fragments (rows the deletion vector hides included: they are read).
     pub rows: u64,
     /// The declared scalar indexes over a column the scan's filters read.
-    pub indexes: Vec<String>,
+    pub indexes: Vec<IndexShape>,
+}
+
+/// A scalar index as a scan's report names it.
+#[derive(Debug, Clone)]
+pub struct IndexShape {
+    pub name: String,
+    pub columns: Vec<String>,
+    /// `name method(columns)`.
+    pub label: String,
 }
 
 impl BaseShape {
@@ -74,7 +88,11 @@ impl BaseShape {
         let indexes = defs
             .iter()
             .filter(|d| d.built && d.columns.iter().any(|c| filtered.contains(c)))
-            .map(|d| format!("{} {}({})", d.name, d.kind.method(), d.columns.join(", ")))
+            .map(|d| IndexShape {
+                name: d.name.clone(),
+                columns: d.columns.clone(),
+                label: format!("{} {}({})", d.name, d.kind.method(), d.columns.join(", ")),
+            })
             .collect();
         BaseShape { table, fragments: fragments.len() as u64, rows, indexes }
     }
@@ -103,6 +121,10 @@ pub struct BaseScanExec {
     keep_nulls: bool,
     /// The scans planned again at run time, for the metrics, and the filter each added.
     runs: Arc<Mutex<Vec<(Arc<dyn ExecutionPlan>, String)>>>,
+    /// Set under `EXPLAIN ANALYZE` ([`analyzing`]): the scan then also measures, once
+    /// it is done, what each index's part of the filters alone lets it skip.
+    analyze: Arc<AtomicBool>,
+    by_index: Arc<Mutex<Vec<(String, u64)>>>,
 }
 
 impl BaseScanExec {
@@ -116,7 +138,16 @@ impl BaseScanExec {
         request: ScanRequest,
         dynamic: Vec<Arc<dyn PhysicalExpr>>,
     ) -> Self {
-        BaseScanExec { input, shape, request, dynamic, keep_nulls: false, runs: Arc::default() }
+        BaseScanExec {
+            input,
+            shape,
+            request,
+            dynamic,
+            keep_nulls: false,
+            runs: Arc::default(),
+            analyze: Arc::default(),
+            by_index: Arc::default(),
+        }
     }
 
     fn keeping_nulls(&self) -> Self {
@@ -188,7 +219,8 @@ impl DisplayAs for BaseScanExec {
         let BaseShape { table, fragments, rows, indexes } = &self.shape;
         write!(f, "TarnBaseScan: table={table}, fragments={fragments}, rows={rows}")?;
         if !indexes.is_empty() {
-            write!(f, ", indexes=[{}]", indexes.join(", "))?;
+            let labels: Vec<&str> = indexes.iter().map(|i| i.label.as_str()).collect();
+            write!(f, ", indexes=[{}]", labels.join(", "))?;
         }
         if !self.dynamic.is_empty() {
             write!(f, ", dynamic_filters={}", self.dynamic.len())?;
@@ -199,6 +231,11 @@ impl DisplayAs for BaseScanExec {
         let runs = self.runs.lock().expect("runs lock");
         if let Some((_, filter)) = runs.first() {
             write!(f, ", runtime_filter=[{}]", shorten(filter, 200))?;
+        }
+        let by_index = self.by_index.lock().expect("by_index lock");
+        if !by_index.is_empty() {
+            let figures: Vec<String> = by_index.iter().map(|(name, rows)| format!("{name}={rows}")).collect();
+            write!(f, ", rows_skipped_by_index=[{}]", figures.join(", "))?;
         }
         Ok(())
     }
@@ -294,6 +331,131 @@ fn column_of(expr: &Arc<dyn PhysicalExpr>) -> Option<Expr> {
 fn literal_of(expr: &Arc<dyn PhysicalExpr>) -> Option<ScalarValue> {
     let literal = expr.downcast_ref::<Literal>()?;
     (!literal.value().is_null()).then(|| literal.value().clone())
+}
+
+impl BaseScanExec {
+    /// Partition `partition` of the scan, with what the dynamic filters let it skip.
+    fn scan(&self, partition: usize, context: Arc<TaskContext>) -> DfResult<SendableRecordBatchStream> {
+        if self.dynamic.is_empty() {
+            return self.input.execute(partition, context);
+        }
+        let (input, request, runs) = (self.input.clone(), self.request.clone(), self.runs.clone());
+        let (dynamic, keep_nulls) = (self.dynamic.clone(), self.keep_nulls);
+        let partitions = input.output_partitioning().partition_count();
+        // Started when first polled: a hash join polls its probe side once its build
+        // side is in and the filter has its final value.
+        let stream = futures::stream::once(async move {
+            let mut added = Vec::new();
+            for filter in dynamic {
+                let filter = lance_filter(&snapshot_physical_expr(filter)?);
+                added.extend(if keep_nulls { filter.map(or_nulls) } else { filter });
+            }
+            let Some(added) = added.into_iter().reduce(Expr::and) else {
+                return input.execute(partition, context);
+            };
+            let mut filters = request.filters.clone();
+            filters.push(added.clone());
+            let state = session_of(&context);
+            let planned = crate::catalog::provider::lance_scan(
+                &request.ds,
+                request.with_address,
+                &state,
+                request.projection.as_ref(),
+                &filters,
+                request.limit,
+            )
+            .await;
+            // A filter Lance's planner refuses (a type it does not compare) only costs
+            // the saving: the scan runs as planned.
+            let Ok(plan) = planned else {
+                return input.execute(partition, context);
+            };
+            runs.lock().expect("runs lock").push((plan.clone(), added.to_string()));
+            // This partition's share of the new scan's partitions (their number may differ).
+            let streams = (partition..plan.output_partitioning().partition_count())
+                .step_by(partitions)
+                .map(|p| plan.execute(p, context.clone()))
+                .collect::<DfResult<Vec<_>>>()?;
+            let schema = input.schema();
+            Ok(Box::pin(RecordBatchStreamAdapter::new(schema, futures::stream::iter(streams).flatten()))
+                as SendableRecordBatchStream)
+        })
+        .try_flatten();
+        Ok(Box::pin(RecordBatchStreamAdapter::new(self.input.schema(), stream)))
+    }
+}
+
+/// A session for planning a Lance scan at run time (its settings and memory pool).
+fn session_of(context: &TaskContext) -> datafusion::execution::SessionState {
+    SessionStateBuilder::new()
+        .with_config(context.session_config().clone())
+        .with_runtime_env(context.runtime_env())
+        .build()
+}
+
+/// Marks the base scans of an `EXPLAIN ANALYZE`'s plan: each then reports the rows
+/// each of its indexes would skip alone (see [`skipped_by_index`]).
+pub fn analyzing(plan: &Arc<dyn ExecutionPlan>) {
+    if let Some(scan) = plan.downcast_ref::<BaseScanExec>() {
+        scan.analyze.store(true, Ordering::Relaxed);
+    }
+    for child in plan.children() {
+        analyzing(child);
+    }
+}
+
+/// For each index column the scan's filters read, the base rows Lance skips with only
+/// the filters on that column: a scan of no column under them, its `rows_scanned`
+/// against the base's rows. (Lance combines the indexes' answers into one set of row
+/// ranges and reports only that; this measures each on its own, for `EXPLAIN ANALYZE`.)
+async fn skipped_by_index(
+    request: &ScanRequest,
+    shape: &BaseShape,
+    context: &Arc<TaskContext>,
+) -> DfResult<Vec<(String, u64)>> {
+    let state = session_of(context);
+    let conjuncts: Vec<Expr> = request
+        .filters
+        .iter()
+        .flat_map(|f| datafusion::logical_expr::utils::split_conjunction(f).into_iter().cloned())
+        .collect();
+    let mut figures = Vec::new();
+    for index in &shape.indexes {
+        for column in &index.columns {
+            let own: Vec<Expr> = conjuncts
+                .iter()
+                .filter(|f| {
+                    let refs = f.column_refs();
+                    !refs.is_empty() && refs.iter().all(|c| &c.name == column)
+                })
+                .cloned()
+                .collect();
+            if own.is_empty() {
+                continue;
+            }
+            let plan = crate::catalog::provider::lance_scan(
+                &request.ds,
+                false,
+                &state,
+                Some(&Vec::new()),
+                &own,
+                None,
+            )
+            .await?;
+            for partition in 0..plan.output_partitioning().partition_count() {
+                let mut stream = plan.execute(partition, context.clone())?;
+                while stream.try_next().await?.is_some() {}
+            }
+            let (mut scanned, mut unused) = (0, 0);
+            metric(plan.as_ref(), "rows_scanned", &mut scanned, &mut unused);
+            let name = match index.columns.len() {
+                1 => index.name.clone(),
+                _ => format!("{}({column})", index.name),
+            };
+            figures.push((name, shape.rows.saturating_sub(scanned as u64)));
+        }
+    }
+    Ok(figures)
 }
 
 /// The largest value of metric `name` over the nodes of `plan` (fragments and rows:
@@ -408,55 +570,20 @@ impl ExecutionPlan for BaseScanExec {
     }
 
     fn execute(&self, partition: usize, context: Arc<TaskContext>) -> DfResult<SendableRecordBatchStream> {
-        if self.dynamic.is_empty() {
-            return self.input.execute(partition, context);
+        let stream = self.scan(partition, context.clone())?;
+        if partition != 0 || !self.analyze.load(Ordering::Relaxed) {
+            return Ok(stream);
         }
-        let (input, request, runs) = (self.input.clone(), self.request.clone(), self.runs.clone());
-        let (dynamic, keep_nulls) = (self.dynamic.clone(), self.keep_nulls);
-        let partitions = input.output_partitioning().partition_count();
-        // Started when first polled: a hash join polls its probe side once its build
-        // side is in and the filter has its final value.
-        let stream = futures::stream::once(async move {
-            let mut added = Vec::new();
-            for filter in dynamic {
-                let filter = lance_filter(&snapshot_physical_expr(filter)?);
-                added.extend(if keep_nulls { filter.map(or_nulls) } else { filter });
+        let (request, shape, by_index) = (self.request.clone(), self.shape.clone(), self.by_index.clone());
+        let after = futures::stream::once(async move {
+            // A figure it cannot get leaves the report without it, not the query failing.
+            if let Ok(figures) = skipped_by_index(&request, &shape, &context).await {
+                *by_index.lock().expect("by_index lock") = figures;
             }
-            let Some(added) = added.into_iter().reduce(Expr::and) else {
-                return input.execute(partition, context);
-            };
-            let mut filters = request.filters.clone();
-            filters.push(added.clone());
-            let state = SessionStateBuilder::new()
-                .with_config(context.session_config().clone())
-                .with_runtime_env(context.runtime_env())
-                .build();
-            let planned = crate::catalog::provider::lance_scan(
-                &request.ds,
-                request.with_address,
-                &state,
-                request.projection.as_ref(),
-                &filters,
-                request.limit,
-            )
-            .await;
-            // A filter Lance's planner refuses (a type it does not compare) only costs
-            // the saving: the scan runs as planned.
-            let Ok(plan) = planned else {
-                return input.execute(partition, context);
-            };
-            runs.lock().expect("runs lock").push((plan.clone(), added.to_string()));
-            // This partition's share of the new scan's partitions (their number may differ).
-            let streams = (partition..plan.output_partitioning().partition_count())
-                .step_by(partitions)
-                .map(|p| plan.execute(p, context.clone()))
-                .collect::<DfResult<Vec<_>>>()?;
-            let schema = input.schema();
-            Ok(Box::pin(RecordBatchStreamAdapter::new(schema, futures::stream::iter(streams).flatten()))
-                as SendableRecordBatchStream)
+            None
         })
-        .try_flatten();
-        Ok(Box::pin(RecordBatchStreamAdapter::new(self.input.schema(), stream)))
+        .filter_map(futures::future::ready);
+        Ok(Box::pin(RecordBatchStreamAdapter::new(self.input.schema(), stream.chain(after))))
     }
 
     /// Computed from the read nodes below (and the scans planned again), once they ran.

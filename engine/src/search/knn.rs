@@ -1120,7 +1120,11 @@ impl QueryPlanner for TarnQueryPlanner {
         session_state: &SessionState,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
         let planner = DefaultPhysicalPlanner::with_extension_planners(search_planners());
-        planner.create_physical_plan(logical_plan, session_state).await
+        let plan = planner.create_physical_plan(logical_plan, session_state).await?;
+        if matches!(logical_plan, LogicalPlan::Analyze(_)) {
+            crate::catalog::skipping::analyzing(&plan);
+        }
+        Ok(plan)
     }
 }
 
