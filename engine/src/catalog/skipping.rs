@@ -32,6 +32,7 @@ use std::sync::{Arc, Mutex};
 
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::stats::Precision;
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::common::NullEquality;
 use datafusion::common::{ScalarValue, Statistics};
 use datafusion::error::Result as DfResult;
@@ -267,11 +268,13 @@ fn lance_filter(expr: &Arc<dyn PhysicalExpr>) -> Option<Expr> {
         match op {
             Operator::And => {
                 return match (lance_filter(binary.left()), lance_filter(binary.right())) {
-                    (Some(l), Some(r)) => Some(l.and(r)),
+                    (Some(l), Some(r)) => Some(both(l, r)),
                     (one, None) | (None, one) => one,
                 }
             }
-            Operator::Or => return Some(lance_filter(binary.left())?.or(lance_filter(binary.right())?)),
+            Operator::Or => {
+                return Some(either(vec![lance_filter(binary.left())?, lance_filter(binary.right())?]))
+            }
             _ => {}
         }
         let (column, value, op) = match (column_of(binary.left()), literal_of(binary.right())) {
@@ -308,9 +311,9 @@ fn lance_filter(expr: &Arc<dyn PhysicalExpr>) -> Option<Expr> {
         if !otherwise_false {
             return None;
         }
-        let branches: Option<Vec<Expr>> =
-            case.when_then_expr().iter().map(|(_, then)| lance_filter(then)).collect();
-        return branches?.into_iter().reduce(Expr::or);
+        let branches: Vec<Expr> =
+            case.when_then_expr().iter().map(|(_, then)| lance_filter(then)).collect::<Option<_>>()?;
+        return (!branches.is_empty()).then(|| either(branches));
     }
     None
 }
@@ -321,6 +324,55 @@ fn or_nulls(filter: Expr) -> Expr {
     columns.sort_by(|a, b| a.name.cmp(&b.name));
     columns.dedup();
     columns.into_iter().fold(filter, |f, c| f.or(Expr::Column(c).is_null()))
+}
+
+/// `l AND r`, where a hash join's key list makes its bounds (the list's own minimum
+/// and maximum) redundant: the list alone, which a Bloom filter answers (it answers no
+/// range, and Lance then leaves an `OR` of such branches to a full scan).
+fn both(l: Expr, r: Expr) -> Expr {
+    let ranges_of = |e: &Expr, column: &datafusion::common::Column| {
+        let mut only_ranges = true;
+        e.apply(|e| {
+            match e {
+                Expr::BinaryExpr(b) if b.op == Operator::And => {}
+                Expr::BinaryExpr(b)
+                    if matches!(b.op, Operator::Lt | Operator::LtEq | Operator::Gt | Operator::GtEq) =>
+                {
+                    only_ranges &= matches!(b.left.as_ref(), Expr::Column(c) if c == column);
+                    return Ok(TreeNodeRecursion::Jump);
+                }
+                _ => only_ranges = false,
+            }
+            Ok(TreeNodeRecursion::Continue)
+        })
+        .expect("infallible");
+        only_ranges
+    };
+    match (&l, &r) {
+        (bounds, Expr::InList(list)) | (Expr::InList(list), bounds) if matches!(list.expr.as_ref(), Expr::Column(c) if ranges_of(bounds, c)) => {
+            Expr::InList(list.clone())
+        }
+        _ => l.and(r),
+    }
+}
+
+/// `OR` of `branches`; key lists of one column (a partitioned join's, one per
+/// partition) become one list.
+fn either(branches: Vec<Expr>) -> Expr {
+    let column = match branches.first() {
+        Some(Expr::InList(list)) if !list.negated => list.expr.clone(),
+        _ => return branches.into_iter().reduce(Expr::or).expect("a branch at least"),
+    };
+    let mut values = Vec::new();
+    for branch in &branches {
+        match branch {
+            Expr::InList(list) if !list.negated && list.expr == column => {
+                values.extend(list.list.iter().cloned())
+            }
+            _ => return branches.into_iter().reduce(Expr::or).expect("a branch at least"),
+        }
+    }
+    column.in_list(values, false)
 }
 
 fn column_of(expr: &Arc<dyn PhysicalExpr>) -> Option<Expr> {
@@ -673,6 +725,21 @@ mod tests {
             "a >= Int64(3) AND a <= Int64(9) OR a IN ([Int64(3), Int64(9)])"
         );
         assert_eq!(shown(&case(lit(true), keys.clone())), None);
+        // A key list makes its bounds redundant; a partitioned join's lists are one.
+        let bounded = |list: Vec<i64>| {
+            let keys = in_list(a.clone(), list.into_iter().map(lit).collect(), &false, &s).unwrap();
+            binary(bounds.clone(), Operator::And, keys)
+        };
+        assert_eq!(shown(&bounded(vec![3, 9])).unwrap(), "a IN ([Int64(3), Int64(9)])");
+        let partitioned: Arc<dyn PhysicalExpr> = Arc::new(
+            CaseExpr::try_new(
+                Some(hash.clone()),
+                vec![(lit(0i64), bounded(vec![4])), (lit(1i64), bounded(vec![3, 9]))],
+                Some(lit(false)),
+            )
+            .unwrap(),
+        );
+        assert_eq!(shown(&partitioned).unwrap(), "a IN ([Int64(4), Int64(3), Int64(9)])");
         assert_eq!(
             or_nulls(lance_filter(&bounds).unwrap()).to_string(),
             "a >= Int64(3) AND a <= Int64(9) OR a IS NULL"
