@@ -82,6 +82,8 @@ impl TestServer {
             history_retention: server_config.history_retention.clone(),
             storage: server_config.engine_config().storage,
             external_locations: server_config.external_locations.clone(),
+            audit: server_config.audit,
+            audit_redact_literals: server_config.audit_redact_literals,
         };
         let (ready_tx, ready_rx) = oneshot::channel();
         let (stop_tx, stop_rx) = oneshot::channel::<()>();

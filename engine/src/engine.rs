@@ -42,6 +42,10 @@ pub struct EngineConfig {
     pub storage: tarn_storage::OpenOptions,
     /// Folders external tables may read and `COPY ... TO` may write (absolute paths).
     pub external_locations: Vec<std::path::PathBuf>,
+    /// Keep the audit trail of every statement (`tarn_storage::audit`).
+    pub audit: bool,
+    /// The trail's statements with their literals replaced by `?`.
+    pub audit_redact_literals: bool,
 }
 
 impl Default for EngineConfig {
@@ -55,6 +59,8 @@ impl Default for EngineConfig {
             history_retention: "7 days".into(),
             storage: Default::default(),
             external_locations: Vec::new(),
+            audit: true,
+            audit_redact_literals: false,
         }
     }
 }
@@ -170,7 +176,14 @@ impl Engine {
                 crate::search::find_tables::FindTables::new(Arc::downgrade(&warehouse), models.clone()),
             ))),
         );
+        template.register_udtf(
+            "tarn_audit_verify",
+            Arc::new(crate::catalog::system::AuditVerifyFunction(Arc::downgrade(&warehouse))),
+        );
         let maintenance = warehouse.start_maintenance();
+        if config.audit {
+            warehouse.keep_audit().await?;
+        }
         Ok(Arc::new(Engine {
             warehouse,
             config,
@@ -191,8 +204,23 @@ impl Engine {
         if let Err(e) = crate::statements::temp::drop_leftovers(&self.warehouse).await {
             tracing::warn!(error = %e, "could not drop the sessions' temporary schemas");
         }
+        if let Some(audit) = self.warehouse.audit() {
+            if let Err(e) = audit.seal().await {
+                tracing::warn!(error = %e, "could not seal the last audit records");
+            }
+        }
         self.warehouse.close().await;
         self.maintenance.abort();
+    }
+
+    /// The audit trail, when kept (none when turned off, or on a read-only replica).
+    pub fn audit(&self) -> Option<&Arc<tarn_storage::audit::AuditLog>> {
+        self.warehouse.audit()
+    }
+
+    /// The audit trail keeps statements without their literals.
+    pub fn audit_redacts_literals(&self) -> bool {
+        self.config.audit_redact_literals
     }
 
     /// Parses column defaults into expressions (as INSERT uses them).

@@ -31,4 +31,5 @@ pub mod types;
 
 pub use engine::{Engine, EngineConfig};
 pub use error::{EngineError, Result};
+pub use statements::parser::redact_literals;
 pub use statements::session::{CommandTag, Output, Prepared, RowsCommand, Session, TxStatus};

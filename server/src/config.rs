@@ -57,6 +57,10 @@ pub struct ServerConfig {
     /// Folders whose files `CREATE EXTERNAL TABLE` may read and `COPY ... TO` may write
     /// (absolute paths; anything else is 42501). Empty: none.
     pub external_locations: Vec<PathBuf>,
+    /// Keep the audit trail of every statement in the warehouse (`tarn_audit_log`).
+    pub audit: bool,
+    /// The audit trail's statements with their literals replaced by `?`.
+    pub audit_redact_literals: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -98,6 +102,8 @@ impl Default for ServerConfig {
             follow_interval: "1s".into(),
             writer_lease_ttl: "10s".into(),
             external_locations: vec![],
+            audit: true,
+            audit_redact_literals: false,
         }
     }
 }
@@ -182,6 +188,8 @@ impl ServerConfig {
             models_dir: Some(self.models_dir.clone()),
             history_retention: self.history_retention.clone(),
             external_locations: self.external_locations.clone(),
+            audit: self.audit,
+            audit_redact_literals: self.audit_redact_literals,
             storage: tarn_storage::OpenOptions {
                 s3: self.s3.clone(),
                 wal_dir: self.wal_dir.clone(),

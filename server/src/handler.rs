@@ -39,6 +39,7 @@ use tarn_engine::{CommandTag, Engine, EngineError, Output, Prepared, RowsCommand
 use tokio::sync::Mutex;
 use tracing::{debug, info_span, Instrument};
 
+use crate::audit::{Identity, StatementAudit};
 use crate::copy::start_copy;
 use crate::encode::{decode_param, encode_batch, field_infos, wire_type};
 use crate::errors::{client_error, error_context, ClientError};
@@ -58,6 +59,7 @@ struct Started {
     _slot: tokio::sync::OwnedSemaphorePermit,
     registration: Registration,
     activity: Registered,
+    identity: Identity,
 }
 
 /// The state of one connection.
@@ -109,6 +111,16 @@ impl Connection {
         })
     }
 
+    /// A statement's audit record begins (none before startup ends, or without a trail).
+    fn audit_starts(&self, session: &Session, sql: &str) -> Option<StatementAudit> {
+        let engine = &self.shared.engine;
+        let log = engine.audit()?.clone();
+        let started = self.started.lock().expect("connection");
+        let identity = &started.as_ref()?.identity;
+        let application = session.settings().get("application_name").unwrap_or_default();
+        Some(StatementAudit::start(log, identity, application, sql, engine.audit_redacts_literals()))
+    }
+
     /// The session waits for its client again (`pg_stat_activity`'s state).
     fn now_idle(&self, session: &Session) {
         let idle = match session.tx_status() {
@@ -147,6 +159,47 @@ async fn copy_interruptible(
 ) -> PgWireResult<Response> {
     let copy = async { Ok::<_, EngineError>(copy.await) };
     interruptible(interrupt, copy).await.map_err(engine_error)?
+}
+
+/// A statement's text for the audit trail: as the client wrote it, or when the query
+/// string held several, its own (as parsed).
+fn own_text(prepared: &Prepared, many: bool) -> std::borrow::Cow<'_, str> {
+    match many {
+        true => prepared.statement.statement.to_string().into(),
+        false => prepared.sql.as_ref().into(),
+    }
+}
+
+/// A statement's outcome, recorded in the audit trail.
+fn audited(
+    audit: Option<StatementAudit>,
+    outcome: Result<Output, EngineError>,
+) -> Result<Output, EngineError> {
+    let Some(audit) = audit else { return outcome };
+    match outcome {
+        Ok(output) => Ok(audit.succeeded(output)),
+        Err(e) => {
+            audit.failed(&e);
+            Err(e)
+        }
+    }
+}
+
+/// A COPY's outcome, recorded in the audit trail (its row count is in its tag).
+fn audit_copy(audit: Option<StatementAudit>, outcome: &PgWireResult<Response>) {
+    let Some(audit) = audit else { return };
+    match outcome {
+        Ok(Response::Execution(tag)) => audit.done(copied_rows(tag)),
+        Ok(_) => audit.done(None),
+        Err(PgWireError::UserError(info)) => audit.failed_with(&info.code),
+        Err(_) => audit.failed_with("XX000"),
+    }
+}
+
+/// The count of a `COPY n` tag.
+fn copied_rows(tag: &pgwire::api::results::Tag) -> Option<u64> {
+    let complete: pgwire::messages::response::CommandComplete = tag.clone().into();
+    complete.tag.rsplit(' ').next()?.parse().ok()
 }
 
 /// A result's rows under the statement's [`Interrupt`].
@@ -379,7 +432,9 @@ impl Handler {
             application_name,
             registration.signals(),
         );
-        *self.0.started.lock().expect("connection") = Some(Started { _slot: slot, registration, activity });
+        let identity = Identity { pid, user: user.clone(), client: client.socket_addr().to_string() };
+        *self.0.started.lock().expect("connection") =
+            Some(Started { _slot: slot, registration, activity, identity });
 
         client.feed(PgWireBackendMessage::Authentication(Authentication::Ok)).await?;
         // Nothing reported yet (generation 0 is no session's): every reported setting.
@@ -502,9 +557,12 @@ impl SimpleQueryHandler for Handler {
                         // follows as its data); COPY TO streams now if nothing waits.
                         let send_now = responses.is_empty();
                         let mut interrupt = self.0.statement_starts(session, &prepared.sql);
+                        let audit = self.0.audit_starts(session, &own_text(prepared, many));
                         let copy =
                             start_copy(session, &prepared.statement, client, &self.0.copy_in, send_now);
-                        match copy_interruptible(&mut interrupt, copy).await {
+                        let outcome = copy_interruptible(&mut interrupt, copy).await;
+                        audit_copy(audit, &outcome);
+                        match outcome {
                             Ok(response) => responses.push(response),
                             Err(e) => {
                                 session.note_error();
@@ -515,6 +573,7 @@ impl SimpleQueryHandler for Handler {
                         continue;
                     }
                     let mut interrupt = self.0.statement_starts(session, &prepared.sql);
+                    let audit = self.0.audit_starts(session, &own_text(prepared, many));
                     let work = async {
                         let output = prefetch(session.execute(prepared, vec![]).await?).await?;
                         // With several statements in one message, a result is read before
@@ -533,6 +592,7 @@ impl SimpleQueryHandler for Handler {
                         Ok::<_, EngineError>(output)
                     };
                     let outcome = guarded(&query, interruptible(&mut interrupt, work)).await;
+                    let outcome = audited(audit, outcome);
                     match outcome {
                         Ok(output) => {
                             let output = interruptible_rows(output, interrupt);
@@ -719,8 +779,10 @@ impl ExtendedQueryHandler for Handler {
                 .0
                 .with_session(async |session| {
                     let mut interrupt = self.0.statement_starts(session, &prepared.sql);
+                    let audit = self.0.audit_starts(session, &prepared.sql);
                     let copy = start_copy(session, &prepared.statement, client, copy_in, true);
                     let outcome = copy_interruptible(&mut interrupt, copy).await;
+                    audit_copy(audit, &outcome);
                     if outcome.is_err() {
                         session.note_error();
                     }
@@ -758,8 +820,9 @@ impl ExtendedQueryHandler for Handler {
             .with_session(async |session| {
                 let sql = &prepared.sql;
                 let mut interrupt = self.0.statement_starts(session, &prepared.sql);
+                let audit = self.0.audit_starts(session, &prepared.sql);
                 let work = async { prefetch(session.execute(&prepared, params).await?).await };
-                let output = guarded(sql, interruptible(&mut interrupt, work)).await;
+                let output = audited(audit, guarded(sql, interruptible(&mut interrupt, work)).await);
                 let output = output.inspect_err(|_| session.note_error()).map_err(engine_error)?;
                 Ok::<_, PgWireError>(response(
                     interruptible_rows(output, interrupt),

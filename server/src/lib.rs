@@ -26,6 +26,7 @@
 // The write path's futures (statement, transaction, commit) nest deeply.
 #![recursion_limit = "256"]
 
+mod audit;
 pub mod auth;
 pub mod config;
 pub mod copy;

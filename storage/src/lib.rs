@@ -54,6 +54,7 @@
 //! 3. Flushes and compactions never change what a reader sees (`tests/model.rs`).
 
 pub mod alter;
+pub mod audit;
 pub mod blob;
 pub mod cache;
 pub mod changes;

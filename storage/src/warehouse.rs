@@ -81,6 +81,8 @@ pub struct Warehouse {
     /// Folders of dropped tables that readers still read: deleted once they let go,
     /// and no new table's meanwhile.
     dropping: Arc<std::sync::Mutex<BTreeSet<Path>>>,
+    /// The statements' audit trail, when the server keeps one ([`Warehouse::keep_audit`]).
+    audit: std::sync::OnceLock<Arc<crate::audit::AuditLog>>,
 }
 
 /// Start a checkpoint once the log has grown by this much since the last one.
@@ -177,6 +179,22 @@ pub struct OpenOptions {
 impl Warehouse {
     /// Opens (creating if needed) the warehouse at a folder path or `file://` URL and
     /// loads every table in it.
+    /// Opens the audit trail (`_tarn/audit`) for the server's statements; a read-only
+    /// replica keeps none.
+    pub async fn keep_audit(&self) -> Result<()> {
+        if self.wal.is_none() || self.audit.get().is_some() {
+            return Ok(());
+        }
+        let log = crate::audit::AuditLog::open(self.location.store().clone()).await?;
+        let _ = self.audit.set(log);
+        Ok(())
+    }
+
+    /// The audit trail, when kept.
+    pub fn audit(&self) -> Option<&Arc<crate::audit::AuditLog>> {
+        self.audit.get()
+    }
+
     pub async fn open(location: &str) -> Result<Self> {
         Self::open_with(location, &OpenOptions::default()).await
     }
@@ -203,6 +221,7 @@ impl Warehouse {
             checkpointed_groups: AtomicU64::new(0),
             history_retention: RwLock::new(crate::retention::DEFAULT_RETENTION),
             dropping: Arc::default(),
+            audit: Default::default(),
         };
         if options.read_only {
             warehouse.location.fence().set_read_only();

@@ -1,7 +1,9 @@
 //! System views: `tarn_tables`, the state of every table and bucket; `tarn_indexes`,
 //! every vector and bm25 index and the progress of a vector index's build;
 //! `tarn_storage`, what each table takes on storage and how much history it keeps;
-//! `tarn_object_cache`, the object-range cache of an object-store warehouse.
+//! `tarn_object_cache`, the object-range cache of an object-store warehouse;
+//! `tarn_audit_log`, the statements of the audit trail, and `tarn_audit_verify()`, the
+//! check of its hash chain.
 
 use std::sync::Arc;
 
@@ -21,6 +23,7 @@ pub const TARN_TABLES: &str = "tarn_tables";
 pub const TARN_INDEXES: &str = "tarn_indexes";
 pub const TARN_STORAGE: &str = "tarn_storage";
 pub const TARN_OBJECT_CACHE: &str = "tarn_object_cache";
+pub const TARN_AUDIT_LOG: &str = "tarn_audit_log";
 
 /// One row per table and bucket (one row with a NULL bucket for a table without a
 /// primary key): versions, base rows, change rows waiting, the base rows the bucket's
@@ -365,4 +368,120 @@ pub fn tarn_object_cache(warehouse: &Warehouse) -> DfResult<Arc<dyn TableProvide
     debug_assert!(columns.iter().all(|c| c.len() == rows));
     let batch = RecordBatch::try_new(schema.clone(), columns)?;
     Ok(Arc::new(MemTable::try_new(schema, vec![vec![batch]])?))
+}
+
+/// One row per statement of the audit trail, sealed or not yet, oldest first: when it
+/// started, who ran it from where, its text, SQLSTATE, rows and duration. Empty when
+/// the server keeps no trail.
+pub async fn tarn_audit_log(warehouse: &Warehouse) -> DfResult<Arc<dyn TableProvider>> {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("started_at", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), false),
+        Field::new("pid", DataType::Int32, false),
+        Field::new("user_name", DataType::Utf8, false),
+        Field::new("client_addr", DataType::Utf8, false),
+        Field::new("application_name", DataType::Utf8, false),
+        Field::new("statement", DataType::Utf8, false),
+        Field::new("sqlstate", DataType::Utf8, false),
+        Field::new("rows", DataType::Int64, true),
+        Field::new("duration_ms", DataType::Float64, false),
+    ]));
+    let records = match warehouse.audit() {
+        Some(log) => log.records().await.map_err(|e| crate::EngineError::from(e).into_datafusion())?,
+        None => Vec::new(),
+    };
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(
+            arrow::array::TimestampMicrosecondArray::from(
+                records.iter().map(|r| r.at_us).collect::<Vec<_>>(),
+            )
+            .with_timezone("UTC"),
+        ),
+        Arc::new(Int32Array::from(records.iter().map(|r| r.pid).collect::<Vec<_>>())),
+        Arc::new(StringArray::from_iter_values(records.iter().map(|r| r.user.as_str()))),
+        Arc::new(StringArray::from_iter_values(records.iter().map(|r| r.client.as_str()))),
+        Arc::new(StringArray::from_iter_values(records.iter().map(|r| r.application.as_str()))),
+        Arc::new(StringArray::from_iter_values(records.iter().map(|r| r.statement.as_str()))),
+        Arc::new(StringArray::from_iter_values(records.iter().map(|r| r.sqlstate.as_str()))),
+        Arc::new(Int64Array::from(records.iter().map(|r| r.rows.map(|n| n as i64)).collect::<Vec<_>>())),
+        Arc::new(Float64Array::from(
+            records.iter().map(|r| r.duration_us as f64 / 1000.0).collect::<Vec<_>>(),
+        )),
+    ];
+    let batch = RecordBatch::try_new(schema.clone(), columns)?;
+    Ok(Arc::new(MemTable::try_new(schema, vec![vec![batch]])?))
+}
+
+/// `tarn_audit_verify()`: walks the audit trail's hash chain (`tarn_storage::audit`)
+/// when read; one row: whether it holds, the segments and records it checked, and the
+/// first break. Without a trail: not ok, and says so.
+#[derive(Debug)]
+pub struct AuditVerifyFunction(pub std::sync::Weak<Warehouse>);
+
+impl datafusion::catalog::TableFunctionImpl for AuditVerifyFunction {
+    fn call(&self, args: &[datafusion::logical_expr::Expr]) -> DfResult<Arc<dyn TableProvider>> {
+        if !args.is_empty() {
+            return Err(datafusion::error::DataFusionError::Plan(
+                "tarn_audit_verify() takes no arguments".into(),
+            ));
+        }
+        Ok(Arc::new(AuditVerify(self.0.clone())))
+    }
+}
+
+#[derive(Debug)]
+struct AuditVerify(std::sync::Weak<Warehouse>);
+
+impl AuditVerify {
+    fn schema() -> arrow::datatypes::SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("ok", DataType::Boolean, false),
+            Field::new("segments", DataType::Int64, false),
+            Field::new("records", DataType::Int64, false),
+            Field::new("problem", DataType::Utf8, true),
+        ]))
+    }
+}
+
+#[async_trait::async_trait]
+impl TableProvider for AuditVerify {
+    fn schema(&self) -> arrow::datatypes::SchemaRef {
+        Self::schema()
+    }
+
+    fn table_type(&self) -> datafusion::logical_expr::TableType {
+        datafusion::logical_expr::TableType::Temporary
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn datafusion::catalog::Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[datafusion::logical_expr::Expr],
+        _limit: Option<usize>,
+    ) -> DfResult<Arc<dyn datafusion::physical_plan::ExecutionPlan>> {
+        let found = match self.0.upgrade().as_ref().and_then(|w| w.audit().cloned()) {
+            Some(log) => log.verify().await.map_err(|e| crate::EngineError::from(e).into_datafusion())?,
+            None => tarn_storage::audit::Verification {
+                segments: 0,
+                records: 0,
+                problem: Some("this server keeps no audit trail".into()),
+            },
+        };
+        let schema = Self::schema();
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(BooleanArray::from(vec![found.problem.is_none()])),
+                Arc::new(Int64Array::from(vec![found.segments as i64])),
+                Arc::new(Int64Array::from(vec![found.records as i64])),
+                Arc::new(StringArray::from(vec![found.problem])),
+            ],
+        )?;
+        let exec = datafusion::datasource::memory::MemorySourceConfig::try_new_exec(
+            &[vec![batch]],
+            schema,
+            projection.cloned(),
+        )?;
+        Ok(exec)
+    }
 }

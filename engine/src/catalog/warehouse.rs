@@ -118,6 +118,11 @@ impl SchemaProvider for TarnSchema {
         {
             return Ok(Some(crate::catalog::system::tarn_object_cache(&self.warehouse)?));
         }
+        if name == crate::catalog::system::TARN_AUDIT_LOG
+            && self.warehouse.table(&TableName::new(&self.name, name)).is_none()
+        {
+            return Ok(Some(crate::catalog::system::tarn_audit_log(&self.warehouse).await?));
+        }
         let name = TableName::new(&self.name, name);
         if let Some(view) = self.warehouse.view(&name) {
             return Ok(Some(Arc::new(TarnView::new(view))));

@@ -310,6 +310,29 @@ fn order_options_of(statement: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
     out
 }
 
+/// `sql` with every literal (numbers, strings, bit strings) replaced by `?`, as an audit
+/// trail keeps statements when told to keep no values; text that does not tokenize is
+/// kept as `?` whole.
+pub fn redact_literals(sql: &str) -> String {
+    let dialect = PostgreSqlDialect {};
+    let Ok(tokens) = Tokenizer::new(&dialect, sql).tokenize() else { return "?".to_string() };
+    tokens
+        .into_iter()
+        .map(|token| match token {
+            Token::Number(..)
+            | Token::SingleQuotedString(_)
+            | Token::DoubleQuotedByteStringLiteral(_)
+            | Token::SingleQuotedByteStringLiteral(_)
+            | Token::NationalStringLiteral(_)
+            | Token::EscapedStringLiteral(_)
+            | Token::UnicodeStringLiteral(_)
+            | Token::HexStringLiteral(_)
+            | Token::DollarQuotedString(_) => "?".to_string(),
+            other => other.to_string(),
+        })
+        .collect()
+}
+
 /// `name AS OF VERSION n [alias]` (or `FOR VERSION AS OF n`, `FOR SYSTEM_VERSION AS OF
 /// n`, `VERSION AS OF n`) to `tarn_as_of('name', n) AS alias` (the alias defaulting to
 /// the table's name).
