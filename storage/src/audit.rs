@@ -73,8 +73,6 @@ pub struct AuditLog {
     store: Arc<dyn ObjectStore>,
     pending: Mutex<Vec<AuditRecord>>,
     head: tokio::sync::Mutex<Head>,
-    /// Sealed segments already read, by sequence number (they never change here).
-    read: Mutex<BTreeMap<u64, Arc<Vec<AuditRecord>>>>,
     wake: Arc<tokio::sync::Notify>,
 }
 
@@ -129,7 +127,6 @@ impl AuditLog {
             store,
             pending: Mutex::default(),
             head: tokio::sync::Mutex::new(head),
-            read: Mutex::default(),
             wake: Arc::default(),
         });
         let (weak, wake) = (Arc::downgrade(&log), log.wake.clone());
@@ -180,30 +177,21 @@ impl AuditLog {
             pending.extend(later);
             return Err(e.into());
         }
-        self.read.lock().expect("audit lock").insert(head.next_seq, Arc::new(records));
         head.next_seq += 1;
         head.prev = hash;
         Ok(())
     }
 
-    /// Every record, sealed and waiting, oldest first. A segment that does not parse
-    /// is an error (`verify` says more).
+    /// Every record, sealed and waiting, oldest first, read from the segments each
+    /// time (nothing sealed stays in memory). A segment that does not parse is an error
+    /// (`verify` says more).
     pub async fn records(&self) -> Result<Vec<AuditRecord>> {
         let mut all = Vec::new();
-        for (seq, path) in list_segments(self.store.as_ref()).await? {
-            let cached = self.read.lock().expect("audit lock").get(&seq).cloned();
-            let records = match cached {
-                Some(records) => records,
-                None => {
-                    let bytes = self.store.get(&path).await?.bytes().await?;
-                    let (records, _) = parse_segment(&bytes)
-                        .map_err(|e| StorageError::internal(format!("audit segment {path}: {e}")))?;
-                    let records = Arc::new(records);
-                    self.read.lock().expect("audit lock").insert(seq, records.clone());
-                    records
-                }
-            };
-            all.extend(records.iter().cloned());
+        for path in list_segments(self.store.as_ref()).await?.into_values() {
+            let bytes = self.store.get(&path).await?.bytes().await?;
+            let (records, _) = parse_segment(&bytes)
+                .map_err(|e| StorageError::internal(format!("audit segment {path}: {e}")))?;
+            all.extend(records);
         }
         all.extend(self.pending.lock().expect("audit lock").iter().cloned());
         Ok(all)
