@@ -25,6 +25,8 @@
 //! planned again, so a join with a selective build side reads only the fragments and
 //! zones its keys can be in, through the same scalar indexes as a written filter.
 //! `EXPLAIN ANALYZE` shows the filter that was added (`runtime_filter=...`).
+//! [`NullMatchingJoins`], a physical optimizer rule, marks the scans under a join whose
+//! NULL keys match, whose run-time filters must then let NULLs through.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
