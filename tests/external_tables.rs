@@ -54,8 +54,17 @@ async fn one_i64(client: &Client, sql: &str) -> i64 {
     }
 }
 
-/// A relation's columns and their types, as `pg_attribute` lists them.
-async fn columns_of(client: &Client, relation: &str) -> Vec<(String, String)> {
+/// A server that may read and write files under `lake`, and a client of it.
+async fn lake_server(lake: &std::path::Path) -> (TestServer, Client) {
+    let config =
+        tarn_server::ServerConfig { external_locations: vec![lake.to_path_buf()], ..Default::default() };
+    let server = TestServer::start_configured(config).await;
+    let client = server.client().await;
+    (server, client)
+}
+
+/// Asserts a relation's columns and their types, as `pg_attribute` lists them.
+async fn assert_columns(client: &Client, relation: &str, expect: &[(&str, &str)]) {
     let rows = client
         .query(
             "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a \
@@ -64,7 +73,9 @@ async fn columns_of(client: &Client, relation: &str) -> Vec<(String, String)> {
         )
         .await
         .unwrap();
-    rows.iter().map(|r| (r.get(0), r.get(1))).collect()
+    let columns: Vec<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    let expect: Vec<(String, String)> = expect.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+    assert_eq!(columns, expect, "{relation}");
 }
 
 async fn refused(client: &Client, sql: &str, state: SqlState) {
@@ -79,9 +90,7 @@ async fn external_parquet_tables_and_copy_to_a_file() {
     std::fs::create_dir_all(lake.join("events")).unwrap();
     std::fs::write(root.path().join("secret.parquet"), b"not for clients").unwrap();
     write_events(&lake.join("events/part-0.parquet"), 0, 5000, false);
-    let config = tarn_server::ServerConfig { external_locations: vec![lake.clone()], ..Default::default() };
-    let server = TestServer::start_configured(config).await;
-    let client = server.client().await;
+    let (server, client) = lake_server(&lake).await;
     let at = |p: &str| lake.join(p).display().to_string();
 
     // Columns inferred from the files.
@@ -89,15 +98,18 @@ async fn external_parquet_tables_and_copy_to_a_file() {
         .batch_execute(&format!("CREATE EXTERNAL TABLE events STORED AS PARQUET LOCATION '{}'", at("events")))
         .await
         .unwrap();
-    let columns = columns_of(&client, "events").await;
-    let expect = [
-        ("id", "bigint"),
-        ("grp", "bigint"),
-        ("price", "double precision"),
-        ("name", "text"),
-        ("flag", "boolean"),
-    ];
-    assert_eq!(columns, expect.map(|(a, b)| (a.to_string(), b.to_string())));
+    assert_columns(
+        &client,
+        "events",
+        &[
+            ("id", "bigint"),
+            ("grp", "bigint"),
+            ("price", "double precision"),
+            ("name", "text"),
+            ("flag", "boolean"),
+        ],
+    )
+    .await;
     assert_eq!(one_i64(&client, "SELECT count(*) FROM events").await, 5000);
     assert_eq!(one_i64(&client, "SELECT count(*) FROM events WHERE grp IS NULL").await, 500);
     assert_eq!(
@@ -284,9 +296,7 @@ async fn an_iceberg_table_written_by_pyiceberg() {
     std::fs::create_dir_all(&lake).unwrap();
     let (folder, first_metadata, snapshots) = pyiceberg_append(&lake, 0, 1000);
     assert_eq!(snapshots.len(), 1);
-    let config = tarn_server::ServerConfig { external_locations: vec![lake.clone()], ..Default::default() };
-    let server = TestServer::start_configured(config).await;
-    let client = server.client().await;
+    let (server, client) = lake_server(&lake).await;
     client
         .batch_execute(&format!(
             "CREATE EXTERNAL TABLE events STORED AS ICEBERG LOCATION '{folder}'; \
@@ -294,15 +304,18 @@ async fn an_iceberg_table_written_by_pyiceberg() {
         ))
         .await
         .unwrap();
-    let columns = columns_of(&client, "events").await;
-    let expect = [
-        ("id", "bigint"),
-        ("grp", "bigint"),
-        ("name", "text"),
-        ("price", "double precision"),
-        ("ts", "timestamp without time zone"),
-    ];
-    assert_eq!(columns, expect.map(|(a, b)| (a.to_string(), b.to_string())));
+    assert_columns(
+        &client,
+        "events",
+        &[
+            ("id", "bigint"),
+            ("grp", "bigint"),
+            ("name", "text"),
+            ("price", "double precision"),
+            ("ts", "timestamp without time zone"),
+        ],
+    )
+    .await;
     assert_eq!(one_i64(&client, "SELECT count(*) FROM events").await, 1000);
     assert_eq!(one_i64(&client, "SELECT count(*) FROM events WHERE grp IS NULL").await, 100);
     assert_eq!(

@@ -111,13 +111,23 @@ impl Connection {
         })
     }
 
-    /// A statement's audit record begins (none before startup ends, or without a trail).
-    fn audit_starts(&self, session: &Session, sql: &str) -> Option<StatementAudit> {
+    /// A statement's audit record begins (none before startup ends, or without a
+    /// trail). Its text is the client's, or when the query string held several
+    /// statements (`many`), the statement's own (as parsed).
+    fn audit_starts(&self, session: &Session, prepared: &Prepared, many: bool) -> Option<StatementAudit> {
         let engine = &self.shared.engine;
         let log = engine.audit()?.clone();
         let started = self.started.lock().expect("connection");
         let identity = &started.as_ref()?.identity;
         let application = session.settings().get("application_name").unwrap_or_default();
+        let own;
+        let sql = match many {
+            true => {
+                own = prepared.statement.statement.to_string();
+                own.as_str()
+            }
+            false => &prepared.sql,
+        };
         Some(StatementAudit::start(log, identity, application, sql, engine.audit_redacts_literals()))
     }
 
@@ -159,15 +169,6 @@ async fn copy_interruptible(
 ) -> PgWireResult<Response> {
     let copy = async { Ok::<_, EngineError>(copy.await) };
     interruptible(interrupt, copy).await.map_err(engine_error)?
-}
-
-/// A statement's text for the audit trail: as the client wrote it, or when the query
-/// string held several, its own (as parsed).
-fn own_text(prepared: &Prepared, many: bool) -> std::borrow::Cow<'_, str> {
-    match many {
-        true => prepared.statement.statement.to_string().into(),
-        false => prepared.sql.as_ref().into(),
-    }
 }
 
 /// A statement's outcome, recorded in the audit trail.
@@ -557,7 +558,7 @@ impl SimpleQueryHandler for Handler {
                         // follows as its data); COPY TO streams now if nothing waits.
                         let send_now = responses.is_empty();
                         let mut interrupt = self.0.statement_starts(session, &prepared.sql);
-                        let audit = self.0.audit_starts(session, &own_text(prepared, many));
+                        let audit = self.0.audit_starts(session, prepared, many);
                         let copy =
                             start_copy(session, &prepared.statement, client, &self.0.copy_in, send_now);
                         let outcome = copy_interruptible(&mut interrupt, copy).await;
@@ -573,7 +574,7 @@ impl SimpleQueryHandler for Handler {
                         continue;
                     }
                     let mut interrupt = self.0.statement_starts(session, &prepared.sql);
-                    let audit = self.0.audit_starts(session, &own_text(prepared, many));
+                    let audit = self.0.audit_starts(session, prepared, many);
                     let work = async {
                         let output = prefetch(session.execute(prepared, vec![]).await?).await?;
                         // With several statements in one message, a result is read before
@@ -779,7 +780,7 @@ impl ExtendedQueryHandler for Handler {
                 .0
                 .with_session(async |session| {
                     let mut interrupt = self.0.statement_starts(session, &prepared.sql);
-                    let audit = self.0.audit_starts(session, &prepared.sql);
+                    let audit = self.0.audit_starts(session, &prepared, false);
                     let copy = start_copy(session, &prepared.statement, client, copy_in, true);
                     let outcome = copy_interruptible(&mut interrupt, copy).await;
                     audit_copy(audit, &outcome);
@@ -820,7 +821,7 @@ impl ExtendedQueryHandler for Handler {
             .with_session(async |session| {
                 let sql = &prepared.sql;
                 let mut interrupt = self.0.statement_starts(session, &prepared.sql);
-                let audit = self.0.audit_starts(session, &prepared.sql);
+                let audit = self.0.audit_starts(session, &prepared, false);
                 let work = async { prefetch(session.execute(&prepared, params).await?).await };
                 let output = audited(audit, guarded(sql, interruptible(&mut interrupt, work)).await);
                 let output = output.inspect_err(|_| session.note_error()).map_err(engine_error)?;

@@ -303,7 +303,6 @@ impl TarnTable {
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
         match &self.snapshot.base {
             BaseSnapshot::Lance(ds) => {
-                let scan = lance_scan(ds, false, state, projection, filters, limit).await?;
                 let request = ScanRequest {
                     ds: ds.clone(),
                     with_address: false,
@@ -311,7 +310,7 @@ impl TarnTable {
                     filters: filters.to_vec(),
                     limit,
                 };
-                Ok(self.reported(scan, request))
+                self.reported(state, request).await
             }
             BaseSnapshot::Parquet(files) => {
                 let schema = self.schema();
@@ -385,14 +384,15 @@ fn parquet_predicate(
 }
 
 impl TarnTable {
-    /// `scan` (of `request`) under a [`BaseScanExec`], which reports what its filters
-    /// let it skip and takes the dynamic filters of the plan above.
-    fn reported(&self, scan: Arc<dyn ExecutionPlan>, request: ScanRequest) -> Arc<dyn ExecutionPlan> {
+    /// Lance's scan of `request` under a [`BaseScanExec`], which reports what its
+    /// filters let it skip and takes the dynamic filters of the plan above.
+    async fn reported(&self, state: &dyn Session, request: ScanRequest) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let scan = request.plan(state, &request.filters).await?;
         let filtered: HashSet<String> =
             request.filters.iter().flat_map(|f| f.column_refs()).map(|c| c.name.clone()).collect();
         let table = self.table.name().to_string();
         let shape = BaseShape::of(table, &request.ds, &self.snapshot.manifest.scalar_indexes, &filtered);
-        Arc::new(BaseScanExec::new(scan, shape, request))
+        Ok(Arc::new(BaseScanExec::new(scan, shape, request)))
     }
 
     /// The keys of a filter that pins every primary-key column (`id = 42`,
@@ -488,7 +488,6 @@ impl TarnTable {
         let address_column = self.snapshot.schema().fields().len();
         let mut base_projection = read.clone();
         base_projection.push(address_column);
-        let base = lance_scan(ds, true, state, Some(&base_projection), filters, None).await?;
         let request = ScanRequest {
             ds: ds.clone(),
             with_address: true,
@@ -496,7 +495,7 @@ impl TarnTable {
             filters: filters.to_vec(),
             limit: None,
         };
-        let base = self.reported(base, request);
+        let base = self.reported(state, request).await?;
         let hidden = self.overlay.as_ref().map(|o| o.keys.keys().cloned().collect::<HashSet<Key>>());
         let hide = match hidden.clone() {
             Some(keys) => {

@@ -112,6 +112,25 @@ pub struct ScanRequest {
     pub limit: Option<usize>,
 }
 
+impl ScanRequest {
+    /// Lance's scan as asked for, with `filters` (the request's, or more).
+    pub async fn plan(
+        &self,
+        state: &dyn datafusion::catalog::Session,
+        filters: &[Expr],
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        crate::catalog::provider::lance_scan(
+            &self.ds,
+            self.with_address,
+            state,
+            self.projection.as_ref(),
+            filters,
+            self.limit,
+        )
+        .await
+    }
+}
+
 #[derive(Debug)]
 pub struct BaseScanExec {
     input: Arc<dyn ExecutionPlan>,
@@ -132,20 +151,11 @@ pub struct BaseScanExec {
 
 impl BaseScanExec {
     pub fn new(input: Arc<dyn ExecutionPlan>, shape: BaseShape, request: ScanRequest) -> Self {
-        Self::with_dynamic(input, shape, request, Vec::new())
-    }
-
-    fn with_dynamic(
-        input: Arc<dyn ExecutionPlan>,
-        shape: BaseShape,
-        request: ScanRequest,
-        dynamic: Vec<Arc<dyn PhysicalExpr>>,
-    ) -> Self {
         BaseScanExec {
             input,
             shape,
             request,
-            dynamic,
+            dynamic: Vec::new(),
             keep_nulls: false,
             runs: Arc::default(),
             analyze: Arc::default(),
@@ -153,15 +163,14 @@ impl BaseScanExec {
         }
     }
 
-    fn keeping_nulls(&self) -> Self {
-        let mut scan = Self::with_dynamic(
-            self.input.clone(),
-            self.shape.clone(),
-            self.request.clone(),
-            self.dynamic.clone(),
-        );
-        scan.keep_nulls = true;
-        scan
+    /// This scan over `input` with these dynamic filters, its run-time state afresh.
+    fn rebuilt(
+        &self,
+        input: Arc<dyn ExecutionPlan>,
+        dynamic: Vec<Arc<dyn PhysicalExpr>>,
+        keep_nulls: bool,
+    ) -> Self {
+        BaseScanExec { dynamic, keep_nulls, ..Self::new(input, self.shape.clone(), self.request.clone()) }
     }
 }
 
@@ -194,7 +203,7 @@ impl PhysicalOptimizerRule for NullMatchingJoins {
 fn mark_null_matching(plan: Arc<dyn ExecutionPlan>, below: bool) -> DfResult<Arc<dyn ExecutionPlan>> {
     if let Some(scan) = plan.downcast_ref::<BaseScanExec>() {
         if below && !scan.dynamic.is_empty() && !scan.keep_nulls {
-            return Ok(Arc::new(scan.keeping_nulls()));
+            return Ok(Arc::new(scan.rebuilt(scan.input.clone(), scan.dynamic.clone(), true)));
         }
         return Ok(plan);
     }
@@ -410,15 +419,7 @@ impl BaseScanExec {
             let mut filters = request.filters.clone();
             filters.push(added.clone());
             let state = session_of(&context);
-            let planned = crate::catalog::provider::lance_scan(
-                &request.ds,
-                request.with_address,
-                &state,
-                request.projection.as_ref(),
-                &filters,
-                request.limit,
-            )
-            .await;
+            let planned = request.plan(&state, &filters).await;
             // A filter Lance's planner refuses (a type it does not compare) only costs
             // the saving: the scan runs as planned.
             let Ok(plan) = planned else {
@@ -556,14 +557,7 @@ impl ExecutionPlan for BaseScanExec {
         self: Arc<Self>,
         mut children: Vec<Arc<dyn ExecutionPlan>>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        let mut scan = BaseScanExec::with_dynamic(
-            children.remove(0),
-            self.shape.clone(),
-            self.request.clone(),
-            self.dynamic.clone(),
-        );
-        scan.keep_nulls = self.keep_nulls;
-        Ok(Arc::new(scan))
+        Ok(Arc::new(self.rebuilt(children.remove(0), self.dynamic.clone(), self.keep_nulls)))
     }
 
     /// The base's rows (a bound: the filters and the deletion vector leave fewer), so
@@ -581,7 +575,7 @@ impl ExecutionPlan for BaseScanExec {
     /// Without the dynamic filters: their producers start afresh, and these would keep
     /// the values of the run before.
     fn reset_state(self: Arc<Self>) -> DfResult<Arc<dyn ExecutionPlan>> {
-        Ok(Arc::new(BaseScanExec::new(self.input.clone(), self.shape.clone(), self.request.clone())))
+        Ok(Arc::new(self.rebuilt(self.input.clone(), Vec::new(), false)))
     }
 
     /// Parent filters stop here (Lance's nodes below take none); dynamic ones are kept
@@ -618,9 +612,7 @@ impl ExecutionPlan for BaseScanExec {
         }
         let mut all = self.dynamic.clone();
         all.extend(dynamic);
-        let node =
-            BaseScanExec::with_dynamic(self.input.clone(), self.shape.clone(), self.request.clone(), all);
-        Ok(propagation.with_updated_node(Arc::new(node)))
+        Ok(propagation.with_updated_node(Arc::new(self.rebuilt(self.input.clone(), all, self.keep_nulls))))
     }
 
     fn execute(&self, partition: usize, context: Arc<TaskContext>) -> DfResult<SendableRecordBatchStream> {
