@@ -124,6 +124,8 @@ impl Engine {
                 config.database.as_str().into(),
                 parse_default.clone(),
                 Arc::default(),
+                // The template's catalog is replaced in every session; it checks nothing.
+                crate::access::Access::new(warehouse.clone(), ""),
                 activity.clone(),
                 config.external_locations.clone().into(),
             )),
@@ -265,6 +267,7 @@ impl Engine {
             .build();
         let ctx = SessionContext::new_with_state(state);
         let tx = Arc::new(TxState::default());
+        let access = crate::access::Access::new(self.warehouse.clone(), user);
         ctx.register_catalog(
             CATALOG_NAME,
             Arc::new(TarnCatalog::new(
@@ -272,12 +275,13 @@ impl Engine {
                 self.config.database.as_str().into(),
                 self.parse_default.clone(),
                 tx.clone(),
+                access.clone(),
                 self.activity.clone(),
                 self.config.external_locations.clone().into(),
             )),
         );
         let number = self.sessions.fetch_add(1, Ordering::Relaxed) + 1;
-        Session::new(self.clone(), ctx, user, tx, number)
+        Session::new(self.clone(), ctx, user, tx, access, number)
     }
 }
 

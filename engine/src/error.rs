@@ -29,6 +29,15 @@ pub enum EngineError {
     /// An access method, operator class or other object named that does not exist.
     #[error("{message}")]
     UndefinedObject { message: String },
+    /// A role or policy that exists already (42710).
+    #[error("{message}")]
+    DuplicateObject { message: String },
+    /// A name reserved for the system: `public`, `pg_*` roles (42939).
+    #[error("{message}")]
+    ReservedName { message: String },
+    /// A role membership that would loop (0LP01).
+    #[error("{message}")]
+    InvalidGrantOperation { message: String },
     #[error("unrecognized configuration parameter \"{name}\"")]
     UndefinedParameter { name: String },
     #[error("current transaction is aborted, commands ignored until end of transaction block")]

@@ -49,12 +49,13 @@ fn constant(name: &str, value: String) -> ScalarUDF {
     )
 }
 
-/// `current_user`, `session_user`, `current_role` and `user` (bare, as SQL writes them,
-/// or called): the session's user.
-pub fn register_user(ctx: &SessionContext, user: &str) {
-    for name in ["current_user", "session_user", "current_role", "user"] {
-        ctx.register_udf(constant(name, user.to_string()));
+/// `current_user`, `current_role` and `user` (bare, as SQL writes them, or called):
+/// the session's role (`SET ROLE`'s); `session_user`: who logged in.
+pub fn register_user(ctx: &SessionContext, session_user: &str, role: &str) {
+    for name in ["current_user", "current_role", "user"] {
+        ctx.register_udf(constant(name, role.to_string()));
     }
+    ctx.register_udf(constant("session_user", session_user.to_string()));
 }
 
 pub fn register(ctx: &SessionContext, database: &str) {

@@ -8,6 +8,8 @@
 //!   registers every extension (catalog, types, functions, configuration).
 //! - [`activity`]: what every session is doing (`pg_stat_activity`) and the signals
 //!   `pg_cancel_backend` / `pg_terminate_backend` send.
+//! - [`access`]: roles, table privileges and row-level security, checked on every
+//!   statement's plan (42501) and applied inside scans and searches.
 //! - [`statements`]: a statement's way from text to result: limits, parsing and
 //!   rewrites, the session (prepare, execute), parameters, result-column names, key
 //!   lookups, writes and transactions, COPY, DDL, SET/SHOW.
@@ -19,6 +21,7 @@
 //! - [`functions`]: `version()`, `current_database()` and other client-facing functions.
 //! - [`error`]: [`EngineError`].
 
+pub mod access;
 pub mod activity;
 pub mod binary;
 pub mod catalog;

@@ -6,6 +6,10 @@
 //! never sees or keeps the password itself, and a stolen verifier does not log in.
 //! `tarn passwd` prints one ([`scram_verifier`]).
 //!
+//! Roles created with `CREATE ROLE ... LOGIN PASSWORD` log in the same way, against
+//! the verifier the warehouse keeps for them ([`Users::attach`]); a name in both is
+//! the configuration's.
+//!
 //! An unknown user goes through the same SCRAM exchange as a known one, against a
 //! made-up verifier whose salt is fixed per name ([`Users::secret`]), and fails at the
 //! same step with the same error: a client cannot tell which names exist.
@@ -17,11 +21,11 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
-use pgwire::api::auth::sasl::scram::{gen_salted_password, ScramAuth, ScramSecret};
+use pgwire::api::auth::sasl::scram::{ScramAuth, ScramSecret};
 use pgwire::api::auth::{AuthSource, LoginInfo, Password};
 use pgwire::error::{PgWireError, PgWireResult};
 use ring::hmac;
-use ring::rand::{SecureRandom, SystemRandom};
+use ring::rand::SystemRandom;
 use serde::Deserialize;
 
 /// PostgreSQL's default SCRAM iteration count (`scram_iterations`).
@@ -87,26 +91,15 @@ impl Verifier {
 /// The verifier of `password` with a fresh random salt, in PostgreSQL's text form (what
 /// `tarn passwd` prints and `[[users]] password` takes).
 pub fn scram_verifier(password: &str) -> String {
-    let mut salt = [0u8; 16];
-    SystemRandom::new().fill(&mut salt).expect("the system's random source");
-    let salted = gen_salted_password(password, &salt, SCRAM_ITERATIONS);
-    let ScramSecret::Verifier { stored_key, server_key, .. } =
-        ScramSecret::verifier_from_salted_password(salt.to_vec(), salted, SCRAM_ITERATIONS)
-    else {
-        unreachable!("verifier_from_salted_password makes a verifier")
-    };
-    format!(
-        "SCRAM-SHA-256${SCRAM_ITERATIONS}:{}${}:{}",
-        STANDARD.encode(salt),
-        STANDARD.encode(stored_key),
-        STANDARD.encode(server_key)
-    )
+    tarn_engine::access::roles::scram_verifier(password)
 }
 
 /// The users who may log in with a password, and the server's key for made-up
 /// verifiers of unknown names.
 pub struct Users {
     verifiers: HashMap<String, Verifier>,
+    /// The warehouse whose login roles may log in too.
+    warehouse: std::sync::OnceLock<Arc<tarn_storage::Warehouse>>,
     /// Random per server start: an unknown name's salt is stable while it runs.
     mock_key: hmac::Key,
 }
@@ -120,12 +113,27 @@ impl std::fmt::Debug for Users {
 impl Users {
     pub fn new(verifiers: HashMap<String, Verifier>) -> Users {
         let mock_key = hmac::Key::generate(hmac::HMAC_SHA256, &SystemRandom::new()).expect("random key");
-        Users { verifiers, mock_key }
+        Users { verifiers, warehouse: Default::default(), mock_key }
+    }
+
+    /// Lets the warehouse's login roles log in (once the server has opened it).
+    pub fn attach(&self, warehouse: Arc<tarn_storage::Warehouse>) {
+        let _ = self.warehouse.set(warehouse);
+    }
+
+    /// The verifier the warehouse keeps for a login role.
+    fn role_verifier(&self, user: &str) -> Option<Verifier> {
+        let security = self.warehouse.get()?.security();
+        let role = security.roles.get(user).filter(|r| r.login)?;
+        Verifier::parse(role.password.as_deref()?).ok()
     }
 
     /// The user's verifier, or for an unknown name a made-up one nobody can answer.
     fn secret(&self, user: &str) -> ScramSecret {
         if let Some(verifier) = self.verifiers.get(user) {
+            return verifier.secret();
+        }
+        if let Some(verifier) = self.role_verifier(user) {
             return verifier.secret();
         }
         let tag =
@@ -335,6 +343,19 @@ mod tests {
 
     #[test]
     fn verifiers_round_trip_and_plain_text_is_refused() {
+        use pgwire::api::auth::sasl::scram::gen_salted_password;
+        // The engine's verifier is the one pgwire derives from the same salt.
+        let salt = [7u8; 16];
+        let ScramSecret::Verifier { stored_key, server_key, .. } = ScramSecret::verifier_from_salted_password(
+            salt.to_vec(),
+            gen_salted_password("secret", &salt, SCRAM_ITERATIONS),
+            SCRAM_ITERATIONS,
+        ) else {
+            unreachable!("a verifier")
+        };
+        let ours =
+            Verifier::parse(&tarn_engine::access::roles::scram_verifier_with_salt("secret", &salt)).unwrap();
+        assert_eq!((ours.stored_key, ours.server_key), (stored_key, server_key));
         let text = scram_verifier("secret");
         let v = Verifier::parse(&text).unwrap();
         assert_eq!(v.iterations, SCRAM_ITERATIONS);

@@ -44,6 +44,9 @@ pub fn client_error(error: &EngineError) -> ClientError {
         EngineError::DatetimeOverflow { message } => ClientError::new("22008", message),
         EngineError::UndefinedColumn { .. } => ClientError::new("42703", error.to_string()),
         EngineError::UndefinedObject { message } => ClientError::new("42704", message),
+        EngineError::DuplicateObject { message } => ClientError::new("42710", message),
+        EngineError::ReservedName { message } => ClientError::new("42939", message),
+        EngineError::InvalidGrantOperation { message } => ClientError::new("0LP01", message),
         EngineError::UndefinedType { .. } | EngineError::UndefinedParameter { .. } => {
             ClientError::new("42704", error.to_string())
         }
@@ -93,6 +96,11 @@ pub fn error_context(error: &EngineError) -> Option<&str> {
 }
 
 fn internal(error: &dyn std::fmt::Display) -> ClientError {
+    // A condition of the data that reached us through a library's own error (Lance
+    // evaluating a pushed-down filter wraps Arrow's division by zero in its text).
+    if let Some(known) = known_condition(&error.to_string()) {
+        return known;
+    }
     tracing::error!(%error, "internal error");
     ClientError::new("XX000", "internal error; the server log has the details")
 }

@@ -28,6 +28,8 @@ pub struct Frontend {
     pub max_message_bytes: usize,
     /// Running statements, for cancel requests.
     pub interrupts: Arc<Interrupts>,
+    /// Who may log in with a password (the warehouse's roles attached by [`crate::run`]).
+    pub users: Arc<Users>,
 }
 
 impl Frontend {
@@ -36,6 +38,7 @@ impl Frontend {
     pub fn new(config: &ServerConfig) -> Result<Frontend, String> {
         config.validate()?;
         let users = Arc::new(Users::new(config.verifiers()?));
+        let scram_users = users.clone();
         let (tls, certificate_pem) = match &config.tls {
             Some(tls) => {
                 let cert_pem = std::fs::read(&tls.cert)
@@ -48,7 +51,8 @@ impl Frontend {
         };
         Ok(Frontend {
             hba: config.hba(),
-            scram: Scram::new(users, certificate_pem.as_deref())?,
+            scram: Scram::new(scram_users, certificate_pem.as_deref())?,
+            users,
             auth: AuthDriver::new(DefaultServerParameterProvider::default()),
             tls,
             sessions: Arc::new(Semaphore::new(config.max_connections)),

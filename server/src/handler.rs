@@ -400,6 +400,10 @@ impl Handler {
                 return Err(ClientError::fatal("3D000", format!("database \"{database}\" does not exist")));
             }
         }
+        // A role of the warehouse without LOGIN does not log in, however it came.
+        if shared.engine.warehouse().security().roles.get(&user).is_some_and(|r| !r.login) {
+            return Err(ClientError::fatal("28000", format!("role \"{user}\" is not permitted to log in")));
+        }
         let Ok(slot) = shared.frontend.sessions.clone().try_acquire_owned() else {
             tracing::warn!(
                 max_connections = shared.frontend.max_connections,

@@ -73,6 +73,7 @@ pub async fn run(
     frontend: Frontend,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
+    frontend.users.attach(engine.warehouse().clone());
     let frontend = Arc::new(frontend);
     let shared =
         Arc::new(Shared { engine, frontend: frontend.clone(), pids: RandomPidSecretKeyGenerator::default() });

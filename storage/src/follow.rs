@@ -60,7 +60,7 @@ impl Warehouse {
         let views = self.all_views().iter().map(|v| (v.name.clone(), v.as_ref().clone())).collect();
         let sequences = self.all_sequences().iter().map(|s| s.def().clone()).collect();
         let externals = self.all_externals().iter().map(|e| (e.name.clone(), e.as_ref().clone())).collect();
-        Shape { schemas: self.schemas(), tables, views, sequences, externals }
+        Shape { schemas: self.schemas(), tables, views, sequences, externals, security: self.security() }
     }
 
     /// Starts a read-only replica's polling: every `interval` until the warehouse is
@@ -93,6 +93,7 @@ struct Shape {
     views: BTreeMap<TableName, ViewDef>,
     externals: BTreeMap<TableName, crate::external::ExternalDef>,
     sequences: Vec<crate::sequence::SequenceDef>,
+    security: Arc<crate::security::SecurityCatalog>,
 }
 
 impl Table {

@@ -22,6 +22,8 @@
 //!   tantivy), [`scalar_index`] (B-tree, bitmap, zone map, Bloom filter: data
 //!   skipping); [`cluster`]: the Z-order (or one column's order) base rows are
 //!   written in.
+//! - [`security`]: roles, privileges and row policies: the security catalog the SQL
+//!   layer enforces.
 //! - [`external`]: external tables (Parquet the warehouse reads where it lies): their
 //!   definitions in the catalog.
 //! - [`retention`]: history retention and the vacuum that deletes what no kept
@@ -72,6 +74,7 @@ pub mod lease;
 pub mod manifest;
 pub mod retention;
 pub mod scalar_index;
+pub mod security;
 pub mod sequence;
 pub mod table;
 pub mod table_def;

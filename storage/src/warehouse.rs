@@ -11,6 +11,7 @@
 //! <root>/_tarn/views/<schema>/<view>.json   a view's definition
 //! <root>/_tarn/sequences/<schema>/<name>.json a sequence (definition and state)
 //! <root>/_tarn/external/<schema>/<name>.json an external table ([`crate::external`])
+//! <root>/_tarn/security.json                 roles, grants, row policies ([`crate::security`])
 //! ```
 //!
 //! The warehouse owns the write-ahead log: a commit to primary-key tables is one record
@@ -41,6 +42,7 @@ use crate::external::ExternalDef;
 use crate::io::{delete_if_present, delete_prefix, lance_store_registry, Location, S3Options};
 use crate::lease::{Predecessor, WriterLease, DEFAULT_LEASE_TTL};
 use crate::manifest::{ManifestStore, Version};
+use crate::security::{security_path, SecurityCatalog};
 use crate::sequence::{sequence_path, Sequence, SequenceDef};
 use crate::table::Table;
 use crate::table_def::{TableDef, TableName, ViewDef};
@@ -101,6 +103,7 @@ pub(crate) struct Catalog {
     views: BTreeMap<TableName, Arc<ViewDef>>,
     sequences: BTreeMap<TableName, Arc<Sequence>>,
     pub(crate) externals: BTreeMap<TableName, Arc<ExternalDef>>,
+    pub(crate) security: Arc<SecurityCatalog>,
 }
 
 impl Catalog {
@@ -363,6 +366,14 @@ impl Warehouse {
             catalog.schemas.insert(def.name.schema.clone());
             catalog.externals.insert(def.name.clone(), Arc::new(def));
         }
+        catalog.security = match store.get(&security_path()).await {
+            Ok(got) => Arc::new(
+                serde_json::from_slice(&got.bytes().await?)
+                    .map_err(|e| StorageError::internal(format!("{}: {e}", security_path())))?,
+            ),
+            Err(object_store::Error::NotFound { .. }) => Arc::default(),
+            Err(e) => return Err(e.into()),
+        };
         if !writer {
             self.followed_at_ms.store(crate::manifest::now_ms(), Ordering::Relaxed);
         }
@@ -796,6 +807,7 @@ impl Warehouse {
         } else {
             return Err(StorageError::TableNotFound { name: from.clone() });
         }
+        self.change_security(|s| Ok(s.rename_table(from, &to))).await?;
         for reader in readers {
             self.put_view(&reader).await?;
             self.catalog.write().expect("catalog lock").views.insert(reader.name.clone(), Arc::new(reader));
@@ -844,6 +856,38 @@ impl Warehouse {
         Ok(())
     }
 
+    /// The security catalog as it stands ([`crate::security`]).
+    pub fn security(&self) -> Arc<SecurityCatalog> {
+        self.catalog.read().expect("catalog lock").security.clone()
+    }
+
+    /// Changes the security catalog: `change` edits a copy (and may refuse with an
+    /// error), which is written whole and then replaces the one in memory. Durable when
+    /// it returns.
+    pub async fn update_security<T, E: From<StorageError>>(
+        &self,
+        change: impl FnOnce(&mut SecurityCatalog) -> std::result::Result<T, E>,
+    ) -> std::result::Result<T, E> {
+        let _ddl = self.ddl_lock().await?;
+        let mut security = self.security().as_ref().clone();
+        let result = change(&mut security)?;
+        self.put_definition(&security_path(), &security).await?;
+        self.catalog.write().expect("catalog lock").security = Arc::new(security);
+        Ok(result)
+    }
+
+    /// [`Warehouse::update_security`] for a caller holding the DDL lock; `change` says
+    /// whether it changed anything (nothing is written otherwise).
+    async fn change_security(&self, change: impl FnOnce(&mut SecurityCatalog) -> Result<bool>) -> Result<()> {
+        let mut security = self.security().as_ref().clone();
+        if !change(&mut security)? {
+            return Ok(());
+        }
+        self.put_definition(&security_path(), &security).await?;
+        self.catalog.write().expect("catalog lock").security = Arc::new(security);
+        Ok(())
+    }
+
     /// Writes a view's definition (durable when it returns).
     async fn put_view(&self, def: &ViewDef) -> Result<()> {
         self.put_definition(&view_path(&def.name), def).await
@@ -866,6 +910,7 @@ impl Warehouse {
         table.manifests().delete_all().await?;
         self.catalog.write().expect("catalog lock").tables.remove(name);
         info!(table = %name, "dropped table");
+        self.change_security(|s| Ok(s.forget_table(name))).await?;
         let dir = table.dir().clone();
         if table.unread() {
             delete_prefix(self.location.store(), &dir).await?;

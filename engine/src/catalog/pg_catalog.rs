@@ -16,6 +16,7 @@ pub mod catalog_literals;
 pub mod columns;
 pub mod functions;
 pub mod relations;
+pub mod security;
 pub mod table;
 pub mod tables;
 pub mod types;

@@ -140,6 +140,9 @@ pub struct TarnTable {
     schema: SchemaRef,
     defaults: HashMap<String, Expr>,
     overlay: Option<Arc<Overlay>>,
+    /// The session's row policies on the table ([`crate::access::row_security`]): only
+    /// rows passing it are read, before any other filter.
+    row_filter: Option<Expr>,
 }
 
 impl TarnTable {
@@ -167,7 +170,17 @@ impl TarnTable {
             })
             .collect();
         let schema = nullable_schema(&snapshot.schema());
-        Self { table, snapshot, schema, defaults, overlay }
+        Self { table, snapshot, schema, defaults, overlay, row_filter: None }
+    }
+
+    /// The table as a role under row-level security reads it: the rows `filter` passes.
+    pub fn with_row_filter(self, filter: Expr) -> Self {
+        Self { row_filter: Some(filter), ..self }
+    }
+
+    /// The row policies' filter, when they apply (unqualified columns).
+    pub fn row_filter(&self) -> Option<&Expr> {
+        self.row_filter.as_ref()
     }
 
     /// The same table at another snapshot of the same definition (its defaults are
@@ -179,6 +192,7 @@ impl TarnTable {
             schema: self.schema.clone(),
             defaults: self.defaults.clone(),
             overlay,
+            row_filter: self.row_filter.clone(),
         }
     }
 
@@ -253,15 +267,69 @@ impl TableProvider for TarnTable {
     fn supports_filters_pushdown(&self, filters: &[&Expr]) -> DfResult<Vec<TableProviderFilterPushDown>> {
         let pushdown = self.pushdown(filters)?;
         // Lance would filter a blob column by its descriptors, not its bytes: a filter
-        // that reads one stays above the scan.
+        // that reads one stays above the scan. Under row policies, so does one that
+        // could fail or leak on a hidden row: it runs on the rows the policies pass.
+        let secured = self.row_filter.is_some();
         Ok(pushdown
             .into_iter()
             .zip(filters)
-            .map(|(p, f)| if self.reads_blob(f) { TableProviderFilterPushDown::Unsupported } else { p })
+            .map(|(p, f)| {
+                if self.reads_blob(f) || (secured && !crate::access::row_security::leakproof(f)) {
+                    TableProviderFilterPushDown::Unsupported
+                } else {
+                    p
+                }
+            })
             .collect())
     }
 
     async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        match &self.row_filter {
+            None => self.scan_rows(state, projection, filters, limit).await,
+            Some(row_filter) => self.scan_secured(state, row_filter, projection, filters).await,
+        }
+    }
+}
+
+impl TarnTable {
+    /// A scan under row policies: the columns asked for and those the policies read,
+    /// filtered by the policies (also given to the scan, for its indexes to skip by)
+    /// in a [`RowSecurityExec`], then projected; no limit below the policies.
+    async fn scan_secured(
+        &self,
+        state: &dyn Session,
+        row_filter: &Expr,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let asked: Vec<usize> = match projection {
+            Some(p) => p.clone(),
+            None => (0..self.schema.fields().len()).collect(),
+        };
+        let mut read = asked.clone();
+        for column in row_filter.column_refs() {
+            let index = self.schema.index_of(&column.name)?;
+            if !read.contains(&index) {
+                read.push(index);
+            }
+        }
+        let mut with_policy = filters.to_vec();
+        with_policy.push(row_filter.clone());
+        let input = self.scan_rows(state, Some(&read), &with_policy, None).await?;
+        let read_schema = datafusion::common::DFSchema::try_from(input.schema())?;
+        let predicate = state.create_physical_expr(row_filter.clone(), &read_schema)?;
+        let output: Vec<usize> = (0..asked.len()).collect();
+        Ok(Arc::new(crate::access::row_security::RowSecurityExec::try_new(input, predicate, output)?))
+    }
+
+    /// A scan of the rows (no row policy).
+    async fn scan_rows(
         &self,
         state: &dyn Session,
         projection: Option<&Vec<usize>>,
@@ -1012,6 +1080,10 @@ impl TableProvider for AsOfTable {
 }
 
 impl AsOfTable {
+    pub(crate) fn table(&self) -> &Arc<Table> {
+        &self.table
+    }
+
     /// The table pinned at the version, with the columns it had then.
     async fn pinned_as_it_was(&self) -> DfResult<TarnTable> {
         let snapshot =
@@ -1142,11 +1214,17 @@ impl TableFunctionImpl for TableChangesFunction {
 }
 
 #[derive(Debug)]
-struct ChangeFeedTable {
+pub(crate) struct ChangeFeedTable {
     table: Arc<Table>,
     schema: SchemaRef,
     from: u64,
     to: u64,
+}
+
+impl ChangeFeedTable {
+    pub(crate) fn table(&self) -> &Arc<Table> {
+        &self.table
+    }
 }
 
 #[async_trait]

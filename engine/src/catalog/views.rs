@@ -26,6 +26,10 @@ impl TarnView {
     pub fn new(def: Arc<ViewDef>) -> Self {
         Self { def }
     }
+
+    pub fn name(&self) -> &tarn_storage::TableName {
+        &self.def.name
+    }
 }
 
 #[async_trait]

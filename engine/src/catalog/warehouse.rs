@@ -14,6 +14,7 @@ use datafusion::catalog::{CatalogProvider, SchemaProvider, TableProvider};
 use datafusion::error::Result as DfResult;
 use tarn_storage::{TableName, Warehouse};
 
+use crate::access::Access;
 use crate::catalog::pg_catalog;
 use crate::catalog::provider::{DefaultParser, TarnTable};
 use crate::catalog::views::TarnView;
@@ -27,6 +28,7 @@ pub struct TarnCatalog {
     defaults: DefaultParser,
     pg_catalog: Arc<dyn SchemaProvider>,
     tx: Arc<TxState>,
+    access: Arc<Access>,
     external_locations: Arc<[PathBuf]>,
 }
 
@@ -36,6 +38,7 @@ impl TarnCatalog {
         database: Arc<str>,
         defaults: DefaultParser,
         tx: Arc<TxState>,
+        access: Arc<Access>,
         activity: Arc<crate::activity::Activity>,
         external_locations: Arc<[PathBuf]>,
     ) -> Self {
@@ -44,6 +47,7 @@ impl TarnCatalog {
             warehouse,
             defaults,
             tx,
+            access,
             external_locations,
         }
     }
@@ -67,6 +71,7 @@ impl CatalogProvider for TarnCatalog {
                 pg_catalog: self.pg_catalog.clone(),
                 name: name.to_string(),
                 tx: self.tx.clone(),
+                access: self.access.clone(),
                 external_locations: self.external_locations.clone(),
             }) as Arc<dyn SchemaProvider>
         })
@@ -81,6 +86,8 @@ pub struct TarnSchema {
     pg_catalog: Arc<dyn SchemaProvider>,
     name: String,
     tx: Arc<TxState>,
+    /// The session's role: its row filters, and its privileges on external tables.
+    access: Arc<Access>,
     external_locations: Arc<[PathBuf]>,
 }
 
@@ -128,6 +135,12 @@ impl SchemaProvider for TarnSchema {
             return Ok(Some(Arc::new(TarnView::new(view))));
         }
         if let Some(external) = self.warehouse.external(&name) {
+            // An external table has no scan of Tarn's to check later: its privilege is
+            // checked here, on the whole table.
+            if let Some(subject) = self.access.subject() {
+                crate::access::privileges::check_select(&subject, &name, &Default::default())
+                    .map_err(|e| e.into_datafusion())?;
+            }
             return crate::catalog::external::provider(&external, &self.external_locations, None).map(Some);
         }
         let Some(table) = self.warehouse.table(&name) else { return Ok(None) };
@@ -135,6 +148,10 @@ impl SchemaProvider for TarnSchema {
         let provider = match pinned {
             Some((snapshot, overlay)) => TarnTable::at(table, snapshot, overlay, &self.defaults),
             None => TarnTable::new(table, &self.defaults),
+        };
+        let provider = match self.access.row_filter(&name) {
+            Some(filter) => provider.with_row_filter(filter),
+            None => provider,
         };
         Ok(Some(Arc::new(provider)))
     }

@@ -700,6 +700,17 @@ impl Bm25Node {
         if matches.is_empty() {
             return Ok(None);
         }
+        // Row policies join the filters inside the search (a secured top k stays
+        // complete); a user's filter that could fail or leak on a hidden row stays
+        // above the node, where it sees only the rows the policies pass.
+        let mut residual = Vec::new();
+        if let Some(row_filter) = provider.downcast_ref::<TarnTable>().and_then(|t| t.row_filter()) {
+            let (kept, above): (Vec<Expr>, Vec<Expr>) =
+                filters.into_iter().partition(crate::access::row_security::leakproof);
+            filters = kept;
+            residual = above;
+            filters.push(row_filter.clone());
+        }
         let schema = provider.schema();
         let scores: Vec<Term> =
             calls.scores.iter().filter(|t| schema.index_of(&t.column).is_ok()).cloned().collect();
@@ -734,7 +745,28 @@ impl Bm25Node {
             .collect();
         let node =
             Bm25Node { scan: scan.clone(), matches, scores, snippets, filters, top_k: None, params, schema };
-        Ok(Some(LogicalPlan::Extension(Extension { node: Arc::new(node) })))
+        let node = LogicalPlan::Extension(Extension { node: Arc::new(node) });
+        match datafusion::logical_expr::utils::conjunction(residual) {
+            Some(predicate) => Ok(Some(LogicalPlan::Filter(datafusion::logical_expr::Filter::try_new(
+                predicate,
+                Arc::new(node),
+            )?))),
+            None => Ok(Some(node)),
+        }
+    }
+
+    /// The scan it replaces and the columns it reads: the scan's, the searched ones and
+    /// the user's filters' (for the privilege check; the row policies' are not the
+    /// user's).
+    pub(crate) fn columns_read(&self) -> (&TableScan, BTreeSet<String>) {
+        let mut columns = crate::search::knn::scan_columns(&self.scan);
+        let terms = self.matches.iter().chain(&self.scores).chain(self.snippets.iter().map(|s| &s.term));
+        columns.extend(terms.map(|t| t.column.clone()));
+        let row_filter = crate::search::knn::row_filter_of(&self.scan);
+        for filter in self.filters.iter().filter(|f| Some(*f) != row_filter.as_ref()) {
+            columns.extend(filter.column_refs().into_iter().map(|c| c.name.clone()));
+        }
+        (&self.scan, columns)
     }
 
     /// The scan the node reads (for re-pinning a kept plan to a newer snapshot).

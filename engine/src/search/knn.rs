@@ -180,6 +180,15 @@ fn knn_below(sort: &Sort) -> DfResult<Option<LogicalPlan>> {
             filters.push(filter.clone());
         }
     }
+    // Row policies are pre-filters like the others, so a secured search still finds
+    // its k rows. A user's filter that could fail or leak on a hidden row must not
+    // run beside them: then DataFusion's exact top-k over the secured scan.
+    if let Some(row_filter) = table.row_filter() {
+        if !filters.iter().all(crate::access::row_security::leakproof) {
+            return Ok(None);
+        }
+        filters.push(row_filter.clone());
+    }
     if filters.iter().any(|f| !lance_can_filter(table, f)) {
         return Ok(None);
     }
@@ -286,6 +295,40 @@ fn lance_can_filter(table: &TarnTable, filter: &Expr) -> bool {
             TableProvider::supports_filters_pushdown(&lance, &[&unqualified]).as_deref(),
             Ok([P::Exact | P::Inexact])
         )
+}
+
+impl KnnNode {
+    /// The scan it replaces and the columns it reads: the scan's, the vector and the
+    /// user's filters' (for the privilege check; the row policies' are not the user's).
+    pub(crate) fn columns_read(&self) -> (&TableScan, std::collections::BTreeSet<String>) {
+        let schema = self.scan.source.schema();
+        let mut columns = scan_columns(&self.scan);
+        columns.insert(schema.field(self.column).name().clone());
+        let row_filter = row_filter_of(&self.scan);
+        for filter in self.filters.iter().filter(|f| Some(*f) != row_filter.as_ref()) {
+            columns.extend(filter.column_refs().into_iter().map(|c| c.name.clone()));
+        }
+        (&self.scan, columns)
+    }
+}
+
+/// The row policies' filter of a scan's table, if any.
+pub(crate) fn row_filter_of(scan: &TableScan) -> Option<Expr> {
+    let provider = source_as_provider(&scan.source).ok()?;
+    provider.downcast_ref::<TarnTable>()?.row_filter().cloned()
+}
+
+/// The columns a scan returns and its filters read.
+pub(crate) fn scan_columns(scan: &TableScan) -> std::collections::BTreeSet<String> {
+    let schema = scan.source.schema();
+    let mut columns: std::collections::BTreeSet<String> = match &scan.projection {
+        Some(projection) => projection.iter().map(|&i| schema.field(i).name().clone()).collect(),
+        None => schema.fields().iter().map(|f| f.name().clone()).collect(),
+    };
+    for filter in &scan.filters {
+        columns.extend(filter.column_refs().into_iter().map(|c| c.name.clone()));
+    }
+    columns
 }
 
 /// The k rows of a table scan nearest to a query vector, among those passing `filters`.

@@ -19,8 +19,10 @@ use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_expr::execution_props::ExecutionProps;
 use datafusion::sql::sqlparser::ast;
 use tarn_storage::key::Key;
+use tarn_storage::security::{PolicyCommand, Privilege};
 use tarn_storage::{Lookup, StorageError, Table, TableName, TableWrite, Write, WriteKind};
 
+use crate::access::{privileges, row_security};
 use crate::catalog::provider::nullable_schema;
 use crate::error::{EngineError, Result};
 use crate::statements::ddl;
@@ -131,7 +133,10 @@ impl Session {
                 from.push_str(&t.to_string());
             }
         }
-        let filter = update.selection.as_ref().map(|s| format!(" WHERE {s}")).unwrap_or_default();
+        let mut filter = update.selection.as_ref().map(|s| format!(" WHERE ({s})")).unwrap_or_default();
+        let mut reads: Vec<String> = update.assignments.iter().map(|a| a.value.to_string()).collect();
+        reads.extend(update.returning.iter().flatten().map(|item| item.to_string()));
+        self.secure_write(&table, Privilege::Update, &from, reads, &mut filter).await?;
         let input = self.plan_sql(&format!("SELECT {} FROM {from}{filter}", items.join(", "))).await?;
         let kept = self.plan_kept(&table, &update.table.to_string(), update.selection.as_ref()).await?;
         let returning = match &update.returning {
@@ -152,7 +157,9 @@ impl Session {
         }
         let (name, alias) = target_of(&target.relation)?;
         let table = self.table(&name)?;
-        let filter = delete.selection.as_ref().map(|s| format!(" WHERE {s}")).unwrap_or_default();
+        let mut filter = delete.selection.as_ref().map(|s| format!(" WHERE ({s})")).unwrap_or_default();
+        let reads = delete.returning.iter().flatten().map(|item| item.to_string()).collect();
+        self.secure_write(&table, Privilege::Delete, &target.to_string(), reads, &mut filter).await?;
         let input = self
             .plan_sql(&format!("SELECT {} FROM {target}{filter}", all_columns(&table, alias.as_deref())))
             .await?;
@@ -179,6 +186,10 @@ impl Session {
                 Err(_) if truncate.if_exists => continue,
                 Err(e) => return Err(e),
             };
+            // PostgreSQL's TRUNCATE privilege is not its own here: DELETE's.
+            if let Some(subject) = self.access.subject() {
+                privileges::check_write(&subject, &name, Privilege::Delete)?;
+            }
             let quoted = format!(
                 "{}.{}",
                 ast::Ident::with_quote('"', &name.schema),
@@ -220,6 +231,9 @@ impl Session {
 
     /// Inserts rows (with the table's columns) as one statement: `COPY ... FROM STDIN`.
     pub(crate) async fn insert_rows(&mut self, table: &Arc<Table>, batches: Vec<RecordBatch>) -> Result<u64> {
+        if let Some(subject) = self.access.subject() {
+            privileges::check_write(&subject, &table.name(), Privilege::Insert)?;
+        }
         if batches.is_empty() {
             return Ok(0);
         }
@@ -546,6 +560,13 @@ impl Session {
             }
         }
         writes.retain(|w| w.rows.num_rows() > 0);
+        let command = match planned.kind {
+            DmlKind::Insert { .. } => PolicyCommand::Insert,
+            _ => PolicyCommand::Update,
+        };
+        for write in writes.iter().filter(|w| w.kind != WriteKind::Delete) {
+            self.check_new_rows(table, command, &write.rows)?;
+        }
         let rows = returned.iter().map(|b| b.num_rows() as u64).sum();
         if !writes.is_empty() {
             self.txn.add_writes(table, writes)?;
@@ -568,6 +589,9 @@ impl Session {
         }
         if let DmlKind::Insert { .. } = planned.kind {
             let rows = self.generate(table, table.prepare_rows(batches).await?, None)?;
+            for batch in &rows {
+                self.check_new_rows(table, PolicyCommand::Insert, batch)?;
+            }
             let count = rows.iter().map(|b| b.num_rows() as u64).sum();
             self.txn.add_appends(table, rows.clone())?;
             return Ok(Done { rows: count, returned: rows });
@@ -603,6 +627,70 @@ impl Session {
         table.overwrite(all).await?;
         let rows = returned.iter().map(|b| b.num_rows() as u64).sum();
         Ok(Done { rows, returned })
+    }
+
+    /// Row policies' `WITH CHECK` on rows an `INSERT` or `UPDATE` writes: 42501 for a
+    /// row that fails it, as PostgreSQL (a role row security applies to only).
+    fn check_new_rows(&self, table: &Table, command: PolicyCommand, rows: &RecordBatch) -> Result<()> {
+        let Some(subject) = self.access.subject().filter(|s| s.row_security) else { return Ok(()) };
+        let name = table.name();
+        if !subject.security.row_security.contains(&name) || rows.num_rows() == 0 {
+            return Ok(());
+        }
+        let sql = row_security::policy_sql(&subject.security, &name, command, &subject.roles, true);
+        let schema = crate::catalog::provider::nullable_schema(&rows.schema());
+        let expr = crate::access::plan_expr(&self.planning, &sql, schema.clone())?;
+        let df_schema = DFSchema::try_from(schema)?;
+        let physical = self.planning.create_physical_expr(expr, &df_schema)?;
+        let passed = physical.evaluate(rows)?.into_array(rows.num_rows())?;
+        let passed = arrow::array::AsArray::as_boolean(&passed);
+        if arrow::array::Array::null_count(passed) > 0 || passed.false_count() > 0 {
+            return Err(EngineError::InsufficientPrivilege {
+                message: format!("new row violates row-level security policy for table \"{}\"", name.table),
+            });
+        }
+        Ok(())
+    }
+
+    /// The reads of an `UPDATE` or `DELETE` for a role privileges apply to: its
+    /// privilege on the target, `SELECT` on the columns its `SET` values, `WHERE` and
+    /// `RETURNING` read (of every table it names), and, under row security, the
+    /// command's policies added to `filter` (its rows: those the `SELECT` policies and
+    /// the command's pass). `None` for a superuser.
+    async fn secure_write(
+        &self,
+        table: &Table,
+        privilege: Privilege,
+        from: &str,
+        reads: Vec<String>,
+        filter: &mut String,
+    ) -> Result<()> {
+        let Some(subject) = self.access.subject() else { return Ok(()) };
+        let name = table.name();
+        privileges::check_write(&subject, &name, privilege)?;
+        let items = if reads.is_empty() { "1".to_string() } else { reads.join(", ") };
+        let plan = self.plan_sql(&format!("SELECT {items} FROM {from}{filter}")).await?;
+        privileges::check_named(&subject, &plan)?;
+        let plan = self.planning.optimize(&plan).unwrap_or(plan);
+        privileges::check_reads(&subject, &plan, false)?;
+        if subject.row_security && subject.security.row_security.contains(&name) {
+            if !table.has_primary_key() {
+                return Err(EngineError::unsupported(format!(
+                    "UPDATE and DELETE under row-level security need a primary key on \"{}\" yet",
+                    name.table
+                )));
+            }
+            let command = match privilege {
+                Privilege::Update => PolicyCommand::Update,
+                _ => PolicyCommand::Delete,
+            };
+            let policy = row_security::policy_sql(&subject.security, &name, command, &subject.roles, false);
+            *filter = match filter.is_empty() {
+                true => format!(" WHERE {policy}"),
+                false => format!("{filter} AND ({policy})"),
+            };
+        }
+        Ok(())
     }
 
     /// `rows` (identities filled) with the table's generated columns computed, in the

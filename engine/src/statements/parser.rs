@@ -71,6 +71,7 @@ pub fn parse_sql(sql: &str) -> Result<Vec<ParsedStatement>> {
     limits::check_depth(&tokens)?;
     let tokens = order_sequence_options(rewrite_add_vector_index(tokens)?);
     let tokens = rewrite_cluster(tokens);
+    let tokens = rewrite_roles(tokens);
     let (tokens, taken) = rewrite_tokens(rewrite_as_of(tokens));
     let statements = Parser::new(&dialect)
         .with_recursion_limit(limits::PARSER_RECURSION_LIMIT)
@@ -538,6 +539,76 @@ fn cluster(statement: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
     let mut out = recluster(statement[first].span);
     out.extend(statement[first + 1..open].iter().cloned());
     out.extend(statement[close + 1..].iter().cloned());
+    out
+}
+
+/// PostgreSQL's role statements sqlparser reads otherwise: `CREATE USER name ...` is
+/// `CREATE ROLE name ... LOGIN`; `GRANT g [, ...] TO r` and `REVOKE g FROM r` (no `ON`:
+/// role membership) are written `GRANT ROLE g, ROLE ...` for it.
+fn rewrite_roles(tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
+    let mut out = Vec::with_capacity(tokens.len());
+    for_each_statement(tokens, |statement| out.extend(roles(statement)));
+    out
+}
+
+fn roles(mut statement: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
+    let is_word = |t: &TokenWithSpan, word: &str| matches!(&t.token, Token::Word(w) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case(word));
+    let significant: Vec<usize> =
+        (0..statement.len()).filter(|&i| !matches!(statement[i].token, Token::Whitespace(_))).collect();
+    let word_at = |n: usize| significant.get(n).map(|&i| &statement[i]);
+    let (Some(first), Some(second)) = (word_at(0), word_at(1)) else { return statement };
+    if is_word(first, "create") && is_word(second, "user") {
+        let login =
+            significant.iter().any(|&i| is_word(&statement[i], "login") || is_word(&statement[i], "nologin"));
+        let at = significant[1];
+        statement[at] = TokenWithSpan { token: Token::make_keyword("ROLE"), span: statement[at].span };
+        if !login {
+            let end = match statement.iter().rposition(|t| t.token == Token::SemiColon) {
+                Some(semicolon) => semicolon,
+                None => statement.len(),
+            };
+            let span = statement[at].span;
+            statement.splice(
+                end..end,
+                [
+                    TokenWithSpan { token: Token::Whitespace(Whitespace::Space), span },
+                    TokenWithSpan { token: Token::make_keyword("LOGIN"), span },
+                ],
+            );
+        }
+        return statement;
+    }
+    let grant = is_word(first, "grant");
+    if !(grant || is_word(first, "revoke")) {
+        return statement;
+    }
+    let to = if grant { "to" } else { "from" };
+    let mut depth = 0;
+    let mut names_end = None;
+    for &i in &significant[1..] {
+        match &statement[i].token {
+            Token::LParen => depth += 1,
+            Token::RParen => depth -= 1,
+            _ if depth == 0 && is_word(&statement[i], "on") => return statement,
+            _ if depth == 0 && is_word(&statement[i], to) && names_end.is_none() => names_end = Some(i),
+            _ => {}
+        }
+    }
+    let Some(names_end) = names_end else { return statement };
+    // `ROLE` before each name between GRANT/REVOKE and TO/FROM (`ADMIN OPTION FOR`
+    // and the like are left for the parser to refuse).
+    let mut out = Vec::with_capacity(statement.len() + 8);
+    let mut expect_name = true;
+    for (i, token) in statement.into_iter().enumerate() {
+        if i > significant[0] && i < names_end && !matches!(token.token, Token::Whitespace(_)) {
+            if expect_name && matches!(token.token, Token::Word(_)) {
+                out.push(TokenWithSpan { token: Token::make_keyword("ROLE"), span: token.span });
+                out.push(TokenWithSpan { token: Token::Whitespace(Whitespace::Space), span: token.span });
+            }
+            expect_name = token.token == Token::Comma;
+        }
+        out.push(token);
+    }
     out
 }
 

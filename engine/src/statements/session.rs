@@ -186,6 +186,8 @@ pub struct Session {
     /// The open transaction block is `READ ONLY` (`BEGIN READ ONLY`, `SET TRANSACTION
     /// READ ONLY`, or `default_transaction_read_only` when it began).
     pub(crate) block_read_only: bool,
+    /// Who the session is, and its row filters (shared with its catalog).
+    pub(crate) access: Arc<crate::access::Access>,
 }
 
 impl Drop for Session {
@@ -212,6 +214,7 @@ impl Session {
         ctx: SessionContext,
         user: &str,
         txn: Arc<TxState>,
+        access: Arc<crate::access::Access>,
         number: u64,
     ) -> Self {
         let mut settings = Settings::new(user);
@@ -221,7 +224,7 @@ impl Session {
         ctx.register_udf(crate::catalog::pg_catalog::functions::current_setting(settings.all()));
         let set_config = crate::statements::settings::PendingSettings::default();
         ctx.register_udf(crate::statements::settings::set_config(set_config.clone()));
-        crate::functions::register_user(&ctx, user);
+        crate::functions::register_user(&ctx, user, user);
         crate::functions::sequences::register(&ctx, Arc::downgrade(engine.warehouse()));
         let planning = ctx.state();
         let task = planning.task_ctx();
@@ -241,6 +244,7 @@ impl Session {
             set_config,
             temp,
             block_read_only: false,
+            access,
         }
     }
 
@@ -750,6 +754,7 @@ impl Session {
         parsed: &ParsedStatement,
         params: &[ScalarValue],
     ) -> Result<(Planned, ParamHints)> {
+        self.access.refresh_row_filters(&self.planning)?;
         if let Statement::Insert(insert) = &parsed.statement {
             if let TableObject::TableName(name) = &insert.table {
                 let table = self.table(&ddl::table_name(name)?)?;
@@ -758,13 +763,45 @@ impl Session {
                 crate::statements::generated::check_insert(&def, &positions, insert.source.as_deref())?;
             }
             if let Some(write) = self.plan_literal_insert(insert).await? {
-                return Ok((Planned::Write(write), ParamHints::new()));
+                let planned = Planned::Write(write);
+                self.check_access(&planned)?;
+                return Ok((planned, ParamHints::new()));
             }
         }
         let mut statement = parsed.statement.clone();
         let hints = bind_table_function_args(&mut statement, params);
         crate::search::hybrid::rewrite(&mut statement, &|name| self.table(name))?;
-        Ok((self.plan_statement(statement).await?, hints))
+        let planned = self.plan_statement(statement).await?;
+        self.check_access(&planned)?;
+        Ok((planned, hints))
+    }
+
+    /// The privileges a planned statement needs, for a role they apply to (see
+    /// [`crate::access::privileges`]); `UPDATE` and `DELETE` are checked as they are
+    /// planned (`dml.rs`).
+    fn check_access(&self, planned: &Planned) -> Result<()> {
+        use crate::access::privileges::{check_named, check_reads, check_write};
+        let Some(subject) = self.access.subject() else { return Ok(()) };
+        // Optimized, the scans say which columns they read (a plan that cannot be
+        // optimized yet, its parameters untyped, is checked as it is: every column).
+        let optimized = |plan: &LogicalPlan| self.planning.optimize(plan).unwrap_or_else(|_| plan.clone());
+        match planned {
+            Planned::Query(plan) => {
+                check_named(&subject, plan)?;
+                check_reads(&subject, &optimized(plan), true)
+            }
+            Planned::Optimized(plan) => check_reads(&subject, plan, true),
+            Planned::Write(write) => match write.kind {
+                DmlKind::Insert { .. } => {
+                    check_write(&subject, &write.table.name(), tarn_storage::security::Privilege::Insert)?;
+                    check_named(&subject, &write.input)?;
+                    check_reads(&subject, &optimized(&write.input), true)
+                }
+                _ => Ok(()),
+            },
+            Planned::CreateTableAs { .. } => self.access.require_superuser("run CREATE TABLE AS"),
+            Planned::Lookup(_) | Planned::Physical { .. } | Planned::Other => Ok(()),
+        }
     }
 
     async fn plan_statement(&self, mut statement: Statement) -> Result<Planned> {

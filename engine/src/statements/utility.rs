@@ -49,6 +49,13 @@ impl Session {
     pub(crate) async fn run_other(&mut self, parsed: &ParsedStatement) -> Result<Output> {
         let warehouse = self.engine.warehouse().clone();
         let statement = &parsed.statement;
+        if let Some(tag) = self.run_access(statement).await? {
+            return Ok(Output::Command(tag));
+        }
+        // Tarn has no table owners yet: only a superuser changes the catalog.
+        if changes_catalog(statement) || matches!(statement, Statement::Drop { .. } | Statement::Vacuum(_)) {
+            self.access.require_superuser(&format!("run {}", command_name(statement)))?;
+        }
         let tag = match statement {
             Statement::CreateTable(create) if create.external => {
                 let iceberg = parsed.table_format.as_deref() == Some("iceberg");
@@ -531,9 +538,21 @@ pub(crate) fn changes_catalog(statement: &Statement) -> bool {
             | Statement::CreateView(_)
             | Statement::Comment { .. }
             | Statement::CreateSequence { .. }
+            // Privileges and policies: plans are checked and filtered when made.
+            | Statement::CreateRole(_)
+            | Statement::AlterRole { .. }
+            | Statement::Grant(_)
+            | Statement::Revoke(_)
+            | Statement::CreatePolicy(_)
+            | Statement::DropPolicy(_)
             // `REFRESH TABLE`: an external table's columns may have changed.
             | Statement::Analyze(_)
     )
+}
+
+/// A statement's first two words (`CREATE TABLE`), for messages.
+fn command_name(statement: &Statement) -> String {
+    statement.to_string().split_whitespace().take(2).collect::<Vec<_>>().join(" ")
 }
 
 /// The result column of `SHOW name`, or `None` for any other statement.

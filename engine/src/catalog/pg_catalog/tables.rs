@@ -12,6 +12,7 @@ use tarn_storage::Warehouse;
 
 use super::columns::{self as c, ALL};
 use super::relations::{self, namespace_oid, TableRel, ACCESS_METHODS};
+use super::security;
 use super::table::{Def, Kind, Rows, Value};
 use super::types::TYPES;
 use super::{OWNER_OID, PG_CATALOG_OID, SCHEMA};
@@ -38,7 +39,9 @@ pub fn table(name: &str, source: &Source) -> Option<Arc<dyn TableProvider>> {
         "pg_index" => pg_index(source),
         "pg_indexes" => pg_indexes(source),
         "pg_namespace" => pg_namespace(source),
-        "pg_roles" | "pg_authid" | "pg_user" => pg_roles(def, source),
+        "pg_roles" | "pg_authid" | "pg_user" => security::pg_roles(def, source),
+        "pg_auth_members" => security::pg_auth_members(def, source),
+        "pg_policy" => security::pg_policy(def, source),
         "pg_tables" => pg_tables(source),
         "pg_views" => pg_views(source),
         "pg_description" => pg_description(source),
@@ -108,7 +111,9 @@ fn pg_am() -> Arc<dyn TableProvider> {
 /// under Postgres' OIDs: psqlODBC looks `pg_class` up as 1259).
 fn pg_class(source: &Source) -> Arc<dyn TableProvider> {
     let mut rows = Rows::new(&c::PG_CLASS);
+    let access = source.warehouse.security();
     for table in relations::tables(source.warehouse) {
+        let name = tarn_storage::TableName::new(&table.schema, &table.name);
         let options: Vec<String> = std::iter::once(format!("bucket_count={}", table.def.bucket_count))
             .chain(table.def.options.iter().map(|(k, v)| format!("{k}={v}")))
             .collect();
@@ -130,6 +135,8 @@ fn pg_class(source: &Source) -> Arc<dyn TableProvider> {
             ("relfrozenxid", text("0")),
             ("relminmxid", text("1")),
             ("reloptions", Value::Texts(options)),
+            ("relrowsecurity", Value::Bool(access.row_security.contains(&name))),
+            ("relacl", security::relacl(&access, &name)),
         ]);
         for index in &table.indexes {
             rows.push(&[
@@ -206,12 +213,17 @@ fn pg_attribute(source: &Source) -> Arc<dyn TableProvider> {
     let mut rows = Rows::new(&c::PG_ATTRIBUTE);
     let tables = relations::tables(source.warehouse);
     let views = relations::views(source.warehouse);
+    let access = source.warehouse.security();
     let relations = tables
         .iter()
-        .map(|t| (t.oid, t.columns().collect::<Vec<_>>()))
-        .chain(views.iter().map(|v| (v.oid, v.columns().collect::<Vec<_>>())));
-    for (relation, columns) in relations {
+        .map(|t| {
+            (t.oid, Some(tarn_storage::TableName::new(&t.schema, &t.name)), t.columns().collect::<Vec<_>>())
+        })
+        .chain(views.iter().map(|v| (v.oid, None, v.columns().collect::<Vec<_>>())));
+    for (relation, name, columns) in relations {
         for column in columns {
+            let acl =
+                name.as_ref().map_or(Value::Null, |n| security::attacl(&access, n, column.field.name()));
             let type_oid = column.type_oid();
             let row = super::types::by_oid(type_oid);
             rows.push(&[
@@ -233,6 +245,7 @@ fn pg_attribute(source: &Source) -> Arc<dyn TableProvider> {
                 ("attislocal", Value::Bool(true)),
                 ("attcollation", oid(row.map_or(0, |t| t.collation()))),
                 ("attstattarget", int(-1)),
+                ("attacl", acl),
             ]);
         }
     }
@@ -459,40 +472,6 @@ fn pg_tablespace() -> Arc<dyn TableProvider> {
     let mut rows = Rows::new(&c::PG_TABLESPACE);
     rows.push(&[("oid", oid(1663)), ("spcname", text("pg_default")), ("spcowner", oid(OWNER_OID))]);
     rows.push(&[("oid", oid(1664)), ("spcname", text("pg_global")), ("spcowner", oid(OWNER_OID))]);
-    rows.table()
-}
-
-/// The one role, owner of everything (roles and grants come with governance).
-fn pg_roles(def: &'static Def, source: &Source) -> Arc<dyn TableProvider> {
-    let mut rows = Rows::new(def);
-    let name_column = if def.name == "pg_user" { "usename" } else { "rolname" };
-    let mut row = vec![(name_column, text(source.owner))];
-    let flags: &[&str] = match def.name {
-        "pg_user" => &["usecreatedb", "usesuper", "userepl", "usebypassrls"],
-        _ => &[
-            "rolsuper",
-            "rolinherit",
-            "rolcreaterole",
-            "rolcreatedb",
-            "rolcanlogin",
-            "rolreplication",
-            "rolbypassrls",
-        ],
-    };
-    for flag in flags {
-        row.push((flag, Value::Bool(true)));
-    }
-    if def.name == "pg_user" {
-        row.push(("usesysid", oid(OWNER_OID)));
-        row.push(("passwd", text("********")));
-    } else {
-        row.push(("oid", oid(OWNER_OID)));
-        row.push(("rolconnlimit", int(-1)));
-        if def.name == "pg_roles" {
-            row.push(("rolpassword", text("********")));
-        }
-    }
-    rows.push(&row);
     rows.table()
 }
 

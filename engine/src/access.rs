@@ -1,0 +1,162 @@
+//! Who may do what: roles, table privileges and row-level security, enforced in the
+//! engine (the security catalog itself is storage's: [`tarn_storage::security`]).
+//!
+//! - [`roles`]: `CREATE | ALTER | DROP ROLE` (and `USER`), membership (`GRANT role TO
+//!   role`), `SET ROLE`, passwords as SCRAM-SHA-256 verifiers.
+//! - [`privileges`]: `GRANT | REVOKE` on tables and columns, and the check of every
+//!   table a statement reads or writes (42501), made on the optimized plan when the
+//!   statement is planned, so views, CTEs, subqueries, `hybrid_search` and the kNN and
+//!   BM25 nodes are all seen.
+//! - [`row_security`]: `ENABLE ROW LEVEL SECURITY`, `CREATE | DROP POLICY`, policies as
+//!   pre-filters of scans and searches, `WITH CHECK` on written rows.
+//!
+//! [`Access`] is one session's side of it: who the session is (`session_user`, and
+//! `current_user` after `SET ROLE`) and the row filters planned for that role. A name
+//! that is no role of the warehouse is the server's own (a configured user, the
+//! trusted local user): a superuser, to whom nothing here applies, so the zero-config
+//! run is unchanged. Plans depend on the role and the catalog: `SET ROLE` and every
+//! statement here make the session's kept plans stale.
+
+pub mod privileges;
+pub mod roles;
+pub mod row_security;
+mod statements;
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, RwLock};
+
+use datafusion::common::DFSchema;
+use datafusion::execution::session_state::SessionState;
+use datafusion::logical_expr::simplify::SimplifyContext;
+use datafusion::logical_expr::Expr;
+use datafusion::optimizer::simplify_expressions::ExprSimplifier;
+use tarn_storage::security::{PolicyCommand, SecurityCatalog};
+use tarn_storage::{TableName, Warehouse};
+
+use crate::error::{EngineError, Result};
+
+/// A role that checks apply to: not a superuser.
+#[derive(Debug, Clone)]
+pub struct Subject {
+    pub role: String,
+    /// The role and every role it is a member of.
+    pub roles: BTreeSet<String>,
+    pub security: Arc<SecurityCatalog>,
+    /// Row policies apply (not `BYPASSRLS`).
+    pub row_security: bool,
+}
+
+#[derive(Debug)]
+pub struct Access {
+    warehouse: Arc<Warehouse>,
+    session_user: String,
+    /// `current_user`: the session user, or the role `SET ROLE` took.
+    role: RwLock<String>,
+    filters: RwLock<RowFilters>,
+}
+
+/// The row filters planned for one role under one security catalog.
+#[derive(Debug, Default)]
+struct RowFilters {
+    security: Option<Arc<SecurityCatalog>>,
+    role: String,
+    by_table: HashMap<TableName, Expr>,
+}
+
+impl Access {
+    pub fn new(warehouse: Arc<Warehouse>, user: &str) -> Arc<Access> {
+        Arc::new(Access {
+            warehouse,
+            session_user: user.to_string(),
+            role: RwLock::new(user.to_string()),
+            filters: RwLock::default(),
+        })
+    }
+
+    pub fn session_user(&self) -> &str {
+        &self.session_user
+    }
+
+    pub fn role(&self) -> String {
+        self.role.read().expect("role lock").clone()
+    }
+
+    pub(crate) fn set_role(&self, role: &str) {
+        *self.role.write().expect("role lock") = role.to_string();
+    }
+
+    /// The session's role when checks apply to it; `None` for a superuser.
+    pub fn subject(&self) -> Option<Subject> {
+        let security = self.warehouse.security();
+        let role = self.role();
+        if security.is_superuser(&role) {
+            return None;
+        }
+        let row_security = !security.roles.get(&role).is_some_and(|r| r.bypass_rls);
+        Some(Subject { roles: security.roles_of(&role), role, security, row_security })
+    }
+
+    /// A statement that only a superuser may run.
+    pub(crate) fn require_superuser(&self, what: &str) -> Result<()> {
+        match self.subject() {
+            None => Ok(()),
+            Some(subject) => Err(EngineError::InsufficientPrivilege {
+                message: format!(
+                    "permission denied to {what}: only a superuser may (role \"{}\" is not one)",
+                    subject.role
+                ),
+            }),
+        }
+    }
+
+    /// The row filter of `table` for the session's role, if row security applies.
+    pub fn row_filter(&self, table: &TableName) -> Option<Expr> {
+        self.filters.read().expect("filters lock").by_table.get(table).cloned()
+    }
+
+    /// Plans the row filters of the session's role again if the security catalog or
+    /// the role changed since they were planned (`state` plans the policies'
+    /// expressions: their `current_user` is the session's).
+    pub(crate) fn refresh_row_filters(&self, state: &SessionState) -> Result<()> {
+        let security = self.warehouse.security();
+        let role = self.role();
+        {
+            let filters = self.filters.read().expect("filters lock");
+            if filters.role == role && filters.security.as_ref().is_some_and(|s| Arc::ptr_eq(s, &security)) {
+                return Ok(());
+            }
+        }
+        let mut by_table = HashMap::new();
+        if let Some(subject) = self.subject().filter(|s| s.row_security) {
+            for name in &security.row_security {
+                let Some(table) = self.warehouse.table(name) else { continue };
+                let sql =
+                    row_security::policy_sql(&security, name, PolicyCommand::Select, &subject.roles, false);
+                let schema = crate::catalog::provider::nullable_schema(&table.snapshot().schema());
+                by_table.insert(name.clone(), plan_expr(state, &sql, schema)?);
+            }
+        }
+        *self.filters.write().expect("filters lock") =
+            RowFilters { security: Some(security), role, by_table };
+        Ok(())
+    }
+}
+
+/// `sql` as an expression over a table's columns (unqualified), typed and simplified
+/// (`current_user` becomes the session's name).
+pub(crate) fn plan_expr(
+    state: &SessionState,
+    sql: &str,
+    schema: arrow::datatypes::SchemaRef,
+) -> Result<Expr> {
+    let df_schema = Arc::new(DFSchema::try_from(schema)?);
+    let expr = state.create_logical_expr(sql, &df_schema)?;
+    let context = SimplifyContext::builder()
+        .with_schema(df_schema.clone())
+        .with_config_options(state.config_options().clone())
+        .with_current_time()
+        .build();
+    let simplifier = ExprSimplifier::new(context);
+    let expr = simplifier.coerce(expr, &df_schema)?;
+    Ok(simplifier.simplify(expr)?)
+}

@@ -1,0 +1,289 @@
+//! The warehouse's security catalog: roles, the privileges granted on tables, which
+//! tables have row-level security on, and their row policies (PostgreSQL's
+//! `pg_authid`, `pg_auth_members`, `relacl`/`attacl`, `relrowsecurity` and
+//! `pg_policy`, in one document).
+//!
+//! It is one JSON object, `_tarn/security.json`, written whole by each change under the
+//! DDL lock and swapped in memory after the write ([`crate::Warehouse::update_security`]);
+//! a replica reads it again when it follows the writer's catalog. Passwords are kept
+//! only as SCRAM-SHA-256 verifiers, never in plain text (the SQL layer makes them).
+//! A table's grants and policies go with it when it is dropped, and follow it when it
+//! is renamed.
+//!
+//! Policies keep their expressions as SQL text: storage knows no SQL; the engine plans
+//! them for each session (their `current_user` is the session's).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use object_store::path::Path;
+use serde::{Deserialize, Serialize};
+
+use crate::table_def::TableName;
+
+/// The grantee `PUBLIC`: every role.
+pub const PUBLIC: &str = "public";
+
+/// Where the document lives.
+pub(crate) fn security_path() -> Path {
+    Path::from("_tarn").join("security.json")
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SecurityCatalog {
+    /// Roles by name.
+    #[serde(default)]
+    pub roles: BTreeMap<String, RoleDef>,
+    /// Table privileges, one entry per table, grantee and privilege.
+    #[serde(default)]
+    pub grants: Vec<Grant>,
+    /// Tables with `ENABLE ROW LEVEL SECURITY`.
+    #[serde(default)]
+    pub row_security: BTreeSet<TableName>,
+    /// Row policies, in creation order.
+    #[serde(default)]
+    pub policies: Vec<PolicyDef>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RoleDef {
+    pub name: String,
+    #[serde(default)]
+    pub superuser: bool,
+    #[serde(default)]
+    pub login: bool,
+    /// `BYPASSRLS`: row policies do not apply to the role.
+    #[serde(default)]
+    pub bypass_rls: bool,
+    /// `SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>`.
+    #[serde(default)]
+    pub password: Option<String>,
+    /// The roles this one is a member of (`GRANT group TO role`); it has their
+    /// privileges.
+    #[serde(default)]
+    pub member_of: BTreeSet<String>,
+}
+
+impl RoleDef {
+    pub fn new(name: &str) -> Self {
+        RoleDef {
+            name: name.to_string(),
+            superuser: false,
+            login: false,
+            bypass_rls: false,
+            password: None,
+            member_of: BTreeSet::new(),
+        }
+    }
+}
+
+/// What a privilege allows on a table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Privilege {
+    Select,
+    Insert,
+    Update,
+    Delete,
+}
+
+impl Privilege {
+    pub const ALL: [Privilege; 4] =
+        [Privilege::Select, Privilege::Insert, Privilege::Update, Privilege::Delete];
+
+    /// The SQL word.
+    pub fn keyword(self) -> &'static str {
+        match self {
+            Privilege::Select => "SELECT",
+            Privilege::Insert => "INSERT",
+            Privilege::Update => "UPDATE",
+            Privilege::Delete => "DELETE",
+        }
+    }
+
+    /// Its letter in PostgreSQL's `aclitem` text (`\dp`).
+    pub fn acl_letter(self) -> char {
+        match self {
+            Privilege::Select => 'r',
+            Privilege::Insert => 'a',
+            Privilege::Update => 'w',
+            Privilege::Delete => 'd',
+        }
+    }
+}
+
+/// One privilege on one table for one grantee: on the whole table (`columns: None`)
+/// or on some of its columns (`GRANT SELECT (a, b)`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Grant {
+    pub table: TableName,
+    /// A role's name, or [`PUBLIC`].
+    pub grantee: String,
+    pub privilege: Privilege,
+    #[serde(default)]
+    pub columns: Option<BTreeSet<String>>,
+}
+
+/// The command a policy is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PolicyCommand {
+    All,
+    Select,
+    Insert,
+    Update,
+    Delete,
+}
+
+impl PolicyCommand {
+    /// Whether a policy for this command applies to `command`.
+    pub fn covers(self, command: PolicyCommand) -> bool {
+        self == PolicyCommand::All || self == command
+    }
+
+    /// The SQL word (and `pg_policy.polcmd`'s letter).
+    pub fn keyword(self) -> (&'static str, char) {
+        match self {
+            PolicyCommand::All => ("ALL", '*'),
+            PolicyCommand::Select => ("SELECT", 'r'),
+            PolicyCommand::Insert => ("INSERT", 'a'),
+            PolicyCommand::Update => ("UPDATE", 'w'),
+            PolicyCommand::Delete => ("DELETE", 'd'),
+        }
+    }
+}
+
+/// `CREATE POLICY name ON table [AS PERMISSIVE|RESTRICTIVE] [FOR command] [TO roles]
+/// [USING (expr)] [WITH CHECK (expr)]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PolicyDef {
+    pub name: String,
+    pub table: TableName,
+    pub command: PolicyCommand,
+    /// Permissive policies are OR-ed together; restrictive ones AND-ed onto that.
+    pub permissive: bool,
+    /// The roles it applies to; empty for `PUBLIC`.
+    #[serde(default)]
+    pub roles: Vec<String>,
+    /// Which existing rows are visible (SQL text).
+    #[serde(default)]
+    pub using: Option<String>,
+    /// Which new rows may be written (SQL text); `using` when absent.
+    #[serde(default)]
+    pub with_check: Option<String>,
+}
+
+impl SecurityCatalog {
+    /// `role` and every role it is a member of, directly or not.
+    pub fn roles_of(&self, role: &str) -> BTreeSet<String> {
+        let mut seen = BTreeSet::new();
+        let mut todo = vec![role.to_string()];
+        while let Some(next) = todo.pop() {
+            if !seen.insert(next.clone()) {
+                continue;
+            }
+            if let Some(def) = self.roles.get(&next) {
+                todo.extend(def.member_of.iter().cloned());
+            }
+        }
+        seen
+    }
+
+    /// Whether `role` is a defined role that is a superuser. A name that is no role
+    /// here is the server's: its configured users and the trusted local user are
+    /// superusers (PostgreSQL's bootstrap superuser).
+    pub fn is_superuser(&self, role: &str) -> bool {
+        self.roles.get(role).is_none_or(|r| r.superuser)
+    }
+
+    /// The grants that hold for `roles` (a role and those it is in) on `table`, with
+    /// `PUBLIC`'s.
+    pub fn grants_for<'a>(
+        &'a self,
+        roles: &'a BTreeSet<String>,
+        table: &'a TableName,
+    ) -> impl Iterator<Item = &'a Grant> + 'a {
+        self.grants
+            .iter()
+            .filter(move |g| &g.table == table && (g.grantee == PUBLIC || roles.contains(&g.grantee)))
+    }
+
+    /// The policies on `table` for `command` that apply to `roles`.
+    pub fn policies_for<'a>(
+        &'a self,
+        table: &'a TableName,
+        command: PolicyCommand,
+        roles: &'a BTreeSet<String>,
+    ) -> impl Iterator<Item = &'a PolicyDef> + 'a {
+        self.policies.iter().filter(move |p| {
+            &p.table == table
+                && p.command.covers(command)
+                && (p.roles.is_empty() || p.roles.iter().any(|r| r == PUBLIC || roles.contains(r)))
+        })
+    }
+
+    /// Forgets a dropped table's grants and policies.
+    pub(crate) fn forget_table(&mut self, table: &TableName) -> bool {
+        let before = (self.grants.len(), self.policies.len(), self.row_security.len());
+        self.grants.retain(|g| &g.table != table);
+        self.policies.retain(|p| &p.table != table);
+        self.row_security.remove(table);
+        before != (self.grants.len(), self.policies.len(), self.row_security.len())
+    }
+
+    /// Moves a renamed table's grants and policies to its new name.
+    pub(crate) fn rename_table(&mut self, from: &TableName, to: &TableName) -> bool {
+        let mut changed = false;
+        for grant in self.grants.iter_mut().filter(|g| &g.table == from) {
+            grant.table = to.clone();
+            changed = true;
+        }
+        for policy in self.policies.iter_mut().filter(|p| &p.table == from) {
+            policy.table = to.clone();
+            changed = true;
+        }
+        if self.row_security.remove(from) {
+            self.row_security.insert(to.clone());
+            changed = true;
+        }
+        changed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn membership_is_transitive_and_unknown_names_are_superusers() {
+        let mut catalog = SecurityCatalog::default();
+        let mut alice = RoleDef::new("alice");
+        alice.member_of.insert("analysts".into());
+        let mut analysts = RoleDef::new("analysts");
+        analysts.member_of.insert("readers".into());
+        catalog.roles.insert("alice".into(), alice);
+        catalog.roles.insert("analysts".into(), analysts);
+        let roles = catalog.roles_of("alice");
+        assert_eq!(roles.into_iter().collect::<Vec<_>>(), ["alice", "analysts", "readers"]);
+        assert!(!catalog.is_superuser("alice"));
+        assert!(catalog.is_superuser("tarn"));
+    }
+
+    #[test]
+    fn a_dropped_table_takes_its_grants_and_policies() {
+        let t = TableName::new("public", "t");
+        let mut catalog = SecurityCatalog::default();
+        catalog.grants.push(Grant {
+            table: t.clone(),
+            grantee: "alice".into(),
+            privilege: Privilege::Select,
+            columns: None,
+        });
+        catalog.row_security.insert(t.clone());
+        let u = TableName::new("public", "u");
+        assert!(catalog.rename_table(&t, &u));
+        assert_eq!(catalog.grants[0].table, u);
+        assert!(catalog.row_security.contains(&u));
+        assert!(catalog.forget_table(&u));
+        assert!(catalog.grants.is_empty() && catalog.row_security.is_empty());
+    }
+}

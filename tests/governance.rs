@@ -1,0 +1,328 @@
+//! Roles, privileges and row-level security through real clients (tokio-postgres and
+//! psql): `CREATE ROLE | USER`, membership, `GRANT | REVOKE` on tables and columns with
+//! 42501 on every way a statement reaches a table (views, CTEs, subqueries, table
+//! functions, writes, COPY), `SET ROLE`, a login role's SCRAM password, `\du` and `\dp`;
+//! row policies as pre-filters inside kNN, BM25 and `hybrid_search` (a secured top k is
+//! complete), evaluated before a user's predicate (a division by zero on a hidden row
+//! stays hidden), `WITH CHECK` on written rows.
+
+use std::process::Command;
+
+use tarn_server::auth::HbaRule;
+use tarn_server::ServerConfig;
+use tarn_tests::TestServer;
+use tokio_postgres::{Client, NoTls};
+
+async fn connect_as(server: &TestServer, user: &str) -> Client {
+    let conn = format!("host={} port={} user={user} dbname=tarn", server.addr.ip(), server.addr.port());
+    let (client, connection) = tokio_postgres::connect(&conn, NoTls).await.expect("connects");
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    client
+}
+
+/// The SQLSTATE a statement fails with ("ok" when it does not).
+async fn code(client: &Client, sql: &str) -> String {
+    match client.batch_execute(sql).await {
+        Ok(()) => "ok".into(),
+        Err(e) => e.code().map(|c| c.code().to_string()).unwrap_or_else(|| format!("no code: {e}")),
+    }
+}
+
+async fn ids(client: &Client, sql: &str) -> Vec<i64> {
+    client
+        .query(sql, &[])
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {}", tarn_tests::describe(&e)))
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+fn psql(server: &TestServer, user: &str, sql: &str) -> String {
+    let out = Command::new("psql")
+        .args([
+            "-X",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &server.addr.port().to_string(),
+            "-U",
+            user,
+            "-d",
+            "tarn",
+            "-c",
+            sql,
+        ])
+        .output()
+        .expect("psql runs");
+    assert!(out.status.success(), "psql {sql}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roles_and_grants_guard_every_way_to_a_table() {
+    let server = TestServer::start().await;
+    let admin = server.client().await;
+    admin
+        .batch_execute(
+            "CREATE TABLE items (id bigint PRIMARY KEY, owner text, secret text, amount int);
+             INSERT INTO items VALUES (1, 'a', 's1', 10), (2, 'b', 's2', 20);
+             CREATE TABLE other (id bigint PRIMARY KEY);
+             INSERT INTO other VALUES (1);
+             CREATE VIEW secrets AS SELECT id, secret FROM items;
+             CREATE ROLE analysts;
+             CREATE USER alice PASSWORD 'pw';
+             GRANT analysts TO alice;
+             GRANT SELECT (id, owner, amount) ON items TO analysts;",
+        )
+        .await
+        .unwrap();
+
+    let alice = connect_as(&server, "alice").await;
+    let who: String = alice.query_one("SELECT current_user", &[]).await.unwrap().get(0);
+    assert_eq!(who, "alice");
+    // Column privileges, through membership.
+    assert_eq!(ids(&alice, "SELECT id FROM items WHERE owner = 'a' AND amount > 0").await, [1]);
+    assert_eq!(ids(&alice, "SELECT count(*) FROM items").await, [2]);
+    for denied in [
+        "SELECT secret FROM items",
+        "SELECT * FROM items",
+        "SELECT id FROM items WHERE secret = 's1'",
+        "WITH x AS (SELECT secret FROM items) SELECT count(*) FROM x",
+        "SELECT * FROM secrets",
+        "SELECT id FROM items WHERE id IN (SELECT id FROM other)",
+        "SELECT * FROM table_changes('items', 0, 10)",
+        "SELECT * FROM items FOR VERSION AS OF 1",
+        "INSERT INTO items VALUES (3, 'c', 's3', 30)",
+        "UPDATE items SET amount = 0",
+        "DELETE FROM items WHERE id = 1",
+        "TRUNCATE items",
+        "COPY items TO STDOUT",
+        "CREATE TABLE mine (id int)",
+        "DROP TABLE other",
+        "CREATE ROLE mallory SUPERUSER",
+        "GRANT SELECT ON items TO alice",
+        "ALTER TABLE items ENABLE ROW LEVEL SECURITY",
+    ] {
+        assert_eq!(code(&alice, denied).await, "42501", "{denied}");
+    }
+    // A primary-key lookup takes the same checks (it has a fast path of its own).
+    assert_eq!(code(&alice, "SELECT secret FROM items WHERE id = 1").await, "42501");
+    assert_eq!(ids(&alice, "SELECT amount::bigint FROM items WHERE id = 2").await, [20]);
+
+    // Writes need their own privilege; an UPDATE's WHERE needs SELECT on what it reads.
+    admin.batch_execute("GRANT INSERT, UPDATE ON items TO alice").await.unwrap();
+    assert_eq!(code(&alice, "INSERT INTO items VALUES (3, 'c', 's3', 30)").await, "ok");
+    assert_eq!(code(&alice, "UPDATE items SET amount = amount + 1 WHERE owner = 'c'").await, "ok");
+    assert_eq!(code(&alice, "UPDATE items SET amount = 0 WHERE secret = 's3'").await, "42501");
+    assert_eq!(code(&alice, "DELETE FROM items WHERE id = 3").await, "42501");
+
+    // A kept plan does not outlive a REVOKE (nor a GRANT).
+    let amounts = alice.prepare("SELECT amount FROM items WHERE id = 3").await.unwrap();
+    assert_eq!(alice.query(&amounts, &[]).await.unwrap().len(), 1);
+    admin.batch_execute("REVOKE SELECT (amount) ON items FROM analysts").await.unwrap();
+    let e = alice.query(&amounts, &[]).await.expect_err("revoked");
+    assert_eq!(e.code().unwrap().code(), "42501");
+    admin.batch_execute("GRANT SELECT ON ALL TABLES IN SCHEMA public TO alice").await.unwrap();
+    assert_eq!(alice.query(&amounts, &[]).await.unwrap().len(), 1);
+    assert_eq!(ids(&alice, "SELECT count(*) FROM secrets").await, [3]);
+
+    // SET ROLE: a superuser becomes alice, and is checked as her.
+    admin.batch_execute("REVOKE SELECT ON ALL TABLES IN SCHEMA public FROM alice").await.unwrap();
+    admin.batch_execute("SET ROLE alice").await.unwrap();
+    let (who, session): (String, String) = admin
+        .query_one("SELECT current_user, session_user", &[])
+        .await
+        .map(|r| (r.get(0), r.get(1)))
+        .unwrap();
+    assert_eq!((who.as_str(), session.as_str()), ("alice", "tarn"));
+    assert_eq!(code(&admin, "SELECT secret FROM items").await, "42501");
+    admin.batch_execute("RESET ROLE").await.unwrap();
+    assert_eq!(code(&admin, "SELECT secret FROM items").await, "ok");
+    // alice may not become someone else.
+    admin.batch_execute("CREATE ROLE bob LOGIN").await.unwrap();
+    assert_eq!(code(&alice, "SET ROLE bob").await, "42501");
+    assert_eq!(code(&alice, "SET ROLE analysts").await, "ok");
+
+    // A role without LOGIN does not log in; a dropped role's name is a new one.
+    let e = tokio_postgres::connect(
+        &format!("host=127.0.0.1 port={} user=analysts dbname=tarn", server.addr.port()),
+        NoTls,
+    )
+    .await
+    .map(drop)
+    .expect_err("NOLOGIN");
+    assert_eq!(e.code().unwrap().code(), "28000");
+    assert_eq!(code(&admin, "DROP ROLE analysts").await, "2BP01");
+    assert_eq!(code(&admin, "CREATE ROLE alice").await, "42710");
+    assert_eq!(code(&admin, "GRANT SELECT ON items TO nobody").await, "42704");
+    assert_eq!(code(&admin, "GRANT analysts TO bob").await, "ok");
+    assert_eq!(code(&admin, "GRANT bob TO analysts").await, "0LP01");
+
+    // psql's \du and \dp.
+    let du = psql(&server, "tarn", "\\du");
+    assert!(du.contains("alice") && du.contains("{analysts}") && du.contains("Cannot login"), "{du}");
+    let dp = psql(&server, "tarn", "\\dp items");
+    assert!(dp.contains("alice=aw/tarn") && dp.contains("tarn=arwdDxt/tarn"), "{dp}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_role_logs_in_with_its_scram_password() {
+    let config = ServerConfig {
+        hba: vec![
+            HbaRule { user: "tarn".into(), ..HbaRule::new("127.0.0.1/32", "trust") },
+            HbaRule::new("127.0.0.1/32", "scram-sha-256"),
+        ],
+        ..Default::default()
+    };
+    let server = TestServer::start_configured(config).await;
+    let admin = server.client().await;
+    admin.batch_execute("CREATE USER carol WITH PASSWORD 'correct horse'").await.unwrap();
+    let stored: String = admin
+        .query_one("SELECT rolpassword FROM pg_authid WHERE rolname = 'carol'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(stored, "********");
+    let secret = std::fs::read_to_string(server.data.join("_tarn/security.json")).unwrap();
+    assert!(secret.contains("SCRAM-SHA-256$4096:") && !secret.contains("correct horse"), "{secret}");
+    let conn = |password: &str| {
+        format!("host=127.0.0.1 port={} user=carol dbname=tarn password='{password}'", server.addr.port())
+    };
+    let (client, connection) = tokio_postgres::connect(&conn("correct horse"), NoTls).await.expect("logs in");
+    tokio::spawn(connection);
+    let who: String = client.query_one("SELECT current_user", &[]).await.unwrap().get(0);
+    assert_eq!(who, "carol");
+    let e = tokio_postgres::connect(&conn("wrong"), NoTls).await.map(drop).expect_err("wrong password");
+    assert_eq!(e.code().unwrap().code(), "28P01");
+    admin.batch_execute("ALTER ROLE carol PASSWORD 'battery staple'").await.unwrap();
+    assert!(tokio_postgres::connect(&conn("correct horse"), NoTls).await.is_err());
+    assert!(tokio_postgres::connect(&conn("battery staple"), NoTls).await.is_ok());
+    server.stop().await;
+}
+
+/// A deterministic 3-dimensional vector per row.
+fn vector_of(i: i64) -> String {
+    let x = i as f32;
+    format!("[{},{},{}]", (x * 0.37).sin(), (x * 0.11).cos(), (x * 0.05).sin())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn row_policies_filter_inside_searches_and_before_user_predicates() {
+    let server = TestServer::start().await;
+    let admin = server.client().await;
+    admin
+        .batch_execute(
+            "CREATE TABLE docs (id bigint PRIMARY KEY, tenant text, n int, body text, emb vector(3))",
+        )
+        .await
+        .unwrap();
+    let words = ["lake", "river", "stone", "forest", "cloud"];
+    let rows: Vec<String> = (1..=2000i64)
+        .map(|i| {
+            let tenant = if i % 10 == 0 { "a" } else { "b" };
+            let body = format!("{} {} {}", words[(i % 5) as usize], words[(i / 5 % 5) as usize], i);
+            // `n` is 0 on one hidden row only: 100 / n fails there.
+            let n = if i == 7 { 0 } else { i };
+            format!("({i}, '{tenant}', {n}, '{body}', '{}')", vector_of(i))
+        })
+        .collect();
+    admin.batch_execute(&format!("INSERT INTO docs VALUES {}", rows.join(", "))).await.unwrap();
+    admin
+        .batch_execute(
+            "VACUUM docs;
+             CREATE INDEX docs_emb ON docs USING hnsw (emb vector_l2_ops);
+             CREATE INDEX docs_body ON docs USING bm25 (body);
+             CREATE ROLE alice LOGIN;
+             GRANT SELECT, INSERT, UPDATE, DELETE ON docs TO alice;
+             ALTER TABLE docs ENABLE ROW LEVEL SECURITY;
+             CREATE POLICY tenant_a ON docs FOR SELECT TO alice USING (tenant = 'a');",
+        )
+        .await
+        .unwrap();
+    let alice = connect_as(&server, "alice").await;
+    assert_eq!(ids(&alice, "SELECT count(*) FROM docs").await, [200]);
+    assert_eq!(ids(&alice, "SELECT count(*) FROM docs WHERE tenant = 'b'").await, [0]);
+
+    // kNN: the policy is a pre-filter inside the index search: 10 rows, the same the
+    // superuser's filtered search finds.
+    let q = vector_of(5);
+    let knn = format!("SELECT id FROM docs ORDER BY emb <-> '{q}' LIMIT 10");
+    let secured = ids(&alice, &knn).await;
+    let filtered =
+        ids(&admin, &format!("SELECT id FROM docs WHERE tenant = 'a' ORDER BY emb <-> '{q}' LIMIT 10")).await;
+    assert_eq!(secured.len(), 10);
+    assert!(secured.iter().all(|id| id % 10 == 0), "{secured:?}");
+    assert_eq!(secured, filtered);
+    let plan = tarn_tests::explain(&alice, &knn).await;
+    assert!(plan.contains("TarnKnn") && plan.contains("tenant"), "{plan}");
+
+    // BM25: the same inside tantivy's top-k loop.
+    let bm25 =
+        "SELECT id FROM docs WHERE body @@@ 'lake' ORDER BY bm25_score(body, 'lake') DESC, id LIMIT 10";
+    let secured = ids(&alice, bm25).await;
+    assert_eq!(secured.len(), 10);
+    assert!(secured.iter().all(|id| id % 10 == 0), "{secured:?}");
+    let filtered = ids(&admin, &bm25.replace("WHERE", "WHERE tenant = 'a' AND")).await;
+    assert_eq!(secured, filtered);
+
+    // hybrid_search fuses two secured searches.
+    let hybrid = ids(&alice, &format!("SELECT id FROM hybrid_search('docs', 'river', '{q}', 10)")).await;
+    assert_eq!(hybrid.len(), 10);
+    assert!(hybrid.iter().all(|id| id % 10 == 0), "{hybrid:?}");
+
+    // Policies go first: the division by zero is on a hidden row, and stays hidden.
+    assert_eq!(code(&admin, "SELECT count(*) FROM docs WHERE 100 / n > 0").await, "22012");
+    assert_eq!(ids(&alice, "SELECT count(*) FROM docs WHERE 100 / n >= 0").await, [200]);
+    let guarded =
+        ids(&alice, &format!("SELECT id FROM docs WHERE 100 / n >= 0 ORDER BY emb <-> '{q}' LIMIT 10")).await;
+    assert_eq!(guarded, filtered_knn(&admin, &q).await);
+    let guarded =
+        ids(&alice, "SELECT id FROM docs WHERE body @@@ 'stone' AND 100 / n >= 0 ORDER BY id LIMIT 5").await;
+    assert!(guarded.len() == 5 && guarded.iter().all(|id| id % 10 == 0), "{guarded:?}");
+
+    // Writes: no INSERT policy yet, so no row passes WITH CHECK; then one that does.
+    assert_eq!(code(&alice, "INSERT INTO docs VALUES (5000, 'a', 1, 'new', '[1,1,1]')").await, "42501");
+    admin
+        .batch_execute(
+            "CREATE POLICY insert_a ON docs FOR INSERT TO alice WITH CHECK (tenant = 'a');
+             CREATE POLICY update_a ON docs FOR UPDATE TO alice USING (tenant = 'a') WITH CHECK (tenant = 'a');",
+        )
+        .await
+        .unwrap();
+    assert_eq!(code(&alice, "INSERT INTO docs VALUES (5000, 'b', 1, 'new', '[1,1,1]')").await, "42501");
+    assert_eq!(code(&alice, "INSERT INTO docs VALUES (5000, 'a', 1, 'new', '[1,1,1]')").await, "ok");
+    // UPDATE reaches only rows its policy and the SELECT policy pass; moving a row out
+    // of the policy is refused.
+    let updated = alice.execute("UPDATE docs SET body = body || ' x'", &[]).await.unwrap();
+    assert_eq!(updated, 201);
+    assert_eq!(code(&alice, "UPDATE docs SET tenant = 'b' WHERE id = 10").await, "42501");
+    // No DELETE policy: no row to delete.
+    assert_eq!(alice.execute("DELETE FROM docs", &[]).await.unwrap(), 0);
+    assert_eq!(ids(&admin, "SELECT count(*) FROM docs").await, [2001]);
+    // A restrictive policy narrows what the permissive ones let through.
+    admin
+        .batch_execute("CREATE POLICY small ON docs AS RESTRICTIVE FOR SELECT TO alice USING (id < 1000)")
+        .await
+        .unwrap();
+    assert_eq!(ids(&alice, "SELECT count(*) FROM docs").await, [99]);
+    // A superuser and BYPASSRLS see every row; DISABLE turns the policies off.
+    assert_eq!(ids(&admin, "SELECT count(*) FROM docs").await, [2001]);
+    admin.batch_execute("ALTER ROLE alice BYPASSRLS").await.unwrap();
+    assert_eq!(ids(&alice, "SELECT count(*) FROM docs").await, [2001]);
+    admin
+        .batch_execute("ALTER ROLE alice NOBYPASSRLS; ALTER TABLE docs DISABLE ROW LEVEL SECURITY")
+        .await
+        .unwrap();
+    assert_eq!(ids(&alice, "SELECT count(*) FROM docs").await, [2001]);
+    let dp = psql(&server, "tarn", "\\dp docs");
+    assert!(dp.contains("tenant_a (r):") && dp.contains("small (RESTRICTIVE) (r):"), "{dp}");
+    server.stop().await;
+}
+
+async fn filtered_knn(admin: &Client, q: &str) -> Vec<i64> {
+    ids(admin, &format!("SELECT id FROM docs WHERE tenant = 'a' ORDER BY emb <-> '{q}' LIMIT 10")).await
+}
