@@ -105,9 +105,17 @@ async fn roles_and_grants_guard_every_way_to_a_table() {
         "CREATE ROLE mallory SUPERUSER",
         "GRANT SELECT ON items TO alice",
         "ALTER TABLE items ENABLE ROW LEVEL SECURITY",
+        "SELECT count(*) FROM tarn_audit_log",
     ] {
         assert_eq!(code(&alice, denied).await, "42501", "{denied}");
     }
+    // A session's temporary tables are its own.
+    assert_eq!(
+        code(&alice, "CREATE TEMP TABLE scratch (id int); INSERT INTO scratch VALUES (1)").await,
+        "ok"
+    );
+    assert_eq!(ids(&alice, "SELECT count(*) FROM scratch").await, [1]);
+    assert_eq!(code(&alice, "DROP TABLE scratch").await, "ok");
     // A primary-key lookup takes the same checks (it has a fast path of its own).
     assert_eq!(code(&alice, "SELECT secret FROM items WHERE id = 1").await, "42501");
     assert_eq!(ids(&alice, "SELECT amount::bigint FROM items WHERE id = 2").await, [20]);
@@ -140,6 +148,9 @@ async fn roles_and_grants_guard_every_way_to_a_table() {
     assert_eq!((who.as_str(), session.as_str()), ("alice", "tarn"));
     assert_eq!(code(&admin, "SELECT secret FROM items").await, "42501");
     admin.batch_execute("RESET ROLE").await.unwrap();
+    assert_eq!(code(&admin, "SELECT secret FROM items").await, "ok");
+    // A pooler's DISCARD ALL gives the next client the session user back.
+    admin.batch_execute("SET ROLE alice; DISCARD ALL").await.unwrap();
     assert_eq!(code(&admin, "SELECT secret FROM items").await, "ok");
     // alice may not become someone else.
     admin.batch_execute("CREATE ROLE bob LOGIN").await.unwrap();
@@ -320,6 +331,27 @@ async fn row_policies_filter_inside_searches_and_before_user_predicates() {
     assert_eq!(ids(&alice, "SELECT count(*) FROM docs").await, [2001]);
     let dp = psql(&server, "tarn", "\\dp docs");
     assert!(dp.contains("tenant_a (r):") && dp.contains("small (RESTRICTIVE) (r):"), "{dp}");
+
+    // A JSON-Logic rule, compiled to SQL once; the session's setting is read when the
+    // session plans (a change of it plans the filter again).
+    admin
+        .batch_execute(
+            r#"ALTER TABLE docs ENABLE ROW LEVEL SECURITY;
+               DROP POLICY tenant_a ON docs; DROP POLICY small ON docs;
+               CREATE POLICY by_tenant ON docs FOR SELECT TO alice
+                 USING json_logic('{"==": [{"var": "tenant"}, {"var": "session.tenant"}]}');"#,
+        )
+        .await
+        .unwrap();
+    assert_eq!(code(&alice, "SELECT count(*) FROM docs").await, "42704", "no tarn.tenant set yet");
+    assert_eq!(ids(&alice, "SELECT 41::bigint + 1").await, [42], "other statements go on");
+    alice.batch_execute("SET tarn.tenant = 'a'").await.unwrap();
+    assert_eq!(ids(&alice, "SELECT count(*) FROM docs").await, [201]);
+    alice.batch_execute("SET tarn.tenant = 'b'").await.unwrap();
+    assert_eq!(ids(&alice, "SELECT count(*) FROM docs").await, [1800]);
+    let dp = psql(&server, "tarn", "\\dp docs");
+    assert!(dp.contains("(\"tenant\" = current_setting('tarn.tenant'))"), "{dp}");
+    assert_eq!(code(&admin, r#"CREATE POLICY bad ON docs USING json_logic('{"some": []}')"#).await, "0A000");
     server.stop().await;
 }
 

@@ -8,7 +8,8 @@
 //!   statement is planned, so views, CTEs, subqueries, `hybrid_search` and the kNN and
 //!   BM25 nodes are all seen.
 //! - [`row_security`]: `ENABLE ROW LEVEL SECURITY`, `CREATE | DROP POLICY`, policies as
-//!   pre-filters of scans and searches, `WITH CHECK` on written rows.
+//!   pre-filters of scans and searches, `WITH CHECK` on written rows; [`json_logic`]:
+//!   policy rules written in JSON-Logic, compiled to SQL.
 //!
 //! [`Access`] is one session's side of it: who the session is (`session_user`, and
 //! `current_user` after `SET ROLE`) and the row filters planned for that role. A name
@@ -17,6 +18,7 @@
 //! run is unchanged. Plans depend on the role and the catalog: `SET ROLE` and every
 //! statement here make the session's kept plans stale.
 
+pub mod json_logic;
 pub mod privileges;
 pub mod roles;
 pub mod row_security;
@@ -25,6 +27,7 @@ mod statements;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, RwLock};
 
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::common::DFSchema;
 use datafusion::execution::session_state::SessionState;
 use datafusion::logical_expr::simplify::SimplifyContext;
@@ -60,7 +63,11 @@ pub struct Access {
 struct RowFilters {
     security: Option<Arc<SecurityCatalog>>,
     role: String,
-    by_table: HashMap<TableName, Expr>,
+    /// The session's settings generation (a policy may read a setting).
+    settings: u64,
+    /// A policy that does not plan now (it reads a setting the session has not set)
+    /// fails the statements that read its table, not the others.
+    by_table: HashMap<TableName, std::result::Result<Expr, Arc<datafusion::error::DataFusionError>>>,
 }
 
 impl Access {
@@ -110,19 +117,29 @@ impl Access {
     }
 
     /// The row filter of `table` for the session's role, if row security applies.
-    pub fn row_filter(&self, table: &TableName) -> Option<Expr> {
-        self.filters.read().expect("filters lock").by_table.get(table).cloned()
+    pub fn row_filter(&self, table: &TableName) -> Result<Option<Expr>> {
+        match self.filters.read().expect("filters lock").by_table.get(table) {
+            None => Ok(None),
+            Some(Ok(filter)) => Ok(Some(filter.clone())),
+            Some(Err(error)) => {
+                Err(EngineError::DataFusion(datafusion::error::DataFusionError::Shared(error.clone())))
+            }
+        }
     }
 
-    /// Plans the row filters of the session's role again if the security catalog or
-    /// the role changed since they were planned (`state` plans the policies'
-    /// expressions: their `current_user` is the session's).
-    pub(crate) fn refresh_row_filters(&self, state: &SessionState) -> Result<()> {
+    /// Plans the row filters of the session's role again if the security catalog, the
+    /// role or the settings (generation `settings`) changed since they were planned
+    /// (`state` plans the policies' expressions: their `current_user` and
+    /// `current_setting` are the session's, folded to constants).
+    pub(crate) fn refresh_row_filters(&self, state: &SessionState, settings: u64) -> Result<()> {
         let security = self.warehouse.security();
         let role = self.role();
         {
             let filters = self.filters.read().expect("filters lock");
-            if filters.role == role && filters.security.as_ref().is_some_and(|s| Arc::ptr_eq(s, &security)) {
+            if filters.role == role
+                && filters.settings == settings
+                && filters.security.as_ref().is_some_and(|s| Arc::ptr_eq(s, &security))
+            {
                 return Ok(());
             }
         }
@@ -133,11 +150,12 @@ impl Access {
                 let sql =
                     row_security::policy_sql(&security, name, PolicyCommand::Select, &subject.roles, false);
                 let schema = crate::catalog::provider::nullable_schema(&table.snapshot().schema());
-                by_table.insert(name.clone(), plan_expr(state, &sql, schema)?);
+                let filter = plan_row_filter(state, &sql, schema).map_err(|e| Arc::new(e.into_datafusion()));
+                by_table.insert(name.clone(), filter);
             }
         }
         *self.filters.write().expect("filters lock") =
-            RowFilters { security: Some(security), role, by_table };
+            RowFilters { security: Some(security), role, settings, by_table };
         Ok(())
     }
 }
@@ -159,4 +177,25 @@ pub(crate) fn plan_expr(
     let simplifier = ExprSimplifier::new(context);
     let expr = simplifier.coerce(expr, &df_schema)?;
     Ok(simplifier.simplify(expr)?)
+}
+
+/// A row filter planned by [`plan_expr`], its constant calls evaluated: the simplifier
+/// leaves one it could not fold as it was (`current_setting` of a setting the session
+/// has not set), whose error is then the filter's, here, rather than each row's (inside
+/// a Lance scan, where it would lose its SQLSTATE).
+fn plan_row_filter(state: &SessionState, sql: &str, schema: arrow::datatypes::SchemaRef) -> Result<Expr> {
+    let expr = plan_expr(state, sql, schema)?;
+    expr.apply(|e| {
+        if matches!(e, Expr::ScalarFunction(_)) && e.column_refs().is_empty() && !e.is_volatile() {
+            let constant = state.create_physical_expr(e.clone(), &DFSchema::empty())?;
+            let one_row = arrow::array::RecordBatch::try_new_with_options(
+                Arc::new(arrow::datatypes::Schema::empty()),
+                vec![],
+                &arrow::array::RecordBatchOptions::new().with_row_count(Some(1)),
+            )?;
+            constant.evaluate(&one_row)?;
+        }
+        Ok(TreeNodeRecursion::Continue)
+    })?;
+    Ok(expr)
 }

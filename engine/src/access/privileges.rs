@@ -131,6 +131,16 @@ pub fn check_named(subject: &Subject, plan: &LogicalPlan) -> Result<()> {
     outcome
 }
 
+/// Whether a plan reads a table anywhere (subqueries included).
+pub fn reads_a_table(plan: &LogicalPlan) -> bool {
+    let mut found = false;
+    let _ = plan.apply_with_subqueries(|node| {
+        found = matches!(node, LogicalPlan::TableScan(_) | LogicalPlan::Extension(_));
+        Ok(if found { TreeNodeRecursion::Stop } else { TreeNodeRecursion::Continue })
+    });
+    found
+}
+
 /// The table a scan reads, and whether it reads it at its current version.
 fn table_of(scan: &TableScan) -> Option<(TableName, bool)> {
     let provider = source_as_provider(&scan.source).ok()?;
@@ -171,6 +181,9 @@ fn scan_reads(subject: &Subject, scan: &TableScan) -> Option<Result<(TableName, 
 
 /// `SELECT` on `columns` of `table` (on one column at least when none is named).
 pub fn check_select(subject: &Subject, table: &TableName, columns: &BTreeSet<String>) -> Result<()> {
+    if own_temporary(table) {
+        return Ok(());
+    }
     let grants: Vec<&Grant> = subject
         .security
         .grants_for(&subject.roles, table)
@@ -193,10 +206,19 @@ pub fn check_select(subject: &Subject, table: &TableName, columns: &BTreeSet<Str
 
 /// `privilege` on `table` (on the table, or on some of its columns).
 pub fn check_write(subject: &Subject, table: &TableName, privilege: Privilege) -> Result<()> {
+    if own_temporary(table) {
+        return Ok(());
+    }
     match subject.security.grants_for(&subject.roles, table).any(|g| g.privilege == privilege) {
         true => Ok(()),
         false => Err(denied(table)),
     }
+}
+
+/// A session's temporary relation: only the session that made it sees it, and it has
+/// every privilege on it (PostgreSQL's owner).
+fn own_temporary(table: &TableName) -> bool {
+    crate::statements::temp::is_temp_schema(&table.schema)
 }
 
 /// What a `GRANT` or `REVOKE` on tables names.

@@ -114,15 +114,37 @@ pub fn leakproof(expr: &Expr) -> bool {
     }
 }
 
-/// A policy's expression as written in `CREATE POLICY`, checked for what a row
-/// filter may not hold.
+/// A policy's expression as written in `CREATE POLICY` (`json_logic('...')` compiled
+/// to SQL), checked for what a row filter may not hold.
 pub(crate) fn policy_text(expr: &ast::Expr) -> Result<String> {
-    let text = expr.to_string();
+    let text = match json_logic_rule(expr) {
+        Some(rule) => crate::access::json_logic::to_sql(&rule)?,
+        None => expr.to_string(),
+    };
     let lowered = text.to_ascii_lowercase();
     if lowered.contains("select ") || lowered.contains("select\n") {
         return Err(EngineError::unsupported("a policy expression with a subquery is not supported yet"));
     }
     Ok(text)
+}
+
+/// The rule of a `json_logic('...')` call.
+fn json_logic_rule(expr: &ast::Expr) -> Option<String> {
+    let ast::Expr::Function(function) = expr else { return None };
+    if !function.name.to_string().eq_ignore_ascii_case("json_logic") {
+        return None;
+    }
+    let ast::FunctionArguments::List(list) = &function.args else { return None };
+    let [ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(ast::Expr::Value(value)))] =
+        list.args.as_slice()
+    else {
+        return None;
+    };
+    match &value.value {
+        ast::Value::SingleQuotedString(rule) => Some(rule.clone()),
+        ast::Value::DollarQuotedString(quoted) => Some(quoted.value.clone()),
+        _ => None,
+    }
 }
 
 /// The rows of its input that pass a table's row policies, projected to the columns

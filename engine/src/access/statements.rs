@@ -167,13 +167,20 @@ impl Session {
             }
             Statement::Reset(reset) if matches!(&reset.reset, Reset::ConfigurationParameter(name) if name.to_string().eq_ignore_ascii_case("role")) =>
             {
-                let user = self.access.session_user().to_string();
-                self.set_role(&user)?;
+                self.reset_role();
                 "RESET"
             }
             _ => return Ok(None),
         };
         Ok(Some(CommandTag::new(tag)))
+    }
+
+    /// Back to the session user (`RESET ROLE`, `RESET ALL`, `DISCARD ALL`).
+    pub(crate) fn reset_role(&mut self) {
+        if self.access.role() != self.access.session_user() {
+            let user = self.access.session_user().to_string();
+            self.set_role(&user).expect("the session user may always be itself");
+        }
     }
 
     /// `SET ROLE`: to a role the session user is a member of (any role, for a

@@ -128,6 +128,8 @@ impl SchemaProvider for TarnSchema {
         if name == crate::catalog::system::TARN_AUDIT_LOG
             && self.warehouse.table(&TableName::new(&self.name, name)).is_none()
         {
+            // Every session's statements: a superuser's to read.
+            self.access.require_superuser("read tarn_audit_log").map_err(|e| e.into_datafusion())?;
             return Ok(Some(crate::catalog::system::tarn_audit_log(&self.warehouse).await?));
         }
         let name = TableName::new(&self.name, name);
@@ -149,7 +151,7 @@ impl SchemaProvider for TarnSchema {
             Some((snapshot, overlay)) => TarnTable::at(table, snapshot, overlay, &self.defaults),
             None => TarnTable::new(table, &self.defaults),
         };
-        let provider = match self.access.row_filter(&name) {
+        let provider = match self.access.row_filter(&name).map_err(|e| e.into_datafusion())? {
             Some(filter) => provider.with_row_filter(filter),
             None => provider,
         };

@@ -544,7 +544,9 @@ fn cluster(statement: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
 
 /// PostgreSQL's role statements sqlparser reads otherwise: `CREATE USER name ...` is
 /// `CREATE ROLE name ... LOGIN`; `GRANT g [, ...] TO r` and `REVOKE g FROM r` (no `ON`:
-/// role membership) are written `GRANT ROLE g, ROLE ...` for it.
+/// role membership) are written `GRANT ROLE g, ROLE ...` for it. And `CREATE POLICY ...
+/// USING json_logic('...')` (a rule without the parentheses an expression takes
+/// there) gets them.
 fn rewrite_roles(tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
     let mut out = Vec::with_capacity(tokens.len());
     for_each_statement(tokens, |statement| out.extend(roles(statement)));
@@ -557,6 +559,9 @@ fn roles(mut statement: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
         (0..statement.len()).filter(|&i| !matches!(statement[i].token, Token::Whitespace(_))).collect();
     let word_at = |n: usize| significant.get(n).map(|&i| &statement[i]);
     let (Some(first), Some(second)) = (word_at(0), word_at(1)) else { return statement };
+    if is_word(first, "create") && is_word(second, "policy") {
+        return parenthesized_rules(statement);
+    }
     if is_word(first, "create") && is_word(second, "user") {
         let login =
             significant.iter().any(|&i| is_word(&statement[i], "login") || is_word(&statement[i], "nologin"));
@@ -608,6 +613,41 @@ fn roles(mut statement: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
             expect_name = token.token == Token::Comma;
         }
         out.push(token);
+    }
+    out
+}
+
+/// `USING json_logic(...)` / `CHECK json_logic(...)` as `USING (json_logic(...))`.
+fn parenthesized_rules(statement: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
+    let is_word = |t: &Token, word: &str| matches!(t, Token::Word(w) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case(word));
+    let mut out: Vec<TokenWithSpan> = Vec::with_capacity(statement.len() + 4);
+    // Depth of the call being wrapped, while in one.
+    let mut wrapping: Option<i32> = None;
+    let mut depth = 0;
+    for token in statement {
+        let opens_rule = wrapping.is_none()
+            && is_word(&token.token, "json_logic")
+            && out
+                .iter()
+                .rev()
+                .find(|t| !matches!(t.token, Token::Whitespace(_)))
+                .is_some_and(|t| is_word(&t.token, "using") || is_word(&t.token, "check"));
+        if opens_rule {
+            out.push(TokenWithSpan { token: Token::LParen, span: token.span });
+            wrapping = Some(depth);
+        }
+        match token.token {
+            Token::LParen => depth += 1,
+            Token::RParen => depth -= 1,
+            _ => {}
+        }
+        let span = token.span;
+        let closes = token.token == Token::RParen && wrapping == Some(depth);
+        out.push(token);
+        if closes {
+            out.push(TokenWithSpan { token: Token::RParen, span });
+            wrapping = None;
+        }
     }
     out
 }

@@ -754,7 +754,7 @@ impl Session {
         parsed: &ParsedStatement,
         params: &[ScalarValue],
     ) -> Result<(Planned, ParamHints)> {
-        self.access.refresh_row_filters(&self.planning)?;
+        self.access.refresh_row_filters(&self.planning, self.settings.generation())?;
         if let Statement::Insert(insert) = &parsed.statement {
             if let TableObject::TableName(name) = &insert.table {
                 let table = self.table(&ddl::table_name(name)?)?;
@@ -780,22 +780,26 @@ impl Session {
     /// [`crate::access::privileges`]); `UPDATE` and `DELETE` are checked as they are
     /// planned (`dml.rs`).
     fn check_access(&self, planned: &Planned) -> Result<()> {
-        use crate::access::privileges::{check_named, check_reads, check_write};
+        use crate::access::privileges::{check_named, check_reads, check_write, reads_a_table};
         let Some(subject) = self.access.subject() else { return Ok(()) };
         // Optimized, the scans say which columns they read (a plan that cannot be
-        // optimized yet, its parameters untyped, is checked as it is: every column).
-        let optimized = |plan: &LogicalPlan| self.planning.optimize(plan).unwrap_or_else(|_| plan.clone());
-        match planned {
-            Planned::Query(plan) => {
-                check_named(&subject, plan)?;
-                check_reads(&subject, &optimized(plan), true)
+        // optimized yet, its parameters untyped, is checked as it is: every column). A
+        // plan that reads no table (`INSERT ... VALUES`) has nothing to check.
+        let check = |plan: &LogicalPlan| -> Result<()> {
+            if !reads_a_table(plan) {
+                return Ok(());
             }
+            check_named(&subject, plan)?;
+            let optimized = self.planning.optimize(plan).unwrap_or_else(|_| plan.clone());
+            check_reads(&subject, &optimized, true)
+        };
+        match planned {
+            Planned::Query(plan) => check(plan),
             Planned::Optimized(plan) => check_reads(&subject, plan, true),
             Planned::Write(write) => match write.kind {
                 DmlKind::Insert { .. } => {
                     check_write(&subject, &write.table.name(), tarn_storage::security::Privilege::Insert)?;
-                    check_named(&subject, &write.input)?;
-                    check_reads(&subject, &optimized(&write.input), true)
+                    check(&write.input)
                 }
                 _ => Ok(()),
             },

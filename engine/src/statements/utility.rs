@@ -52,8 +52,12 @@ impl Session {
         if let Some(tag) = self.run_access(statement).await? {
             return Ok(Output::Command(tag));
         }
-        // Tarn has no table owners yet: only a superuser changes the catalog.
-        if changes_catalog(statement) || matches!(statement, Statement::Drop { .. } | Statement::Vacuum(_)) {
+        // Tarn has no table owners yet: only a superuser changes the catalog, but any
+        // role makes and drops its session's temporary relations (as PostgreSQL's TEMP
+        // privilege, PUBLIC's by default, lets it).
+        let catalog_change =
+            changes_catalog(statement) || matches!(statement, Statement::Drop { .. } | Statement::Vacuum(_));
+        if catalog_change && !own_temporary(statement) {
             self.access.require_superuser(&format!("run {}", command_name(statement)))?;
         }
         let tag = match statement {
@@ -352,7 +356,10 @@ impl Session {
             }
             Statement::Reset(reset) => {
                 match &reset.reset {
-                    Reset::ALL => self.settings.reset_all(),
+                    Reset::ALL => {
+                        self.reset_role();
+                        self.settings.reset_all()
+                    }
                     Reset::ConfigurationParameter(name) => self.settings.reset(&variable_name(name)),
                 }
                 self.sync_search_settings();
@@ -380,6 +387,8 @@ impl Session {
             Statement::Discard { object_type } => {
                 // Plans are kept per statement: DISCARD PLANS (and ALL) makes them anew.
                 if matches!(object_type, ast::DiscardObject::ALL) {
+                    // A pooled connection's next client is the session user again.
+                    self.reset_role();
                     self.settings.reset_all();
                 } else {
                     self.settings.renew();
@@ -548,6 +557,22 @@ pub(crate) fn changes_catalog(statement: &Statement) -> bool {
             // `REFRESH TABLE`: an external table's columns may have changed.
             | Statement::Analyze(_)
     )
+}
+
+/// A statement on the session's own temporary relations only (names are qualified
+/// with the temporary schema by then).
+fn own_temporary(statement: &Statement) -> bool {
+    let temporary = |name: &ast::ObjectName| {
+        ddl::table_name(name).is_ok_and(|n| crate::statements::temp::is_temp_schema(&n.schema))
+    };
+    match statement {
+        Statement::CreateTable(create) => create.temporary,
+        Statement::CreateView(create) => create.temporary,
+        Statement::Drop { object_type: ObjectType::Table | ObjectType::View, names, .. } => {
+            !names.is_empty() && names.iter().all(temporary)
+        }
+        _ => false,
+    }
 }
 
 /// A statement's first two words (`CREATE TABLE`), for messages.
