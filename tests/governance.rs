@@ -106,6 +106,10 @@ async fn roles_and_grants_guard_every_way_to_a_table() {
         "GRANT SELECT ON items TO alice",
         "ALTER TABLE items ENABLE ROW LEVEL SECURITY",
         "SELECT count(*) FROM tarn_audit_log",
+        "INSERT INTO items VALUES (1, 'a', 's', 1) ON CONFLICT (id) DO UPDATE SET amount = 0",
+        "COPY items TO '/tmp/tarn-governance-items.parquet'",
+        "CREATE TEMP VIEW peek AS SELECT secret FROM items",
+        "SELECT pg_cancel_backend(pg_backend_pid())",
     ] {
         assert_eq!(code(&alice, denied).await, "42501", "{denied}");
     }
@@ -115,7 +119,17 @@ async fn roles_and_grants_guard_every_way_to_a_table() {
         "ok"
     );
     assert_eq!(ids(&alice, "SELECT count(*) FROM scratch").await, [1]);
+    // RETURNING is a read too.
+    let returning = "INSERT INTO scratch VALUES (2) RETURNING (SELECT max(secret) FROM items)";
+    assert_eq!(code(&alice, returning).await, "42501");
     assert_eq!(code(&alice, "DROP TABLE scratch").await, "ok");
+    // Other sessions' statements are not alice's to read.
+    let seen = ids(
+        &alice,
+        "SELECT count(*) FROM pg_stat_activity WHERE usename = 'tarn' AND query <> '<insufficient privilege>'",
+    )
+    .await;
+    assert_eq!(seen, [0]);
     // A primary-key lookup takes the same checks (it has a fast path of its own).
     assert_eq!(code(&alice, "SELECT secret FROM items WHERE id = 1").await, "42501");
     assert_eq!(ids(&alice, "SELECT amount::bigint FROM items WHERE id = 2").await, [20]);
@@ -171,6 +185,15 @@ async fn roles_and_grants_guard_every_way_to_a_table() {
     assert_eq!(code(&admin, "GRANT SELECT ON items TO nobody").await, "42704");
     assert_eq!(code(&admin, "GRANT analysts TO bob").await, "ok");
     assert_eq!(code(&admin, "GRANT bob TO analysts").await, "0LP01");
+
+    // A role dropped under an open session leaves it with no rights (not a server
+    // user's).
+    admin.batch_execute("CREATE ROLE zed LOGIN; GRANT SELECT ON other TO zed").await.unwrap();
+    let zed = connect_as(&server, "zed").await;
+    assert_eq!(ids(&zed, "SELECT count(*) FROM other").await, [1]);
+    admin.batch_execute("REVOKE SELECT ON other FROM zed; DROP ROLE zed").await.unwrap();
+    assert_eq!(code(&zed, "SELECT count(*) FROM other").await, "42501");
+    assert_eq!(code(&zed, "CREATE TABLE mine (id int)").await, "42501");
 
     // psql's \du and \dp.
     let du = psql(&server, "tarn", "\\du");
@@ -311,6 +334,13 @@ async fn row_policies_filter_inside_searches_and_before_user_predicates() {
     let updated = alice.execute("UPDATE docs SET body = body || ' x'", &[]).await.unwrap();
     assert_eq!(updated, 201);
     assert_eq!(code(&alice, "UPDATE docs SET tenant = 'b' WHERE id = 10").await, "42501");
+    // Under policies: no TRUNCATE, no upsert, no earlier version (the policies are
+    // planned for the table as it is).
+    assert_eq!(code(&alice, "TRUNCATE docs").await, "42501");
+    let upsert =
+        "INSERT INTO docs VALUES (10, 'a', 1, 'x', '[1,1,1]') ON CONFLICT (id) DO UPDATE SET body = 'y'";
+    assert_eq!(code(&alice, upsert).await, "0A000");
+    assert_eq!(code(&alice, "SELECT id FROM docs FOR VERSION AS OF 1 WHERE body @@@ 'lake'").await, "0A000");
     // No DELETE policy: no row to delete.
     assert_eq!(alice.execute("DELETE FROM docs", &[]).await.unwrap(), 0);
     assert_eq!(ids(&admin, "SELECT count(*) FROM docs").await, [2001]);

@@ -12,10 +12,11 @@
 //!   policy rules written in JSON-Logic, compiled to SQL.
 //!
 //! [`Access`] is one session's side of it: who the session is (`session_user`, and
-//! `current_user` after `SET ROLE`) and the row filters planned for that role. A name
-//! that is no role of the warehouse is the server's own (a configured user, the
-//! trusted local user): a superuser, to whom nothing here applies, so the zero-config
-//! run is unchanged. Plans depend on the role and the catalog: `SET ROLE` and every
+//! `current_user` after `SET ROLE`) and the row filters planned for that role. A
+//! session user that was no role of the warehouse when it logged in is the server's
+//! own (a configured user, the trusted local user): a superuser, to whom nothing here
+//! applies, so the zero-config run is unchanged; a role dropped or renamed under an
+//! open session leaves it with no rights at all. Plans depend on the role and the catalog: `SET ROLE` and every
 //! statement here make the session's kept plans stale.
 
 pub mod json_logic;
@@ -47,12 +48,20 @@ pub struct Subject {
     pub security: Arc<SecurityCatalog>,
     /// Row policies apply (not `BYPASSRLS`).
     pub row_security: bool,
+    /// The session's temporary schema.
+    pub temp_schema: String,
 }
 
 #[derive(Debug)]
 pub struct Access {
     warehouse: Arc<Warehouse>,
     session_user: String,
+    /// The session user was no role of the warehouse when it logged in: a server user
+    /// (configured, or trusted), a superuser. A role that disappears later (dropped,
+    /// renamed) does not become one.
+    server_user: bool,
+    /// The session's temporary schema (its own relations: every privilege on them).
+    temp_schema: String,
     /// `current_user`: the session user, or the role `SET ROLE` took.
     role: RwLock<String>,
     filters: RwLock<RowFilters>,
@@ -71,10 +80,13 @@ struct RowFilters {
 }
 
 impl Access {
-    pub fn new(warehouse: Arc<Warehouse>, user: &str) -> Arc<Access> {
+    pub fn new(warehouse: Arc<Warehouse>, user: &str, temp_schema: String) -> Arc<Access> {
+        let server_user = !warehouse.security().roles.contains_key(user);
         Arc::new(Access {
             warehouse,
             session_user: user.to_string(),
+            server_user,
+            temp_schema,
             role: RwLock::new(user.to_string()),
             filters: RwLock::default(),
         })
@@ -96,11 +108,17 @@ impl Access {
     pub fn subject(&self) -> Option<Subject> {
         let security = self.warehouse.security();
         let role = self.role();
-        if security.is_superuser(&role) {
+        let superuser = match security.roles.get(&role) {
+            Some(defined) => defined.superuser,
+            // The server's own user; a role dropped or renamed since has no rights.
+            None => self.server_user && role == self.session_user,
+        };
+        if superuser {
             return None;
         }
         let row_security = !security.roles.get(&role).is_some_and(|r| r.bypass_rls);
-        Some(Subject { roles: security.roles_of(&role), role, security, row_security })
+        let temp_schema = self.temp_schema.clone();
+        Some(Subject { roles: security.roles_of(&role), role, security, row_security, temp_schema })
     }
 
     /// A statement that only a superuser may run.
@@ -172,7 +190,7 @@ pub(crate) fn plan_expr(
     let context = SimplifyContext::builder()
         .with_schema(df_schema.clone())
         .with_config_options(state.config_options().clone())
-        .with_current_time()
+        // No clock: `now()` in a policy is each statement's, not the plan's.
         .build();
     let simplifier = ExprSimplifier::new(context);
     let expr = simplifier.coerce(expr, &df_schema)?;

@@ -125,7 +125,7 @@ impl Engine {
                 parse_default.clone(),
                 Arc::default(),
                 // The template's catalog is replaced in every session; it checks nothing.
-                crate::access::Access::new(warehouse.clone(), ""),
+                crate::access::Access::new(warehouse.clone(), "", String::new()),
                 activity.clone(),
                 config.external_locations.clone().into(),
             )),
@@ -267,7 +267,10 @@ impl Engine {
             .build();
         let ctx = SessionContext::new_with_state(state);
         let tx = Arc::new(TxState::default());
-        let access = crate::access::Access::new(self.warehouse.clone(), user);
+        let number = self.sessions.fetch_add(1, Ordering::Relaxed) + 1;
+        let temp_schema =
+            crate::statements::temp::TempSchema::new(self.warehouse.clone(), number).name().to_string();
+        let access = crate::access::Access::new(self.warehouse.clone(), user, temp_schema);
         ctx.register_catalog(
             CATALOG_NAME,
             Arc::new(TarnCatalog::new(
@@ -280,7 +283,6 @@ impl Engine {
                 self.config.external_locations.clone().into(),
             )),
         );
-        let number = self.sessions.fetch_add(1, Ordering::Relaxed) + 1;
         Session::new(self.clone(), ctx, user, tx, access, number)
     }
 }

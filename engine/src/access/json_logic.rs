@@ -128,17 +128,21 @@ fn var(args: &[&Value]) -> Result<String> {
     let Some(Value::String(name)) = args.first() else {
         return Err(invalid("`var` takes a name"));
     };
+    let default = args.get(1);
     let found = match name.strip_prefix("session.") {
         Some("user" | "role") => "current_user".to_string(),
+        // With a default, a setting the session has not set is that default (else an
+        // error, as PostgreSQL's current_setting of an unknown name).
         Some(setting) if !setting.is_empty() => {
-            format!("current_setting({})", literal(&format!("tarn.{setting}")))
+            let missing_ok = if default.is_some() { ", true" } else { "" };
+            format!("current_setting({}{missing_ok})", literal(&format!("tarn.{setting}")))
         }
         _ if name.is_empty() || name.contains('.') => {
             return Err(invalid(format!("`var` \"{name}\" is neither a column nor session.<name>")))
         }
         _ => format!("\"{}\"", name.replace('"', "\"\"")),
     };
-    Ok(match args.get(1) {
+    Ok(match default {
         Some(default) => format!("COALESCE({found}, {})", expr(default)?),
         None => found,
     })
@@ -170,6 +174,10 @@ mod tests {
             "(\"owner\" = current_user)"
         );
         assert_eq!(to_sql(r#"{"!": {"var": "hidden"}}"#).unwrap(), "(NOT \"hidden\")");
+        assert_eq!(
+            to_sql(r#"{"==": [{"var": "r"}, {"var": ["session.r", "eu"]}]}"#).unwrap(),
+            "(\"r\" = COALESCE(current_setting('tarn.r', true), 'eu'))"
+        );
         assert_eq!(to_sql(r#"{"if": [{"var": "a"}, 1, 2]}"#).unwrap(), "(CASE WHEN \"a\" THEN 1 ELSE 2 END)");
         assert_eq!(to_sql(r#"{"==": [{"var": "o'k"}, "it's"]}"#).unwrap(), "(\"o'k\" = 'it''s')");
     }

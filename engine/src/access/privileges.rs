@@ -64,7 +64,12 @@ pub fn check_reads(subject: &Subject, plan: &LogicalPlan, whole_rows: bool) -> R
                 } else {
                     any.downcast_ref::<Bm25Node>().map(|bm25| bm25.columns_read())
                 };
-                read.and_then(|(scan, columns)| table_of(scan).map(|(name, _)| check(name, columns)))
+                read.and_then(|(scan, columns)| {
+                    table_of(scan).map(|(name, current)| {
+                        time_travel_under_policies(subject, &name, current)?;
+                        check(name, columns)
+                    })
+                })
             }
             _ => None,
         };
@@ -131,6 +136,34 @@ pub fn check_named(subject: &Subject, plan: &LogicalPlan) -> Result<()> {
     outcome
 }
 
+/// The functions only a superuser calls: signals to other sessions (PostgreSQL lets a
+/// role signal its own; roles of sessions are not told apart here yet).
+const SUPERUSER_FUNCTIONS: [&str; 2] = ["pg_cancel_backend", "pg_terminate_backend"];
+
+/// 42501 for a call of a function only a superuser may call.
+pub fn check_functions(plan: &LogicalPlan) -> Result<()> {
+    let mut called = None;
+    plan.apply_with_subqueries(|node| {
+        node.apply_expressions(|expr| {
+            expr.apply(|e| {
+                if let Expr::ScalarFunction(f) = e {
+                    if SUPERUSER_FUNCTIONS.contains(&f.name()) {
+                        called = Some(f.name().to_string());
+                        return Ok(TreeNodeRecursion::Stop);
+                    }
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+        })
+    })?;
+    match called {
+        Some(name) => Err(EngineError::InsufficientPrivilege {
+            message: format!("permission denied for function {name}: only a superuser may signal a backend"),
+        }),
+        None => Ok(()),
+    }
+}
+
 /// Whether a plan reads a table anywhere (subqueries included).
 pub fn reads_a_table(plan: &LogicalPlan) -> bool {
     let mut found = false;
@@ -164,14 +197,22 @@ fn table_of(scan: &TableScan) -> Option<(TableName, bool)> {
 
 /// The table a scan reads and the columns it reads.
 fn scan_reads(subject: &Subject, scan: &TableScan) -> Option<Result<(TableName, BTreeSet<String>)>> {
+    let function = scan.table_name.table();
+    if function.starts_with("tarn_find_tables")
+        || (function.starts_with("tarn_as_of") && table_of(scan).is_none())
+    {
+        // `tarn_find_tables` shows sample values of every table; `tarn_as_of` of an
+        // external table reads it past the check its name would get.
+        return Some(Err(EngineError::InsufficientPrivilege {
+            message: format!(
+                "permission denied for function {}",
+                function.split('(').next().unwrap_or(function)
+            ),
+        }));
+    }
     let (name, current) = table_of(scan)?;
-    if !current && subject.row_security && subject.security.row_security.contains(&name) {
-        // The policies are planned for the table as it is now.
-        return Some(Err(EngineError::unsupported(format!(
-            "reading an earlier version or the change feed of \"{}\", which has row-level security, \
-             is not supported yet",
-            name.table
-        ))));
+    if let Err(e) = time_travel_under_policies(subject, &name, current) {
+        return Some(Err(e));
     }
     let mut columns = crate::search::knn::scan_columns(scan);
     // The change feed's own columns (`_change_type`, `_commit_version`) are the table's.
@@ -179,9 +220,22 @@ fn scan_reads(subject: &Subject, scan: &TableScan) -> Option<Result<(TableName, 
     Some(Ok((name, columns)))
 }
 
+/// An earlier version or the change feed of a table whose row policies apply: the
+/// policies are planned for the table as it is now (0A000).
+fn time_travel_under_policies(subject: &Subject, name: &TableName, current: bool) -> Result<()> {
+    if !current && subject.row_security && subject.security.row_security.contains(name) {
+        return Err(EngineError::unsupported(format!(
+            "reading an earlier version or the change feed of \"{}\", which has row-level security, \
+             is not supported yet",
+            name.table
+        )));
+    }
+    Ok(())
+}
+
 /// `SELECT` on `columns` of `table` (on one column at least when none is named).
 pub fn check_select(subject: &Subject, table: &TableName, columns: &BTreeSet<String>) -> Result<()> {
-    if own_temporary(table) {
+    if own_temporary(subject, table) {
         return Ok(());
     }
     let grants: Vec<&Grant> = subject
@@ -206,7 +260,7 @@ pub fn check_select(subject: &Subject, table: &TableName, columns: &BTreeSet<Str
 
 /// `privilege` on `table` (on the table, or on some of its columns).
 pub fn check_write(subject: &Subject, table: &TableName, privilege: Privilege) -> Result<()> {
-    if own_temporary(table) {
+    if own_temporary(subject, table) {
         return Ok(());
     }
     match subject.security.grants_for(&subject.roles, table).any(|g| g.privilege == privilege) {
@@ -215,10 +269,10 @@ pub fn check_write(subject: &Subject, table: &TableName, privilege: Privilege) -
     }
 }
 
-/// A session's temporary relation: only the session that made it sees it, and it has
-/// every privilege on it (PostgreSQL's owner).
-fn own_temporary(table: &TableName) -> bool {
-    crate::statements::temp::is_temp_schema(&table.schema)
+/// The session's own temporary relation: it has every privilege on it (PostgreSQL's
+/// owner). Another session's is checked as any table (and granted to no one).
+fn own_temporary(subject: &Subject, table: &TableName) -> bool {
+    table.schema == subject.temp_schema
 }
 
 /// What a `GRANT` or `REVOKE` on tables names.
@@ -243,8 +297,13 @@ impl TableGrant {
                 .map(|action| {
                     let (privilege, columns) = match action {
                         ast::Action::Select { columns } => (Privilege::Select, columns.as_ref()),
-                        ast::Action::Insert { columns } => (Privilege::Insert, columns.as_ref()),
-                        ast::Action::Update { columns } => (Privilege::Update, columns.as_ref()),
+                        ast::Action::Insert { columns: Some(_) } | ast::Action::Update { columns: Some(_) } => {
+                            return Err(EngineError::unsupported(
+                                "column lists are supported for SELECT only (INSERT and UPDATE are granted on tables)",
+                            ))
+                        }
+                        ast::Action::Insert { columns: None } => (Privilege::Insert, None),
+                        ast::Action::Update { columns: None } => (Privilege::Update, None),
                         ast::Action::Delete => (Privilege::Delete, None),
                         other => {
                             return Err(EngineError::unsupported(format!(

@@ -121,8 +121,13 @@ pub(crate) fn policy_text(expr: &ast::Expr) -> Result<String> {
         Some(rule) => crate::access::json_logic::to_sql(&rule)?,
         None => expr.to_string(),
     };
-    let lowered = text.to_ascii_lowercase();
-    if lowered.contains("select ") || lowered.contains("select\n") {
+    let subquery = ast::visit_expressions(expr, |e| match e {
+        ast::Expr::Subquery(_) | ast::Expr::Exists { .. } | ast::Expr::InSubquery { .. } => {
+            std::ops::ControlFlow::Break(())
+        }
+        _ => std::ops::ControlFlow::Continue(()),
+    });
+    if subquery.is_break() {
         return Err(EngineError::unsupported("a policy expression with a subquery is not supported yet"));
     }
     Ok(text)

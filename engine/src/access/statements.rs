@@ -36,11 +36,8 @@ impl Session {
             } => {
                 self.access.require_superuser("drop role")?;
                 let current = [self.access.session_user().to_string(), self.access.role()];
-                if let Some(name) = names
-                    .iter()
-                    .find_map(|n| ddl::table_name(n).ok().map(|n| n.table))
-                    .filter(|n| current.contains(n))
-                {
+                let mut named = names.iter().filter_map(|n| ddl::table_name(n).ok().map(|n| n.table));
+                if let Some(name) = named.find(|n| current.contains(n)) {
                     return Err(EngineError::ObjectNotInPrerequisiteState {
                         message: format!("current user \"{name}\" cannot be dropped"),
                     });
@@ -221,7 +218,7 @@ impl Session {
         };
         // As PostgreSQL: SELECT and DELETE policies have no WITH CHECK, INSERT ones no USING.
         if create.with_check.is_some() && matches!(command, PolicyCommand::Select | PolicyCommand::Delete) {
-            return Err(EngineError::syntax("only WITH CHECK expression allowed for INSERT"));
+            return Err(EngineError::syntax("WITH CHECK cannot be applied to SELECT or DELETE"));
         }
         if create.using.is_some() && command == PolicyCommand::Insert {
             return Err(EngineError::syntax("only WITH CHECK expression allowed for INSERT"));

@@ -48,8 +48,9 @@ pub fn schema(
     warehouse: Arc<Warehouse>,
     database: Arc<str>,
     activity: Arc<Activity>,
+    reader: Arc<crate::access::Access>,
 ) -> Arc<dyn SchemaProvider> {
-    Arc::new(PgCatalog { warehouse, database, activity })
+    Arc::new(PgCatalog { warehouse, database, activity, reader })
 }
 
 #[derive(Debug)]
@@ -57,6 +58,8 @@ struct PgCatalog {
     warehouse: Arc<Warehouse>,
     database: Arc<str>,
     activity: Arc<Activity>,
+    /// The session reading (what `pg_stat_activity` shows it).
+    reader: Arc<crate::access::Access>,
 }
 
 #[async_trait::async_trait]
@@ -71,6 +74,7 @@ impl SchemaProvider for PgCatalog {
             database: &self.database,
             owner: OWNER,
             activity: &self.activity,
+            reader: Some(&self.reader),
         };
         Ok(tables::table(name, &source))
     }

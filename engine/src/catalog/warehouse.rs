@@ -43,7 +43,7 @@ impl TarnCatalog {
         external_locations: Arc<[PathBuf]>,
     ) -> Self {
         Self {
-            pg_catalog: pg_catalog::schema(warehouse.clone(), database, activity),
+            pg_catalog: pg_catalog::schema(warehouse.clone(), database, activity, access.clone()),
             warehouse,
             defaults,
             tx,

@@ -186,9 +186,13 @@ impl Session {
                 Err(_) if truncate.if_exists => continue,
                 Err(e) => return Err(e),
             };
-            // PostgreSQL's TRUNCATE privilege is not its own here: DELETE's.
+            // PostgreSQL's TRUNCATE privilege is not its own here: DELETE's. TRUNCATE
+            // passes over row policies in PostgreSQL; here a role they apply to may not.
             if let Some(subject) = self.access.subject() {
                 privileges::check_write(&subject, &name, Privilege::Delete)?;
+                if subject.row_security && subject.security.row_security.contains(&name) {
+                    return Err(privileges::denied(&name));
+                }
             }
             let quoted = format!(
                 "{}.{}",

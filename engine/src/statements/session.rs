@@ -780,12 +780,15 @@ impl Session {
     /// [`crate::access::privileges`]); `UPDATE` and `DELETE` are checked as they are
     /// planned (`dml.rs`).
     fn check_access(&self, planned: &Planned) -> Result<()> {
-        use crate::access::privileges::{check_named, check_reads, check_write, reads_a_table};
+        use crate::access::privileges::{
+            check_functions, check_named, check_reads, check_write, reads_a_table,
+        };
         let Some(subject) = self.access.subject() else { return Ok(()) };
         // Optimized, the scans say which columns they read (a plan that cannot be
         // optimized yet, its parameters untyped, is checked as it is: every column). A
         // plan that reads no table (`INSERT ... VALUES`) has nothing to check.
         let check = |plan: &LogicalPlan| -> Result<()> {
+            check_functions(plan)?;
             if !reads_a_table(plan) {
                 return Ok(());
             }
@@ -797,8 +800,22 @@ impl Session {
             Planned::Query(plan) => check(plan),
             Planned::Optimized(plan) => check_reads(&subject, plan, true),
             Planned::Write(write) => match write.kind {
-                DmlKind::Insert { .. } => {
-                    check_write(&subject, &write.table.name(), tarn_storage::security::Privilege::Insert)?;
+                DmlKind::Insert { ref on_conflict } => {
+                    use tarn_storage::security::Privilege;
+                    let name = write.table.name();
+                    check_write(&subject, &name, Privilege::Insert)?;
+                    if let Some(OnConflict::Update { .. }) = on_conflict {
+                        // It updates rows it has not read through a checked scan.
+                        check_write(&subject, &name, Privilege::Update)?;
+                        if subject.row_security && subject.security.row_security.contains(&name) {
+                            return Err(EngineError::unsupported(
+                                "INSERT ... ON CONFLICT DO UPDATE under row-level security is not supported yet",
+                            ));
+                        }
+                    }
+                    if let Some(returning) = &write.returning {
+                        check(returning)?;
+                    }
                     check(&write.input)
                 }
                 _ => Ok(()),

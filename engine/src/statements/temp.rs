@@ -54,6 +54,11 @@ impl TempSchema {
     }
 
     /// Whether the session has made its schema (and so may have temporary relations).
+    /// The schema's name (`pg_temp_<n>`).
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
     pub(crate) fn exists(&self) -> bool {
         // A replica's sessions make none; a schema of this name is a writer's session's.
         !self.warehouse.is_read_only() && self.warehouse.schema_exists(&self.name)

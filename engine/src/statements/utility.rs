@@ -57,7 +57,7 @@ impl Session {
         // privilege, PUBLIC's by default, lets it).
         let catalog_change =
             changes_catalog(statement) || matches!(statement, Statement::Drop { .. } | Statement::Vacuum(_));
-        if catalog_change && !own_temporary(statement) {
+        if catalog_change && !own_temporary(statement, self.temp.name()) {
             self.access.require_superuser(&format!("run {}", command_name(statement)))?;
         }
         let tag = match statement {
@@ -438,6 +438,9 @@ impl Session {
             }
             Statement::Merge(_) => return Err(EngineError::unsupported("MERGE is not supported yet")),
             Statement::Copy { target: ast::CopyTarget::File { .. }, .. } => {
+                // As PostgreSQL's pg_write_server_files: the server's files are a
+                // superuser's to write.
+                self.access.require_superuser("COPY to a file")?;
                 Box::pin(self.copy_to_file(statement)).await?
             }
             Statement::Copy { .. } => return Err(EngineError::unsupported("COPY is not supported yet")),
@@ -559,16 +562,14 @@ pub(crate) fn changes_catalog(statement: &Statement) -> bool {
     )
 }
 
-/// A statement on the session's own temporary relations only (names are qualified
-/// with the temporary schema by then).
-fn own_temporary(statement: &Statement) -> bool {
-    let temporary = |name: &ast::ObjectName| {
-        ddl::table_name(name).is_ok_and(|n| crate::statements::temp::is_temp_schema(&n.schema))
-    };
+/// A statement on the session's own temporary tables only (names are qualified with
+/// the temporary schema by then). Not a temporary view: its query would be read with
+/// no check of the reader's privileges.
+fn own_temporary(statement: &Statement, temp_schema: &str) -> bool {
+    let temporary = |name: &ast::ObjectName| ddl::table_name(name).is_ok_and(|n| n.schema == temp_schema);
     match statement {
-        Statement::CreateTable(create) => create.temporary,
-        Statement::CreateView(create) => create.temporary,
-        Statement::Drop { object_type: ObjectType::Table | ObjectType::View, names, .. } => {
+        Statement::CreateTable(create) => create.temporary && create.query.is_none(),
+        Statement::Drop { object_type: ObjectType::Table, names, .. } => {
             !names.is_empty() && names.iter().all(temporary)
         }
         _ => false,

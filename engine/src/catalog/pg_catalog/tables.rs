@@ -23,6 +23,17 @@ pub struct Source<'a> {
     pub database: &'a str,
     pub owner: &'a str,
     pub activity: &'a crate::activity::Activity,
+    /// The reading session (`None`: a superuser's view of everything).
+    pub reader: Option<&'a crate::access::Access>,
+}
+
+impl Source<'_> {
+    /// Whether the reader may see what sessions of `user` run.
+    pub fn sees_queries_of(&self, user: &str) -> bool {
+        self.reader.is_none_or(|reader| {
+            reader.subject().is_none() || reader.role() == user || reader.session_user() == user
+        })
+    }
 }
 
 /// The catalog `name` (`pg_class`, `pg_tables`...), if Tarn has it.
@@ -519,7 +530,16 @@ fn pg_stat_activity(source: &Source) -> Arc<dyn TableProvider> {
             ("query_start", live.query_start.map_or(Value::Null, micros)),
             ("state_change", micros(live.state_change)),
             ("state", text(live.state)),
-            ("query", text(live.query)),
+            // Another user's statement is not a role's to read (PostgreSQL's rule: a
+            // superuser, or the same user).
+            (
+                "query",
+                if source.sees_queries_of(&backend.user) {
+                    text(live.query)
+                } else {
+                    text("<insufficient privilege>")
+                },
+            ),
             ("backend_type", text("client backend")),
         ]);
     }
@@ -657,7 +677,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let warehouse = Warehouse::open(dir.path().to_str().unwrap()).await.unwrap();
         let activity = crate::activity::Activity::default();
-        let source = Source { warehouse: &warehouse, database: "tarn", owner: "tarn", activity: &activity };
+        let source = Source {
+            warehouse: &warehouse,
+            database: "tarn",
+            owner: "tarn",
+            activity: &activity,
+            reader: None,
+        };
         for def in ALL {
             let table = table(def.name, &source).expect("listed");
             assert_eq!(table.schema().fields().len(), def.columns.len(), "{}", def.name);
