@@ -14,8 +14,8 @@ For each engine, QUERIES random query vectors, k = 10:
 
 Reported per form: mean rows returned (k expected), recall@10 against the exact answer
 (computed here with numpy), p50 latency. Then the statement cost of access control:
-the workloads of `benchmarks/audit.py` (primary-key lookup, one-row insert, scan, kNN)
-run by the superuser and by a role with grants (checked plans, no lookup fast path),
+the workloads of `benchmarks/audit.py` (primary-key lookup, one-row insert, scan; kNN is above)
+run by the superuser and by a role with grants (its plans checked when made),
 alternating rounds.
 
 Environment: TARN_PORT, PG_PORT (0 skips PostgreSQL), N (20000), DIM (32), SEL (0.1),
@@ -159,7 +159,8 @@ def main() -> None:
             print(f"| {name} | {form} | {rows:.2f} | {recall:.3f} | {p50:.2f} |")
     print()
     print(f"Statement cost of access control on Tarn: the superuser (never checked) against alice "
-          f"(grants checked on each plan; no primary-key fast path), {ROUNDS} alternating rounds of "
+          f"(grants checked when a statement is planned; a primary-key lookup keeps its fast path when the "
+          f"grants cover it and no row policy applies), {ROUNDS} alternating rounds of "
           f"{SECONDS:.0f} s, one client, prepared statements.\n")
     print("| workload | superuser QPS | alice QPS | alice vs superuser |")
     print("|---|---|---|---|")
