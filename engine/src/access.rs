@@ -4,9 +4,9 @@
 //! - [`roles`]: `CREATE | ALTER | DROP ROLE` (and `USER`), membership (`GRANT role TO
 //!   role`), `SET ROLE`, passwords as SCRAM-SHA-256 verifiers.
 //! - [`privileges`]: `GRANT | REVOKE` on tables and columns, and the check of every
-//!   table a statement reads or writes (42501), made on the optimized plan when the
-//!   statement is planned, so views, CTEs, subqueries, `hybrid_search` and the kNN and
-//!   BM25 nodes are all seen.
+//!   table a statement reads or writes (42501), made when the statement is planned, on
+//!   its plan as written and optimized, so views, CTEs, subqueries, `hybrid_search` and
+//!   the kNN and BM25 nodes are all seen.
 //! - [`row_security`]: `ENABLE ROW LEVEL SECURITY`, `CREATE | DROP POLICY`, policies as
 //!   pre-filters of scans and searches, `WITH CHECK` on written rows; [`json_logic`]:
 //!   policy rules written in JSON-Logic, compiled to SQL.
@@ -16,8 +16,8 @@
 //! session user that was no role of the warehouse when it logged in is the server's
 //! own (a configured user, the trusted local user): a superuser, to whom nothing here
 //! applies, so the zero-config run is unchanged; a role dropped or renamed under an
-//! open session leaves it with no rights at all. Plans depend on the role and the catalog: `SET ROLE` and every
-//! statement here make the session's kept plans stale.
+//! open session leaves it with no rights at all. Plans depend on the role and the
+//! catalog: `SET ROLE` and every statement here make the session's kept plans stale.
 
 pub mod json_logic;
 pub mod privileges;

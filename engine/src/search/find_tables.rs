@@ -529,12 +529,16 @@ fn document_text(doc: &Document) -> String {
     text
 }
 
-/// A few distinct values of each text column, from the relation's first rows; none
-/// when it cannot be read (the document stands without them).
+/// A few distinct values of each text column, from the relation's first rows, in
+/// sorted order; none when it cannot be read (the document stands without them). One
+/// partition reads the rows and the values are sorted, so a document (and the ranking
+/// its embedding gives) does not depend on which partition's rows came first.
 async fn sample_values(state: &SessionState, name: &TableName, columns: &mut [ColumnDoc]) {
     let quoted = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
     let sql = format!("SELECT * FROM {}.{} LIMIT {SAMPLE_ROWS}", quoted(&name.schema), quoted(&name.table));
-    let ctx = SessionContext::new_with_state(state.clone());
+    let mut state = state.clone();
+    state.config_mut().options_mut().execution.target_partitions = 1;
+    let ctx = SessionContext::new_with_state(state);
     let batches = match ctx.sql(&sql).await {
         Ok(frame) => frame.collect().await,
         Err(e) => Err(e),
@@ -556,6 +560,9 @@ async fn sample_values(state: &SessionState, name: &TableName, columns: &mut [Co
                 }
             }
         }
+    }
+    for column in columns.iter_mut() {
+        column.samples.sort();
     }
 }
 
