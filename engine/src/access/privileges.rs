@@ -3,9 +3,9 @@
 //! `GRANT SELECT (a, b)` on columns, and their check.
 //!
 //! A statement's reads are checked on its plan, optimized ([`check_reads`]) and not
-//! ([`check_named`], the columns it names): every scan
-//! (of a table, through a view, a CTE, a subquery, `hybrid_search`'s branches, a kNN or
-//! BM25 node, `AS OF` and `table_changes`) needs `SELECT` on the columns it reads
+//! ([`check_named`], the columns it names): every scan (of a table, a view, through a
+//! CTE, a subquery, `hybrid_search`'s branches, a kNN or BM25 node, `AS OF` and
+//! `table_changes`) needs `SELECT` on the columns it reads
 //! (those it returns and those its filters read), as PostgreSQL checks column
 //! privileges; a scan of no column (`count(*)`) needs `SELECT` on one column at least.
 //! Writes need their privilege on the target ([`check_write`]). The check runs when a

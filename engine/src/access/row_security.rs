@@ -4,7 +4,7 @@
 //! A table with row security on shows a role that is not a superuser (nor `BYPASSRLS`)
 //! only the rows its policies let through: the `USING` expressions of the permissive
 //! policies for the command and role, OR-ed (none: no row), AND the restrictive ones.
-//! The session plans that expression once per security catalog and role
+//! The session plans that expression once per security catalog, role and settings
 //! ([`crate::access::Access`]) and the table's provider carries it
 //! ([`crate::catalog::provider::TarnTable::with_row_filter`]):
 //!
@@ -23,7 +23,9 @@
 //!
 //! Writes: `INSERT` and `UPDATE` check their new rows against `WITH CHECK` (42501 for a
 //! row that fails, as PostgreSQL); `UPDATE` and `DELETE` reach only the rows the
-//! command's policies and the `SELECT` policies let through.
+//! command's policies and the `SELECT` policies let through. Not yet under policies
+//! (refused rather than done wrong): `UPDATE`/`DELETE` of a table without a primary key,
+//! `INSERT ... ON CONFLICT DO UPDATE`, `TRUNCATE`, time travel and the change feed.
 
 use std::collections::BTreeSet;
 use std::fmt;
