@@ -27,8 +27,8 @@ ROUNDS = int(os.environ.get("ROUNDS", "3"))
 DIM = 32
 
 
-def connect(port: int) -> psycopg.Connection:
-    return psycopg.connect(f"host=127.0.0.1 port={port} user=tarn dbname=tarn", autocommit=True)
+def connect(port: int, user: str = "tarn") -> psycopg.Connection:
+    return psycopg.connect(f"host=127.0.0.1 port={port} user={user} dbname=tarn", autocommit=True)
 
 
 def vector(rng: random.Random) -> str:
@@ -59,9 +59,9 @@ def statement(workload: str, rng: random.Random, counter: list[int]) -> tuple[st
     return "SELECT count(*), sum(v) FROM kv WHERE v > %s", (rng.randint(0, 100000),)
 
 
-def qps(port: int, workload: str, seed: int, counter: list[int]) -> float:
+def qps(port: int, workload: str, seed: int, counter: list[int], user: str = "tarn") -> float:
     rng = random.Random(seed)
-    with connect(port) as conn, conn.cursor() as cur:
+    with connect(port, user) as conn, conn.cursor() as cur:
         for _ in range(20):  # warm-up
             sql, params = statement(workload, rng, counter)
             cur.execute(sql, params, prepare=True)

@@ -24,12 +24,13 @@ QUERIES (100), SECONDS_PER_ROUND (3), ROUNDS (2).
 from __future__ import annotations
 
 import os
-import random
 import statistics
 import time
 
 import numpy as np
-import psycopg
+
+# The statement workloads and their loop are the audit benchmark's (same folder).
+from audit import connect, qps
 
 TARN = int(os.environ.get("TARN_PORT", "55461"))
 PG = int(os.environ.get("PG_PORT", "0"))
@@ -40,10 +41,6 @@ QUERIES = int(os.environ.get("QUERIES", "100"))
 SECONDS = float(os.environ.get("SECONDS_PER_ROUND", "3"))
 ROUNDS = int(os.environ.get("ROUNDS", "2"))
 K = 10
-
-
-def connect(port: int, user: str) -> psycopg.Connection:
-    return psycopg.connect(f"host=127.0.0.1 port={port} user={user} dbname=tarn", autocommit=True)
 
 
 def text(v: np.ndarray) -> str:
@@ -109,33 +106,6 @@ def searches(port: int, user: str, where: str, truths: list[set[int]], queries: 
     return statistics.fmean(rows), statistics.fmean(recalls), statistics.median(times) * 1000
 
 
-def statement(workload: str, rng: random.Random, counter: list[int]) -> tuple[str, tuple]:
-    if workload == "lookup":
-        return "SELECT * FROM kv WHERE id = %s", (rng.randint(1, 100000),)
-    if workload == "insert":
-        counter[0] += 1
-        return "INSERT INTO log VALUES (%s, %s)", (counter[0], "x")
-    return "SELECT count(*), sum(v) FROM kv WHERE v > %s", (rng.randint(0, 100000),)
-
-
-def qps(port: int, user: str, workload: str, seed: int, counter: list[int]) -> float:
-    rng = random.Random(seed)
-    with connect(port, user) as conn, conn.cursor() as cur:
-        for _ in range(20):
-            sql, params = statement(workload, rng, counter)
-            cur.execute(sql, params, prepare=True)
-            if cur.description:
-                cur.fetchall()
-        n, t0 = 0, time.perf_counter()
-        while time.perf_counter() - t0 < SECONDS:
-            sql, params = statement(workload, rng, counter)
-            cur.execute(sql, params, prepare=True)
-            if cur.description:
-                cur.fetchall()
-            n += 1
-        return n / (time.perf_counter() - t0)
-
-
 def main() -> None:
     vectors, tenant0, queries = data()
     engines = [("Tarn", TARN, "tarn", False)]
@@ -170,7 +140,7 @@ def main() -> None:
         for r in range(ROUNDS):
             order = ["tarn", "alice"] if r % 2 == 0 else ["alice", "tarn"]
             for user in order:
-                by_user[user].append(qps(TARN, user, workload, r, counter))
+                by_user[user].append(qps(TARN, workload, r, counter, user))
         su, al = statistics.fmean(by_user["tarn"]), statistics.fmean(by_user["alice"])
         print(f"| {workload} | {su:.0f} | {al:.0f} | {al / su - 1:+.1%} |")
 

@@ -871,8 +871,7 @@ impl Warehouse {
         let _ddl = self.ddl_lock().await?;
         let mut security = self.security().as_ref().clone();
         let result = change(&mut security)?;
-        self.put_definition(&security_path(), &security).await?;
-        self.catalog.write().expect("catalog lock").security = Arc::new(security);
+        self.put_security(security).await?;
         Ok(result)
     }
 
@@ -880,9 +879,14 @@ impl Warehouse {
     /// whether it changed anything (nothing is written otherwise).
     async fn change_security(&self, change: impl FnOnce(&mut SecurityCatalog) -> Result<bool>) -> Result<()> {
         let mut security = self.security().as_ref().clone();
-        if !change(&mut security)? {
-            return Ok(());
+        if change(&mut security)? {
+            self.put_security(security).await?;
         }
+        Ok(())
+    }
+
+    /// Writes the security catalog whole, then makes it the one in memory.
+    async fn put_security(&self, security: SecurityCatalog) -> Result<()> {
         self.put_definition(&security_path(), &security).await?;
         self.catalog.write().expect("catalog lock").security = Arc::new(security);
         Ok(())

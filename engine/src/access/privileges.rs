@@ -120,9 +120,7 @@ pub fn check_named(subject: &Subject, plan: &LogicalPlan) -> Result<()> {
             .get(&qualifier)
             .into_iter()
             .flatten()
-            .filter(|c| {
-                schema.index_of(c).is_ok() && !c.starts_with("_change_") && !c.starts_with("_commit_")
-            })
+            .filter(|c| schema.index_of(c).is_ok() && !feed_column(c))
             .cloned()
             .collect();
         if !columns.is_empty() {
@@ -215,9 +213,14 @@ fn scan_reads(subject: &Subject, scan: &TableScan) -> Option<Result<(TableName, 
         return Some(Err(e));
     }
     let mut columns = crate::search::knn::scan_columns(scan);
-    // The change feed's own columns (`_change_type`, `_commit_version`) are the table's.
-    columns.retain(|c| !c.starts_with("_change_") && !c.starts_with("_commit_"));
+    columns.retain(|c| !feed_column(c));
     Some(Ok((name, columns)))
+}
+
+/// The change feed's own columns (`_change_type`, `_commit_version`): no privilege of
+/// the table's covers them, and none is needed.
+fn feed_column(name: &str) -> bool {
+    name.starts_with("_change_") || name.starts_with("_commit_")
 }
 
 /// An earlier version or the change feed of a table whose row policies apply: the

@@ -50,36 +50,11 @@ impl Session {
                 }
             }
             Statement::Grant(grant) => {
-                self.access.require_superuser("grant")?;
-                match &grant.objects {
-                    None => {
-                        let (groups, members) = membership_names(&grant.privileges, &grant.grantees)?;
-                        warehouse.update_security(|s| roles::membership(s, &groups, &members, true)).await?;
-                        "GRANT ROLE"
-                    }
-                    Some(objects) => {
-                        let grant =
-                            TableGrant::from_ast(&warehouse, &grant.privileges, objects, &grant.grantees)?;
-                        warehouse.update_security(|s| grant.grant(s)).await?;
-                        "GRANT"
-                    }
-                }
+                self.grant_or_revoke(&grant.privileges, grant.objects.as_ref(), &grant.grantees, true).await?
             }
             Statement::Revoke(revoke) => {
-                self.access.require_superuser("revoke")?;
-                match &revoke.objects {
-                    None => {
-                        let (groups, members) = membership_names(&revoke.privileges, &revoke.grantees)?;
-                        warehouse.update_security(|s| roles::membership(s, &groups, &members, false)).await?;
-                        "REVOKE ROLE"
-                    }
-                    Some(objects) => {
-                        let revoke =
-                            TableGrant::from_ast(&warehouse, &revoke.privileges, objects, &revoke.grantees)?;
-                        warehouse.update_security(|s| revoke.revoke(s)).await?;
-                        "REVOKE"
-                    }
-                }
+                self.grant_or_revoke(&revoke.privileges, revoke.objects.as_ref(), &revoke.grantees, false)
+                    .await?
             }
             Statement::AlterTable(alter) if is_row_security(&alter.operations) => {
                 self.access.require_superuser("alter row security")?;
@@ -170,6 +145,34 @@ impl Session {
             _ => return Ok(None),
         };
         Ok(Some(CommandTag::new(tag)))
+    }
+
+    /// `GRANT` (`grant`) or `REVOKE`: of privileges on tables, or of role membership
+    /// (no `ON`). Returns the command tag.
+    async fn grant_or_revoke(
+        &self,
+        privileges: &ast::Privileges,
+        objects: Option<&ast::GrantObjects>,
+        grantees: &[ast::Grantee],
+        grant: bool,
+    ) -> Result<&'static str> {
+        self.access.require_superuser(if grant { "grant" } else { "revoke" })?;
+        let warehouse = self.engine.warehouse();
+        match objects {
+            None => {
+                let (groups, members) = membership_names(privileges, grantees)?;
+                warehouse.update_security(|s| roles::membership(s, &groups, &members, grant)).await?;
+                Ok(if grant { "GRANT ROLE" } else { "REVOKE ROLE" })
+            }
+            Some(objects) => {
+                let change = TableGrant::from_ast(warehouse, privileges, objects, grantees)?;
+                match grant {
+                    true => warehouse.update_security(|s| change.grant(s)).await?,
+                    false => warehouse.update_security(|s| change.revoke(s)).await?,
+                }
+                Ok(if grant { "GRANT" } else { "REVOKE" })
+            }
+        }
     }
 
     /// Back to the session user (`RESET ROLE`, `RESET ALL`, `DISCARD ALL`).

@@ -24,6 +24,20 @@ pub const TARN_INDEXES: &str = "tarn_indexes";
 pub const TARN_STORAGE: &str = "tarn_storage";
 pub const TARN_OBJECT_CACHE: &str = "tarn_object_cache";
 pub const TARN_AUDIT_LOG: &str = "tarn_audit_log";
+/// Every system view's name.
+pub const VIEWS: [&str; 5] = [TARN_TABLES, TARN_INDEXES, TARN_STORAGE, TARN_OBJECT_CACHE, TARN_AUDIT_LOG];
+
+/// The system view `name` (one of [`VIEWS`]) as it is now.
+pub async fn view(warehouse: &Warehouse, name: &str) -> DfResult<Arc<dyn TableProvider>> {
+    match name {
+        TARN_TABLES => tarn_tables(warehouse),
+        TARN_INDEXES => tarn_indexes(warehouse),
+        TARN_STORAGE => tarn_storage(warehouse).await,
+        TARN_OBJECT_CACHE => tarn_object_cache(warehouse),
+        TARN_AUDIT_LOG => tarn_audit_log(warehouse).await,
+        _ => Err(datafusion::error::DataFusionError::Internal(format!("{name} is no system view"))),
+    }
+}
 
 /// One row per table and bucket (one row with a NULL bucket for a table without a
 /// primary key): versions, base rows, change rows waiting, the base rows the bucket's

@@ -105,34 +105,17 @@ impl SchemaProvider for TarnSchema {
         if let Some(table) = self.pg_catalog.table(name).await? {
             return Ok(Some(table));
         }
-        if name == crate::catalog::system::TARN_TABLES
-            && self.warehouse.table(&TableName::new(&self.name, name)).is_none()
-        {
-            return Ok(Some(crate::catalog::system::tarn_tables(&self.warehouse)?));
-        }
-        if name == crate::catalog::system::TARN_INDEXES
-            && self.warehouse.table(&TableName::new(&self.name, name)).is_none()
-        {
-            return Ok(Some(crate::catalog::system::tarn_indexes(&self.warehouse)?));
-        }
-        if name == crate::catalog::system::TARN_STORAGE
-            && self.warehouse.table(&TableName::new(&self.name, name)).is_none()
-        {
-            return Ok(Some(crate::catalog::system::tarn_storage(&self.warehouse).await?));
-        }
-        if name == crate::catalog::system::TARN_OBJECT_CACHE
-            && self.warehouse.table(&TableName::new(&self.name, name)).is_none()
-        {
-            return Ok(Some(crate::catalog::system::tarn_object_cache(&self.warehouse)?));
-        }
-        if name == crate::catalog::system::TARN_AUDIT_LOG
-            && self.warehouse.table(&TableName::new(&self.name, name)).is_none()
-        {
-            // Every session's statements: a superuser's to read.
-            self.access.require_superuser("read tarn_audit_log").map_err(|e| e.into_datafusion())?;
-            return Ok(Some(crate::catalog::system::tarn_audit_log(&self.warehouse).await?));
-        }
         let name = TableName::new(&self.name, name);
+        // The system views, unless a table of the schema has the name. The audit log
+        // holds every session's statements: a superuser's to read.
+        if crate::catalog::system::VIEWS.contains(&name.table.as_str())
+            && self.warehouse.table(&name).is_none()
+        {
+            if name.table == crate::catalog::system::TARN_AUDIT_LOG {
+                self.access.require_superuser("read tarn_audit_log").map_err(|e| e.into_datafusion())?;
+            }
+            return crate::catalog::system::view(&self.warehouse, &name.table).await.map(Some);
+        }
         if let Some(view) = self.warehouse.view(&name) {
             return Ok(Some(Arc::new(TarnView::new(view))));
         }

@@ -568,9 +568,9 @@ impl Session {
             DmlKind::Insert { .. } => PolicyCommand::Insert,
             _ => PolicyCommand::Update,
         };
-        for write in writes.iter().filter(|w| w.kind != WriteKind::Delete) {
-            self.check_new_rows(table, command, &write.rows)?;
-        }
+        let new_rows: Vec<&RecordBatch> =
+            writes.iter().filter(|w| w.kind != WriteKind::Delete).map(|w| &w.rows).collect();
+        self.check_new_rows(table, command, &new_rows)?;
         let rows = returned.iter().map(|b| b.num_rows() as u64).sum();
         if !writes.is_empty() {
             self.txn.add_writes(table, writes)?;
@@ -593,9 +593,7 @@ impl Session {
         }
         if let DmlKind::Insert { .. } = planned.kind {
             let rows = self.generate(table, table.prepare_rows(batches).await?, None)?;
-            for batch in &rows {
-                self.check_new_rows(table, PolicyCommand::Insert, batch)?;
-            }
+            self.check_new_rows(table, PolicyCommand::Insert, &rows.iter().collect::<Vec<_>>())?;
             let count = rows.iter().map(|b| b.num_rows() as u64).sum();
             self.txn.add_appends(table, rows.clone())?;
             return Ok(Done { rows: count, returned: rows });
@@ -635,23 +633,29 @@ impl Session {
 
     /// Row policies' `WITH CHECK` on rows an `INSERT` or `UPDATE` writes: 42501 for a
     /// row that fails it, as PostgreSQL (a role row security applies to only).
-    fn check_new_rows(&self, table: &Table, command: PolicyCommand, rows: &RecordBatch) -> Result<()> {
+    fn check_new_rows(&self, table: &Table, command: PolicyCommand, batches: &[&RecordBatch]) -> Result<()> {
         let Some(subject) = self.access.subject().filter(|s| s.row_security) else { return Ok(()) };
         let name = table.name();
-        if !subject.security.row_security.contains(&name) || rows.num_rows() == 0 {
+        let Some(first) = batches.first() else { return Ok(()) };
+        if !subject.security.row_security.contains(&name) {
             return Ok(());
         }
+        // Planned once for the statement's rows (they share the table's schema).
         let sql = row_security::policy_sql(&subject.security, &name, command, &subject.roles, true);
-        let schema = crate::catalog::provider::nullable_schema(&rows.schema());
+        let schema = nullable_schema(&first.schema());
         let expr = crate::access::plan_expr(&self.planning, &sql, schema.clone())?;
-        let df_schema = DFSchema::try_from(schema)?;
-        let physical = self.planning.create_physical_expr(expr, &df_schema)?;
-        let passed = physical.evaluate(rows)?.into_array(rows.num_rows())?;
-        let passed = arrow::array::AsArray::as_boolean(&passed);
-        if arrow::array::Array::null_count(passed) > 0 || passed.false_count() > 0 {
-            return Err(EngineError::InsufficientPrivilege {
-                message: format!("new row violates row-level security policy for table \"{}\"", name.table),
-            });
+        let physical = self.planning.create_physical_expr(expr, &DFSchema::try_from(schema)?)?;
+        for rows in batches {
+            let passed = physical.evaluate(rows)?.into_array(rows.num_rows())?;
+            let passed = arrow::array::AsArray::as_boolean(&passed);
+            if arrow::array::Array::null_count(passed) > 0 || passed.false_count() > 0 {
+                return Err(EngineError::InsufficientPrivilege {
+                    message: format!(
+                        "new row violates row-level security policy for table \"{}\"",
+                        name.table
+                    ),
+                });
+            }
         }
         Ok(())
     }

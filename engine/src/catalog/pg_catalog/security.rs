@@ -7,12 +7,12 @@
 use std::sync::Arc;
 
 use datafusion::catalog::TableProvider;
-use tarn_storage::security::{Privilege, SecurityCatalog, PUBLIC};
+use tarn_storage::security::{SecurityCatalog, PUBLIC};
 use tarn_storage::TableName;
 
 use super::relations::oid_of;
 use super::table::{Def, Rows, Value};
-use super::tables::Source;
+use super::tables::{text, Source};
 use super::{OWNER, OWNER_OID};
 
 /// A role's OID: the bootstrap superuser's is 10.
@@ -146,26 +146,14 @@ fn acl(security: &SecurityCatalog, table: &TableName, column: Option<&str>) -> V
     if entries.is_empty() {
         return Value::Null;
     }
-    let order = |c: char| Privilege::ALL.iter().position(|p| p.acl_letter() == c);
     let mut items = Vec::new();
     if column.is_none() {
         items.push(format!("{OWNER}=arwdDxt/{OWNER}"));
     }
-    for (grantee, mut letters) in entries {
-        let mut sorted: Vec<char> = letters.drain(..).collect();
-        // PostgreSQL's order: a (INSERT), r (SELECT), w (UPDATE), d (DELETE).
-        sorted.sort_by_key(|&c| match c {
-            'a' => 0,
-            'r' => 1,
-            'w' => 2,
-            'd' => 3,
-            other => 4 + order(other).unwrap_or(0),
-        });
-        items.push(format!("{grantee}={}/{OWNER}", sorted.into_iter().collect::<String>()));
+    for (grantee, letters) in entries {
+        // In PostgreSQL's order: a (INSERT), r (SELECT), w (UPDATE), d (DELETE).
+        let ordered: String = "arwd".chars().filter(|c| letters.contains(*c)).collect();
+        items.push(format!("{grantee}={ordered}/{OWNER}"));
     }
     Value::Texts(items)
-}
-
-fn text(s: impl Into<String>) -> Value {
-    Value::Text(s.into())
 }

@@ -85,7 +85,7 @@ fn int(i: impl Into<i64>) -> Value {
     Value::Int(i.into())
 }
 
-fn text(s: impl Into<String>) -> Value {
+pub(super) fn text(s: impl Into<String>) -> Value {
     Value::Text(s.into())
 }
 
