@@ -10,6 +10,8 @@
 //! - [`row_security`]: `ENABLE ROW LEVEL SECURITY`, `CREATE | DROP POLICY`, policies as
 //!   pre-filters of scans and searches, `WITH CHECK` on written rows; [`json_logic`]:
 //!   policy rules written in JSON-Logic, compiled to SQL.
+//! - [`masking`]: column tags and the masks bound to them (`CREATE MASKING POLICY`);
+//!   [`detector`]: the sensitive-data detector that tags columns as rows come in.
 //!
 //! [`Access`] is one session's side of it: who the session is (`session_user`, and
 //! `current_user` after `SET ROLE`) and the row filters planned for that role. A
@@ -19,7 +21,9 @@
 //! open session leaves it with no rights at all. Plans depend on the role and the
 //! catalog: `SET ROLE` and every statement here make the session's kept plans stale.
 
+pub mod detector;
 pub mod json_logic;
+pub mod masking;
 pub mod privileges;
 pub mod roles;
 pub mod row_security;
@@ -34,7 +38,7 @@ use datafusion::execution::session_state::SessionState;
 use datafusion::logical_expr::simplify::SimplifyContext;
 use datafusion::logical_expr::Expr;
 use datafusion::optimizer::simplify_expressions::ExprSimplifier;
-use tarn_storage::security::{PolicyCommand, SecurityCatalog};
+use tarn_storage::security::{Mask, PolicyCommand, SecurityCatalog};
 use tarn_storage::{TableName, Warehouse};
 
 use crate::error::{EngineError, Result};
@@ -77,6 +81,8 @@ struct RowFilters {
     /// A policy that does not plan now (it reads a setting the session has not set)
     /// fails the statements that read its table, not the others.
     by_table: HashMap<TableName, std::result::Result<Expr, Arc<datafusion::error::DataFusionError>>>,
+    /// The masked columns of each table with any.
+    masks: HashMap<TableName, Vec<(String, Mask)>>,
 }
 
 impl Access {
@@ -145,6 +151,11 @@ impl Access {
         }
     }
 
+    /// The columns of `table` the session's role reads masked, by name.
+    pub fn masks(&self, table: &TableName) -> Vec<(String, Mask)> {
+        self.filters.read().expect("filters lock").masks.get(table).cloned().unwrap_or_default()
+    }
+
     /// Plans the row filters of the session's role again if the security catalog, the
     /// role or the settings (generation `settings`) changed since they were planned
     /// (`state` plans the policies' expressions: their `current_user` and
@@ -162,7 +173,18 @@ impl Access {
             }
         }
         let mut by_table = HashMap::new();
-        if let Some(subject) = self.subject().filter(|s| s.row_security) {
+        let mut masks = HashMap::new();
+        let subject = self.subject();
+        if let Some(subject) = &subject {
+            let tagged: BTreeSet<&TableName> = security.column_tags.iter().map(|t| &t.table).collect();
+            for table in tagged {
+                let masked = masking::masks_of(&security, &subject.roles, table);
+                if !masked.is_empty() {
+                    masks.insert(table.clone(), masked);
+                }
+            }
+        }
+        if let Some(subject) = subject.filter(|s| s.row_security) {
             for name in &security.row_security {
                 let Some(table) = self.warehouse.table(name) else { continue };
                 let sql =
@@ -173,7 +195,7 @@ impl Access {
             }
         }
         *self.filters.write().expect("filters lock") =
-            RowFilters { security: Some(security), role, settings, by_table };
+            RowFilters { security: Some(security), role, settings, by_table, masks };
         Ok(())
     }
 }

@@ -79,6 +79,8 @@ pub struct Engine {
     sessions: AtomicU64,
     /// The server's sessions, as the server registers them.
     activity: Arc<Activity>,
+    /// Values of text columns the sensitive-data detector has yet to classify.
+    samples: crate::access::detector::Samples,
 }
 
 impl std::fmt::Debug for Engine {
@@ -195,6 +197,7 @@ impl Engine {
             catalog_epoch: AtomicU64::new(0),
             sessions: AtomicU64::new(0),
             activity,
+            samples: Default::default(),
         }))
     }
 
@@ -251,6 +254,10 @@ impl Engine {
     }
 
     /// Notes a change to the catalog (after the statement made it, failed or not).
+    pub(crate) fn samples(&self) -> &crate::access::detector::Samples {
+        &self.samples
+    }
+
     pub(crate) fn catalog_changed(&self) {
         self.catalog_epoch.fetch_add(1, Ordering::AcqRel);
     }

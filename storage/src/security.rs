@@ -1,7 +1,8 @@
 //! The warehouse's security catalog: roles, the privileges granted on tables, which
 //! tables have row-level security on, and their row policies (PostgreSQL's
 //! `pg_authid`, `pg_auth_members`, `relacl`/`attacl`, `relrowsecurity` and
-//! `pg_policy`, in one document).
+//! `pg_policy`, in one document); and the tags on columns (what the sensitive-data
+//! detector found, or a user set) with the masking policies bound to tags.
 //!
 //! It is one JSON object, `_tarn/security.json`, written whole by each change under the
 //! DDL lock and swapped in memory after the write ([`crate::Warehouse::update_security`]);
@@ -42,6 +43,87 @@ pub struct SecurityCatalog {
     /// Row policies, in creation order.
     #[serde(default)]
     pub policies: Vec<PolicyDef>,
+    /// Tags on columns, at most one per column.
+    #[serde(default)]
+    pub column_tags: Vec<ColumnTag>,
+    /// The columns the detector has looked at (tagged or not) or a user has tagged or
+    /// untagged: the detector leaves them be.
+    #[serde(default)]
+    pub classified: BTreeSet<(TableName, String)>,
+    /// Masking policies, by tag.
+    #[serde(default)]
+    pub masking_policies: Vec<MaskingPolicy>,
+}
+
+/// The predefined role whose members see masked columns unmasked (superusers do too).
+pub const UNMASK_ROLE: &str = "tarn_unmask";
+
+/// What a column holds, as the sensitive-data detector classified it or a user said
+/// (`ALTER TABLE t ALTER COLUMN c SET (tag = '...')`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ColumnTag {
+    pub table: TableName,
+    pub column: String,
+    pub tag: String,
+    /// The detector's confidence, 0 to 1; 1 for a user's tag.
+    pub confidence: f64,
+    pub source: TagSource,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TagSource {
+    Detector,
+    User,
+}
+
+impl TagSource {
+    pub fn name(self) -> &'static str {
+        match self {
+            TagSource::Detector => "detector",
+            TagSource::User => "user",
+        }
+    }
+}
+
+/// `CREATE MASKING POLICY name ON TAG tag WITH (mask = '...')`: the columns with the
+/// tag read masked for every role that is not a superuser nor in [`UNMASK_ROLE`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MaskingPolicy {
+    pub name: String,
+    pub tag: String,
+    pub mask: Mask,
+}
+
+/// How a masked value reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mask {
+    /// A hash of the value (equal values stay equal: joins and GROUP BY still work).
+    Hash,
+    /// Part of the value kept (an e-mail's domain, a number's last four digits).
+    Partial,
+    /// NULL.
+    Null,
+}
+
+impl Mask {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mask::Hash => "hash",
+            Mask::Partial => "partial",
+            Mask::Null => "null",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Mask> {
+        match name.to_ascii_lowercase().as_str() {
+            "hash" => Some(Mask::Hash),
+            "partial" => Some(Mask::Partial),
+            "null" => Some(Mask::Null),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -221,13 +303,71 @@ impl SecurityCatalog {
         })
     }
 
-    /// Forgets a dropped table's grants and policies.
+    /// The tag of `table.column`, if it has one.
+    pub fn tag_of(&self, table: &TableName, column: &str) -> Option<&ColumnTag> {
+        self.column_tags.iter().find(|t| &t.table == table && t.column == column)
+    }
+
+    /// Tags `table.column` (`None`: untags it); the detector leaves it be afterwards.
+    pub fn set_tag(&mut self, table: &TableName, column: &str, tag: Option<ColumnTag>) {
+        self.column_tags.retain(|t| !(&t.table == table && t.column == column));
+        self.column_tags.extend(tag);
+        self.classified.insert((table.clone(), column.to_string()));
+    }
+
+    /// The mask `roles` read `table.column` with, if a masking policy covers its tag and
+    /// none of the roles is [`UNMASK_ROLE`].
+    pub fn mask_of(&self, roles: &BTreeSet<String>, table: &TableName, column: &str) -> Option<Mask> {
+        if roles.contains(UNMASK_ROLE) {
+            return None;
+        }
+        let tag = self.tag_of(table, column)?;
+        self.masking_policies.iter().find(|p| p.tag == tag.tag).map(|p| p.mask)
+    }
+
+    /// Whether any column of `table` reads masked for `roles`.
+    pub fn has_masks(&self, roles: &BTreeSet<String>, table: &TableName) -> bool {
+        !self.masking_policies.is_empty()
+            && self
+                .column_tags
+                .iter()
+                .any(|t| &t.table == table && self.mask_of(roles, table, &t.column).is_some())
+    }
+
+    /// Forgets a dropped table's grants, policies and tags.
     pub(crate) fn forget_table(&mut self, table: &TableName) -> bool {
-        let before = (self.grants.len(), self.policies.len(), self.row_security.len());
+        let size = |s: &Self| {
+            (s.grants.len(), s.policies.len(), s.row_security.len(), s.column_tags.len(), s.classified.len())
+        };
+        let before = size(self);
         self.grants.retain(|g| &g.table != table);
         self.policies.retain(|p| &p.table != table);
         self.row_security.remove(table);
-        before != (self.grants.len(), self.policies.len(), self.row_security.len())
+        self.column_tags.retain(|t| &t.table != table);
+        self.classified.retain(|(t, _)| t != table);
+        before != size(self)
+    }
+
+    /// Forgets a dropped column's tag.
+    pub fn forget_column(&mut self, table: &TableName, column: &str) -> bool {
+        let before = (self.column_tags.len(), self.classified.len());
+        self.column_tags.retain(|t| !(&t.table == table && t.column == column));
+        self.classified.retain(|(t, c)| !(t == table && c == column));
+        before != (self.column_tags.len(), self.classified.len())
+    }
+
+    /// Moves a renamed column's tag to its new name.
+    pub fn rename_column(&mut self, table: &TableName, from: &str, to: &str) -> bool {
+        let mut changed = false;
+        for tag in self.column_tags.iter_mut().filter(|t| &t.table == table && t.column == from) {
+            tag.column = to.to_string();
+            changed = true;
+        }
+        if self.classified.remove(&(table.clone(), from.to_string())) {
+            self.classified.insert((table.clone(), to.to_string()));
+            changed = true;
+        }
+        changed
     }
 
     /// Moves a renamed table's grants and policies to its new name.
@@ -243,6 +383,16 @@ impl SecurityCatalog {
         }
         if self.row_security.remove(from) {
             self.row_security.insert(to.clone());
+            changed = true;
+        }
+        for tag in self.column_tags.iter_mut().filter(|t| &t.table == from) {
+            tag.table = to.clone();
+            changed = true;
+        }
+        let classified: Vec<_> = self.classified.iter().filter(|(t, _)| t == from).cloned().collect();
+        for (_, column) in classified {
+            self.classified.remove(&(from.clone(), column.clone()));
+            self.classified.insert((to.clone(), column));
             changed = true;
         }
         changed

@@ -834,7 +834,15 @@ impl Warehouse {
             self.put_view(&reader).await?;
             self.catalog.write().expect("catalog lock").views.insert(reader.name.clone(), Arc::new(reader));
         }
+        // Its tag follows it.
+        self.change_security(|s| Ok(s.rename_column(table, from, to))).await?;
         Ok(())
+    }
+
+    /// Forgets a dropped column's tag ([`crate::Table::drop_column`] is the table's own).
+    pub async fn forget_column(&self, table: &TableName, column: &str) -> Result<()> {
+        let _ddl = self.ddl_lock().await?;
+        self.change_security(|s| Ok(s.forget_column(table, column))).await
     }
 
     /// `COMMENT ON VIEW | COLUMN` of a view: its definition is written again with the

@@ -223,12 +223,19 @@ fn feed_column(name: &str) -> bool {
     name.starts_with("_change_") || name.starts_with("_commit_")
 }
 
-/// An earlier version or the change feed of a table whose row policies apply: the
-/// policies are planned for the table as it is now (0A000).
+/// An earlier version or the change feed of a table whose row policies or masks apply:
+/// they are planned for the table as it is now (0A000).
 fn time_travel_under_policies(subject: &Subject, name: &TableName, current: bool) -> Result<()> {
     if !current && subject.row_security && subject.security.row_security.contains(name) {
         return Err(EngineError::unsupported(format!(
             "reading an earlier version or the change feed of \"{}\", which has row-level security, \
+             is not supported yet",
+            name.table
+        )));
+    }
+    if !current && subject.security.has_masks(&subject.roles, name) {
+        return Err(EngineError::unsupported(format!(
+            "reading an earlier version or the change feed of \"{}\", which has masked columns, \
              is not supported yet",
             name.table
         )));

@@ -1,5 +1,5 @@
 //! The statements of [`crate::access`], carried out for a session: roles, grants,
-//! row security and policies, `SET ROLE`. Each changes the warehouse's security
+//! row security and policies, column tags and masking policies, `SET ROLE`. Each changes the warehouse's security
 //! catalog in one durable write; only a superuser may run them (Tarn has no table
 //! owners yet, who in PostgreSQL may grant on and secure their own tables).
 
@@ -8,16 +8,52 @@ use tarn_storage::security::{PolicyCommand, PolicyDef, PUBLIC};
 use tarn_storage::StorageError;
 
 use crate::access::privileges::TableGrant;
-use crate::access::{roles, row_security};
+use crate::access::{masking, roles, row_security};
 use crate::error::{EngineError, Result};
 use crate::statements::ddl;
+use crate::statements::parser::ParsedStatement;
 use crate::statements::session::{CommandTag, Session};
 
 impl Session {
     /// Carries out `statement` if it is one of access control's; `None` otherwise.
-    pub(crate) async fn run_access(&mut self, statement: &Statement) -> Result<Option<CommandTag>> {
+    pub(crate) async fn run_access(&mut self, parsed: &ParsedStatement) -> Result<Option<CommandTag>> {
         let warehouse = self.engine.warehouse().clone();
+        let statement = &parsed.statement;
         let tag = match statement {
+            Statement::CreatePolicy(create) if parsed.masking_policy => {
+                self.access.require_superuser("create masking policy")?;
+                warehouse.update_security(|s| masking::create_policy(s, create)).await?;
+                "CREATE MASKING POLICY"
+            }
+            Statement::DropPolicy(drop) if parsed.masking_policy => {
+                self.access.require_superuser("drop masking policy")?;
+                warehouse.update_security(|s| masking::drop_policy(s, drop)).await?;
+                "DROP MASKING POLICY"
+            }
+            Statement::AlterTable(alter) if parsed.column_options.is_some() => {
+                let [ast::AlterTableOperation::SetOptionsParens { options }] = alter.operations.as_slice()
+                else {
+                    return Err(EngineError::syntax(
+                        "ALTER COLUMN ... SET (...) must be the only change of its ALTER TABLE",
+                    ));
+                };
+                self.access.require_superuser("tag a column")?;
+                let name = ddl::table_name(&alter.name)?;
+                let column = parsed.column_options.clone().expect("matched");
+                let Some(table) = warehouse.table(&name) else {
+                    if alter.if_exists {
+                        return Ok(Some(CommandTag::new("ALTER TABLE")));
+                    }
+                    return Err(StorageError::TableNotFound { name }.into());
+                };
+                if table.snapshot().def().column_index(&column).is_none() {
+                    return Err(EngineError::UndefinedColumn { column });
+                }
+                warehouse
+                    .update_security(|s| masking::set_column_options(s, &name, &column, options))
+                    .await?;
+                "ALTER TABLE"
+            }
             Statement::CreateRole(create) => {
                 self.access.require_superuser("create role")?;
                 warehouse.update_security(|s| roles::create(s, create)).await?;

@@ -53,6 +53,7 @@ use futures::StreamExt;
 use lance::datafusion::LanceTableProvider;
 use roaring::RoaringTreemap;
 use tarn_storage::key::Key;
+use tarn_storage::security::Mask;
 use tarn_storage::table::BaseSnapshot;
 use tarn_storage::Lookup;
 use tarn_storage::{Snapshot, Table};
@@ -143,6 +144,9 @@ pub struct TarnTable {
     /// The session's row policies on the table ([`crate::access::row_security`]): only
     /// rows passing it are read, before any other filter.
     row_filter: Option<Expr>,
+    /// The session's masked columns of the table ([`crate::access::masking`]): they
+    /// read masked, and no filter on one goes into the scan.
+    masks: Vec<(String, Mask)>,
 }
 
 impl TarnTable {
@@ -170,7 +174,7 @@ impl TarnTable {
             })
             .collect();
         let schema = nullable_schema(&snapshot.schema());
-        Self { table, snapshot, schema, defaults, overlay, row_filter: None }
+        Self { table, snapshot, schema, defaults, overlay, row_filter: None, masks: Vec::new() }
     }
 
     /// The table as a role under row-level security reads it: the rows `filter` passes.
@@ -183,6 +187,22 @@ impl TarnTable {
         self.row_filter.as_ref()
     }
 
+    /// The table as a role reads it with `masks` on its columns.
+    pub fn with_masks(self, masks: Vec<(String, Mask)>) -> Self {
+        Self { masks, ..self }
+    }
+
+    /// The columns that read masked, by name.
+    pub fn masks(&self) -> &[(String, Mask)] {
+        &self.masks
+    }
+
+    /// Whether `expr` reads a masked column.
+    pub fn reads_masked(&self, expr: &Expr) -> bool {
+        !self.masks.is_empty()
+            && expr.column_refs().iter().any(|c| self.masks.iter().any(|(m, _)| *m == c.name))
+    }
+
     /// The same table at another snapshot of the same definition (its defaults are
     /// not parsed again).
     pub fn repinned(&self, snapshot: Arc<Snapshot>, overlay: Option<Arc<Overlay>>) -> Self {
@@ -193,6 +213,7 @@ impl TarnTable {
             defaults: self.defaults.clone(),
             overlay,
             row_filter: self.row_filter.clone(),
+            masks: self.masks.clone(),
         }
     }
 
@@ -269,12 +290,16 @@ impl TableProvider for TarnTable {
         // Lance would filter a blob column by its descriptors, not its bytes: a filter
         // that reads one stays above the scan. Under row policies, so does one that
         // could fail or leak on a hidden row: it runs on the rows the policies pass.
+        // One on a masked column reads the mask, above the scan.
         let secured = self.row_filter.is_some();
         Ok(pushdown
             .into_iter()
             .zip(filters)
             .map(|(p, f)| {
-                if self.reads_blob(f) || (secured && !crate::access::row_security::leakproof(f)) {
+                if self.reads_blob(f)
+                    || (secured && !crate::access::row_security::leakproof(f))
+                    || self.reads_masked(f)
+                {
                     TableProviderFilterPushDown::Unsupported
                 } else {
                     p
@@ -290,10 +315,11 @@ impl TableProvider for TarnTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        match &self.row_filter {
-            None => self.scan_rows(state, projection, filters, limit).await,
-            Some(row_filter) => self.scan_secured(state, row_filter, projection, filters).await,
-        }
+        let scan = match &self.row_filter {
+            None => self.scan_rows(state, projection, filters, limit).await?,
+            Some(row_filter) => self.scan_secured(state, row_filter, projection, filters).await?,
+        };
+        crate::access::masking::mask_output(scan, &self.masks)
     }
 }
 

@@ -3,7 +3,9 @@
 //! `tarn_storage`, what each table takes on storage and how much history it keeps;
 //! `tarn_object_cache`, the object-range cache of an object-store warehouse;
 //! `tarn_audit_log`, the statements of the audit trail, and `tarn_audit_verify()`, the
-//! check of its hash chain.
+//! check of its hash chain; `tarn_column_tags`, what the sensitive-data detector found
+//! in columns or users tagged them as, and `tarn_masking_policies`, the masks bound to
+//! tags.
 
 use std::sync::Arc;
 
@@ -24,8 +26,18 @@ pub const TARN_INDEXES: &str = "tarn_indexes";
 pub const TARN_STORAGE: &str = "tarn_storage";
 pub const TARN_OBJECT_CACHE: &str = "tarn_object_cache";
 pub const TARN_AUDIT_LOG: &str = "tarn_audit_log";
+pub const TARN_COLUMN_TAGS: &str = "tarn_column_tags";
+pub const TARN_MASKING_POLICIES: &str = "tarn_masking_policies";
 /// Every system view's name.
-pub const VIEWS: [&str; 5] = [TARN_TABLES, TARN_INDEXES, TARN_STORAGE, TARN_OBJECT_CACHE, TARN_AUDIT_LOG];
+pub const VIEWS: [&str; 7] = [
+    TARN_TABLES,
+    TARN_INDEXES,
+    TARN_STORAGE,
+    TARN_OBJECT_CACHE,
+    TARN_AUDIT_LOG,
+    TARN_COLUMN_TAGS,
+    TARN_MASKING_POLICIES,
+];
 
 /// The system view `name` (one of [`VIEWS`]) as it is now.
 pub async fn view(warehouse: &Warehouse, name: &str) -> DfResult<Arc<dyn TableProvider>> {
@@ -35,6 +47,8 @@ pub async fn view(warehouse: &Warehouse, name: &str) -> DfResult<Arc<dyn TablePr
         TARN_STORAGE => tarn_storage(warehouse).await,
         TARN_OBJECT_CACHE => tarn_object_cache(warehouse),
         TARN_AUDIT_LOG => tarn_audit_log(warehouse).await,
+        TARN_COLUMN_TAGS => tarn_column_tags(warehouse),
+        TARN_MASKING_POLICIES => tarn_masking_policies(warehouse),
         _ => Err(datafusion::error::DataFusionError::Internal(format!("{name} is no system view"))),
     }
 }
@@ -498,4 +512,52 @@ impl TableProvider for AuditVerify {
         )?;
         Ok(exec)
     }
+}
+
+/// One row per tagged column: its tag, the detector's confidence (1 for a user's tag),
+/// who tagged it (`detector` or `user`), and the mask it reads with for roles without
+/// `tarn_unmask`, if a masking policy covers the tag.
+pub fn tarn_column_tags(warehouse: &Warehouse) -> DfResult<Arc<dyn TableProvider>> {
+    let security = warehouse.security();
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("schema_name", DataType::Utf8, false),
+        Field::new("table_name", DataType::Utf8, false),
+        Field::new("column_name", DataType::Utf8, false),
+        Field::new("tag", DataType::Utf8, false),
+        Field::new("confidence", DataType::Float64, false),
+        Field::new("source", DataType::Utf8, false),
+        Field::new("mask", DataType::Utf8, true),
+    ]));
+    let mut tags: Vec<&tarn_storage::security::ColumnTag> = security.column_tags.iter().collect();
+    tags.sort_by(|a, b| (&a.table, &a.column).cmp(&(&b.table, &b.column)));
+    let mask = |tag: &str| security.masking_policies.iter().find(|p| p.tag == tag).map(|p| p.mask.name());
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from_iter_values(tags.iter().map(|t| t.table.schema.as_str()))),
+        Arc::new(StringArray::from_iter_values(tags.iter().map(|t| t.table.table.as_str()))),
+        Arc::new(StringArray::from_iter_values(tags.iter().map(|t| t.column.as_str()))),
+        Arc::new(StringArray::from_iter_values(tags.iter().map(|t| t.tag.as_str()))),
+        Arc::new(Float64Array::from_iter_values(tags.iter().map(|t| t.confidence))),
+        Arc::new(StringArray::from_iter_values(tags.iter().map(|t| t.source.name()))),
+        Arc::new(StringArray::from_iter(tags.iter().map(|t| mask(&t.tag)))),
+    ];
+    let batch = RecordBatch::try_new(schema.clone(), columns)?;
+    Ok(Arc::new(MemTable::try_new(schema, vec![vec![batch]])?))
+}
+
+/// One row per masking policy: its name, the tag it covers and its mask.
+pub fn tarn_masking_policies(warehouse: &Warehouse) -> DfResult<Arc<dyn TableProvider>> {
+    let security = warehouse.security();
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("policy_name", DataType::Utf8, false),
+        Field::new("tag", DataType::Utf8, false),
+        Field::new("mask", DataType::Utf8, false),
+    ]));
+    let policies = &security.masking_policies;
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from_iter_values(policies.iter().map(|p| p.name.as_str()))),
+        Arc::new(StringArray::from_iter_values(policies.iter().map(|p| p.tag.as_str()))),
+        Arc::new(StringArray::from_iter_values(policies.iter().map(|p| p.mask.name()))),
+    ];
+    let batch = RecordBatch::try_new(schema.clone(), columns)?;
+    Ok(Arc::new(MemTable::try_new(schema, vec![vec![batch]])?))
 }

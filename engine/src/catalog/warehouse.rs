@@ -138,7 +138,7 @@ impl SchemaProvider for TarnSchema {
             Some(filter) => provider.with_row_filter(filter),
             None => provider,
         };
-        Ok(Some(Arc::new(provider)))
+        Ok(Some(Arc::new(provider.with_masks(self.access.masks(&name)))))
     }
 
     fn table_exist(&self, name: &str) -> bool {

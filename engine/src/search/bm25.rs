@@ -704,11 +704,31 @@ impl Bm25Node {
         // complete); a user's filter that could fail or leak on a hidden row stays
         // above the node, where it sees only the rows the policies pass.
         let mut residual = Vec::new();
+        // A masked column reads its mask: its index holds the values, so no search
+        // over it, and a filter on one stays above the node (which masks its output).
+        if let Some(table) = provider.downcast_ref::<TarnTable>().filter(|t| !t.masks().is_empty()) {
+            let searched = matches.iter().chain(&calls.scores).chain(calls.snippets.iter().map(|s| &s.term));
+            for term in searched {
+                if table.reads_masked(&Expr::Column(Column::new_unqualified(&term.column))) {
+                    return Err(EngineError::InsufficientPrivilege {
+                        message: format!(
+                            "column \"{}\" is masked for the current role: a text search over it would read its values",
+                            term.column
+                        ),
+                    }
+                    .into_datafusion());
+                }
+            }
+            let (kept, above): (Vec<Expr>, Vec<Expr>) =
+                filters.into_iter().partition(|f| !table.reads_masked(f));
+            filters = kept;
+            residual = above;
+        }
         if let Some(row_filter) = provider.downcast_ref::<TarnTable>().and_then(|t| t.row_filter()) {
             let (kept, above): (Vec<Expr>, Vec<Expr>) =
                 filters.into_iter().partition(crate::access::row_security::leakproof);
             filters = kept;
-            residual = above;
+            residual.extend(above);
             filters.push(row_filter.clone());
         }
         let schema = provider.schema();

@@ -183,6 +183,13 @@ fn knn_below(sort: &Sort) -> DfResult<Option<LogicalPlan>> {
     // Row policies are pre-filters like the others, so a secured search still finds
     // its k rows. A user's filter that could fail or leak on a hidden row must not
     // run beside them: then DataFusion's exact top-k over the secured scan.
+    // A masked column reads its mask: the index holds the values, so a search over
+    // one, or a filter on one, is DataFusion's exact top-k over the masked scan.
+    if table.reads_masked(&Expr::Column(datafusion::common::Column::new_unqualified(&column)))
+        || filters.iter().any(|f| table.reads_masked(f))
+    {
+        return Ok(None);
+    }
     if let Some(row_filter) = table.row_filter() {
         if !filters.iter().all(crate::access::row_security::leakproof) {
             return Ok(None);
@@ -523,7 +530,8 @@ impl ExtensionPlanner for KnnPlanner {
             }
         };
         let output_schema: SchemaRef = Arc::new(node.scan.projected_schema.as_arrow().clone());
-        Ok(Some(Arc::new(OneBatchExec::new(KnnSearch {
+        let masks = table.masks().to_vec();
+        let search = Arc::new(OneBatchExec::new(KnnSearch {
             table: provider.clone(),
             mode,
             selectivity,
@@ -538,7 +546,8 @@ impl ExtensionPlanner for KnnPlanner {
             read,
             output,
             output_schema,
-        }))))
+        }));
+        Ok(Some(crate::access::masking::mask_output(search, &masks)?))
     }
 }
 

@@ -109,7 +109,8 @@ impl ExtensionPlanner for Bm25Planner {
             }
         }
         filter_columns.sort_unstable();
-        Ok(Some(Arc::new(OneBatchExec::new(TextSearch {
+        let masks = table.masks().to_vec();
+        let search = Arc::new(OneBatchExec::new(TextSearch {
             table: provider.clone(),
             index: Arc::new(index),
             parsed,
@@ -123,7 +124,9 @@ impl ExtensionPlanner for Bm25Planner {
             filter_columns,
             output: node.projection(schema.fields().len()),
             output_schema: node.output_schema(),
-        }))))
+        }));
+        // Masked columns read masked here too (a search over one is refused when planned).
+        Ok(Some(crate::access::masking::mask_output(search, &masks)?))
     }
 }
 

@@ -29,6 +29,7 @@ use crate::statements::ddl;
 use crate::statements::generated::Generated;
 use crate::statements::parser::ParsedStatement;
 use crate::statements::session::{CommandTag, Output, RowsCommand, Session, TxStatus};
+use crate::statements::settings::CLASSIFY_COLUMNS;
 
 /// How many times a statement outside `BEGIN` is retried after a write conflict.
 const CONFLICT_RETRIES: usize = 8;
@@ -381,8 +382,22 @@ impl Session {
         let tables = self.txn.take();
         let mut writes = Vec::new();
         let mut appends = Vec::new();
+        let mut brought = Vec::new();
         let warehouse = self.engine.warehouse();
+        let classify = self.settings.get(CLASSIFY_COLUMNS).map_or(true, |v| v != "off");
         for (_, t) in tables {
+            if classify {
+                let rows: Vec<RecordBatch> = t
+                    .writes
+                    .iter()
+                    .filter(|w| !matches!(w.kind, WriteKind::Delete))
+                    .map(|w| w.rows.clone())
+                    .chain(t.appends.iter().cloned())
+                    .collect();
+                if !rows.is_empty() {
+                    brought.push((t.table.name(), rows));
+                }
+            }
             let written = !t.writes.is_empty() || !t.appends.is_empty();
             let current = warehouse.table(&t.table.name()).is_some_and(|now| Arc::ptr_eq(&now, &t.table));
             if written && !current {
@@ -408,7 +423,52 @@ impl Session {
         for (table, rows) in appends {
             table.append(rows).await?;
         }
+        self.classify_columns(brought, false).await;
         Ok(())
+    }
+
+    /// Hands the rows a commit brought (or `ANALYZE` read, `settle`: decide on them
+    /// whatever their number) to the sensitive-data detector and records the columns
+    /// it classified (their tags, if any). The rows are committed: a failure to record
+    /// is logged, not the statement's.
+    pub(crate) async fn classify_columns(&self, brought: Vec<(TableName, Vec<RecordBatch>)>, settle: bool) {
+        let warehouse = self.engine.warehouse();
+        let security = warehouse.security();
+        let mut decided = Vec::new();
+        for (table, rows) in brought {
+            for (column, finding) in self.engine.samples().observe(&security, &table, &rows, settle) {
+                decided.push((table.clone(), column, finding));
+            }
+        }
+        if decided.is_empty() {
+            return;
+        }
+        let recorded = warehouse
+            .update_security(|s| {
+                for (table, column, finding) in decided {
+                    let key = (table.clone(), column.clone());
+                    // A user's tag (or a concurrent decision) stands.
+                    if !s.classified.insert(key) {
+                        continue;
+                    }
+                    if let Some(found) = finding {
+                        s.column_tags.push(tarn_storage::security::ColumnTag {
+                            table,
+                            column,
+                            tag: found.tag.to_string(),
+                            confidence: found.confidence,
+                            source: tarn_storage::security::TagSource::Detector,
+                        });
+                    }
+                }
+                Ok::<_, StorageError>(())
+            })
+            .await;
+        match recorded {
+            // Masks bound to the new tags apply to plans made from now on.
+            Ok(()) => self.engine.catalog_changed(),
+            Err(e) => tracing::warn!(error = %e, "could not record the detector's column tags"),
+        }
     }
 
     /// Carries out one write statement inside the open transaction.

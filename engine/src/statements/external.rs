@@ -21,6 +21,7 @@ use futures::TryStreamExt;
 use tarn_storage::external::{ExternalDef, ExternalFormat};
 use tarn_storage::StorageError;
 
+use crate::access::detector;
 use crate::catalog::external::{allowed, infer_schema, tarn_schema};
 use crate::error::{EngineError, Result};
 use crate::statements::ddl;
@@ -108,6 +109,19 @@ impl Session {
                 tracing::info!(table = %external.name, "external table's columns changed");
                 warehouse.replace_external(ExternalDef { schema, ..external.as_ref().clone() }).await?;
             }
+        }
+        // Tarn tables: the sensitive-data detector reads a sample of the text columns it
+        // has not classified (rows written before it ran, or too few so far).
+        let tables = match &analyze.table_name {
+            Some(name) => warehouse.table(&ddl::table_name(name)?).into_iter().collect(),
+            None => warehouse.all_tables(),
+        };
+        for table in tables.iter().filter(|t| !t.name().schema.starts_with("pg_temp")) {
+            let name = table.name();
+            let reference =
+                datafusion::sql::TableReference::partial(name.schema.as_str(), name.table.as_str());
+            let sample = self.ctx.table(reference).await?.limit(0, Some(detector::SAMPLE))?.collect().await?;
+            self.classify_columns(vec![(name, sample)], true).await;
         }
         Ok(CommandTag::new(if analyze.has_table_keyword { "REFRESH TABLE" } else { "ANALYZE" }))
     }

@@ -161,10 +161,12 @@ impl Session {
             return None;
         }
         // A role privileges apply to needs SELECT on the columns it names (the key's
-        // too) and no row policy on the table; else the checked path through DataFusion
+        // too), and no row policy nor mask on the table; else the checked path through DataFusion
         // (which filters, or says 42501).
         if let Some(subject) = self.access.subject() {
-            if subject.row_security && subject.security.row_security.contains(&name) {
+            if (subject.row_security && subject.security.row_security.contains(&name))
+                || subject.security.has_masks(&subject.roles, &name)
+            {
                 return None;
             }
             let named = columns.iter().chain([key_index]).map(|&i| stored.field(i).name().clone()).collect();

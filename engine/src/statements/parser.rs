@@ -44,12 +44,26 @@ pub struct ParsedStatement {
     pub alter_view: bool,
     /// A `FETCH` that was written `MOVE`: it skips the rows and returns their count.
     pub moves: bool,
+    /// The column of an `ALTER TABLE t ALTER [COLUMN] c SET (...)` (or `RESET (...)`),
+    /// parsed as the table's `SET (...)` (a reset option set to NULL).
+    pub column_options: Option<String>,
+    /// A `CREATE MASKING POLICY name ON TAG tag WITH (mask = '...')`, parsed as `CREATE
+    /// POLICY name ON tag USING (mask = '...')`, or a `DROP MASKING POLICY [IF EXISTS]
+    /// name`, parsed as `DROP POLICY [IF EXISTS] name ON masking`.
+    pub masking_policy: bool,
 }
 
 impl ParsedStatement {
     /// A statement made here, not parsed from text.
     pub fn of(statement: Statement) -> Self {
-        Self { statement, table_format: None, alter_view: false, moves: false }
+        Self {
+            statement,
+            table_format: None,
+            alter_view: false,
+            moves: false,
+            column_options: None,
+            masking_policy: false,
+        }
     }
 }
 
@@ -73,6 +87,7 @@ pub fn parse_sql(sql: &str) -> Result<Vec<ParsedStatement>> {
     let tokens = rewrite_cluster(tokens);
     let tokens = rewrite_roles(tokens);
     let (tokens, taken) = rewrite_tokens(rewrite_as_of(tokens));
+    let (tokens, governance) = rewrite_governance(tokens);
     let statements = Parser::new(&dialect)
         .with_recursion_limit(limits::PARSER_RECURSION_LIMIT)
         .with_tokens_with_locations(tokens)
@@ -82,11 +97,14 @@ pub fn parse_sql(sql: &str) -> Result<Vec<ParsedStatement>> {
         .enumerate()
         .map(|(i, statement)| {
             let taken = taken.get(i).cloned().unwrap_or_default();
+            let governance = governance.get(i).cloned().unwrap_or_default();
             ParsedStatement {
                 statement,
                 table_format: taken.table_format,
                 alter_view: taken.alter_view,
                 moves: taken.moves,
+                column_options: governance.column,
+                masking_policy: governance.masking,
             }
         })
         .collect())
@@ -617,6 +635,112 @@ fn roles(mut statement: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
     out
 }
 
+/// What [`rewrite_governance`] took out of one statement.
+#[derive(Debug, Clone, Default)]
+struct Governance {
+    column: Option<String>,
+    masking: bool,
+}
+
+/// The statements of column tags and masking policies, in shapes sqlparser reads:
+/// `ALTER TABLE t ALTER [COLUMN] c SET (k = v)` is `ALTER TABLE t SET (k = v)` (and
+/// `RESET (k)` is `SET (k = NULL)`) with the column taken out; `CREATE MASKING POLICY
+/// p ON TAG g WITH (mask = 'm')` is `CREATE POLICY p ON g USING (mask = 'm')`, and
+/// `DROP MASKING POLICY [IF EXISTS] p` is `DROP POLICY [IF EXISTS] p ON masking`, both
+/// marked. Returns the tokens and, for each non-empty statement, what was taken.
+fn rewrite_governance(tokens: Vec<TokenWithSpan>) -> (Vec<TokenWithSpan>, Vec<Governance>) {
+    let mut out = Vec::with_capacity(tokens.len());
+    let mut taken = Vec::new();
+    for_each_statement(tokens, |statement| {
+        let empty = statement.iter().all(|t| matches!(t.token, Token::Whitespace(_) | Token::SemiColon));
+        let ends = statement.iter().rev().find(|t| !matches!(t.token, Token::Whitespace(_))).cloned();
+        let (mut statement, governance) = governance(statement);
+        // The rewrites drop the `;`: it goes back.
+        if let Some(semicolon) = ends.filter(|t| t.token == Token::SemiColon) {
+            if statement.last().map(|t| &t.token) != Some(&Token::SemiColon) {
+                statement.push(semicolon);
+            }
+        }
+        if !empty {
+            taken.push(governance);
+        }
+        out.extend(statement);
+    });
+    (out, taken)
+}
+
+fn governance(statement: Vec<TokenWithSpan>) -> (Vec<TokenWithSpan>, Governance) {
+    let is_word = |t: &TokenWithSpan, word: &str| matches!(&t.token, Token::Word(w) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case(word));
+    let solid: Vec<usize> = (0..statement.len())
+        .filter(|&i| !matches!(statement[i].token, Token::Whitespace(_) | Token::SemiColon))
+        .collect();
+    let at = |n: usize| solid.get(n).map(|&i| &statement[i]);
+    let word = |n: usize, w: &str| at(n).is_some_and(|t| is_word(t, w));
+    let span = at(0).map(|t| t.span).unwrap_or(datafusion::sql::sqlparser::tokenizer::Span::empty());
+    let make = |token: Token| TokenWithSpan { token, span };
+    let space = || make(Token::Whitespace(Whitespace::Space));
+    let none = Governance::default();
+    if word(0, "create") && word(1, "masking") && word(2, "policy") {
+        // CREATE MASKING POLICY name ON TAG tag WITH (...)
+        if !(word(4, "on") && word(5, "tag") && word(7, "with")) {
+            return (statement, none);
+        }
+        let mut out = vec![make(Token::make_keyword("CREATE")), space(), make(Token::make_keyword("POLICY"))];
+        out.extend([
+            space(),
+            at(3).cloned().expect("checked"),
+            space(),
+            make(Token::make_keyword("ON")),
+            space(),
+        ]);
+        out.extend([at(6).cloned().expect("checked"), space(), make(Token::make_keyword("USING")), space()]);
+        out.extend(statement[solid[8]..].iter().cloned());
+        return (out, Governance { column: None, masking: true });
+    }
+    if word(0, "drop") && word(1, "masking") && word(2, "policy") {
+        let mut out = vec![make(Token::make_keyword("DROP")), space(), make(Token::make_keyword("POLICY"))];
+        for &i in &solid[3..] {
+            out.extend([space(), statement[i].clone()]);
+        }
+        out.extend([
+            space(),
+            make(Token::make_keyword("ON")),
+            space(),
+            make(Token::make_word("masking", None)),
+        ]);
+        return (out, Governance { column: None, masking: true });
+    }
+    if !(word(0, "alter") && word(1, "table")) {
+        return (statement, none);
+    }
+    // ALTER TABLE [IF EXISTS] [ONLY] name ALTER [COLUMN] c SET|RESET ( ... )
+    let Some(alter) = (2..solid.len()).find(|&n| word(n, "alter")) else { return (statement, none) };
+    let column_at = if word(alter + 1, "column") { alter + 2 } else { alter + 1 };
+    let reset = word(column_at + 1, "reset");
+    let options_at = column_at + 2;
+    if !(word(column_at + 1, "set") || reset) || !at(options_at).is_some_and(|t| t.token == Token::LParen) {
+        return (statement, none);
+    }
+    let Some(Token::Word(column)) = at(column_at).map(|t| &t.token) else { return (statement, none) };
+    let column = match column.quote_style {
+        Some(_) => column.value.clone(),
+        None => column.value.to_lowercase(),
+    };
+    let mut out: Vec<TokenWithSpan> = statement[..solid[alter]].to_vec();
+    out.extend([make(Token::make_keyword("SET")), space()]);
+    for &i in &solid[options_at..] {
+        let token = statement[i].clone();
+        // RESET (a, b): SET (a = NULL, b = NULL).
+        let ends_name = reset && matches!(token.token, Token::Comma | Token::RParen);
+        let last = out.iter().rev().find(|t| !matches!(t.token, Token::Whitespace(_)));
+        if ends_name && matches!(last.map(|t| &t.token), Some(Token::Word(_))) {
+            out.extend([space(), make(Token::Eq), space(), make(Token::make_keyword("NULL"))]);
+        }
+        out.extend([token, space()]);
+    }
+    (out, Governance { column: Some(column), masking: false })
+}
+
 /// `USING json_logic(...)` / `CHECK json_logic(...)` as `USING (json_logic(...))`.
 fn parenthesized_rules(statement: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
     let is_word = |t: &Token, word: &str| matches!(t, Token::Word(w) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case(word));
@@ -700,6 +824,26 @@ mod tests {
             parsed[1].statement.to_string(),
             "CREATE SEQUENCE IF NOT EXISTS app.t MINVALUE 1 NO CYCLE"
         );
+    }
+
+    #[test]
+    fn column_tags_and_masking_policies_are_marked() {
+        let parsed = parse_sql(
+            "ALTER TABLE s.t ALTER COLUMN \"Mail\" SET (tag = 'email'); \
+             ALTER TABLE t ALTER c RESET (tag);\n\
+             CREATE MASKING POLICY m ON TAG email WITH (mask = 'partial'); \
+             DROP MASKING POLICY IF EXISTS m; ALTER TABLE t ALTER COLUMN c SET DEFAULT 1",
+        )
+        .unwrap();
+        assert_eq!(parsed[0].column_options.as_deref(), Some("Mail"));
+        assert_eq!(parsed[0].statement.to_string(), "ALTER TABLE s.t SET (tag = 'email')");
+        assert_eq!(parsed[1].column_options.as_deref(), Some("c"));
+        assert_eq!(parsed[1].statement.to_string(), "ALTER TABLE t SET (tag = NULL)");
+        assert!(parsed[2].masking_policy);
+        assert_eq!(parsed[2].statement.to_string(), "CREATE POLICY m ON email USING (mask = 'partial')");
+        assert!(parsed[3].masking_policy);
+        assert_eq!(parsed[3].statement.to_string(), "DROP POLICY IF EXISTS m ON masking");
+        assert!(parsed[4].column_options.is_none() && !parsed[4].masking_policy);
     }
 
     #[test]

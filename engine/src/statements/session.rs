@@ -1100,9 +1100,41 @@ impl Session {
         let Some(table) = warehouse.create_table(def, if_not_exists).await? else {
             return Ok(Output::Command(CommandTag::new("CREATE TABLE AS")));
         };
+        let copied = crate::access::masking::copied_columns(&query);
         let result = async {
             let batches = self.ctx.execute_logical_plan(query).await?.collect().await?;
-            Ok::<_, EngineError>(table.append(batches).await?)
+            let written = table.append(batches).await?;
+            // Columns copied from tagged ones keep their tags (and so their masks).
+            let columns: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
+            let inherited = |s: &tarn_storage::security::SecurityCatalog| {
+                copied
+                    .iter()
+                    .zip(&columns)
+                    .filter_map(|(source, column)| {
+                        let (from, from_column) = source.as_ref()?;
+                        let tag = s.tag_of(from, from_column)?;
+                        Some((
+                            column.clone(),
+                            tarn_storage::security::ColumnTag {
+                                table: name.clone(),
+                                column: column.clone(),
+                                ..tag.clone()
+                            },
+                        ))
+                    })
+                    .collect::<Vec<_>>()
+            };
+            if !inherited(&warehouse.security()).is_empty() {
+                warehouse
+                    .update_security(|s| {
+                        for (column, tag) in inherited(s) {
+                            s.set_tag(&name, &column, Some(tag));
+                        }
+                        Ok::<_, EngineError>(())
+                    })
+                    .await?;
+            }
+            Ok::<_, EngineError>(written)
         }
         .await;
         match result {

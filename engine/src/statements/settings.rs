@@ -41,8 +41,13 @@ const INTEGER_RANGES: &[(&str, i64, i64)] = &[
 const DURATIONS: &[&str] =
     &["statement_timeout", "lock_timeout", "idle_in_transaction_session_timeout", "idle_session_timeout"];
 
-/// Settings that take one of a few words (pgvector's).
+/// Whether the sensitive-data detector sees the session's writes
+/// (`crate::access::detector`).
+pub const CLASSIFY_COLUMNS: &str = "tarn.classify_columns";
+
+/// Settings that take one of a few words (pgvector's, and Tarn's own).
 const ENUMS: &[(&str, &[&str])] = &[
+    (CLASSIFY_COLUMNS, &["on", "off"]),
     ("hnsw.iterative_scan", &["off", "relaxed_order", "strict_order"]),
     ("ivfflat.iterative_scan", &["off", "relaxed_order"]),
 ];
@@ -109,6 +114,7 @@ fn defaults() -> BTreeMap<String, (String, String)> {
         ("hnsw.scan_mem_multiplier", "1"),
         ("ivfflat.iterative_scan", "off"),
         ("ivfflat.max_probes", "32768"),
+        (CLASSIFY_COLUMNS, "on"),
     ];
     pairs.iter().map(|(k, v)| (k.to_lowercase(), (k.to_string(), v.to_string()))).collect()
 }

@@ -49,7 +49,7 @@ impl Session {
     pub(crate) async fn run_other(&mut self, parsed: &ParsedStatement) -> Result<Output> {
         let warehouse = self.engine.warehouse().clone();
         let statement = &parsed.statement;
-        if let Some(tag) = self.run_access(statement).await? {
+        if let Some(tag) = self.run_access(parsed).await? {
             return Ok(Output::Command(tag));
         }
         // Tarn has no table owners yet: only a superuser changes the catalog, but any

@@ -374,6 +374,7 @@ impl Session {
             warehouse.drop_view(&view.name, true).await?;
         }
         Box::pin(table.drop_column(column)).await?;
+        warehouse.forget_column(&name, column).await?;
         Ok(())
     }
 }
