@@ -699,6 +699,7 @@ async fn masks_bound_to_tags_apply_to_every_way_rows_leave() {
              CREATE ROLE analyst LOGIN;
              CREATE ROLE lead LOGIN;
              GRANT SELECT ON people TO analyst, lead;
+             GRANT UPDATE, DELETE, INSERT ON people TO analyst;
              CREATE MASKING POLICY email_mask ON TAG email WITH (mask = 'partial');
              CREATE MASKING POLICY id_mask ON TAG national_id WITH (mask = 'hash');
              GRANT tarn_unmask TO lead;",
@@ -753,6 +754,15 @@ async fn masks_bound_to_tags_apply_to_every_way_rows_leave() {
     let copied = psql(&server, "analyst", "COPY (SELECT ssn FROM people WHERE id = 0) TO STDOUT");
     assert_eq!(copied.trim(), sha256_hex(&admin, "100-10-1000").await);
     assert_eq!(code(&analyst, "SELECT * FROM people FOR VERSION AS OF 1").await, "0A000");
+    // A write that rewrites rows it read masked would write the masks back: refused.
+    for rewrite in [
+        "UPDATE people SET notes = 'x' WHERE id = 3",
+        "DELETE FROM people WHERE id = 3",
+        "INSERT INTO people VALUES (3, 'a@b.c', '1', 'n', '[1, 1]') ON CONFLICT (id) DO UPDATE SET notes = 'y'",
+    ] {
+        assert_eq!(code(&analyst, rewrite).await, "0A000", "{rewrite}");
+    }
+    assert_eq!(code(&analyst, "INSERT INTO people VALUES (99, 'new@example.com', '1', 'n', '[9, 9]')").await, "ok");
     // tarn_unmask's members, and superusers, read the values.
     let lead = connect_as(&server, "lead").await;
     let row = lead.query_one("SELECT contact FROM people WHERE id = 3", &[]).await.unwrap();

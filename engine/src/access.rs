@@ -81,8 +81,6 @@ struct RowFilters {
     /// A policy that does not plan now (it reads a setting the session has not set)
     /// fails the statements that read its table, not the others.
     by_table: HashMap<TableName, std::result::Result<Expr, Arc<datafusion::error::DataFusionError>>>,
-    /// The masked columns of each table with any.
-    masks: HashMap<TableName, Vec<(String, Mask)>>,
 }
 
 impl Access {
@@ -151,9 +149,17 @@ impl Access {
         }
     }
 
-    /// The columns of `table` the session's role reads masked, by name.
+    /// The columns of `table` the session's role reads masked, by name (from the
+    /// catalog as it is now: nothing to plan, nothing kept).
     pub fn masks(&self, table: &TableName) -> Vec<(String, Mask)> {
-        self.filters.read().expect("filters lock").masks.get(table).cloned().unwrap_or_default()
+        let security = self.warehouse.security();
+        if security.masking_policies.is_empty() {
+            return Vec::new();
+        }
+        match self.subject() {
+            Some(subject) => masking::masks_of(&security, &subject.roles, table),
+            None => Vec::new(),
+        }
     }
 
     /// Plans the row filters of the session's role again if the security catalog, the
@@ -173,18 +179,7 @@ impl Access {
             }
         }
         let mut by_table = HashMap::new();
-        let mut masks = HashMap::new();
-        let subject = self.subject();
-        if let Some(subject) = &subject {
-            let tagged: BTreeSet<&TableName> = security.column_tags.iter().map(|t| &t.table).collect();
-            for table in tagged {
-                let masked = masking::masks_of(&security, &subject.roles, table);
-                if !masked.is_empty() {
-                    masks.insert(table.clone(), masked);
-                }
-            }
-        }
-        if let Some(subject) = subject.filter(|s| s.row_security) {
+        if let Some(subject) = self.subject().filter(|s| s.row_security) {
             for name in &security.row_security {
                 let Some(table) = self.warehouse.table(name) else { continue };
                 let sql =
@@ -195,7 +190,7 @@ impl Access {
             }
         }
         *self.filters.write().expect("filters lock") =
-            RowFilters { security: Some(security), role, settings, by_table, masks };
+            RowFilters { security: Some(security), role, settings, by_table };
         Ok(())
     }
 }
