@@ -762,7 +762,10 @@ async fn masks_bound_to_tags_apply_to_every_way_rows_leave() {
     ] {
         assert_eq!(code(&analyst, rewrite).await, "0A000", "{rewrite}");
     }
-    assert_eq!(code(&analyst, "INSERT INTO people VALUES (99, 'new@example.com', '1', 'n', '[9, 9]')").await, "ok");
+    assert_eq!(
+        code(&analyst, "INSERT INTO people VALUES (99, 'new@example.com', '1', 'n', '[9, 9]')").await,
+        "ok"
+    );
     // tarn_unmask's members, and superusers, read the values.
     let lead = connect_as(&server, "lead").await;
     let row = lead.query_one("SELECT contact FROM people WHERE id = 3", &[]).await.unwrap();

@@ -58,11 +58,6 @@ pub fn masks_of(
         .collect()
 }
 
-/// `value` masked by `mask`.
-pub fn mask_expr(value: Expr, mask: Mask) -> Expr {
-    MASK.call(vec![value, Expr::Literal(ScalarValue::Utf8(Some(mask.name().into())), None)])
-}
-
 /// `plan` with the columns named in `masks` masked (the others passed through).
 pub fn mask_output(
     plan: Arc<dyn ExecutionPlan>,
