@@ -80,6 +80,27 @@ async fn every_statement_is_recorded_and_a_changed_segment_is_found() {
         ("auditor".into(), "SELECT id / 0 FROM t".into(), "22012".into(), None),
     ];
     assert_eq!(got[..4], expect[..], "{got:#?}");
+    // A COPY FROM STDIN is recorded when its data is in, with the rows it wrote.
+    {
+        use futures::SinkExt;
+        let sink = client.copy_in::<_, bytes::Bytes>("COPY t FROM STDIN").await.unwrap();
+        let mut sink = Box::pin(sink);
+        sink.send(bytes::Bytes::from_static(b"3\tcopied\n4\tcopied\n5\tcopied\n")).await.unwrap();
+        sink.as_mut().finish().await.unwrap();
+        let bad = client.copy_in::<_, bytes::Bytes>("COPY t FROM STDIN").await.unwrap();
+        let mut bad = Box::pin(bad);
+        bad.send(bytes::Bytes::from_static(b"six\tnot a number\n")).await.unwrap();
+        assert_eq!(bad.as_mut().finish().await.unwrap_err().code().unwrap().code(), "22P02");
+    }
+    let copies = trail(&client, "COPY t FROM STDIN").await;
+    assert_eq!(
+        copies,
+        [
+            ("auditor".into(), "COPY t FROM STDIN".into(), "00000".into(), Some(3)),
+            ("auditor".into(), "COPY t FROM STDIN".into(), "22P02".into(), None),
+        ],
+        "{copies:#?}"
+    );
     let who = client
         .query_one("SELECT DISTINCT user_name, client_addr LIKE '127.0.0.1:%', pid = pg_backend_pid() FROM tarn_audit_log WHERE application_name = 'auditor'", &[])
         .await

@@ -249,6 +249,12 @@ impl CopyHandler for Handler {
             .await?;
         // pgwire's error path turns this into the failed state where it applies.
         client.set_transaction_status(wire_status(tx));
+        if let Some(audit) = self.0.copy_in_audit.lock().expect("copy audit lock").take() {
+            match &outcome {
+                Ok(tag) => audit.done(tag.rows),
+                Err(e) => audit.failed(e),
+            }
+        }
         let tag = outcome.map_err(engine_error)?;
         let tag = Tag::new("COPY").with_rows(tag.rows.unwrap_or(0) as usize);
         client.send(PgWireBackendMessage::CommandComplete(tag.into())).await?;
@@ -265,6 +271,10 @@ impl CopyHandler for Handler {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         self.0.copy_in.lock().expect("copy state lock").take();
+        if let Some(audit) = self.0.copy_in_audit.lock().expect("copy audit lock").take() {
+            // PostgreSQL's SQLSTATE for a COPY the client failed.
+            audit.failed_with("57014");
+        }
         let tx = self
             .0
             .with_session(async |session| {

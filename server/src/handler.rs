@@ -77,6 +77,9 @@ pub struct Connection {
     /// The `COPY ... FROM STDIN` taking the client's data, from its statement to CopyDone
     /// or CopyFail (see `crate::copy`).
     pub(crate) copy_in: std::sync::Mutex<Option<CopyIn>>,
+    /// Its audit record, finished when the data is in (with the rows written) or the
+    /// copy fails.
+    pub(crate) copy_in_audit: std::sync::Mutex<Option<StatementAudit>>,
 }
 
 impl Connection {
@@ -186,10 +189,17 @@ fn audited(
     }
 }
 
-/// A COPY's outcome, recorded in the audit trail (its row count is in its tag).
-fn audit_copy(audit: Option<StatementAudit>, outcome: &PgWireResult<Response>) {
+/// A COPY's outcome, recorded in the audit trail (its row count is in its tag); a
+/// `COPY ... FROM STDIN` waiting for its data keeps its record in `pending` until
+/// CopyDone or CopyFail ([`crate::copy`]).
+fn audit_copy(
+    audit: Option<StatementAudit>,
+    outcome: &PgWireResult<Response>,
+    pending: &std::sync::Mutex<Option<StatementAudit>>,
+) {
     let Some(audit) = audit else { return };
     match outcome {
+        Ok(Response::CopyIn(_)) => *pending.lock().expect("copy audit lock") = Some(audit),
         Ok(Response::Execution(tag)) => audit.done(copied_rows(tag)),
         Ok(_) => audit.done(None),
         Err(PgWireError::UserError(info)) => audit.failed_with(&info.code),
@@ -227,6 +237,7 @@ impl ConnectionHandlers {
                 started: Default::default(),
                 reported: Default::default(),
                 copy_in: Default::default(),
+                copy_in_audit: Default::default(),
             }),
         }
     }
@@ -566,7 +577,7 @@ impl SimpleQueryHandler for Handler {
                         let copy =
                             start_copy(session, &prepared.statement, client, &self.0.copy_in, send_now);
                         let outcome = copy_interruptible(&mut interrupt, copy).await;
-                        audit_copy(audit, &outcome);
+                        audit_copy(audit, &outcome, &self.0.copy_in_audit);
                         match outcome {
                             Ok(response) => responses.push(response),
                             Err(e) => {
@@ -787,7 +798,7 @@ impl ExtendedQueryHandler for Handler {
                     let audit = self.0.audit_starts(session, &prepared, false);
                     let copy = start_copy(session, &prepared.statement, client, copy_in, true);
                     let outcome = copy_interruptible(&mut interrupt, copy).await;
-                    audit_copy(audit, &outcome);
+                    audit_copy(audit, &outcome, &self.0.copy_in_audit);
                     if outcome.is_err() {
                         session.note_error();
                     }
