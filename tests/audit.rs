@@ -92,6 +92,30 @@ async fn every_statement_is_recorded_and_a_changed_segment_is_found() {
         bad.send(bytes::Bytes::from_static(b"six\tnot a number\n")).await.unwrap();
         assert_eq!(bad.as_mut().finish().await.unwrap_err().code().unwrap().code(), "22P02");
     }
+    // The tables each read and wrote, with versions: the INSERT made one, the SELECT
+    // read it, the COPY made the next.
+    let tables: Vec<(String, String)> = client
+        .query(
+            "SELECT statement, tables FROM tarn_audit_log WHERE application_name = 'auditor' \
+             AND (statement LIKE 'INSERT INTO t%' OR statement LIKE 'SELECT * FROM t%' OR statement LIKE 'COPY t%') \
+             ORDER BY started_at",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    // `public.t v12 read, public.t v13 written`: the version of the entry `how`.
+    let version = |text: &str, how: &str| -> u64 {
+        let entry = text.split(", ").find(|e| e.ends_with(how)).unwrap_or_else(|| panic!("{how} in {text}"));
+        let rest = entry.strip_prefix("public.t v").unwrap_or_else(|| panic!("{text}"));
+        rest.split(' ').next().unwrap().parse().unwrap()
+    };
+    assert_eq!(tables.len(), 4, "{tables:#?}");
+    let inserted = version(&tables[0].1, "written");
+    assert_eq!(version(&tables[1].1, "read"), inserted, "{tables:#?}");
+    assert!(version(&tables[2].1, "written") > inserted, "{tables:#?}");
     let copies = trail(&client, "COPY t FROM STDIN").await;
     assert_eq!(
         copies,

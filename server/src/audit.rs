@@ -1,6 +1,7 @@
 //! Each statement's record in the audit trail (`tarn_storage::audit`): who ran it from
 //! where, its text (literals redacted if the server says so), its SQLSTATE, its rows
-//! and how long it took, rows streamed to the client included.
+//! and how long it took, rows streamed to the client included, and the tables it read
+//! and wrote with their versions.
 //!
 //! A statement's [`StatementAudit`] starts with it; its outcome ends it: an error's
 //! SQLSTATE, a command's row count, or a result whose rows are counted as the client
@@ -11,8 +12,9 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use futures::StreamExt;
+use tarn_engine::statements::transaction::Touched;
 use tarn_engine::{EngineError, Output};
-use tarn_storage::audit::{AuditLog, AuditRecord};
+use tarn_storage::audit::{AuditLog, AuditRecord, TableAccess};
 
 use crate::errors::client_error;
 
@@ -51,8 +53,22 @@ impl StatementAudit {
             sqlstate: "00000".into(),
             rows: None,
             duration_us: 0,
+            tables: Vec::new(),
         };
         StatementAudit { log, record, started: Instant::now() }
+    }
+
+    /// The tables it read and wrote (`Session::take_touched`).
+    pub(crate) fn touched(mut self, touched: Vec<Touched>) -> Self {
+        self.record.tables = touched
+            .into_iter()
+            .map(|t| TableAccess {
+                table: format!("{}.{}", t.table.schema, t.table.table),
+                version: t.version,
+                write: t.write,
+            })
+            .collect();
+        self
     }
 
     /// It failed with `error`.

@@ -240,16 +240,17 @@ impl CopyHandler for Handler {
             return Err(ClientError { code: "08P01", message: "no COPY in progress".into(), detail: None }
                 .into_pgwire());
         };
-        let (outcome, tx) = self
+        let (outcome, tx, touched) = self
             .0
             .with_session(async |session| {
                 let outcome = Box::pin(session.finish_copy_in(copy)).await;
-                (outcome, session.tx_status())
+                (outcome, session.tx_status(), session.take_touched())
             })
             .await?;
         // pgwire's error path turns this into the failed state where it applies.
         client.set_transaction_status(wire_status(tx));
         if let Some(audit) = self.0.copy_in_audit.lock().expect("copy audit lock").take() {
+            let audit = audit.touched(touched);
             match &outcome {
                 Ok(tag) => audit.done(tag.rows),
                 Err(e) => audit.failed(e),

@@ -577,6 +577,7 @@ impl SimpleQueryHandler for Handler {
                         let copy =
                             start_copy(session, &prepared.statement, client, &self.0.copy_in, send_now);
                         let outcome = copy_interruptible(&mut interrupt, copy).await;
+                        let audit = audit.map(|a| a.touched(session.take_touched()));
                         audit_copy(audit, &outcome, &self.0.copy_in_audit);
                         match outcome {
                             Ok(response) => responses.push(response),
@@ -608,7 +609,7 @@ impl SimpleQueryHandler for Handler {
                         Ok::<_, EngineError>(output)
                     };
                     let outcome = guarded(&query, interruptible(&mut interrupt, work)).await;
-                    let outcome = audited(audit, outcome);
+                    let outcome = audited(audit.map(|a| a.touched(session.take_touched())), outcome);
                     match outcome {
                         Ok(output) => {
                             let output = interruptible_rows(output, interrupt);
@@ -798,6 +799,7 @@ impl ExtendedQueryHandler for Handler {
                     let audit = self.0.audit_starts(session, &prepared, false);
                     let copy = start_copy(session, &prepared.statement, client, copy_in, true);
                     let outcome = copy_interruptible(&mut interrupt, copy).await;
+                    let audit = audit.map(|a| a.touched(session.take_touched()));
                     audit_copy(audit, &outcome, &self.0.copy_in_audit);
                     if outcome.is_err() {
                         session.note_error();
@@ -838,7 +840,8 @@ impl ExtendedQueryHandler for Handler {
                 let mut interrupt = self.0.statement_starts(session, &prepared.sql);
                 let audit = self.0.audit_starts(session, &prepared, false);
                 let work = async { prefetch(session.execute(&prepared, params).await?).await };
-                let output = audited(audit, guarded(sql, interruptible(&mut interrupt, work)).await);
+                let outcome = guarded(sql, interruptible(&mut interrupt, work)).await;
+                let output = audited(audit.map(|a| a.touched(session.take_touched())), outcome);
                 let output = output.inspect_err(|_| session.note_error()).map_err(engine_error)?;
                 Ok::<_, PgWireError>(response(
                     interruptible_rows(output, interrupt),

@@ -48,6 +48,26 @@ pub struct AuditRecord {
     /// Rows returned or written, when the statement has a count.
     pub rows: Option<u64>,
     pub duration_us: i64,
+    /// The tables it read and wrote, with their versions (records of older servers
+    /// have none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tables: Vec<TableAccess>,
+}
+
+/// A table a statement read (at a version) or wrote (making a version).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableAccess {
+    /// `schema.table`.
+    pub table: String,
+    pub version: u64,
+    pub write: bool,
+}
+
+impl std::fmt::Display for TableAccess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let how = if self.write { "written" } else { "read" };
+        write!(f, "{} v{} {how}", self.table, self.version)
+    }
 }
 
 #[derive(Serialize, Deserialize)]

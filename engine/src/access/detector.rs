@@ -117,8 +117,7 @@ impl Samples {
         decided
     }
 
-    /// Forgets what was kept of `table` (dropped, or its rows are no longer the ones
-    /// sampled).
+    /// Forgets what was kept of `table` (dropped).
     pub fn forget(&self, table: &TableName) {
         self.pending.lock().expect("samples lock").remove(table);
     }

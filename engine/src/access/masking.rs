@@ -316,6 +316,9 @@ pub fn copied_columns(plan: &LogicalPlan) -> Vec<Option<(TableName, String)>> {
 }
 
 fn copied_column(plan: &LogicalPlan, i: usize) -> Option<(TableName, String)> {
+    if i >= plan.schema().fields().len() {
+        return None;
+    }
     let text = matches!(
         plan.schema().field(i).data_type(),
         DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
@@ -330,20 +333,26 @@ fn copied_column(plan: &LogicalPlan, i: usize) -> Option<(TableName, String)> {
     match plan {
         LogicalPlan::Projection(p) => through(p.expr.get(i)?, &p.input),
         LogicalPlan::Aggregate(a) => through(a.group_expr.get(i)?, &a.input),
+        // Their input's columns first, in order.
         LogicalPlan::Filter(_)
         | LogicalPlan::Sort(_)
         | LogicalPlan::Limit(_)
         | LogicalPlan::SubqueryAlias(_)
-        | LogicalPlan::Distinct(_)
+        | LogicalPlan::Distinct(datafusion::logical_expr::Distinct::All(_))
         | LogicalPlan::Window(_) => {
             let input = plan.inputs()[0];
             (i < input.schema().fields().len()).then(|| copied_column(input, i))?
         }
         LogicalPlan::Join(join) => {
+            use datafusion::common::JoinType;
             let left = join.left.schema().fields().len();
-            match i < left {
-                true => copied_column(&join.left, i),
-                false => copied_column(&join.right, i - left),
+            match join.join_type {
+                JoinType::RightSemi | JoinType::RightAnti | JoinType::RightMark => {
+                    copied_column(&join.right, i)
+                }
+                JoinType::LeftSemi | JoinType::LeftAnti | JoinType::LeftMark => copied_column(&join.left, i),
+                _ if i < left => copied_column(&join.left, i),
+                _ => copied_column(&join.right, i - left),
             }
         }
         LogicalPlan::TableScan(scan) => {

@@ -399,8 +399,9 @@ pub fn tarn_object_cache(warehouse: &Warehouse) -> DfResult<Arc<dyn TableProvide
 }
 
 /// One row per statement of the audit trail, sealed or not yet, oldest first: when it
-/// started, who ran it from where, its text, SQLSTATE, rows and duration. Empty when
-/// the server keeps no trail.
+/// started, who ran it from where, its text, SQLSTATE, rows, duration, and the tables
+/// it read and wrote with their versions (`public.t v12 read, public.u v4 written`).
+/// Empty when the server keeps no trail.
 pub async fn tarn_audit_log(warehouse: &Warehouse) -> DfResult<Arc<dyn TableProvider>> {
     let schema = Arc::new(Schema::new(vec![
         Field::new("started_at", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), false),
@@ -412,6 +413,7 @@ pub async fn tarn_audit_log(warehouse: &Warehouse) -> DfResult<Arc<dyn TableProv
         Field::new("sqlstate", DataType::Utf8, false),
         Field::new("rows", DataType::Int64, true),
         Field::new("duration_ms", DataType::Float64, false),
+        Field::new("tables", DataType::Utf8, false),
     ]));
     let records = match warehouse.audit() {
         Some(log) => log.records().await.map_err(|e| crate::EngineError::from(e).into_datafusion())?,
@@ -433,6 +435,9 @@ pub async fn tarn_audit_log(warehouse: &Warehouse) -> DfResult<Arc<dyn TableProv
         Arc::new(Int64Array::from(records.iter().map(|r| r.rows.map(|n| n as i64)).collect::<Vec<_>>())),
         Arc::new(Float64Array::from(
             records.iter().map(|r| r.duration_us as f64 / 1000.0).collect::<Vec<_>>(),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            records.iter().map(|r| r.tables.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")),
         )),
     ];
     let batch = RecordBatch::try_new(schema.clone(), columns)?;

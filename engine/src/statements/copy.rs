@@ -88,6 +88,7 @@ pub(crate) fn source_query(source: &CopySource) -> Result<ParsedStatement> {
 impl Session {
     /// Starts a `COPY` statement (see [`ParsedStatement::is_copy`]).
     pub async fn copy(&mut self, statement: &ParsedStatement) -> Result<Copy> {
+        self.take_touched();
         let outcome = self.start_copy(statement).await;
         if outcome.is_err() {
             self.note_error();

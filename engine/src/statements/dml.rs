@@ -417,11 +417,21 @@ impl Session {
                 appends.push((t.table, t.appends));
             }
         }
+        let audited = warehouse.audit().is_some();
         if !writes.is_empty() {
-            self.engine.warehouse().commit(writes).await?;
+            let names: Vec<TableName> = writes.iter().map(|w| w.table.name()).collect();
+            let applied = self.engine.warehouse().commit(writes).await?;
+            for (name, applied) in names.into_iter().zip(applied).filter(|_| audited) {
+                if let Some(version) = applied.seq {
+                    self.txn.note_touched(name, version, true);
+                }
+            }
         }
         for (table, rows) in appends {
             table.append(rows).await?;
+            if audited {
+                self.txn.note_touched(table.name(), table.snapshot().version(), true);
+            }
         }
         self.classify_columns(brought, false).await;
         Ok(())

@@ -194,6 +194,9 @@ impl Session {
             Some(pinned) => pinned,
             None => (lookup.table.snapshot(), None),
         };
+        if self.engine.warehouse().audit().is_some() {
+            self.txn.note_touched(lookup.table.name(), snapshot.version(), false);
+        }
         let batch = match key {
             None => RecordBatch::new_empty(lookup.schema.clone()),
             Some(key) => {

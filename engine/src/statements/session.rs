@@ -348,9 +348,16 @@ impl Session {
     pub async fn execute(&mut self, prepared: &Prepared, params: Vec<ScalarValue>) -> Result<Output> {
         // A `set_config()` whose rows were read after the statement returned.
         self.apply_set_config();
+        self.txn.take_touched();
         let outcome = self.run(prepared, params).await;
         self.note(&outcome);
         outcome
+    }
+
+    /// The tables the last statement read and wrote, with their versions (noted only
+    /// when the server keeps an audit trail); taking them forgets them.
+    pub fn take_touched(&self) -> Vec<crate::statements::transaction::Touched> {
+        self.txn.take_touched()
     }
 
     /// What a plan kept now is made under (see `plan_cache.rs`).
@@ -639,6 +646,9 @@ impl Session {
         };
         if overlay.is_some() != old.has_overlay() || snapshot.schema() != old.snapshot().schema() {
             return Ok(None);
+        }
+        if self.engine.warehouse().audit().is_some() {
+            self.txn.note_touched(table.name(), snapshot.version(), false);
         }
         Ok(Some(old.repinned(snapshot, overlay)))
     }

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use arrow::array::RecordBatch;
 use arrow::compute::interleave_record_batch;
 use tarn_storage::key::Key;
-use tarn_storage::{Snapshot, Table, Write, WriteKind};
+use tarn_storage::{Snapshot, Table, TableName, Write, WriteKind};
 
 use crate::catalog::provider::Overlay;
 use crate::error::{EngineError, Result};
@@ -62,6 +62,16 @@ impl TxTable {
 #[derive(Debug, Default)]
 pub struct TxState {
     inner: Mutex<Inner>,
+    /// The tables the running statement read and wrote (for the audit trail).
+    touched: Mutex<Vec<Touched>>,
+}
+
+/// A table a statement read (at a version) or wrote (making a version).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Touched {
+    pub table: TableName,
+    pub version: u64,
+    pub write: bool,
 }
 
 #[derive(Debug, Default)]
@@ -74,6 +84,21 @@ struct Inner {
 }
 
 impl TxState {
+    /// Notes that the running statement reads `table` at `version` (or, `write`, made
+    /// it), once.
+    pub(crate) fn note_touched(&self, table: TableName, version: u64, write: bool) {
+        let touched = Touched { table, version, write };
+        let mut all = self.touched.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !all.contains(&touched) {
+            all.push(touched);
+        }
+    }
+
+    /// The tables noted since the last call.
+    pub(crate) fn take_touched(&self) -> Vec<Touched> {
+        std::mem::take(&mut *self.touched.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         // A statement that panicked holding the lock is aborted (`Session::note_error`
         // drops the transaction's state), so the state behind a poisoned lock is still

@@ -198,6 +198,8 @@ impl Session {
                 warehouse.drop_external(name, true).await?;
             } else {
                 warehouse.drop_table(name, true).await?;
+                // A table made again under the name starts a sample of its own.
+                self.engine.samples().forget(name);
             }
         }
         Ok(CommandTag::new(if views { "DROP VIEW" } else { "DROP TABLE" }))
