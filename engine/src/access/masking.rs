@@ -259,7 +259,17 @@ fn tag_value(value: &ast::Expr) -> EngineError {
 /// there yet.
 pub fn create_policy(security: &mut SecurityCatalog, create: &ast::CreatePolicy) -> Result<()> {
     let name = create.name.value.clone();
-    let tag = create.table_name.to_string().to_lowercase();
+    // Tags are kept in lower case; one with a `-` is written quoted.
+    let parts: Vec<String> = create
+        .table_name
+        .0
+        .iter()
+        .map(|part| match part {
+            ast::ObjectNamePart::Identifier(ident) => ident.value.to_lowercase(),
+            other => other.to_string().to_lowercase(),
+        })
+        .collect();
+    let tag = parts.join(".");
     let mask = match &create.using {
         Some(ast::Expr::BinaryOp { left, op: ast::BinaryOperator::Eq, right }) => {
             match (left.as_ref(), right.as_ref()) {

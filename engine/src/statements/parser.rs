@@ -681,8 +681,10 @@ fn governance(statement: Vec<TokenWithSpan>) -> (Vec<TokenWithSpan>, Governance)
     let space = || make(Token::Whitespace(Whitespace::Space));
     let none = Governance::default();
     if word(0, "create") && word(1, "masking") && word(2, "policy") {
-        // CREATE MASKING POLICY name ON TAG tag WITH (...)
-        if !(word(4, "on") && word(5, "tag") && word(7, "with")) {
+        // CREATE MASKING POLICY name ON TAG tag WITH (...), the tag dotted or not.
+        let with = (7..solid.len()).find(|&n| word(n, "with"));
+        let (true, Some(with)) = (word(4, "on") && word(5, "tag"), with) else { return (statement, none) };
+        if with + 1 >= solid.len() {
             return (statement, none);
         }
         let mut out = vec![make(Token::make_keyword("CREATE")), space(), make(Token::make_keyword("POLICY"))];
@@ -693,8 +695,9 @@ fn governance(statement: Vec<TokenWithSpan>) -> (Vec<TokenWithSpan>, Governance)
             make(Token::make_keyword("ON")),
             space(),
         ]);
-        out.extend([at(6).cloned().expect("checked"), space(), make(Token::make_keyword("USING")), space()]);
-        out.extend(statement[solid[8]..].iter().cloned());
+        out.extend(solid[6..with].iter().map(|&i| statement[i].clone()));
+        out.extend([space(), make(Token::make_keyword("USING")), space()]);
+        out.extend(statement[solid[with + 1]..].iter().cloned());
         return (out, Governance { column: None, masking: true });
     }
     if word(0, "drop") && word(1, "masking") && word(2, "policy") {
@@ -832,7 +835,8 @@ mod tests {
             "ALTER TABLE s.t ALTER COLUMN \"Mail\" SET (tag = 'email'); \
              ALTER TABLE t ALTER c RESET (tag);\n\
              CREATE MASKING POLICY m ON TAG email WITH (mask = 'partial'); \
-             DROP MASKING POLICY IF EXISTS m; ALTER TABLE t ALTER COLUMN c SET DEFAULT 1",
+             DROP MASKING POLICY IF EXISTS m; ALTER TABLE t ALTER COLUMN c SET DEFAULT 1; \
+             CREATE MASKING POLICY n ON TAG pii.email WITH (mask = 'hash')",
         )
         .unwrap();
         assert_eq!(parsed[0].column_options.as_deref(), Some("Mail"));
@@ -844,6 +848,7 @@ mod tests {
         assert!(parsed[3].masking_policy);
         assert_eq!(parsed[3].statement.to_string(), "DROP POLICY IF EXISTS m ON masking");
         assert!(parsed[4].column_options.is_none() && !parsed[4].masking_policy);
+        assert_eq!(parsed[5].statement.to_string(), "CREATE POLICY n ON pii.email USING (mask = 'hash')");
     }
 
     #[test]
