@@ -419,6 +419,38 @@ mod tests {
     }
 
     #[test]
+    fn tags_carry_masks_to_roles_outside_unmask_and_follow_their_columns() {
+        let t = TableName::new("public", "t");
+        let mut catalog = SecurityCatalog::default();
+        let tag = |column: &str, tag: &str| ColumnTag {
+            table: t.clone(),
+            column: column.into(),
+            tag: tag.into(),
+            confidence: 0.9,
+            source: TagSource::Detector,
+        };
+        catalog.set_tag(&t, "mail", Some(tag("mail", "email")));
+        let alice: BTreeSet<String> = ["alice".to_string()].into();
+        let auditor: BTreeSet<String> = ["bob".to_string(), UNMASK_ROLE.to_string()].into();
+        assert!(!catalog.has_masks(&alice, &t), "no policy yet");
+        catalog.masking_policies.push(MaskingPolicy {
+            name: "m".into(),
+            tag: "email".into(),
+            mask: Mask::Partial,
+        });
+        assert_eq!(catalog.mask_of(&alice, &t, "mail"), Some(Mask::Partial));
+        assert!(catalog.has_masks(&alice, &t) && !catalog.has_masks(&auditor, &t));
+        assert!(catalog.rename_column(&t, "mail", "email"));
+        assert_eq!(catalog.mask_of(&alice, &t, "email"), Some(Mask::Partial));
+        assert!(catalog.classified.contains(&(t.clone(), "email".to_string())));
+        // Untagged by a user: no mask, and the detector stays away.
+        catalog.set_tag(&t, "email", None);
+        assert!(!catalog.has_masks(&alice, &t) && catalog.classified.contains(&(t.clone(), "email".into())));
+        assert!(catalog.forget_column(&t, "email"));
+        assert!(catalog.classified.is_empty());
+    }
+
+    #[test]
     fn a_dropped_table_takes_its_grants_and_policies() {
         let t = TableName::new("public", "t");
         let mut catalog = SecurityCatalog::default();

@@ -6,9 +6,9 @@
 //! keeps the detector away). `CREATE MASKING POLICY name ON TAG email WITH (mask =
 //! 'partial')` binds a mask to a tag: every column with that tag then reads masked for
 //! every role that is not a superuser nor a member of `tarn_unmask`, wherever rows come
-//! from (a scan, a kNN or BM25 search, `COPY ... TO`, a view, `CREATE TABLE AS`, which
-//! also gives the new table's columns the tags of the columns they were copied from:
-//! [`copied_columns`]).
+//! from (a scan, a kNN or BM25 search, `COPY ... TO`, a view, `INSERT ... SELECT`).
+//! `CREATE TABLE AS` gives the new table's columns the tags of the columns they were
+//! copied from ([`copied_columns`]).
 //!
 //! Masks are applied where the table is read, above the row policies, so a filter, a
 //! join or a sort over a masked column sees the mask, never the value (a filter on one
