@@ -273,7 +273,7 @@ impl Engine {
             .with_catalog_list(Arc::new(datafusion::catalog::MemoryCatalogProviderList::new()))
             .build();
         let ctx = SessionContext::new_with_state(state);
-        let tx = Arc::new(TxState::default());
+        let tx = Arc::new(TxState::new(self.warehouse.audit().is_some()));
         let number = self.sessions.fetch_add(1, Ordering::Relaxed) + 1;
         let temp_schema =
             crate::statements::temp::TempSchema::new(self.warehouse.clone(), number).name().to_string();

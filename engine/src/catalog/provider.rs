@@ -197,10 +197,14 @@ impl TarnTable {
         &self.masks
     }
 
+    /// Whether the column `name` reads masked.
+    pub fn is_masked(&self, name: &str) -> bool {
+        self.masks.iter().any(|(m, _)| m == name)
+    }
+
     /// Whether `expr` reads a masked column.
     pub fn reads_masked(&self, expr: &Expr) -> bool {
-        !self.masks.is_empty()
-            && expr.column_refs().iter().any(|c| self.masks.iter().any(|(m, _)| *m == c.name))
+        !self.masks.is_empty() && expr.column_refs().iter().any(|c| self.is_masked(&c.name))
     }
 
     /// The same table at another snapshot of the same definition (its defaults are

@@ -138,9 +138,7 @@ impl SchemaProvider for TarnSchema {
             Some(filter) => provider.with_row_filter(filter),
             None => provider,
         };
-        if self.warehouse.audit().is_some() {
-            self.tx.note_touched(name.clone(), provider.snapshot().version(), false);
-        }
+        self.tx.note_touched(provider.table(), provider.snapshot().version(), false);
         Ok(Some(Arc::new(provider.with_masks(self.access.masks(&name)))))
     }
 

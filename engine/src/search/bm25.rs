@@ -709,7 +709,7 @@ impl Bm25Node {
         if let Some(table) = provider.downcast_ref::<TarnTable>().filter(|t| !t.masks().is_empty()) {
             let searched = matches.iter().chain(&calls.scores).chain(calls.snippets.iter().map(|s| &s.term));
             for term in searched {
-                if table.reads_masked(&Expr::Column(Column::new_unqualified(&term.column))) {
+                if table.is_masked(&term.column) {
                     return Err(EngineError::InsufficientPrivilege {
                         message: format!(
                             "column \"{}\" is masked for the current role: a text search over it would read its values",

@@ -185,9 +185,7 @@ fn knn_below(sort: &Sort) -> DfResult<Option<LogicalPlan>> {
     // run beside them: then DataFusion's exact top-k over the secured scan.
     // A masked column reads its mask: the index holds the values, so a search over
     // one, or a filter on one, is DataFusion's exact top-k over the masked scan.
-    if table.reads_masked(&Expr::Column(datafusion::common::Column::new_unqualified(&column)))
-        || filters.iter().any(|f| table.reads_masked(f))
-    {
+    if table.is_masked(&column) || filters.iter().any(|f| table.reads_masked(f)) {
         return Ok(None);
     }
     if let Some(row_filter) = table.row_filter() {

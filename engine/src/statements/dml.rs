@@ -417,21 +417,18 @@ impl Session {
                 appends.push((t.table, t.appends));
             }
         }
-        let audited = warehouse.audit().is_some();
         if !writes.is_empty() {
-            let names: Vec<TableName> = writes.iter().map(|w| w.table.name()).collect();
+            let tables: Vec<Arc<Table>> = writes.iter().map(|w| w.table.clone()).collect();
             let applied = self.engine.warehouse().commit(writes).await?;
-            for (name, applied) in names.into_iter().zip(applied).filter(|_| audited) {
+            for (table, applied) in tables.iter().zip(applied) {
                 if let Some(version) = applied.seq {
-                    self.txn.note_touched(name, version, true);
+                    self.txn.note_touched(table, version, true);
                 }
             }
         }
         for (table, rows) in appends {
             table.append(rows).await?;
-            if audited {
-                self.txn.note_touched(table.name(), table.snapshot().version(), true);
-            }
+            self.txn.note_touched(&table, table.snapshot().version(), true);
         }
         self.classify_columns(brought, false).await;
         Ok(())

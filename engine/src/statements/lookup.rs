@@ -194,9 +194,7 @@ impl Session {
             Some(pinned) => pinned,
             None => (lookup.table.snapshot(), None),
         };
-        if self.engine.warehouse().audit().is_some() {
-            self.txn.note_touched(lookup.table.name(), snapshot.version(), false);
-        }
+        self.txn.note_touched(&lookup.table, snapshot.version(), false);
         let batch = match key {
             None => RecordBatch::new_empty(lookup.schema.clone()),
             Some(key) => {

@@ -647,9 +647,7 @@ impl Session {
         if overlay.is_some() != old.has_overlay() || snapshot.schema() != old.snapshot().schema() {
             return Ok(None);
         }
-        if self.engine.warehouse().audit().is_some() {
-            self.txn.note_touched(table.name(), snapshot.version(), false);
-        }
+        self.txn.note_touched(table, snapshot.version(), false);
         Ok(Some(old.repinned(snapshot, overlay)))
     }
 

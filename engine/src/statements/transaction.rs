@@ -62,6 +62,8 @@ impl TxTable {
 #[derive(Debug, Default)]
 pub struct TxState {
     inner: Mutex<Inner>,
+    /// The server keeps an audit trail: the tables statements touch are noted.
+    audited: bool,
     /// The tables the running statement read and wrote (for the audit trail).
     touched: Mutex<Vec<Touched>>,
 }
@@ -84,10 +86,18 @@ struct Inner {
 }
 
 impl TxState {
+    /// A session's transaction state; `audited`: the server keeps an audit trail.
+    pub fn new(audited: bool) -> Self {
+        TxState { audited, ..Default::default() }
+    }
+
     /// Notes that the running statement reads `table` at `version` (or, `write`, made
-    /// it), once.
-    pub(crate) fn note_touched(&self, table: TableName, version: u64, write: bool) {
-        let touched = Touched { table, version, write };
+    /// it), once; nothing without an audit trail.
+    pub(crate) fn note_touched(&self, table: &Table, version: u64, write: bool) {
+        if !self.audited {
+            return;
+        }
+        let touched = Touched { table: table.name(), version, write };
         let mut all = self.touched.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if !all.contains(&touched) {
             all.push(touched);
