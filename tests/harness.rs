@@ -84,6 +84,7 @@ impl TestServer {
             external_locations: server_config.external_locations.clone(),
             audit: server_config.audit,
             audit_redact_literals: server_config.audit_redact_literals,
+            lineage: server_config.engine_config().lineage,
         };
         let (ready_tx, ready_rx) = oneshot::channel();
         let (stop_tx, stop_rx) = oneshot::channel::<()>();

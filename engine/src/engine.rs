@@ -46,6 +46,8 @@ pub struct EngineConfig {
     pub audit: bool,
     /// The trail's statements with their literals replaced by `?`.
     pub audit_redact_literals: bool,
+    /// Emit lineage events (`crate::lineage`), and where to; `None`: none.
+    pub lineage: Option<crate::lineage::LineageConfig>,
 }
 
 impl Default for EngineConfig {
@@ -61,6 +63,7 @@ impl Default for EngineConfig {
             external_locations: Vec::new(),
             audit: true,
             audit_redact_literals: false,
+            lineage: Some(crate::lineage::LineageConfig { namespace: "tarn".into(), url: None }),
         }
     }
 }
@@ -81,6 +84,8 @@ pub struct Engine {
     activity: Arc<Activity>,
     /// Values of text columns the sensitive-data detector has yet to classify.
     samples: crate::access::detector::Samples,
+    /// Where statements' lineage events go, when they are emitted.
+    lineage: Option<Arc<crate::lineage::Lineage>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -181,6 +186,10 @@ impl Engine {
             ))),
         );
         template.register_udtf(
+            "lineage",
+            Arc::new(crate::lineage::graph::LineageFunction(Arc::downgrade(&warehouse))),
+        );
+        template.register_udtf(
             "tarn_audit_verify",
             Arc::new(crate::catalog::system::AuditVerifyFunction(Arc::downgrade(&warehouse))),
         );
@@ -188,6 +197,10 @@ impl Engine {
         if config.audit {
             warehouse.keep_audit().await?;
         }
+        let lineage = match &config.lineage {
+            Some(lineage) => crate::lineage::Lineage::open(&warehouse, lineage).await?,
+            None => None,
+        };
         Ok(Arc::new(Engine {
             warehouse,
             config,
@@ -198,6 +211,7 @@ impl Engine {
             sessions: AtomicU64::new(0),
             activity,
             samples: Default::default(),
+            lineage,
         }))
     }
 
@@ -214,6 +228,11 @@ impl Engine {
                 tracing::warn!(error = %e, "could not seal the last audit records");
             }
         }
+        if let Some(lineage) = self.warehouse.lineage() {
+            if let Err(e) = lineage.seal().await {
+                tracing::warn!(error = %e, "could not seal the last lineage events");
+            }
+        }
         self.warehouse.close().await;
         self.maintenance.abort();
     }
@@ -221,6 +240,11 @@ impl Engine {
     /// The audit trail, when kept (none when turned off, or on a read-only replica).
     pub fn audit(&self) -> Option<&Arc<tarn_storage::audit::AuditLog>> {
         self.warehouse.audit()
+    }
+
+    /// Where lineage events go, when the server emits them.
+    pub fn lineage(&self) -> Option<&Arc<crate::lineage::Lineage>> {
+        self.lineage.as_ref()
     }
 
     /// The audit trail keeps statements without their literals.
@@ -273,7 +297,7 @@ impl Engine {
             .with_catalog_list(Arc::new(datafusion::catalog::MemoryCatalogProviderList::new()))
             .build();
         let ctx = SessionContext::new_with_state(state);
-        let tx = Arc::new(TxState::new(self.warehouse.audit().is_some()));
+        let tx = Arc::new(TxState::new(self.warehouse.audit().is_some() || self.lineage.is_some()));
         let number = self.sessions.fetch_add(1, Ordering::Relaxed) + 1;
         let temp_schema =
             crate::statements::temp::TempSchema::new(self.warehouse.clone(), number).name().to_string();

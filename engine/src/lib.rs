@@ -18,6 +18,8 @@
 //! - [`search`]: pgvector's type, distances, operators and indexes, and kNN planning.
 //! - [`types`]: Postgres types <-> Arrow types and wire OIDs.
 //! - [`binary`]: values from Postgres' binary form (binary parameters, COPY BINARY).
+//! - [`lineage`]: OpenLineage run events of the statements, with column lineage from
+//!   their plans, to the warehouse's lineage log and an HTTP endpoint; `lineage()`.
 //! - [`functions`]: `version()`, `current_database()` and other client-facing functions.
 //! - [`error`]: [`EngineError`].
 
@@ -28,6 +30,7 @@ pub mod catalog;
 pub mod engine;
 pub mod error;
 pub mod functions;
+pub mod lineage;
 pub mod search;
 pub mod statements;
 pub mod types;

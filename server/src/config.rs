@@ -61,6 +61,14 @@ pub struct ServerConfig {
     pub audit: bool,
     /// The audit trail's statements with their literals replaced by `?`.
     pub audit_redact_literals: bool,
+    /// Emit OpenLineage events of the statements that write (and, per session, read)
+    /// into `tarn_lineage_events`.
+    pub lineage: bool,
+    /// The lineage events' job namespace.
+    pub lineage_namespace: String,
+    /// An OpenLineage HTTP endpoint the events are also POSTed to (`http://host:5000`,
+    /// Marquez's API: `/api/v1/lineage` is added).
+    pub lineage_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -104,6 +112,9 @@ impl Default for ServerConfig {
             external_locations: vec![],
             audit: true,
             audit_redact_literals: false,
+            lineage: true,
+            lineage_namespace: "tarn".into(),
+            lineage_url: None,
         }
     }
 }
@@ -190,6 +201,10 @@ impl ServerConfig {
             external_locations: self.external_locations.clone(),
             audit: self.audit,
             audit_redact_literals: self.audit_redact_literals,
+            lineage: self.lineage.then(|| tarn_engine::lineage::LineageConfig {
+                namespace: self.lineage_namespace.clone(),
+                url: self.lineage_url.clone(),
+            }),
             storage: tarn_storage::OpenOptions {
                 s3: self.s3.clone(),
                 wal_dir: self.wal_dir.clone(),

@@ -1,6 +1,7 @@
-//! The audit trail: every statement the server ran, in warehouse files never rewritten.
+//! The audit trail: every statement the server ran, in warehouse files never rewritten;
+//! and the sealed log it is kept in, which the lineage events (`crate::lineage`) share.
 //!
-//! Records gather in memory and are sealed into a segment, `_tarn/audit/<seq>.jsonl`
+//! Records gather in memory and are sealed into a segment, `_tarn/<log>/<seq>.jsonl`
 //! (`seq` counting from 1, zero-padded), within a second of the first of them, at 1,000
 //! records, and when the server stops: one JSON record per line, then a seal line,
 //! `{"seal":{"seq":n,"prev":"<hex>","records":k}}`, where `prev` is the SHA-256 of the
@@ -20,6 +21,7 @@ use std::time::Duration;
 use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tracing::warn;
 
@@ -88,10 +90,11 @@ struct Head {
     prev: String,
 }
 
-/// A warehouse's audit trail.
-pub struct AuditLog {
+/// A log of records of type `R` in a warehouse folder, sealed segment by segment.
+pub struct SealedLog<R> {
     store: Arc<dyn ObjectStore>,
-    pending: Mutex<Vec<AuditRecord>>,
+    folder: Path,
+    pending: Mutex<Vec<R>>,
     head: tokio::sync::Mutex<Head>,
     wake: Arc<tokio::sync::Notify>,
 }
@@ -105,12 +108,14 @@ pub struct Verification {
     pub problem: Option<String>,
 }
 
-fn folder() -> Path {
-    Path::from("_tarn").join("audit")
-}
+/// A warehouse's audit trail.
+pub type AuditLog = SealedLog<AuditRecord>;
 
-fn segment_path(seq: u64) -> Path {
-    folder().join(format!("{seq:012}.jsonl"))
+/// The audit trail's folder under `_tarn`.
+pub const AUDIT_FOLDER: &str = "audit";
+
+fn segment_path(folder: &Path, seq: u64) -> Path {
+    folder.clone().join(format!("{seq:012}.jsonl"))
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
@@ -118,7 +123,7 @@ fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 /// A segment's records and seal, or why it is not one.
-fn parse_segment(bytes: &[u8]) -> std::result::Result<(Vec<AuditRecord>, Seal), String> {
+fn parse_segment<R: DeserializeOwned>(bytes: &[u8]) -> std::result::Result<(Vec<R>, Seal), String> {
     let text = std::str::from_utf8(bytes).map_err(|_| "not UTF-8".to_string())?;
     let mut lines: Vec<&str> = text.lines().collect();
     let seal_line = lines.pop().ok_or("empty")?;
@@ -127,15 +132,19 @@ fn parse_segment(bytes: &[u8]) -> std::result::Result<(Vec<AuditRecord>, Seal), 
         .iter()
         .enumerate()
         .map(|(i, line)| serde_json::from_str(line).map_err(|e| format!("record {}: {e}", i + 1)))
-        .collect::<std::result::Result<Vec<AuditRecord>, String>>()?;
+        .collect::<std::result::Result<Vec<R>, String>>()?;
     Ok((records, seal.seal))
 }
 
-impl AuditLog {
-    /// The trail of the warehouse in `store`, continuing its newest segment's chain,
-    /// with its sealing task started.
-    pub async fn open(store: Arc<dyn ObjectStore>) -> Result<Arc<Self>> {
-        let newest = list_segments(store.as_ref()).await?.into_iter().next_back();
+impl<R> SealedLog<R>
+where
+    R: Serialize + DeserializeOwned + Clone + Send + 'static,
+{
+    /// The log in `_tarn/<name>` of the warehouse in `store`, continuing its newest
+    /// segment's chain, with its sealing task started.
+    pub async fn open(store: Arc<dyn ObjectStore>, name: &str) -> Result<Arc<Self>> {
+        let folder = Path::from("_tarn").join(name);
+        let newest = list_segments(store.as_ref(), &folder).await?.into_iter().next_back();
         let head = match newest {
             Some((seq, path)) => {
                 let bytes = store.get(&path).await?.bytes().await?;
@@ -143,8 +152,9 @@ impl AuditLog {
             }
             None => Head { next_seq: 1, prev: FIRST_PREV.to_string() },
         };
-        let log = Arc::new(AuditLog {
+        let log = Arc::new(SealedLog {
             store,
+            folder,
             pending: Mutex::default(),
             head: tokio::sync::Mutex::new(head),
             wake: Arc::default(),
@@ -155,15 +165,15 @@ impl AuditLog {
                 let _ = tokio::time::timeout(SEAL_INTERVAL, wake.notified()).await;
                 let Some(log) = weak.upgrade() else { return };
                 if let Err(e) = log.seal().await {
-                    warn!(error = %e, "sealing an audit segment failed; the records wait for the next try");
+                    warn!(error = %e, log = %log.folder, "sealing a segment failed; the records wait for the next try");
                 }
             }
         });
         Ok(log)
     }
 
-    /// Adds a statement's record (sealed within a second).
-    pub fn record(&self, record: AuditRecord) {
+    /// Adds a record (sealed within a second).
+    pub fn record(&self, record: R) {
         let mut pending = self.pending.lock().expect("audit lock");
         pending.push(record);
         if pending.len() >= SEGMENT_RECORDS {
@@ -189,7 +199,10 @@ impl AuditLog {
         bytes.push(b'\n');
         let hash = sha256_hex(&bytes);
         let put = PutOptions { mode: PutMode::Create, ..Default::default() };
-        if let Err(e) = self.store.put_opts(&segment_path(head.next_seq), PutPayload::from(bytes), put).await
+        if let Err(e) = self
+            .store
+            .put_opts(&segment_path(&self.folder, head.next_seq), PutPayload::from(bytes), put)
+            .await
         {
             // Back in front of what came since, for the next try.
             let mut pending = self.pending.lock().expect("audit lock");
@@ -205,12 +218,12 @@ impl AuditLog {
     /// Every record, sealed and waiting, oldest first, read from the segments each
     /// time (nothing sealed stays in memory). A segment that does not parse is an error
     /// (`verify` says more).
-    pub async fn records(&self) -> Result<Vec<AuditRecord>> {
+    pub async fn records(&self) -> Result<Vec<R>> {
         let mut all = Vec::new();
-        for path in list_segments(self.store.as_ref()).await?.into_values() {
+        for path in list_segments(self.store.as_ref(), &self.folder).await?.into_values() {
             let bytes = self.store.get(&path).await?.bytes().await?;
-            let (records, _) = parse_segment(&bytes)
-                .map_err(|e| StorageError::internal(format!("audit segment {path}: {e}")))?;
+            let (records, _) = parse_segment::<R>(&bytes)
+                .map_err(|e| StorageError::internal(format!("segment {path}: {e}")))?;
             all.extend(records);
         }
         all.extend(self.pending.lock().expect("audit lock").iter().cloned());
@@ -225,9 +238,9 @@ impl AuditLog {
         let mut found = Verification { segments: 0, records: 0, problem: None };
         let mut prev = FIRST_PREV.to_string();
         let mut expected_seq = 1;
-        for (seq, path) in list_segments(self.store.as_ref()).await? {
+        for (seq, path) in list_segments(self.store.as_ref(), &self.folder).await? {
             let bytes = self.store.get(&path).await?.bytes().await?;
-            let problem = match parse_segment(&bytes) {
+            let problem = match parse_segment::<R>(&bytes) {
                 Err(e) => Some(format!("segment {seq} is not a sealed segment ({e})")),
                 Ok((_, seal)) if seq != expected_seq => Some(format!(
                     "segment {expected_seq} is missing (the next is {seq}, sealed as {})",
@@ -269,8 +282,8 @@ impl AuditLog {
 }
 
 /// The sealed segments, by sequence number (other files in the folder are ignored).
-async fn list_segments(store: &dyn ObjectStore) -> Result<BTreeMap<u64, Path>> {
-    let objects = store.list(Some(&folder())).try_collect::<Vec<_>>().await?;
+async fn list_segments(store: &dyn ObjectStore, folder: &Path) -> Result<BTreeMap<u64, Path>> {
+    let objects = store.list(Some(folder)).try_collect::<Vec<_>>().await?;
     Ok(objects
         .into_iter()
         .filter_map(|o| {
@@ -281,8 +294,8 @@ async fn list_segments(store: &dyn ObjectStore) -> Result<BTreeMap<u64, Path>> {
         .collect())
 }
 
-impl std::fmt::Debug for AuditLog {
+impl<R> std::fmt::Debug for SealedLog<R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AuditLog").finish_non_exhaustive()
+        f.debug_struct("SealedLog").field("folder", &self.folder).finish_non_exhaustive()
     }
 }

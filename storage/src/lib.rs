@@ -71,6 +71,7 @@ pub mod history;
 pub mod io;
 pub mod key;
 pub mod lease;
+pub mod lineage;
 pub mod manifest;
 pub mod retention;
 pub mod scalar_index;

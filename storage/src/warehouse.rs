@@ -85,6 +85,9 @@ pub struct Warehouse {
     dropping: Arc<std::sync::Mutex<BTreeSet<Path>>>,
     /// The statements' audit trail, when the server keeps one ([`Warehouse::keep_audit`]).
     audit: std::sync::OnceLock<Arc<crate::audit::AuditLog>>,
+    /// The statements' lineage events, when the server emits them
+    /// ([`Warehouse::keep_lineage`]).
+    lineage: std::sync::OnceLock<Arc<crate::lineage::LineageLog>>,
 }
 
 /// Start a checkpoint once the log has grown by this much since the last one.
@@ -188,9 +191,27 @@ impl Warehouse {
         if self.wal.is_none() || self.audit.get().is_some() {
             return Ok(());
         }
-        let log = crate::audit::AuditLog::open(self.location.store().clone()).await?;
+        let log =
+            crate::audit::AuditLog::open(self.location.store().clone(), crate::audit::AUDIT_FOLDER).await?;
         let _ = self.audit.set(log);
         Ok(())
+    }
+
+    /// Opens the lineage log (`_tarn/lineage`); a read-only replica keeps none.
+    pub async fn keep_lineage(&self) -> Result<()> {
+        if self.wal.is_none() || self.lineage.get().is_some() {
+            return Ok(());
+        }
+        let log =
+            crate::lineage::LineageLog::open(self.location.store().clone(), crate::lineage::LINEAGE_FOLDER)
+                .await?;
+        let _ = self.lineage.set(log);
+        Ok(())
+    }
+
+    /// The lineage log, when kept.
+    pub fn lineage(&self) -> Option<&Arc<crate::lineage::LineageLog>> {
+        self.lineage.get()
     }
 
     /// The audit trail, when kept.
@@ -225,6 +246,7 @@ impl Warehouse {
             history_retention: RwLock::new(crate::retention::DEFAULT_RETENTION),
             dropping: Arc::default(),
             audit: Default::default(),
+            lineage: Default::default(),
         };
         if options.read_only {
             warehouse.location.fence().set_read_only();

@@ -3,7 +3,8 @@
 //! `tarn_storage`, what each table takes on storage and how much history it keeps;
 //! `tarn_object_cache`, the object-range cache of an object-store warehouse;
 //! `tarn_audit_log`, the statements of the audit trail, and `tarn_audit_verify()`, the
-//! check of its hash chain; `tarn_column_tags`, what the sensitive-data detector found
+//! check of its hash chain; `tarn_lineage_events`, the statements' OpenLineage events
+//! (`crate::lineage`); `tarn_column_tags`, what the sensitive-data detector found
 //! in columns or users tagged them as, and `tarn_masking_policies`, the masks bound to
 //! tags.
 
@@ -26,15 +27,17 @@ pub const TARN_INDEXES: &str = "tarn_indexes";
 pub const TARN_STORAGE: &str = "tarn_storage";
 pub const TARN_OBJECT_CACHE: &str = "tarn_object_cache";
 pub const TARN_AUDIT_LOG: &str = "tarn_audit_log";
+pub const TARN_LINEAGE_EVENTS: &str = "tarn_lineage_events";
 pub const TARN_COLUMN_TAGS: &str = "tarn_column_tags";
 pub const TARN_MASKING_POLICIES: &str = "tarn_masking_policies";
 /// Every system view's name.
-pub const VIEWS: [&str; 7] = [
+pub const VIEWS: [&str; 8] = [
     TARN_TABLES,
     TARN_INDEXES,
     TARN_STORAGE,
     TARN_OBJECT_CACHE,
     TARN_AUDIT_LOG,
+    TARN_LINEAGE_EVENTS,
     TARN_COLUMN_TAGS,
     TARN_MASKING_POLICIES,
 ];
@@ -47,6 +50,7 @@ pub async fn view(warehouse: &Warehouse, name: &str) -> DfResult<Arc<dyn TablePr
         TARN_STORAGE => tarn_storage(warehouse).await,
         TARN_OBJECT_CACHE => tarn_object_cache(warehouse),
         TARN_AUDIT_LOG => tarn_audit_log(warehouse).await,
+        TARN_LINEAGE_EVENTS => tarn_lineage_events(warehouse).await,
         TARN_COLUMN_TAGS => tarn_column_tags(warehouse),
         TARN_MASKING_POLICIES => tarn_masking_policies(warehouse),
         _ => Err(datafusion::error::DataFusionError::Internal(format!("{name} is no system view"))),
@@ -438,6 +442,50 @@ pub async fn tarn_audit_log(warehouse: &Warehouse) -> DfResult<Arc<dyn TableProv
         )),
         Arc::new(StringArray::from_iter_values(
             records.iter().map(|r| r.tables.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")),
+        )),
+    ];
+    let batch = RecordBatch::try_new(schema.clone(), columns)?;
+    Ok(Arc::new(MemTable::try_new(schema, vec![vec![batch]])?))
+}
+
+/// One row per lineage event, oldest first: when, its type (`START`, `COMPLETE`,
+/// `FAIL`, `ABORT`), run and job, its input and output tables (`schema.table`, comma
+/// separated) and the whole OpenLineage event as JSON. Empty when the server emits no
+/// lineage.
+pub async fn tarn_lineage_events(warehouse: &Warehouse) -> DfResult<Arc<dyn TableProvider>> {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("event_time", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), false),
+        Field::new("event_type", DataType::Utf8, false),
+        Field::new("run_id", DataType::Utf8, false),
+        Field::new("job_namespace", DataType::Utf8, false),
+        Field::new("job_name", DataType::Utf8, false),
+        Field::new("inputs", DataType::Utf8, false),
+        Field::new("outputs", DataType::Utf8, false),
+        Field::new("event", DataType::Utf8, false),
+    ]));
+    let events = match warehouse.lineage() {
+        Some(log) => log.records().await.map_err(|e| crate::EngineError::from(e).into_datafusion())?,
+        None => Vec::new(),
+    };
+    let names = |datasets: &[tarn_storage::lineage::Dataset]| {
+        datasets.iter().map(|d| d.name.as_str()).collect::<Vec<_>>().join(", ")
+    };
+    let at = |e: &tarn_storage::lineage::RunEvent| {
+        chrono::DateTime::parse_from_rfc3339(&e.event_time).map_or(0, |t| t.timestamp_micros())
+    };
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(
+            arrow::array::TimestampMicrosecondArray::from_iter_values(events.iter().map(at))
+                .with_timezone("UTC"),
+        ),
+        Arc::new(StringArray::from_iter_values(events.iter().map(|e| e.event_type.as_str()))),
+        Arc::new(StringArray::from_iter_values(events.iter().map(|e| e.run.run_id.as_str()))),
+        Arc::new(StringArray::from_iter_values(events.iter().map(|e| e.job.namespace.as_str()))),
+        Arc::new(StringArray::from_iter_values(events.iter().map(|e| e.job.name.as_str()))),
+        Arc::new(StringArray::from_iter_values(events.iter().map(|e| names(&e.inputs)))),
+        Arc::new(StringArray::from_iter_values(events.iter().map(|e| names(&e.outputs)))),
+        Arc::new(StringArray::from_iter_values(
+            events.iter().map(|e| serde_json::to_string(e).unwrap_or_default()),
         )),
     ];
     let batch = RecordBatch::try_new(schema.clone(), columns)?;

@@ -107,12 +107,14 @@ impl SchemaProvider for TarnSchema {
         }
         let name = TableName::new(&self.name, name);
         // The system views, unless a table of the schema has the name. The audit log
-        // holds every session's statements: a superuser's to read.
+        // and the lineage events hold every session's statements: a superuser's to read.
         if crate::catalog::system::VIEWS.contains(&name.table.as_str())
             && self.warehouse.table(&name).is_none()
         {
-            if name.table == crate::catalog::system::TARN_AUDIT_LOG {
-                self.access.require_superuser("read tarn_audit_log").map_err(|e| e.into_datafusion())?;
+            use crate::catalog::system::{TARN_AUDIT_LOG, TARN_LINEAGE_EVENTS};
+            if name.table == TARN_AUDIT_LOG || name.table == TARN_LINEAGE_EVENTS {
+                let reading = format!("read {}", name.table);
+                self.access.require_superuser(&reading).map_err(|e| e.into_datafusion())?;
             }
             return crate::catalog::system::view(&self.warehouse, &name.table).await.map(Some);
         }

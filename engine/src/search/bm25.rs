@@ -807,6 +807,17 @@ impl Bm25Node {
     }
 }
 
+/// What column lineage needs (`crate::lineage::columns`).
+pub(crate) type Bm25Parts<'a> =
+    (&'a TableScan, &'a [Term], &'a [Term], &'a [Snippet], &'a [Expr], Option<(usize, usize)>);
+
+impl Bm25Node {
+    /// The scan, the match terms, score terms, snippets, other filters and top k.
+    pub(crate) fn lineage_parts(&self) -> Bm25Parts<'_> {
+        (&self.scan, &self.matches, &self.scores, &self.snippets, &self.filters, self.top_k)
+    }
+}
+
 impl UserDefinedLogicalNodeCore for Bm25Node {
     fn name(&self) -> &str {
         "TarnBm25"

@@ -391,6 +391,14 @@ impl KnnNode {
     }
 }
 
+impl KnnNode {
+    /// What column lineage needs (`crate::lineage::columns`): the scan, the vector
+    /// column's position in the table and the filters.
+    pub(crate) fn lineage_parts(&self) -> (&TableScan, usize, &[Expr]) {
+        (&self.scan, self.column, &self.filters)
+    }
+}
+
 impl UserDefinedLogicalNodeCore for KnnNode {
     fn name(&self) -> &str {
         "TarnKnn"

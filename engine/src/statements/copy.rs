@@ -93,12 +93,35 @@ impl Session {
         if outcome.is_err() {
             self.note_error();
         }
-        outcome
+        outcome.map(|copy| self.copy_lineage(statement, copy))
+    }
+
+    /// A `COPY`'s lineage run (`crate::lineage`): from the client's data into a
+    /// table, ended with the data; to the client, a query's.
+    fn copy_lineage(&self, statement: &ParsedStatement, copy: Copy) -> Copy {
+        use crate::lineage::Doing;
+        if self.engine.lineage().is_none() {
+            return copy;
+        }
+        let sql = statement.statement.to_string();
+        match copy {
+            Copy::In(mut copy_in) => {
+                copy_in.lineage = self.lineage_run(&sql, Doing::Copies { table: copy_in.table.name() });
+                Copy::In(copy_in)
+            }
+            Copy::Out(mut out) => {
+                if let Some(run) = self.lineage_run(&sql, Doing::Reads) {
+                    out.stream = run.watch(self.txn.touched_now(), out.stream);
+                }
+                Copy::Out(out)
+            }
+        }
     }
 
     /// Ends a `COPY ... FROM STDIN` whose data is complete: checks the last row and
     /// writes every row as one statement. Tag `COPY n`.
     pub async fn finish_copy_in(&mut self, mut copy: CopyIn) -> Result<CommandTag> {
+        let run = copy.lineage.take();
         let outcome = async {
             let mut batches = copy.reader.finish()?;
             let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
@@ -115,6 +138,12 @@ impl Session {
         .await;
         if outcome.is_err() {
             self.note_error();
+        }
+        if let Some(run) = run {
+            match &outcome {
+                Ok(tag) => run.complete(&self.txn.touched_now(), tag.rows),
+                Err(e) => run.fail(e),
+            }
         }
         outcome
     }
@@ -208,7 +237,7 @@ impl Session {
         // every column hold NULLs.
         let schema = crate::catalog::provider::nullable_schema(&schema);
         let reader = RowReader::new(name.table.clone(), schema, targets, format)?;
-        Ok(CopyIn { table, defaults, reader })
+        Ok(CopyIn { table, defaults, reader, lineage: None })
     }
 
     /// Replaces the NULL columns a column list left out with their `DEFAULT`, evaluated
@@ -253,6 +282,8 @@ pub struct CopyIn {
     /// Columns left out of the column list that have a `DEFAULT` (its SQL).
     defaults: Vec<(usize, String)>,
     reader: RowReader,
+    /// Its lineage run: complete with the data, aborted when the client fails it.
+    lineage: Option<crate::lineage::LineageRun>,
 }
 
 impl CopyIn {

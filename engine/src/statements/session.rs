@@ -70,6 +70,8 @@ pub enum TxStatus {
 pub struct Prepared {
     /// The SQL text it came from (for logs).
     pub sql: Arc<str>,
+    /// `sql` held other statements too (a simple query of several).
+    pub shared_text: bool,
     pub statement: ParsedStatement,
     /// Types the client declared for the parameters (`None`: let us infer).
     pub declared: Vec<Option<DataType>>,
@@ -86,6 +88,7 @@ impl Prepared {
     fn unprepared(sql: Arc<str>, statement: ParsedStatement) -> Self {
         Prepared {
             sql,
+            shared_text: false,
             statement,
             declared: Vec::new(),
             param_types: Vec::new(),
@@ -287,9 +290,13 @@ impl Session {
             return Ok(statements.clone());
         }
         let text: Arc<str> = sql.into();
-        let statements: Arc<[Arc<Prepared>]> = parse_sql(sql)?
+        let parsed = parse_sql(sql)?;
+        let shared_text = parsed.len() > 1;
+        let statements: Arc<[Arc<Prepared>]> = parsed
             .into_iter()
-            .map(|statement| Arc::new(Prepared::unprepared(text.clone(), statement)))
+            .map(|statement| {
+                Arc::new(Prepared { shared_text, ..Prepared::unprepared(text.clone(), statement) })
+            })
             .collect();
         self.simple.put(sql, statements.clone());
         Ok(statements)
@@ -505,7 +512,7 @@ impl Session {
                 param_types[n - 1] = hint;
             }
         }
-        Ok(Prepared { sql, statement, declared, param_types, result, plans })
+        Ok(Prepared { sql, shared_text: false, statement, declared, param_types, result, plans })
     }
 
     /// Plans and runs a statement without parameters in one go (SQL the engine made).
@@ -546,7 +553,14 @@ impl Session {
             self.txn.begin();
         }
         let outcome = match self.planned(prepared, &params).await {
-            Ok(planned) => self.run_planned(statement, planned, params).await,
+            Ok(planned) => {
+                let run = self.lineage_of(prepared, &planned);
+                let outcome = self.run_planned(statement, planned, params).await;
+                match run {
+                    Some(run) => run.finish(self.txn.touched_now(), outcome),
+                    None => outcome,
+                }
+            }
             Err(e) => Err(e),
         };
         if implicit && self.txn.is_active() {
@@ -556,6 +570,62 @@ impl Session {
             self.engine.catalog_changed();
         }
         outcome
+    }
+
+    /// The lineage run of a planned statement, started (see [`crate::lineage`]): writes
+    /// and table DDL, queries when the session asks; none for SQL the engine made. A
+    /// write's rows are followed through their optimized plan.
+    fn lineage_of(&self, prepared: &Prepared, planned: &Planned) -> Option<crate::lineage::LineageRun> {
+        use crate::lineage::Doing;
+        self.engine.lineage()?;
+        if prepared.sql.is_empty() {
+            return None;
+        }
+        let optimized = |plan: &LogicalPlan| {
+            crate::access::privileges::reads_a_table(plan)
+                .then(|| self.planning.optimize(plan).ok())
+                .flatten()
+        };
+        let better = match planned {
+            Planned::Write(write) => optimized(&write.input),
+            Planned::CreateTableAs { query, .. } => optimized(query),
+            _ => None,
+        };
+        let doing = match planned {
+            Planned::Query(_) | Planned::Optimized(_) | Planned::Physical { .. } | Planned::Lookup(_) => {
+                Doing::Reads
+            }
+            Planned::Write(write) => {
+                let snapshot = write.table.snapshot();
+                Doing::Writes {
+                    table: write.table.name(),
+                    columns: snapshot.def().schema.fields().iter().map(|f| f.name().clone()).collect(),
+                    input: match write.kind {
+                        DmlKind::Insert { .. } | DmlKind::Update => {
+                            Some(better.as_ref().unwrap_or(&write.input))
+                        }
+                        DmlKind::Delete | DmlKind::Truncate => None,
+                    },
+                    update: matches!(write.kind, DmlKind::Update),
+                }
+            }
+            Planned::CreateTableAs { name, query, .. } => Doing::Creates {
+                table: name.clone(),
+                columns: result_schema(query).fields().iter().map(|f| f.name().clone()).collect(),
+                query: better.as_ref().unwrap_or(query),
+            },
+            Planned::Other => crate::lineage::table_changes(&prepared.statement.statement)?,
+        };
+        // The statement's own text when the client's held several.
+        let own;
+        let sql = match prepared.shared_text {
+            true => {
+                own = prepared.statement.statement.to_string();
+                own.as_str()
+            }
+            false => &prepared.sql,
+        };
+        self.lineage_run(sql, doing)
     }
 
     /// The statement's plan: the one it keeps, re-pinned to the snapshots read now, when

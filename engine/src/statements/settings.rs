@@ -45,9 +45,17 @@ const DURATIONS: &[&str] =
 /// (`crate::access::detector`).
 pub const CLASSIFY_COLUMNS: &str = "tarn.classify_columns";
 
+/// Whether the session's queries emit lineage events too, not only its writes
+/// (`crate::lineage`).
+pub const LINEAGE_READS: &str = "tarn.lineage_reads";
+
+/// The lineage events' job name (else `application_name`).
+pub const JOB_NAME: &str = "tarn.job_name";
+
 /// Settings that take one of a few words (pgvector's, and Tarn's own).
 const ENUMS: &[(&str, &[&str])] = &[
     (CLASSIFY_COLUMNS, &["on", "off"]),
+    (LINEAGE_READS, &["on", "off"]),
     ("hnsw.iterative_scan", &["off", "relaxed_order", "strict_order"]),
     ("ivfflat.iterative_scan", &["off", "relaxed_order"]),
 ];
@@ -115,6 +123,8 @@ fn defaults() -> BTreeMap<String, (String, String)> {
         ("ivfflat.iterative_scan", "off"),
         ("ivfflat.max_probes", "32768"),
         (CLASSIFY_COLUMNS, "on"),
+        (LINEAGE_READS, "off"),
+        (JOB_NAME, ""),
     ];
     pairs.iter().map(|(k, v)| (k.to_lowercase(), (k.to_string(), v.to_string()))).collect()
 }

@@ -62,9 +62,11 @@ impl TxTable {
 #[derive(Debug, Default)]
 pub struct TxState {
     inner: Mutex<Inner>,
-    /// The server keeps an audit trail: the tables statements touch are noted.
-    audited: bool,
-    /// The tables the running statement read and wrote (for the audit trail).
+    /// The server keeps an audit trail or lineage: the tables statements touch are
+    /// noted.
+    noted: bool,
+    /// The tables the running statement read and wrote (for the audit trail and
+    /// lineage).
     touched: Mutex<Vec<Touched>>,
 }
 
@@ -86,15 +88,16 @@ struct Inner {
 }
 
 impl TxState {
-    /// A session's transaction state; `audited`: the server keeps an audit trail.
-    pub fn new(audited: bool) -> Self {
-        TxState { audited, ..Default::default() }
+    /// A session's transaction state; `noted`: the server keeps an audit trail or
+    /// lineage, which name the tables a statement touched.
+    pub fn new(noted: bool) -> Self {
+        TxState { noted, ..Default::default() }
     }
 
     /// Notes that the running statement reads `table` at `version` (or, `write`, made
-    /// it), once; nothing without an audit trail.
+    /// it), once; nothing without an audit trail or lineage.
     pub(crate) fn note_touched(&self, table: &Table, version: u64, write: bool) {
-        if !self.audited {
+        if !self.noted {
             return;
         }
         let touched = Touched { table: table.name(), version, write };
@@ -107,6 +110,11 @@ impl TxState {
     /// The tables noted since the last call.
     pub(crate) fn take_touched(&self) -> Vec<Touched> {
         std::mem::take(&mut *self.touched.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
+
+    /// The tables noted so far, kept for [`TxState::take_touched`].
+    pub(crate) fn touched_now(&self) -> Vec<Touched> {
+        self.touched.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {

@@ -1,0 +1,517 @@
+//! Lineage: OpenLineage run events for every statement that writes the warehouse
+//! (`INSERT`, `UPDATE`, `DELETE`, `CREATE TABLE AS`, `COPY ... FROM`, table DDL) and,
+//! with `SET tarn.lineage_reads = on`, every query.
+//!
+//! A statement is a run of a job: the job's namespace is the server's
+//! (`lineage_namespace`), its name the session's `tarn.job_name`, else its
+//! `application_name`, else `tarn`. A [`LineageRun`] emits `START` once the statement
+//! is planned (its inputs, the tables it reads at their versions, and outputs known),
+//! then `COMPLETE` (with the versions it wrote and its row count) or `FAIL` (with its
+//! SQLSTATE and message), or `ABORT` when it is dropped unfinished (a client that
+//! stopped reading a result, a `COPY` it failed). Datasets are `schema.table` in the
+//! warehouse URL's namespace, with the `schema`, `dataSource` and `version` facets; an
+//! output has the `columnLineage` facet ([`columns`], from the optimized plan), and DDL
+//! the `lifecycleStateChange` facet.
+//!
+//! Events go to the warehouse's lineage log (`tarn_storage::lineage`, read by
+//! `tarn_lineage_events` and [`graph`]'s `lineage()`) and, when the server names an
+//! endpoint, to it ([`transport`]): never in a statement's way.
+
+pub mod columns;
+pub mod graph;
+mod transport;
+
+use std::sync::Arc;
+
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::sql::sqlparser::ast::Statement;
+use tarn_storage::lineage::{
+    ColumnLineage, DataSource, Dataset, DatasetFacets, DatasetVersion, ErrorMessage, EventType, Facet,
+    FieldLineage, InputField, Job, JobFacets, JobType, LifecycleStateChange, LineageLog, OutputFacets,
+    OutputStatistics, PreviousIdentifier, ProcessingEngine, Run, RunEvent, RunFacets, Schema, SchemaField,
+    SqlJob, TransformationType,
+};
+use tarn_storage::table_def::TableName;
+use tarn_storage::Warehouse;
+
+use crate::error::EngineError;
+use crate::statements::session::{Output, Session};
+use crate::statements::settings::{JOB_NAME, LINEAGE_READS};
+use crate::statements::transaction::Touched;
+
+/// Where a server's lineage goes.
+#[derive(Debug, Clone)]
+pub struct LineageConfig {
+    /// The jobs' namespace.
+    pub namespace: String,
+    /// An OpenLineage HTTP endpoint (Marquez: `http://host:5000`); events are POSTed
+    /// to `<url>/api/v1/lineage`.
+    pub url: Option<String>,
+}
+
+/// A server's lineage: the log, the datasets' namespace and the endpoint's queue.
+pub struct Lineage {
+    namespace: String,
+    /// The warehouse's URL: the datasets' namespace.
+    datasets: String,
+    log: Arc<LineageLog>,
+    transport: Option<transport::Transport>,
+}
+
+impl std::fmt::Debug for Lineage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lineage").field("namespace", &self.namespace).finish_non_exhaustive()
+    }
+}
+
+/// What a statement does, for its events.
+pub(crate) enum Doing<'a> {
+    /// A query (only with `tarn.lineage_reads`).
+    Reads,
+    /// `INSERT`, `UPDATE`, `DELETE`: `input` the rows written (for `UPDATE`, new values
+    /// first), `None` for a delete.
+    Writes { table: TableName, columns: Vec<String>, input: Option<&'a LogicalPlan>, update: bool },
+    /// `CREATE TABLE AS`: the new table's columns (as the query names them) and the
+    /// query's (optimized) plan.
+    Creates { table: TableName, columns: Vec<String>, query: &'a LogicalPlan },
+    /// `COPY ... FROM STDIN`.
+    Copies { table: TableName },
+    /// Table DDL: a lifecycle change of each table named (and the old name of a
+    /// renamed one).
+    Changes { tables: Vec<(TableName, Option<TableName>)>, change: &'static str },
+}
+
+impl Lineage {
+    /// Opens the warehouse's lineage log (none on a read-only replica, which may not
+    /// write).
+    pub async fn open(
+        warehouse: &Warehouse,
+        config: &LineageConfig,
+    ) -> crate::error::Result<Option<Arc<Lineage>>> {
+        warehouse.keep_lineage().await?;
+        let Some(log) = warehouse.lineage() else { return Ok(None) };
+        let transport = config.url.as_deref().map(transport::Transport::start).transpose()?;
+        Ok(Some(Arc::new(Lineage {
+            namespace: config.namespace.clone(),
+            datasets: warehouse.url().to_string(),
+            log: log.clone(),
+            transport,
+        })))
+    }
+
+    fn emit(&self, event: RunEvent) {
+        if let Some(transport) = &self.transport {
+            transport.send(&event);
+        }
+        self.log.record(event);
+    }
+
+    /// Events the endpoint could not be sent (its queue was full or it kept failing).
+    pub fn undelivered(&self) -> u64 {
+        self.transport.as_ref().map_or(0, transport::Transport::undelivered)
+    }
+
+    fn dataset(&self, warehouse: &Warehouse, table: &TableName, version: Option<u64>) -> Dataset {
+        let schema = warehouse.table(table).map(|t| {
+            let snapshot = t.snapshot();
+            let def = snapshot.def();
+            Facet::new(Schema {
+                fields: def
+                    .schema
+                    .fields()
+                    .iter()
+                    .map(|f| SchemaField {
+                        name: f.name().clone(),
+                        data_type: crate::types::pg_type_of(f).name.to_string(),
+                    })
+                    .collect(),
+            })
+        });
+        Dataset {
+            namespace: self.datasets.clone(),
+            name: format!("{}.{}", table.schema, table.table),
+            facets: DatasetFacets {
+                schema,
+                data_source: Some(Facet::new(DataSource { name: "tarn".into(), uri: self.datasets.clone() })),
+                version: version.map(|v| Facet::new(DatasetVersion { dataset_version: v.to_string() })),
+                ..Default::default()
+            },
+            output_facets: None,
+        }
+    }
+
+    /// The `columnLineage` facet of `columns` (named as the output's columns are) from
+    /// the rows that fill them; an update leaves out a column it writes as it was.
+    fn column_facet(
+        &self,
+        names: &[String],
+        input: &LogicalPlan,
+        updated: Option<&TableName>,
+    ) -> Option<Facet<ColumnLineage>> {
+        let mut facet = ColumnLineage::default();
+        for (name, edges) in names.iter().zip(columns::column_lineage(input)) {
+            let unchanged = updated.is_some_and(|table| {
+                edges.iter().all(|(source, uses)| {
+                    uses.iter().all(|t| t.kind == TransformationType::Indirect)
+                        || (&source.table == table && &source.column == name)
+                })
+            });
+            if edges.is_empty() || unchanged {
+                continue;
+            }
+            let input_fields = edges
+                .into_iter()
+                .map(|(source, uses)| InputField {
+                    namespace: self.datasets.clone(),
+                    name: format!("{}.{}", source.table.schema, source.table.table),
+                    field: source.column,
+                    transformations: uses.into_iter().collect(),
+                })
+                .collect();
+            facet.fields.insert(name.clone(), FieldLineage { input_fields });
+        }
+        (!facet.fields.is_empty()).then(|| Facet::new(facet))
+    }
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+/// A UUID of version 7: milliseconds since the epoch, then random bits.
+fn run_id() -> String {
+    use ring::rand::SecureRandom;
+    let mut bytes = [0u8; 16];
+    let millis = chrono::Utc::now().timestamp_millis() as u64;
+    bytes[..6].copy_from_slice(&millis.to_be_bytes()[2..]);
+    if ring::rand::SystemRandom::new().fill(&mut bytes[6..]).is_err() {
+        let nanos = chrono::Utc::now().timestamp_subsec_nanos();
+        bytes[6..10].copy_from_slice(&nanos.to_be_bytes());
+    }
+    bytes[6] = (bytes[6] & 0x0f) | 0x70;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{}-{}-{}-{}-{}", &hex[..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..])
+}
+
+/// A statement's run (see the module docs): `START` is out; one of `COMPLETE`, `FAIL`
+/// or (dropped) `ABORT` follows.
+pub struct LineageRun {
+    lineage: Arc<Lineage>,
+    warehouse: Arc<Warehouse>,
+    /// It makes its outputs' versions outside a transaction (`CREATE TABLE AS`, DDL):
+    /// their versions once it completed are the ones it made.
+    makes: bool,
+    /// The `START` event, the others' template.
+    event: Option<RunEvent>,
+}
+
+/// What a run is, when it starts.
+pub(crate) struct Started<'a> {
+    pub job: String,
+    pub sql: &'a str,
+    pub doing: Doing<'a>,
+    /// The tables read so far (planning resolved them), at their versions.
+    pub touched: Vec<Touched>,
+}
+
+impl LineageRun {
+    pub(crate) fn start(
+        lineage: &Arc<Lineage>,
+        warehouse: &Arc<Warehouse>,
+        started: Started<'_>,
+    ) -> LineageRun {
+        let makes = matches!(started.doing, Doing::Creates { .. } | Doing::Changes { .. });
+        let job_type = match &started.doing {
+            Doing::Reads | Doing::Writes { .. } | Doing::Creates { .. } => "QUERY",
+            Doing::Copies { .. } => "COPY",
+            Doing::Changes { .. } => "DDL",
+        };
+        let job = Job {
+            namespace: lineage.namespace.clone(),
+            name: started.job,
+            facets: JobFacets {
+                sql: Some(Facet::new(SqlJob { query: started.sql.to_string(), dialect: "postgres".into() })),
+                job_type: Some(Facet::new(JobType {
+                    processing_type: "BATCH".into(),
+                    integration: "TARN".into(),
+                    job_type: job_type.into(),
+                })),
+            },
+        };
+        let run = Run {
+            run_id: run_id(),
+            facets: RunFacets {
+                processing_engine: Some(Facet::new(ProcessingEngine {
+                    version: env!("CARGO_PKG_VERSION").into(),
+                    name: "tarn".into(),
+                })),
+                error_message: None,
+            },
+        };
+        let mut event = RunEvent::new(EventType::Start, now(), run, job);
+        event.inputs = started
+            .touched
+            .iter()
+            .filter(|t| !t.write)
+            .map(|t| lineage.dataset(warehouse, &t.table, Some(t.version)))
+            .collect();
+        event.outputs = match started.doing {
+            Doing::Reads => Vec::new(),
+            Doing::Writes { table, columns, input, update } => {
+                let mut output = lineage.dataset(warehouse, &table, None);
+                output.facets.column_lineage =
+                    input.and_then(|input| lineage.column_facet(&columns, input, update.then_some(&table)));
+                vec![output]
+            }
+            Doing::Creates { table, columns, query } => {
+                let mut output = lineage.dataset(warehouse, &table, None);
+                output.facets.column_lineage = lineage.column_facet(&columns, query, None);
+                output.facets.lifecycle_state_change = Some(lifecycle("CREATE", None, lineage));
+                vec![output]
+            }
+            Doing::Copies { table } => vec![lineage.dataset(warehouse, &table, None)],
+            Doing::Changes { tables, change } => tables
+                .iter()
+                .map(|(table, previous)| {
+                    let mut output = lineage.dataset(warehouse, table, None);
+                    output.facets.lifecycle_state_change =
+                        Some(lifecycle(change, previous.as_ref(), lineage));
+                    output
+                })
+                .collect(),
+        };
+        lineage.emit(event.clone());
+        LineageRun { lineage: lineage.clone(), warehouse: warehouse.clone(), makes, event: Some(event) }
+    }
+
+    /// The statement succeeded: `touched` are the tables it read and wrote, `rows` its
+    /// count.
+    pub(crate) fn complete(mut self, touched: &[Touched], rows: Option<u64>) {
+        let Some(mut event) = self.event.take() else { return };
+        event.event_type = EventType::Complete;
+        event.event_time = now();
+        for output in &mut event.outputs {
+            let written = touched
+                .iter()
+                .find(|t| t.write && format!("{}.{}", t.table.schema, t.table.table) == output.name);
+            let table = written.map(|t| t.table.clone()).or_else(|| split(&output.name));
+            let Some(table) = table else { continue };
+            // What the statement made: the table's columns and version as they are now.
+            let version = written.map(|t| t.version).or_else(|| {
+                self.makes.then(|| self.warehouse.table(&table).map(|t| t.snapshot().version())).flatten()
+            });
+            let now = self.lineage.dataset(&self.warehouse, &table, version);
+            if now.facets.schema.is_some() {
+                output.facets.schema = now.facets.schema;
+            }
+            if now.facets.version.is_some() {
+                output.facets.version = now.facets.version;
+            }
+            if let Some(rows) = rows {
+                output.output_facets = Some(OutputFacets {
+                    output_statistics: Some(Facet::new(OutputStatistics { row_count: rows })),
+                });
+            }
+        }
+        // Tables read once the statement ran (a write's, planned again in its own
+        // transaction).
+        for t in touched.iter().filter(|t| !t.write) {
+            let name = format!("{}.{}", t.table.schema, t.table.table);
+            if !event.inputs.iter().any(|i| i.name == name) {
+                event.inputs.push(self.lineage.dataset(&self.warehouse, &t.table, Some(t.version)));
+            }
+        }
+        self.lineage.emit(event);
+    }
+
+    /// The statement failed with `error`.
+    pub(crate) fn fail(mut self, error: &dyn std::fmt::Display) {
+        let Some(mut event) = self.event.take() else { return };
+        event.event_type = EventType::Fail;
+        event.event_time = now();
+        event.run.facets.error_message =
+            Some(Facet::new(ErrorMessage { message: error.to_string(), programming_language: "SQL".into() }));
+        self.lineage.emit(event);
+    }
+
+    /// Ends the run as `outcome` says: a command now, a result when its rows have been
+    /// read (`FAIL` if they fail, `ABORT` if the client stops reading).
+    pub(crate) fn finish(
+        self,
+        touched: Vec<Touched>,
+        outcome: Result<Output, EngineError>,
+    ) -> Result<Output, EngineError> {
+        match outcome {
+            Err(e) => {
+                self.fail(&e);
+                Err(e)
+            }
+            Ok(Output::Command(tag)) => {
+                self.complete(&touched, tag.rows);
+                Ok(Output::Command(tag))
+            }
+            Ok(Output::Rows { schema, stream, command }) => {
+                let stream = self.watch(touched, stream);
+                Ok(Output::Rows { schema, stream, command })
+            }
+        }
+    }
+
+    /// `stream`, ending the run when it ends.
+    pub(crate) fn watch(
+        self,
+        touched: Vec<Touched>,
+        stream: datafusion::execution::SendableRecordBatchStream,
+    ) -> datafusion::execution::SendableRecordBatchStream {
+        let schema = stream.schema();
+        let watched = Watched { inner: stream, run: Some(self), touched, rows: 0 };
+        Box::pin(datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(schema, watched))
+    }
+}
+
+/// A result's rows on their way, with the run they end.
+struct Watched {
+    inner: datafusion::execution::SendableRecordBatchStream,
+    run: Option<LineageRun>,
+    touched: Vec<Touched>,
+    rows: u64,
+}
+
+impl futures::Stream for Watched {
+    type Item = datafusion::error::Result<arrow::array::RecordBatch>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        use std::task::Poll;
+        let this = &mut *self;
+        let polled = this.inner.as_mut().poll_next(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(batch))) => this.rows += batch.num_rows() as u64,
+            Poll::Ready(Some(Err(e))) => {
+                if let Some(run) = this.run.take() {
+                    run.fail(e);
+                }
+            }
+            Poll::Ready(None) => {
+                if let Some(run) = this.run.take() {
+                    run.complete(&this.touched, Some(this.rows));
+                }
+            }
+            Poll::Pending => {}
+        }
+        polled
+    }
+}
+
+impl Session {
+    /// The run of a statement doing `doing`, started; `None` when the server emits no
+    /// lineage, or `doing` reads and the session did not ask for reads.
+    pub(crate) fn lineage_run(&self, sql: &str, doing: Doing<'_>) -> Option<LineageRun> {
+        let lineage = self.engine.lineage()?;
+        if matches!(doing, Doing::Reads) && self.settings.get(LINEAGE_READS).ok() != Some("on") {
+            return None;
+        }
+        let redacted;
+        let sql = match self.engine.audit_redacts_literals() {
+            true => {
+                redacted = crate::redact_literals(sql);
+                redacted.as_str()
+            }
+            false => sql,
+        };
+        let started = Started { job: self.job_name(), sql, doing, touched: self.txn.touched_now() };
+        Some(LineageRun::start(lineage, self.engine.warehouse(), started))
+    }
+
+    /// `tarn.job_name`, else `application_name`, else `tarn`.
+    fn job_name(&self) -> String {
+        for setting in [JOB_NAME, "application_name"] {
+            if let Ok(name) = self.settings.get(setting) {
+                if !name.is_empty() {
+                    return name.to_string();
+                }
+            }
+        }
+        "tarn".to_string()
+    }
+}
+
+impl Drop for LineageRun {
+    fn drop(&mut self) {
+        if let Some(mut event) = self.event.take() {
+            event.event_type = EventType::Abort;
+            event.event_time = now();
+            self.lineage.emit(event);
+        }
+    }
+}
+
+fn lifecycle(change: &str, previous: Option<&TableName>, lineage: &Lineage) -> Facet<LifecycleStateChange> {
+    Facet::new(LifecycleStateChange {
+        lifecycle_state_change: change.to_string(),
+        previous_identifier: previous.map(|p| PreviousIdentifier {
+            namespace: lineage.datasets.clone(),
+            name: format!("{}.{}", p.schema, p.table),
+        }),
+    })
+}
+
+/// `schema.table` as a name (a table's name holds no dot unquoted; a quoted one may,
+/// and is then found by the written table's entry instead).
+fn split(name: &str) -> Option<TableName> {
+    let (schema, table) = name.split_once('.')?;
+    Some(TableName { schema: schema.to_string(), table: table.to_string() })
+}
+
+/// The table DDL `statement` is, for its events: the tables and the change.
+pub(crate) fn table_changes(statement: &Statement) -> Option<Doing<'static>> {
+    use datafusion::sql::sqlparser::ast::{AlterTableOperation, ObjectType, RenameTableNameKind};
+    let name = |n: &datafusion::sql::sqlparser::ast::ObjectName| crate::statements::ddl::table_name(n).ok();
+    let (tables, change) = match statement {
+        Statement::CreateTable(create) if create.query.is_none() && !create.temporary => {
+            (vec![(name(&create.name)?, None)], "CREATE")
+        }
+        Statement::AlterTable(alter) => {
+            let old = name(&alter.name)?;
+            match alter.operations.as_slice() {
+                [AlterTableOperation::RenameTable { table_name }] => {
+                    let new = match table_name {
+                        RenameTableNameKind::As(n) | RenameTableNameKind::To(n) => n,
+                    };
+                    let mut new = name(new)?;
+                    if new.schema != old.schema {
+                        new.schema = old.schema.clone();
+                    }
+                    (vec![(new, Some(old))], "RENAME")
+                }
+                _ => (vec![(old, None)], "ALTER"),
+            }
+        }
+        Statement::Drop { object_type: ObjectType::Table, names, temporary: false, .. } => {
+            (names.iter().filter_map(|n| Some((name(n)?, None))).collect(), "DROP")
+        }
+        Statement::Truncate(truncate) => {
+            (truncate.table_names.iter().filter_map(|t| Some((name(&t.name)?, None))).collect(), "TRUNCATE")
+        }
+        _ => return None,
+    };
+    (!tables.is_empty()).then_some(Doing::Changes { tables, change })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_ids_are_version_7_uuids_in_time_order() {
+        let (a, b) = (run_id(), run_id());
+        assert_eq!(a.len(), 36);
+        assert_eq!(&a[14..15], "7");
+        assert!(matches!(&a[19..20], "8" | "9" | "a" | "b"));
+        assert_ne!(a, b);
+        assert!(a[..8] <= b[..8]);
+    }
+}
