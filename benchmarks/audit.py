@@ -59,9 +59,14 @@ def statement(workload: str, rng: random.Random, counter: list[int]) -> tuple[st
     return "SELECT count(*), sum(v) FROM kv WHERE v > %s", (rng.randint(0, 100000),)
 
 
-def qps(port: int, workload: str, seed: int, counter: list[int], user: str = "tarn") -> float:
+def qps(port: int, workload: str, seed: int, counter: list[int], user: str = "tarn",
+        session: str | None = None) -> float:
+    """Statements per second of `workload` on one connection (`session`: a statement it
+    runs first)."""
     rng = random.Random(seed)
     with connect(port, user) as conn, conn.cursor() as cur:
+        if session:
+            cur.execute(session)
         for _ in range(20):  # warm-up
             sql, params = statement(workload, rng, counter)
             cur.execute(sql, params, prepare=True)
@@ -77,7 +82,9 @@ def qps(port: int, workload: str, seed: int, counter: list[int], user: str = "ta
         return n / (time.perf_counter() - t0)
 
 
-def main() -> None:
+def compare(on_session: str | None = None) -> list[tuple[str, float, float, float]]:
+    """Each workload's median QPS on the ON and OFF servers, alternating rounds, and
+    ON's overhead in percent."""
     for port in (ON, OFF):
         load(port)
     counters = {ON: [10_000_000], OFF: [10_000_000]}
@@ -88,16 +95,26 @@ def main() -> None:
             # Alternate which goes first, so neither always runs on a warmer machine.
             order = (ON, OFF) if r % 2 == 0 else (OFF, ON)
             for port in order:
-                (on if port == ON else off).append(qps(port, workload, 100 + r, counters[port]))
+                session = on_session if port == ON else None
+                (on if port == ON else off).append(qps(port, workload, 100 + r, counters[port], session=session))
         a, b = statistics.median(on), statistics.median(off)
         rows.append((workload, a, b, (b - a) / b * 100))
-    with connect(ON) as conn:
-        records = conn.execute("SELECT count(*) FROM tarn_audit_log").fetchone()[0]
-        ok = conn.execute("SELECT ok FROM tarn_audit_verify()").fetchone()[0]
-    print(f"| workload | QPS, audit on | QPS, audit off | overhead |")
+    return rows
+
+
+def table(rows: list[tuple[str, float, float, float]], what: str) -> None:
+    print(f"| workload | QPS, {what} on | QPS, {what} off | overhead |")
     print("|---|---|---|---|")
     for w, a, b, pct in rows:
         print(f"| {w} | {a:,.0f} | {b:,.0f} | {pct:+.1f}% |")
+
+
+def main() -> None:
+    rows = compare()
+    with connect(ON) as conn:
+        records = conn.execute("SELECT count(*) FROM tarn_audit_log").fetchone()[0]
+        ok = conn.execute("SELECT ok FROM tarn_audit_verify()").fetchone()[0]
+    table(rows, "audit")
     print(f"\nMedian of {ROUNDS} alternating rounds of {SECONDS:g} s, one client, prepared statements. "
           f"The trail held {records:,} records afterwards; tarn_audit_verify(): ok = {ok}.")
 

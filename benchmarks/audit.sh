@@ -8,13 +8,15 @@
 # BUILD=0 skips `cargo build --release -p tarn-server`; TARN_BIN picks the binary;
 # KEEP=1 keeps the temporary folder (the servers' data and logs). The report is
 # printed and written to benchmarks/results/<date>-audit.md (REPORT=path to change it).
+# OVERHEAD_OF=lineage measures lineage instead (benchmarks/lineage.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-1}
 TARN_BIN=${TARN_BIN:-./target/release/tarn}
 VENV=${VENV:-/var/tmp/tarn-bench-venv}
+OVERHEAD_OF=${OVERHEAD_OF:-audit}
 export ON_PORT=${ON_PORT:-55451} OFF_PORT=${OFF_PORT:-55452}
-REPORT=${REPORT:-benchmarks/results/$(date +%F)-audit.md}
+REPORT=${REPORT:-benchmarks/results/$(date +%F)-$OVERHEAD_OF.md}
 
 if [ "$BUILD" = 1 ]; then
   flock /tmp/tarn-cargo.lock cargo build --release -p tarn-server
@@ -30,7 +32,7 @@ cleanup() {
   if [ "${KEEP:-0}" = 1 ]; then echo "kept $WORK" >&2; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
-echo "audit = false" > "$WORK/off.toml"
+echo "$OVERHEAD_OF = false" > "$WORK/off.toml"
 "$TARN_BIN" --data "$WORK/on" --listen "127.0.0.1:$ON_PORT" > "$WORK/on.log" 2>&1 &
 ON_PID=$!
 "$TARN_BIN" --data "$WORK/off" --listen "127.0.0.1:$OFF_PORT" --config "$WORK/off.toml" > "$WORK/off.log" 2>&1 &
@@ -42,9 +44,12 @@ for port in "$ON_PORT" "$OFF_PORT"; do
   done
 done
 {
-  echo "# Audit trail overhead, $(date +%F)"
+  case "$OVERHEAD_OF" in
+    audit) echo "# Audit trail overhead, $(date +%F)" ;;
+    *) echo "# ${OVERHEAD_OF^} overhead, $(date +%F)" ;;
+  esac
   echo
   echo "Tarn $(git rev-parse --short HEAD), binary $TARN_BIN; $(nproc) cores; load average $(cut -d' ' -f1 /proc/loadavg) at the start."
   echo
-  "$VENV/bin/python" benchmarks/audit.py
+  "$VENV/bin/python" "benchmarks/$OVERHEAD_OF.py"
 } | tee "$REPORT"

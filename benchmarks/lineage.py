@@ -11,54 +11,16 @@ Prints a Markdown table: QPS with and without lineage and the overhead.
 """
 from __future__ import annotations
 
-import random
-import statistics
-import time
-
-from audit import OFF, ON, ROUNDS, SECONDS, connect, load, statement
-
-
-def qps(port: int, workload: str, seed: int, counter: list[int]) -> float:
-    rng = random.Random(seed)
-    with connect(port) as conn, conn.cursor() as cur:
-        if port == ON:
-            cur.execute("SET tarn.lineage_reads = on")
-        for _ in range(20):  # warm-up
-            sql, params = statement(workload, rng, counter)
-            cur.execute(sql, params, prepare=True)
-            if cur.description:
-                cur.fetchall()
-        n, t0 = 0, time.perf_counter()
-        while time.perf_counter() - t0 < SECONDS:
-            sql, params = statement(workload, rng, counter)
-            cur.execute(sql, params, prepare=True)
-            if cur.description:
-                cur.fetchall()
-            n += 1
-        return n / (time.perf_counter() - t0)
+from audit import ON, ROUNDS, SECONDS, compare, connect, table
 
 
 def main() -> None:
-    for port in (ON, OFF):
-        load(port)
-    counters = {ON: [10_000_000], OFF: [10_000_000]}
-    rows = []
-    for workload in ("lookup", "insert", "knn", "scan"):
-        on, off = [], []
-        for r in range(ROUNDS):
-            order = (ON, OFF) if r % 2 == 0 else (OFF, ON)
-            for port in order:
-                (on if port == ON else off).append(qps(port, workload, 100 + r, counters[port]))
-        a, b = statistics.median(on), statistics.median(off)
-        rows.append((workload, a, b, (b - a) / b * 100))
+    rows = compare(on_session="SET tarn.lineage_reads = on")
     with connect(ON) as conn:
         events = conn.execute(
             "SELECT event_type, count(*) FROM tarn_lineage_events GROUP BY 1 ORDER BY 1"
         ).fetchall()
-    print("| workload | QPS, lineage on | QPS, lineage off | overhead |")
-    print("|---|---|---|---|")
-    for w, a, b, pct in rows:
-        print(f"| {w} | {a:,.0f} | {b:,.0f} | {pct:+.1f}% |")
+    table(rows, "lineage")
     kinds = ", ".join(f"{kind} {count:,}" for kind, count in events)
     print(f"\nMedian of {ROUNDS} alternating rounds of {SECONDS:g} s, one client, prepared statements. "
           f"The lineage log held {kinds} events afterwards.")

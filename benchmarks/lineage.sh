@@ -1,50 +1,8 @@
 #!/usr/bin/env bash
-# Lineage's overhead: the same statements against a Tarn server emitting lineage
-# events (reads too) and one not, alternating rounds in one run (see benchmarks/lineage.py).
+# Lineage's overhead: the same statements against a Tarn server emitting lineage events
+# (its sessions' queries too) and one not (`lineage = false`), alternating rounds in one
+# run (see benchmarks/lineage.py); audit.sh's machinery, its options.
 #
-#   benchmarks/lineage.sh                          # about 2 minutes
-#   SECONDS_PER_ROUND=2 ROUNDS=1 benchmarks/lineage.sh   # a quick run
-#
-# BUILD=0 skips `cargo build --release -p tarn-server`; TARN_BIN picks the binary;
-# KEEP=1 keeps the temporary folder (the servers' data and logs). The report is
-# printed and written to benchmarks/results/<date>-lineage.md (REPORT=path to change it).
-set -euo pipefail
-cd "$(dirname "$0")/.."
-BUILD=${BUILD:-1}
-TARN_BIN=${TARN_BIN:-./target/release/tarn}
-VENV=${VENV:-/var/tmp/tarn-bench-venv}
-export ON_PORT=${ON_PORT:-55461} OFF_PORT=${OFF_PORT:-55462}
-REPORT=${REPORT:-benchmarks/results/$(date +%F)-lineage.md}
-
-if [ "$BUILD" = 1 ]; then
-  flock /tmp/tarn-cargo.lock cargo build --release -p tarn-server
-fi
-if ! "$VENV/bin/python" -c 'import sys, psycopg; sys.exit(psycopg.__version__[0] != "3")' 2>/dev/null; then
-  python3 -m venv "$VENV"
-  "$VENV/bin/pip" install -q 'psycopg[binary]>=3.1,<4'
-fi
-
-WORK=$(mktemp -d /var/tmp/tarn-bench.XXXXXX)
-cleanup() {
-  for pid in ${ON_PID:-} ${OFF_PID:-}; do kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true; done
-  if [ "${KEEP:-0}" = 1 ]; then echo "kept $WORK" >&2; else rm -rf "$WORK"; fi
-}
-trap cleanup EXIT
-echo "lineage = false" > "$WORK/off.toml"
-"$TARN_BIN" --data "$WORK/on" --listen "127.0.0.1:$ON_PORT" > "$WORK/on.log" 2>&1 &
-ON_PID=$!
-"$TARN_BIN" --data "$WORK/off" --listen "127.0.0.1:$OFF_PORT" --config "$WORK/off.toml" > "$WORK/off.log" 2>&1 &
-OFF_PID=$!
-for port in "$ON_PORT" "$OFF_PORT"; do
-  for _ in $(seq 1 100); do
-    "$VENV/bin/python" -c "import psycopg; psycopg.connect('host=127.0.0.1 port=$port user=tarn dbname=tarn').close()" 2>/dev/null && break
-    sleep 0.2
-  done
-done
-{
-  echo "# Lineage overhead, $(date +%F)"
-  echo
-  echo "Tarn $(git rev-parse --short HEAD), binary $TARN_BIN; $(nproc) cores; load average $(cut -d' ' -f1 /proc/loadavg) at the start."
-  echo
-  "$VENV/bin/python" benchmarks/lineage.py
-} | tee "$REPORT"
+#   benchmarks/lineage.sh                                  # about 2 minutes
+#   SECONDS_PER_ROUND=2 ROUNDS=1 benchmarks/lineage.sh     # a quick run
+exec env OVERHEAD_OF=lineage "$(dirname "$0")/audit.sh" "$@"

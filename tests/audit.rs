@@ -52,21 +52,12 @@ async fn sealed(data: &Path, n: usize) {
     panic!("{n} audit segments were not sealed: {:?}", segments(data));
 }
 
-async fn connect(server: &TestServer, application: &str) -> Client {
-    let conn = format!("{} application_name={application}", server.connection_string());
-    let (client, connection) = tokio_postgres::connect(&conn, NoTls).await.unwrap();
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    client
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_statement_is_recorded_and_a_changed_segment_is_found() {
     let temp = tempfile::tempdir().unwrap();
     let data = temp.path();
     let server = TestServer::start_in(data).await;
-    let client = connect(&server, "auditor").await;
+    let client = server.client_named("auditor").await;
     client.batch_execute("CREATE TABLE t (id INT, secret TEXT)").await.unwrap();
     client.execute("INSERT INTO t VALUES (1, 'hush'), (2, 'quiet')", &[]).await.unwrap();
     assert_eq!(client.query("SELECT * FROM t WHERE id > $1", &[&0i32]).await.unwrap().len(), 2);
@@ -140,7 +131,7 @@ async fn every_statement_is_recorded_and_a_changed_segment_is_found() {
 
     // A restart keeps the trail and its chain.
     let server = server.restart().await;
-    let client = connect(&server, "after").await;
+    let client = server.client_named("after").await;
     assert_eq!(trail(&client, "INSERT INTO t%").await.len(), 1);
     assert!(verify(&client).await.0);
 

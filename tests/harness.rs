@@ -146,9 +146,17 @@ impl TestServer {
 
     /// A connected tokio-postgres client.
     pub async fn client(&self) -> tokio_postgres::Client {
-        let (client, connection) = tokio_postgres::connect(&self.connection_string(), tokio_postgres::NoTls)
-            .await
-            .expect("connects");
+        self.client_of(&self.connection_string()).await
+    }
+
+    /// A client whose `application_name` is `application`.
+    pub async fn client_named(&self, application: &str) -> tokio_postgres::Client {
+        self.client_of(&format!("{} application_name={application}", self.connection_string())).await
+    }
+
+    async fn client_of(&self, connection_string: &str) -> tokio_postgres::Client {
+        let (client, connection) =
+            tokio_postgres::connect(connection_string, tokio_postgres::NoTls).await.expect("connects");
         tokio::spawn(async move {
             let _ = connection.await;
         });

@@ -17,15 +17,6 @@ use serde_json::Value;
 use tarn_tests::{python_venv, TestServer};
 use tokio_postgres::{Client, CopyInSink, NoTls};
 
-async fn connect(server: &TestServer, application: &str) -> Client {
-    let conn = format!("{} application_name={application}", server.connection_string());
-    let (client, connection) = tokio_postgres::connect(&conn, NoTls).await.unwrap();
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    client
-}
-
 /// Every event so far, oldest first.
 async fn events(client: &Client) -> Vec<Value> {
     client
@@ -98,7 +89,7 @@ async fn setup(client: &Client) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_ddl_and_copy_emit_runs_with_datasets_versions_and_column_lineage() {
     let server = TestServer::start().await;
-    let client = connect(&server, "etl").await;
+    let client = server.client_named("etl").await;
     setup(&client).await;
     let all = events(&client).await;
 

@@ -21,15 +21,18 @@ pub mod columns;
 pub mod graph;
 mod transport;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock};
 
+use arrow::datatypes::SchemaRef;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::sql::sqlparser::ast::Statement;
 use tarn_storage::lineage::{
     ColumnLineage, DataSource, Dataset, DatasetFacets, DatasetVersion, ErrorMessage, EventType, Facet,
     FieldLineage, InputField, Job, JobFacets, JobType, LifecycleStateChange, LineageLog, OutputFacets,
     OutputStatistics, PreviousIdentifier, ProcessingEngine, Run, RunEvent, RunFacets, Schema, SchemaField,
-    SqlJob, TransformationType,
+    Shared, SqlJob, TransformationType,
 };
 use tarn_storage::table_def::TableName;
 use tarn_storage::Warehouse;
@@ -54,6 +57,11 @@ pub struct Lineage {
     namespace: String,
     /// The warehouse's URL: the datasets' namespace.
     datasets: String,
+    /// The `dataSource` facet every dataset has.
+    data_source: Shared<Facet<DataSource>>,
+    /// Each table's `schema` facet, made once per definition (by the address of its
+    /// Arrow schema, held here so it is not reused).
+    schemas: std::sync::Mutex<HashMap<TableName, (SchemaRef, Shared<Facet<Schema>>)>>,
     log: Arc<LineageLog>,
     transport: Option<transport::Transport>,
 }
@@ -91,9 +99,13 @@ impl Lineage {
         warehouse.keep_lineage().await?;
         let Some(log) = warehouse.lineage() else { return Ok(None) };
         let transport = config.url.as_deref().map(transport::Transport::start).transpose()?;
+        let datasets = warehouse.url().to_string();
+        let data_source = Shared::new(Facet::new(DataSource { name: "tarn".into(), uri: datasets.clone() }));
         Ok(Some(Arc::new(Lineage {
             namespace: config.namespace.clone(),
-            datasets: warehouse.url().to_string(),
+            datasets,
+            data_source,
+            schemas: Default::default(),
             log: log.clone(),
             transport,
         })))
@@ -106,38 +118,40 @@ impl Lineage {
         self.log.record(event);
     }
 
-    /// Events the endpoint could not be sent (its queue was full or it kept failing).
-    pub fn undelivered(&self) -> u64 {
-        self.transport.as_ref().map_or(0, transport::Transport::undelivered)
-    }
-
     fn dataset(&self, warehouse: &Warehouse, table: &TableName, version: Option<u64>) -> Dataset {
-        let schema = warehouse.table(table).map(|t| {
-            let snapshot = t.snapshot();
-            let def = snapshot.def();
-            Facet::new(Schema {
-                fields: def
-                    .schema
-                    .fields()
-                    .iter()
-                    .map(|f| SchemaField {
-                        name: f.name().clone(),
-                        data_type: crate::types::pg_type_of(f).name.to_string(),
-                    })
-                    .collect(),
-            })
-        });
         Dataset {
             namespace: self.datasets.clone(),
             name: format!("{}.{}", table.schema, table.table),
             facets: DatasetFacets {
-                schema,
-                data_source: Some(Facet::new(DataSource { name: "tarn".into(), uri: self.datasets.clone() })),
+                schema: warehouse.table(table).map(|t| self.schema_facet(table, &t.snapshot().def().schema)),
+                data_source: Some(self.data_source.clone()),
                 version: version.map(|v| Facet::new(DatasetVersion { dataset_version: v.to_string() })),
                 ..Default::default()
             },
             output_facets: None,
         }
+    }
+
+    /// The `schema` facet of `table`'s columns, `schema`.
+    fn schema_facet(&self, table: &TableName, schema: &SchemaRef) -> Shared<Facet<Schema>> {
+        let mut schemas = self.schemas.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((known, facet)) = schemas.get(table) {
+            if Arc::ptr_eq(known, schema) {
+                return facet.clone();
+            }
+        }
+        let facet = Shared::new(Facet::new(Schema {
+            fields: schema
+                .fields()
+                .iter()
+                .map(|f| SchemaField {
+                    name: f.name().clone(),
+                    data_type: crate::types::pg_type_of(f).name.to_string(),
+                })
+                .collect(),
+        }));
+        schemas.insert(table.clone(), (schema.clone(), facet.clone()));
+        facet
     }
 
     /// The `columnLineage` facet of `columns` (named as the output's columns are) from
@@ -178,20 +192,34 @@ fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
 
-/// A UUID of version 7: milliseconds since the epoch, then random bits.
+/// A UUID of version 7: milliseconds since the epoch, then 74 bits of a generator
+/// seeded once from the system's randomness (SplitMix64: unique per process, cheap).
 fn run_id() -> String {
-    use ring::rand::SecureRandom;
-    let mut bytes = [0u8; 16];
-    let millis = chrono::Utc::now().timestamp_millis() as u64;
-    bytes[..6].copy_from_slice(&millis.to_be_bytes()[2..]);
-    if ring::rand::SystemRandom::new().fill(&mut bytes[6..]).is_err() {
-        let nanos = chrono::Utc::now().timestamp_subsec_nanos();
-        bytes[6..10].copy_from_slice(&nanos.to_be_bytes());
-    }
-    bytes[6] = (bytes[6] & 0x0f) | 0x70;
-    bytes[8] = (bytes[8] & 0x3f) | 0x80;
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!("{}-{}-{}-{}-{}", &hex[..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..])
+    static STATE: LazyLock<AtomicU64> = LazyLock::new(|| {
+        use ring::rand::SecureRandom;
+        let mut seed = [0u8; 8];
+        let _ = ring::rand::SystemRandom::new().fill(&mut seed);
+        AtomicU64::new(
+            u64::from_le_bytes(seed) ^ chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0) as u64,
+        )
+    });
+    let next = || {
+        let mut z =
+            STATE.fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed).wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    };
+    let millis = chrono::Utc::now().timestamp_millis() as u64 & 0xffff_ffff_ffff;
+    let (a, b) = (next(), next());
+    format!(
+        "{:08x}-{:04x}-7{:03x}-{:04x}-{:012x}",
+        millis >> 16,
+        millis & 0xffff,
+        a & 0xfff,
+        0x8000 | (b >> 48) & 0x3fff,
+        b & 0xffff_ffff_ffff
+    )
 }
 
 /// A statement's run (see the module docs): `START` is out; one of `COMPLETE`, `FAIL`
@@ -227,7 +255,7 @@ impl LineageRun {
             Doing::Copies { .. } => "COPY",
             Doing::Changes { .. } => "DDL",
         };
-        let job = Job {
+        let job = Shared::new(Job {
             namespace: lineage.namespace.clone(),
             name: started.job,
             facets: JobFacets {
@@ -238,7 +266,7 @@ impl LineageRun {
                     job_type: job_type.into(),
                 })),
             },
-        };
+        });
         let run = Run {
             run_id: run_id(),
             facets: RunFacets {

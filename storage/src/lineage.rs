@@ -10,6 +10,7 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -27,6 +28,37 @@ const RUN_EVENT_SCHEMA: &str = "https://openlineage.io/spec/2-0-2/OpenLineage.js
 
 type Text = Cow<'static, str>;
 
+/// A part many events hold (a statement's job, a table's columns): cloned by
+/// reference, written as its value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Shared<T>(pub Arc<T>);
+
+impl<T> Shared<T> {
+    pub fn new(value: T) -> Shared<T> {
+        Shared(Arc::new(value))
+    }
+}
+
+impl<T> std::ops::Deref for Shared<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T: Serialize> Serialize for Shared<T> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Shared<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        T::deserialize(deserializer).map(Shared::new)
+    }
+}
+
 /// One transition of a run (a statement).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -38,7 +70,7 @@ pub struct RunEvent {
     pub schema_url: Text,
     pub event_type: EventType,
     pub run: Run,
-    pub job: Job,
+    pub job: Shared<Job>,
     #[serde(default)]
     pub inputs: Vec<Dataset>,
     #[serde(default)]
@@ -46,7 +78,7 @@ pub struct RunEvent {
 }
 
 impl RunEvent {
-    pub fn new(event_type: EventType, event_time: String, run: Run, job: Job) -> RunEvent {
+    pub fn new(event_type: EventType, event_time: String, run: Run, job: Shared<Job>) -> RunEvent {
         RunEvent {
             event_time,
             producer: Cow::Borrowed(PRODUCER),
@@ -136,9 +168,9 @@ pub struct Dataset {
 #[serde(rename_all = "camelCase")]
 pub struct DatasetFacets {
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub schema: Option<Facet<Schema>>,
+    pub schema: Option<Shared<Facet<Schema>>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub data_source: Option<Facet<DataSource>>,
+    pub data_source: Option<Shared<Facet<DataSource>>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub version: Option<Facet<DatasetVersion>>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -372,7 +404,7 @@ mod tests {
             EventType::Complete,
             "2026-12-07T10:00:00.000000Z".into(),
             Run { run_id: "0193a0d0-0000-7000-8000-000000000000".into(), facets: RunFacets::default() },
-            Job { namespace: "tarn".into(), name: "etl".into(), facets: JobFacets::default() },
+            Shared::new(Job { namespace: "tarn".into(), name: "etl".into(), facets: JobFacets::default() }),
         );
         let mut lineage = ColumnLineage::default();
         lineage.fields.insert(

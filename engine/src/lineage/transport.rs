@@ -72,10 +72,6 @@ impl Transport {
             }
         }
     }
-
-    pub(super) fn undelivered(&self) -> u64 {
-        self.undelivered.load(Ordering::Relaxed)
-    }
 }
 
 async fn send(client: &reqwest::Client, endpoint: &str, body: Vec<u8>) -> Result<(), String> {

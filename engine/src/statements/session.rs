@@ -587,7 +587,9 @@ impl Session {
                 .flatten()
         };
         let better = match planned {
-            Planned::Write(write) => optimized(&write.input),
+            Planned::Write(write) if matches!(write.kind, DmlKind::Insert { .. } | DmlKind::Update) => {
+                optimized(&write.input)
+            }
             Planned::CreateTableAs { query, .. } => optimized(query),
             _ => None,
         };
