@@ -239,6 +239,17 @@ async fn writes_ddl_and_copy_emit_runs_with_datasets_versions_and_column_lineage
     assert_eq!(delete["outputs"][0]["name"], "public.names");
     assert_eq!(delete["outputs"][0]["outputFacets"]["outputStatistics"]["rowCount"], 1);
 
+    // In a block: a write completes at COMMIT, with the version the commit made, and
+    // is aborted by ROLLBACK.
+    client.batch_execute("BEGIN; INSERT INTO names VALUES ('kept'); COMMIT").await.unwrap();
+    client.batch_execute("BEGIN; INSERT INTO names VALUES ('undone'); ROLLBACK").await.unwrap();
+    let all = events(&client).await;
+    let kept = completed(&all, "INSERT INTO names VALUES ('kept')");
+    assert!(kept["outputs"][0]["facets"]["version"]["datasetVersion"].is_string(), "{kept}");
+    let commit = all.iter().position(|e| e["job"]["facets"]["sql"]["query"] == "COMMIT");
+    assert!(commit.is_none(), "COMMIT is no run of its own");
+    assert_eq!(types(&of(&all, "INSERT INTO names VALUES ('undone')")), ["START", "ABORT"]);
+
     // Rename, truncate and drop: lifecycle changes, a rename with the old name.
     client
         .batch_execute("ALTER TABLE names RENAME TO people; TRUNCATE people; DROP TABLE people")

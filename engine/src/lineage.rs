@@ -8,7 +8,9 @@
 //! is planned (its inputs, the tables it reads at their versions, and outputs known),
 //! then `COMPLETE` (with the versions it wrote and its row count) or `FAIL` (with its
 //! SQLSTATE and message), or `ABORT` when it is dropped unfinished (a client that
-//! stopped reading a result, a `COPY` it failed). Datasets are `schema.table` in the
+//! stopped reading a result, a `COPY` it failed). A write inside a transaction block
+//! completes with the block: its `COMPLETE` comes at `COMMIT`, with the versions the
+//! commit made; a `ROLLBACK` (or a failed block, or a failed commit) aborts it. Datasets are `schema.table` in the
 //! warehouse URL's namespace, with the `schema`, `dataSource` and `version` facets; an
 //! output has the `columnLineage` facet ([`columns`], from the optimized plan), and DDL
 //! the `lifecycleStateChange` facet.
@@ -230,6 +232,9 @@ pub struct LineageRun {
     /// It makes its outputs' versions outside a transaction (`CREATE TABLE AS`, DDL):
     /// their versions once it completed are the ones it made.
     makes: bool,
+    /// It writes rows in a transaction (`INSERT`, `UPDATE`, `DELETE`, `COPY`): inside a
+    /// block it completes with the block's `COMMIT`.
+    writes: bool,
     /// The `START` event, the others' template.
     event: Option<RunEvent>,
 }
@@ -250,6 +255,7 @@ impl LineageRun {
         started: Started<'_>,
     ) -> LineageRun {
         let makes = matches!(started.doing, Doing::Creates { .. } | Doing::Changes { .. });
+        let writes = matches!(started.doing, Doing::Writes { .. } | Doing::Copies { .. });
         let job_type = match &started.doing {
             Doing::Reads | Doing::Writes { .. } | Doing::Creates { .. } => "QUERY",
             Doing::Copies { .. } => "COPY",
@@ -310,11 +316,22 @@ impl LineageRun {
                 .collect(),
         };
         lineage.emit(event.clone());
-        LineageRun { lineage: lineage.clone(), warehouse: warehouse.clone(), makes, event: Some(event) }
+        LineageRun {
+            lineage: lineage.clone(),
+            warehouse: warehouse.clone(),
+            makes,
+            writes,
+            event: Some(event),
+        }
     }
 
-    /// The statement succeeded: `touched` are the tables it read and wrote, `rows` its
-    /// count.
+    /// Whether it writes rows in a transaction (see the field).
+    pub(crate) fn writes(&self) -> bool {
+        self.writes
+    }
+
+    /// The statement succeeded (or, in a block, the block committed): `touched` are
+    /// the tables it read and wrote, `rows` its count.
     pub(crate) fn complete(mut self, touched: &[Touched], rows: Option<u64>) {
         let Some(mut event) = self.event.take() else { return };
         event.event_type = EventType::Complete;

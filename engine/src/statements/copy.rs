@@ -141,6 +141,9 @@ impl Session {
         }
         if let Some(run) = run {
             match &outcome {
+                Ok(tag) if self.tx_status() == TxStatus::InBlock => {
+                    self.lineage_pending.push((run, tag.rows))
+                }
                 Ok(tag) => run.complete(&self.txn.touched_now(), tag.rows),
                 Err(e) => run.fail(e),
             }

@@ -191,6 +191,9 @@ pub struct Session {
     pub(crate) block_read_only: bool,
     /// Who the session is, and its row filters (shared with its catalog).
     pub(crate) access: Arc<crate::access::Access>,
+    /// The lineage runs of the open block's writes, with their row counts: completed
+    /// by its `COMMIT`, aborted (dropped) by its `ROLLBACK` or failure.
+    pub(crate) lineage_pending: Vec<(crate::lineage::LineageRun, Option<u64>)>,
 }
 
 impl Drop for Session {
@@ -248,6 +251,7 @@ impl Session {
             temp,
             block_read_only: false,
             access,
+            lineage_pending: Vec::new(),
         }
     }
 
@@ -556,9 +560,13 @@ impl Session {
             Ok(planned) => {
                 let run = self.lineage_of(prepared, &planned);
                 let outcome = self.run_planned(statement, planned, params).await;
-                match run {
-                    Some(run) => run.finish(self.txn.touched_now(), outcome),
-                    None => outcome,
+                match (run, outcome) {
+                    (Some(run), Ok(Output::Command(tag))) if self.tx == TxStatus::InBlock && run.writes() => {
+                        self.lineage_pending.push((run, tag.rows));
+                        Ok(Output::Command(tag))
+                    }
+                    (Some(run), outcome) => run.finish(self.txn.touched_now(), outcome),
+                    (None, outcome) => outcome,
                 }
             }
             Err(e) => Err(e),

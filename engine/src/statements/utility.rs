@@ -308,11 +308,18 @@ impl Session {
                 let open = self.tx != TxStatus::Idle;
                 self.tx = TxStatus::Idle;
                 self.cursors.end_transaction();
+                // The block's writes' lineage runs end with it: complete with the
+                // versions the commit made, or aborted with the writes.
+                let runs = std::mem::take(&mut self.lineage_pending);
                 if failed || !open {
                     self.txn.take();
                 } else {
                     // A failed commit ends the transaction too (its writes are gone).
                     Box::pin(self.commit_transaction()).await?;
+                    let touched = self.txn.touched_now();
+                    for (run, rows) in runs {
+                        run.complete(&touched, rows);
+                    }
                 }
                 CommandTag::new(if failed { "ROLLBACK" } else { "COMMIT" })
             }
@@ -330,6 +337,7 @@ impl Session {
                 self.tx = TxStatus::Idle;
                 self.cursors.end_transaction();
                 self.txn.take();
+                self.lineage_pending.clear();
                 CommandTag::new("ROLLBACK")
             }
             Statement::Savepoint { name } => {
