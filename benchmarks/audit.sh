@@ -33,7 +33,8 @@ cleanup() {
 }
 trap cleanup EXIT
 echo "$OVERHEAD_OF = false" > "$WORK/off.toml"
-"$TARN_BIN" --data "$WORK/on" --listen "127.0.0.1:$ON_PORT" > "$WORK/on.log" 2>&1 &
+echo "$OVERHEAD_OF = true" > "$WORK/on.toml"
+"$TARN_BIN" --data "$WORK/on" --listen "127.0.0.1:$ON_PORT" --config "$WORK/on.toml" > "$WORK/on.log" 2>&1 &
 ON_PID=$!
 "$TARN_BIN" --data "$WORK/off" --listen "127.0.0.1:$OFF_PORT" --config "$WORK/off.toml" > "$WORK/off.log" 2>&1 &
 OFF_PID=$!

@@ -17,6 +17,16 @@ use serde_json::Value;
 use tarn_tests::{python_venv, TestServer};
 use tokio_postgres::{Client, CopyInSink, NoTls};
 
+/// A server that emits lineage (`lineage = true`), sending it to `url` if given.
+async fn start(url: Option<&str>) -> TestServer {
+    let config = tarn_server::ServerConfig {
+        lineage: true,
+        lineage_url: url.map(str::to_string),
+        ..Default::default()
+    };
+    TestServer::start_configured(config).await
+}
+
 /// Every event so far, oldest first.
 async fn events(client: &Client) -> Vec<Value> {
     client
@@ -88,7 +98,7 @@ async fn setup(client: &Client) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_ddl_and_copy_emit_runs_with_datasets_versions_and_column_lineage() {
-    let server = TestServer::start().await;
+    let server = start(None).await;
     let client = server.client_named("etl").await;
     setup(&client).await;
     let all = events(&client).await;
@@ -198,6 +208,16 @@ async fn writes_ddl_and_copy_emit_runs_with_datasets_versions_and_column_lineage
     assert!(found.contains(&edge("region", "public.orders.region", "DIRECT", "IDENTITY")), "{found:#?}");
     assert!(found.contains(&edge("region", "public.orders.amount", "INDIRECT", "FILTER")), "{found:#?}");
     assert!(found.iter().all(|e| e.0 == "region"), "only the set column: {found:#?}");
+    // A column set from its own value is a change too.
+    client.batch_execute("UPDATE orders SET amount = amount * 2 WHERE region = 'us'").await.unwrap();
+    let all = events(&client).await;
+    let found = edges(completed(&all, "UPDATE orders SET amount"));
+    assert!(
+        found.contains(&edge("amount", "public.orders.amount", "DIRECT", "TRANSFORMATION")),
+        "{found:#?}"
+    );
+    assert!(found.contains(&edge("amount", "public.orders.region", "INDIRECT", "FILTER")), "{found:#?}");
+    assert!(found.iter().all(|e| e.0 == "amount"), "only the set column: {found:#?}");
     assert_eq!(update["outputs"][0]["outputFacets"]["outputStatistics"]["rowCount"], 1);
 
     // A statement that fails as it runs: START, then FAIL with its error.
@@ -287,7 +307,7 @@ async fn writes_ddl_and_copy_emit_runs_with_datasets_versions_and_column_lineage
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn knn_and_bm25_searches_carry_column_lineage() {
-    let server = TestServer::start().await;
+    let server = start(None).await;
     let client = server.client().await;
     client
         .batch_execute(
@@ -325,7 +345,7 @@ async fn knn_and_bm25_searches_carry_column_lineage() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lineage_walks_columns_upstream_and_downstream_across_statements() {
-    let server = TestServer::start().await;
+    let server = start(None).await;
     let client = server.client().await;
     setup(&client).await;
     client
@@ -384,8 +404,7 @@ async fn lineage_walks_columns_upstream_and_downstream_across_statements() {
 
 /// A lineage endpoint at `url`, and a client.
 async fn server_sending_to(url: &str) -> (TestServer, Client) {
-    let config = tarn_server::ServerConfig { lineage_url: Some(url.to_string()), ..Default::default() };
-    let server = TestServer::start_configured(config).await;
+    let server = start(Some(url)).await;
     let client = server.client().await;
     (server, client)
 }

@@ -63,7 +63,7 @@ impl Default for EngineConfig {
             external_locations: Vec::new(),
             audit: true,
             audit_redact_literals: false,
-            lineage: Some(crate::lineage::LineageConfig { namespace: "tarn".into(), url: None }),
+            lineage: None,
         }
     }
 }

@@ -7,13 +7,13 @@
 //! `application_name`, else `tarn`. A [`LineageRun`] emits `START` once the statement
 //! is planned (its inputs, the tables it reads at their versions, and outputs known),
 //! then `COMPLETE` (with the versions it wrote and its row count) or `FAIL` (with its
-//! SQLSTATE and message), or `ABORT` when it is dropped unfinished (a client that
-//! stopped reading a result, a `COPY` it failed). A write inside a transaction block
-//! completes with the block: its `COMPLETE` comes at `COMMIT`, with the versions the
-//! commit made; a `ROLLBACK` (or a failed block, or a failed commit) aborts it. Datasets are `schema.table` in the
-//! warehouse URL's namespace, with the `schema`, `dataSource` and `version` facets; an
-//! output has the `columnLineage` facet ([`columns`], from the optimized plan), and DDL
-//! the `lifecycleStateChange` facet.
+//! error's message), or `ABORT` when it is dropped unfinished (a client that stopped
+//! reading a result, a `COPY` it failed). A write inside a transaction block completes
+//! with the block: its `COMPLETE` comes at `COMMIT`, with the versions the commit made;
+//! a `ROLLBACK` (or a failed block, or a failed commit) aborts it. Datasets are
+//! `schema.table` in the warehouse URL's namespace, with the `schema`, `dataSource` and
+//! `version` facets; an output has the `columnLineage` facet ([`columns`], from the
+//! optimized plan), and DDL the `lifecycleStateChange` facet.
 //!
 //! Events go to the warehouse's lineage log (`tarn_storage::lineage`, read by
 //! `tarn_lineage_events` and [`graph`]'s `lineage()`) and, when the server names an
@@ -34,7 +34,7 @@ use tarn_storage::lineage::{
     ColumnLineage, DataSource, Dataset, DatasetFacets, DatasetVersion, ErrorMessage, EventType, Facet,
     FieldLineage, InputField, Job, JobFacets, JobType, LifecycleStateChange, LineageLog, OutputFacets,
     OutputStatistics, PreviousIdentifier, ProcessingEngine, Run, RunEvent, RunFacets, Schema, SchemaField,
-    Shared, SqlJob, TransformationType,
+    Shared, SqlJob, Subtype, TransformationType,
 };
 use tarn_storage::table_def::TableName;
 use tarn_storage::Warehouse;
@@ -157,7 +157,8 @@ impl Lineage {
     }
 
     /// The `columnLineage` facet of `columns` (named as the output's columns are) from
-    /// the rows that fill them; an update leaves out a column it writes as it was.
+    /// the rows that fill them; an update leaves out a column it writes as it was (its
+    /// own value unchanged, whatever decided the rows).
     fn column_facet(
         &self,
         names: &[String],
@@ -168,8 +169,10 @@ impl Lineage {
         for (name, edges) in names.iter().zip(columns::column_lineage(input)) {
             let unchanged = updated.is_some_and(|table| {
                 edges.iter().all(|(source, uses)| {
-                    uses.iter().all(|t| t.kind == TransformationType::Indirect)
-                        || (&source.table == table && &source.column == name)
+                    let itself = &source.table == table && &source.column == name;
+                    uses.iter().all(|t| {
+                        t.kind == TransformationType::Indirect || (itself && t.subtype == Subtype::Identity)
+                    })
                 })
             });
             if edges.is_empty() || unchanged {
