@@ -123,7 +123,7 @@ impl Lineage {
     fn dataset(&self, warehouse: &Warehouse, table: &TableName, version: Option<u64>) -> Dataset {
         Dataset {
             namespace: self.datasets.clone(),
-            name: format!("{}.{}", table.schema, table.table),
+            name: dataset_name(table),
             facets: DatasetFacets {
                 schema: warehouse.table(table).map(|t| self.schema_facet(table, &t.snapshot().def().schema)),
                 data_source: Some(self.data_source.clone()),
@@ -182,7 +182,7 @@ impl Lineage {
                 .into_iter()
                 .map(|(source, uses)| InputField {
                     namespace: self.datasets.clone(),
-                    name: format!("{}.{}", source.table.schema, source.table.table),
+                    name: dataset_name(&source.table),
                     field: source.column,
                     transformations: uses.into_iter().collect(),
                 })
@@ -191,6 +191,11 @@ impl Lineage {
         }
         (!facet.fields.is_empty()).then(|| Facet::new(facet))
     }
+}
+
+/// A table's dataset name: `schema.table`, the schema always named.
+fn dataset_name(table: &TableName) -> String {
+    format!("{}.{}", table.schema, table.table)
 }
 
 fn now() -> String {
@@ -340,9 +345,7 @@ impl LineageRun {
         event.event_type = EventType::Complete;
         event.event_time = now();
         for output in &mut event.outputs {
-            let written = touched
-                .iter()
-                .find(|t| t.write && format!("{}.{}", t.table.schema, t.table.table) == output.name);
+            let written = touched.iter().find(|t| t.write && dataset_name(&t.table) == output.name);
             let table = written.map(|t| t.table.clone()).or_else(|| split(&output.name));
             let Some(table) = table else { continue };
             // What the statement made: the table's columns and version as they are now.
@@ -365,7 +368,7 @@ impl LineageRun {
         // Tables read once the statement ran (a write's, planned again in its own
         // transaction).
         for t in touched.iter().filter(|t| !t.write) {
-            let name = format!("{}.{}", t.table.schema, t.table.table);
+            let name = dataset_name(&t.table);
             if !event.inputs.iter().any(|i| i.name == name) {
                 event.inputs.push(self.lineage.dataset(&self.warehouse, &t.table, Some(t.version)));
             }
@@ -500,10 +503,8 @@ impl Drop for LineageRun {
 fn lifecycle(change: &str, previous: Option<&TableName>, lineage: &Lineage) -> Facet<LifecycleStateChange> {
     Facet::new(LifecycleStateChange {
         lifecycle_state_change: change.to_string(),
-        previous_identifier: previous.map(|p| PreviousIdentifier {
-            namespace: lineage.datasets.clone(),
-            name: format!("{}.{}", p.schema, p.table),
-        }),
+        previous_identifier: previous
+            .map(|p| PreviousIdentifier { namespace: lineage.datasets.clone(), name: dataset_name(p) }),
     })
 }
 

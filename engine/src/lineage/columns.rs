@@ -156,6 +156,15 @@ fn visit<'a>(expr: &'a Expr, deciding: Option<Subtype>, found: &mut Reads<'a>) {
     }
 }
 
+/// Whether `expr` is a column, aliased or not.
+fn is_column(expr: &Expr) -> bool {
+    match expr {
+        Expr::Column(_) => true,
+        Expr::Alias(alias) => is_column(&alias.expr),
+        _ => false,
+    }
+}
+
 /// The columns of the plans an expression is evaluated over: each input's schema and
 /// lineage, searched in order.
 struct Scope<'a> {
@@ -174,7 +183,7 @@ impl<'a> Scope<'a> {
     /// `expr`'s value: its direct inputs composed with what it does (`IDENTITY` for a
     /// bare column), and the indirect ones it carries or adds.
     fn value(&self, expr: &Expr) -> Edges {
-        let bare = matches!(expr.clone().unalias_nested().data, Expr::Column(_));
+        let bare = is_column(expr);
         let found = reads(expr);
         let doing = if bare {
             Subtype::Identity
@@ -253,6 +262,14 @@ impl Flow {
     fn empty(width: usize) -> Flow {
         Flow { columns: vec![Edges::new(); width], rows: Edges::new() }
     }
+
+    /// Adds `other`'s columns, position by position, and rows (a union's inputs).
+    fn absorb(&mut self, other: &Flow) {
+        for (into, from) in self.columns.iter_mut().zip(&other.columns) {
+            merge(into, from);
+        }
+        merge(&mut self.rows, &other.rows);
+    }
 }
 
 fn walk(plan: &LogicalPlan) -> Flow {
@@ -314,21 +331,13 @@ fn walk(plan: &LogicalPlan) -> Flow {
         LogicalPlan::Union(union) => {
             let mut flow = Flow::empty(plan.schema().fields().len());
             for input in &union.inputs {
-                let input = walk(input);
-                for (into, from) in flow.columns.iter_mut().zip(&input.columns) {
-                    merge(into, from);
-                }
-                merge(&mut flow.rows, &input.rows);
+                flow.absorb(&walk(input));
             }
             flow
         }
         LogicalPlan::RecursiveQuery(r) => {
             let mut flow = walk(&r.static_term);
-            let recursive = walk(&r.recursive_term);
-            for (into, from) in flow.columns.iter_mut().zip(&recursive.columns) {
-                merge(into, from);
-            }
-            merge(&mut flow.rows, &recursive.rows);
+            flow.absorb(&walk(&r.recursive_term));
             flow
         }
         LogicalPlan::TableScan(scan) => match provider(scan) {
