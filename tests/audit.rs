@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use tarn_tests::TestServer;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
 type Row = (String, String, String, Option<i64>);
 

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use futures::SinkExt;
 use serde_json::Value;
 use tarn_tests::{python_venv, TestServer};
-use tokio_postgres::{Client, CopyInSink, NoTls};
+use tokio_postgres::{Client, CopyInSink};
 
 /// A server that emits lineage (`lineage = true`), sending it to `url` if given.
 async fn start(url: Option<&str>) -> TestServer {

@@ -245,6 +245,8 @@ pub struct LineageRun {
     writes: bool,
     /// The `START` event, the others' template.
     event: Option<RunEvent>,
+    /// The tables of its outputs, in the event's order.
+    outputs: Vec<TableName>,
 }
 
 /// What a run is, when it starts.
@@ -291,6 +293,13 @@ impl LineageRun {
                 error_message: None,
             },
         };
+        let outputs: Vec<TableName> = match &started.doing {
+            Doing::Reads => Vec::new(),
+            Doing::Writes { table, .. } | Doing::Creates { table, .. } | Doing::Copies { table } => {
+                vec![table.clone()]
+            }
+            Doing::Changes { tables, .. } => tables.iter().map(|(table, _)| table.clone()).collect(),
+        };
         let mut event = RunEvent::new(EventType::Start, now(), run, job);
         event.inputs = started
             .touched
@@ -325,6 +334,7 @@ impl LineageRun {
         };
         lineage.emit(event.clone());
         LineageRun {
+            outputs,
             lineage: lineage.clone(),
             warehouse: warehouse.clone(),
             makes,
@@ -344,20 +354,19 @@ impl LineageRun {
         let Some(mut event) = self.event.take() else { return };
         event.event_type = EventType::Complete;
         event.event_time = now();
-        for output in &mut event.outputs {
-            let written = touched.iter().find(|t| t.write && dataset_name(&t.table) == output.name);
-            let table = written.map(|t| t.table.clone()).or_else(|| split(&output.name));
-            let Some(table) = table else { continue };
+        for (output, table) in event.outputs.iter_mut().zip(&self.outputs) {
+            let written = touched.iter().find(|t| t.write && &t.table == table);
             // What the statement made: the table's columns and version as they are now.
-            let version = written.map(|t| t.version).or_else(|| {
-                self.makes.then(|| self.warehouse.table(&table).map(|t| t.snapshot().version())).flatten()
-            });
-            let now = self.lineage.dataset(&self.warehouse, &table, version);
-            if now.facets.schema.is_some() {
-                output.facets.schema = now.facets.schema;
+            let now = self.warehouse.table(table);
+            let version = written
+                .map(|t| t.version)
+                .or_else(|| self.makes.then(|| now.as_ref().map(|t| t.snapshot().version())).flatten());
+            if let Some(now) = &now {
+                output.facets.schema = Some(self.lineage.schema_facet(table, &now.snapshot().def().schema));
             }
-            if now.facets.version.is_some() {
-                output.facets.version = now.facets.version;
+            if let Some(version) = version {
+                output.facets.version =
+                    Some(Facet::new(DatasetVersion { dataset_version: version.to_string() }));
             }
             if let Some(rows) = rows {
                 output.output_facets = Some(OutputFacets {
@@ -506,13 +515,6 @@ fn lifecycle(change: &str, previous: Option<&TableName>, lineage: &Lineage) -> F
         previous_identifier: previous
             .map(|p| PreviousIdentifier { namespace: lineage.datasets.clone(), name: dataset_name(p) }),
     })
-}
-
-/// `schema.table` as a name (a table's name holds no dot unquoted; a quoted one may,
-/// and is then found by the written table's entry instead).
-fn split(name: &str) -> Option<TableName> {
-    let (schema, table) = name.split_once('.')?;
-    Some(TableName { schema: schema.to_string(), table: table.to_string() })
 }
 
 /// The table DDL `statement` is, for its events: the tables and the change.
